@@ -1,0 +1,433 @@
+package reading
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/valyala/fastjson"
+)
+
+// Reading is one validated, normalized sensor reading (wire format v1, SPEC §3).
+type Reading struct {
+	ID      string // client idempotency key; "" when the client sent none
+	Subject string
+	Device  string
+	Kind    string
+	Time    time.Time          // UTC, truncated to microseconds
+	Values  map[string]float64 // numeric values
+	Text    map[string]string  // text values (sleep stage, beat label, ...)
+	Samples []float64          // the "samples" array of ecg and ecg_beat readings
+}
+
+// ID is the identity of a reading: 128 bits of SHA-256.
+type ID [16]byte
+
+func (id ID) String() string { return hex.EncodeToString(id[:]) }
+
+// ParseID parses the hexadecimal form of an ID.
+func ParseID(s string) (ID, error) {
+	var id ID
+	if len(s) != 2*len(id) {
+		return id, fmt.Errorf("parsing identity %q: want %d hex digits", s, 2*len(id))
+	}
+	_, err := hex.Decode(id[:], []byte(s))
+	return id, err
+}
+
+// Identity is the client's idempotency key when given, else a hash of
+// (subject, device, kind, time). Two payloads with the same identity are the same reading.
+func (r *Reading) Identity() ID {
+	h := sha256.New()
+	if r.ID != "" {
+		h.Write([]byte("id\x00"))
+		h.Write([]byte(r.ID))
+	} else {
+		var b [8]byte
+		us := r.Time.UnixMicro()
+		for i := range b {
+			b[i] = byte(us >> (56 - 8*i))
+		}
+		h.Write([]byte("key\x00"))
+		h.Write([]byte(r.Subject))
+		h.Write([]byte{0})
+		h.Write([]byte(r.Device))
+		h.Write([]byte{0})
+		h.Write([]byte(r.Kind))
+		h.Write([]byte{0})
+		h.Write(b[:])
+	}
+	var sum [sha256.Size]byte
+	var id ID
+	copy(id[:], h.Sum(sum[:0]))
+	return id
+}
+
+// Time limits. Epoch 0 and dates of the 1970s are what devices with an unset clock send.
+var minTime = time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// MaxClockSkew is how far in the future a reading's time may lie.
+const MaxClockSkew = 24 * time.Hour
+
+// Parser parses payloads into readings. It is not safe for concurrent use; use one per
+// goroutine (they are cheap to make and meant to be reused).
+type Parser struct {
+	reg *Registry
+	p   fastjson.Parser
+	// Now returns the current time; readings further than MaxClockSkew after it are rejected.
+	Now func() time.Time
+}
+
+// NewParser returns a parser for the kinds of reg.
+func NewParser(reg *Registry) *Parser {
+	return &Parser{reg: reg, Now: time.Now}
+}
+
+// Parse parses, validates and normalizes one payload. On failure it returns every field
+// error found (with stable codes and JSON-pointer paths) and a zero Reading.
+func (p *Parser) Parse(data []byte) (Reading, Errors) {
+	v, err := p.p.ParseBytes(data)
+	if err != nil {
+		return Reading{}, Errors{{Code: CodeInvalidJSON, Message: jsonErrorMessage(err)}}
+	}
+	obj, err := v.Object()
+	if err != nil {
+		return Reading{}, Errors{{Code: CodeInvalidJSON, Message: "expected a JSON object {\"subject\":...,\"device\":...,\"kind\":...,\"time\":...,\"values\":{...}}, got " + v.Type().String()}}
+	}
+	var (
+		r      Reading
+		errs   Errors
+		seen   uint8
+		values *fastjson.Object
+	)
+	const (
+		hasSubject = 1 << iota
+		hasDevice
+		hasKind
+		hasTime
+		hasValues
+	)
+	obj.Visit(func(key []byte, fv *fastjson.Value) {
+		switch string(key) {
+		case "id":
+			if s, ok := str(fv, "/id", &errs); ok {
+				if s == "" || len(s) > MaxIDLen || !printable(s) {
+					errs = append(errs, FieldError{CodeInvalidID, "/id", fmt.Sprintf("id must be 1..%d printable characters", MaxIDLen)})
+				} else {
+					r.ID = s
+				}
+			}
+		case "subject":
+			seen |= hasSubject
+			r.Subject = ident(fv, "/subject", &errs)
+		case "device":
+			seen |= hasDevice
+			r.Device = ident(fv, "/device", &errs)
+		case "kind":
+			seen |= hasKind
+			r.Kind, _ = str(fv, "/kind", &errs)
+		case "time":
+			seen |= hasTime
+			r.Time = p.parseTime(fv, &errs)
+		case "values":
+			seen |= hasValues
+			o, err := fv.Object()
+			if err != nil {
+				errs = append(errs, FieldError{CodeInvalidType, "/values", "values must be an object, got " + fv.Type().String()})
+			} else {
+				values = o
+			}
+		default:
+			errs = append(errs, FieldError{CodeUnknownField, "/" + escapePointer(string(key)),
+				fmt.Sprintf("unknown field %q; a reading has id, subject, device, kind, time and values", key)})
+		}
+	})
+	for _, f := range []struct {
+		bit  uint8
+		name string
+	}{{hasSubject, "subject"}, {hasDevice, "device"}, {hasKind, "kind"}, {hasTime, "time"}, {hasValues, "values"}} {
+		if seen&f.bit == 0 {
+			errs = append(errs, FieldError{CodeMissingField, "/" + f.name, "field " + f.name + " is required"})
+		}
+	}
+	if seen&hasKind != 0 && r.Kind != "" {
+		kind, ok := p.reg.Kind(r.Kind)
+		if !ok {
+			errs = append(errs, FieldError{CodeUnknownKind, "/kind",
+				fmt.Sprintf("unknown kind %q; known kinds: %s (declare more under kinds: in the config)", r.Kind, strings.Join(p.reg.Names(), ", "))})
+		} else if values != nil {
+			errs = parseValues(kind, values, &r, errs)
+			if len(errs) == 0 && kind.Check != nil {
+				errs = append(errs, kind.Check(&r)...)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return Reading{}, errs
+	}
+	return r, nil
+}
+
+func parseValues(kind *Kind, values *fastjson.Object, r *Reading, errs Errors) Errors {
+	var present uint64
+	values.Visit(func(key []byte, fv *fastjson.Value) {
+		path := "/values/" + escapePointer(string(key))
+		i, ok := kind.index[string(key)]
+		if !ok {
+			names := make([]string, len(kind.Fields))
+			for j, f := range kind.Fields {
+				names[j] = f.Name
+			}
+			errs = append(errs, FieldError{CodeUnknownField, path,
+				fmt.Sprintf("kind %s has no value %q; its values are %s", kind.Name, key, strings.Join(names, ", "))})
+			return
+		}
+		present |= 1 << i
+		f := kind.Fields[i]
+		switch f.Type {
+		case Number:
+			n, err := fv.Float64()
+			if err != nil {
+				errs = append(errs, FieldError{CodeInvalidType, path, fmt.Sprintf("%s must be a number (%s), got %s", f.Name, f.Unit, fv.Type())})
+				return
+			}
+			if msg, ok := f.checkNumber(n); !ok {
+				errs = append(errs, FieldError{CodeOutOfRange, path, f.Name + " " + msg})
+				return
+			}
+			if r.Values == nil {
+				r.Values = make(map[string]float64, len(kind.Fields))
+			}
+			r.Values[f.Name] = n
+		case Text:
+			s, ok := str(fv, path, &errs)
+			if !ok {
+				return
+			}
+			switch {
+			case len(f.Enum) > 0 && !f.allows(s):
+				errs = append(errs, FieldError{CodeInvalidValue, path, fmt.Sprintf("%s %q is not one of %s", f.Name, s, strings.Join(f.Enum, ", "))})
+				return
+			case s == "" || len(s) > MaxTextLen || !printable(s):
+				errs = append(errs, FieldError{CodeInvalidValue, path, fmt.Sprintf("%s must be 1..%d printable characters", f.Name, MaxTextLen)})
+				return
+			}
+			if r.Text == nil {
+				r.Text = make(map[string]string, 1)
+			}
+			r.Text[f.Name] = s
+		case Samples:
+			arr, err := fv.Array()
+			if err != nil {
+				errs = append(errs, FieldError{CodeInvalidType, path, fmt.Sprintf("%s must be an array of numbers, got %s", f.Name, fv.Type())})
+				return
+			}
+			if (f.Len > 0 && len(arr) != f.Len) || len(arr) == 0 || len(arr) > MaxSamples {
+				want := fmt.Sprintf("1..%d", MaxSamples)
+				if f.Len > 0 {
+					want = strconv.Itoa(f.Len)
+				}
+				errs = append(errs, FieldError{CodeInvalidLength, path, fmt.Sprintf("%s has %d samples, want %s", f.Name, len(arr), want)})
+				return
+			}
+			samples := make([]float64, len(arr))
+			for j, e := range arr {
+				n, err := e.Float64()
+				if err != nil {
+					errs = append(errs, FieldError{CodeInvalidType, path + "/" + strconv.Itoa(j), "sample must be a number, got " + e.Type().String()})
+					return
+				}
+				if msg, ok := f.checkNumber(n); !ok {
+					errs = append(errs, FieldError{CodeOutOfRange, path + "/" + strconv.Itoa(j), "sample " + msg})
+					return
+				}
+				samples[j] = n
+			}
+			r.Samples = samples
+		}
+	})
+	for i, f := range kind.Fields {
+		if f.Required && present&(1<<i) == 0 {
+			errs = append(errs, FieldError{CodeMissingField, "/values/" + f.Name,
+				fmt.Sprintf("kind %s requires value %s (%s)", kind.Name, f.Name, f.Unit)})
+		}
+	}
+	return errs
+}
+
+// parseTime accepts RFC 3339 text or Unix epoch milliseconds and normalizes to UTC microseconds.
+func (p *Parser) parseTime(v *fastjson.Value, errs *Errors) time.Time {
+	var t time.Time
+	switch v.Type() {
+	case fastjson.TypeString:
+		s, _ := v.StringBytes()
+		var err error
+		t, err = time.Parse(time.RFC3339Nano, string(s))
+		if err != nil {
+			*errs = append(*errs, FieldError{CodeInvalidTime, "/time",
+				fmt.Sprintf("time %q is not RFC 3339 (e.g. 2026-11-23T10:00:00.123Z) nor epoch milliseconds", s)})
+			return time.Time{}
+		}
+	case fastjson.TypeNumber:
+		ms, err := v.Float64()
+		if err != nil || math.IsNaN(ms) || math.Abs(ms) > 1e15 {
+			hint := ""
+			if err == nil && math.Abs(ms) > 1e15 {
+				hint = "; it looks like micro- or nanoseconds"
+			}
+			*errs = append(*errs, FieldError{CodeInvalidTime, "/time", "time must be Unix epoch milliseconds" + hint})
+			return time.Time{}
+		}
+		t = time.UnixMicro(int64(math.Round(ms * 1000)))
+	default:
+		*errs = append(*errs, FieldError{CodeInvalidType, "/time", "time must be an RFC 3339 string or epoch milliseconds, got " + v.Type().String()})
+		return time.Time{}
+	}
+	t = t.UTC().Truncate(time.Microsecond)
+	if t.Before(minTime) {
+		*errs = append(*errs, FieldError{CodeTimeOutOfRange, "/time",
+			fmt.Sprintf("time %s is before %s; is the device clock set? (epoch seconds must be multiplied by 1000)", t.Format(time.RFC3339), minTime.Format("2006-01-02"))})
+		return time.Time{}
+	}
+	if now := p.Now(); t.After(now.Add(MaxClockSkew)) {
+		*errs = append(*errs, FieldError{CodeTimeOutOfRange, "/time",
+			fmt.Sprintf("time %s is more than %s in the future; check the device clock", t.Format(time.RFC3339), MaxClockSkew)})
+		return time.Time{}
+	}
+	return t
+}
+
+func str(v *fastjson.Value, path string, errs *Errors) (string, bool) {
+	b, err := v.StringBytes()
+	if err != nil {
+		*errs = append(*errs, FieldError{CodeInvalidType, path, path[strings.LastIndexByte(path, '/')+1:] + " must be a string, got " + v.Type().String()})
+		return "", false
+	}
+	return string(b), true
+}
+
+func ident(v *fastjson.Value, path string, errs *Errors) string {
+	s, ok := str(v, path, errs)
+	if !ok {
+		return ""
+	}
+	if len(s) == 0 || len(s) > MaxIDLen || !identRe.MatchString(s) {
+		*errs = append(*errs, FieldError{CodeInvalidID, path,
+			fmt.Sprintf("%s %q must be 1..%d characters of A-Z a-z 0-9 . _ : @ + - starting with a letter or digit", path[1:], s, MaxIDLen)})
+		return ""
+	}
+	return s
+}
+
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, c := range s {
+		if c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// escapePointer escapes a key for use in a JSON pointer (RFC 6901).
+func escapePointer(s string) string {
+	if !strings.ContainsAny(s, "~/") {
+		return s
+	}
+	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
+}
+
+func jsonErrorMessage(err error) string {
+	msg := err.Error()
+	if len(msg) > 200 {
+		msg = msg[:200] + "..."
+	}
+	return "payload is not valid JSON: " + msg
+}
+
+// AppendJSON appends the reading in wire format v1 with keys in a stable order.
+func (r *Reading) AppendJSON(b []byte) []byte {
+	b = append(b, '{')
+	if r.ID != "" {
+		b = append(b, `"id":`...)
+		b = appendString(b, r.ID)
+		b = append(b, ',')
+	}
+	b = append(b, `"subject":`...)
+	b = appendString(b, r.Subject)
+	b = append(b, `,"device":`...)
+	b = appendString(b, r.Device)
+	b = append(b, `,"kind":`...)
+	b = appendString(b, r.Kind)
+	b = append(b, `,"time":"`...)
+	b = r.Time.AppendFormat(b, "2006-01-02T15:04:05.999999Z07:00")
+	b = append(b, `","values":{`...)
+	first := true
+	sep := func() {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+	}
+	for _, k := range sortedKeys(r.Values) {
+		sep()
+		b = appendString(b, k)
+		b = append(b, ':')
+		b = strconv.AppendFloat(b, r.Values[k], 'g', -1, 64)
+	}
+	for _, k := range sortedKeys(r.Text) {
+		sep()
+		b = appendString(b, k)
+		b = append(b, ':')
+		b = appendString(b, r.Text[k])
+	}
+	if r.Samples != nil {
+		sep()
+		b = append(b, `"samples":[`...)
+		for i, s := range r.Samples {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendFloat(b, s, 'g', -1, 64)
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}', '}')
+}
+
+// MarshalJSON encodes the reading in wire format v1.
+func (r Reading) MarshalJSON() ([]byte, error) { return r.AppendJSON(nil), nil }
+
+func sortedKeys[V any](m map[string]V) []string {
+	if len(m) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// appendString appends s as a JSON string.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
