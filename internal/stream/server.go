@@ -1,0 +1,163 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// ServerOptions configures the embedded NATS server.
+type ServerOptions struct {
+	// Dir holds the JetStream file store (SPEC: <data>/stream).
+	Dir string
+	// ClientListen is the host:port of the NATS client listener ("127.0.0.1:0" picks a free
+	// port); "" disables it, leaving only in-process connections.
+	ClientListen string
+	// MQTTListen is the host:port of the MQTT 3.1.1 listener; "" disables MQTT.
+	MQTTListen string
+	// Auth authenticates every client, NATS and MQTT; nil allows everybody (tests only).
+	Auth server.Authentication
+	// MaxPayload is the largest message in bytes (default 8 MiB).
+	MaxPayload int32
+	// ReadyTimeout bounds the wait for the server to accept connections (default 30 s).
+	ReadyTimeout time.Duration
+}
+
+// Server is an embedded NATS server with JetStream (file store, fsync on every write).
+type Server struct {
+	ns       *server.Server
+	log      *slog.Logger
+	mqttAddr string
+}
+
+// DefaultMaxPayload is the embedded server's largest message (a batch envelope).
+const DefaultMaxPayload = 8 << 20
+
+// StartServer starts an embedded NATS server and waits until it accepts connections.
+func StartServer(log *slog.Logger, o ServerOptions) (*Server, error) {
+	if o.MaxPayload == 0 {
+		o.MaxPayload = DefaultMaxPayload
+	}
+	if o.ReadyTimeout == 0 {
+		o.ReadyTimeout = 30 * time.Second
+	}
+	var mqttAddr string
+	opts := &server.Options{
+		ServerName:                 "pulselake",
+		JetStream:                  true,
+		StoreDir:                   filepath.Clean(o.Dir),
+		SyncAlways:                 true,
+		MaxPayload:                 o.MaxPayload,
+		MaxPending:                 4 * int64(o.MaxPayload),
+		NoSigs:                     true,
+		NoLog:                      true,
+		CustomClientAuthentication: o.Auth,
+		DontListen:                 o.ClientListen == "",
+		Port:                       -1,
+		Host:                       "127.0.0.1",
+		HTTPPort:                   0,
+	}
+	if o.ClientListen != "" {
+		host, port, err := splitHostPort(o.ClientListen)
+		if err != nil {
+			return nil, fmt.Errorf("parsing NATS listen address: %w", err)
+		}
+		opts.Host, opts.Port = host, port
+	}
+	if o.MQTTListen != "" {
+		host, port, err := splitHostPort(o.MQTTListen)
+		if err != nil {
+			return nil, fmt.Errorf("parsing MQTT listen address: %w", err)
+		}
+		if port == 0 {
+			// The server does not report the port it picked; pick one here.
+			if port, err = freePort(host); err != nil {
+				return nil, fmt.Errorf("finding a free MQTT port: %w", err)
+			}
+		}
+		opts.MQTT.Host, opts.MQTT.Port = host, port
+		mqttAddr = net.JoinHostPort(host, strconv.Itoa(port))
+		// QoS1 PUBACKs wait for the JetStream store; give slow disks time.
+		opts.MQTT.AckWait = 30 * time.Second
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("creating NATS server: %w", err)
+	}
+	ns.SetLoggerV2(natsLogger{log.With("component", "nats")}, false, false, false)
+	go ns.Start()
+	if !ns.ReadyForConnections(o.ReadyTimeout) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("starting NATS server: not ready after %s (is %s or %s in use?)", o.ReadyTimeout, o.ClientListen, o.MQTTListen)
+	}
+	return &Server{ns: ns, log: log, mqttAddr: mqttAddr}, nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("port %q is not a number 0..65535", p)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	return host, port, nil
+}
+
+// ClientURL is the URL of the NATS client listener ("" when it is disabled).
+func (s *Server) ClientURL() string {
+	if s.ns.Addr() == nil {
+		return ""
+	}
+	return s.ns.ClientURL()
+}
+
+// MQTTAddr is the host:port of the MQTT listener, "" when MQTT is disabled.
+func (s *Server) MQTTAddr() string { return s.mqttAddr }
+
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// NATS returns the embedded server, for in-process connections.
+func (s *Server) NATS() *server.Server { return s.ns }
+
+// Shutdown stops the server after its connections have been closed and waits for it.
+func (s *Server) Shutdown(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		s.ns.Shutdown()
+		s.ns.WaitForShutdown()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.log.Warn("NATS server did not stop in time")
+	}
+}
+
+// natsLogger routes the server's log lines to slog.
+type natsLogger struct{ log *slog.Logger }
+
+func (l natsLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Tracef(format string, v ...any)  {}

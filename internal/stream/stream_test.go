@@ -1,0 +1,145 @@
+package stream
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/pulselake/pulselake/internal/reading"
+)
+
+// StartTest starts an embedded server in a temporary directory and connects to it.
+func startTest(t *testing.T) (*Server, *Conn) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := StartServer(log, ServerOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := Connect(context.Background(), log, ConnOptions{Server: srv, Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		srv.Shutdown(context.Background())
+	})
+	if err := conn.Setup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return srv, conn
+}
+
+func testBatch(t *testing.T, p *reading.Parser, n int) *Batch {
+	b := &Batch{Source: SourceHTTP, Received: time.Now(), Token: "tok1"}
+	for i := range n {
+		raw := []byte(`{"subject":"p1","device":"hr-1","kind":"heart_rate","time":` + itoa(1795428000000+int64(i)) + `,"values":{"bpm":70}}`)
+		r, errs := p.Parse(raw)
+		if errs != nil {
+			t.Fatal(errs)
+		}
+		b.Entries = append(b.Entries, Entry{Identity: r.Identity(), Reading: &r, Raw: raw})
+	}
+	b.Entries = append(b.Entries, Entry{Errors: reading.Errors{{Code: reading.CodeInvalidJSON, Message: "x"}}, Raw: []byte("{not json\n")})
+	return b
+}
+
+func itoa(i int64) string { return strconv.FormatInt(i, 10) }
+
+func TestPublishDecodeAndDeduplicate(t *testing.T) {
+	_, conn := startTest(t)
+	reg, _ := reading.NewRegistry()
+	p := reading.NewParser(reg)
+	ctx := context.Background()
+
+	b := testBatch(t, p, 3)
+	if dups, err := conn.Publish(ctx, b); err != nil || dups != 0 {
+		t.Fatalf("publish: dups=%d err=%v", dups, err)
+	}
+	// The same records again (a client retry) are a duplicate message, whatever the receive time.
+	b2 := testBatch(t, p, 3)
+	b2.Received = b.Received.Add(time.Second)
+	if dups, err := conn.Publish(ctx, b2); err != nil || dups != 1 {
+		t.Fatalf("re-publish: dups=%d err=%v, want 1 duplicate", dups, err)
+	}
+	s, err := conn.JS.Stream(ctx, IngestStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := s.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(msg.Data, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Source != SourceHTTP || got.Token != "tok1" || len(got.Entries) != 4 {
+		t.Fatalf("decoded %+v", got)
+	}
+	for i := range 3 {
+		e := got.Entries[i]
+		if !e.Accepted() || e.Identity != b.Entries[i].Identity || string(e.Raw) != string(b.Entries[i].Raw) {
+			t.Errorf("entry %d = %+v", i, e)
+		}
+	}
+	if e := got.Entries[3]; e.Accepted() || e.Errors[0].Code != reading.CodeInvalidJSON || string(e.Raw) != "{not json\n" {
+		t.Errorf("rejected entry = %+v", e)
+	}
+	info, _ := s.Info(ctx)
+	if info.State.Msgs != 1 {
+		t.Errorf("stream holds %d messages, want 1", info.State.Msgs)
+	}
+}
+
+func TestPublishSplitsLargeBatches(t *testing.T) {
+	_, conn := startTest(t)
+	reg, _ := reading.NewRegistry()
+	p := reading.NewParser(reg)
+	ctx := context.Background()
+	b := testBatch(t, p, 60000) // ~9 MB of envelope, above the 8 MiB message limit
+	if _, err := conn.Publish(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := conn.JS.Stream(ctx, IngestStream)
+	info, _ := s.Info(ctx)
+	if info.State.Msgs < 2 {
+		t.Fatalf("stream holds %d messages, want the batch split", info.State.Msgs)
+	}
+	total := 0
+	for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := Decode(m.Data, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += len(d.Entries)
+	}
+	if total != len(b.Entries) {
+		t.Errorf("decoded %d entries, want %d", total, len(b.Entries))
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	reg, _ := reading.NewRegistry()
+	p := reading.NewParser(reg)
+	f.Add([]byte(`{"v":1,"source":"http","received":"2026-11-23T10:00:00Z"}` + "\n" + `{"errors":[{"code":"invalid-json","path":"","message":"x"}],"raw_text":"{"}` + "\n"))
+	f.Add([]byte(`{"v":1,"source":"mqtt","received":"2026-11-23T10:00:00Z"}` + "\n" + `{"id":"00112233445566778899aabbccddeeff","reading":{"subject":"s","device":"d","kind":"heart_rate","time":"2026-11-23T10:00:00Z","values":{"bpm":70}},"raw":{}}` + "\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		b, err := Decode(data, p)
+		if err != nil {
+			return
+		}
+		// What decodes re-encodes and decodes to the same entries.
+		b2, err := Decode(b.Encode(nil), p)
+		if err != nil || len(b2.Entries) != len(b.Entries) {
+			t.Fatalf("re-decode: %v, %d vs %d entries", err, len(b2.Entries), len(b.Entries))
+		}
+	})
+}
