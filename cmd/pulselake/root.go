@@ -60,6 +60,9 @@ func newRootCmd(g *globals) *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(
 		// one line per command; each lives in its own file
+		newServeCmd(g),
+		newCheckCmd(g),
+		newTokenCmd(g),
 	)
 	return root
 }

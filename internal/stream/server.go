@@ -68,6 +68,9 @@ func StartServer(log *slog.Logger, o ServerOptions) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parsing NATS listen address: %w", err)
 		}
+		if port == 0 {
+			port = -1 // NATS reads 0 as its default port 4222; -1 picks a free one
+		}
 		opts.Host, opts.Port = host, port
 	}
 	if o.MQTTListen != "" {

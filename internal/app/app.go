@@ -1,0 +1,320 @@
+// Package app wires pulselake together: it is the only package that sees every concrete
+// type. Run starts the stream, the token store, the front doors and the HTTP server, and
+// stops them in two phases: first intake (HTTP, MQTT), then — after in-flight work drained
+// and was flushed — the stream itself.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/pulselake/pulselake/internal/config"
+	"github.com/pulselake/pulselake/internal/ingest"
+	"github.com/pulselake/pulselake/internal/stream"
+	"github.com/pulselake/pulselake/internal/token"
+	"github.com/pulselake/pulselake/internal/web"
+)
+
+// Options configures Run.
+type Options struct {
+	DataDir string
+	Config  *config.Config
+	Log     *slog.Logger
+	// OnReady is called once everything accepts requests.
+	OnReady func(*Running)
+}
+
+// Running describes a started server.
+type Running struct {
+	HTTPURL  string
+	MQTTAddr string // "" when MQTT is off
+	NATSURL  string // client URL of the embedded server, or the external cluster's
+	// AdminTokenFile holds the admin token created on first start ("" if preset or existing).
+	AdminTokenFile string
+	Gatherer       prometheus.Gatherer
+	Tokens         *token.Store
+}
+
+// internalUser is the NATS user of pulselake's own connections.
+const internalUser = "pulselake"
+
+// Run serves until ctx is cancelled, then shuts down cleanly.
+func Run(ctx context.Context, o Options) error {
+	log, cfg := o.Log, o.Config
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return fmt.Errorf("creating data directory: %w", err)
+	}
+	unlock, err := lockDataDir(o.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	kinds, err := cfg.Registry()
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// Stream.
+	password := randomHex(24)
+	var tokens *token.Store
+	var tokensMu sync.RWMutex
+	verify := func(secret string) (token.Token, error) {
+		tokensMu.RLock()
+		defer tokensMu.RUnlock()
+		if tokens == nil {
+			return token.Token{}, token.ErrInvalid
+		}
+		return tokens.Verify(secret)
+	}
+	var srv *stream.Server
+	if cfg.NATS.URL == "" {
+		srv, err = stream.StartServer(log, stream.ServerOptions{
+			Dir:          filepath.Join(o.DataDir, "stream"),
+			ClientListen: off(cfg.NATS.Listen),
+			MQTTListen:   off(cfg.MQTT.Listen),
+			Auth:         &ingest.Auth{Verify: verify, InternalUser: internalUser, InternalPassword: password},
+		})
+		if err != nil {
+			return err
+		}
+		defer srv.Shutdown(context.Background())
+	}
+	conn, err := stream.Connect(ctx, log, stream.ConnOptions{
+		URL: cfg.NATS.URL, Server: srv, User: internalUserFor(cfg), Password: passwordFor(cfg, password),
+		Name: "pulselake-serve", Replicas: cfg.NATS.Replicas, MaxAge: cfg.NATS.Retention.D(), MaxBytes: cfg.NATS.MaxBytes,
+		DuplicateWindow: cfg.Ingest.DedupWindow.D(),
+	})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := conn.Setup(ctx); err != nil {
+		return err
+	}
+	reg.MustRegister(stream.NewLagCollector(conn))
+
+	// Tokens.
+	ts, err := OpenTokens(ctx, log, conn)
+	if err != nil {
+		return err
+	}
+	defer ts.Close()
+	tokensMu.Lock()
+	tokens = ts
+	tokensMu.Unlock()
+	adminFile, err := bootstrapAdmin(ctx, log, ts, o.DataDir)
+	if err != nil {
+		return err
+	}
+
+	// Front doors.
+	in := ingest.New(log.With("component", "ingest"), reg, kinds, conn.Publish, ingest.Options{
+		MaxBatch: cfg.Ingest.MaxBatch, MaxBodyBytes: cfg.Ingest.MaxBodyBytes, MaxInflightBytes: cfg.Ingest.MaxInflightBytes,
+		DedupWindow: cfg.Ingest.DedupWindow.D(), DedupMaxEntries: cfg.Ingest.DedupMaxEntries,
+	})
+	if err := in.Recover(ctx, conn); err != nil {
+		return err
+	}
+	ws := web.New(log.With("component", "http"), reg, web.Options{
+		Listen: cfg.HTTP.Listen, Verify: verify, Ingester: in, Gatherer: reg,
+		Ready: map[string]web.Check{"stream": streamReady(conn)},
+	})
+	if err := ws.Start(); err != nil {
+		return err
+	}
+
+	intakeCtx, stopIntake := context.WithCancel(context.Background())
+	var intake sync.WaitGroup
+	intake.Add(1)
+	go func() {
+		defer intake.Done()
+		if err := in.RunMQTT(intakeCtx, conn); err != nil {
+			log.Error("MQTT intake stopped", "err", err)
+		}
+	}()
+
+	run := &Running{HTTPURL: ws.URL(), AdminTokenFile: adminFile, Gatherer: reg, Tokens: ts, NATSURL: cfg.NATS.URL}
+	if srv != nil {
+		run.MQTTAddr, run.NATSURL = srv.MQTTAddr(), srv.ClientURL()
+	}
+	if err := writeServeInfo(o.DataDir, run, password); err != nil {
+		return err
+	}
+	defer os.Remove(filepath.Join(o.DataDir, serveInfoFile))
+	log.Info("pulselake serving", "http", run.HTTPURL, "mqtt", run.MQTTAddr, "nats", run.NATSURL, "data", o.DataDir)
+	if o.OnReady != nil {
+		o.OnReady(run)
+	}
+
+	<-ctx.Done()
+	log.Info("shutting down: stopping intake")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := ws.Shutdown(shutCtx); err != nil {
+		log.Warn("HTTP shutdown", "err", err)
+	}
+	stopIntake()
+	intake.Wait()
+	log.Info("intake stopped; closing the stream")
+	return nil
+}
+
+func off(addr string) string {
+	if addr == "off" {
+		return ""
+	}
+	return addr
+}
+
+func internalUserFor(cfg *config.Config) string {
+	if cfg.NATS.URL != "" {
+		return "" // credentials come with the URL
+	}
+	return internalUser
+}
+
+func passwordFor(cfg *config.Config, pw string) string {
+	if cfg.NATS.URL != "" {
+		return ""
+	}
+	return pw
+}
+
+func streamReady(conn *stream.Conn) web.Check {
+	return func(ctx context.Context) error {
+		if !conn.NC.IsConnected() {
+			return errors.New("not connected to NATS")
+		}
+		if _, err := conn.JS.AccountInfo(ctx); err != nil {
+			return fmt.Errorf("JetStream: %w", err)
+		}
+		return nil
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// lockDataDir takes an exclusive lock so two processes never open one stream store.
+func lockDataDir(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "pulselake.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("locking data directory: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data directory %s is in use by another pulselake process (%w); stop it or use another --data", dir, ErrDataDirBusy)
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
+}
+
+// ErrDataDirBusy means another process holds the data directory.
+var ErrDataDirBusy = errors.New("data directory locked")
+
+// AdminTokenFile is where the first admin token is written (mode 0600).
+const AdminTokenFile = "admin-token"
+
+func bootstrapAdmin(ctx context.Context, log *slog.Logger, ts *token.Store, dir string) (string, error) {
+	if preset := os.Getenv("PULSELAKE_ADMIN_TOKEN"); preset != "" {
+		if _, err := ts.Verify(preset); err == nil {
+			return "", nil
+		}
+		t, err := ts.Import(ctx, preset, token.ScopeAdmin, "", "admin (PULSELAKE_ADMIN_TOKEN)")
+		if err != nil {
+			return "", fmt.Errorf("importing PULSELAKE_ADMIN_TOKEN: %w", err)
+		}
+		log.Info("admin token taken from PULSELAKE_ADMIN_TOKEN", "id", t.ID)
+		return "", nil
+	}
+	if len(ts.List()) > 0 {
+		return "", nil
+	}
+	secret, t, err := ts.Create(ctx, token.ScopeAdmin, "", "admin (first start)")
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, AdminTokenFile)
+	if err := WriteFileDurably(path, []byte(secret+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("writing admin token: %w", err)
+	}
+	log.Info("created the first admin token; read it from the file (it is not logged)", "path", path, "id", t.ID)
+	return path, nil
+}
+
+// WriteFileDurably writes to a temporary name, fsyncs, and renames over path.
+func WriteFileDurably(path string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// serveInfo tells CLI commands how to reach a running serve on the same data directory.
+type serveInfo struct {
+	HTTP     string `json:"http"`
+	NATS     string `json:"nats,omitempty"`
+	MQTT     string `json:"mqtt,omitempty"`
+	User     string `json:"user,omitempty"`
+	Password string `json:"password,omitempty"`
+	PID      int    `json:"pid"`
+}
+
+const serveInfoFile = "serve.json"
+
+func writeServeInfo(dir string, r *Running, password string) error {
+	info := serveInfo{HTTP: r.HTTPURL, NATS: r.NATSURL, MQTT: r.MQTTAddr, PID: os.Getpid()}
+	if r.NATSURL != "" && password != "" {
+		info.User, info.Password = internalUser, password
+	}
+	data, _ := json.MarshalIndent(info, "", "  ")
+	return WriteFileDurably(filepath.Join(dir, serveInfoFile), data, 0o600)
+}

@@ -1,0 +1,362 @@
+// Package config is pulselake's configuration: the YAML schema, its defaults, Load (strict:
+// unknown keys are errors) and Validate, which reports every problem with file:line.
+//
+// Flags override the file: commands load the file first, then apply the flags they were
+// given, then validate.
+package config
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+
+	"github.com/pulselake/pulselake/internal/reading"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	HTTP   HTTP         `yaml:"http"`
+	MQTT   MQTT         `yaml:"mqtt"`
+	NATS   NATS         `yaml:"nats"`
+	Ingest Ingest       `yaml:"ingest"`
+	Kinds  []KindConfig `yaml:"kinds"`
+	Log    Log          `yaml:"log"`
+
+	file string    // path of the file loaded, "" for defaults
+	ast  *ast.File // its syntax tree, for line numbers
+}
+
+// HTTP configures the API and dashboard listener.
+type HTTP struct {
+	// Listen is host:port (default 127.0.0.1:8080; loopback unless configured otherwise).
+	Listen string `yaml:"listen"`
+}
+
+// MQTT configures the device listener (the NATS server's MQTT 3.1.1 listener).
+type MQTT struct {
+	// Listen is host:port (default 127.0.0.1:1883); "off" disables MQTT.
+	Listen string `yaml:"listen"`
+}
+
+// NATS configures the stream.
+type NATS struct {
+	// URL of an external NATS cluster; empty runs the embedded server under <data>/stream.
+	URL string `yaml:"url"`
+	// Listen is the embedded server's NATS client listener, used by CLI commands while serve
+	// runs (default 127.0.0.1:0, a free loopback port recorded in <data>/serve.json).
+	Listen string `yaml:"listen"`
+	// Replicas of streams and buckets (default 1; use 3 on a cluster).
+	Replicas int `yaml:"replicas"`
+	// Retention of the ingest stream (default 168h).
+	Retention Duration `yaml:"retention"`
+	// MaxBytes bounds the ingest stream; when full new batches get 503 (default 0, unbounded).
+	MaxBytes int64 `yaml:"max_bytes"`
+}
+
+// Ingest configures the front doors.
+type Ingest struct {
+	// MaxBodyBytes is the largest request body (default 16 MiB); larger ones get 413.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxBatch is the most readings per request (default 10000); more get 413.
+	MaxBatch int `yaml:"max_batch"`
+	// MaxInflightBytes bounds request bodies being processed at once (default 256 MiB);
+	// beyond it requests get 429 with Retry-After instead of queueing without bound.
+	MaxInflightBytes int64 `yaml:"max_inflight_bytes"`
+	// DedupWindow is how long reading identities are remembered for de-duplication at the
+	// front door (default 2m); the lake de-duplicates without limit.
+	DedupWindow Duration `yaml:"dedup_window"`
+	// DedupMaxEntries bounds that memory (default 2,000,000 identities, about 100 MB).
+	DedupMaxEntries int `yaml:"dedup_max_entries"`
+}
+
+// KindConfig declares an extra kind of reading (SPEC §3).
+type KindConfig struct {
+	Name   string        `yaml:"name"`
+	Values []ValueConfig `yaml:"values"`
+}
+
+// ValueConfig declares one value of an extra kind.
+type ValueConfig struct {
+	Name     string   `yaml:"name"`
+	Type     string   `yaml:"type"` // number (default) or string
+	Unit     string   `yaml:"unit"`
+	Min      *float64 `yaml:"min"`
+	Max      *float64 `yaml:"max"`
+	Required bool     `yaml:"required"`
+	Enum     []string `yaml:"enum"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info (default), warn, error
+	Format string `yaml:"format"` // text (default) or json
+}
+
+// Duration is a time.Duration written like "5s" or "2m".
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string; its error carries the node's position.
+func (d *Duration) UnmarshalYAML(n ast.Node) error {
+	s := strings.Trim(n.String(), `"'`)
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		pos := n.GetToken().Position
+		return fmt.Errorf("[%d:%d] want a duration like 5s or 2m, got %q", pos.Line, pos.Column, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as text.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Default returns the configuration used when no file is given.
+func Default() *Config {
+	return &Config{
+		HTTP: HTTP{Listen: "127.0.0.1:8080"},
+		MQTT: MQTT{Listen: "127.0.0.1:1883"},
+		NATS: NATS{Listen: "127.0.0.1:0", Replicas: 1, Retention: Duration(7 * 24 * time.Hour)},
+		Ingest: Ingest{
+			MaxBodyBytes:     16 << 20,
+			MaxBatch:         10000,
+			MaxInflightBytes: 256 << 20,
+			DedupWindow:      Duration(2 * time.Minute),
+			DedupMaxEntries:  2_000_000,
+		},
+		Log: Log{Level: "info", Format: "text"},
+	}
+}
+
+// Load reads the file over the defaults. Unknown keys and type errors are reported with
+// file:line. An empty path returns the defaults.
+func Load(path string) (*Config, error) {
+	c := Default()
+	if path == "" {
+		return c, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	c.file = path
+	f, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s", path, yaml.FormatError(err, false, false))
+	}
+	c.ast = f
+	if err := yaml.UnmarshalWithOptions(data, c, yaml.Strict()); err != nil {
+		return nil, Problems{{File: path, Line: errLine(err), Msg: errText(err)}}
+	}
+	return c, nil
+}
+
+var posRe = regexp.MustCompile(`^\[(\d+):(\d+)\]\s*`)
+
+func errLine(err error) int {
+	var line int
+	if m := posRe.FindStringSubmatch(err.Error()); m != nil {
+		fmt.Sscan(m[1], &line)
+	}
+	return line
+}
+
+func errText(err error) string {
+	msg := err.Error()
+	if i := strings.IndexByte(msg, '\n'); i >= 0 {
+		msg = msg[:i]
+	}
+	msg = posRe.ReplaceAllString(msg, "")
+	if strings.Contains(msg, "unknown field") {
+		msg += " (check the spelling; see docs/configuration.md for every key)"
+	}
+	return msg
+}
+
+// Problem is one configuration problem at a place in the file.
+type Problem struct {
+	File string
+	Line int
+	Path string // YAML path, e.g. ingest.max_batch
+	Msg  string
+}
+
+func (p Problem) String() string {
+	loc := p.File
+	if loc == "" {
+		loc = "config"
+	}
+	if p.Line > 0 {
+		loc = fmt.Sprintf("%s:%d", loc, p.Line)
+	}
+	if p.Path != "" {
+		return fmt.Sprintf("%s: %s: %s", loc, p.Path, p.Msg)
+	}
+	return fmt.Sprintf("%s: %s", loc, p.Msg)
+}
+
+// Problems is every problem found; it is an error.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Validate checks every value and returns all problems with file:line, or nil.
+func (c *Config) Validate() error {
+	var ps Problems
+	add := func(path, format string, args ...any) {
+		ps = append(ps, Problem{File: c.file, Line: c.line(path), Path: path, Msg: fmt.Sprintf(format, args...)})
+	}
+	checkAddr := func(path, addr string, allowOff bool) {
+		if allowOff && addr == "off" {
+			return
+		}
+		if _, _, err := splitAddr(addr); err != nil {
+			add(path, "want host:port (e.g. 127.0.0.1:8080): %v", err)
+		}
+	}
+	checkAddr("http.listen", c.HTTP.Listen, false)
+	checkAddr("mqtt.listen", c.MQTT.Listen, true)
+	if c.NATS.URL == "" {
+		checkAddr("nats.listen", c.NATS.Listen, true)
+	} else if !strings.HasPrefix(c.NATS.URL, "nats://") && !strings.HasPrefix(c.NATS.URL, "tls://") {
+		add("nats.url", "want nats://host:port or tls://host:port, got %q", c.NATS.URL)
+	}
+	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
+		add("nats.replicas", "must be 1..5, got %d", c.NATS.Replicas)
+	}
+	if c.NATS.Retention.D() < time.Hour {
+		add("nats.retention", "must be at least 1h so the lake can catch up after downtime, got %s", c.NATS.Retention.D())
+	}
+	if c.Ingest.MaxBodyBytes < 1024 || c.Ingest.MaxBodyBytes > 1<<30 {
+		add("ingest.max_body_bytes", "must be 1 KiB..1 GiB, got %d", c.Ingest.MaxBodyBytes)
+	}
+	if c.Ingest.MaxBatch < 1 || c.Ingest.MaxBatch > 1_000_000 {
+		add("ingest.max_batch", "must be 1..1000000, got %d", c.Ingest.MaxBatch)
+	}
+	if c.Ingest.MaxInflightBytes < c.Ingest.MaxBodyBytes {
+		add("ingest.max_inflight_bytes", "must be at least ingest.max_body_bytes (%d), got %d", c.Ingest.MaxBodyBytes, c.Ingest.MaxInflightBytes)
+	}
+	if c.Ingest.DedupWindow.D() < 0 {
+		add("ingest.dedup_window", "must not be negative")
+	}
+	if c.Ingest.DedupMaxEntries < 0 {
+		add("ingest.dedup_max_entries", "must not be negative")
+	}
+	if _, err := c.Registry(); err != nil {
+		add("kinds", "%v", err)
+	}
+	for i, k := range c.Kinds {
+		for j, v := range k.Values {
+			if v.Type != "" && v.Type != "number" && v.Type != "string" {
+				add(fmt.Sprintf("kinds[%d].values[%d].type", i, j), "want number or string, got %q", v.Type)
+			}
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		add("log.format", "want text or json, got %q", c.Log.Format)
+	}
+	if len(ps) == 0 {
+		return nil
+	}
+	sort.SliceStable(ps, func(i, j int) bool { return ps[i].Line < ps[j].Line })
+	return ps
+}
+
+// AddProblems turns errors whose message starts with a YAML path ("lake.flush_interval: must
+// be > 0") into problems located in the file; other errors are kept without a line.
+func (c *Config) AddProblems(errs []error) Problems {
+	var ps Problems
+	for _, err := range errs {
+		path, msg, ok := strings.Cut(err.Error(), ": ")
+		if !ok || strings.ContainsAny(path, " \t") {
+			ps = append(ps, Problem{File: c.file, Msg: err.Error()})
+			continue
+		}
+		ps = append(ps, Problem{File: c.file, Line: c.line(path), Path: path, Msg: msg})
+	}
+	return ps
+}
+
+// line returns the line of the YAML node at a dotted path like "ingest.max_batch" or
+// "kinds[0].name", or of its nearest existing parent; 0 when unknown.
+func (c *Config) line(path string) int {
+	if c.ast == nil {
+		return 0
+	}
+	for p := path; p != ""; {
+		yp, err := yaml.PathString("$." + p)
+		if err == nil {
+			if n, err := yp.FilterFile(c.ast); err == nil && n != nil {
+				return n.GetToken().Position.Line
+			}
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return 0
+}
+
+// File is the path of the loaded file ("" for defaults).
+func (c *Config) File() string { return c.file }
+
+// Dir is the directory of the loaded file, for resolving relative paths in it.
+func (c *Config) Dir() string {
+	if c.file == "" {
+		return "."
+	}
+	return filepath.Dir(c.file)
+}
+
+// Registry returns the kinds registry: the built-in kinds plus those declared in the file.
+func (c *Config) Registry() (*reading.Registry, error) {
+	extra := make([]*reading.Kind, 0, len(c.Kinds))
+	for _, k := range c.Kinds {
+		kind := &reading.Kind{Name: k.Name}
+		for _, v := range k.Values {
+			f := reading.Field{Name: v.Name, Unit: v.Unit, Required: v.Required, Min: v.Min, Max: v.Max, Enum: v.Enum}
+			if v.Type == "string" {
+				f.Type = reading.Text
+			}
+			kind.Fields = append(kind.Fields, f)
+		}
+		extra = append(extra, kind)
+	}
+	return reading.NewRegistry(extra...)
+}
+
+func splitAddr(addr string) (string, string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", "", err
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return "", "", fmt.Errorf("port %q is not a number 0..65535", port)
+	}
+	return host, port, nil
+}

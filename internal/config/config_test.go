@@ -1,0 +1,79 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func write(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "pulselake.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadOverDefaults(t *testing.T) {
+	c, err := Load(write(t, "http:\n  listen: 0.0.0.0:9000\ningest:\n  dedup_window: 30s\nkinds:\n  - name: glucose\n    values:\n      - {name: mg_dl, unit: mg/dL, min: 10, max: 1000, required: true}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTP.Listen != "0.0.0.0:9000" || c.Ingest.DedupWindow.D() != 30*time.Second || c.Ingest.MaxBatch != 10000 || c.MQTT.Listen != "127.0.0.1:1883" {
+		t.Errorf("got %+v", c)
+	}
+	reg, err := c.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := reg.Kind("glucose"); !ok {
+		t.Error("declared kind glucose missing from the registry")
+	}
+}
+
+func TestUnknownKeyHasLine(t *testing.T) {
+	_, err := Load(write(t, "http:\n  listen: 127.0.0.1:8080\ningest:\n  max_bach: 5\n"))
+	var ps Problems
+	if !errors.As(err, &ps) || len(ps) != 1 {
+		t.Fatalf("err = %v", err)
+	}
+	if ps[0].Line != 4 || !strings.Contains(ps[0].Msg, "max_bach") || !strings.HasSuffix(ps[0].File, "pulselake.yaml") {
+		t.Errorf("problem = %+v", ps[0])
+	}
+}
+
+func TestValidateReportsEveryProblemWithLine(t *testing.T) {
+	c, err := Load(write(t, "http:\n  listen: localhost\nnats:\n  replicas: 9\ningest:\n  max_batch: 0\nlog:\n  level: loud\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Validate()
+	var ps Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("err = %v", err)
+	}
+	want := map[string]int{"http.listen": 2, "nats.replicas": 4, "ingest.max_batch": 6, "log.level": 8}
+	if len(ps) != len(want) {
+		t.Fatalf("got %d problems: %v", len(ps), err)
+	}
+	for _, p := range ps {
+		if want[p.Path] != p.Line {
+			t.Errorf("%s at line %d, want %d (%s)", p.Path, p.Line, want[p.Path], p)
+		}
+	}
+}
+
+func TestBadDuration(t *testing.T) {
+	_, err := Load(write(t, "ingest:\n  dedup_window: soon\n"))
+	var ps Problems
+	if !errors.As(err, &ps) || ps[0].Line != 2 || !strings.Contains(ps[0].Msg, "soon") {
+		t.Fatalf("err = %v", err)
+	}
+}

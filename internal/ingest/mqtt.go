@@ -1,0 +1,156 @@
+package ingest
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pulselake/pulselake/internal/reading"
+	"github.com/pulselake/pulselake/internal/stream"
+	"github.com/pulselake/pulselake/internal/token"
+)
+
+// TokenVerifier returns the token for a secret or an error.
+type TokenVerifier func(secret string) (token.Token, error)
+
+// Auth authenticates the clients of the embedded NATS server: pulselake's own connections
+// with the internal user, devices (MQTT) and other clients with an API token as password.
+// Ingest tokens may only publish readings (MQTT topic readings/<kind>/<device>).
+type Auth struct {
+	Verify           TokenVerifier
+	InternalUser     string
+	InternalPassword string
+}
+
+// Check implements server.Authentication.
+func (a *Auth) Check(c server.ClientAuthentication) bool {
+	o := c.GetOpts()
+	if o.Username == a.InternalUser && a.InternalUser != "" {
+		if subtle.ConstantTimeCompare([]byte(o.Password), []byte(a.InternalPassword)) != 1 {
+			return false
+		}
+		c.RegisterUser(&server.User{Username: o.Username})
+		return true
+	}
+	secret := o.Password
+	if secret == "" {
+		secret = o.Token
+	}
+	tok, err := a.Verify(secret)
+	if err != nil {
+		return false
+	}
+	perms := &server.Permissions{}
+	switch {
+	case tok.Scope == token.ScopeAdmin:
+		perms = nil
+	case tok.Scope.Allows(token.ScopeIngest):
+		perms.Publish = &server.SubjectPermission{Allow: []string{stream.ReadingsPrefix + ">"}}
+		perms.Subscribe = &server.SubjectPermission{Deny: []string{">"}}
+	default:
+		perms.Publish = &server.SubjectPermission{Deny: []string{">"}}
+		perms.Subscribe = &server.SubjectPermission{Allow: []string{stream.ReadingsPrefix + ">"}}
+	}
+	name := o.Username
+	if name == "" {
+		name = "token-" + tok.ID
+	}
+	c.RegisterUser(&server.User{Username: name, Permissions: perms})
+	return true
+}
+
+// maxMQTTBatch is the most MQTT messages validated and stored as one batch.
+const maxMQTTBatch = 1000
+
+// RunMQTT moves MQTT readings from the NATS server's MQTT store into the ingest stream until
+// ctx ends. Messages are taken in groups (whatever arrived, up to 1000), stored as one batch,
+// then acknowledged; a failed store leaves them to be redelivered.
+func (in *Ingester) RunMQTT(ctx context.Context, conn *stream.Conn) error {
+	cons, err := conn.JS.Consumer(ctx, stream.MQTTStream, stream.MQTTConsumer)
+	if err != nil {
+		return err
+	}
+	msgs := make(chan jetstream.Msg, maxMQTTBatch)
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case msgs <- m:
+		case <-ctx.Done():
+		}
+	}, jetstream.PullMaxMessages(maxMQTTBatch))
+	if err != nil {
+		return err
+	}
+	defer cc.Drain()
+	batch := make([]jetstream.Msg, 0, maxMQTTBatch)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-msgs:
+			batch = append(batch[:0], m)
+		}
+	drain:
+		for len(batch) < maxMQTTBatch {
+			select {
+			case m := <-msgs:
+				batch = append(batch, m)
+			default:
+				break drain
+			}
+		}
+		in.ingestMQTT(ctx, batch)
+	}
+}
+
+func (in *Ingester) ingestMQTT(ctx context.Context, msgs []jetstream.Msg) {
+	recs := make([]Record, 0, len(msgs))
+	for _, m := range msgs {
+		topic := strings.TrimPrefix(m.Subject(), "$MQTT.msgs.")
+		kind, device := topicParts(topic)
+		origin := strings.ReplaceAll(topic, ".", "/")
+		parts, err := reading.SplitBody(m.Data(), reading.FormatJSON, in.opts.MaxBatch)
+		var mb reading.ErrMalformedBody
+		switch {
+		case err == nil:
+			for _, p := range parts {
+				recs = append(recs, Record{Raw: p, Origin: origin, Kind: kind, Device: device})
+			}
+		case errors.As(err, &mb), errors.As(err, new(reading.ErrTooManyRecords)):
+			// Kept whole so the parser rejects it into quarantine.
+			recs = append(recs, Record{Raw: m.Data(), Origin: origin, Kind: kind, Device: device})
+		}
+	}
+	for {
+		_, err := in.Ingest(ctx, stream.SourceMQTT, token.Token{}, recs)
+		if err == nil {
+			break
+		}
+		// The stream is down; keep the messages (unacked) and retry, as redelivery would.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+	for _, m := range msgs {
+		_ = m.Ack()
+	}
+}
+
+// topicParts splits "readings.<kind>.<device>" into kind and device; invalid parts are
+// returned empty so the payload's own fields (or their absence) decide.
+func topicParts(topic string) (kind, device string) {
+	parts := strings.SplitN(strings.TrimPrefix(topic, stream.ReadingsPrefix), ".", 2)
+	if len(parts) > 0 {
+		kind = parts[0]
+	}
+	if len(parts) > 1 {
+		device = parts[1]
+	}
+	return kind, device
+}

@@ -1,0 +1,291 @@
+// Package web is pulselake's HTTP server: the JSON API of SPEC §4, health and metrics
+// endpoints and the dashboard. Handlers authenticate with bearer tokens and check scopes;
+// one function (statusOf) maps errors to status codes.
+//
+// The Server owns its listener goroutine; Shutdown stops intake and waits for requests in
+// flight (the first phase of pulselake's two-phase shutdown).
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pulselake/pulselake/internal/ingest"
+	"github.com/pulselake/pulselake/internal/reading"
+	"github.com/pulselake/pulselake/internal/token"
+)
+
+// Check reports whether a dependency is usable; /readyz runs every check.
+type Check func(ctx context.Context) error
+
+// Options configures the server.
+type Options struct {
+	Listen   string
+	Verify   ingest.TokenVerifier
+	Ingester *ingest.Ingester
+	Gatherer prometheus.Gatherer
+	// Ready maps a dependency name (stream, lake, catalog) to its check.
+	Ready map[string]Check
+}
+
+// Server is the HTTP server.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+	mux  *http.ServeMux
+	srv  *http.Server
+	ln   net.Listener
+	done chan error
+	reqs *prometheus.CounterVec
+}
+
+// New builds the server; Start binds it.
+func New(log *slog.Logger, reg prometheus.Registerer, o Options) *Server {
+	s := &Server{opts: o, log: log, mux: http.NewServeMux(), done: make(chan error, 1)}
+	s.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pulselake_http_requests_total", Help: "HTTP API requests by route and status code.",
+	}, []string{"route", "code"})
+	reg.MustRegister(s.reqs)
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
+	s.Handle("POST /v1/readings", token.ScopeIngest, s.postReadings)
+	return s
+}
+
+// Handler is an authenticated API handler; tok is the caller's verified token.
+type Handler func(w http.ResponseWriter, r *http.Request, tok token.Token)
+
+// Handle mounts an API route that needs a token of the given scope.
+func (s *Server) Handle(pattern string, scope token.Scope, h Handler) {
+	route := pattern
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		rw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		defer func() { s.reqs.WithLabelValues(route, fmt.Sprint(rw.code)).Inc() }()
+		secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			rw.Header().Set("WWW-Authenticate", `Bearer realm="pulselake"`)
+			WriteError(rw, errUnauthenticated)
+			return
+		}
+		tok, err := s.opts.Verify(strings.TrimSpace(secret))
+		if err != nil {
+			rw.Header().Set("WWW-Authenticate", `Bearer realm="pulselake", error="invalid_token"`)
+			WriteError(rw, errUnauthenticated)
+			return
+		}
+		if !tok.Scope.Allows(scope) {
+			WriteError(rw, fmt.Errorf("%w: this needs a token with scope %s, yours has %s", errForbidden, scope, tok.Scope))
+			return
+		}
+		h(rw, r, tok)
+	})
+}
+
+// HandlePublic mounts a route without authentication (dashboard assets).
+func (s *Server) HandlePublic(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Start binds the listener and serves in a goroutine owned by the server.
+func (s *Server) Start() error {
+	ln, err := net.Listen("tcp", s.opts.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w (set http.listen or --http to a free address)", s.opts.Listen, err)
+	}
+	s.ln = ln
+	s.srv = &http.Server{
+		Handler:           s.mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	go func() { s.done <- s.srv.Serve(ln) }()
+	return nil
+}
+
+// Addr is the bound address.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// URL is the base URL of the server.
+func (s *Server) URL() string { return "http://" + s.Addr() }
+
+// Shutdown stops accepting requests and waits for those in flight.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.srv == nil {
+		return nil
+	}
+	err := s.srv.Shutdown(ctx)
+	if serr := <-s.done; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	return err
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	status := map[string]string{}
+	code := http.StatusOK
+	for name, check := range s.opts.Ready {
+		if err := check(ctx); err != nil {
+			status[name] = err.Error()
+			code = http.StatusServiceUnavailable
+		} else {
+			status[name] = "ok"
+		}
+	}
+	writeJSON(w, code, status)
+}
+
+func (s *Server) postReadings(w http.ResponseWriter, r *http.Request, tok token.Token) {
+	in := s.opts.Ingester
+	lim := in.Limits()
+	format, err := reading.FormatOf(r.Header.Get("Content-Type"))
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	if r.ContentLength > lim.MaxBodyBytes {
+		WriteError(w, errBodyTooLarge{lim.MaxBodyBytes})
+		return
+	}
+	want := r.ContentLength
+	if want < 0 {
+		want = lim.MaxBodyBytes
+	}
+	release, err := in.Acquire(want)
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	defer release()
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, lim.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			WriteError(w, errBodyTooLarge{lim.MaxBodyBytes})
+			return
+		}
+		WriteError(w, fmt.Errorf("%w: reading body: %v", errBadRequest, err))
+		return
+	}
+	raws, err := reading.SplitBody(body, format, lim.MaxBatch)
+	var malformed reading.ErrMalformedBody
+	switch {
+	case errors.As(err, &malformed):
+		// Keep what was sent (quarantine), then tell the client.
+		raws = [][]byte{body}
+	case err != nil:
+		WriteError(w, err)
+		return
+	case len(raws) == 0:
+		WriteError(w, fmt.Errorf("%w: %v", errBadRequest, ingest.ErrEmpty))
+		return
+	}
+	recs := make([]ingest.Record, len(raws))
+	for i, raw := range raws {
+		recs[i] = ingest.Record{Raw: raw}
+	}
+	res, err := in.Ingest(r.Context(), "http", tok, recs)
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	code := http.StatusAccepted
+	switch {
+	case malformed.Reason != "":
+		code = http.StatusBadRequest
+		res.Rejected = []ingest.Rejection{{Index: 0, Code: reading.CodeInvalidJSON, Message: malformed.Error() + "; the body was kept in quarantine"}}
+	case len(res.Rejected) == 0:
+	case res.Accepted+res.Duplicates > 0:
+		code = http.StatusMultiStatus
+	default:
+		code = http.StatusUnprocessableEntity
+	}
+	writeJSON(w, code, res)
+}
+
+// API errors.
+var (
+	errUnauthenticated = errors.New("missing or invalid token; send Authorization: Bearer <token> (see pulselake token create)")
+	errForbidden       = errors.New("forbidden")
+	errBadRequest      = errors.New("bad request")
+)
+
+type errBodyTooLarge struct{ limit int64 }
+
+func (e errBodyTooLarge) Error() string {
+	return fmt.Sprintf("request body above the %d-byte limit; send smaller batches (ingest.max_body_bytes)", e.limit)
+}
+
+// statusOf maps an error to its HTTP status code and a stable error code.
+func statusOf(err error) (int, string) {
+	var tooMany reading.ErrTooManyRecords
+	var tooLarge errBodyTooLarge
+	switch {
+	case errors.Is(err, errUnauthenticated):
+		return http.StatusUnauthorized, "unauthenticated"
+	case errors.Is(err, errForbidden):
+		return http.StatusForbidden, "forbidden"
+	case errors.Is(err, reading.ErrUnsupportedMedia):
+		return http.StatusUnsupportedMediaType, "unsupported-media-type"
+	case errors.As(err, &tooMany):
+		return http.StatusRequestEntityTooLarge, "batch-too-large"
+	case errors.As(err, &tooLarge):
+		return http.StatusRequestEntityTooLarge, "body-too-large"
+	case errors.Is(err, ingest.ErrOverloaded):
+		return http.StatusTooManyRequests, "overloaded"
+	case errors.Is(err, ingest.ErrUnavailable):
+		return http.StatusServiceUnavailable, "unavailable"
+	case errors.Is(err, errBadRequest):
+		return http.StatusBadRequest, "bad-request"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, "timeout"
+	}
+	return http.StatusInternalServerError, "internal"
+}
+
+// WriteError writes {"error":{"code":...,"message":...}} with the mapped status.
+func WriteError(w http.ResponseWriter, err error) {
+	code, name := statusOf(err)
+	if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, code, map[string]any{"error": map[string]string{"code": name, "message": err.Error()}})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	_ = enc.Encode(v)
+}
