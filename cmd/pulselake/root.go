@@ -63,6 +63,8 @@ func newRootCmd(g *globals) *cobra.Command {
 		newServeCmd(g),
 		newCheckCmd(g),
 		newTokenCmd(g),
+		newSimulateCmd(g),
+		newDemoCmd(g),
 	)
 	return root
 }

@@ -93,6 +93,13 @@ func NewParser(reg *Registry) *Parser {
 // Parse parses, validates and normalizes one payload. On failure it returns every field
 // error found (with stable codes and JSON-pointer paths) and a zero Reading.
 func (p *Parser) Parse(data []byte) (Reading, Errors) {
+	return p.ParseWith(data, "", "")
+}
+
+// ParseWith is Parse for payloads whose kind and device may come from elsewhere, such as
+// the MQTT topic readings/<kind>/<device>: a payload without them takes these; a payload
+// with different ones is rejected.
+func (p *Parser) ParseWith(data []byte, kind, device string) (Reading, Errors) {
 	v, err := p.p.ParseBytes(data)
 	if err != nil {
 		return Reading{}, Errors{{Code: CodeInvalidJSON, Message: jsonErrorMessage(err)}}
@@ -149,6 +156,25 @@ func (p *Parser) Parse(data []byte) (Reading, Errors) {
 				fmt.Sprintf("unknown field %q; a reading has id, subject, device, kind, time and values", key)})
 		}
 	})
+	if kind != "" {
+		if seen&hasKind == 0 {
+			r.Kind, seen = kind, seen|hasKind
+		} else if r.Kind != kind {
+			errs = append(errs, FieldError{CodeInconsistent, "/kind", fmt.Sprintf("kind %q differs from %q in the topic", r.Kind, kind)})
+		}
+	}
+	if device != "" {
+		if seen&hasDevice == 0 {
+			seen |= hasDevice
+			if len(device) > MaxIDLen || !identRe.MatchString(device) {
+				errs = append(errs, FieldError{CodeInvalidID, "/device", fmt.Sprintf("device %q from the topic must be 1..%d characters of A-Z a-z 0-9 . _ : @ + -", device, MaxIDLen)})
+			} else {
+				r.Device = device
+			}
+		} else if r.Device != device && r.Device != "" {
+			errs = append(errs, FieldError{CodeInconsistent, "/device", fmt.Sprintf("device %q differs from %q in the topic", r.Device, device)})
+		}
+	}
 	for _, f := range []struct {
 		bit  uint8
 		name string

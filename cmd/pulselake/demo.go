@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/spf13/cobra"
+
+	"github.com/pulselake/pulselake/internal/app"
+	"github.com/pulselake/pulselake/internal/config"
+	"github.com/pulselake/pulselake/internal/simulate"
+	"github.com/pulselake/pulselake/internal/token"
+)
+
+func newDemoCmd(g *globals) *cobra.Command {
+	var duration time.Duration
+	var httpAddr string
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Start a complete server with simulated devices in a temporary data directory",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(g)
+			if err != nil {
+				return err
+			}
+			cfg.HTTP.Listen = httpAddr
+			if !cmd.Flags().Changed("http") && !portFree(httpAddr) {
+				cfg.HTTP.Listen = "127.0.0.1:0"
+			}
+			cfg.MQTT.Listen = "127.0.0.1:0"
+			cfg.Log.Level = "warn"
+			if err := validate(cfg); err != nil {
+				return err
+			}
+			dir, err := os.MkdirTemp("", "pulselake-demo-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			ctx := cmd.Context()
+			if duration > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, duration)
+				defer cancel()
+			}
+			var sims sync.WaitGroup
+			err = app.Run(ctx, app.Options{DataDir: dir, Config: cfg, Log: newLogger(cfg, g.stderr), OnReady: func(r *app.Running) {
+				startDemo(ctx, g, cfg, r, &sims)
+			}})
+			sims.Wait()
+			fmt.Fprintln(g.stdout, "demo stopped")
+			return err
+		},
+	}
+	cmd.Flags().DurationVar(&duration, "duration", 0, "stop after this long (default: run until Ctrl-C)")
+	cmd.Flags().StringVar(&httpAddr, "http", "127.0.0.1:8080", "HTTP listen address (a free port is used if it is taken)")
+	return cmd
+}
+
+func portFree(addr string) bool {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
+// demoFleets are the simulated devices of the demo.
+var demoFleets = []simulate.Options{
+	{Kind: "bp", Devices: 20, Rate: 20, Abnormal: 0.02, Invalid: 0.01},
+	{Kind: "hr", Devices: 50, Rate: 200, Abnormal: 0.005},
+	{Kind: "accelerometer", Devices: 10, Rate: 100, Abnormal: 0.001},
+}
+
+func startDemo(ctx context.Context, g *globals, cfg *config.Config, r *app.Running, sims *sync.WaitGroup) {
+	secret, _, err := r.Tokens.Create(ctx, token.ScopeIngest, "", "demo devices")
+	if err != nil {
+		fmt.Fprintf(g.stderr, "demo: creating a device token: %v\n", err)
+		return
+	}
+	admin, _ := os.ReadFile(r.AdminTokenFile)
+	fmt.Fprintf(g.stdout, "pulselake demo\n  dashboard: %s/\n  API:       %s/v1  (admin token: %s)\n  MQTT:      mqtt://%s  (topic readings/<kind>/<device>, password = an ingest token)\n  metrics:   %s/metrics\nPress Ctrl-C to stop.\n",
+		r.HTTPURL, r.HTTPURL, strings.TrimSpace(string(admin)), r.MQTTAddr, r.HTTPURL)
+	log := newLogger(cfg, g.stderr)
+	for i, f := range demoFleets {
+		f.Token, f.Seed = secret, uint64(i+1)
+		f.Target = r.HTTPURL
+		if f.Kind == "accelerometer" && r.MQTTAddr != "" {
+			f.Target = "mqtt://" + r.MQTTAddr
+		}
+		sims.Add(1)
+		go func() {
+			defer sims.Done()
+			if _, err := simulate.Run(ctx, log, f); err != nil && ctx.Err() == nil {
+				fmt.Fprintf(g.stderr, "demo: %s simulator: %v\n", f.Kind, err)
+			}
+		}()
+	}
+	sims.Add(1)
+	go func() {
+		defer sims.Done()
+		summarize(ctx, g, r)
+	}()
+}
+
+// summarize prints a live line every 2 seconds: readings/s, totals, rejects.
+func summarize(ctx context.Context, g *globals, r *app.Running) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	var last float64
+	lastAt := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			c := counts(r)
+			rate := (c["accepted"] - last) / now.Sub(lastAt).Seconds()
+			last, lastAt = c["accepted"], now
+			fmt.Fprintf(g.stdout, "%s  %6.0f readings/s  accepted %.0f  duplicates %.0f  rejected %.0f (quarantined)\n",
+				now.Format("15:04:05"), rate, c["accepted"], c["duplicate"], c["rejected"])
+		}
+	}
+}
+
+func counts(r *app.Running) map[string]float64 {
+	out := map[string]float64{}
+	mfs, err := r.Gatherer.Gather()
+	if err != nil {
+		return out
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "pulselake_ingest_readings_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			out[label(m, "outcome")] += m.GetCounter().GetValue()
+		}
+	}
+	return out
+}
+
+func label(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}

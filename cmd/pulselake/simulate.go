@@ -1,0 +1,56 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pulselake/pulselake/internal/config"
+	"github.com/pulselake/pulselake/internal/simulate"
+)
+
+func newSimulateCmd(g *globals) *cobra.Command {
+	var o simulate.Options
+	cmd := &cobra.Command{
+		Use:   "simulate bp|hr|accelerometer --target URL|mqtt://HOST:PORT --token T",
+		Short: "Run a fleet of simulated devices against a server",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Kind = args[0]
+			switch o.Kind {
+			case "bp", "hr", "accelerometer":
+			default:
+				return usagef("unknown device kind %q; want bp, hr or accelerometer", o.Kind)
+			}
+			if o.Target == "" || o.Token == "" {
+				return usagef("--target and --token are required (an ingest token: pulselake token create --scope ingest)")
+			}
+			if o.Abnormal < 0 || o.Abnormal > 1 || o.Invalid < 0 || o.Invalid > 1 {
+				return usagef("--abnormal and --invalid are shares between 0 and 1")
+			}
+			log := newLogger(config.Default(), g.stderr)
+			st, err := simulate.Run(cmd.Context(), log, o)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "sent %d readings (%d abnormal, %d invalid): %d accepted, %d duplicates, %d rejected, %d failed\n",
+				st.Sent, st.Abnormal, st.Invalid, st.Accepted, st.Duplicates, st.Rejected, st.Failed)
+			if st.Failed > 0 {
+				return fmt.Errorf("%d readings were not stored", st.Failed)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Target, "target", "", "server URL (http://127.0.0.1:8080) or MQTT address (mqtt://127.0.0.1:1883)")
+	f.StringVar(&o.Token, "token", "", "ingest token")
+	f.IntVar(&o.Devices, "devices", 10, "number of devices")
+	f.Float64Var(&o.Rate, "rate", 10, "readings per second over all devices")
+	f.DurationVar(&o.Duration, "duration", 10*time.Second, "how long to run (0 runs until Ctrl-C)")
+	f.Uint64Var(&o.Seed, "seed", 1, "random seed")
+	f.Float64Var(&o.Abnormal, "abnormal", 0.01, "share of clinically abnormal readings (e.g. systolic >= 180)")
+	f.Float64Var(&o.Invalid, "invalid", 0, "share of invalid readings (out of range; they land in quarantine)")
+	f.IntVar(&o.Batch, "batch", 500, "readings per HTTP request at most")
+	return cmd
+}

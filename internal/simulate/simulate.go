@@ -1,0 +1,308 @@
+package simulate
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/pulselake/pulselake/internal/reading"
+)
+
+// Options configures a simulation run.
+type Options struct {
+	Kind     string        // bp, hr or accelerometer
+	Target   string        // http(s)://host:port or mqtt://host:port
+	Token    string        // ingest token
+	Devices  int           // number of devices (default 10)
+	Rate     float64       // readings per second over all devices (default 10)
+	Duration time.Duration // how long to run (0: until ctx ends)
+	Seed     uint64        // random seed; same seed, same readings
+	Abnormal float64       // share of clinically abnormal readings (default 0.01)
+	Invalid  float64       // share of invalid readings that must be rejected (default 0)
+	Batch    int           // readings per HTTP request at most (default 500)
+	// Start is the time of the first reading (default now); readings advance in real time.
+	Start time.Time
+	// OnResult is called after each HTTP batch or MQTT message with its counts.
+	OnResult func(Stats)
+}
+
+// Stats counts what a run sent and what the server answered.
+type Stats struct {
+	Sent, Accepted, Duplicates, Rejected, Failed int64
+	Abnormal, Invalid                             int64
+}
+
+// Run simulates until the duration elapses or ctx ends, and returns the totals.
+func Run(ctx context.Context, log *slog.Logger, o Options) (Stats, error) {
+	if o.Devices <= 0 {
+		o.Devices = 10
+	}
+	if o.Rate <= 0 {
+		o.Rate = 10
+	}
+	if o.Batch <= 0 {
+		o.Batch = 500
+	}
+	if o.Start.IsZero() {
+		o.Start = time.Now()
+	}
+	rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15))
+	devs := make([]*device, o.Devices)
+	for i := range devs {
+		d, err := newDevice(o.Kind, i+1, rng)
+		if err != nil {
+			return Stats{}, err
+		}
+		devs[i] = d
+	}
+	u, err := url.Parse(o.Target)
+	if err != nil || u.Host == "" {
+		return Stats{}, fmt.Errorf("target %q: want http://host:port or mqtt://host:port", o.Target)
+	}
+	var send sender
+	switch u.Scheme {
+	case "http", "https":
+		send = newHTTPSender(strings.TrimSuffix(o.Target, "/")+"/v1/readings", o.Token)
+	case "mqtt", "tcp":
+		s, err := newMQTTSender(ctx, u.Host, o.Token, min(o.Devices, 32))
+		if err != nil {
+			return Stats{}, err
+		}
+		defer s.close()
+		send = s
+	default:
+		return Stats{}, fmt.Errorf("target scheme %q: want http or mqtt", u.Scheme)
+	}
+	if o.Duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.Duration)
+		defer cancel()
+	}
+
+	var st statsCounter
+	// Readings are produced on a 50 ms tick in proportion to the rate and sent by a few
+	// workers so throughput does not wait on round trips.
+	const tick = 50 * time.Millisecond
+	batches := make(chan []json.RawMessage, 8)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range batches {
+				res, err := send.send(ctx, b)
+				if err != nil && ctx.Err() == nil {
+					log.Warn("sending readings failed", "err", err)
+				}
+				st.add(res, err, len(b))
+				if o.OnResult != nil {
+					o.OnResult(st.snapshot())
+				}
+			}
+		}()
+	}
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	start, produced, next := time.Now(), 0.0, 0
+	var seq int64
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case now := <-t.C:
+			due := o.Rate * now.Sub(start).Seconds()
+			var batch []json.RawMessage
+			for produced < due {
+				produced++
+				d := devs[next%len(devs)]
+				next++
+				seq++
+				at := o.Start.Add(now.Sub(start)).Add(time.Duration(seq%1000) * time.Microsecond)
+				abnormal := rng.Float64() < o.Abnormal
+				r := d.reading(rng, at, abnormal)
+				if abnormal {
+					st.abnormal.Add(1)
+				}
+				if rng.Float64() < o.Invalid {
+					st.invalid.Add(1)
+					corrupt(&r)
+				}
+				batch = append(batch, r.AppendJSON(nil))
+				if len(batch) == o.Batch {
+					select {
+					case batches <- batch:
+					case <-ctx.Done():
+						break loop
+					}
+					batch = nil
+				}
+			}
+			if len(batch) > 0 {
+				select {
+				case batches <- batch:
+				case <-ctx.Done():
+					break loop
+				}
+			}
+		}
+	}
+	close(batches)
+	wg.Wait()
+	return st.snapshot(), nil
+}
+
+// corrupt makes a reading invalid: a value far outside its plausible range.
+func corrupt(r *reading.Reading) {
+	for _, k := range []string{"systolic", "bpm", "x"} {
+		if _, ok := r.Values[k]; ok {
+			r.Values[k] = 1e6
+			return
+		}
+	}
+}
+
+type statsCounter struct {
+	sent, accepted, dups, rejected, failed, abnormal, invalid atomic.Int64
+}
+
+func (s *statsCounter) add(r result, err error, n int) {
+	s.sent.Add(int64(n))
+	if err != nil {
+		s.failed.Add(int64(n))
+		return
+	}
+	s.accepted.Add(int64(r.Accepted))
+	s.dups.Add(int64(r.Duplicates))
+	s.rejected.Add(int64(r.Rejected))
+}
+
+func (s *statsCounter) snapshot() Stats {
+	return Stats{Sent: s.sent.Load(), Accepted: s.accepted.Load(), Duplicates: s.dups.Load(), Rejected: s.rejected.Load(),
+		Failed: s.failed.Load(), Abnormal: s.abnormal.Load(), Invalid: s.invalid.Load()}
+}
+
+type result struct{ Accepted, Duplicates, Rejected int }
+
+type sender interface {
+	send(ctx context.Context, batch []json.RawMessage) (result, error)
+}
+
+type httpSender struct {
+	url, token string
+	client     *http.Client
+}
+
+func newHTTPSender(u, token string) *httpSender {
+	return &httpSender{url: u, token: token, client: &http.Client{Timeout: 30 * time.Second}}
+}
+
+func (s *httpSender) send(ctx context.Context, batch []json.RawMessage) (result, error) {
+	var body bytes.Buffer
+	for _, r := range batch {
+		body.Write(r)
+		body.WriteByte('\n')
+	}
+	for attempt := 0; ; attempt++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body.Bytes()))
+		if err != nil {
+			return result{}, err
+		}
+		req.Header.Set("Content-Type", "application/x-ndjson")
+		req.Header.Set("Authorization", "Bearer "+s.token)
+		resp, err := s.client.Do(req)
+		if err != nil {
+			return result{}, err
+		}
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		if (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) && attempt < 5 {
+			select {
+			case <-time.After(time.Duration(200*(attempt+1)) * time.Millisecond):
+				continue
+			case <-ctx.Done():
+				return result{}, ctx.Err()
+			}
+		}
+		var out struct {
+			Accepted, Duplicates int
+			Rejected             []json.RawMessage
+		}
+		if err := json.Unmarshal(data, &out); err != nil || resp.StatusCode >= 500 || resp.StatusCode == 401 || resp.StatusCode == 403 {
+			return result{}, fmt.Errorf("POST %s: %s: %s", s.url, resp.Status, bytes.TrimSpace(data))
+		}
+		rejected := map[int]bool{}
+		for _, r := range out.Rejected {
+			var x struct{ Index int }
+			_ = json.Unmarshal(r, &x)
+			rejected[x.Index] = true
+		}
+		return result{Accepted: out.Accepted, Duplicates: out.Duplicates, Rejected: len(rejected)}, nil
+	}
+}
+
+// mqttSender publishes each reading with QoS1 over a few connections, round robin.
+type mqttSender struct {
+	clients []mqtt.Client
+	next    atomic.Uint64
+}
+
+func newMQTTSender(ctx context.Context, host, token string, conns int) (*mqttSender, error) {
+	s := &mqttSender{}
+	for i := range conns {
+		opts := mqtt.NewClientOptions().AddBroker("tcp://" + host).
+			SetClientID(fmt.Sprintf("pulselake-sim-%d-%d", time.Now().UnixNano()%1e6, i)).
+			SetUsername("simulator").SetPassword(token).
+			SetCleanSession(true).SetAutoReconnect(true).SetConnectTimeout(10 * time.Second).
+			SetMaxResumePubInFlight(1024)
+		c := mqtt.NewClient(opts)
+		tok := c.Connect()
+		if !tok.WaitTimeout(15*time.Second) || tok.Error() != nil {
+			s.close()
+			err := tok.Error()
+			if err == nil {
+				err = errors.New("timed out")
+			}
+			return nil, fmt.Errorf("connecting to MQTT %s: %w (is the token an ingest token?)", host, err)
+		}
+		s.clients = append(s.clients, c)
+	}
+	return s, nil
+}
+
+func (s *mqttSender) send(ctx context.Context, batch []json.RawMessage) (result, error) {
+	toks := make([]mqtt.Token, 0, len(batch))
+	for _, r := range batch {
+		var head struct{ Kind, Device string }
+		_ = json.Unmarshal(r, &head)
+		c := s.clients[s.next.Add(1)%uint64(len(s.clients))]
+		toks = append(toks, c.Publish("readings/"+head.Kind+"/"+head.Device, 1, false, []byte(r)))
+	}
+	var res result
+	for _, t := range toks {
+		if !t.WaitTimeout(30*time.Second) || t.Error() != nil {
+			return res, fmt.Errorf("MQTT publish not acknowledged: %v", t.Error())
+		}
+		res.Accepted++ // acknowledged = stored; validation happens after (rejects go to quarantine)
+	}
+	return res, nil
+}
+
+func (s *mqttSender) close() {
+	for _, c := range s.clients {
+		c.Disconnect(250)
+	}
+}
