@@ -140,6 +140,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	intakeCtx, stopIntake := context.WithCancel(context.Background())
+	defer stopIntake()
 	var intake sync.WaitGroup
 	intake.Add(1)
 	go func() {

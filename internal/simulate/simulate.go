@@ -42,7 +42,7 @@ type Options struct {
 // Stats counts what a run sent and what the server answered.
 type Stats struct {
 	Sent, Accepted, Duplicates, Rejected, Failed int64
-	Abnormal, Invalid                             int64
+	Abnormal, Invalid                            int64
 }
 
 // Run simulates until the duration elapses or ctx ends, and returns the totals.
