@@ -8,148 +8,151 @@ import (
 )
 
 // window remembers the identities of readings stored recently, so a re-sent reading is
-// reported as a duplicate instead of being stored again. A reading being stored by one
-// request is "pending": a concurrent request with the same reading waits for the outcome
-// rather than answering "duplicate" for a reading that might yet fail to be stored.
+// reported as a duplicate instead of being stored again.
 //
-// Memory is bounded: identities older than ttl, or beyond max entries, are forgotten
-// (oldest first). The lake de-duplicates on identity without limit, so forgetting early
-// costs a duplicate stream record, never a duplicate row.
+// Stored identities live in time buckets (a twelfth of the window each); whole buckets
+// expire, and when more than max identities are held the oldest bucket goes early. That
+// keeps memory near 24 bytes per identity with no per-entry bookkeeping. The lake
+// de-duplicates on identity without limit, so forgetting early costs a duplicate stream
+// record, never a duplicate row.
+//
+// A reading being stored by one batch is "pending": a concurrent batch with the same
+// reading waits for the outcome rather than answering "duplicate" for a reading that might
+// yet fail to be stored.
 type window struct {
-	mu    sync.Mutex
-	ttl   time.Duration
-	max   int
-	seen  map[reading.ID]*claim
-	order []slot // FIFO ring of insertions
-	head  int    // index of the oldest slot
-	n     int    // slots in use
+	mu      sync.Mutex
+	span    time.Duration // time covered by one bucket
+	max     int
+	buckets []bucket // oldest first
+	total   int
+	pending map[reading.ID]*claims
 }
 
-type slot struct {
-	id reading.ID
-	at int64 // unix nanos of insertion
+type bucket struct {
+	start time.Time
+	ids   map[reading.ID]struct{}
 }
 
-// claim is one identity's state. done is closed when a pending claim is settled.
-type claim struct {
-	owner  *claims
-	stored bool
-	done   chan struct{}
-}
-
-// claims are the pending identities of one batch.
+// claims are the pending identities of one batch; done closes when the batch is settled.
 type claims struct {
-	ids []reading.ID
-	cs  []*claim
+	ids  []reading.ID
+	done chan struct{}
 }
+
+const windowBuckets = 12
 
 func newWindow(ttl time.Duration, max int) *window {
-	if max <= 0 || ttl <= 0 {
+	if ttl <= 0 || max <= 0 {
 		max = 0
 	}
-	return &window{ttl: ttl, max: max, seen: make(map[reading.ID]*claim), order: make([]slot, min(max, 1<<16))}
+	return &window{span: ttl / windowBuckets, max: max, pending: map[reading.ID]*claims{}}
 }
 
-// claim marks ids pending for this batch. It returns, per id, whether it is a duplicate (stored
-// already, or earlier in the same batch). It may wait for another batch's pending claim.
+func (w *window) storedLocked(id reading.ID) bool {
+	for i := len(w.buckets) - 1; i >= 0; i-- {
+		if _, ok := w.buckets[i].ids[id]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// claim marks ids pending for a new batch. It returns, per id, whether it is a duplicate
+// (stored already, or earlier in the same batch). It may wait for another batch's outcome.
 func (w *window) claim(ids []reading.ID) (*claims, []bool) {
-	mine := &claims{}
+	mine := &claims{done: make(chan struct{})}
 	dup := make([]bool, len(ids))
 	if w.max == 0 {
 		return mine, dup
 	}
+	w.mu.Lock()
 	for i := 0; i < len(ids); i++ {
-		w.mu.Lock()
-		c, ok := w.seen[ids[i]]
-		switch {
-		case !ok:
-			c = &claim{owner: mine, done: make(chan struct{})}
-			w.seen[ids[i]] = c
-			w.push(ids[i])
-			mine.ids = append(mine.ids, ids[i])
-			mine.cs = append(mine.cs, c)
-		case c.stored || c.owner == mine:
-			dup[i] = true
-		default:
-			// Pending in another batch: wait for it, then look again.
+		id := ids[i]
+		if other, ok := w.pending[id]; ok {
+			if other == mine {
+				dup[i] = true
+				continue
+			}
+			// Pending in another batch: wait for its outcome, then look again.
 			w.mu.Unlock()
-			<-c.done
+			<-other.done
+			w.mu.Lock()
 			i--
 			continue
 		}
-		w.mu.Unlock()
+		if w.storedLocked(id) {
+			dup[i] = true
+			continue
+		}
+		w.pending[id] = mine
+		mine.ids = append(mine.ids, id)
 	}
+	w.mu.Unlock()
 	return mine, dup
 }
 
-// settle records the outcome of a batch: stored claims stay as duplicates-to-be; failed ones
-// are forgotten so a retry is accepted.
+// settle records the outcome of a batch: stored identities become duplicates-to-be; failed
+// ones are forgotten so a retry is accepted.
 func (w *window) settle(mine *claims, stored bool) {
+	defer close(mine.done)
 	if w.max == 0 {
 		return
 	}
+	now := time.Now()
 	w.mu.Lock()
-	for i, c := range mine.cs {
-		c.stored = stored
-		c.owner = nil
-		if !stored && w.seen[mine.ids[i]] == c {
-			delete(w.seen, mine.ids[i])
+	defer w.mu.Unlock()
+	for _, id := range mine.ids {
+		delete(w.pending, id)
+		if stored {
+			w.addLocked(id, now)
 		}
-		close(c.done)
 	}
-	w.mu.Unlock()
 }
 
-// remember records identities known to be stored (used when rebuilding after a restart).
+// remember records an identity known to be stored at a time (rebuilding after a restart).
 func (w *window) remember(id reading.ID, at time.Time) {
 	if w.max == 0 {
 		return
 	}
 	w.mu.Lock()
-	if _, ok := w.seen[id]; !ok {
-		c := &claim{stored: true, done: make(chan struct{})}
-		close(c.done)
-		w.seen[id] = c
-		w.pushAt(id, at.UnixNano())
+	if !w.storedLocked(id) {
+		w.addLocked(id, at)
 	}
 	w.mu.Unlock()
 }
 
-func (w *window) push(id reading.ID) { w.pushAt(id, time.Now().UnixNano()) }
-
-// pushAt appends to the ring, first evicting expired entries and, when full, the oldest.
-func (w *window) pushAt(id reading.ID, at int64) {
-	cutoff := time.Now().UnixNano() - int64(w.ttl)
-	for w.n > 0 && (w.order[w.head].at < cutoff || w.n >= w.max) {
-		w.evictOldest()
+func (w *window) addLocked(id reading.ID, at time.Time) {
+	w.expireLocked(time.Now())
+	n := len(w.buckets)
+	// A new bucket per span of time, and per twelfth of max identities so that dropping the
+	// oldest bucket always frees memory.
+	if n == 0 || at.Sub(w.buckets[n-1].start) >= w.span || len(w.buckets[n-1].ids) >= max(1, w.max/windowBuckets) {
+		w.buckets = append(w.buckets, bucket{start: at, ids: map[reading.ID]struct{}{}})
+		n++
 	}
-	if w.n == len(w.order) {
-		w.grow()
+	w.buckets[n-1].ids[id] = struct{}{}
+	w.total++
+	for w.total > w.max && len(w.buckets) > 1 {
+		w.dropOldestLocked()
 	}
-	w.order[(w.head+w.n)%len(w.order)] = slot{id: id, at: at}
-	w.n++
 }
 
-func (w *window) evictOldest() {
-	s := w.order[w.head]
-	if c, ok := w.seen[s.id]; ok && c.owner == nil {
-		delete(w.seen, s.id)
+// expireLocked drops buckets entirely older than the window.
+func (w *window) expireLocked(now time.Time) {
+	for len(w.buckets) > 0 && now.Sub(w.buckets[0].start) > w.span*(windowBuckets+1) {
+		w.dropOldestLocked()
 	}
-	w.head = (w.head + 1) % len(w.order)
-	w.n--
 }
 
-func (w *window) grow() {
-	bigger := make([]slot, min(2*len(w.order), w.max))
-	for i := 0; i < w.n; i++ {
-		bigger[i] = w.order[(w.head+i)%len(w.order)]
-	}
-	w.order, w.head = bigger, 0
+func (w *window) dropOldestLocked() {
+	w.total -= len(w.buckets[0].ids)
+	w.buckets[0] = bucket{}
+	w.buckets = w.buckets[1:]
 }
 
 // size is the number of identities remembered.
 func (w *window) size() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.seen)
+	return w.total
 }

@@ -1,0 +1,263 @@
+// Command ingest benchmarks pulselake's front doors as a whole system: it starts
+// `pulselake serve` as a separate process on a fresh data directory, drives it with NDJSON
+// batches over HTTP and with MQTT QoS1 messages, and reports throughput, per-batch latency
+// percentiles and the server's peak RSS. As the reference, measured in the same run, it
+// publishes the same readings one JetStream message each (what a naive design would do) to
+// an embedded server with the same fsync-on-every-write setting.
+//
+//	go run ./bench/ingest -bin ./pulselake -duration 20s
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/nats-io/nats.go"
+
+	"github.com/pulselake/pulselake/internal/stream"
+)
+
+const token = "plk_bench-admin-token-0123456789abcdef"
+
+func main() {
+	bin := flag.String("bin", "./pulselake", "pulselake binary")
+	duration := flag.Duration("duration", 20*time.Second, "length of each phase")
+	batch := flag.Int("batch", 1000, "readings per HTTP request")
+	clients := flag.Int("clients", 8, "concurrent HTTP clients")
+	mqttConns := flag.Int("mqtt-conns", 16, "MQTT connections")
+	flag.Parse()
+
+	dir, _ := os.MkdirTemp("", "pulselake-bench-")
+	defer os.RemoveAll(dir)
+	httpAddr, mqttAddr := freeAddr(), freeAddr()
+	cmd := exec.Command(*bin, "serve", "--data", dir, "--http", httpAddr, "--mqtt", mqttAddr)
+	cmd.Env = append(os.Environ(), "PULSELAKE_ADMIN_TOKEN="+token)
+	logf, _ := os.Create(filepath.Join(dir, "serve.log"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	must(cmd.Start())
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	waitReady("http://" + httpAddr)
+
+	fmt.Printf("pulselake ingest benchmark, %s, GOMAXPROCS=%s\n", time.Now().UTC().Format(time.RFC3339), os.Getenv("GOMAXPROCS"))
+	n, lat, el := benchHTTP("http://"+httpAddr, *batch, *clients, *duration)
+	fmt.Printf("HTTP NDJSON, %d readings/request, %d clients: %d readings in %.1fs = %.0f readings/s; per-batch latency p50 %.1f ms, p99 %.1f ms\n",
+		*batch, *clients, n, el.Seconds(), float64(n)/el.Seconds(), ms(pct(lat, 50)), ms(pct(lat, 99)))
+	fmt.Printf("serve peak RSS after HTTP phase: %d MB\n", peakRSS(cmd.Process.Pid)/1024)
+
+	m, mel := benchMQTT(mqttAddr, *mqttConns, *duration)
+	fmt.Printf("MQTT QoS1, %d connections: %d messages acknowledged in %.1fs = %.0f msg/s\n", *mqttConns, m, mel.Seconds(), float64(m)/mel.Seconds())
+	fmt.Printf("serve peak RSS (whole run): %d MB\n", peakRSS(cmd.Process.Pid)/1024)
+
+	rn, rel := benchReference(*clients, *duration)
+	fmt.Printf("reference: one JetStream message per reading, SyncAlways, %d publishers: %d readings in %.1fs = %.0f readings/s\n", *clients, rn, rel.Seconds(), float64(rn)/rel.Seconds())
+}
+
+func must(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitReady(url string) {
+	for i := 0; i < 600; i++ {
+		if resp, err := http.Get(url + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	must(fmt.Errorf("serve not ready"))
+}
+
+// readings makes n NDJSON readings of blood pressure, unique by (device, time).
+func readings(rng *rand.Rand, client, seq, n int) []byte {
+	var b bytes.Buffer
+	base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, `{"subject":"patient-%d","device":"bp-%d-%d","kind":"blood_pressure","time":%d,"values":{"systolic":%d,"diastolic":%d,"pulse":%d}}`+"\n",
+			rng.IntN(1000), client, i%50, base+int64(seq*n+i), 110+rng.IntN(60), 60+rng.IntN(40), 55+rng.IntN(40))
+	}
+	return b.Bytes()
+}
+
+func benchHTTP(url string, batch, clients int, d time.Duration) (int64, []time.Duration, time.Duration) {
+	var total atomic.Int64
+	var mu sync.Mutex
+	var lat []time.Duration
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(c), 1))
+			hc := &http.Client{Timeout: 30 * time.Second}
+			// Pre-generate bodies so the generator does not compete for CPU while timing.
+			bodies := make([][]byte, 64)
+			for i := range bodies {
+				bodies[i] = readings(rng, c, i, batch)
+			}
+			for seq := 0; time.Since(start) < d; seq++ {
+				body := bodies[seq%len(bodies)]
+				if seq >= len(bodies) { // fresh readings: shift times so they are not duplicates
+					body = bytes.ReplaceAll(body, []byte(`"device":"bp-`), []byte(`"device":"b`+strconv.Itoa(seq)+`-`))
+				}
+				t0 := time.Now()
+				req, _ := http.NewRequest("POST", url+"/v1/readings", bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/x-ndjson")
+				req.Header.Set("Authorization", "Bearer "+token)
+				resp, err := hc.Do(req)
+				if err != nil {
+					continue
+				}
+				data, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 202 {
+					if resp.StatusCode != 429 {
+						fmt.Fprintf(os.Stderr, "status %d: %s\n", resp.StatusCode, data)
+					}
+					continue
+				}
+				el := time.Since(t0)
+				total.Add(int64(batch))
+				mu.Lock()
+				lat = append(lat, el)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return total.Load(), lat, time.Since(start)
+}
+
+func benchMQTT(addr string, conns int, d time.Duration) (int64, time.Duration) {
+	var total atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := 0; c < conns; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			opts := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("bench-" + strconv.Itoa(c)).
+				SetUsername("bench").SetPassword(token).SetCleanSession(true).SetProtocolVersion(4)
+			cl := mqtt.NewClient(opts)
+			if t := cl.Connect(); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+				fmt.Fprintln(os.Stderr, "mqtt connect:", t.Error())
+				return
+			}
+			defer cl.Disconnect(100)
+			rng := rand.New(rand.NewPCG(uint64(c), 2))
+			base := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC).UnixMilli()
+			window := make([]mqtt.Token, 0, 256)
+			for i := 0; time.Since(start) < d; i++ {
+				payload := fmt.Sprintf(`{"subject":"patient-%d","time":%d,"values":{"bpm":%d}}`, c, base+int64(i), 50+rng.IntN(100))
+				window = append(window, cl.Publish(fmt.Sprintf("readings/heart_rate/hr-%d", c), 1, false, payload))
+				if len(window) == cap(window) {
+					for _, t := range window {
+						if t.WaitTimeout(30*time.Second) && t.Error() == nil {
+							total.Add(1)
+						}
+					}
+					window = window[:0]
+				}
+			}
+			for _, t := range window {
+				if t.WaitTimeout(30*time.Second) && t.Error() == nil {
+					total.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return total.Load(), time.Since(start)
+}
+
+func benchReference(clients int, d time.Duration) (int64, time.Duration) {
+	dir, _ := os.MkdirTemp("", "pulselake-bench-ref-")
+	defer os.RemoveAll(dir)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := stream.StartServer(log, stream.ServerOptions{Dir: dir})
+	must(err)
+	defer srv.Shutdown(context.Background())
+	nc, err := nats.Connect("", nats.InProcessServer(srv.NATS()))
+	must(err)
+	defer nc.Close()
+	js, _ := nc.JetStream(nats.PublishAsyncMaxPending(4096))
+	_, err = js.AddStream(&nats.StreamConfig{Name: "REF", Subjects: []string{"ref.>"}, Storage: nats.FileStorage, Duplicates: 2 * time.Minute})
+	must(err)
+	var total atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(c), 3))
+			lines := strings.Split(strings.TrimSpace(string(readings(rng, c, 0, 1000))), "\n")
+			for i := 0; time.Since(start) < d; i++ {
+				m := nats.NewMsg("ref.bp")
+				m.Data = []byte(lines[i%len(lines)])
+				m.Header.Set(nats.MsgIdHdr, fmt.Sprintf("%d-%d", c, i))
+				if _, err := js.PublishMsg(m); err == nil {
+					total.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return total.Load(), time.Since(start)
+}
+
+func pct(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	return d[min(len(d)-1, int(float64(len(d))*p/100))]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / 1e6 }
+
+// peakRSS reads VmHWM (peak resident set, KiB) of a process.
+func peakRSS(pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			f := strings.Fields(line)
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
