@@ -70,4 +70,3 @@ func OpenTokens(ctx context.Context, log *slog.Logger, conn *stream.Conn) (*toke
 	}
 	return token.Open(ctx, log, kv)
 }
-

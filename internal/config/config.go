@@ -8,11 +8,11 @@ package config
 import (
 	"fmt"
 	"net"
-	"strconv"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
