@@ -24,6 +24,8 @@ const (
 	MQTTReadings   = "$MQTT.msgs.readings.>"
 	MQTTConsumer   = "ingest-mqtt" // pulselake's consumer of MQTT readings
 	ReadingsPrefix = "readings."   // NATS subject prefix of MQTT topic readings/<kind>/<device>
+	// MQTTRetention is how long raw MQTT messages are kept after pulselake read them.
+	MQTTRetention = 24 * time.Hour
 )
 
 // ConnOptions configures a connection to the stream.
@@ -134,14 +136,16 @@ func (c *Conn) Setup(ctx context.Context) error {
 	if _, err := c.JS.CreateOrUpdateStream(ctx, cfg); err != nil {
 		return fmt.Errorf("creating stream %s: %w", IngestStream, err)
 	}
-	// The NATS server creates this stream on the first MQTT connection; create it first with
-	// the same configuration so the readings consumer exists before any message arrives
-	// (interest retention keeps a message only for consumers that exist when it is stored).
+	// The NATS server creates this stream on the first MQTT connection (with interest
+	// retention); create it first. Limits retention instead of interest: acknowledging a
+	// message then costs no delete (and no second fsync per message), and messages stay for
+	// MQTTRetention, which also makes them replayable. MQTT subscribers are unaffected.
 	mcfg := jetstream.StreamConfig{
 		Name:      MQTTStream,
 		Subjects:  []string{MQTTSubjects},
 		Storage:   jetstream.FileStorage,
-		Retention: jetstream.InterestPolicy,
+		Retention: jetstream.LimitsPolicy,
+		MaxAge:    MQTTRetention,
 		Replicas:  c.opts.Replicas,
 	}
 	if _, err := c.JS.CreateStream(ctx, mcfg); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
