@@ -43,6 +43,7 @@ func main() {
 	batch := flag.Int("batch", 1000, "readings per HTTP request")
 	clients := flag.Int("clients", 8, "concurrent HTTP clients")
 	mqttConns := flag.Int("mqtt-conns", 16, "MQTT connections")
+	mqttArray := flag.Int("mqtt-array", 50, "readings per MQTT message in the second MQTT phase (a JSON array)")
 	flag.Parse()
 
 	dir, _ := os.MkdirTemp("", "pulselake-bench-")
@@ -62,8 +63,11 @@ func main() {
 		*batch, *clients, n, el.Seconds(), float64(n)/el.Seconds(), ms(pct(lat, 50)), ms(pct(lat, 99)))
 	fmt.Printf("serve peak RSS after HTTP phase: %d MB\n", peakRSS(cmd.Process.Pid)/1024)
 
-	m, mel := benchMQTT(mqttAddr, *mqttConns, *duration)
-	fmt.Printf("MQTT QoS1, %d connections: %d messages acknowledged in %.1fs = %.0f msg/s\n", *mqttConns, m, mel.Seconds(), float64(m)/mel.Seconds())
+	for _, per := range []int{1, *mqttArray} {
+		m, mel := benchMQTT(mqttAddr, *mqttConns, per, *duration)
+		fmt.Printf("MQTT QoS1, %d connections, %d reading(s) per message: %d messages acknowledged in %.1fs = %.0f msg/s = %.0f readings/s\n",
+			*mqttConns, per, m, mel.Seconds(), float64(m)/mel.Seconds(), float64(m*int64(per))/mel.Seconds())
+	}
 	fmt.Printf("serve peak RSS (whole run): %d MB\n", peakRSS(cmd.Process.Pid)/1024)
 
 	rn, rel := benchReference(*clients, *duration)
@@ -158,7 +162,7 @@ func benchHTTP(url string, batch, clients int, d time.Duration) (int64, []time.D
 	return total.Load(), lat, time.Since(start)
 }
 
-func benchMQTT(addr string, conns int, d time.Duration) (int64, time.Duration) {
+func benchMQTT(addr string, conns, per int, d time.Duration) (int64, time.Duration) {
 	var total atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -166,7 +170,7 @@ func benchMQTT(addr string, conns int, d time.Duration) (int64, time.Duration) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			opts := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("bench-" + strconv.Itoa(c)).
+			opts := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(fmt.Sprintf("bench-%d-%d", per, c)).
 				SetUsername("bench").SetPassword(token).SetCleanSession(true).SetProtocolVersion(4)
 			cl := mqtt.NewClient(opts)
 			if t := cl.Connect(); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
@@ -178,8 +182,15 @@ func benchMQTT(addr string, conns int, d time.Duration) (int64, time.Duration) {
 			base := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC).UnixMilli()
 			window := make([]mqtt.Token, 0, 256)
 			for i := 0; time.Since(start) < d; i++ {
-				payload := fmt.Sprintf(`{"subject":"patient-%d","time":%d,"values":{"bpm":%d}}`, c, base+int64(i), 50+rng.IntN(100))
-				window = append(window, cl.Publish(fmt.Sprintf("readings/heart_rate/hr-%d", c), 1, false, payload))
+				parts := make([]string, per)
+				for j := range parts {
+					parts[j] = fmt.Sprintf(`{"subject":"patient-%d","time":%d,"values":{"bpm":%d}}`, c, base+int64(i*per+j), 50+rng.IntN(100))
+				}
+				payload := parts[0]
+				if per > 1 {
+					payload = "[" + strings.Join(parts, ",") + "]"
+				}
+				window = append(window, cl.Publish(fmt.Sprintf("readings/heart_rate/hr-%d-%d", per, c), 1, false, payload))
 				if len(window) == cap(window) {
 					for _, t := range window {
 						if t.WaitTimeout(30*time.Second) && t.Error() == nil {
