@@ -1,0 +1,285 @@
+package notify
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"text/template"
+	"time"
+)
+
+// Duration is a time.Duration written like "30s" or "4h" in YAML and JSON.
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("want a duration like 30s or 4h, got %q", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes the duration as text.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Config is the notification part of the configuration file: the channels (top-level key
+// `notify`), the routing tree (`route`), inhibition rules (`inhibit_rules`) and templates.
+type Config struct {
+	Channels     []Channel     `yaml:"notify"`
+	Route        *Route        `yaml:"route"`
+	InhibitRules []InhibitRule `yaml:"inhibit_rules"`
+}
+
+// Channel is a named receiver with exactly one delivery method.
+type Channel struct {
+	Name         string              `yaml:"name"`
+	Email        *EmailConfig        `yaml:"email"`
+	Webhook      *WebhookConfig      `yaml:"webhook"`
+	Alertmanager *AlertmanagerConfig `yaml:"alertmanager"`
+	Log          *LogConfig          `yaml:"log"`
+	// SendResolved sends a notice when the alerts resolve (default true).
+	SendResolved *bool `yaml:"send_resolved"`
+}
+
+// EmailConfig sends mail over SMTP.
+type EmailConfig struct {
+	To   []string `yaml:"to"`
+	From string   `yaml:"from"` // default pulselake@<hostname>
+	// SMTP is host:port of the mail server.
+	SMTP string `yaml:"smtp"`
+	// TLS selects transport security: "starttls" (default: use STARTTLS when the server offers
+	// it), "starttls-required" (fail without it), "tls" (implicit TLS, port 465), "none".
+	TLS                string `yaml:"tls"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+	// Username and PasswordFile enable AUTH PLAIN (only over TLS, or to localhost).
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"password_file"`
+	// Subject and Body are text/template templates over Data; defaults describe the group.
+	Subject string `yaml:"subject"`
+	Body    string `yaml:"body"`
+	// Hello is the name sent in EHLO (default localhost).
+	Hello string `yaml:"hello"`
+}
+
+// WebhookConfig posts JSON to a URL.
+type WebhookConfig struct {
+	URL string `yaml:"url"`
+	// Format is "alertmanager" (default: Alertmanager's webhook JSON) or "slack" ({"text": ...}
+	// for Slack and Mattermost incoming webhooks).
+	Format string `yaml:"format"`
+	// BearerTokenFile, if set, sends Authorization: Bearer <file contents>.
+	BearerTokenFile string   `yaml:"bearer_token_file"`
+	Timeout         Duration `yaml:"timeout"` // default 10s
+	// Text is the template of the Slack message text.
+	Text string `yaml:"text"`
+}
+
+// AlertmanagerConfig forwards alerts to a Prometheus Alertmanager (POST /api/v2/alerts).
+type AlertmanagerConfig struct {
+	URL     string   `yaml:"url"` // base URL, e.g. http://alertmanager:9093
+	Timeout Duration `yaml:"timeout"`
+}
+
+// LogConfig writes notifications to the log.
+type LogConfig struct {
+	Level string `yaml:"level"` // info (default) or warn
+}
+
+// Route is a node of the routing tree (Alertmanager semantics). A child inherits every
+// setting it does not set. The root's empty receiver means every channel.
+type Route struct {
+	Receiver       string    `yaml:"receiver"`
+	Matchers       []string  `yaml:"matchers"`
+	GroupBy        []string  `yaml:"group_by"`
+	GroupWait      *Duration `yaml:"group_wait"`
+	GroupInterval  *Duration `yaml:"group_interval"`
+	RepeatInterval *Duration `yaml:"repeat_interval"`
+	Continue       bool      `yaml:"continue"`
+	Routes         []*Route  `yaml:"routes"`
+}
+
+// Defaults of the root route. group_wait is short: a nurse must learn of a crisis within
+// seconds; Alertmanager's 30 s suits infrastructure, not patients.
+const (
+	DefaultGroupWait      = 1 * time.Second
+	DefaultGroupInterval  = 1 * time.Minute
+	DefaultRepeatInterval = 4 * time.Hour
+)
+
+// DefaultGroupBy groups per patient.
+var defaultGroupBy = []string{"alertname", "subject"}
+
+// InhibitRule mutes alerts matching Target while an alert matching Source fires with the
+// same values of the Equal labels.
+type InhibitRule struct {
+	SourceMatchers []string `yaml:"source_matchers"`
+	TargetMatchers []string `yaml:"target_matchers"`
+	Equal          []string `yaml:"equal"`
+}
+
+// Validate returns every problem, each starting with its YAML path ("notify[0].email.smtp:
+// ..."), or nil.
+func (c *Config) Validate() []error {
+	var errs []error
+	add := func(path, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+	}
+	names := map[string]bool{}
+	for i, ch := range c.Channels {
+		p := fmt.Sprintf("notify[%d]", i)
+		if ch.Name == "" {
+			add(p+".name", "required")
+		} else if names[ch.Name] {
+			add(p+".name", "channel %q is defined twice", ch.Name)
+		}
+		names[ch.Name] = true
+		n := 0
+		if ch.Email != nil {
+			n++
+			e := ch.Email
+			if len(e.To) == 0 {
+				add(p+".email.to", "at least one address required")
+			}
+			for j, to := range e.To {
+				if !strings.Contains(to, "@") {
+					add(fmt.Sprintf("%s.email.to[%d]", p, j), "want an email address, got %q", to)
+				}
+			}
+			if _, _, err := net.SplitHostPort(e.SMTP); err != nil {
+				add(p+".email.smtp", "want host:port of the SMTP server, got %q", e.SMTP)
+			}
+			switch e.TLS {
+			case "", "starttls", "starttls-required", "tls", "none":
+			default:
+				add(p+".email.tls", "want starttls, starttls-required, tls or none, got %q", e.TLS)
+			}
+			if e.PasswordFile != "" {
+				if e.Username == "" {
+					add(p+".email.username", "required with password_file")
+				}
+				if _, err := os.Stat(e.PasswordFile); err != nil {
+					add(p+".email.password_file", "%v", err)
+				}
+			}
+			checkTemplate(&errs, p+".email.subject", e.Subject)
+			checkTemplate(&errs, p+".email.body", e.Body)
+		}
+		if ch.Webhook != nil {
+			n++
+			checkURL(&errs, p+".webhook.url", ch.Webhook.URL)
+			if f := ch.Webhook.Format; f != "" && f != "alertmanager" && f != "slack" {
+				add(p+".webhook.format", "want alertmanager or slack, got %q", f)
+			}
+			if ch.Webhook.BearerTokenFile != "" {
+				if _, err := os.Stat(ch.Webhook.BearerTokenFile); err != nil {
+					add(p+".webhook.bearer_token_file", "%v", err)
+				}
+			}
+			checkTemplate(&errs, p+".webhook.text", ch.Webhook.Text)
+		}
+		if ch.Alertmanager != nil {
+			n++
+			checkURL(&errs, p+".alertmanager.url", ch.Alertmanager.URL)
+		}
+		if ch.Log != nil {
+			n++
+			if l := ch.Log.Level; l != "" && l != "info" && l != "warn" {
+				add(p+".log.level", "want info or warn, got %q", l)
+			}
+		}
+		if n != 1 {
+			add(p, "want exactly one of email, webhook, alertmanager or log, got %d", n)
+		}
+	}
+	if c.Route != nil {
+		c.validateRoute(&errs, "route", c.Route, names, true)
+	}
+	for i, r := range c.InhibitRules {
+		p := fmt.Sprintf("inhibit_rules[%d]", i)
+		if len(r.SourceMatchers) == 0 {
+			add(p+".source_matchers", "at least one matcher required")
+		}
+		if len(r.TargetMatchers) == 0 {
+			add(p+".target_matchers", "at least one matcher required")
+		}
+		for j, s := range r.SourceMatchers {
+			if _, err := ParseMatcher(s); err != nil {
+				add(fmt.Sprintf("%s.source_matchers[%d]", p, j), "%v", err)
+			}
+		}
+		for j, s := range r.TargetMatchers {
+			if _, err := ParseMatcher(s); err != nil {
+				add(fmt.Sprintf("%s.target_matchers[%d]", p, j), "%v", err)
+			}
+		}
+	}
+	return errs
+}
+
+func (c *Config) validateRoute(errs *[]error, p string, r *Route, names map[string]bool, root bool) {
+	if r.Receiver != "" && !names[r.Receiver] {
+		*errs = append(*errs, fmt.Errorf("%s.receiver: no channel named %q in notify", p, r.Receiver))
+	}
+	if root && len(r.Matchers) > 0 {
+		*errs = append(*errs, fmt.Errorf("%s.matchers: the root route matches every alert; put matchers on child routes", p))
+	}
+	for j, s := range r.Matchers {
+		if _, err := ParseMatcher(s); err != nil {
+			*errs = append(*errs, fmt.Errorf("%s.matchers[%d]: %v", p, j, err))
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    *Duration
+	}{{"group_wait", r.GroupWait}, {"group_interval", r.GroupInterval}, {"repeat_interval", r.RepeatInterval}} {
+		if d.v != nil && d.v.D() < 0 {
+			*errs = append(*errs, fmt.Errorf("%s.%s: must not be negative", p, d.name))
+		}
+	}
+	if r.GroupInterval != nil && r.GroupInterval.D() == 0 {
+		*errs = append(*errs, fmt.Errorf("%s.group_interval: must be positive", p))
+	}
+	for i, c2 := range r.Routes {
+		c.validateRoute(errs, fmt.Sprintf("%s.routes[%d]", p, i), c2, names, false)
+	}
+}
+
+func checkURL(errs *[]error, path, s string) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		*errs = append(*errs, fmt.Errorf("%s: want an http:// or https:// URL, got %q", path, s))
+	}
+}
+
+func checkTemplate(errs *[]error, path, s string) {
+	if s == "" {
+		return
+	}
+	if _, err := template.New("t").Funcs(templateFuncs).Parse(s); err != nil {
+		*errs = append(*errs, fmt.Errorf("%s: %v", path, err))
+	}
+}
+
+// readSecret reads a secret file, trimming a trailing newline.
+func readSecret(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("reading secret file: %w", err)
+	}
+	s := strings.TrimRight(string(b), "\r\n")
+	if s == "" {
+		return "", errors.New("reading secret file: empty")
+	}
+	return s, nil
+}

@@ -1,0 +1,491 @@
+package rules
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pulselake/pulselake/internal/notify"
+	"github.com/pulselake/pulselake/internal/reading"
+	"github.com/pulselake/pulselake/internal/stream"
+)
+
+// NotifyFunc hands alerts to the notification pipeline (notify.Dispatcher.Notify).
+type NotifyFunc func(ctx context.Context, alerts []notify.Alert) error
+
+// AlertSink records alert transitions (the lake's ops.alerts table).
+type AlertSink func(ctx context.Context, transitions []Transition) error
+
+// Options configures an Engine.
+type Options struct {
+	// Rules are the rules to run (inline ones and those of RuleFiles are combined).
+	Rules []Rule
+	// RuleFiles are re-read by Reload and, when WatchInterval > 0, whenever they change.
+	RuleFiles []string
+	// Dir resolves relative RuleFiles (the config file's directory).
+	Dir           string
+	WatchInterval time.Duration
+	// Registry knows the kinds of readings (built-in and configured).
+	Registry *reading.Registry
+	// JS is the JetStream the engine consumes the ingest stream from.
+	JS jetstream.JetStream
+	// Consumer is the durable consumer's name (default "rules").
+	Consumer string
+	// State persists alert state (bucket "alerts"); nil keeps it in memory only.
+	State jetstream.KeyValue
+	// Notify receives firing and resolved alerts; Sink receives every transition. Both optional.
+	Notify NotifyFunc
+	Sink   AlertSink
+	// TickInterval drives for, keep_firing_for and absent_for timing (default 1s).
+	TickInterval time.Duration
+	// ResendInterval re-sends firing alerts to Notify (default 1m), as Prometheus does.
+	ResendInterval time.Duration
+	// ResolvedRetention is how long resolved alerts are listed (default 15m).
+	ResolvedRetention time.Duration
+	// MaxReadingAge: older readings (imports, late uploads) feed windows but do not change
+	// alert state, so importing last year's data pages nobody (default 1h).
+	MaxReadingAge time.Duration
+	// SeenInterval is how often last-seen times of devices are saved (default 1m).
+	SeenInterval time.Duration
+	Now          func() time.Time
+}
+
+// Engine runs the rules over the ingest stream.
+type Engine struct {
+	log  *slog.Logger
+	opts Options
+
+	mu       sync.Mutex
+	ev       *evaluator
+	fileMod  map[string]time.Time
+	lastSend time.Time
+
+	mReadings    prometheus.Counter
+	mEvalErrors  *prometheus.CounterVec
+	mTransitions *prometheus.CounterVec
+	mSinkErrors  prometheus.Counter
+	mLatency     prometheus.Histogram
+	mReloads     *prometheus.CounterVec
+}
+
+// Errors of the engine.
+var ErrInvalidRules = errors.New("invalid rules")
+
+// NewEngine compiles the rules and restores alert state from the KV bucket.
+func NewEngine(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, o Options) (*Engine, error) {
+	if o.Registry == nil {
+		r, err := reading.NewRegistry()
+		if err != nil {
+			return nil, err
+		}
+		o.Registry = r
+	}
+	if o.Consumer == "" {
+		o.Consumer = "rules"
+	}
+	if o.TickInterval <= 0 {
+		o.TickInterval = time.Second
+	}
+	if o.ResendInterval <= 0 {
+		o.ResendInterval = time.Minute
+	}
+	if o.ResolvedRetention <= 0 {
+		o.ResolvedRetention = 15 * time.Minute
+	}
+	if o.MaxReadingAge <= 0 {
+		o.MaxReadingAge = time.Hour
+	}
+	if o.SeenInterval <= 0 {
+		o.SeenInterval = time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	e := &Engine{log: log, opts: o, fileMod: map[string]time.Time{},
+		mReadings: prometheus.NewCounter(prometheus.CounterOpts{Name: "pulselake_rules_readings_total", Help: "Readings evaluated by the rule engine."}),
+		mEvalErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulselake_rules_evaluation_errors_total",
+			Help: "Rule evaluations that failed, by rule."}, []string{"rule"}),
+		mTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulselake_rules_transitions_total",
+			Help: "Alert state changes, by new state."}, []string{"state"}),
+		mSinkErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "pulselake_rules_sink_errors_total", Help: "Failed writes of alert transitions to the sink."}),
+		mLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pulselake_rules_batch_seconds",
+			Help: "Time to evaluate one stream message and make its effects durable.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		mReloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulselake_rules_reloads_total", Help: "Rule reloads by outcome."}, []string{"outcome"}),
+	}
+	if reg != nil {
+		active := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pulselake_rules_alerts_firing", Help: "Alerts firing now."},
+			func() float64 { return float64(len(e.Alerts(StateFiring))) })
+		for _, c := range []prometheus.Collector{e.mReadings, e.mEvalErrors, e.mTransitions, e.mSinkErrors, e.mLatency, e.mReloads, active} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("registering rules metrics: %w", err)
+			}
+		}
+	}
+	set, err := e.load()
+	if err != nil {
+		return nil, err
+	}
+	e.ev = newEvaluator(set)
+	e.ev.resolvedRetention = o.ResolvedRetention
+	e.ev.evalErrors = func(rule string, err error) {
+		e.mEvalErrors.WithLabelValues(rule).Inc()
+		e.log.Debug("rule evaluation failed", "rule", rule, "err", err)
+	}
+	if err := e.restore(ctx); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// load reads the rule files and compiles them with the inline rules.
+func (e *Engine) load() (*RuleSet, error) {
+	rules := slices.Clone(e.opts.Rules)
+	if len(e.opts.RuleFiles) > 0 {
+		fromFiles, err := LoadFiles(e.opts.Dir, e.opts.RuleFiles)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidRules, err)
+		}
+		rules = append(rules, fromFiles...)
+		for _, f := range e.opts.RuleFiles {
+			if st, err := os.Stat(f); err == nil {
+				e.fileMod[f] = st.ModTime()
+			}
+		}
+	}
+	set, errs := Compile(rules, e.opts.Registry)
+	if errs != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidRules, errors.Join(errs...))
+	}
+	return set, nil
+}
+
+// Reload re-reads the rule files and replaces the rules with rules plus theirs (nil rules
+// keeps the inline ones). If anything is invalid the running rules stay and the error
+// lists every problem. Alerts of removed rules resolve at the next tick.
+func (e *Engine) Reload(rules []Rule) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if rules != nil {
+		old := e.opts.Rules
+		e.opts.Rules = rules
+		set, err := e.load()
+		if err != nil {
+			e.opts.Rules = old
+			e.mReloads.WithLabelValues("failed").Inc()
+			return err
+		}
+		e.ev.set = set
+	} else {
+		set, err := e.load()
+		if err != nil {
+			e.mReloads.WithLabelValues("failed").Inc()
+			return err
+		}
+		e.ev.set = set
+	}
+	e.mReloads.WithLabelValues("ok").Inc()
+	e.log.Info("rules reloaded", "rules", len(e.ev.set.rules))
+	return nil
+}
+
+// Rules returns the running rules.
+func (e *Engine) Rules() []Rule {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.ev.set.Rules()
+}
+
+// Alerts returns the alerts in a state ("" for pending, firing and recently resolved ones),
+// newest first.
+func (e *Engine) Alerts(state string) []Alert {
+	e.mu.Lock()
+	out := e.ev.list(state)
+	e.mu.Unlock()
+	slices.SortFunc(out, func(a, b Alert) int { return b.ActiveAt.Compare(a.ActiveAt) })
+	return out
+}
+
+func (e *Engine) restore(ctx context.Context) error {
+	if e.opts.State == nil {
+		return nil
+	}
+	lister, err := e.opts.State.ListKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("listing alert state: %w", err)
+	}
+	n := 0
+	for k := range lister.Keys() {
+		ent, err := e.opts.State.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		switch k[0] {
+		case 'a':
+			var a Alert
+			if err := json.Unmarshal(ent.Value(), &a); err != nil {
+				e.log.Warn("skipping unreadable alert state", "key", k, "err", err)
+				continue
+			}
+			e.ev.alerts[alertKey{a.Rule, a.Subject, a.Device}] = &a
+			n++
+		case 's':
+			var s Seen
+			if err := json.Unmarshal(ent.Value(), &s); err == nil {
+				s.saved = s.At
+				e.ev.seen[devKey{s.Subject, s.Device}] = &s
+			}
+		}
+	}
+	if n > 0 {
+		e.log.Info("alert state restored", "alerts", n)
+	}
+	return nil
+}
+
+// persistLocked writes changed alerts to the KV bucket; what fails stays dirty.
+func (e *Engine) persistLocked(ctx context.Context) error {
+	if e.opts.State == nil {
+		clear(e.ev.dirty)
+		return nil
+	}
+	for k := range e.ev.dirty {
+		var err error
+		if a := e.ev.alerts[k]; a != nil {
+			b, _ := json.Marshal(a)
+			_, err = e.opts.State.Put(ctx, k.id(), b)
+		} else if err = e.opts.State.Delete(ctx, k.id()); errors.Is(err, jetstream.ErrKeyNotFound) {
+			err = nil
+		}
+		if err != nil {
+			return fmt.Errorf("saving alert state of %s/%s/%s: %w", k.rule, k.subject, k.device, err)
+		}
+		delete(e.ev.dirty, k)
+	}
+	return nil
+}
+
+func (e *Engine) saveSeenLocked(ctx context.Context, now time.Time) {
+	if e.opts.State == nil {
+		return
+	}
+	for k, s := range e.ev.seen {
+		if now.Sub(s.saved) < e.opts.SeenInterval || s.saved.Equal(s.At) {
+			continue
+		}
+		b, _ := json.Marshal(s)
+		if _, err := e.opts.State.Put(ctx, k.id(), b); err != nil {
+			e.log.Warn("saving device last-seen time", "err", err)
+			return
+		}
+		s.saved = s.At
+	}
+}
+
+// emitLocked hands transitions to Notify; it returns them for the sink.
+func (e *Engine) emitLocked(ctx context.Context, ts []Transition) {
+	var out []notify.Alert
+	for i := range ts {
+		e.mTransitions.WithLabelValues(ts[i].Alert.State).Inc()
+		if s := ts[i].Alert.State; s == StateFiring || s == StateResolved {
+			out = append(out, toNotify(&ts[i].Alert))
+		}
+	}
+	if len(out) > 0 && e.opts.Notify != nil {
+		if err := e.opts.Notify(ctx, out); err != nil {
+			e.log.Warn("handing alerts to notification", "err", err)
+		}
+	}
+}
+
+func (e *Engine) sink(ctx context.Context, ts []Transition) {
+	if len(ts) == 0 || e.opts.Sink == nil {
+		return
+	}
+	if err := e.opts.Sink(ctx, ts); err != nil {
+		e.mSinkErrors.Inc()
+		e.log.Warn("recording alert transitions", "transitions", len(ts), "err", err)
+	}
+}
+
+// Run consumes the ingest stream and ticks until ctx is cancelled; it returns after its
+// goroutines stopped.
+func (e *Engine) Run(ctx context.Context) error {
+	// Alerts restored from the KV bucket go to the notification pipeline again; its log
+	// keeps receivers from being told twice.
+	e.mu.Lock()
+	e.resendLocked(ctx, e.opts.Now(), true)
+	e.mu.Unlock()
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 1)
+	if e.opts.JS != nil {
+		cons, err := e.opts.JS.CreateOrUpdateConsumer(ctx, stream.IngestStream, jetstream.ConsumerConfig{
+			Durable:       e.opts.Consumer,
+			Description:   "pulselake: alert rules",
+			FilterSubject: stream.IngestSubjects,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       30 * time.Second,
+			MaxAckPending: 1000,
+			// A new engine starts with new readings: alerting on the stream's history helps nobody.
+			DeliverPolicy: jetstream.DeliverNewPolicy,
+		})
+		if err != nil {
+			return fmt.Errorf("creating consumer %s: %w", e.opts.Consumer, err)
+		}
+		it, err := cons.Messages(jetstream.PullMaxMessages(256))
+		if err != nil {
+			return fmt.Errorf("consuming %s: %w", stream.IngestStream, err)
+		}
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			<-ctx.Done()
+			it.Stop()
+		}()
+		go func() {
+			defer wg.Done()
+			if err := e.consume(ctx, it); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	t := time.NewTicker(e.opts.TickInterval)
+	defer t.Stop()
+	var watch <-chan time.Time
+	if e.opts.WatchInterval > 0 && len(e.opts.RuleFiles) > 0 {
+		w := time.NewTicker(e.opts.WatchInterval)
+		defer w.Stop()
+		watch = w.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return nil
+		case err := <-errc:
+			wg.Wait()
+			return err
+		case <-t.C:
+			e.Tick(ctx)
+		case <-watch:
+			e.reloadIfChanged()
+		}
+	}
+}
+
+func (e *Engine) reloadIfChanged() {
+	changed := false
+	e.mu.Lock()
+	for _, f := range e.opts.RuleFiles {
+		if st, err := os.Stat(f); err == nil && !st.ModTime().Equal(e.fileMod[f]) {
+			changed = true
+		}
+	}
+	e.mu.Unlock()
+	if !changed {
+		return
+	}
+	if err := e.Reload(nil); err != nil {
+		e.log.Error("rule files changed but are invalid; keeping the running rules", "err", err)
+	}
+}
+
+func (e *Engine) consume(ctx context.Context, it jetstream.MessagesContext) error {
+	parser := reading.NewParser(e.opts.Registry)
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+				return nil
+			}
+			e.log.Warn("reading from the ingest stream", "err", err)
+			continue
+		}
+		e.handle(ctx, msg, parser)
+	}
+}
+
+func (e *Engine) handle(ctx context.Context, msg jetstream.Msg, parser *reading.Parser) {
+	start := time.Now()
+	b, err := stream.Decode(msg.Data(), parser)
+	if err != nil {
+		e.log.Error("skipping undecodable ingest message", "subject", msg.Subject(), "err", err)
+		_ = msg.Term()
+		return
+	}
+	e.mu.Lock()
+	now := e.opts.Now()
+	n := 0
+	for i := range b.Entries {
+		r := b.Entries[i].Reading
+		if r == nil {
+			continue
+		}
+		n++
+		e.ev.observe(r, now, now.Sub(r.Time) <= e.opts.MaxReadingAge)
+	}
+	ts := e.ev.takeTransitions()
+	err = e.persistLocked(ctx)
+	if err == nil {
+		e.emitLocked(ctx, ts)
+	} else {
+		// Not durable: keep the transitions for the next attempt.
+		e.ev.out = append(ts, e.ev.out...)
+	}
+	e.mu.Unlock()
+	e.mReadings.Add(float64(n))
+	if err != nil {
+		e.log.Error("alert state not saved; the message will be redelivered", "err", err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	e.sink(ctx, ts)
+	_ = msg.Ack()
+	e.mLatency.Observe(time.Since(start).Seconds())
+}
+
+// Tick applies the passage of time now (Run calls it every TickInterval).
+func (e *Engine) Tick(ctx context.Context) {
+	e.mu.Lock()
+	now := e.opts.Now()
+	e.ev.tick(now)
+	ts := e.ev.takeTransitions()
+	if err := e.persistLocked(ctx); err != nil {
+		e.ev.out = append(ts, e.ev.out...)
+		e.mu.Unlock()
+		e.log.Error("alert state not saved; retrying at the next tick", "err", err)
+		return
+	}
+	e.emitLocked(ctx, ts)
+	e.saveSeenLocked(ctx, now)
+	e.resendLocked(ctx, now, false)
+	e.mu.Unlock()
+	e.sink(ctx, ts)
+}
+
+func (e *Engine) resendLocked(ctx context.Context, now time.Time, force bool) {
+	if e.opts.Notify == nil || (!force && now.Sub(e.lastSend) < e.opts.ResendInterval) {
+		return
+	}
+	e.lastSend = now
+	var out []notify.Alert
+	for _, a := range e.ev.alerts {
+		if a.State == StateFiring || a.State == StateResolved {
+			out = append(out, toNotify(a))
+		}
+	}
+	if len(out) > 0 {
+		if err := e.opts.Notify(ctx, out); err != nil {
+			e.log.Warn("re-sending alerts to notification", "err", err)
+		}
+	}
+}

@@ -1,0 +1,32 @@
+package rules
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+// AlertsHandler serves GET /v1/alerts?state=pending|firing|resolved (default: all) as
+// {"alerts":[...]} , newest first. Authentication is the caller's.
+func AlertsHandler(e *Engine) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", "GET")
+			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "use GET /v1/alerts?state=firing|resolved|pending"})
+			return
+		}
+		state := r.URL.Query().Get("state")
+		switch state {
+		case "", StatePending, StateFiring, StateResolved:
+		default:
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "state: want pending, firing or resolved, got " + state})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"alerts": e.Alerts(state)})
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

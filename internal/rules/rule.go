@@ -1,0 +1,117 @@
+package rules
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+)
+
+// Duration is a time.Duration written like "30s" or "5m" in YAML.
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("want a duration like 30s or 5m, got %q", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes the duration as text.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Rule is one alert rule (SPEC §7).
+type Rule struct {
+	Name string `yaml:"name"`
+	// Kind of reading the rule looks at; absent_for rules may leave it empty (any kind).
+	Kind string `yaml:"kind"`
+	// When is the firing condition, an expr expression that yields a bool.
+	When string `yaml:"when"`
+	// ResolveWhen, if set, is the condition that resolves a firing alert (hysteresis): the
+	// alert keeps firing until it holds, even when When no longer does.
+	ResolveWhen string `yaml:"resolve_when"`
+	// For is how long When must hold before the alert fires (0: at once).
+	For Duration `yaml:"for"`
+	// KeepFiringFor keeps an alert firing this long after its condition cleared.
+	KeepFiringFor Duration `yaml:"keep_firing_for"`
+	// AbsentFor makes a no-data rule: it fires for a device seen before that sent no reading
+	// (of Kind, if set) for this long, and resolves on its next reading.
+	AbsentFor Duration `yaml:"absent_for"`
+	// Severity becomes the severity label (critical, warning, info).
+	Severity string            `yaml:"severity"`
+	Labels   map[string]string `yaml:"labels"`
+	// Summary and Description are text/template templates over the reading's values and
+	// fields ({{.systolic}}, {{.device}}) and the labels ({{.labels.severity}}).
+	Summary     string `yaml:"summary"`
+	Description string `yaml:"description"`
+}
+
+// File is a rule file: a list under `rules`.
+type File struct {
+	Rules []Rule `yaml:"rules"`
+}
+
+//go:embed default_rules.yaml
+var defaultRules []byte
+
+// DefaultRules returns the rules shipped with pulselake (default_rules.yaml).
+func DefaultRules() []Rule {
+	f, err := Parse(defaultRules)
+	if err != nil {
+		panic("rules: default_rules.yaml: " + err.Error()) // covered by tests
+	}
+	return f.Rules
+}
+
+// DefaultRulesYAML returns the text of the shipped rules, for documentation and `rules test`.
+func DefaultRulesYAML() []byte { return bytes.Clone(defaultRules) }
+
+// Parse decodes a rule file strictly (unknown keys are errors with line numbers).
+func Parse(data []byte) (*File, error) {
+	var f File
+	if err := yaml.UnmarshalWithOptions(data, &f, yaml.Strict()); err != nil {
+		return nil, fmt.Errorf("%s", yaml.FormatError(err, false, false))
+	}
+	return &f, nil
+}
+
+// LoadFiles reads rule files (glob patterns allowed, relative to dir) and returns their rules
+// in order. Errors name the file.
+func LoadFiles(dir string, patterns []string) ([]Rule, error) {
+	var out []Rule
+	for _, p := range patterns {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		matches, err := filepath.Glob(p)
+		if err != nil {
+			return nil, fmt.Errorf("rule_files: pattern %q: %w", p, err)
+		}
+		if len(matches) == 0 && !strings.ContainsAny(p, "*?[") {
+			matches = []string{p}
+		}
+		for _, m := range matches {
+			data, err := os.ReadFile(m)
+			if err != nil {
+				return nil, fmt.Errorf("reading rule file: %w", err)
+			}
+			f, err := Parse(data)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", m, err)
+			}
+			out = append(out, f.Rules...)
+		}
+	}
+	return out, nil
+}
