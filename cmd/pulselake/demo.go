@@ -86,9 +86,14 @@ func startDemo(ctx context.Context, g *globals, cfg *config.Config, r *app.Runni
 		fmt.Fprintf(g.stderr, "demo: creating a device token: %v\n", err)
 		return
 	}
+	viewer, _, err := r.Tokens.Create(ctx, token.ScopeRead, "", "demo dashboard")
+	if err != nil {
+		fmt.Fprintf(g.stderr, "demo: creating a dashboard token: %v\n", err)
+		return
+	}
 	admin, _ := os.ReadFile(r.AdminTokenFile)
-	fmt.Fprintf(g.stdout, "pulselake demo\n  dashboard: %s/\n  API:       %s/v1  (admin token: %s)\n  MQTT:      mqtt://%s  (topic readings/<kind>/<device>, password = an ingest token)\n  metrics:   %s/metrics\nPress Ctrl-C to stop.\n",
-		r.HTTPURL, r.HTTPURL, strings.TrimSpace(string(admin)), r.MQTTAddr, r.HTTPURL)
+	fmt.Fprintf(g.stdout, "pulselake demo\n  dashboard: %s/#token=%s\n  API:       %s/v1  (admin token: %s)\n  MQTT:      mqtt://%s  (topic readings/<kind>/<device>, password = an ingest token)\n  metrics:   %s/metrics\nPress Ctrl-C to stop.\n",
+		r.HTTPURL, viewer, r.HTTPURL, strings.TrimSpace(string(admin)), r.MQTTAddr, r.HTTPURL)
 	log := newLogger(cfg, g.stderr)
 	for i, f := range demoFleets {
 		f.Token, f.Seed = secret, uint64(i+1)

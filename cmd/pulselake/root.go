@@ -65,6 +65,7 @@ func newRootCmd(g *globals) *cobra.Command {
 		newTokenCmd(g),
 		newSimulateCmd(g),
 		newDemoCmd(g),
+		newIngestCmd(g),
 	)
 	return root
 }

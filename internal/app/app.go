@@ -46,6 +46,7 @@ type Running struct {
 	AdminTokenFile string
 	Gatherer       prometheus.Gatherer
 	Tokens         *token.Store
+	Events         *web.Hub
 }
 
 // internalUser is the NATS user of pulselake's own connections.
@@ -131,8 +132,10 @@ func Run(ctx context.Context, o Options) error {
 	if err := in.Recover(ctx, conn); err != nil {
 		return err
 	}
+	hub := web.NewHub(log.With("component", "events"), reg, conn, kinds)
+	defer hub.Close()
 	ws := web.New(log.With("component", "http"), reg, web.Options{
-		Listen: cfg.HTTP.Listen, Verify: verify, Ingester: in, Gatherer: reg,
+		Listen: cfg.HTTP.Listen, Verify: verify, Ingester: in, Gatherer: reg, Hub: hub,
 		Ready: map[string]web.Check{"stream": streamReady(conn)},
 	})
 	if err := ws.Start(); err != nil {
@@ -150,7 +153,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}()
 
-	run := &Running{HTTPURL: ws.URL(), AdminTokenFile: adminFile, Gatherer: reg, Tokens: ts, NATSURL: cfg.NATS.URL}
+	run := &Running{HTTPURL: ws.URL(), AdminTokenFile: adminFile, Gatherer: reg, Tokens: ts, NATSURL: cfg.NATS.URL, Events: hub}
 	if srv != nil {
 		run.MQTTAddr, run.NATSURL = srv.MQTTAddr(), srv.ClientURL()
 	}

@@ -8,6 +8,8 @@ package web
 
 import (
 	"context"
+	"embed"
+	"io/fs"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +28,9 @@ import (
 	"github.com/pulselake/pulselake/internal/token"
 )
 
+//go:embed assets
+var assetFS embed.FS
+
 // Check reports whether a dependency is usable; /readyz runs every check.
 type Check func(ctx context.Context) error
 
@@ -37,6 +42,8 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Ready maps a dependency name (stream, lake, catalog) to its check.
 	Ready map[string]Check
+	// Hub feeds GET /v1/events; nil disables the live feed.
+	Hub *Hub
 }
 
 // Server is the HTTP server.
@@ -48,11 +55,13 @@ type Server struct {
 	ln   net.Listener
 	done chan error
 	reqs *prometheus.CounterVec
+	// closing is closed when shutdown starts, ending long-lived responses (event streams).
+	closing chan struct{}
 }
 
 // New builds the server; Start binds it.
 func New(log *slog.Logger, reg prometheus.Registerer, o Options) *Server {
-	s := &Server{opts: o, log: log, mux: http.NewServeMux(), done: make(chan error, 1)}
+	s := &Server{opts: o, log: log, mux: http.NewServeMux(), done: make(chan error, 1), closing: make(chan struct{})}
 	s.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pulselake_http_requests_total", Help: "HTTP API requests by route and status code.",
 	}, []string{"route", "code"})
@@ -63,6 +72,17 @@ func New(log *slog.Logger, reg prometheus.Registerer, o Options) *Server {
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
 	s.Handle("POST /v1/readings", token.ScopeIngest, s.postReadings)
+	if o.Hub != nil {
+		s.Handle("GET /v1/events", token.ScopeRead, func(w http.ResponseWriter, r *http.Request, tok token.Token) {
+			o.Hub.serveEvents(w, r, s.closing)
+		})
+	}
+	assets, _ := fs.Sub(assetFS, "assets")
+	s.mux.Handle("GET /assets/", http.StripPrefix("/assets/", http.FileServerFS(assets)))
+	s.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'")
+		http.ServeFileFS(w, r, assets, "index.html")
+	})
 	return s
 }
 
@@ -128,6 +148,7 @@ func (s *Server) Start() error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	s.srv.RegisterOnShutdown(func() { close(s.closing) })
 	go func() { s.done <- s.srv.Serve(ln) }()
 	return nil
 }

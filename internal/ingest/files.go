@@ -1,0 +1,283 @@
+package ingest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pulselake/pulselake/internal/stream"
+	"github.com/pulselake/pulselake/internal/token"
+)
+
+// ImportOptions configures file imports.
+type ImportOptions struct {
+	// Subject for files that do not name one (a personal blood-pressure export).
+	Subject string
+	// Chunk is the number of records stored per batch (default 5000).
+	Chunk int
+}
+
+// FileResult is the outcome of importing one file.
+type FileResult struct {
+	Path string
+	Result
+}
+
+// Import reads files and directories (recursively) of readings and stores them like
+// readings sent over HTTP, with source "import". Formats, by extension: .ndjson/.jsonl
+// (one reading per line), .json (a reading or an array), .csv (see csvRecords). Files of
+// other types in directories are skipped; named files of unknown type are an error.
+func (in *Ingester) Import(ctx context.Context, paths []string, o ImportOptions) ([]FileResult, error) {
+	if o.Chunk <= 0 {
+		o.Chunk = 5000
+	}
+	var out []FileResult
+	for _, root := range paths {
+		st, err := os.Stat(root)
+		if err != nil {
+			return out, fmt.Errorf("importing %s: %w", root, err)
+		}
+		if !st.IsDir() {
+			res, err := in.importFile(ctx, root, o)
+			if err != nil {
+				return out, err
+			}
+			out = append(out, res)
+			continue
+		}
+		err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || formatOfFile(path) == "" {
+				return err
+			}
+			res, err := in.importFile(ctx, path, o)
+			if err != nil {
+				return err
+			}
+			out = append(out, res)
+			return nil
+		})
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+func formatOfFile(path string) string {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".ndjson", ".jsonl":
+		return "ndjson"
+	case ".json":
+		return "json"
+	case ".csv":
+		return "csv"
+	}
+	return ""
+}
+
+// maxImportLine bounds one line of an NDJSON or CSV file.
+const maxImportLine = 16 << 20
+
+func (in *Ingester) importFile(ctx context.Context, path string, o ImportOptions) (FileResult, error) {
+	res := FileResult{Path: path, Result: Result{Rejected: []Rejection{}}}
+	f, err := os.Open(path)
+	if err != nil {
+		return res, fmt.Errorf("importing %s: %w", path, err)
+	}
+	defer f.Close()
+	var chunk []Record
+	offset := 0
+	flush := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		r, err := in.Ingest(ctx, stream.SourceImport, token.Token{}, chunk)
+		if err != nil {
+			return fmt.Errorf("importing %s: %w", path, err)
+		}
+		res.Accepted += r.Accepted
+		res.Duplicates += r.Duplicates
+		for _, rej := range r.Rejected {
+			rej.Index += offset
+			res.Rejected = append(res.Rejected, rej)
+		}
+		offset += len(chunk)
+		chunk = chunk[:0]
+		return nil
+	}
+	emit := func(raw []byte, origin string) error {
+		chunk = append(chunk, Record{Raw: raw, Origin: origin})
+		if len(chunk) >= o.Chunk {
+			return flush()
+		}
+		return nil
+	}
+	base := filepath.Base(path)
+	switch formatOfFile(path) {
+	case "ndjson":
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 64<<10), maxImportLine)
+		for n := 1; sc.Scan(); n++ {
+			line := bytes.TrimSpace(sc.Bytes())
+			if len(line) == 0 {
+				continue
+			}
+			if err := emit(bytes.Clone(line), fmt.Sprintf("%s:%d", base, n)); err != nil {
+				return res, err
+			}
+		}
+		if err := sc.Err(); err != nil {
+			return res, fmt.Errorf("importing %s: %w", path, err)
+		}
+	case "json":
+		dec := json.NewDecoder(bufio.NewReader(f))
+		tok, err := dec.Token()
+		if err != nil {
+			return res, fmt.Errorf("importing %s: not JSON: %w", path, err)
+		}
+		if tok != json.Delim('[') {
+			return res, fmt.Errorf("importing %s: want an array of readings (use .ndjson for one per line)", path)
+		}
+		for n := 0; dec.More(); n++ {
+			var raw json.RawMessage
+			if err := dec.Decode(&raw); err != nil {
+				return res, fmt.Errorf("importing %s: element %d: %w", path, n, err)
+			}
+			if err := emit(raw, fmt.Sprintf("%s[%d]", base, n)); err != nil {
+				return res, err
+			}
+		}
+	case "csv":
+		if err := csvRecords(f, base, o.Subject, emit); err != nil {
+			return res, fmt.Errorf("importing %s: %w", path, err)
+		}
+	default:
+		return res, fmt.Errorf("importing %s: unknown file type; want .ndjson, .jsonl, .json or .csv", path)
+	}
+	return res, flush()
+}
+
+// csvRecords turns CSV rows into readings. Recognised headers:
+//   - generic: subject, device, kind, time and one column per value name;
+//   - Fitbit heart-rate exports: id, time, hr (or Id, Time, Value) → heart_rate;
+//   - home blood-pressure logs with Sys.mmHg., Dias.mmHg., Pulse.bpm. and DateTime.
+//
+// Times without a zone are taken as UTC. Each row becomes a JSON reading; what is kept as
+// "raw" is that JSON (the CSV row is named in the origin, file:line).
+func csvRecords(r io.Reader, base, subject string, emit func([]byte, string) error) error {
+	cr := csv.NewReader(r)
+	cr.ReuseRecord = false
+	cr.FieldsPerRecord = -1
+	header, err := cr.Read()
+	if err != nil {
+		return fmt.Errorf("reading the header: %w", err)
+	}
+	col := map[string]int{}
+	for i, h := range header {
+		col[strings.ToLower(strings.TrimSpace(h))] = i
+	}
+	has := func(names ...string) bool {
+		for _, n := range names {
+			if _, ok := col[n]; !ok {
+				return false
+			}
+		}
+		return true
+	}
+	var row func(rec []string) map[string]any
+	switch {
+	case has("subject", "device", "kind", "time"):
+		row = func(rec []string) map[string]any {
+			values := map[string]any{}
+			for name, i := range col {
+				switch name {
+				case "subject", "device", "kind", "time", "id":
+					continue
+				}
+				if i < len(rec) && rec[i] != "" {
+					values[name] = numberOrText(rec[i])
+				}
+			}
+			m := map[string]any{"subject": get(rec, col["subject"]), "device": get(rec, col["device"]), "kind": get(rec, col["kind"]), "time": csvTime(get(rec, col["time"])), "values": values}
+			if i, ok := col["id"]; ok && get(rec, i) != "" {
+				m["id"] = get(rec, i)
+			}
+			return m
+		}
+	case has("id", "time", "hr") || has("id", "time", "value"):
+		hr := col["hr"]
+		if _, ok := col["hr"]; !ok {
+			hr = col["value"]
+		}
+		row = func(rec []string) map[string]any {
+			id := get(rec, col["id"])
+			return map[string]any{"subject": id, "device": "fitbit-" + id, "kind": "heart_rate", "time": csvTime(get(rec, col["time"])),
+				"values": map[string]any{"bpm": numberOrText(get(rec, hr))}}
+		}
+	case has("sys.mmhg.", "dias.mmhg.", "datetime"):
+		if subject == "" {
+			return errors.New("a blood-pressure log names no subject; pass --subject")
+		}
+		row = func(rec []string) map[string]any {
+			values := map[string]any{"systolic": numberOrText(get(rec, col["sys.mmhg."])), "diastolic": numberOrText(get(rec, col["dias.mmhg."]))}
+			if i, ok := col["pulse.bpm."]; ok && get(rec, i) != "" {
+				values["pulse"] = numberOrText(get(rec, i))
+			}
+			return map[string]any{"subject": subject, "device": subject + "-cuff", "kind": "blood_pressure", "time": csvTime(get(rec, col["datetime"])), "values": values}
+		}
+	default:
+		return fmt.Errorf("unrecognised CSV header %q; want subject,device,kind,time,<values...>", strings.Join(header, ","))
+	}
+	for line := 2; ; line++ {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		raw, _ := json.Marshal(row(rec))
+		if err := emit(raw, fmt.Sprintf("%s:%d", base, line)); err != nil {
+			return err
+		}
+	}
+}
+
+func get(rec []string, i int) string {
+	if i < len(rec) {
+		return strings.TrimSpace(rec[i])
+	}
+	return ""
+}
+
+func numberOrText(s string) any {
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		return f
+	}
+	return s
+}
+
+// csvTime converts "2006-01-02 15:04:05" (UTC) to RFC 3339; other text is passed through
+// for the parser to accept or reject.
+func csvTime(s string) any {
+	for _, layout := range []string{"2006-01-02 15:04:05", "2006-01-02T15:04:05", "1/2/2006 3:04:05 PM"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC().Format(time.RFC3339Nano)
+		}
+	}
+	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return ms
+	}
+	return s
+}
