@@ -9,11 +9,11 @@ package web
 import (
 	"context"
 	"embed"
-	"io/fs"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
