@@ -1,0 +1,167 @@
+package wfdb
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+)
+
+// Annotation is one entry of an annotation file.
+type Annotation struct {
+	Sample int64  // sample number (time) of the annotation
+	Code   int    // annotation code, 1..49 (see Mnemonic)
+	Sub    int    // subtype
+	Chan   int    // signal the annotation refers to
+	Num    int    // context-dependent number
+	Aux    string // auxiliary text, e.g. a rhythm "(AFIB"
+}
+
+// Pseudo-annotation codes of the MIT annotation format (annot(5)).
+const (
+	codeSkip = 59
+	codeNum  = 60
+	codeSub  = 61
+	codeChn  = 62
+	codeAux  = 63
+	// MaxCode is the largest real annotation code (ACMAX in the WFDB library).
+	MaxCode = 49
+)
+
+// mnemonics of the standard annotation codes, indexed by code (ecgcodes.h).
+var mnemonics = [...]string{
+	0: "", 1: "N", 2: "L", 3: "R", 4: "a", 5: "V", 6: "F", 7: "J", 8: "A", 9: "S", 10: "E",
+	11: "j", 12: "/", 13: "Q", 14: "~", 16: "|", 18: "s", 19: "T", 20: "*", 21: "D",
+	22: "\"", 23: "=", 24: "p", 25: "B", 26: "^", 27: "t", 28: "+", 29: "u", 30: "?",
+	31: "!", 32: "[", 33: "]", 34: "e", 35: "n", 36: "@", 37: "x", 38: "f", 39: "(",
+	40: ")", 41: "r",
+}
+
+// Mnemonic returns the one-letter label of an annotation code, e.g. "N" for 1 and "V" for 5;
+// "" for codes without a standard mnemonic.
+func Mnemonic(code int) string {
+	if code < 0 || code >= len(mnemonics) {
+		return ""
+	}
+	return mnemonics[code]
+}
+
+// IsBeat reports whether an annotation code labels a QRS complex (isqrs in the WFDB library):
+// N L R a V F J A S E j / Q e n f B r ? and ventricular flutter waves !.
+func IsBeat(code int) bool {
+	switch code {
+	case 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 25, 30, 31, 34, 35, 38, 41:
+		return true
+	}
+	return false
+}
+
+// Label returns the mnemonic of a.
+func (a Annotation) Label() string { return Mnemonic(a.Code) }
+
+// ParseAnnotations reads an annotation file in the MIT format: a sequence of little-endian
+// 16-bit words, each holding a 6-bit code and a 10-bit time difference, with the pseudo-codes
+// SKIP (a 32-bit time difference follows), NUM, SUB, CHN (set the field of the annotation just
+// read; NUM and CHN carry over to later annotations) and AUX (a counted byte string follows).
+// A zero word ends the file.
+func ParseAnnotations(r io.Reader) ([]Annotation, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxAnnotations*8+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading annotations: %w", err)
+	}
+	if len(data) > MaxAnnotations*8 {
+		return nil, fmt.Errorf("reading annotations: larger than %d bytes: %w", MaxAnnotations*8, ErrLimit)
+	}
+	var (
+		out       []Annotation
+		t         int64
+		num, chn  int
+		pos       int
+		haveAnnot bool
+	)
+	word := func() (int, int, bool) {
+		if pos+2 > len(data) {
+			return 0, 0, false
+		}
+		w := binary.LittleEndian.Uint16(data[pos:])
+		pos += 2
+		return int(w >> 10), int(w & 0x3ff), true
+	}
+	for {
+		start := pos
+		a, i, ok := word()
+		if !ok {
+			if pos < len(data) {
+				return nil, fmt.Errorf("parsing annotations at byte %d: odd trailing byte: %w", start, ErrSyntax)
+			}
+			// Some writers omit the end marker; accept a clean end of data.
+			return out, nil
+		}
+		switch {
+		case a == 0 && i == 0:
+			return out, nil
+		case a == codeSkip:
+			if pos+4 > len(data) {
+				return nil, fmt.Errorf("parsing annotations at byte %d: truncated skip: %w", start, ErrSyntax)
+			}
+			// The interval is a PDP-11 long: high word first, each word little-endian.
+			hi := binary.LittleEndian.Uint16(data[pos:])
+			lo := binary.LittleEndian.Uint16(data[pos+2:])
+			pos += 4
+			d := int64(int32(uint32(hi)<<16 | uint32(lo)))
+			if d < 0 {
+				// Annotations are stored in time order; a backward skip means corrupt data.
+				return nil, fmt.Errorf("parsing annotations at byte %d: negative skip %d: %w", start, d, ErrSyntax)
+			}
+			t += d
+		case a == codeNum, a == codeSub, a == codeChn, a == codeAux:
+			if !haveAnnot {
+				return nil, fmt.Errorf("parsing annotations at byte %d: modifier code %d before any annotation: %w", start, a, ErrSyntax)
+			}
+			last := &out[len(out)-1]
+			switch a {
+			case codeNum:
+				num = signed10(i)
+				last.Num = num
+			case codeSub:
+				last.Sub = signed10(i)
+			case codeChn:
+				chn = i
+				last.Chan = chn
+			case codeAux:
+				if pos+i > len(data) {
+					return nil, fmt.Errorf("parsing annotations at byte %d: aux of %d bytes past the end: %w", start, i, ErrSyntax)
+				}
+				b := data[pos : pos+i]
+				for k, c := range b { // aux strings are NUL-terminated when shorter than their field
+					if c == 0 {
+						b = b[:k]
+						break
+					}
+				}
+				last.Aux = string(b)
+				pos += i + i%2
+				if pos > len(data) {
+					pos = len(data)
+				}
+			}
+		case a > MaxCode:
+			return nil, fmt.Errorf("parsing annotations at byte %d: reserved code %d: %w", start, a, ErrSyntax)
+		default:
+			if len(out) >= MaxAnnotations {
+				return nil, fmt.Errorf("parsing annotations: more than %d: %w", MaxAnnotations, ErrLimit)
+			}
+			t += int64(i)
+			out = append(out, Annotation{Sample: t, Code: a, Num: num, Chan: chn})
+			haveAnnot = true
+		}
+	}
+}
+
+// signed10 interprets a 10-bit field as written by the WFDB library for NUM and SUB
+// (values are stored as signed chars in the low bits).
+func signed10(i int) int {
+	if i >= 512 {
+		return i - 1024
+	}
+	return i
+}
