@@ -64,7 +64,7 @@ func newDevice(kind string, n int, rng *rand.Rand) (*device, error) {
 
 func (d *device) reading(rng *rand.Rand, t time.Time, abnormal bool) reading.Reading {
 	r := d.gen.next(rng, t, abnormal)
-	r.Subject, r.Device, r.Kind, r.Time = d.subject, d.id, d.kind, t.UTC().Truncate(time.Millisecond)
+	r.Subject, r.Device, r.Kind, r.Time = d.subject, d.id, d.kind, t.UTC().Truncate(time.Microsecond)
 	return r
 }
 

@@ -117,7 +117,6 @@ func Run(ctx context.Context, log *slog.Logger, o Options) (Stats, error) {
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	start, produced, next := time.Now(), 0.0, 0
-	var seq int64
 loop:
 	for {
 		select {
@@ -130,8 +129,9 @@ loop:
 				produced++
 				d := devs[next%len(devs)]
 				next++
-				seq++
-				at := o.Start.Add(now.Sub(start)).Add(time.Duration(seq%1000) * time.Microsecond)
+				// Each reading's nominal time: evenly spaced at the rate, so a device's
+				// readings never share a timestamp (which would make them one identity).
+				at := o.Start.Add(time.Duration(produced / o.Rate * float64(time.Second)))
 				abnormal := rng.Float64() < o.Abnormal
 				r := d.reading(rng, at, abnormal)
 				if abnormal {

@@ -1,0 +1,119 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/pulselake/pulselake/internal/token"
+)
+
+func runBin(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	bin, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return string(out), ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), 0
+}
+
+func TestDemoRunsAndStops(t *testing.T) {
+	out, code := runBin(t, "demo", "--duration", "7s", "--http", "127.0.0.1:0")
+	if code != 0 {
+		t.Fatalf("demo exited %d:\n%s", code, out)
+	}
+	for _, want := range []string{"dashboard: http://127.0.0.1:", "#token=plk_", "MQTT:", "demo stopped"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	m := regexp.MustCompile(`accepted (\d+)`).FindAllStringSubmatch(out, -1)
+	if len(m) == 0 {
+		t.Fatalf("no live summary line:\n%s", out)
+	}
+	if n, _ := strconv.Atoi(m[len(m)-1][1]); n < 500 {
+		t.Errorf("demo accepted only %d readings in 7 s:\n%s", n, out)
+	}
+}
+
+func TestSimulateHTTPAndMQTT(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	defer srv.stop()
+	tok, _, _ := srv.Tokens.Create(context.Background(), token.ScopeIngest, "", "sim")
+	out, code := runBin(t, "simulate", "bp", "--target", srv.HTTPURL, "--token", tok, "--devices", "5", "--rate", "400", "--duration", "2s", "--invalid", "0.1", "--seed", "3")
+	if code != 0 {
+		t.Fatalf("simulate bp exited %d: %s", code, out)
+	}
+	m := regexp.MustCompile(`sent (\d+) readings \((\d+) abnormal, (\d+) invalid\): (\d+) accepted, (\d+) duplicates, (\d+) rejected, (\d+) failed`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("unexpected output: %s", out)
+	}
+	n := func(i int) int { v, _ := strconv.Atoi(m[i]); return v }
+	if n(1) < 400 || n(4)+n(6) != n(1) || n(5) != 0 || n(6) != n(3) || n(7) != 0 {
+		t.Errorf("sent %d, invalid %d: accepted %d, duplicates %d, rejected %d, failed %d", n(1), n(3), n(4), n(5), n(6), n(7))
+	}
+	out, code = runBin(t, "simulate", "hr", "--target", "mqtt://"+srv.MQTTAddr, "--token", tok, "--devices", "4", "--rate", "200", "--duration", "2s")
+	if code != 0 || !strings.Contains(out, "0 failed") {
+		t.Fatalf("simulate hr over MQTT exited %d: %s", code, out)
+	}
+	out, code = runBin(t, "simulate", "bp", "--target", srv.HTTPURL, "--token", "plk_not-a-real-token-000000", "--duration", "1s")
+	if code != 1 || !strings.Contains(out, "401") {
+		t.Errorf("simulate with a bad token: exit %d, output %s", code, out)
+	}
+}
+
+func TestCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(good, []byte("http:\n  listen: 127.0.0.1:9999\n"), 0o600)
+	os.WriteFile(bad, []byte("http:\n  listen: nowhere\ningest:\n  max_batch: -1\n  colour: red\n"), 0o600)
+	if out, code := runBin(t, "check", "config", "--config", good); code != 0 || !strings.Contains(out, "ok") {
+		t.Errorf("good config: exit %d: %s", code, out)
+	}
+	out, code := runBin(t, "check", "config", "--config", bad)
+	if code != 2 || !strings.Contains(out, "bad.yaml:5") || !strings.Contains(out, "colour") {
+		t.Errorf("unknown key: exit %d: %s", code, out)
+	}
+	os.WriteFile(bad, []byte("http:\n  listen: nowhere\ningest:\n  max_batch: -1\n"), 0o600)
+	out, code = runBin(t, "check", "config", "--config", bad)
+	if code != 2 || !strings.Contains(out, "bad.yaml:2: http.listen") || !strings.Contains(out, "bad.yaml:4: ingest.max_batch") {
+		t.Errorf("invalid values: exit %d: %s", code, out)
+	}
+	if out, code := runBin(t, "serve", "--no-such-flag"); code != 2 {
+		t.Errorf("unknown flag: exit %d: %s", code, out)
+	}
+}
+
+func TestTokenCommands(t *testing.T) {
+	dir := t.TempDir()
+	out, code := runBin(t, "token", "create", "--scope", "ingest", "--name", "cuffs", "--data", dir)
+	if code != 0 || !strings.HasPrefix(out, token.Prefix) {
+		t.Fatalf("create: exit %d: %s", code, out)
+	}
+	out, _ = runBin(t, "token", "list", "--data", dir)
+	fields := strings.Fields(strings.Split(out, "\n")[1])
+	if len(fields) < 4 || fields[1] != "ingest" || fields[3] != "cuffs" {
+		t.Fatalf("list: %s", out)
+	}
+	if out, code := runBin(t, "token", "revoke", fields[0], "--data", dir); code != 0 || !strings.Contains(out, "revoked") {
+		t.Errorf("revoke: exit %d: %s", code, out)
+	}
+	if out, code := runBin(t, "token", "create", "--scope", "root", "--data", dir); code != 2 {
+		t.Errorf("bad scope: exit %d: %s", code, out)
+	}
+}
