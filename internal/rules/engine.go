@@ -64,10 +64,11 @@ type Engine struct {
 	log  *slog.Logger
 	opts Options
 
-	mu       sync.Mutex
-	ev       *evaluator
-	fileMod  map[string]time.Time
-	lastSend time.Time
+	mu        sync.Mutex
+	ev        *evaluator
+	fileMod   map[string]time.Time
+	lastSend  time.Time
+	seenSaved time.Time
 
 	mReadings    prometheus.Counter
 	mEvalErrors  *prometheus.CounterVec
@@ -238,10 +239,12 @@ func (e *Engine) restore(ctx context.Context) error {
 			e.ev.alerts[alertKey{a.Rule, a.Subject, a.Device}] = &a
 			n++
 		case 's':
-			var s Seen
-			if err := json.Unmarshal(ent.Value(), &s); err == nil {
-				s.saved = s.At
-				e.ev.seen[devKey{s.Subject, s.Device}] = &s
+			var shard []Seen
+			if err := json.Unmarshal(ent.Value(), &shard); err == nil {
+				for i := range shard {
+					s := shard[i]
+					e.ev.seen[devKey{s.Subject, s.Device}] = &s
+				}
 			}
 		}
 	}
@@ -273,20 +276,50 @@ func (e *Engine) persistLocked(ctx context.Context) error {
 	return nil
 }
 
-func (e *Engine) saveSeenLocked(ctx context.Context, now time.Time) {
-	if e.opts.State == nil {
-		return
+// seenShards spreads device last-seen times over a few KV keys, written once per
+// SeenInterval as snapshots (one write per shard, not one per reading).
+const seenShards = 64
+
+// snapshotSeenLocked copies the last-seen times if they are due to be saved.
+func (e *Engine) snapshotSeenLocked(now time.Time) [][]Seen {
+	if e.opts.State == nil || now.Sub(e.seenSaved) < e.opts.SeenInterval {
+		return nil
 	}
-	for k, s := range e.ev.seen {
-		if now.Sub(s.saved) < e.opts.SeenInterval || s.saved.Equal(s.At) {
-			continue
+	e.seenSaved = now
+	shards := make([][]Seen, seenShards)
+	for k, sn := range e.ev.seen {
+		i := shardOf(k)
+		shards[i] = append(shards[i], *sn)
+	}
+	return shards
+}
+
+func shardOf(k devKey) int {
+	h := uint32(2166136261)
+	for _, s := range []string{k.subject, "\x00", k.device} {
+		for i := 0; i < len(s); i++ {
+			h = (h ^ uint32(s[i])) * 16777619
 		}
-		b, _ := json.Marshal(s)
-		if _, err := e.opts.State.Put(ctx, k.id(), b); err != nil {
-			e.log.Warn("saving device last-seen time", "err", err)
+	}
+	return int(h % seenShards)
+}
+
+func (e *Engine) saveSeen(ctx context.Context, shards [][]Seen) {
+	for i, sh := range shards {
+		key := fmt.Sprintf("s.%02d", i)
+		var err error
+		if len(sh) == 0 {
+			if err = e.opts.State.Delete(ctx, key); errors.Is(err, jetstream.ErrKeyNotFound) {
+				err = nil
+			}
+		} else {
+			b, _ := json.Marshal(sh)
+			_, err = e.opts.State.Put(ctx, key, b)
+		}
+		if err != nil {
+			e.log.Warn("saving device last-seen times", "err", err)
 			return
 		}
-		s.saved = s.At
 	}
 }
 
@@ -466,10 +499,13 @@ func (e *Engine) Tick(ctx context.Context) {
 		return
 	}
 	e.emitLocked(ctx, ts)
-	e.saveSeenLocked(ctx, now)
+	seen := e.snapshotSeenLocked(now)
 	e.resendLocked(ctx, now, false)
 	e.mu.Unlock()
 	e.sink(ctx, ts)
+	if seen != nil {
+		e.saveSeen(ctx, seen)
+	}
 }
 
 func (e *Engine) resendLocked(ctx context.Context, now time.Time, force bool) {

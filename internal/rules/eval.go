@@ -61,11 +61,6 @@ func (k alertKey) id() string {
 
 type devKey struct{ subject, device string }
 
-func (k devKey) id() string {
-	h := sha256.Sum256([]byte(k.subject + "\x00" + k.device))
-	return "s." + hex.EncodeToString(h[:16])
-}
-
 type seriesKey struct{ subject, device, kind string }
 
 // Seen is when a device last sent a reading (processing time), for absent_for rules.
@@ -74,7 +69,6 @@ type Seen struct {
 	Device  string    `json:"device"`
 	Kind    string    `json:"kind"`
 	At      time.Time `json:"at"`
-	saved   time.Time
 }
 
 // evaluator is the state machine without I/O; the Engine and `rules test` drive it.
