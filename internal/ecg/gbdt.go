@@ -1,0 +1,341 @@
+package ecg
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sync"
+)
+
+// TrainOptions configures gradient-boosted tree training. Zero fields take the defaults
+// documented on each field.
+type TrainOptions struct {
+	Rounds       int     // boosting rounds, each adds one tree per class; default 120
+	MaxDepth     int     // default 6
+	LearningRate float64 // default 0.2
+	Lambda       float64 // L2 regularization of leaf values; default 1
+	MinHessian   float64 // minimum hessian sum in a leaf; default 1
+	Subsample    float64 // share of rows drawn per round without replacement; default 0.8
+	Bins         int     // feature histogram bins, at most 255; default 64
+	// ClassWeight scales each row's gradient by (count of N / count of its class)^ClassWeight;
+	// 0 (the default) weighs every beat equally, 1 balances the classes.
+	ClassWeight float64
+	Seed        uint64 // seeds row subsampling; training is deterministic for a seed
+	Workers     int    // goroutines building histograms; default 2
+}
+
+func (o TrainOptions) withDefaults() TrainOptions {
+	if o.Rounds <= 0 {
+		o.Rounds = 120
+	}
+	if o.MaxDepth <= 0 {
+		o.MaxDepth = 6
+	}
+	if o.LearningRate <= 0 {
+		o.LearningRate = 0.2
+	}
+	if o.Lambda <= 0 {
+		o.Lambda = 1
+	}
+	if o.MinHessian <= 0 {
+		o.MinHessian = 1
+	}
+	if o.Subsample <= 0 || o.Subsample > 1 {
+		o.Subsample = 0.8
+	}
+	if o.Bins <= 1 || o.Bins > 255 {
+		o.Bins = 64
+	}
+	if o.Workers <= 0 {
+		o.Workers = 2
+	}
+	return o
+}
+
+// node is one node of a regression tree. Feat < 0 marks a leaf holding Value.
+type node struct {
+	Feat        int16
+	Thr         float32 // go left when x[Feat] <= Thr
+	Left, Right int32   // indices within the tree's nodes
+	Value       float32
+	bin         uint8 // split bin during training; not stored
+}
+
+type tree struct {
+	Class int
+	Nodes []node
+}
+
+type binStat struct{ g, h float64 }
+
+type trainer struct {
+	opt    TrainOptions
+	n, f   int
+	bins   []uint8     // row-major n x f
+	edges  [][]float32 // per feature: upper edge of each bin but the last
+	nb     []int       // bins per feature
+	g, h   []float64
+	rowTmp []int32
+}
+
+// Train fits a multi-class gradient-boosted tree model (softmax loss, histogram splits) on
+// beats. It stops early with ctx's error.
+func Train(ctx context.Context, beats []Beat, opt TrainOptions) (*Model, error) {
+	opt = opt.withDefaults()
+	if len(beats) == 0 {
+		return nil, fmt.Errorf("training: no beats")
+	}
+	n, f := len(beats), NumFeatures
+	x := make([]float32, n*f)
+	y := make([]int, n)
+	var counts [NumClasses]int
+	for i := range beats {
+		Features(x[i*f:(i+1)*f], &beats[i].Samples, beats[i].RR)
+		y[i] = int(beats[i].Class)
+		counts[y[i]]++
+	}
+	t := &trainer{opt: opt, n: n, f: f, bins: make([]uint8, n*f), edges: make([][]float32, f), nb: make([]int, f),
+		g: make([]float64, n), h: make([]float64, n)}
+	t.quantize(x)
+
+	weight := make([]float64, NumClasses)
+	for c := range weight {
+		weight[c] = 1
+		if opt.ClassWeight > 0 && counts[c] > 0 {
+			weight[c] = math.Pow(float64(counts[ClassN])/float64(counts[c]), opt.ClassWeight)
+		}
+	}
+	m := &Model{Version: ModelVersion, NumFeatures: f, Meta: ModelMeta{Options: opt, Beats: n}}
+	for c := 0; c < NumClasses; c++ {
+		m.Meta.ClassCounts[c] = counts[c]
+		p := (float64(counts[c]) + 1) / float64(n+NumClasses)
+		m.Base[c] = float32(math.Log(p))
+	}
+	score := make([]float64, n*NumClasses)
+	for i := 0; i < n; i++ {
+		for c := 0; c < NumClasses; c++ {
+			score[i*NumClasses+c] = float64(m.Base[c])
+		}
+	}
+	rng := rand.New(rand.NewPCG(opt.Seed, 0x9e3779b97f4a7c15))
+	all := make([]int32, n)
+	for i := range all {
+		all[i] = int32(i)
+	}
+	prob := make([]float64, NumClasses)
+	for round := 0; round < opt.Rounds; round++ {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("training: %w", err)
+		}
+		rows := all
+		if opt.Subsample < 1 {
+			// Partial Fisher-Yates: the first k rows of a fresh permutation, sorted for locality.
+			perm := slices.Clone(all)
+			k := int(opt.Subsample * float64(n))
+			for i := 0; i < k; i++ {
+				j := i + rng.IntN(n-i)
+				perm[i], perm[j] = perm[j], perm[i]
+			}
+			rows = perm[:k]
+			slices.Sort(rows)
+		}
+		// Softmax gradients for every class at once, from the scores before this round.
+		gAll := make([]float64, n*NumClasses)
+		hAll := make([]float64, n*NumClasses)
+		for _, r := range rows {
+			s := score[int(r)*NumClasses : int(r)*NumClasses+NumClasses]
+			softmax(prob, s)
+			w := weight[y[r]]
+			for c := 0; c < NumClasses; c++ {
+				yc := 0.0
+				if y[r] == c {
+					yc = 1
+				}
+				gAll[int(r)*NumClasses+c] = w * (prob[c] - yc)
+				hAll[int(r)*NumClasses+c] = w * math.Max(prob[c]*(1-prob[c]), 1e-6)
+			}
+		}
+		for c := 0; c < NumClasses; c++ {
+			for _, r := range rows {
+				t.g[r] = gAll[int(r)*NumClasses+c]
+				t.h[r] = hAll[int(r)*NumClasses+c]
+			}
+			tr := tree{Class: c}
+			t.rowTmp = slices.Clone(rows)
+			t.grow(&tr, t.rowTmp, nil, 0)
+			m.Trees = append(m.Trees, tr)
+			for i := 0; i < n; i++ {
+				score[i*NumClasses+c] += float64(tr.predictBinned(t.bins[i*f : (i+1)*f]))
+			}
+		}
+	}
+	m.flatten()
+	return m, nil
+}
+
+func softmax(dst, s []float64) {
+	mx := s[0]
+	for _, v := range s[1:] {
+		mx = math.Max(mx, v)
+	}
+	var sum float64
+	for i, v := range s {
+		dst[i] = math.Exp(v - mx)
+		sum += dst[i]
+	}
+	for i := range dst {
+		dst[i] /= sum
+	}
+}
+
+// quantize computes per-feature bin edges from quantiles and bins every value.
+func (t *trainer) quantize(x []float32) {
+	col := make([]float32, t.n)
+	for j := 0; j < t.f; j++ {
+		for i := 0; i < t.n; i++ {
+			col[i] = x[i*t.f+j]
+		}
+		slices.Sort(col)
+		var edges []float32
+		for b := 1; b < t.opt.Bins; b++ {
+			v := col[b*(t.n-1)/t.opt.Bins]
+			if len(edges) == 0 || v > edges[len(edges)-1] {
+				edges = append(edges, v)
+			}
+		}
+		if len(edges) > 0 && edges[len(edges)-1] >= col[t.n-1] {
+			edges = edges[:len(edges)-1] // the last bin must not be empty
+		}
+		t.edges[j] = edges
+		t.nb[j] = len(edges) + 1
+		for i := 0; i < t.n; i++ {
+			v := x[i*t.f+j]
+			b, _ := slices.BinarySearch(edges, v) // first edge >= v: v <= edges[b]
+			t.bins[i*t.f+j] = uint8(b)
+		}
+	}
+}
+
+func (t *trainer) histogram(rows []int32) [][]binStat {
+	hist := make([][]binStat, t.f)
+	for j := range hist {
+		hist[j] = make([]binStat, t.nb[j])
+	}
+	w := t.opt.Workers
+	var wg sync.WaitGroup
+	for k := 0; k < w; k++ {
+		lo, hi := k*t.f/w, (k+1)*t.f/w
+		wg.Go(func() {
+			for _, r := range rows {
+				g, h := t.g[r], t.h[r]
+				row := t.bins[int(r)*t.f : int(r)*t.f+t.f]
+				for j := lo; j < hi; j++ {
+					s := &hist[j][row[j]]
+					s.g += g
+					s.h += h
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return hist
+}
+
+// grow adds the subtree for rows to tr and returns its node index. hist, when not nil, is the
+// histogram of rows.
+func (t *trainer) grow(tr *tree, rows []int32, hist [][]binStat, depth int) int32 {
+	if hist == nil {
+		hist = t.histogram(rows)
+	}
+	var G, H float64
+	for _, s := range hist[0] {
+		G += s.g
+		H += s.h
+	}
+	idx := int32(len(tr.Nodes))
+	leafValue := float32(-G / (H + t.opt.Lambda) * t.opt.LearningRate)
+	tr.Nodes = append(tr.Nodes, node{Feat: -1, Value: leafValue})
+	if depth >= t.opt.MaxDepth || H < 2*t.opt.MinHessian || len(rows) < 2 {
+		return idx
+	}
+	lam := t.opt.Lambda
+	parent := G * G / (H + lam)
+	bestGain, bestF, bestB := 1e-9, -1, -1
+	for j := 0; j < t.f; j++ {
+		var gl, hl float64
+		for b := 0; b < t.nb[j]-1; b++ {
+			gl += hist[j][b].g
+			hl += hist[j][b].h
+			hr := H - hl
+			if hl < t.opt.MinHessian || hr < t.opt.MinHessian {
+				continue
+			}
+			gr := G - gl
+			if gain := gl*gl/(hl+lam) + gr*gr/(hr+lam) - parent; gain > bestGain {
+				bestGain, bestF, bestB = gain, j, b
+			}
+		}
+	}
+	if bestF < 0 {
+		return idx
+	}
+	// Partition rows in place: bin <= bestB goes left.
+	i, k := 0, len(rows)-1
+	for i <= k {
+		if t.bins[int(rows[i])*t.f+bestF] <= uint8(bestB) {
+			i++
+		} else {
+			rows[i], rows[k] = rows[k], rows[i]
+			k--
+		}
+	}
+	left, right := rows[:i], rows[i:]
+	if len(left) == 0 || len(right) == 0 {
+		return idx
+	}
+	slices.Sort(left)
+	slices.Sort(right)
+	// Build the smaller child's histogram; the larger one's is the parent's minus it.
+	small, large := left, right
+	if len(small) > len(large) {
+		small, large = large, small
+	}
+	hs := t.histogram(small)
+	hl := make([][]binStat, t.f)
+	for j := range hl {
+		hl[j] = make([]binStat, t.nb[j])
+		for b := range hl[j] {
+			hl[j][b] = binStat{hist[j][b].g - hs[j][b].g, hist[j][b].h - hs[j][b].h}
+		}
+	}
+	hist = nil
+	hLeft, hRight := hs, hl
+	if len(left) > len(right) {
+		hLeft, hRight = hl, hs
+	}
+	tr.Nodes[idx].Feat = int16(bestF)
+	tr.Nodes[idx].Thr = t.edges[bestF][bestB]
+	tr.Nodes[idx].bin = uint8(bestB)
+	l := t.grow(tr, left, hLeft, depth+1)
+	r := t.grow(tr, right, hRight, depth+1)
+	tr.Nodes[idx].Left, tr.Nodes[idx].Right = l, r
+	return idx
+}
+
+func (tr *tree) predictBinned(row []uint8) float32 {
+	i := int32(0)
+	for {
+		nd := &tr.Nodes[i]
+		if nd.Feat < 0 {
+			return nd.Value
+		}
+		// Thr is edges[bin]; a row's bin <= bin exactly when its value <= Thr.
+		if row[nd.Feat] <= nd.bin {
+			i = nd.Left
+		} else {
+			i = nd.Right
+		}
+	}
+}

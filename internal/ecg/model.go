@@ -1,0 +1,334 @@
+package ecg
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	_ "embed"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// ModelVersion is the version of the model file format this package writes and reads.
+const ModelVersion = 1
+
+const modelMagic = "PLECGGBT"
+
+// Limits when reading a model file.
+const (
+	maxModelTrees = 1 << 16
+	maxTreeNodes  = 1 << 16
+	maxMetaBytes  = 1 << 20
+)
+
+// ErrModelFormat marks a model file that is not a valid pulselake ECG model.
+var ErrModelFormat = errors.New("invalid ecg model file")
+
+// ModelMeta describes how a model was trained. It is stored as JSON in the model file.
+type ModelMeta struct {
+	Records     []string          `json:"records,omitempty"`
+	Beats       int               `json:"beats"`
+	ClassCounts [NumClasses]int   `json:"class_counts"`
+	Options     TrainOptions      `json:"options"`
+	Features    []string          `json:"features,omitempty"`
+	Extra       map[string]string `json:"extra,omitempty"`
+}
+
+// Model is a trained gradient-boosted tree classifier. It is immutable once built or loaded
+// and safe for concurrent use.
+type Model struct {
+	Version     int
+	NumFeatures int
+	Base        [NumClasses]float32
+	Trees       []tree
+	Meta        ModelMeta
+
+	// flat holds every tree's nodes with absolute child indices; roots[c] lists class c's roots.
+	flat  []node
+	roots [NumClasses][]int32
+}
+
+func (m *Model) flatten() {
+	m.flat = m.flat[:0]
+	for c := range m.roots {
+		m.roots[c] = m.roots[c][:0]
+	}
+	for _, t := range m.Trees {
+		off := int32(len(m.flat))
+		m.roots[t.Class] = append(m.roots[t.Class], off)
+		for _, nd := range t.Nodes {
+			if nd.Feat >= 0 {
+				nd.Left += off
+				nd.Right += off
+			}
+			m.flat = append(m.flat, nd)
+		}
+	}
+}
+
+// Prediction is a classifier's output for one beat.
+type Prediction struct {
+	Class Class
+	Probs [NumClasses]float64 // in the order N, S, V, F, Q
+}
+
+// Classifier classifies heartbeat windows. Implementations are safe for concurrent use.
+type Classifier interface {
+	// Classify classifies a beat window of WindowLen samples in [0, 1] (the ecg_beat form)
+	// with its RR features (zero values when unknown, which lowers accuracy).
+	Classify(beat []float64, rr RRFeatures) Prediction
+}
+
+// Classify implements Classifier. Beats shorter than WindowLen are zero-padded; extra samples
+// are ignored.
+func (m *Model) Classify(beat []float64, rr RRFeatures) Prediction {
+	var w [WindowLen]float32
+	for i := 0; i < WindowLen && i < len(beat); i++ {
+		w[i] = float32(beat[i])
+	}
+	return m.ClassifyWindow(&w, rr)
+}
+
+// ClassifyWindow classifies a window without copying it.
+func (m *Model) ClassifyWindow(w *[WindowLen]float32, rr RRFeatures) Prediction {
+	var f [NumFeatures]float32
+	Features(f[:], w, rr)
+	var s [NumClasses]float64
+	for c := 0; c < NumClasses; c++ {
+		acc := float64(m.Base[c])
+		for _, r := range m.roots[c] {
+			i := r
+			for {
+				nd := &m.flat[i]
+				if nd.Feat < 0 {
+					acc += float64(nd.Value)
+					break
+				}
+				if f[nd.Feat] <= nd.Thr {
+					i = nd.Left
+				} else {
+					i = nd.Right
+				}
+			}
+		}
+		s[c] = acc
+	}
+	var p Prediction
+	softmax(p.Probs[:], s[:])
+	for c := 1; c < NumClasses; c++ {
+		if p.Probs[c] > p.Probs[p.Class] {
+			p.Class = Class(c)
+		}
+	}
+	return p
+}
+
+// WriteTo writes the model in the pulselake ECG model format (see docs/ecg.md): a gzip stream
+// holding the magic "PLECGGBT", uint32 version, uint32 length + JSON metadata, uint32 number of
+// classes, uint32 number of features, float32 base scores, uint32 number of trees, then each
+// tree as uint32 class, uint32 node count and nodes of (int16 feature, float32 threshold,
+// int32 left, int32 right, float32 value). All integers and floats are little-endian.
+func (m *Model) WriteTo(w io.Writer) (int64, error) {
+	var buf bytes.Buffer
+	le := binary.LittleEndian
+	buf.WriteString(modelMagic)
+	meta, err := json.Marshal(m.Meta)
+	if err != nil {
+		return 0, fmt.Errorf("encoding model metadata: %w", err)
+	}
+	put := func(v any) { _ = binary.Write(&buf, le, v) }
+	put(uint32(ModelVersion))
+	put(uint32(len(meta)))
+	buf.Write(meta)
+	put(uint32(NumClasses))
+	put(uint32(m.NumFeatures))
+	put(m.Base)
+	put(uint32(len(m.Trees)))
+	for _, t := range m.Trees {
+		put(uint32(t.Class))
+		put(uint32(len(t.Nodes)))
+		for _, nd := range t.Nodes {
+			put(nd.Feat)
+			put(nd.Thr)
+			put(nd.Left)
+			put(nd.Right)
+			put(nd.Value)
+		}
+	}
+	cw := &countWriter{w: w}
+	zw, err := gzip.NewWriterLevel(cw, gzip.BestCompression)
+	if err != nil {
+		return 0, fmt.Errorf("writing model: %w", err)
+	}
+	if _, err := zw.Write(buf.Bytes()); err != nil {
+		return cw.n, fmt.Errorf("writing model: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return cw.n, fmt.Errorf("writing model: %w", err)
+	}
+	return cw.n, nil
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// SaveModel writes m to path durably: a temporary file in the same directory, fsync, rename.
+func SaveModel(path string, m *Model) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("saving model %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after the rename
+	bw := bufio.NewWriter(f)
+	if _, err := m.WriteTo(bw); err != nil {
+		f.Close()
+		return fmt.Errorf("saving model %s: %w", path, err)
+	}
+	if err := bw.Flush(); err != nil {
+		f.Close()
+		return fmt.Errorf("saving model %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("syncing model %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("saving model %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("renaming model into place %s: %w", path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync() // make the rename durable where the platform allows it
+		d.Close()
+	}
+	return nil
+}
+
+// LoadModel reads a model file.
+func LoadModel(path string) (*Model, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("loading model: %w", err)
+	}
+	defer f.Close()
+	m, err := ReadModel(f)
+	if err != nil {
+		return nil, fmt.Errorf("loading model %s: %w", path, err)
+	}
+	return m, nil
+}
+
+// ReadModel decodes a model written by WriteTo, checking every index and count.
+func ReadModel(r io.Reader) (*Model, error) {
+	zr, err := gzip.NewReader(r)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrModelFormat, err)
+	}
+	data, err := io.ReadAll(io.LimitReader(zr, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrModelFormat, err)
+	}
+	br := bytes.NewReader(data)
+	le := binary.LittleEndian
+	magic := make([]byte, len(modelMagic))
+	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != modelMagic {
+		return nil, fmt.Errorf("%w: bad magic", ErrModelFormat)
+	}
+	var version, metaLen uint32
+	if err := binary.Read(br, le, &version); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrModelFormat, err)
+	}
+	if version != ModelVersion {
+		return nil, fmt.Errorf("%w: version %d, this build reads version %d", ErrModelFormat, version, ModelVersion)
+	}
+	if err := binary.Read(br, le, &metaLen); err != nil || metaLen > maxMetaBytes {
+		return nil, fmt.Errorf("%w: metadata length", ErrModelFormat)
+	}
+	meta := make([]byte, metaLen)
+	if _, err := io.ReadFull(br, meta); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrModelFormat, err)
+	}
+	m := &Model{Version: int(version)}
+	if err := json.Unmarshal(meta, &m.Meta); err != nil {
+		return nil, fmt.Errorf("%w: metadata: %w", ErrModelFormat, err)
+	}
+	var nc, nf, nt uint32
+	if err := binary.Read(br, le, &nc); err != nil || nc != NumClasses {
+		return nil, fmt.Errorf("%w: number of classes", ErrModelFormat)
+	}
+	if err := binary.Read(br, le, &nf); err != nil || nf != NumFeatures {
+		return nil, fmt.Errorf("%w: %d features, this build computes %d", ErrModelFormat, nf, NumFeatures)
+	}
+	m.NumFeatures = int(nf)
+	if err := binary.Read(br, le, &m.Base); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrModelFormat, err)
+	}
+	if err := binary.Read(br, le, &nt); err != nil || nt > maxModelTrees {
+		return nil, fmt.Errorf("%w: number of trees", ErrModelFormat)
+	}
+	m.Trees = make([]tree, nt)
+	for k := range m.Trees {
+		var cls, nn uint32
+		if err := binary.Read(br, le, &cls); err != nil || cls >= NumClasses {
+			return nil, fmt.Errorf("%w: tree %d class", ErrModelFormat, k)
+		}
+		if err := binary.Read(br, le, &nn); err != nil || nn == 0 || nn > maxTreeNodes || int64(nn)*18 > int64(br.Len()) {
+			return nil, fmt.Errorf("%w: tree %d node count", ErrModelFormat, k)
+		}
+		t := tree{Class: int(cls), Nodes: make([]node, nn)}
+		for i := range t.Nodes {
+			nd := &t.Nodes[i]
+			for _, v := range []any{&nd.Feat, &nd.Thr, &nd.Left, &nd.Right, &nd.Value} {
+				if err := binary.Read(br, le, v); err != nil {
+					return nil, fmt.Errorf("%w: tree %d: %w", ErrModelFormat, k, err)
+				}
+			}
+			if nd.Feat >= 0 {
+				// Children come after their parent, so every walk ends at a leaf.
+				if int(nd.Feat) >= NumFeatures || nd.Left <= int32(i) || nd.Right <= int32(i) || nd.Left >= int32(nn) || nd.Right >= int32(nn) {
+					return nil, fmt.Errorf("%w: tree %d node %d: bad split", ErrModelFormat, k, i)
+				}
+			}
+			if math.IsNaN(float64(nd.Value)) || math.IsNaN(float64(nd.Thr)) {
+				return nil, fmt.Errorf("%w: tree %d node %d: NaN", ErrModelFormat, k, i)
+			}
+		}
+		m.Trees[k] = t
+	}
+	if br.Len() != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes", ErrModelFormat, br.Len())
+	}
+	m.flatten()
+	return m, nil
+}
+
+//go:embed default_model.bin
+var defaultModelFile string // a string so that the embedded bytes cannot be modified
+
+// DefaultModel decodes the model embedded in the binary, trained on all 22 DS1 records
+// (see docs/ecg.md for how it was made and how good it is).
+func DefaultModel() (*Model, error) {
+	m, err := ReadModel(strings.NewReader(defaultModelFile))
+	if err != nil {
+		return nil, fmt.Errorf("loading the embedded default model: %w", err)
+	}
+	return m, nil
+}
