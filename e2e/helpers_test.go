@@ -34,8 +34,13 @@ type server struct {
 
 func startServer(t testing.TB, dir string) *server {
 	t.Helper()
+	return startServerWith(t, dir, config.Default())
+}
+
+// startServerWith starts serve with a given configuration (listeners are moved to free ports).
+func startServerWith(t testing.TB, dir string, cfg *config.Config) *server {
+	t.Helper()
 	os.Setenv("PULSELAKE_ADMIN_TOKEN", adminToken)
-	cfg := config.Default()
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.MQTT.Listen = "127.0.0.1:0"
 	if err := cfg.Validate(); err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pulselake/pulselake/internal/app"
 	"github.com/pulselake/pulselake/internal/config"
+	"github.com/pulselake/pulselake/internal/rules"
 	"github.com/pulselake/pulselake/internal/simulate"
 	"github.com/pulselake/pulselake/internal/token"
 )
@@ -130,8 +131,12 @@ func summarize(ctx context.Context, g *globals, r *app.Running) {
 			c := counts(r)
 			rate := (c["accepted"] - last) / now.Sub(lastAt).Seconds()
 			last, lastAt = c["accepted"], now
-			fmt.Fprintf(g.stdout, "%s  %6.0f readings/s  accepted %.0f  duplicates %.0f  rejected %.0f (quarantined)\n",
-				now.Format("15:04:05"), rate, c["accepted"], c["duplicate"], c["rejected"])
+			firing := 0
+			if r.Alerts != nil {
+				firing = len(r.Alerts.Alerts(rules.StateFiring))
+			}
+			fmt.Fprintf(g.stdout, "%s  %6.0f readings/s  accepted %.0f  duplicates %.0f  rejected %.0f (quarantined)  alerts firing %d\n",
+				now.Format("15:04:05"), rate, c["accepted"], c["duplicate"], c["rejected"], firing)
 		}
 	}
 }

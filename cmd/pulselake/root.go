@@ -65,7 +65,9 @@ func newRootCmd(g *globals) *cobra.Command {
 		newTokenCmd(g),
 		newSimulateCmd(g),
 		newDemoCmd(g),
+		newRulesCmd(g),
 		newIngestCmd(g),
+		newECGCmd(g),
 	)
 	return root
 }

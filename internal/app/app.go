@@ -23,6 +23,7 @@ import (
 
 	"github.com/pulselake/pulselake/internal/config"
 	"github.com/pulselake/pulselake/internal/ingest"
+	"github.com/pulselake/pulselake/internal/rules"
 	"github.com/pulselake/pulselake/internal/stream"
 	"github.com/pulselake/pulselake/internal/token"
 	"github.com/pulselake/pulselake/internal/web"
@@ -47,6 +48,7 @@ type Running struct {
 	Gatherer       prometheus.Gatherer
 	Tokens         *token.Store
 	Events         *web.Hub
+	Alerts         *rules.Engine
 }
 
 // internalUser is the NATS user of pulselake's own connections.
@@ -134,10 +136,33 @@ func Run(ctx context.Context, o Options) error {
 	}
 	hub := web.NewHub(log.With("component", "events"), reg, conn, kinds)
 	defer hub.Close()
+
+	// Processors: they consume the stream and stop after intake (second phase).
+	procCtx, stopProcs := context.WithCancel(context.Background())
+	defer stopProcs()
+	var procs sync.WaitGroup
+	runProc := func(name string, run func(context.Context) error) {
+		procs.Add(1)
+		go func() {
+			defer procs.Done()
+			if err := run(procCtx); err != nil && procCtx.Err() == nil {
+				log.Error("processor stopped", "component", name, "err", err)
+			}
+		}()
+	}
+	alerting, err := startAlerting(ctx, log, reg, cfg, conn, kinds, hub, ws0(cfg))
+	if err != nil {
+		return err
+	}
+	defer alerting.close()
+	runProc("notify", alerting.dispatcher.Run)
+	runProc("rules", alerting.engine.Run)
+
 	ws := web.New(log.With("component", "http"), reg, web.Options{
 		Listen: cfg.HTTP.Listen, Verify: verify, Ingester: in, Gatherer: reg, Hub: hub,
 		Ready: map[string]web.Check{"stream": streamReady(conn)},
 	})
+	alerting.mount(ws)
 	if err := ws.Start(); err != nil {
 		return err
 	}
@@ -153,7 +178,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}()
 
-	run := &Running{HTTPURL: ws.URL(), AdminTokenFile: adminFile, Gatherer: reg, Tokens: ts, NATSURL: cfg.NATS.URL, Events: hub}
+	run := &Running{HTTPURL: ws.URL(), AdminTokenFile: adminFile, Gatherer: reg, Tokens: ts, NATSURL: cfg.NATS.URL, Events: hub, Alerts: alerting.engine}
 	if srv != nil {
 		run.MQTTAddr, run.NATSURL = srv.MQTTAddr(), srv.ClientURL()
 	}
@@ -175,7 +200,10 @@ func Run(ctx context.Context, o Options) error {
 	}
 	stopIntake()
 	intake.Wait()
-	log.Info("intake stopped; closing the stream")
+	log.Info("intake stopped; stopping processors")
+	stopProcs()
+	procs.Wait()
+	log.Info("processors stopped; closing the stream")
 	return nil
 }
 

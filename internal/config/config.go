@@ -20,7 +20,9 @@ import (
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
 
+	"github.com/pulselake/pulselake/internal/notify"
 	"github.com/pulselake/pulselake/internal/reading"
+	"github.com/pulselake/pulselake/internal/rules"
 )
 
 // Config is the whole configuration file.
@@ -31,6 +33,17 @@ type Config struct {
 	Ingest Ingest       `yaml:"ingest"`
 	Kinds  []KindConfig `yaml:"kinds"`
 	Log    Log          `yaml:"log"`
+
+	// Alerting (SPEC §7, docs/alerting.md).
+	Rules     []rules.Rule `yaml:"rules"`
+	RuleFiles []string     `yaml:"rule_files"`
+	// DefaultRules runs the shipped rules (hypertensive crisis, tachycardia, bradycardia,
+	// device silent) beside the configured ones (default true); a configured rule with the
+	// same name replaces the shipped one.
+	DefaultRules *bool               `yaml:"default_rules"`
+	Notify       []notify.Channel     `yaml:"notify"`
+	Route        *notify.Route        `yaml:"route"`
+	InhibitRules []notify.InhibitRule `yaml:"inhibit_rules"`
 
 	file string    // path of the file loaded, "" for defaults
 	ast  *ast.File // its syntax tree, for line numbers
@@ -270,6 +283,18 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if reg, err := c.Registry(); err == nil {
+		if _, errs := rules.Compile(c.Rules, reg); len(errs) > 0 {
+			ps = append(ps, c.AddProblems(errs)...)
+		}
+	}
+	for i, f := range c.RuleFiles {
+		if f == "" {
+			add(fmt.Sprintf("rule_files[%d]", i), "empty path")
+		}
+	}
+	nc := c.NotifyConfig()
+	ps = append(ps, c.AddProblems(nc.Validate())...)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -320,6 +345,30 @@ func (c *Config) line(path string) int {
 		p = p[:i]
 	}
 	return 0
+}
+
+// AllRules are the configured rules plus, unless default_rules is false, the shipped ones
+// that no configured rule replaces (by name).
+func (c *Config) AllRules() []rules.Rule {
+	out := append([]rules.Rule(nil), c.Rules...)
+	if c.DefaultRules != nil && !*c.DefaultRules {
+		return out
+	}
+	mine := map[string]bool{}
+	for _, r := range c.Rules {
+		mine[r.Name] = true
+	}
+	for _, r := range rules.DefaultRules() {
+		if !mine[r.Name] {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// NotifyConfig is the notification part of the file.
+func (c *Config) NotifyConfig() notify.Config {
+	return notify.Config{Channels: c.Notify, Route: c.Route, InhibitRules: c.InhibitRules}
 }
 
 // File is the path of the loaded file ("" for defaults).

@@ -304,6 +304,20 @@ func shardOf(k devKey) int {
 	return int(h % seenShards)
 }
 
+// saveSeenOnStop saves last-seen times once more when the engine stops, so a restart does
+// not lose the minute since the last periodic save.
+func (e *Engine) saveSeenOnStop() {
+	if e.opts.State == nil {
+		return
+	}
+	e.mu.Lock()
+	shards := e.snapshotSeenLocked(e.opts.Now())
+	e.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	e.saveSeen(ctx, shards)
+}
+
 func (e *Engine) saveSeen(ctx context.Context, shards [][]Seen) {
 	for i, sh := range shards {
 		key := fmt.Sprintf("s.%02d", i)
@@ -317,7 +331,9 @@ func (e *Engine) saveSeen(ctx context.Context, shards [][]Seen) {
 			_, err = e.opts.State.Put(ctx, key, b)
 		}
 		if err != nil {
-			e.log.Warn("saving device last-seen times", "err", err)
+			if ctx.Err() == nil {
+				e.log.Warn("saving device last-seen times", "err", err)
+			}
 			return
 		}
 	}
@@ -403,6 +419,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			wg.Wait()
+			e.saveSeenOnStop()
 			return nil
 		case err := <-errc:
 			wg.Wait()

@@ -150,11 +150,19 @@
     requestAnimationFrame(() => setTimeout(render, 500));
   }
 
+  async function loadAlerts(tok) {
+    const resp = await fetch("/v1/alerts?state=firing", { headers: { Authorization: "Bearer " + tok } });
+    if (!resp.ok) return;
+    const body = await resp.json();
+    for (const a of (Array.isArray(body) ? body : body.alerts || [])) onAlert(a);
+  }
+
   async function follow() {
     const tok = token();
     if (!tok) { $("tokenForm").hidden = false; setStatus("a read token is needed", "err"); return; }
     $("forget").hidden = false;
     try {
+      loadAlerts(tok).catch(() => {});
       const resp = await fetch("/v1/events", { headers: { Authorization: "Bearer " + tok } });
       if (resp.status === 401 || resp.status === 403) {
         localStorage.removeItem("pulselake-token");

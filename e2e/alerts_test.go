@@ -1,0 +1,120 @@
+package e2e
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pulselake/pulselake/internal/config"
+)
+
+// TestCrisisReadingAlertsThroughServe posts a hypertensive-crisis reading over HTTP to a
+// running serve configured with a webhook, and sees the alert at GET /v1/alerts, on the
+// webhook, and resolved after a normal reading.
+func TestCrisisReadingAlertsThroughServe(t *testing.T) {
+	var mu sync.Mutex
+	var bodies []string
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, string(b))
+		mu.Unlock()
+	}))
+	defer hook.Close()
+	cfgFile := filepath.Join(t.TempDir(), "pulselake.yaml")
+	// The configured rule replaces the shipped one of the same name (which keeps firing 5 min).
+	os.WriteFile(cfgFile, []byte(`
+rules:
+  - name: hypertensive-crisis
+    kind: blood_pressure
+    when: systolic >= 180 || diastolic >= 120
+    severity: critical
+    summary: "BP {{.systolic}}/{{.diastolic}} on {{.device}}"
+notify:
+  - name: pager
+    webhook: {url: "`+hook.URL+`"}
+route:
+  receiver: pager
+  group_by: [alertname, device]
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1h
+`), 0o600)
+	cfg, err := config.Load(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServerWith(t, t.TempDir(), cfg)
+	defer srv.stop()
+
+	now := time.Now().UTC()
+	crisis := `{"subject":"patient-17","device":"bp-0042","kind":"blood_pressure","time":"` + now.Format(time.RFC3339Nano) + `","values":{"systolic":192,"diastolic":101}}`
+	if code, body := post(t, srv.HTTPURL+"/v1/readings", adminToken, "application/json", []byte(crisis)); code != 202 {
+		t.Fatalf("post: %d %v", code, body)
+	}
+	firing := func() []map[string]any {
+		req, _ := http.NewRequest("GET", srv.HTTPURL+"/v1/alerts?state=firing", nil)
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out []map[string]any
+		data, _ := io.ReadAll(resp.Body)
+		if err := json.Unmarshal(data, &out); err != nil {
+			var wrapped struct{ Alerts []map[string]any }
+			if json.Unmarshal(data, &wrapped) != nil {
+				t.Fatalf("alerts response: %s", data)
+			}
+			out = wrapped.Alerts
+		}
+		return out
+	}
+	waitUntil(t, 10*time.Second, "the crisis alert fires", func() bool {
+		for _, a := range firing() {
+			if a["rule"] == "hypertensive-crisis" && a["device"] == "bp-0042" {
+				return true
+			}
+		}
+		return false
+	})
+	waitUntil(t, 10*time.Second, "the webhook receives the alert", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(bodies) > 0 && strings.Contains(bodies[0], "hypertensive-crisis") && strings.Contains(bodies[0], "192")
+	})
+	normal := `{"subject":"patient-17","device":"bp-0042","kind":"blood_pressure","time":"` + now.Add(time.Second).Format(time.RFC3339Nano) + `","values":{"systolic":128,"diastolic":82}}`
+	post(t, srv.HTTPURL+"/v1/readings", adminToken, "application/json", []byte(normal))
+	waitUntil(t, 15*time.Second, "the webhook receives the resolved notice", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, b := range bodies {
+			if strings.Contains(b, `"status":"resolved"`) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting until %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond) // polling, bounded by the deadline
+	}
+}

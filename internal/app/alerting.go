@@ -1,0 +1,90 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pulselake/pulselake/internal/config"
+	"github.com/pulselake/pulselake/internal/notify"
+	"github.com/pulselake/pulselake/internal/reading"
+	"github.com/pulselake/pulselake/internal/rules"
+	"github.com/pulselake/pulselake/internal/stream"
+	"github.com/pulselake/pulselake/internal/token"
+	"github.com/pulselake/pulselake/internal/web"
+)
+
+// KV buckets of the alerting pipeline.
+const (
+	alertsBucket   = "pulselake_alerts"
+	nflogBucket    = "pulselake_notify_log"
+	silencesBucket = "pulselake_silences"
+)
+
+// alerting is the rule engine and the notification pipeline.
+type alerting struct {
+	engine     *rules.Engine
+	dispatcher *notify.Dispatcher
+	silences   *notify.Silences
+}
+
+// ws0 is the external URL put in notifications before the HTTP server is bound.
+func ws0(cfg *config.Config) string { return "http://" + cfg.HTTP.Listen }
+
+func startAlerting(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, cfg *config.Config, conn *stream.Conn, kinds *reading.Registry, hub *web.Hub, externalURL string) (*alerting, error) {
+	alertsKV, err := conn.KV(ctx, alertsBucket, "pulselake alert state")
+	if err != nil {
+		return nil, err
+	}
+	nflogKV, err := conn.KV(ctx, nflogBucket, "pulselake notification log")
+	if err != nil {
+		return nil, err
+	}
+	silKV, err := conn.KV(ctx, silencesBucket, "pulselake silences")
+	if err != nil {
+		return nil, err
+	}
+	sil, err := notify.NewSilences(ctx, log.With("component", "silences"), notify.SilencesOptions{KV: silKV})
+	if err != nil {
+		return nil, err
+	}
+	disp, err := notify.New(ctx, log.With("component", "notify"), reg, notify.Options{
+		Config: cfg.NotifyConfig(), Silences: sil, Log: nflogKV, ExternalURL: externalURL,
+	})
+	if err != nil {
+		sil.Close()
+		return nil, err
+	}
+	eng, err := rules.NewEngine(ctx, log.With("component", "rules"), reg, rules.Options{
+		Rules: cfg.AllRules(), RuleFiles: cfg.RuleFiles, Dir: cfg.Dir(), WatchInterval: 5 * time.Second,
+		Registry: kinds, JS: conn.JS, State: alertsKV, Notify: disp.Notify,
+		Sink: func(_ context.Context, ts []rules.Transition) error {
+			for _, t := range ts {
+				hub.Publish(web.Event{Type: "alert", Data: t.Alert})
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		sil.Close()
+		return nil, err
+	}
+	return &alerting{engine: eng, dispatcher: disp, silences: sil}, nil
+}
+
+// mount adds the alert and silence endpoints (SPEC §4).
+func (a *alerting) mount(ws *web.Server) {
+	adapt := func(h http.Handler) web.Handler {
+		return func(w http.ResponseWriter, r *http.Request, _ token.Token) { h.ServeHTTP(w, r) }
+	}
+	ws.Handle("GET /v1/alerts", token.ScopeRead, adapt(rules.AlertsHandler(a.engine)))
+	sh := notify.SilencesHandler(a.silences)
+	ws.Handle("GET /v1/silences", token.ScopeRead, adapt(sh))
+	ws.Handle("POST /v1/silences", token.ScopeAdmin, adapt(sh))
+	ws.Handle("DELETE /v1/silences/{id}", token.ScopeAdmin, adapt(sh))
+}
+
+func (a *alerting) close() { a.silences.Close() }
