@@ -40,7 +40,7 @@ type Config struct {
 	// DefaultRules runs the shipped rules (hypertensive crisis, tachycardia, bradycardia,
 	// device silent) beside the configured ones (default true); a configured rule with the
 	// same name replaces the shipped one.
-	DefaultRules *bool               `yaml:"default_rules"`
+	DefaultRules *bool                `yaml:"default_rules"`
 	Notify       []notify.Channel     `yaml:"notify"`
 	Route        *notify.Route        `yaml:"route"`
 	InhibitRules []notify.InhibitRule `yaml:"inhibit_rules"`
