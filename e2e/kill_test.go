@@ -23,13 +23,23 @@ import (
 	"github.com/pulselake/pulselake/internal/reading"
 )
 
-// buildBinary builds cmd/pulselake once per test run.
-var buildOnce = sync.OnceValues(func() (string, error) {
+// binDir holds the binary built for the tests of this run; TestMain removes it.
+var binDir string
+
+func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "pulselake-bin-")
 	if err != nil {
-		return "", err
+		panic(err)
 	}
-	bin := filepath.Join(dir, "pulselake")
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// buildOnce builds cmd/pulselake once per test run.
+var buildOnce = sync.OnceValues(func() (string, error) {
+	bin := filepath.Join(binDir, "pulselake")
 	out, err := exec.Command("go", "build", "-o", bin, "../cmd/pulselake").CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("building pulselake: %v\n%s", err, out)

@@ -77,3 +77,21 @@ func TestBadDuration(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestAlertingProblemsHaveLines(t *testing.T) {
+	c, err := Load(write(t, "rules:\n  - name: x\n    kind: blood_pressure\n    when: systolc > 1\nnotify:\n  - name: n\n    webhook: {url: \"not a url\"}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ps Problems
+	if !errors.As(c.Validate(), &ps) {
+		t.Fatal("invalid rule and channel accepted")
+	}
+	lines := map[int]bool{}
+	for _, p := range ps {
+		lines[p.Line] = true
+	}
+	if !lines[4] || !lines[7] {
+		t.Errorf("want problems at lines 4 (when) and 7 (webhook url), got %v", ps)
+	}
+}
