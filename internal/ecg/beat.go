@@ -77,10 +77,10 @@ func AAMIClass(label string) (c Class, ok bool) {
 
 // RRFeatures are the RR-interval features of one beat, in seconds. Zero means unknown.
 type RRFeatures struct {
-	Pre     float64 // from the previous R peak to this one
-	Post    float64 // from this R peak to the next
-	Local   float64 // mean of the last (up to) 10 RR intervals, including Pre
-	Average float64 // mean of the last (up to) 300 RR intervals (about five minutes)
+	Pre     float64 `json:"pre"`     // from the previous R peak to this one
+	Post    float64 `json:"post"`    // from this R peak to the next
+	Local   float64 `json:"local"`   // mean of the last (up to) 10 RR intervals, including Pre
+	Average float64 `json:"average"` // mean of the last (up to) 300 RR intervals (about five minutes)
 }
 
 // Beat is a heartbeat window with its RR features and, when known, its reference label.

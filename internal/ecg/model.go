@@ -212,6 +212,9 @@ func SaveModel(path string, m *Model) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("saving model %s: %w", path, err)
 	}
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		return fmt.Errorf("saving model %s: %w", path, err)
+	}
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("renaming model into place %s: %w", path, err)
 	}

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pulselake/pulselake/internal/ecg"
+)
+
+func newECGCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "ecg",
+		Short: "Heartbeat classification: train, evaluate and apply models on WFDB (MIT-BIH) records",
+	}
+	cmd.AddCommand(newECGTrainCmd(g), newECGEvalCmd(g), newECGClassifyCmd(g))
+	return cmd
+}
+
+func newECGTrainCmd(g *globals) *cobra.Command {
+	var (
+		dir, list, out string
+		opt            ecg.TrainOptions
+	)
+	cmd := &cobra.Command{
+		Use:   "train --records DIR [--list 101,106,...] [--seed N] --out FILE",
+		Short: "Train a heartbeat classifier on the reference beats of WFDB records",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" || out == "" {
+				return usagef("ecg train needs --records DIR and --out FILE")
+			}
+			records, err := ecg.ParseRecordList(dir, list)
+			if err != nil {
+				return usagef("ecg train: %v", err)
+			}
+			start := time.Now()
+			m, err := ecg.TrainRecords(cmd.Context(), dir, records, opt)
+			if err != nil {
+				return err
+			}
+			if err := ecg.SaveModel(out, m); err != nil {
+				return err
+			}
+			st, err := os.Stat(out)
+			if err != nil {
+				return fmt.Errorf("checking model file: %w", err)
+			}
+			fmt.Fprintf(g.stdout, "trained on %d beats of %d records in %s: %d trees, %s (%d bytes)\n",
+				m.Meta.Beats, len(records), time.Since(start).Round(time.Millisecond), len(m.Trees), out, st.Size())
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dir, "records", "", "directory of WFDB records with .atr reference annotations")
+	f.StringVar(&list, "list", "", "comma-separated record names (default: every record in --records)")
+	f.StringVar(&out, "out", "", "model file to write")
+	addTrainFlags(cmd, &opt)
+	return cmd
+}
+
+func addTrainFlags(cmd *cobra.Command, opt *ecg.TrainOptions) {
+	f := cmd.Flags()
+	f.Uint64Var(&opt.Seed, "seed", 1, "random seed (training is deterministic for a seed)")
+	f.IntVar(&opt.Rounds, "rounds", 120, "boosting rounds")
+	f.IntVar(&opt.MaxDepth, "depth", 6, "maximum tree depth")
+	f.IntVar(&opt.Workers, "workers", 2, "goroutines used for training")
+}
+
+func newECGEvalCmd(g *globals) *cobra.Command {
+	var (
+		dir, list, modelFile, split string
+		asJSON                      bool
+		testShare                   float64
+		folds                       int
+		opt                         ecg.TrainOptions
+	)
+	cmd := &cobra.Command{
+		Use:   "eval --records DIR --list 101,106,... [--model FILE] [--json]",
+		Short: "Evaluate a model on the reference beats of WFDB records (confusion matrix, sensitivity, PPV, F1)",
+		Long: `Evaluate a model on the reference beats of WFDB records (confusion matrix, sensitivity, PPV, F1).
+
+Without --model the default model embedded in the binary is evaluated. With --split the
+command trains fresh models instead and evaluates them honestly:
+  --split random   intra-patient: trains on a random share of the listed records' beats and
+                   tests on the rest (--test-share, default 0.2; --seed)
+  --split records  inter-patient: leave-records-out cross-validation (--folds, default 5;
+                   records are assigned to folds round-robin in sorted order)`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" {
+				return usagef("ecg eval needs --records DIR")
+			}
+			records, err := ecg.ParseRecordList(dir, list)
+			if err != nil {
+				return usagef("ecg eval: %v", err)
+			}
+			var e ecg.Evaluation
+			switch split {
+			case "":
+				var m *ecg.Model
+				if modelFile != "" {
+					m, err = ecg.LoadModel(modelFile)
+				} else {
+					m, err = ecg.DefaultModel()
+				}
+				if err != nil {
+					return err
+				}
+				if e, err = ecg.EvaluateRecords(m, dir, records); err != nil {
+					return err
+				}
+			case "random", "records":
+				if modelFile != "" {
+					return usagef("ecg eval: --model and --split exclude each other (--split trains its own models)")
+				}
+				beats, err := ecg.LoadBeats(dir, records)
+				if err != nil {
+					return err
+				}
+				if split == "random" {
+					if !(testShare > 0 && testShare < 1) {
+						return usagef("ecg eval: --test-share must be between 0 and 1")
+					}
+					train, test := ecg.SplitRandom(beats, testShare, opt.Seed)
+					m, err := ecg.Train(cmd.Context(), train, opt)
+					if err != nil {
+						return err
+					}
+					e = ecg.EvaluateBeats(m, test).Evaluate(records)
+				} else {
+					c, err := ecg.CrossValidateRecords(cmd.Context(), beats, ecg.CVOptions{Folds: folds, Train: opt,
+						Progress: func(fold int, recs []string, c ecg.Confusion) {
+							f := c.Evaluate(recs)
+							fmt.Fprintf(g.stderr, "fold %d %v: %d beats, accuracy %.4f\n", fold, recs, f.Beats, f.Accuracy)
+						}})
+					if err != nil {
+						return err
+					}
+					e = c.Evaluate(records)
+				}
+			default:
+				return usagef("ecg eval: --split %q, want random or records", split)
+			}
+			if asJSON {
+				enc := json.NewEncoder(g.stdout)
+				return enc.Encode(e)
+			}
+			return e.WriteTable(g.stdout)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dir, "records", "", "directory of WFDB records with .atr reference annotations")
+	f.StringVar(&list, "list", "", "comma-separated record names (default: every record in --records)")
+	f.StringVar(&modelFile, "model", "", "model file (default: the embedded model)")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object (SPEC §9) instead of a table")
+	f.StringVar(&split, "split", "", "train and test fresh models: random (intra-patient) or records (inter-patient)")
+	f.Float64Var(&testShare, "test-share", 0.2, "share of beats held out by --split random")
+	f.IntVar(&folds, "folds", 5, "folds of --split records")
+	addTrainFlags(cmd, &opt)
+	return cmd
+}
+
+func newECGClassifyCmd(g *globals) *cobra.Command {
+	var modelFile string
+	cmd := &cobra.Command{
+		Use:   "classify [--model FILE] INPUT...",
+		Short: "Classify heartbeats of WFDB records or beat files; prints one JSON object per beat",
+		Long: `Classify heartbeats and print one JSON object per beat (NDJSON):
+{"index":0,"sample":370,"time_s":1.03,"class":"N","probs":{"N":0.99,...}}
+
+INPUT is one of:
+  a WFDB record (path without extension, or its .hea file): R peaks are found on the first
+      signal by the QRS detector and every detected beat is classified;
+  a .csv file: one beat per line, 187 samples in 0..1 at 125 Hz, optionally followed by the
+      RR features pre,post,local,average in seconds (191 columns); a header line is skipped;
+  an NDJSON file: {"samples":[187 floats],"rr":{"pre":..,"post":..,"local":..,"average":..}}
+      per line, or ecg_beat readings (values.samples, optional values.label).
+Without --model the default model embedded in the binary is used.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var (
+				m   *ecg.Model
+				err error
+			)
+			if modelFile != "" {
+				m, err = ecg.LoadModel(modelFile)
+			} else {
+				m, err = ecg.DefaultModel()
+			}
+			if err != nil {
+				return err
+			}
+			for _, in := range args {
+				if _, err := os.Stat(in); err != nil {
+					if _, err2 := os.Stat(in + ".hea"); err2 != nil {
+						return usagef("ecg classify: %s: no such file or WFDB record", in)
+					}
+				}
+				if _, err := ecg.ClassifyFile(m, in, g.stdout); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&modelFile, "model", "", "model file (default: the embedded model)")
+	return cmd
+}

@@ -1,0 +1,57 @@
+package ecg
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/pulselake/pulselake/internal/ecg/wfdb"
+)
+
+// ParseRecordList splits a comma-separated record list ("101,106"); an empty list means every
+// record in dir.
+func ParseRecordList(dir, list string) ([]string, error) {
+	if strings.TrimSpace(list) == "" {
+		return wfdb.ListRecords(dir)
+	}
+	var out []string
+	for _, r := range strings.Split(list, ",") {
+		r = strings.TrimSpace(r)
+		if r == "" {
+			continue
+		}
+		if strings.ContainsAny(r, `/\`) {
+			return nil, fmt.Errorf("record name %q: a name, not a path", r)
+		}
+		out = append(out, r)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("empty record list %q", list)
+	}
+	return out, nil
+}
+
+// TrainRecords trains a model on every labelled beat of the records and records them in the
+// model's metadata.
+func TrainRecords(ctx context.Context, dir string, records []string, opt TrainOptions) (*Model, error) {
+	beats, err := LoadBeats(dir, records)
+	if err != nil {
+		return nil, err
+	}
+	m, err := Train(ctx, beats, opt)
+	if err != nil {
+		return nil, err
+	}
+	m.Meta.Records = records
+	m.Meta.Features = FeatureNames()
+	return m, nil
+}
+
+// EvaluateRecords classifies every labelled beat of the records with m.
+func EvaluateRecords(m *Model, dir string, records []string) (Evaluation, error) {
+	beats, err := LoadBeats(dir, records)
+	if err != nil {
+		return Evaluation{}, err
+	}
+	return EvaluateBeats(m, beats).Evaluate(records), nil
+}
