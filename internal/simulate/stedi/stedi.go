@@ -8,7 +8,7 @@
 //     (shareWithResearchAsOfDate set); the others must not appear in trusted or curated tables.
 //   - Phones record some readings before the customer consented; those must be dropped too.
 //   - A fulfilment defect gave many customers the same few step-trainer serial numbers, so a
-//   serial number does not identify a customer.
+//     serial number does not identify a customer.
 //   - Some customer and accelerometer records are repeated verbatim (re-sent exports).
 //
 // Every accelerometer reading has a unique timestamp shared with exactly one step-trainer
