@@ -79,6 +79,7 @@ var demoFleets = []simulate.Options{
 	{Kind: "bp", Devices: 20, Rate: 20, Abnormal: 0.02, Invalid: 0.01},
 	{Kind: "hr", Devices: 50, Rate: 200, Abnormal: 0.005},
 	{Kind: "accelerometer", Devices: 10, Rate: 100, Abnormal: 0.001},
+	{Kind: "ecg", Devices: 2, Rate: 2.4}, // two patients at 72 beats/min, real MIT-BIH beats
 }
 
 func startDemo(ctx context.Context, g *globals, cfg *config.Config, r *app.Running, sims *sync.WaitGroup) {

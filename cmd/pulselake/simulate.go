@@ -8,20 +8,33 @@ import (
 
 	"github.com/pulselake/pulselake/internal/config"
 	"github.com/pulselake/pulselake/internal/simulate"
+	"github.com/pulselake/pulselake/internal/simulate/stedi"
 )
 
 func newSimulateCmd(g *globals) *cobra.Command {
 	var o simulate.Options
+	var stediOut string
+	var stediCustomers int
 	cmd := &cobra.Command{
-		Use:   "simulate bp|hr|accelerometer --target URL|mqtt://HOST:PORT --token T",
-		Short: "Run a fleet of simulated devices against a server",
+		Use:   "simulate bp|hr|accelerometer|ecg --target URL|mqtt://HOST:PORT --token T | simulate stedi --out DIR",
+		Short: "Run a fleet of simulated devices against a server, or write synthetic STEDI exports",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Kind = args[0]
 			switch o.Kind {
-			case "bp", "hr", "accelerometer":
+			case "bp", "hr", "accelerometer", "ecg":
+			case "stedi":
+				if stediOut == "" {
+					return usagef("simulate stedi needs --out DIR")
+				}
+				n, err := stedi.Generate(stediOut, stedi.Options{Customers: stediCustomers, Seed: o.Seed})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(g.stdout, "wrote %d customers, %d step-trainer and %d accelerometer records under %s\n", n.Customers, n.StepTrainer, n.Accelerometer, stediOut)
+				return nil
 			default:
-				return usagef("unknown device kind %q; want bp, hr or accelerometer", o.Kind)
+				return usagef("unknown device kind %q; want bp, hr, accelerometer, ecg or stedi", o.Kind)
 			}
 			if o.Target == "" || o.Token == "" {
 				return usagef("--target and --token are required (an ingest token: pulselake token create --scope ingest)")
@@ -52,5 +65,7 @@ func newSimulateCmd(g *globals) *cobra.Command {
 	f.Float64Var(&o.Abnormal, "abnormal", 0.01, "share of clinically abnormal readings (e.g. systolic >= 180)")
 	f.Float64Var(&o.Invalid, "invalid", 0, "share of invalid readings (out of range; they land in quarantine)")
 	f.IntVar(&o.Batch, "batch", 500, "readings per HTTP request at most")
+	f.StringVar(&stediOut, "out", "", "stedi: directory for the customer, step_trainer and accelerometer JSON-lines")
+	f.IntVar(&stediCustomers, "customers", 1000, "stedi: number of customers")
 	return cmd
 }

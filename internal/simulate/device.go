@@ -15,6 +15,8 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/pulselake/pulselake/internal/ecg"
+	"github.com/pulselake/pulselake/internal/ecg/excerpt"
 	"github.com/pulselake/pulselake/internal/reading"
 )
 
@@ -56,8 +58,15 @@ func newDevice(kind string, n int, rng *rand.Rand) (*device, error) {
 	case "accelerometer":
 		d.id, d.kind = fmt.Sprintf("acc-%04d", n), "accelerometer"
 		d.gen = &accGen{cadence: 1.6 + rng.Float64()*0.4, phase: rng.Float64() * 2 * math.Pi}
+	case "ecg":
+		beats, err := excerpt.DemoBeats()
+		if err != nil {
+			return nil, err
+		}
+		d.id, d.kind = fmt.Sprintf("ecg-%04d", n), "ecg_beat"
+		d.gen = &ecgGen{beats: beats, pos: rng.IntN(len(beats))}
 	default:
-		return nil, fmt.Errorf("unknown device kind %q; want bp, hr or accelerometer", kind)
+		return nil, fmt.Errorf("unknown device kind %q; want bp, hr, accelerometer or ecg", kind)
 	}
 	return d, nil
 }
@@ -100,6 +109,24 @@ func (g *hrGen) next(rng *rand.Rand, t time.Time, abnormal bool) reading.Reading
 		}
 	}
 	return reading.Reading{Values: map[string]float64{"bpm": math.Round(math.Max(35, math.Min(220, bpm)))}}
+}
+
+// ecgGen replays real heartbeats (MIT-BIH excerpt shipped with the ECG package) as
+// ecg_beat readings in the 187-sample form, labelled with their reference AAMI class. The
+// beats carry their own rhythm, so the abnormal share does not apply.
+type ecgGen struct {
+	beats []ecg.Beat
+	pos   int
+}
+
+func (g *ecgGen) next(_ *rand.Rand, _ time.Time, _ bool) reading.Reading {
+	b := g.beats[g.pos%len(g.beats)]
+	g.pos++
+	samples := make([]float64, len(b.Samples))
+	for i, v := range b.Samples {
+		samples[i] = float64(v)
+	}
+	return reading.Reading{Samples: samples, Text: map[string]string{"label": b.Class.String()}}
 }
 
 type accGen struct{ cadence, phase float64 }
