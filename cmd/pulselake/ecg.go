@@ -68,6 +68,7 @@ func addTrainFlags(cmd *cobra.Command, opt *ecg.TrainOptions) {
 	f.IntVar(&opt.Rounds, "rounds", 120, "boosting rounds")
 	f.IntVar(&opt.MaxDepth, "depth", 6, "maximum tree depth")
 	f.IntVar(&opt.Workers, "workers", 2, "goroutines used for training")
+	f.Float64Var(&opt.ClassWeight, "class-weight", 0, "weigh beats by (count of N / count of their class)^W; 0 = equal weights, 1 = balanced")
 }
 
 func newECGEvalCmd(g *globals) *cobra.Command {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -98,7 +99,7 @@ func classifyRecord(cl Classifier, base string, emit func(ClassifiedBeat) error)
 				win[k] = float64(b.Samples[k])
 			}
 			c := classified(i, cl.Classify(win, b.RR))
-			s, t := b.Sample, float64(b.Sample)/fs
+			s, t := b.Sample, math.Round(float64(b.Sample)/fs*1000)/1000
 			c.Sample, c.TimeS = &s, &t
 			if err := emit(c); err != nil {
 				return err

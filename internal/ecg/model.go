@@ -51,8 +51,20 @@ type Model struct {
 	Meta        ModelMeta
 
 	// flat holds every tree's nodes with absolute child indices; roots[c] lists class c's roots.
-	flat  []node
+	flat  []flatNode
 	roots [NumClasses][]int32
+	depth int // longest root-to-leaf path
+}
+
+// flatNode is the compact inference form of a node (16 bytes): the two children of a split
+// are adjacent at Child and Child+1. A leaf points to itself with an infinite threshold, so a
+// walk of exactly depth steps from any root ends on its leaf without testing for leaves.
+type flatNode struct {
+	Thr   float32
+	Feat  int16
+	_     int16
+	Child int32
+	Value float32
 }
 
 func (m *Model) flatten() {
@@ -60,15 +72,27 @@ func (m *Model) flatten() {
 	for c := range m.roots {
 		m.roots[c] = m.roots[c][:0]
 	}
+	type pair struct{ old, new, depth int32 }
+	var queue []pair
+	m.depth = 0
 	for _, t := range m.Trees {
-		off := int32(len(m.flat))
-		m.roots[t.Class] = append(m.roots[t.Class], off)
-		for _, nd := range t.Nodes {
-			if nd.Feat >= 0 {
-				nd.Left += off
-				nd.Right += off
+		root := int32(len(m.flat))
+		m.roots[t.Class] = append(m.roots[t.Class], root)
+		m.flat = append(m.flat, flatNode{})
+		queue = append(queue[:0], pair{0, root, 0})
+		for len(queue) > 0 {
+			p := queue[0]
+			queue = queue[1:]
+			nd := t.Nodes[p.old]
+			m.depth = max(m.depth, int(p.depth))
+			if nd.Feat < 0 {
+				m.flat[p.new] = flatNode{Thr: float32(math.Inf(1)), Child: p.new, Value: nd.Value}
+				continue
 			}
-			m.flat = append(m.flat, nd)
+			child := int32(len(m.flat))
+			m.flat = append(m.flat, flatNode{}, flatNode{})
+			m.flat[p.new] = flatNode{Thr: nd.Thr, Feat: nd.Feat, Child: child}
+			queue = append(queue, pair{nd.Left, child, p.depth + 1}, pair{nd.Right, child + 1, p.depth + 1})
 		}
 	}
 }
@@ -101,22 +125,29 @@ func (m *Model) ClassifyWindow(w *[WindowLen]float32, rr RRFeatures) Prediction 
 	var f [NumFeatures]float32
 	Features(f[:], w, rr)
 	var s [NumClasses]float64
+	flat := m.flat
 	for c := 0; c < NumClasses; c++ {
 		acc := float64(m.Base[c])
-		for _, r := range m.roots[c] {
-			i := r
-			for {
-				nd := &m.flat[i]
-				if nd.Feat < 0 {
-					acc += float64(nd.Value)
-					break
-				}
-				if f[nd.Feat] <= nd.Thr {
-					i = nd.Left
-				} else {
-					i = nd.Right
-				}
+		roots := m.roots[c]
+		// Walk four trees in lockstep: independent loads overlap, and there are no branches
+		// on the data (see flatNode).
+		k := 0
+		for ; k+4 <= len(roots); k += 4 {
+			i0, i1, i2, i3 := roots[k], roots[k+1], roots[k+2], roots[k+3]
+			for d := 0; d < m.depth; d++ {
+				i0 = step(flat, &f, i0)
+				i1 = step(flat, &f, i1)
+				i2 = step(flat, &f, i2)
+				i3 = step(flat, &f, i3)
 			}
+			acc += float64(flat[i0].Value) + float64(flat[i1].Value) + float64(flat[i2].Value) + float64(flat[i3].Value)
+		}
+		for ; k < len(roots); k++ {
+			i := roots[k]
+			for d := 0; d < m.depth; d++ {
+				i = step(flat, &f, i)
+			}
+			acc += float64(flat[i].Value)
 		}
 		s[c] = acc
 	}
@@ -128,6 +159,15 @@ func (m *Model) ClassifyWindow(w *[WindowLen]float32, rr RRFeatures) Prediction 
 		}
 	}
 	return p
+}
+
+func step(flat []flatNode, f *[NumFeatures]float32, i int32) int32 {
+	nd := &flat[i]
+	var right int32 // branch-free: the compiler emits a conditional move
+	if f[nd.Feat] > nd.Thr {
+		right = 1
+	}
+	return nd.Child + right
 }
 
 // WriteTo writes the model in the pulselake ECG model format (see docs/ecg.md): a gzip stream

@@ -1,0 +1,27 @@
+#!/bin/sh
+# Reproduces the ECG figures in docs/ecg.md and docs/benchmarks.md (section "ECG").
+# Usage: bench/ecg/run.sh [DATA_DIR]   (default: ../shared/data/mitdb-ds1 beside the checkout)
+# Output goes to bench/ecg/out/. Takes about two minutes on two cores.
+set -eu
+cd "$(dirname "$0")/../.."
+data=${1:-../shared/data/mitdb-ds1}
+out=bench/ecg/out
+mkdir -p "$out"
+go build -o "$out/pulselake" ./cmd/pulselake
+pl="$out/pulselake"
+
+# QRS detection on every DS1 record (per-record and gross Se / +P, 150 ms window).
+go test ./internal/ecg -run TestQRSAllDS1 -v -count=1 | tee "$out/qrs.txt"
+
+# Training time and model size of the default model (all 22 DS1 records, seed 1).
+/usr/bin/time -p "$pl" ecg train --records "$data" --seed 1 --out "$out/model.bin" 2>&1 | tee "$out/train.txt"
+
+# (1) Intra-patient: random 80/20 beat split of DS1.
+"$pl" ecg eval --records "$data" --split random --test-share 0.2 --seed 1 | tee "$out/random.txt"
+"$pl" ecg eval --records "$data" --split random --test-share 0.2 --seed 1 --json > "$out/random.json"
+
+# (2) Inter-patient: leave-records-out cross-validation within DS1 (5 folds, round-robin).
+"$pl" ecg eval --records "$data" --split records --folds 5 --seed 1 | tee "$out/records.txt"
+
+# Micro-benchmarks: classification beats/s and QRS samples/s on one core.
+go test ./internal/ecg -run '^$' -bench . -benchtime 2s -cpu 1 -count=1 | tee "$out/bench.txt"
