@@ -1,0 +1,416 @@
+package anomaly
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Methods returns the names of the detect methods.
+func Methods() []string { return []string{"iforest", "holt-winters", "cv", "timeshift"} }
+
+// Default thresholds of the cv and timeshift methods: where their score crosses 0.5 and a point
+// is flagged. They are starting points for heart rate, not clinical limits.
+const (
+	DefaultCVThreshold        = 0.15
+	DefaultTimeShiftThreshold = 0.3
+)
+
+// DetectConfig is a parsed `pulselake detect` invocation. Build it with ParseDetectConfig.
+type DetectConfig struct {
+	Method string
+
+	// Input columns (any method).
+	TimeColumn string
+	Columns    []string
+	Step       time.Duration // 0: the most common gap between consecutive rows
+
+	IForest IForestOptions
+
+	Seasonality time.Duration // holt-winters, default 1d
+	HoltWinters HoltWintersOptions
+
+	Window          string // cv: a point count or a duration; default 1h
+	WindowTolerance float64
+	Threshold       float64 // cv and timeshift
+
+	Shift     time.Duration // timeshift, default 7d
+	Tolerance time.Duration // timeshift: how far the shifted point may be; default step/2
+}
+
+// methodParams lists the --set keys a method accepts besides commonParams.
+func methodParams(method string) ([]string, bool) {
+	switch method {
+	case "iforest":
+		return []string{"n_estimators", "max_samples", "contamination", "max_features", "bootstrap", "seed", "random_state", "n_jobs"}, true
+	case "holt-winters":
+		return []string{"seasonality", "delta", "alpha", "beta", "gamma"}, true
+	case "cv":
+		return []string{"window", "window_tolerance", "threshold"}, true
+	case "timeshift":
+		return []string{"shift", "threshold", "tolerance"}, true
+	}
+	return nil, false
+}
+
+// commonParams are the --set keys every method accepts.
+func commonParams() []string { return []string{"columns", "time_column", "step"} }
+
+// ParseDetectConfig checks method and the k=v settings. Every error wraps ErrInvalidParam.
+func ParseDetectConfig(method string, sets []string) (DetectConfig, error) {
+	cfg := DetectConfig{Method: method}
+	allowed, ok := methodParams(method)
+	common := commonParams()
+	if !ok {
+		return cfg, fmt.Errorf("%w: unknown method %q; use one of %s", ErrInvalidParam, method, strings.Join(Methods(), ", "))
+	}
+	switch method {
+	case "holt-winters":
+		cfg.Seasonality = 24 * time.Hour
+	case "cv":
+		cfg.Window = "1h"
+		cfg.Threshold = DefaultCVThreshold
+	case "timeshift":
+		cfg.Shift = 7 * 24 * time.Hour
+		cfg.Threshold = DefaultTimeShiftThreshold
+	}
+	var errs []error
+	seen := map[string]bool{}
+	for _, kv := range sets {
+		k, v, ok := strings.Cut(kv, "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok || k == "" {
+			errs = append(errs, fmt.Errorf("--set %q: want key=value", kv))
+			continue
+		}
+		if seen[k] {
+			errs = append(errs, fmt.Errorf("--set %s given twice", k))
+			continue
+		}
+		seen[k] = true
+		if !slices.Contains(allowed, k) && !slices.Contains(common, k) {
+			errs = append(errs, fmt.Errorf("--set %s: not a parameter of %s (it takes %s)", k, method, strings.Join(append(slices.Clone(allowed), common...), ", ")))
+			continue
+		}
+		if err := cfg.set(k, v); err != nil {
+			errs = append(errs, fmt.Errorf("--set %s=%s: %w", k, v, err))
+		}
+	}
+	if len(errs) > 0 {
+		return cfg, fmt.Errorf("%w: %w", ErrInvalidParam, errors.Join(errs...))
+	}
+	// Validate option structs now, so mistakes are usage errors before any input is read.
+	switch method {
+	case "iforest":
+		if _, err := NewIsolationForest(cfg.IForest); err != nil {
+			return cfg, err
+		}
+	case "holt-winters":
+		o := cfg.HoltWinters
+		o.SeasonLength = 2 // the real one needs the step; checked in RunDetect
+		if _, err := o.withDefaults(); err != nil {
+			return cfg, err
+		}
+	case "cv":
+		o := CVOptions{Window: 1, WindowTolerance: cfg.WindowTolerance, Threshold: cfg.Threshold}
+		if _, err := o.withDefaults(); err != nil {
+			return cfg, err
+		}
+	case "timeshift":
+		if !(cfg.Threshold > 0) || math.IsInf(cfg.Threshold, 0) {
+			return cfg, fmt.Errorf("%w: threshold must be positive, got %g", ErrInvalidParam, cfg.Threshold)
+		}
+	}
+	return cfg, nil
+}
+
+func (c *DetectConfig) set(k, v string) error {
+	var err error
+	switch k {
+	case "columns":
+		c.Columns = nil
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				c.Columns = append(c.Columns, s)
+			}
+		}
+		if len(c.Columns) == 0 {
+			return errors.New("name at least one column")
+		}
+	case "time_column":
+		c.TimeColumn = v
+	case "step":
+		c.Step, err = ParseDuration(v)
+	case "n_estimators":
+		c.IForest.NEstimators, err = positiveInt(v)
+	case "max_samples":
+		if v != "auto" {
+			c.IForest.MaxSamples, c.IForest.MaxSamplesFraction, err = countOrFraction(v)
+		}
+	case "max_features":
+		c.IForest.MaxFeatures, c.IForest.MaxFeaturesFraction, err = countOrFraction(v)
+	case "contamination":
+		if v != "auto" {
+			c.IForest.Contamination, err = strconv.ParseFloat(v, 64)
+			if err == nil && !(c.IForest.Contamination > 0 && c.IForest.Contamination <= 0.5) {
+				err = errors.New("want 'auto' or a fraction in (0, 0.5]")
+			}
+		}
+	case "bootstrap":
+		c.IForest.Bootstrap, err = strconv.ParseBool(v)
+	case "seed", "random_state":
+		c.IForest.Seed, err = strconv.ParseUint(v, 10, 64)
+	case "n_jobs":
+		var n int
+		n, err = strconv.Atoi(v)
+		if n < 0 {
+			n = 0 // -1: every CPU
+		}
+		c.IForest.Workers = n
+	case "seasonality":
+		c.Seasonality, err = ParseDuration(v)
+	case "delta":
+		c.HoltWinters.Delta, err = positiveFloat(v)
+	case "alpha":
+		c.HoltWinters.Alpha, err = positiveFloat(v)
+	case "beta":
+		c.HoltWinters.Beta, err = positiveFloat(v)
+	case "gamma":
+		c.HoltWinters.Gamma, err = positiveFloat(v)
+	case "window":
+		if _, e1 := strconv.Atoi(v); e1 != nil {
+			_, err = ParseDuration(v)
+		}
+		c.Window = v
+	case "window_tolerance":
+		c.WindowTolerance, err = strconv.ParseFloat(v, 64)
+		if err == nil && c.WindowTolerance == 0 {
+			c.WindowTolerance = math.SmallestNonzeroFloat64 // any non-missing point will do
+		}
+	case "threshold":
+		c.Threshold, err = positiveFloat(v)
+	case "shift":
+		c.Shift, err = ParseDuration(v)
+	case "tolerance":
+		c.Tolerance, err = ParseDuration(v)
+	}
+	return err
+}
+
+func positiveInt(v string) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return 0, errors.New("want a positive integer")
+	}
+	return n, nil
+}
+
+func positiveFloat(v string) (float64, error) {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || !(f > 0) || math.IsInf(f, 0) {
+		return 0, errors.New("want a positive number")
+	}
+	return f, nil
+}
+
+// countOrFraction parses scikit-learn's int-or-float parameters: "256" is a count, "0.5" or
+// "1.0" a fraction.
+func countOrFraction(v string) (int, float64, error) {
+	if !strings.ContainsAny(v, ".eE") {
+		n, err := positiveInt(v)
+		return n, 0, err
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || !(f > 0 && f <= 1) {
+		return 0, 0, errors.New("want a positive integer or a fraction in (0, 1]")
+	}
+	return 0, f, nil
+}
+
+// ParseDuration parses Graphite-style offsets ("30s", "5min", "1h", "1d", "7d", "2w") and
+// Go durations ("1h30m"). A bare "m" means minutes.
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	i := 0
+	for i < len(s) && (s[i] >= '0' && s[i] <= '9' || s[i] == '.') {
+		i++
+	}
+	if i > 0 && i < len(s) {
+		n, err := strconv.ParseFloat(s[:i], 64)
+		unit := strings.ToLower(s[i:])
+		var u time.Duration
+		switch unit {
+		case "s", "sec", "secs", "second", "seconds":
+			u = time.Second
+		case "m", "min", "mins", "minute", "minutes":
+			u = time.Minute
+		case "h", "hour", "hours":
+			u = time.Hour
+		case "d", "day", "days":
+			u = 24 * time.Hour
+		case "w", "week", "weeks":
+			u = 7 * 24 * time.Hour
+		}
+		if err == nil && u > 0 {
+			d := time.Duration(n * float64(u))
+			if d <= 0 {
+				return 0, fmt.Errorf("duration %q must be positive", s)
+			}
+			return d, nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q is not a positive duration (e.g. 30s, 5min, 1h, 1d, 7d)", s)
+	}
+	return d, nil
+}
+
+// InferStep returns the most common positive gap between consecutive times (Unix ns), or 0.
+func InferStep(times []int64) time.Duration {
+	counts := map[int64]int{}
+	var best int64
+	for i := 1; i < len(times); i++ {
+		g := times[i] - times[i-1]
+		if g <= 0 {
+			continue
+		}
+		counts[g]++
+		if c, b := counts[g], counts[best]; c > b || (c == b && g < best) {
+			best = g
+		}
+	}
+	return time.Duration(best)
+}
+
+// RunDetect reads a CSV from r, runs the configured method and writes the result CSV to w.
+// Input problems are *ParseError; parameter problems that depend on the data (a season
+// shorter than 2 points) wrap ErrInvalidParam.
+func RunDetect(cfg DetectConfig, r io.Reader, w io.Writer) error {
+	t, err := ReadCSV(r, ReadOptions{TimeColumn: cfg.TimeColumn, Columns: cfg.Columns, RequireValues: cfg.Method == "iforest"})
+	if err != nil {
+		return err
+	}
+	cols, err := Detect(cfg, t)
+	if err != nil {
+		return err
+	}
+	return WriteCSV(w, t, cols)
+}
+
+// Detect runs the configured method over t and returns the columns to append: score, anomaly,
+// then the method's own.
+func Detect(cfg DetectConfig, t *Table) ([]OutColumn, error) {
+	n := t.Rows()
+	score := make([]float64, n)
+	flag := make([]float64, n)
+	out := []OutColumn{{Name: "score", Values: score}, {Name: "anomaly", Values: flag, Int: true}}
+	if cfg.Method != "iforest" && t.Dim() != 1 {
+		return nil, fmt.Errorf("%w: %s works on one value column, the input has %d (%s); choose one with --set columns=NAME",
+			ErrInvalidParam, cfg.Method, t.Dim(), strings.Join(t.ValueNames, ","))
+	}
+	step := cfg.Step
+	if step == 0 && cfg.Method != "iforest" {
+		step = InferStep(t.Times)
+		if step == 0 {
+			step = time.Second // one row or constant timestamps: any step will do
+		}
+	}
+	switch cfg.Method {
+	case "iforest":
+		if n == 0 {
+			return out, nil
+		}
+		f, err := NewIsolationForest(cfg.IForest)
+		if err != nil {
+			return nil, err
+		}
+		s, err := f.FitScoreSamples(t.Values, t.Dim(), nil)
+		if err != nil {
+			return nil, fmt.Errorf("fitting isolation forest: %w", err)
+		}
+		dec := make([]float64, n)
+		for i, v := range s {
+			dec[i] = v - f.Offset()
+			score[i] = -v
+			if dec[i] < 0 {
+				flag[i] = 1
+			}
+		}
+		out = append(out, OutColumn{Name: "decision", Values: dec})
+
+	case "holt-winters":
+		o := cfg.HoltWinters
+		o.SeasonLength = int(cfg.Seasonality / step)
+		var res HoltWintersResult
+		if err := HoltWintersAnalysis(t.Values, o, &res); err != nil {
+			return nil, fmt.Errorf("seasonality %v with step %v: %w", cfg.Seasonality, step, err)
+		}
+		delta := o.Delta
+		if delta == 0 {
+			delta = HoltWintersDelta
+		}
+		for i, v := range t.Values {
+			score[i] = HoltWintersScore(v, res.Forecast[i], res.Deviation[i], delta)
+			if res.Aberration[i] != 0 {
+				flag[i] = 1
+			}
+		}
+		out = append(out,
+			OutColumn{Name: "forecast", Values: res.Forecast},
+			OutColumn{Name: "lower", Values: res.Lower},
+			OutColumn{Name: "upper", Values: res.Upper},
+			OutColumn{Name: "aberration", Values: res.Aberration})
+
+	case "cv":
+		window, err := strconv.Atoi(cfg.Window)
+		if err != nil {
+			d, _ := ParseDuration(cfg.Window)
+			window = max(1, int(math.Round(float64(d)/float64(step))))
+		}
+		cv, err := CoefficientOfVariation(t.Values, CVOptions{Window: window, WindowTolerance: cfg.WindowTolerance, Threshold: cfg.Threshold}, nil)
+		if err != nil {
+			return nil, err
+		}
+		for i, c := range cv {
+			score[i] = CVScore(c, cfg.Threshold)
+			if math.Abs(c) > cfg.Threshold {
+				flag[i] = 1
+			}
+		}
+		out = append(out, OutColumn{Name: "cv", Values: cv})
+
+	case "timeshift":
+		for i := 1; i < n; i++ {
+			if t.Times[i] < t.Times[i-1] {
+				return nil, &ParseError{Line: int(t.LineNo[i]), Column: t.TimeIndex + 1, Name: t.TimeName,
+					Err: errors.New("timestamps go backwards; timeshift needs rows in time order")}
+			}
+		}
+		tol := cfg.Tolerance
+		if tol == 0 {
+			tol = step / 2
+		}
+		idx := ShiftIndex(t.Times, int64(cfg.Shift), int64(tol), nil)
+		shifted := make([]float64, n)
+		change := make([]float64, n)
+		for i, j := range idx {
+			shifted[i] = math.NaN()
+			if j >= 0 {
+				shifted[i] = t.Values[j]
+			}
+			change[i] = TimeShiftChange(t.Values[i], shifted[i])
+			score[i] = TimeShiftScore(change[i], cfg.Threshold)
+			if change[i] > cfg.Threshold {
+				flag[i] = 1
+			}
+		}
+		out = append(out, OutColumn{Name: "shifted", Values: shifted}, OutColumn{Name: "change", Values: change})
+	}
+	return out, nil
+}
