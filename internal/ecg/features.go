@@ -2,12 +2,13 @@ package ecg
 
 import "strconv"
 
-// Feature layout: every featureStride-th window sample, then RR features and ratios.
+// Feature layout: every featureStride-th window sample, then RR-interval ratios and the
+// window width.
 const (
 	featureStride = 3
 	numWaveFeat   = (WindowLen + featureStride - 1) / featureStride
 	// NumFeatures is the length of the feature vector the classifier sees.
-	NumFeatures = numWaveFeat + 9
+	NumFeatures = numWaveFeat + 7
 )
 
 // FeatureNames returns the names of the features, in order.
@@ -16,7 +17,7 @@ func FeatureNames() []string {
 	for i := 0; i < WindowLen; i += featureStride {
 		out = append(out, "w"+strconv.Itoa(i))
 	}
-	return append(out, "rr_pre", "rr_post", "rr_local", "rr_avg", "pre/local", "post/local", "pre/avg", "post/pre", "width")
+	return append(out, "pre/local", "post/local", "pre/avg", "post/avg", "local/avg", "post/pre", "width")
 }
 
 // Features writes the feature vector of a beat window and its RR features into f, which must
@@ -34,15 +35,15 @@ func Features(f []float32, w *[WindowLen]float32, rr RRFeatures) {
 			break
 		}
 	}
-	f[j+0] = float32(rr.Pre)
-	f[j+1] = float32(rr.Post)
-	f[j+2] = float32(rr.Local)
-	f[j+3] = float32(rr.Average)
-	f[j+4] = div32(rr.Pre, rr.Local)
-	f[j+5] = div32(rr.Post, rr.Local)
-	f[j+6] = div32(rr.Pre, rr.Average)
-	f[j+7] = div32(rr.Post, rr.Pre)
-	f[j+8] = float32(width) / WindowFs
+	// Only ratios: absolute RR intervals vary between patients and made the model generalize
+	// worse to unseen patients in the leave-records-out cross-validation (docs/ecg.md).
+	f[j+0] = div32(rr.Pre, rr.Local)
+	f[j+1] = div32(rr.Post, rr.Local)
+	f[j+2] = div32(rr.Pre, rr.Average)
+	f[j+3] = div32(rr.Post, rr.Average)
+	f[j+4] = div32(rr.Local, rr.Average)
+	f[j+5] = div32(rr.Post, rr.Pre)
+	f[j+6] = float32(width) / WindowFs
 }
 
 func div32(a, b float64) float32 {

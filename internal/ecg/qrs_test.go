@@ -1,6 +1,7 @@
 package ecg
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/pulselake/pulselake/internal/ecg/wfdb"
@@ -29,5 +30,31 @@ func TestQRSAllDS1(t *testing.T) {
 				t.Errorf("record %s: Se %.4f +P %.4f on an easy record", r.Record, r.Sensitivity(), r.PPV())
 			}
 		}
+	}
+}
+
+// TestQRSDelay measures how long after an R peak the detector reports it, on record 208
+// (frequent PVCs), and checks the documented bound.
+func TestQRSDelay(t *testing.T) {
+	dir := needData(t)
+	rec, err := wfdb.ReadRecord(dir, "208", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := physical(rec, 0)
+	d := NewQRSDetector(360)
+	var out []int64
+	var delays []int64
+	for i, v := range x {
+		out = d.Push(v, out[:0])
+		for _, r := range out {
+			delays = append(delays, int64(i)-r)
+		}
+	}
+	slices.Sort(delays)
+	p := func(q float64) float64 { return float64(delays[int(q*float64(len(delays)-1))]) / 360 }
+	t.Logf("report delay over %d beats: median %.3f s, p99 %.3f s, max %.3f s (bound %.3f s)", len(delays), p(0.5), p(0.99), p(1), float64(d.Delay())/360)
+	if p(1) > float64(d.Delay())/360 {
+		t.Errorf("max delay %.3f s above the documented bound %.3f s", p(1), float64(d.Delay())/360)
 	}
 }
