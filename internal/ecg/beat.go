@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 
 	"github.com/pulselake/pulselake/internal/ecg/wfdb"
 )
@@ -34,23 +35,25 @@ const (
 	NumClasses = 5
 )
 
-// Classes lists the class names in index order.
-var classNames = [NumClasses]string{"N", "S", "V", "F", "Q"}
+// classLetters holds the one-letter class names in index order.
+const classLetters = "NSVFQ"
+
+func className(c int) string { return classLetters[c : c+1] }
 
 // Classes returns the class names in index order: N, S, V, F, Q.
-func Classes() []string { return classNames[:] }
+func Classes() []string { return []string{"N", "S", "V", "F", "Q"} }
 
 func (c Class) String() string {
 	if c < 0 || int(c) >= NumClasses {
 		return fmt.Sprintf("Class(%d)", int(c))
 	}
-	return classNames[c]
+	return className(int(c))
 }
 
 // ParseClass parses a class name (N, S, V, F or Q).
 func ParseClass(s string) (Class, error) {
-	for i, n := range classNames {
-		if n == s {
+	if len(s) == 1 {
+		if i := strings.IndexByte(classLetters, s[0]); i >= 0 {
 			return Class(i), nil
 		}
 	}
@@ -105,7 +108,7 @@ func CutWindow(w *[WindowLen]float32, x []float64, fs float64, r int64, period f
 	for k := 0; k < n; k++ {
 		t := float64(r) + float64(k)*step
 		i := int(t)
-		if i+1 >= len(x) {
+		if i < 0 || i+1 >= len(x) {
 			break
 		}
 		f := t - float64(i)

@@ -30,7 +30,7 @@ type ClassifiedBeat struct {
 func classified(i int, p Prediction) ClassifiedBeat {
 	probs := make(map[string]float64, NumClasses)
 	for c, v := range p.Probs {
-		probs[classNames[c]] = float64(int(v*1e4+0.5)) / 1e4
+		probs[className(c)] = float64(int(v*1e4+0.5)) / 1e4
 	}
 	return ClassifiedBeat{Index: i, Class: p.Class.String(), Probs: probs}
 }

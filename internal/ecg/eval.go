@@ -71,7 +71,7 @@ func (c Confusion) Evaluate(records []string) Evaluation {
 			present++
 			f1sum += m.F1
 		}
-		e.Classes[classNames[k]] = m
+		e.Classes[className(k)] = m
 	}
 	e.Accuracy = ratio(correct, e.Beats)
 	if present > 0 {
@@ -96,7 +96,7 @@ func (e Evaluation) WriteTable(w io.Writer) error {
 	fmt.Fprintf(tw, "records: %s\tbeats: %d\taccuracy: %.4f\tmacro-F1: %.4f\t\n\n", strings.Join(e.Records, ","), e.Beats, e.Accuracy, e.MacroF1)
 	fmt.Fprintf(tw, "ref\\pred\tN\tS\tV\tF\tQ\t\n")
 	for k := 0; k < NumClasses; k++ {
-		fmt.Fprintf(tw, "%s\t", classNames[k])
+		fmt.Fprintf(tw, "%s\t", className(k))
 		for j := 0; j < NumClasses; j++ {
 			fmt.Fprintf(tw, "%d\t", e.Confusion[k][j])
 		}
@@ -104,8 +104,8 @@ func (e Evaluation) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintf(tw, "\nclass\tsensitivity\tppv\tf1\tsupport\t\n")
 	for k := 0; k < NumClasses; k++ {
-		m := e.Classes[classNames[k]]
-		fmt.Fprintf(tw, "%s\t%.4f\t%.4f\t%.4f\t%d\t\n", classNames[k], m.Sensitivity, m.PPV, m.F1, m.Support)
+		m := e.Classes[className(k)]
+		fmt.Fprintf(tw, "%s\t%.4f\t%.4f\t%.4f\t%d\t\n", className(k), m.Sensitivity, m.PPV, m.F1, m.Support)
 	}
 	return tw.Flush()
 }

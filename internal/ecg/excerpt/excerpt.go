@@ -22,8 +22,13 @@ import (
 //go:embed beats.csv
 var beatsCSV string
 
-// Header lists the CSV columns before the samples.
-var header = [...]string{"record", "sample", "label", "class", "pre_ms", "post_ms", "local_ms", "avg_ms"}
+// header lists the CSV columns before the samples.
+func header() []string {
+	return []string{"record", "sample", "label", "class", "pre_ms", "post_ms", "local_ms", "avg_ms"}
+}
+
+// numMeta is the number of columns before the samples.
+const numMeta = 8
 
 // DemoBeats decodes the shipped beats, in file order.
 func DemoBeats() ([]ecg.Beat, error) {
@@ -33,7 +38,7 @@ func DemoBeats() ([]ecg.Beat, error) {
 // Parse decodes beats in the excerpt CSV format.
 func Parse(data string) ([]ecg.Beat, error) {
 	r := csv.NewReader(strings.NewReader(data))
-	r.FieldsPerRecord = len(header) + ecg.WindowLen
+	r.FieldsPerRecord = numMeta + ecg.WindowLen
 	r.ReuseRecord = true
 	var out []ecg.Beat
 	line := 0
@@ -62,14 +67,14 @@ func Parse(data string) ([]ecg.Beat, error) {
 		for k, p := range rr {
 			ms, err := strconv.Atoi(rec[4+k])
 			if err != nil || ms < 0 {
-				return nil, fmt.Errorf("parsing demo beats line %d column %s: %q", line, header[4+k], rec[4+k])
+				return nil, fmt.Errorf("parsing demo beats line %d column %s: %q", line, header()[4+k], rec[4+k])
 			}
 			*p = float64(ms) / 1000
 		}
 		for k := 0; k < ecg.WindowLen; k++ {
-			v, err := strconv.Atoi(rec[len(header)+k])
+			v, err := strconv.Atoi(rec[numMeta+k])
 			if err != nil || v < 0 || v > 255 {
-				return nil, fmt.Errorf("parsing demo beats line %d sample %d: %q", line, k, rec[len(header)+k])
+				return nil, fmt.Errorf("parsing demo beats line %d sample %d: %q", line, k, rec[numMeta+k])
 			}
 			b.Samples[k] = float32(v) / 255
 		}
@@ -81,8 +86,8 @@ func Parse(data string) ([]ecg.Beat, error) {
 func Format(beats []ecg.Beat) string {
 	var sb strings.Builder
 	w := csv.NewWriter(&sb)
-	row := make([]string, 0, len(header)+ecg.WindowLen)
-	row = append(row, header[:]...)
+	row := make([]string, 0, numMeta+ecg.WindowLen)
+	row = append(row, header()...)
 	for k := 0; k < ecg.WindowLen; k++ {
 		row = append(row, "s"+strconv.Itoa(k))
 	}

@@ -27,22 +27,17 @@ const (
 	MaxCode = 49
 )
 
-// mnemonics of the standard annotation codes, indexed by code (ecgcodes.h).
-var mnemonics = [...]string{
-	0: "", 1: "N", 2: "L", 3: "R", 4: "a", 5: "V", 6: "F", 7: "J", 8: "A", 9: "S", 10: "E",
-	11: "j", 12: "/", 13: "Q", 14: "~", 16: "|", 18: "s", 19: "T", 20: "*", 21: "D",
-	22: "\"", 23: "=", 24: "p", 25: "B", 26: "^", 27: "t", 28: "+", 29: "u", 30: "?",
-	31: "!", 32: "[", 33: "]", 34: "e", 35: "n", 36: "@", 37: "x", 38: "f", 39: "(",
-	40: ")", 41: "r",
-}
+// mnemonicTable holds the one-letter mnemonic of each standard annotation code, indexed by
+// code (ecgcodes.h); a space marks a code without one.
+const mnemonicTable = " NLRaVFJASEj/Q~ | sT*D\"=pB^t+u?![]en@xf()r"
 
 // Mnemonic returns the one-letter label of an annotation code, e.g. "N" for 1 and "V" for 5;
 // "" for codes without a standard mnemonic.
 func Mnemonic(code int) string {
-	if code < 0 || code >= len(mnemonics) {
+	if code < 0 || code >= len(mnemonicTable) || mnemonicTable[code] == ' ' {
 		return ""
 	}
-	return mnemonics[code]
+	return mnemonicTable[code : code+1]
 }
 
 // IsBeat reports whether an annotation code labels a QRS complex (isqrs in the WFDB library):
