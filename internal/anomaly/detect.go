@@ -183,8 +183,10 @@ func (c *DetectConfig) set(k, v string) error {
 	case "gamma":
 		c.HoltWinters.Gamma, err = positiveFloat(v)
 	case "window":
-		if _, e1 := strconv.Atoi(v); e1 != nil {
+		if n, e1 := strconv.Atoi(v); e1 != nil {
 			_, err = ParseDuration(v)
+		} else if n < 1 {
+			err = errors.New("want a positive number of points or a duration")
 		}
 		c.Window = v
 	case "window_tolerance":

@@ -49,9 +49,10 @@ type IForestOptions struct {
 	Workers int
 }
 
-// node is one node of a tree, stored in a flat slice. For an internal node, rows with
-// x[feature] <= value go to left and the others to left+1. For a leaf, feature is -1 and value
-// is the path length credited to a point that ends there: its depth plus c(leaf size).
+// node is one node of a tree, stored in a flat slice. Rows with x[feature] > value go to
+// left+1, the others to left. A leaf points to itself (left = its own index, value = +Inf), so
+// every descent takes exactly maxDepth branch-free steps; the path length credited to a point
+// that ends in a leaf (its depth plus c(leaf size)) is kept in pathLen.
 type node struct {
 	value   float64
 	feature int32
@@ -62,8 +63,10 @@ type node struct {
 // a fitted forest is read-only and its scoring methods are safe for concurrent use.
 type IsolationForest struct {
 	opts       IForestOptions
-	nodes      []node  // every tree, each in its own region of nodesPerTree nodes
-	roots      []int32 // index of each tree's root in nodes
+	nodes      []node    // every tree, each in its own region of 2·maxSamples-1 nodes
+	pathLen    []float64 // for leaves: depth + c(leaf size); parallel to nodes
+	roots      []int32   // index of each tree's root in nodes
+	maxDepth   int
 	nFeatures  int
 	maxSamples int     // the resolved max_samples
 	norm       float64 // NEstimators · c(maxSamples)
@@ -193,11 +196,9 @@ func (f *IsolationForest) fit(X []float64, d int) error {
 	maxDepth := int(math.Ceil(math.Log2(float64(max(ms, 2)))))
 	per := 2*ms - 1 // a binary tree with at most ms leaves
 	T := f.opts.NEstimators
-	if cap(f.nodes) >= T*per {
-		f.nodes = f.nodes[:T*per]
-	} else {
-		f.nodes = make([]node, T*per)
-	}
+	f.nodes = slices.Grow(f.nodes[:0], T*per)[:T*per]
+	f.pathLen = slices.Grow(f.pathLen[:0], T*per)[:T*per]
+	f.maxDepth = maxDepth
 	f.roots = slices.Grow(f.roots[:0], T)[:T]
 	f.nFeatures, f.maxSamples = d, ms
 	f.norm = float64(T) * averagePathLength(ms)
@@ -218,7 +219,7 @@ func (f *IsolationForest) fit(X []float64, d int) error {
 			for t := range next {
 				base := int32(t * per)
 				f.roots[t] = base
-				b.build(f.nodes[base:base+int32(per)], base, f.opts.Seed, uint64(t), f.opts.Bootstrap)
+				b.build(f.nodes[base:base+int32(per)], f.pathLen[base:base+int32(per)], base, f.opts.Seed, uint64(t), f.opts.Bootstrap)
 			}
 		}()
 	}
@@ -262,7 +263,7 @@ func newTreeBuilder(X []float64, n, d, ms, mf, maxDepth int) *treeBuilder {
 }
 
 // build grows one tree into nodes (whose first element has global index base).
-func (b *treeBuilder) build(nodes []node, base int32, seed, tree uint64, bootstrap bool) {
+func (b *treeBuilder) build(nodes []node, pathLen []float64, base int32, seed, tree uint64, bootstrap bool) {
 	b.src.Seed(seed, 0x9e3779b97f4a7c15^tree)
 	rng := b.rng
 	// Rows: with replacement for bootstrap, else a uniform subset of size ms.
@@ -349,8 +350,10 @@ func (b *treeBuilder) build(nodes []node, base int32, seed, tree uint64, bootstr
 			leaf = feat < 0
 		}
 		if leaf {
-			nd.feature = -1
-			nd.value = float64(it.depth) + averagePathLength(len(rows))
+			nd.feature = 0
+			nd.value = math.Inf(1)
+			nd.left = base + it.idx
+			pathLen[it.idx] = float64(it.depth) + averagePathLength(len(rows))
 			continue
 		}
 		thr := lo + rng.Float64()*(hi-lo)
@@ -419,27 +422,54 @@ func (f *IsolationForest) ScoreSamples(X []float64, dst []float64) []float64 {
 }
 
 // scoreBlock accumulates path lengths of block b over all trees, then maps them to scores.
+// Descents are branch-free and eight points go down a tree together, so the CPU overlaps
+// their dependent loads instead of stalling on mispredicted branches.
 func (f *IsolationForest) scoreBlock(X, dst []float64, b int) {
 	d := f.nFeatures
 	lo := b * scoreBlock
 	hi := min(lo+scoreBlock, len(dst))
 	out := dst[lo:hi]
-	nodes := f.nodes
+	nodes, pathLen, depth := f.nodes, f.pathLen, f.maxDepth
+	const lanes = 8
 	for _, root := range f.roots {
-		for i := range out {
-			x := X[(lo+i)*d : (lo+i+1)*d]
-			k := root
-			for {
-				nd := &nodes[k]
-				if nd.feature < 0 {
-					out[i] += nd.value
-					break
+		i := 0
+		for ; i+lanes <= len(out); i += lanes {
+			var k [lanes]int32
+			for j := range k {
+				k[j] = root
+			}
+			base := (lo + i) * d
+			if d == 1 {
+				xs := X[base : base+lanes]
+				for range depth {
+					for j := range k {
+						nd := &nodes[k[j]]
+						var c int32
+						if xs[j] > nd.value {
+							c = 1
+						}
+						k[j] = nd.left + c
+					}
 				}
-				k = nd.left
-				if x[nd.feature] > nd.value {
-					k++
+			} else {
+				xs := X[base : base+lanes*d]
+				for range depth {
+					for j := range k {
+						nd := &nodes[k[j]]
+						var c int32
+						if xs[j*d+int(nd.feature)] > nd.value {
+							c = 1
+						}
+						k[j] = nd.left + c
+					}
 				}
 			}
+			for j := range k {
+				out[i+j] += pathLen[k[j]]
+			}
+		}
+		for ; i < len(out); i++ {
+			out[i] += f.descend(root, X[(lo+i)*d:(lo+i+1)*d])
 		}
 	}
 	for i, h := range out {
@@ -447,22 +477,25 @@ func (f *IsolationForest) scoreBlock(X, dst []float64, b int) {
 	}
 }
 
+// descend returns the path length of x in the tree rooted at root.
+func (f *IsolationForest) descend(root int32, x []float64) float64 {
+	k := root
+	for range f.maxDepth {
+		nd := &f.nodes[k]
+		var c int32
+		if x[nd.feature] > nd.value {
+			c = 1
+		}
+		k = nd.left + c
+	}
+	return f.pathLen[k]
+}
+
 // ScoreOne returns score_samples of one row without allocating.
 func (f *IsolationForest) ScoreOne(x []float64) float64 {
 	var h float64
 	for _, root := range f.roots {
-		k := root
-		for {
-			nd := &f.nodes[k]
-			if nd.feature < 0 {
-				h += nd.value
-				break
-			}
-			k = nd.left
-			if x[nd.feature] > nd.value {
-				k++
-			}
-		}
+		h += f.descend(root, x)
 	}
 	return -math.Exp2(-h / f.norm)
 }
