@@ -1,0 +1,176 @@
+package lake
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Defaults of Config (SPEC §5).
+const (
+	DefaultFlushInterval   = 5 * time.Second
+	DefaultFlushBytes      = 64 << 20
+	DefaultCompactInterval = time.Hour
+	DefaultCompactMinFiles = 8
+	DefaultTargetFileSize  = 128 << 20
+	DefaultDedupDays       = 3
+	DefaultFetchBatch      = 512
+)
+
+// Config is the `lake:` section of the configuration file. Zero values take the documented
+// defaults (ApplyDefaults).
+type Config struct {
+	// Warehouse is where table data and metadata live: file:///abs/dir or s3://bucket/prefix.
+	// Default file://<data>/lake.
+	Warehouse string `yaml:"warehouse"`
+	// Catalog is the Iceberg catalog that records each table's current metadata.
+	Catalog CatalogConfig `yaml:"catalog"`
+	// S3 configures access to an s3:// warehouse (any S3-compatible store).
+	S3 S3Config `yaml:"s3"`
+	// FlushInterval bounds how long an accepted reading waits before it is committed and
+	// queryable. Default 5s.
+	FlushInterval time.Duration `yaml:"flush_interval"`
+	// FlushBytes flushes earlier when this many bytes of batches are buffered. Default 64 MiB.
+	FlushBytes int64 `yaml:"flush_bytes"`
+	// CompactInterval is how often small files are rewritten into larger ones; negative
+	// disables compaction. Default 1h.
+	CompactInterval time.Duration `yaml:"compact_interval"`
+	// CompactMinFiles is the number of small files in one partition that triggers compaction.
+	// Default 8.
+	CompactMinFiles int `yaml:"compact_min_files"`
+	// TargetFileSize is the size compaction aims for. Default 128 MiB.
+	TargetFileSize int64 `yaml:"target_file_size"`
+	// DedupDays is how many day partitions per kind keep their identity index in memory.
+	// Readings of older days load that day's index on demand. Default 3.
+	DedupDays int `yaml:"dedup_days"`
+}
+
+// CatalogConfig selects the Iceberg catalog.
+type CatalogConfig struct {
+	// Type is "sql" (SQLite, the default) or "rest".
+	Type string `yaml:"type"`
+	// URI is the SQLite file for type sql (default <data>/lake/catalog.db) or the REST
+	// catalog's base URL for type rest.
+	URI string `yaml:"uri"`
+	// Token is a bearer token for the REST catalog.
+	Token string `yaml:"token"`
+	// Credential is an OAuth2 client credential "id:secret" for the REST catalog.
+	Credential string `yaml:"credential"`
+	// Name names the catalog in Iceberg metadata. Default "pulselake".
+	Name string `yaml:"name"`
+}
+
+// S3Config configures the S3 client for an s3:// warehouse.
+type S3Config struct {
+	// Endpoint of an S3-compatible store, e.g. http://127.0.0.1:7070; empty means AWS.
+	Endpoint string `yaml:"endpoint"`
+	Region   string `yaml:"region"`
+	// AccessKeyID and SecretAccessKey; empty uses the AWS default credential chain.
+	AccessKeyID     string `yaml:"access_key_id"`
+	SecretAccessKey string `yaml:"secret_access_key"`
+	SessionToken    string `yaml:"session_token"`
+	// VirtualHosted forces virtual-hosted-style addressing; the default is path style for
+	// custom endpoints and virtual-hosted style for AWS.
+	VirtualHosted bool `yaml:"virtual_hosted"`
+}
+
+// ApplyDefaults fills unset fields; dataDir is the --data directory.
+func (c *Config) ApplyDefaults(dataDir string) {
+	if c.Warehouse == "" {
+		abs, err := filepath.Abs(filepath.Join(dataDir, "lake"))
+		if err != nil {
+			abs = filepath.Join(dataDir, "lake")
+		}
+		c.Warehouse = "file://" + filepath.ToSlash(abs)
+	}
+	if c.Catalog.Type == "" {
+		c.Catalog.Type = "sql"
+	}
+	if c.Catalog.Name == "" {
+		c.Catalog.Name = "pulselake"
+	}
+	if c.Catalog.Type == "sql" && c.Catalog.URI == "" {
+		c.Catalog.URI = filepath.Join(dataDir, "lake", "catalog.db")
+	}
+	if c.FlushInterval == 0 {
+		c.FlushInterval = DefaultFlushInterval
+	}
+	if c.FlushBytes == 0 {
+		c.FlushBytes = DefaultFlushBytes
+	}
+	if c.CompactInterval == 0 {
+		c.CompactInterval = DefaultCompactInterval
+	}
+	if c.CompactMinFiles == 0 {
+		c.CompactMinFiles = DefaultCompactMinFiles
+	}
+	if c.TargetFileSize == 0 {
+		c.TargetFileSize = DefaultTargetFileSize
+	}
+	if c.DedupDays == 0 {
+		c.DedupDays = DefaultDedupDays
+	}
+}
+
+// Validate returns every problem of c; each message starts with the YAML path of the field.
+// Call it after ApplyDefaults.
+func (c *Config) Validate() []error {
+	var errs []error
+	bad := func(path, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("lake.%s: %s", path, fmt.Sprintf(format, args...)))
+	}
+	if c.Warehouse != "" {
+		u, err := url.Parse(c.Warehouse)
+		switch {
+		case err != nil:
+			bad("warehouse", "not a URL: %v", err)
+		case u.Scheme != "file" && u.Scheme != "s3" && u.Scheme != "s3a":
+			bad("warehouse", "scheme %q is not supported; use file:///abs/dir or s3://bucket/prefix", u.Scheme)
+		case u.Scheme == "file" && !strings.HasPrefix(u.Path, "/"):
+			bad("warehouse", "file warehouse %q must be an absolute path (file:///abs/dir)", c.Warehouse)
+		case u.Scheme != "file" && u.Host == "":
+			bad("warehouse", "%q names no bucket (s3://bucket/prefix)", c.Warehouse)
+		}
+	}
+	switch c.Catalog.Type {
+	case "", "sql":
+	case "rest":
+		if c.Catalog.URI == "" {
+			bad("catalog.uri", "required for a rest catalog (e.g. http://127.0.0.1:8181)")
+		} else if u, err := url.Parse(c.Catalog.URI); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+			bad("catalog.uri", "%q is not an http(s) URL", c.Catalog.URI)
+		}
+	default:
+		bad("catalog.type", "%q is not one of sql, rest", c.Catalog.Type)
+	}
+	if c.FlushInterval <= 0 {
+		bad("flush_interval", "must be > 0")
+	}
+	if c.FlushBytes <= 0 {
+		bad("flush_bytes", "must be > 0")
+	}
+	if c.CompactMinFiles < 2 {
+		bad("compact_min_files", "must be >= 2")
+	}
+	if c.TargetFileSize < 1<<20 {
+		bad("target_file_size", "must be >= 1 MiB")
+	}
+	if c.DedupDays < 1 {
+		bad("dedup_days", "must be >= 1")
+	}
+	if (c.S3.AccessKeyID == "") != (c.S3.SecretAccessKey == "") {
+		bad("s3.access_key_id", "access_key_id and secret_access_key go together")
+	}
+	if c.S3.Endpoint != "" {
+		if u, err := url.Parse(c.S3.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+			bad("s3.endpoint", "%q is not an http(s) URL", c.S3.Endpoint)
+		}
+	}
+	return errs
+}
+
+// ErrNoTable is returned when a table does not exist.
+var ErrNoTable = errors.New("no such table")

@@ -1,0 +1,488 @@
+package lake
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/iceberg-go/table"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pulselake/pulselake/internal/reading"
+	"github.com/pulselake/pulselake/internal/stream"
+)
+
+// ConsumerName is the durable JetStream consumer of the lake writer.
+const ConsumerName = "lake"
+
+// Options configures a Writer.
+type Options struct {
+	// Config is the lake section of the configuration; defaults are applied by New.
+	Config Config
+	// DataDir is the --data directory (for the default warehouse and catalog).
+	DataDir string
+	// Conn is the stream connection (required).
+	Conn *stream.Conn
+	// Registry knows every kind readings may have (required).
+	Registry *reading.Registry
+	// Store is an open store; nil opens one from Config (and closes it when Run returns).
+	Store *Store
+	// FetchBatch is how many stream messages one fetch asks for. Default 512.
+	FetchBatch int
+}
+
+// Writer consumes the ingest stream into the lake. Create it with New, drive it with Run,
+// stop it with Stop.
+type Writer struct {
+	log      *slog.Logger
+	o        Options
+	store    *Store
+	ownStore bool
+	parser   *reading.Parser
+	m        *metrics
+
+	stopOnce sync.Once
+	stop     chan struct{}
+
+	index map[string]*kindIndex // identity index per kind (Run goroutine only)
+}
+
+type metrics struct {
+	rows       *prometheus.CounterVec
+	duplicates prometheus.Counter
+	commits    prometheus.Counter
+	commitDur  prometheus.Histogram
+	failures   prometheus.Counter
+	lastCommit prometheus.Gauge
+	compacted  prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		rows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulselake_lake_rows_written_total",
+			Help: "Rows committed to lake tables, by zone."}, []string{"zone"}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "pulselake_lake_duplicates_skipped_total",
+			Help: "Readings not written to the trusted zone because their identity was already there."}),
+		commits: prometheus.NewCounter(prometheus.CounterOpts{Name: "pulselake_lake_flushes_total",
+			Help: "Flushes of the lake writer that committed and acknowledged their messages."}),
+		commitDur: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pulselake_lake_flush_seconds",
+			Help: "Time to write and commit one flush.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 12)}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "pulselake_lake_flush_failures_total",
+			Help: "Flush attempts that failed and were retried."}),
+		lastCommit: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pulselake_lake_last_flush_timestamp_seconds",
+			Help: "Unix time of the last successful flush."}),
+		compacted: prometheus.NewCounter(prometheus.CounterOpts{Name: "pulselake_lake_compacted_files_total",
+			Help: "Small data files rewritten by compaction."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.rows, m.duplicates, m.commits, m.commitDur, m.failures, m.lastCommit, m.compacted)
+	}
+	return m
+}
+
+// New returns a lake writer.
+func New(log *slog.Logger, reg prometheus.Registerer, o Options) (*Writer, error) {
+	if o.Conn == nil || o.Registry == nil {
+		return nil, errors.New("creating lake writer: a stream connection and a kind registry are required")
+	}
+	o.Config.ApplyDefaults(o.DataDir)
+	if errs := o.Config.Validate(); len(errs) > 0 {
+		return nil, fmt.Errorf("creating lake writer: %w", errors.Join(errs...))
+	}
+	if o.FetchBatch <= 0 {
+		o.FetchBatch = DefaultFetchBatch
+	}
+	return &Writer{log: log, o: o, store: o.Store, parser: reading.NewParser(o.Registry), m: newMetrics(reg),
+		stop: make(chan struct{}), index: map[string]*kindIndex{}}, nil
+}
+
+// Stop asks Run to stop taking messages, flush what it holds and return. It does not wait;
+// wait for Run to return.
+func (w *Writer) Stop() { w.stopOnce.Do(func() { close(w.stop) }) }
+
+// Run consumes until Stop (after a final flush, returning nil) or until ctx ends (without
+// flushing: unacknowledged messages are delivered again on the next start).
+func (w *Writer) Run(ctx context.Context) error {
+	if w.store == nil {
+		st, err := Open(ctx, w.log, w.o.Config)
+		if err != nil {
+			return err
+		}
+		w.store, w.ownStore = st, true
+		defer func() { st.Close(); w.store = nil }()
+	}
+	cons, err := w.consumer(ctx)
+	if err != nil {
+		return err
+	}
+	cfg := w.o.Config
+	var (
+		buf      []jetstream.Msg
+		bufBytes int64
+		first    time.Time
+		backoff  = 100 * time.Millisecond
+	)
+	nextCompact := time.Now().Add(cfg.CompactInterval)
+	flush := func() error {
+		for attempt := 0; ; attempt++ {
+			err := w.flush(ctx, buf)
+			if err == nil {
+				buf, bufBytes = buf[:0], 0
+				return nil
+			}
+			w.m.failures.Inc()
+			w.log.Error("lake flush failed; retrying", "err", err, "messages", len(buf), "attempt", attempt+1)
+			for _, m := range buf {
+				_ = m.InProgress()
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(min(backoff<<min(attempt, 6), 10*time.Second)):
+			}
+		}
+	}
+	for {
+		select {
+		case <-w.stop:
+			if len(buf) > 0 {
+				if err := flush(); err != nil {
+					return fmt.Errorf("final lake flush: %w", err)
+				}
+			}
+			return nil
+		case <-ctx.Done():
+			return nil
+		default:
+		}
+		wait := time.Second
+		if len(buf) > 0 {
+			wait = min(wait, cfg.FlushInterval-time.Since(first))
+		}
+		wait = max(wait, 50*time.Millisecond)
+		batch, err := cons.Fetch(w.o.FetchBatch, jetstream.FetchMaxWait(wait))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			w.log.Warn("fetching from the ingest stream", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-w.stop:
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		for m := range batch.Messages() {
+			if len(buf) == 0 {
+				first = time.Now()
+			}
+			buf = append(buf, m)
+			bufBytes += int64(len(m.Data()))
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			w.log.Debug("fetch ended", "err", err)
+		}
+		if len(buf) > 0 && (bufBytes >= cfg.FlushBytes || time.Since(first) >= cfg.FlushInterval) {
+			if err := flush(); err != nil {
+				return nil // ctx ended while retrying
+			}
+		}
+		if cfg.CompactInterval > 0 && time.Now().After(nextCompact) && len(buf) == 0 {
+			w.Compact(ctx)
+			nextCompact = time.Now().Add(cfg.CompactInterval)
+		}
+	}
+}
+
+// consumer returns the durable consumer, re-created at the ack floor when messages were
+// delivered but not acknowledged, so that delivery is again in stream order (the stream
+// watermark of each table relies on it).
+func (w *Writer) consumer(ctx context.Context) (jetstream.Consumer, error) {
+	s, err := w.o.Conn.JS.Stream(ctx, stream.IngestStream)
+	if err != nil {
+		return nil, fmt.Errorf("opening stream %s: %w", stream.IngestStream, err)
+	}
+	cfg := jetstream.ConsumerConfig{
+		Durable:       ConsumerName,
+		Description:   "pulselake lake writer: batches into Iceberg tables",
+		FilterSubject: stream.IngestSubjects,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       2 * time.Minute,
+		MaxAckPending: 200000,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		Replicas:      w.o.Conn.Replicas(),
+	}
+	c, err := s.Consumer(ctx, ConsumerName)
+	switch {
+	case err == nil:
+		info, err := c.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reading consumer %s: %w", ConsumerName, err)
+		}
+		if info.NumAckPending == 0 && info.NumRedelivered == 0 {
+			return c, nil
+		}
+		if err := s.DeleteConsumer(ctx, ConsumerName); err != nil {
+			return nil, fmt.Errorf("resetting consumer %s: %w", ConsumerName, err)
+		}
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = info.AckFloor.Stream + 1
+		w.log.Info("lake writer resumes at the stream's ack floor", "seq", cfg.OptStartSeq, "pending", info.NumAckPending)
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+	default:
+		return nil, fmt.Errorf("opening consumer %s: %w", ConsumerName, err)
+	}
+	c, err = s.CreateOrUpdateConsumer(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating consumer %s: %w", ConsumerName, err)
+	}
+	return c, nil
+}
+
+// pending is the rows of one table in a flush.
+type pending struct {
+	zone, name string
+	t          *table.Table
+	wm         uint64
+	rb         *recBuilder
+	rows       int
+	pos        []int // declared column → field of the table's Arrow schema
+	extra      []int // fields of the table not declared: NULL in every row
+}
+
+// endRow fills the table's undeclared columns of the row just written.
+func (p *pending) endRow() {
+	for _, f := range p.extra {
+		p.rb.null(f)
+	}
+	p.rows++
+}
+
+type flushState struct {
+	w      *Writer
+	ctx    context.Context
+	tables map[string]*pending
+	order  []*pending
+}
+
+func (f *flushState) table(zone, name string, cols []Column, partitionBy string) (*pending, error) {
+	key := zone + "." + name
+	if p, ok := f.tables[key]; ok {
+		return p, nil
+	}
+	t, err := f.w.store.ensure(f.ctx, zone, name, schemaOf(cols), partitionBy)
+	if err != nil {
+		return nil, err
+	}
+	if t, err = f.w.store.evolve(f.ctx, zone, name, t, cols); err != nil {
+		return nil, err
+	}
+	as, err := arrowSchema(t.Schema())
+	if err != nil {
+		return nil, err
+	}
+	p := &pending{zone: zone, name: name, t: t, wm: streamSeq(t), rb: newRecBuilder(as)}
+	used := make([]bool, len(as.Fields()))
+	for _, c := range cols {
+		i := as.FieldIndices(c.Name)[0] // evolve added every missing column
+		p.pos = append(p.pos, i)
+		used[i] = true
+	}
+	for i, u := range used {
+		if !u {
+			p.extra = append(p.extra, i)
+		}
+	}
+	f.tables[key] = p
+	f.order = append(f.order, p)
+	return p, nil
+}
+
+// flush writes msgs to their tables, commits each table, then acknowledges the messages.
+func (w *Writer) flush(ctx context.Context, msgs []jetstream.Msg) (err error) {
+	start := time.Now()
+	f := &flushState{w: w, ctx: ctx, tables: map[string]*pending{}}
+	defer func() {
+		for _, p := range f.order {
+			p.rb.release()
+		}
+		if err != nil {
+			w.index = map[string]*kindIndex{} // may hold identities of rows not committed
+		}
+	}()
+	var maxSeq uint64
+	dups := 0
+	for _, m := range msgs {
+		meta, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("reading message metadata: %w", err)
+		}
+		seq := meta.Sequence.Stream
+		maxSeq = max(maxSeq, seq)
+		b, err := stream.Decode(m.Data(), w.parser)
+		if err != nil {
+			w.log.Error("quarantining a stream message that is not a batch envelope", "seq", seq, "err", err)
+			b = stream.Batch{Source: "unknown", Received: meta.Timestamp, Entries: []stream.Entry{{
+				Errors: reading.Errors{{Code: "invalid-envelope", Message: err.Error()}}, Raw: m.Data()}}}
+		}
+		n, err := w.addBatch(f, &b, seq)
+		if err != nil {
+			return err
+		}
+		dups += n
+	}
+	for _, p := range f.order {
+		if p.rows == 0 {
+			continue
+		}
+		rec := p.rb.record()
+		_, err := w.store.commitAppend(ctx, p.zone, p.name, p.t, []arrow.RecordBatch{rec}, maxSeq)
+		rec.Release()
+		if err != nil {
+			return err
+		}
+		w.m.rows.WithLabelValues(p.zone).Add(float64(p.rows))
+	}
+	for _, m := range msgs {
+		if err := m.Ack(); err != nil {
+			// The commit is durable; a lost ack only means a redelivery that the watermark skips.
+			w.log.Warn("acknowledging a stream message", "err", err)
+		}
+	}
+	w.m.duplicates.Add(float64(dups))
+	w.m.commits.Inc()
+	w.m.commitDur.Observe(time.Since(start).Seconds())
+	w.m.lastCommit.SetToCurrentTime()
+	w.trimIndex()
+	return nil
+}
+
+func (w *Writer) addBatch(f *flushState, b *stream.Batch, seq uint64) (dups int, err error) {
+	source := TableName(b.Source)
+	land, err := f.table(ZoneLanding, source, LandingColumns, ColReceived)
+	if err != nil {
+		return 0, err
+	}
+	landing := seq > land.wm
+	var quar *pending
+	for i := range b.Entries {
+		e := &b.Entries[i]
+		r := e.Reading
+		if landing {
+			rb, c := land.rb, land.pos
+			rb.ts(c[0], b.Received)
+			rb.i64(c[1], int64(seq))
+			rb.i64(c[2], int64(i))
+			if r != nil {
+				rb.str(c[3], e.Identity.String(), true)
+				rb.str(c[4], r.Subject, true)
+			} else {
+				rb.null(c[3])
+				subj := subjectOf(e.Raw)
+				rb.str(c[4], subj, subj != "")
+			}
+			rb.boolean(c[5], r != nil)
+			rb.str(c[6], string(e.Raw), true)
+			rb.str(c[7], e.Origin, e.Origin != "")
+			land.endRow()
+		}
+		if r == nil {
+			if quar == nil {
+				if quar, err = f.table(ZoneQuarantine, QuarantineTable, QuarantineColumns, ColReceived); err != nil {
+					return dups, err
+				}
+			}
+			if seq <= quar.wm {
+				continue
+			}
+			rb, c := quar.rb, quar.pos
+			rb.ts(c[0], b.Received)
+			rb.str(c[1], b.Source, true)
+			rb.i64(c[2], int64(seq))
+			subj := subjectOf(e.Raw)
+			rb.str(c[3], subj, subj != "")
+			var fe reading.FieldError
+			if len(e.Errors) > 0 {
+				fe = e.Errors[0]
+			}
+			rb.str(c[4], fe.Code, true)
+			rb.str(c[5], fe.Path, true)
+			rb.str(c[6], fe.Message, true)
+			all, _ := json.Marshal(e.Errors)
+			rb.str(c[7], string(all), true)
+			rb.str(c[8], string(e.Raw), true)
+			rb.str(c[9], e.Origin, e.Origin != "")
+			quar.endRow()
+			continue
+		}
+		kind, ok := w.o.Registry.Kind(r.Kind)
+		if !ok {
+			return dups, fmt.Errorf("batch %d holds a reading of kind %q this server does not know", seq, r.Kind)
+		}
+		tr, err := f.table(ZoneTrusted, TableName(kind.Name), TrustedColumns(kind), ColTime)
+		if err != nil {
+			return dups, err
+		}
+		if seq <= tr.wm {
+			continue
+		}
+		fresh, err := w.remember(f.ctx, kind.Name, tr.t, r.Time, e.Identity)
+		if err != nil {
+			return dups, err
+		}
+		if !fresh {
+			dups++
+			continue
+		}
+		appendTrusted(tr, kind, r, e.Identity, b)
+		tr.endRow()
+	}
+	return dups, nil
+}
+
+// appendTrusted writes one reading in the column order of TrustedColumns.
+func appendTrusted(p *pending, kind *reading.Kind, r *reading.Reading, id reading.ID, b *stream.Batch) {
+	rb, c := p.rb, p.pos
+	rb.str(c[0], r.Subject, true)
+	rb.str(c[1], r.Device, true)
+	rb.ts(c[2], r.Time)
+	col := 3
+	for _, fd := range kind.Fields {
+		switch fd.Type {
+		case reading.Number:
+			v, ok := r.Values[fd.Name]
+			rb.f64(c[col], v, ok)
+		case reading.Text:
+			v, ok := r.Text[fd.Name]
+			rb.str(c[col], v, ok)
+		case reading.Samples:
+			rb.list(c[col], r.Samples, r.Samples != nil)
+		}
+		col++
+	}
+	rb.str(c[col], id.String(), true)
+	rb.ts(c[col+1], b.Received)
+	rb.str(c[col+2], b.Source, true)
+}
+
+// subjectOf extracts the "subject" of a rejected payload, best effort.
+func subjectOf(raw []byte) string {
+	var v struct {
+		Subject any `json:"subject"`
+	}
+	if json.Unmarshal(raw, &v) != nil {
+		return ""
+	}
+	s, _ := v.Subject.(string)
+	if len(s) > reading.MaxIDLen {
+		return ""
+	}
+	return s
+}
