@@ -25,3 +25,7 @@ go test ./internal/ecg -run TestQRSAllDS1 -v -count=1 | tee "$out/qrs.txt"
 
 # Micro-benchmarks: classification beats/s and QRS samples/s on one core.
 go test ./internal/ecg -run '^$' -bench . -benchtime 2s -cpu 1 -count=1 | tee "$out/bench.txt"
+
+# Beats without RR features (ecg_beat readings): the shape-only model, both splits.
+"$pl" ecg eval --records "$data" --split random --test-share 0.2 --seed 1 --without-rr | tee "$out/random-norr.txt"
+"$pl" ecg eval --records "$data" --split records --folds 5 --seed 1 --without-rr | tee "$out/records-norr.txt"

@@ -50,7 +50,7 @@ func newECGTrainCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("checking model file: %w", err)
 			}
 			fmt.Fprintf(g.stdout, "trained on %d beats of %d records in %s: %d trees, %s (%d bytes)\n",
-				m.Meta.Beats, len(records), time.Since(start).Round(time.Millisecond), len(m.Trees), out, st.Size())
+				m.Meta.Beats, len(records), time.Since(start).Round(time.Millisecond), m.NumTrees(), out, st.Size())
 			return nil
 		},
 	}
@@ -74,7 +74,7 @@ func addTrainFlags(cmd *cobra.Command, opt *ecg.TrainOptions) {
 func newECGEvalCmd(g *globals) *cobra.Command {
 	var (
 		dir, list, modelFile, split string
-		asJSON                      bool
+		asJSON, withoutRR           bool
 		testShare                   float64
 		folds                       int
 		opt                         ecg.TrainOptions
@@ -111,16 +111,25 @@ command trains fresh models instead and evaluates them honestly:
 				if err != nil {
 					return err
 				}
-				if e, err = ecg.EvaluateRecords(m, dir, records); err != nil {
+				beats, err := ecg.LoadBeats(dir, records)
+				if err != nil {
 					return err
 				}
+				if withoutRR {
+					dropRR(beats)
+				}
+				e = ecg.EvaluateBeats(m, beats).Evaluate(records)
 			case "random", "records":
+				opt.RROnly = true // test beats always have RR features
 				if modelFile != "" {
 					return usagef("ecg eval: --model and --split exclude each other (--split trains its own models)")
 				}
 				beats, err := ecg.LoadBeats(dir, records)
 				if err != nil {
 					return err
+				}
+				if withoutRR {
+					dropRR(beats) // the model trained below is then a shape-only model
 				}
 				if split == "random" {
 					if !(testShare > 0 && testShare < 1) {
@@ -161,8 +170,15 @@ command trains fresh models instead and evaluates them honestly:
 	f.StringVar(&split, "split", "", "train and test fresh models: random (intra-patient) or records (inter-patient)")
 	f.Float64Var(&testShare, "test-share", 0.2, "share of beats held out by --split random")
 	f.IntVar(&folds, "folds", 5, "folds of --split records")
+	f.BoolVar(&withoutRR, "without-rr", false, "drop the beats' RR features, as for ecg_beat readings without them (evaluates the shape-only model)")
 	addTrainFlags(cmd, &opt)
 	return cmd
+}
+
+func dropRR(beats []ecg.Beat) {
+	for i := range beats {
+		beats[i].RR = ecg.RRFeatures{}
+	}
 }
 
 func newECGClassifyCmd(g *globals) *cobra.Command {

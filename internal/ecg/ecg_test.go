@@ -267,7 +267,7 @@ func FuzzReadModel(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	small := &Model{Version: ModelVersion, NumFeatures: NumFeatures, Trees: m.Trees[:3]}
+	small := &Model{Version: ModelVersion, NumFeatures: NumFeatures, ens: []*ensemble{{Base: m.ens[0].Base, Trees: m.ens[0].Trees[:3]}}}
 	var b bytes.Buffer
 	if _, err := small.WriteTo(&b); err != nil {
 		f.Fatal(err)

@@ -22,8 +22,11 @@ type TrainOptions struct {
 	// ClassWeight scales each row's gradient by (count of N / count of its class)^ClassWeight;
 	// 0 (the default) weighs every beat equally, 1 balances the classes.
 	ClassWeight float64
-	Seed        uint64 // seeds row subsampling; training is deterministic for a seed
-	Workers     int    // goroutines building histograms; default 2
+	// RROnly skips the second, shape-only ensemble that classifies beats without RR features
+	// (used by evaluations, whose beats always have them).
+	RROnly  bool
+	Seed    uint64 // seeds row subsampling; training is deterministic for a seed
+	Workers int    // goroutines building histograms; default 2
 }
 
 func (o TrainOptions) withDefaults() TrainOptions {
@@ -81,18 +84,44 @@ type trainer struct {
 }
 
 // Train fits a multi-class gradient-boosted tree model (softmax loss, histogram splits) on
-// beats. It stops early with ctx's error.
+// beats: one ensemble on all features and, unless opt.RROnly, a second one on the window shape
+// alone for beats that come without RR features. It stops early with ctx's error.
 func Train(ctx context.Context, beats []Beat, opt TrainOptions) (*Model, error) {
 	opt = opt.withDefaults()
 	if len(beats) == 0 {
 		return nil, fmt.Errorf("training: no beats")
 	}
+	m := &Model{Version: ModelVersion, NumFeatures: NumFeatures, Meta: ModelMeta{Options: opt, Beats: len(beats)}}
+	for _, b := range beats {
+		m.Meta.ClassCounts[b.Class]++
+	}
+	e, err := trainEnsemble(ctx, beats, opt, false)
+	if err != nil {
+		return nil, err
+	}
+	m.ens = append(m.ens, e)
+	if !opt.RROnly {
+		e, err := trainEnsemble(ctx, beats, opt, true)
+		if err != nil {
+			return nil, err
+		}
+		m.ens = append(m.ens, e)
+	}
+	return m, nil
+}
+
+func trainEnsemble(ctx context.Context, beats []Beat, opt TrainOptions, shapeOnly bool) (*ensemble, error) {
+	rng := rand.New(rand.NewPCG(opt.Seed, 0x9e3779b97f4a7c15))
 	n, f := len(beats), NumFeatures
 	x := make([]float32, n*f)
 	y := make([]int, n)
 	var counts [NumClasses]int
 	for i := range beats {
-		Features(x[i*f:(i+1)*f], &beats[i].Samples, beats[i].RR)
+		rr := beats[i].RR
+		if shapeOnly {
+			rr = RRFeatures{}
+		}
+		Features(x[i*f:(i+1)*f], &beats[i].Samples, rr)
 		y[i] = int(beats[i].Class)
 		counts[y[i]]++
 	}
@@ -107,9 +136,8 @@ func Train(ctx context.Context, beats []Beat, opt TrainOptions) (*Model, error) 
 			weight[c] = math.Pow(float64(counts[ClassN])/float64(counts[c]), opt.ClassWeight)
 		}
 	}
-	m := &Model{Version: ModelVersion, NumFeatures: f, Meta: ModelMeta{Options: opt, Beats: n}}
+	m := &ensemble{}
 	for c := 0; c < NumClasses; c++ {
-		m.Meta.ClassCounts[c] = counts[c]
 		p := (float64(counts[c]) + 1) / float64(n+NumClasses)
 		m.Base[c] = float32(math.Log(p))
 	}
@@ -119,7 +147,6 @@ func Train(ctx context.Context, beats []Beat, opt TrainOptions) (*Model, error) 
 			score[i*NumClasses+c] = float64(m.Base[c])
 		}
 	}
-	rng := rand.New(rand.NewPCG(opt.Seed, 0x9e3779b97f4a7c15))
 	all := make([]int32, n)
 	for i := range all {
 		all[i] = int32(i)

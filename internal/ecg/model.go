@@ -46,15 +46,35 @@ type ModelMeta struct {
 type Model struct {
 	Version     int
 	NumFeatures int
-	Base        [NumClasses]float32
-	Trees       []tree
 	Meta        ModelMeta
+	// ens[0] uses every feature; ens[1], when present, only the window shape, for beats
+	// without RR features.
+	ens []*ensemble
+}
+
+// ensemble is one boosted tree ensemble: a score per class is its base plus the leaf values
+// of the class's trees.
+type ensemble struct {
+	Base  [NumClasses]float32
+	Trees []tree
 
 	// flat holds every tree's nodes with absolute child indices; roots[c] lists class c's roots.
 	flat  []flatNode
 	roots [NumClasses][]int32
 	depth int // longest root-to-leaf path
 }
+
+// NumTrees returns the number of trees of all ensembles.
+func (m *Model) NumTrees() int {
+	n := 0
+	for _, e := range m.ens {
+		n += len(e.Trees)
+	}
+	return n
+}
+
+// HasShapeModel reports whether m has an ensemble for beats without RR features.
+func (m *Model) HasShapeModel() bool { return len(m.ens) > 1 }
 
 // flatNode is the compact inference form of a node (16 bytes): the two children of a split
 // are adjacent at Child and Child+1. A leaf points to itself with an infinite threshold, so a
@@ -67,7 +87,7 @@ type flatNode struct {
 	Value float32
 }
 
-func (m *Model) flatten() {
+func (m *ensemble) flatten() {
 	m.flat = m.flat[:0]
 	for c := range m.roots {
 		m.roots[c] = m.roots[c][:0]
@@ -120,10 +140,24 @@ func (m *Model) Classify(beat []float64, rr RRFeatures) Prediction {
 	return m.ClassifyWindow(&w, rr)
 }
 
-// ClassifyWindow classifies a window without copying it.
+// RRKnown reports whether rr holds all four intervals (all positive).
+func (rr RRFeatures) RRKnown() bool {
+	return rr.Pre > 0 && rr.Post > 0 && rr.Local > 0 && rr.Average > 0
+}
+
+// ClassifyWindow classifies a window without copying it. Beats whose RR features are not all
+// known go to the shape-only ensemble when the model has one.
 func (m *Model) ClassifyWindow(w *[WindowLen]float32, rr RRFeatures) Prediction {
 	var f [NumFeatures]float32
+	e := m.ens[0]
+	if !rr.RRKnown() && len(m.ens) > 1 {
+		e, rr = m.ens[1], RRFeatures{}
+	}
 	Features(f[:], w, rr)
+	return e.predict(&f)
+}
+
+func (m *ensemble) predict(f *[NumFeatures]float32) Prediction {
 	var s [NumClasses]float64
 	flat := m.flat
 	for c := 0; c < NumClasses; c++ {
@@ -135,17 +169,17 @@ func (m *Model) ClassifyWindow(w *[WindowLen]float32, rr RRFeatures) Prediction 
 		for ; k+4 <= len(roots); k += 4 {
 			i0, i1, i2, i3 := roots[k], roots[k+1], roots[k+2], roots[k+3]
 			for d := 0; d < m.depth; d++ {
-				i0 = step(flat, &f, i0)
-				i1 = step(flat, &f, i1)
-				i2 = step(flat, &f, i2)
-				i3 = step(flat, &f, i3)
+				i0 = step(flat, f, i0)
+				i1 = step(flat, f, i1)
+				i2 = step(flat, f, i2)
+				i3 = step(flat, f, i3)
 			}
 			acc += float64(flat[i0].Value) + float64(flat[i1].Value) + float64(flat[i2].Value) + float64(flat[i3].Value)
 		}
 		for ; k < len(roots); k++ {
 			i := roots[k]
 			for d := 0; d < m.depth; d++ {
-				i = step(flat, &f, i)
+				i = step(flat, f, i)
 			}
 			acc += float64(flat[i].Value)
 		}
@@ -189,17 +223,20 @@ func (m *Model) WriteTo(w io.Writer) (int64, error) {
 	buf.Write(meta)
 	put(uint32(NumClasses))
 	put(uint32(m.NumFeatures))
-	put(m.Base)
-	put(uint32(len(m.Trees)))
-	for _, t := range m.Trees {
-		put(uint32(t.Class))
-		put(uint32(len(t.Nodes)))
-		for _, nd := range t.Nodes {
-			put(nd.Feat)
-			put(nd.Thr)
-			put(nd.Left)
-			put(nd.Right)
-			put(nd.Value)
+	put(uint32(len(m.ens)))
+	for _, e := range m.ens {
+		put(e.Base)
+		put(uint32(len(e.Trees)))
+		for _, t := range e.Trees {
+			put(uint32(t.Class))
+			put(uint32(len(t.Nodes)))
+			for _, nd := range t.Nodes {
+				put(nd.Feat)
+				put(nd.Thr)
+				put(nd.Left)
+				put(nd.Right)
+				put(nd.Value)
+			}
 		}
 	}
 	cw := &countWriter{w: w}
@@ -313,7 +350,7 @@ func ReadModel(r io.Reader) (*Model, error) {
 	if err := json.Unmarshal(meta, &m.Meta); err != nil {
 		return nil, fmt.Errorf("%w: metadata: %w", ErrModelFormat, err)
 	}
-	var nc, nf, nt uint32
+	var nc, nf uint32
 	if err := binary.Read(br, le, &nc); err != nil || nc != NumClasses {
 		return nil, fmt.Errorf("%w: number of classes", ErrModelFormat)
 	}
@@ -321,6 +358,27 @@ func ReadModel(r io.Reader) (*Model, error) {
 		return nil, fmt.Errorf("%w: %d features, this build computes %d", ErrModelFormat, nf, NumFeatures)
 	}
 	m.NumFeatures = int(nf)
+	var ne uint32
+	if err := binary.Read(br, le, &ne); err != nil || ne < 1 || ne > 2 {
+		return nil, fmt.Errorf("%w: number of ensembles", ErrModelFormat)
+	}
+	for range ne {
+		e, err := readEnsemble(br)
+		if err != nil {
+			return nil, err
+		}
+		m.ens = append(m.ens, e)
+	}
+	if br.Len() != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes", ErrModelFormat, br.Len())
+	}
+	return m, nil
+}
+
+func readEnsemble(br *bytes.Reader) (*ensemble, error) {
+	le := binary.LittleEndian
+	m := &ensemble{}
+	var nt uint32
 	if err := binary.Read(br, le, &m.Base); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrModelFormat, err)
 	}
@@ -355,9 +413,6 @@ func ReadModel(r io.Reader) (*Model, error) {
 			}
 		}
 		m.Trees[k] = t
-	}
-	if br.Len() != 0 {
-		return nil, fmt.Errorf("%w: %d trailing bytes", ErrModelFormat, br.Len())
 	}
 	m.flatten()
 	return m, nil

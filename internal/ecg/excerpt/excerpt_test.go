@@ -91,6 +91,17 @@ func TestDemoBeats(t *testing.T) {
 	if float64(right) < 0.9*float64(len(beats)) {
 		t.Errorf("default model classifies %d of %d demo beats right", right, len(beats))
 	}
+	// Without RR features (ecg_beat readings carry none) the shape-only ensemble decides.
+	right = 0
+	for i := range beats {
+		if m.ClassifyWindow(&beats[i].Samples, ecg.RRFeatures{}).Class == beats[i].Class {
+			right++
+		}
+	}
+	t.Logf("without RR features: %d of %d demo beats right", right, len(beats))
+	if !m.HasShapeModel() || float64(right) < 0.8*float64(len(beats)) {
+		t.Errorf("without RR features the default model classifies %d of %d demo beats right", right, len(beats))
+	}
 }
 
 func TestParseRejects(t *testing.T) {

@@ -21,7 +21,11 @@ type Record struct {
 // ReadRecord reads record name (e.g. "101") from dir: name.hea, its signal files and, when
 // present, the annotation file name.<annotator> (usually "atr"; "" skips annotations).
 func ReadRecord(dir, name, annotator string) (*Record, error) {
-	return ReadRecordFS(os.DirFS(dir), name, annotator)
+	rec, err := ReadRecordFS(os.DirFS(dir), name, annotator)
+	if err != nil {
+		return nil, fmt.Errorf("%w (in directory %s)", err, dir)
+	}
+	return rec, nil
 }
 
 // ReadRecordFS is ReadRecord on an fs.FS.
