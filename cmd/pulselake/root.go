@@ -68,6 +68,7 @@ func newRootCmd(g *globals) *cobra.Command {
 		newRulesCmd(g),
 		newIngestCmd(g),
 		newECGCmd(g),
+		newDetectCmd(g),
 	)
 	return root
 }

@@ -86,6 +86,9 @@ func Run(ctx context.Context, log *slog.Logger, o Options) (Stats, error) {
 	default:
 		return Stats{}, fmt.Errorf("target scheme %q: want http or mqtt", u.Scheme)
 	}
+	// The duration ends production; batches already handed to the workers are still sent
+	// (under the caller's context), so a run's last batch is not counted as failed.
+	sendCtx := ctx
 	if o.Duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.Duration)
@@ -96,18 +99,26 @@ func Run(ctx context.Context, log *slog.Logger, o Options) (Stats, error) {
 	// Readings are produced on a 50 ms tick in proportion to the rate and sent by a few
 	// workers so throughput does not wait on round trips.
 	const tick = 50 * time.Millisecond
-	batches := make(chan []json.RawMessage, 8)
+	// A batch carries its own abnormal/invalid counts, added to the totals only when it is
+	// sent, so readings produced but never sent (at the deadline) are not counted.
+	type batch struct {
+		readings          []json.RawMessage
+		abnormal, invalid int64
+	}
+	batches := make(chan batch, 8)
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for b := range batches {
-				res, err := send.send(ctx, b)
-				if err != nil && ctx.Err() == nil {
+				res, err := send.send(sendCtx, b.readings)
+				if err != nil && sendCtx.Err() == nil {
 					log.Warn("sending readings failed", "err", err)
 				}
-				st.add(res, err, len(b))
+				st.abnormal.Add(b.abnormal)
+				st.invalid.Add(b.invalid)
+				st.add(res, err, len(b.readings))
 				if o.OnResult != nil {
 					o.OnResult(st.snapshot())
 				}
@@ -117,6 +128,16 @@ func Run(ctx context.Context, log *slog.Logger, o Options) (Stats, error) {
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	start, produced, next := time.Now(), 0.0, 0
+	var b batch
+	flush := func() bool {
+		select {
+		case batches <- b:
+			b = batch{}
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 loop:
 	for {
 		select {
@@ -124,7 +145,6 @@ loop:
 			break loop
 		case now := <-t.C:
 			due := o.Rate * now.Sub(start).Seconds()
-			var batch []json.RawMessage
 			for produced < due {
 				produced++
 				d := devs[next%len(devs)]
@@ -135,28 +155,19 @@ loop:
 				abnormal := rng.Float64() < o.Abnormal
 				r := d.reading(rng, at, abnormal)
 				if abnormal {
-					st.abnormal.Add(1)
+					b.abnormal++
 				}
 				if rng.Float64() < o.Invalid {
-					st.invalid.Add(1)
+					b.invalid++
 					corrupt(&r)
 				}
-				batch = append(batch, r.AppendJSON(nil))
-				if len(batch) == o.Batch {
-					select {
-					case batches <- batch:
-					case <-ctx.Done():
-						break loop
-					}
-					batch = nil
-				}
-			}
-			if len(batch) > 0 {
-				select {
-				case batches <- batch:
-				case <-ctx.Done():
+				b.readings = append(b.readings, r.AppendJSON(nil))
+				if len(b.readings) == o.Batch && !flush() {
 					break loop
 				}
+			}
+			if len(b.readings) > 0 && !flush() {
+				break loop
 			}
 		}
 	}
