@@ -69,6 +69,7 @@ func newRootCmd(g *globals) *cobra.Command {
 		newIngestCmd(g),
 		newECGCmd(g),
 		newDetectCmd(g),
+		newQueryCmd(g),
 	)
 	return root
 }

@@ -27,6 +27,18 @@ func validate(cfg *config.Config) error {
 	return nil
 }
 
+// setup loads and validates the configuration and returns it with a logger on stderr.
+func setup(g *globals) (*config.Config, *slog.Logger, error) {
+	cfg, err := loadConfig(g)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := validate(cfg); err != nil {
+		return nil, nil, err
+	}
+	return cfg, newLogger(cfg, g.stderr), nil
+}
+
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))

@@ -12,14 +12,10 @@ import (
 
 // withTokens runs f with the token store of the data directory (or cluster).
 func withTokens(cmd *cobra.Command, g *globals, f func(*token.Store) error) error {
-	cfg, err := loadConfig(g)
+	cfg, log, err := setup(g)
 	if err != nil {
 		return err
 	}
-	if err := validate(cfg); err != nil {
-		return err
-	}
-	log := newLogger(cfg, g.stderr)
 	conn, closeConn, err := app.Dial(cmd.Context(), log, g.dataDir, cfg)
 	if err != nil {
 		return err

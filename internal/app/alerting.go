@@ -34,7 +34,7 @@ type alerting struct {
 // ws0 is the external URL put in notifications before the HTTP server is bound.
 func ws0(cfg *config.Config) string { return "http://" + cfg.HTTP.Listen }
 
-func startAlerting(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, cfg *config.Config, conn *stream.Conn, kinds *reading.Registry, hub *web.Hub, externalURL string) (*alerting, error) {
+func startAlerting(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, cfg *config.Config, conn *stream.Conn, kinds *reading.Registry, hub *web.Hub, externalURL string, record func([]rules.Transition)) (*alerting, error) {
 	alertsKV, err := conn.KV(ctx, alertsBucket, "pulselake alert state")
 	if err != nil {
 		return nil, err
@@ -65,6 +65,7 @@ func startAlerting(ctx context.Context, log *slog.Logger, reg prometheus.Registe
 			for _, t := range ts {
 				hub.Publish(web.Event{Type: "alert", Data: t.Alert})
 			}
+			record(ts)
 			return nil
 		},
 	})

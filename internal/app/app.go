@@ -23,6 +23,7 @@ import (
 
 	"github.com/pulselake/pulselake/internal/config"
 	"github.com/pulselake/pulselake/internal/ingest"
+	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/rules"
 	"github.com/pulselake/pulselake/internal/stream"
 	"github.com/pulselake/pulselake/internal/token"
@@ -50,6 +51,43 @@ type Running struct {
 	Events         *web.Hub
 	Alerts         *rules.Engine
 }
+
+// node is what the optional parts of serve are started with. Each part (streaming ECG
+// classification, streaming anomaly detectors, scheduled pipelines, connectors) lives in its
+// own file with a start function listed in parts; it may mount HTTP handlers on ws (before
+// the server starts), run processors with runProc (stopped after intake, before the lake
+// writer's final flush) and register cleanups with onClose.
+type node struct {
+	ctx      context.Context
+	log      *slog.Logger
+	reg      prometheus.Registerer
+	cfg      *config.Config
+	dataDir  string
+	conn     *stream.Conn
+	kinds    *reading.Registry
+	hub      *web.Hub
+	lake     *lakeParts
+	alerting *alerting
+	ws       *web.Server
+	runProc  func(name string, run func(context.Context) error)
+	closers  []func()
+}
+
+// onClose registers f to run when serve stops, after the processors stopped.
+func (n *node) onClose(f func()) { n.closers = append(n.closers, f) }
+
+func (n *node) close() {
+	for i := len(n.closers) - 1; i >= 0; i-- {
+		n.closers[i]()
+	}
+}
+
+// parts are the optional parts of serve, started in this order.
+var parts = []func(*node) error{}
+
+// lakeStopTimeout bounds the lake writer's final flush at shutdown; what it could not
+// write stays in the stream and is written on the next start.
+const lakeStopTimeout = time.Minute
 
 // internalUser is the NATS user of pulselake's own connections.
 const internalUser = "pulselake"
@@ -137,6 +175,31 @@ func Run(ctx context.Context, o Options) error {
 	hub := web.NewHub(log.With("component", "events"), reg, conn, kinds)
 	defer hub.Close()
 
+	// Lake: the writer runs until the very end (after the processors, so that what they
+	// produced is flushed); the ops buffer is a processor.
+	lk, err := openLake(ctx, log, reg, cfg, o.DataDir, conn, kinds)
+	if err != nil {
+		return err
+	}
+	defer lk.close()
+	lakeCtx, cancelLake := context.WithCancel(context.Background())
+	defer cancelLake()
+	lakeDone := make(chan error, 1)
+	go func() { lakeDone <- lk.writer.Run(lakeCtx) }()
+	defer func() {
+		lk.writer.Stop()
+		select {
+		case err := <-lakeDone:
+			if err != nil {
+				log.Error("lake writer", "err", err)
+			}
+		case <-time.After(lakeStopTimeout):
+			log.Error("lake writer did not finish its final flush; the rest is written on the next start", "timeout", lakeStopTimeout)
+			cancelLake()
+			<-lakeDone
+		}
+	}()
+
 	// Processors: they consume the stream and stop after intake (second phase).
 	procCtx, stopProcs := context.WithCancel(context.Background())
 	defer stopProcs()
@@ -150,7 +213,8 @@ func Run(ctx context.Context, o Options) error {
 			}
 		}()
 	}
-	alerting, err := startAlerting(ctx, log, reg, cfg, conn, kinds, hub, ws0(cfg))
+	runProc("lake-ops", lk.ops.Run)
+	alerting, err := startAlerting(ctx, log, reg, cfg, conn, kinds, hub, ws0(cfg), lk.recordAlerts)
 	if err != nil {
 		return err
 	}
@@ -160,9 +224,18 @@ func Run(ctx context.Context, o Options) error {
 
 	ws := web.New(log.With("component", "http"), reg, web.Options{
 		Listen: cfg.HTTP.Listen, Verify: verify, Ingester: in, Gatherer: reg, Hub: hub,
-		Ready: map[string]web.Check{"stream": streamReady(conn)},
+		Ready: map[string]web.Check{"stream": streamReady(conn), "lake": lk.ready()},
 	})
 	alerting.mount(ws)
+	lk.mount(ws, cfg)
+	n := &node{ctx: ctx, log: log, reg: reg, cfg: cfg, dataDir: o.DataDir, conn: conn, kinds: kinds, hub: hub,
+		lake: lk, alerting: alerting, ws: ws, runProc: runProc}
+	defer n.close()
+	for _, start := range parts {
+		if err := start(n); err != nil {
+			return err
+		}
+	}
 	if err := ws.Start(); err != nil {
 		return err
 	}

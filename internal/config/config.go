@@ -20,6 +20,7 @@ import (
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
 
+	"github.com/pulselake/pulselake/internal/lake"
 	"github.com/pulselake/pulselake/internal/notify"
 	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/rules"
@@ -44,6 +45,11 @@ type Config struct {
 	Notify       []notify.Channel     `yaml:"notify"`
 	Route        *notify.Route        `yaml:"route"`
 	InhibitRules []notify.InhibitRule `yaml:"inhibit_rules"`
+
+	// Lake (SPEC §5, docs/lake.md).
+	Lake lake.Config `yaml:"lake"`
+	// Query bounds SQL queries of POST /v1/query and `pulselake query`.
+	Query Query `yaml:"query"`
 
 	file string    // path of the file loaded, "" for defaults
 	ast  *ast.File // its syntax tree, for line numbers
@@ -107,6 +113,16 @@ type ValueConfig struct {
 	Max      *float64 `yaml:"max"`
 	Required bool     `yaml:"required"`
 	Enum     []string `yaml:"enum"`
+}
+
+// Query bounds SQL queries.
+type Query struct {
+	// MaxRows is the most rows one query returns (default 10000); more are cut and flagged.
+	MaxRows int `yaml:"max_rows"`
+	// Timeout is the time limit of one query (default 30s).
+	Timeout Duration `yaml:"timeout"`
+	// MemoryLimit caps the SQL engine's memory, e.g. "2GB" (default: 80% of RAM).
+	MemoryLimit string `yaml:"memory_limit"`
 }
 
 // Log configures logging.
@@ -295,6 +311,15 @@ func (c *Config) Validate() error {
 	}
 	nc := c.NotifyConfig()
 	ps = append(ps, c.AddProblems(nc.Validate())...)
+	lc := c.Lake
+	lc.ApplyDefaults(os.TempDir()) // the data directory only fills defaults that are always valid
+	ps = append(ps, c.AddProblems(lc.Validate())...)
+	if c.Query.MaxRows < 0 {
+		add("query.max_rows", "must not be negative")
+	}
+	if c.Query.Timeout.D() < 0 {
+		add("query.timeout", "must not be negative")
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -148,15 +148,14 @@ func (w *Writer) Run(ctx context.Context) error {
 			}
 		}
 	}
+	// After Stop the writer drains: it keeps fetching (with short waits) until the stream
+	// has nothing more for it, then flushes once and returns, so that a clean shutdown
+	// leaves every stored reading in the lake.
+	draining := false
 	for {
 		select {
 		case <-w.stop:
-			if len(buf) > 0 {
-				if err := flush(); err != nil {
-					return fmt.Errorf("final lake flush: %w", err)
-				}
-			}
-			return nil
+			draining = true
 		case <-ctx.Done():
 			return nil
 		default:
@@ -166,12 +165,24 @@ func (w *Writer) Run(ctx context.Context) error {
 			wait = min(wait, cfg.FlushInterval-time.Since(first))
 		}
 		wait = max(wait, 50*time.Millisecond)
+		if draining {
+			wait = 200 * time.Millisecond
+		}
+		fetched := len(buf)
 		batch, err := cons.Fetch(w.o.FetchBatch, jetstream.FetchMaxWait(wait))
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			w.log.Warn("fetching from the ingest stream", "err", err)
+			if draining {
+				if len(buf) > 0 {
+					if err := flush(); err != nil {
+						return fmt.Errorf("final lake flush: %w", err)
+					}
+				}
+				return nil
+			}
 			select {
 			case <-ctx.Done():
 			case <-w.stop:
@@ -188,6 +199,14 @@ func (w *Writer) Run(ctx context.Context) error {
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			w.log.Debug("fetch ended", "err", err)
+		}
+		if draining && len(buf) == fetched {
+			if len(buf) > 0 {
+				if err := flush(); err != nil {
+					return fmt.Errorf("final lake flush: %w", err)
+				}
+			}
+			return nil
 		}
 		if len(buf) > 0 && (bufBytes >= cfg.FlushBytes || time.Since(first) >= cfg.FlushInterval) {
 			if err := flush(); err != nil {
