@@ -18,7 +18,10 @@ trap 'rm -rf "$work"' EXIT
 
 if ! /usr/bin/python3 -c 'import sklearn' 2>/dev/null; then
 	echo "installing python3-sklearn" >&2
-	apt-get install -y python3-sklearn >/dev/null
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo=sudo
+	$sudo apt-get update -qq >/dev/null
+	$sudo apt-get install -y python3-sklearn >/dev/null
 fi
 
 # Prefer the real binary; fall back to the detect-only driver when another package of the tree

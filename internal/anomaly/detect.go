@@ -41,6 +41,11 @@ type DetectConfig struct {
 
 	Shift     time.Duration // timeshift, default 7d
 	Tolerance time.Duration // timeshift: how far the shifted point may be; default step/2
+
+	// Streaming Isolation Forest only (detectors in the configuration file): Window (a point
+	// count) is the rolling training window, refitted every RefitEvery points once MinFit
+	// points were seen.
+	RefitEvery, MinFit int
 }
 
 // methodParams lists the --set keys a method accepts besides commonParams.
@@ -63,11 +68,20 @@ func commonParams() []string { return []string{"columns", "time_column", "step"}
 
 // ParseDetectConfig checks method and the k=v settings. Every error wraps ErrInvalidParam.
 func ParseDetectConfig(method string, sets []string) (DetectConfig, error) {
+	cfg, errs := parseParams(method, sets, commonParams(), func(kv string) string { return "--set " + kv })
+	if len(errs) > 0 {
+		return cfg, fmt.Errorf("%w: %w", ErrInvalidParam, errors.Join(errs...))
+	}
+	return cfg, cfg.check()
+}
+
+// parseParams applies method's defaults and the k=v settings; extra names further keys the
+// method accepts. Errors start with label(the setting).
+func parseParams(method string, sets, extra []string, label func(kv string) string) (DetectConfig, []error) {
 	cfg := DetectConfig{Method: method}
 	allowed, ok := methodParams(method)
-	common := commonParams()
 	if !ok {
-		return cfg, fmt.Errorf("%w: unknown method %q; use one of %s", ErrInvalidParam, method, strings.Join(Methods(), ", "))
+		return cfg, []error{fmt.Errorf("%w: unknown method %q; use one of %s", ErrInvalidParam, method, strings.Join(Methods(), ", "))}
 	}
 	switch method {
 	case "holt-winters":
@@ -85,48 +99,49 @@ func ParseDetectConfig(method string, sets []string) (DetectConfig, error) {
 		k, v, ok := strings.Cut(kv, "=")
 		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
 		if !ok || k == "" {
-			errs = append(errs, fmt.Errorf("--set %q: want key=value", kv))
+			errs = append(errs, fmt.Errorf("%s: want key=value", label(kv)))
 			continue
 		}
 		if seen[k] {
-			errs = append(errs, fmt.Errorf("--set %s given twice", k))
+			errs = append(errs, fmt.Errorf("%s given twice", label(k)))
 			continue
 		}
 		seen[k] = true
-		if !slices.Contains(allowed, k) && !slices.Contains(common, k) {
-			errs = append(errs, fmt.Errorf("--set %s: not a parameter of %s (it takes %s)", k, method, strings.Join(append(slices.Clone(allowed), common...), ", ")))
+		if !slices.Contains(allowed, k) && !slices.Contains(extra, k) {
+			errs = append(errs, fmt.Errorf("%s: not a parameter of %s (it takes %s)", label(k), method, strings.Join(append(slices.Clone(allowed), extra...), ", ")))
 			continue
 		}
 		if err := cfg.set(k, v); err != nil {
-			errs = append(errs, fmt.Errorf("--set %s=%s: %w", k, v, err))
+			errs = append(errs, fmt.Errorf("%s: %w", label(kv), err))
 		}
 	}
-	if len(errs) > 0 {
-		return cfg, fmt.Errorf("%w: %w", ErrInvalidParam, errors.Join(errs...))
-	}
-	// Validate option structs now, so mistakes are usage errors before any input is read.
-	switch method {
+	return cfg, errs
+}
+
+// check validates the option structs, so mistakes are usage errors before any input is read.
+func (cfg *DetectConfig) check() error {
+	switch cfg.Method {
 	case "iforest":
 		if _, err := NewIsolationForest(cfg.IForest); err != nil {
-			return cfg, err
+			return err
 		}
 	case "holt-winters":
 		o := cfg.HoltWinters
 		o.SeasonLength = 2 // the real one needs the step; checked in RunDetect
 		if _, err := o.withDefaults(); err != nil {
-			return cfg, err
+			return err
 		}
 	case "cv":
 		o := CVOptions{Window: 1, WindowTolerance: cfg.WindowTolerance, Threshold: cfg.Threshold}
 		if _, err := o.withDefaults(); err != nil {
-			return cfg, err
+			return err
 		}
 	case "timeshift":
 		if !(cfg.Threshold > 0) || math.IsInf(cfg.Threshold, 0) {
-			return cfg, fmt.Errorf("%w: threshold must be positive, got %g", ErrInvalidParam, cfg.Threshold)
+			return fmt.Errorf("%w: threshold must be positive, got %g", ErrInvalidParam, cfg.Threshold)
 		}
 	}
-	return cfg, nil
+	return nil
 }
 
 func (c *DetectConfig) set(k, v string) error {
@@ -200,6 +215,10 @@ func (c *DetectConfig) set(k, v string) error {
 		c.Shift, err = ParseDuration(v)
 	case "tolerance":
 		c.Tolerance, err = ParseDuration(v)
+	case "refit_every":
+		c.RefitEvery, err = positiveInt(v)
+	case "min_fit":
+		c.MinFit, err = positiveInt(v)
 	}
 	return err
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
 
+	"github.com/pulselake/pulselake/internal/anomaly"
 	"github.com/pulselake/pulselake/internal/lake"
 	"github.com/pulselake/pulselake/internal/notify"
 	"github.com/pulselake/pulselake/internal/reading"
@@ -50,6 +51,9 @@ type Config struct {
 	Lake lake.Config `yaml:"lake"`
 	// Query bounds SQL queries of POST /v1/query and `pulselake query`.
 	Query Query `yaml:"query"`
+
+	// Detectors are the streaming anomaly detectors of serve (docs/anomaly.md).
+	Detectors []anomaly.DetectorSpec `yaml:"detectors"`
 
 	file string    // path of the file loaded, "" for defaults
 	ast  *ast.File // its syntax tree, for line numbers
@@ -314,6 +318,7 @@ func (c *Config) Validate() error {
 	lc := c.Lake
 	lc.ApplyDefaults(os.TempDir()) // the data directory only fills defaults that are always valid
 	ps = append(ps, c.AddProblems(lc.Validate())...)
+	ps = append(ps, c.AddProblems(c.detectorErrors())...)
 	if c.Query.MaxRows < 0 {
 		add("query.max_rows", "must not be negative")
 	}
@@ -370,6 +375,34 @@ func (c *Config) line(path string) int {
 		p = p[:i]
 	}
 	return 0
+}
+
+// CompiledDetectors returns the validated streaming anomaly detectors.
+func (c *Config) CompiledDetectors() ([]*anomaly.Detector, error) {
+	ds, errs := c.compileDetectors()
+	if len(errs) > 0 {
+		return nil, c.AddProblems(errs)
+	}
+	return ds, nil
+}
+
+func (c *Config) detectorErrors() []error { _, errs := c.compileDetectors(); return errs }
+
+func (c *Config) compileDetectors() ([]*anomaly.Detector, []error) {
+	reg, err := c.Registry()
+	if err != nil {
+		return nil, []error{err}
+	}
+	return anomaly.CompileDetectors(c.Detectors, func(kind, value string) error {
+		k, ok := reg.Kind(kind)
+		if !ok {
+			return fmt.Errorf("kind %q is not declared (built-in or under kinds:)", kind)
+		}
+		if f, ok := k.Field(value); !ok || f.Type != reading.Number {
+			return fmt.Errorf("kind %s has no numeric value %q", kind, value)
+		}
+		return nil
+	})
 }
 
 // AllRules are the configured rules plus, unless default_rules is false, the shipped ones

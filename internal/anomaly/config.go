@@ -1,0 +1,302 @@
+package anomaly
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"regexp"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// DetectorSpec is one streaming detector of the configuration file's `detectors:` list: a
+// method run on one value (or, for iforest, several values) of one kind of reading, with a
+// separate detector state (its baseline) for every subject, or every subject and device.
+type DetectorSpec struct {
+	// Name identifies the detector: the alertname of its alerts and the detector column of
+	// ops.anomalies (default "<method>-<kind>-<value>").
+	Name   string   `yaml:"name"`
+	Kind   string   `yaml:"kind"`
+	Value  string   `yaml:"value"`  // the value of the kind to watch
+	Values []string `yaml:"values"` // iforest only: several values, one feature each (instead of value)
+	Method string   `yaml:"method"` // iforest, holt-winters, cv or timeshift
+	// Params are the method's parameters, with the names and syntax of `pulselake detect
+	// --set` (e.g. contamination: 0.08, seasonality: 1d, window: 1h, shift: 7d) plus step
+	// (the series' period, default 1m) and, for iforest, window (training points, default
+	// 4096), refit_every (default window/4) and min_fit (default min(256, window)).
+	Params map[string]any `yaml:"params"`
+	// Threshold on the 0..1 score above which a point is an anomaly (0 < threshold < 1).
+	// Unset: the method's own rule (iforest: decision_function < 0; holt-winters: outside the
+	// confidence bands; cv and timeshift: above their threshold parameter), which all score
+	// above 0.5.
+	Threshold *float64 `yaml:"threshold"`
+	// Baseline is whose history a detector learns from: subject (default: all devices of a
+	// subject together) or device (each subject's device separately).
+	Baseline string `yaml:"baseline"`
+	// Severity and Labels are put on the alerts (severity default warning).
+	Severity string            `yaml:"severity"`
+	Labels   map[string]string `yaml:"labels"`
+	// ResolveAfter: an alert resolves once its series had no anomaly for this long (default 5m).
+	ResolveAfter string `yaml:"resolve_after"`
+	// MaxSubjects bounds the number of baselines kept (default 10000); IdleAfter drops a
+	// baseline that saw no reading for this long (default 24h). When full, the baseline idle
+	// longest is dropped.
+	MaxSubjects int    `yaml:"max_subjects"`
+	IdleAfter   string `yaml:"idle_after"`
+}
+
+// Detector is a validated DetectorSpec: it makes the streaming detector of one baseline.
+type Detector struct {
+	Name         string
+	Kind         string
+	Values       []string
+	Method       string
+	PerDevice    bool
+	Severity     string
+	Labels       map[string]string
+	ResolveAfter time.Duration
+	MaxSubjects  int
+	IdleAfter    time.Duration
+	// Threshold is the configured score threshold, or NaN for the method's own rule.
+	Threshold float64
+	// Step is the period of the series (holt-winters, cv and timeshift count gaps with it).
+	Step time.Duration
+	cfg  DetectConfig
+}
+
+var nameRe = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.:-]{0,127}$`)
+
+// streamingParams are the keys a streaming detector accepts besides the method's own.
+func streamingParams(method string) []string {
+	if method == "iforest" {
+		return []string{"step", "window", "refit_every", "min_fit"}
+	}
+	return []string{"step"}
+}
+
+// CompileDetectors validates specs; field(kind, value) reports whether kind has a numeric
+// value of that name. Errors start with the YAML path of the offending key
+// ("detectors[2].params.contamination: ...").
+func CompileDetectors(specs []DetectorSpec, field func(kind, value string) error) ([]*Detector, []error) {
+	var out []*Detector
+	var errs []error
+	names := map[string]int{}
+	for i, s := range specs {
+		p := fmt.Sprintf("detectors[%d]", i)
+		d, es := compileDetector(p, s, field)
+		errs = append(errs, es...)
+		if d == nil {
+			continue
+		}
+		if j, dup := names[d.Name]; dup {
+			errs = append(errs, fmt.Errorf("%s.name: %q is also the name of detectors[%d]; names must be unique", p, d.Name, j))
+			continue
+		}
+		names[d.Name] = i
+		out = append(out, d)
+	}
+	return out, errs
+}
+
+func compileDetector(p string, s DetectorSpec, field func(kind, value string) error) (*Detector, []error) {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s.%s: %s", p, key, fmt.Sprintf(format, args...)))
+	}
+	d := &Detector{Name: s.Name, Kind: s.Kind, Method: s.Method, Severity: s.Severity, Labels: s.Labels,
+		ResolveAfter: 5 * time.Minute, MaxSubjects: 10000, IdleAfter: 24 * time.Hour, Threshold: math.NaN(), Step: time.Minute}
+	if s.Kind == "" {
+		bad("kind", "missing: name the kind of reading to watch (e.g. heart_rate)")
+	}
+	switch {
+	case s.Value != "" && len(s.Values) > 0:
+		bad("values", "give value or values, not both")
+	case s.Value != "":
+		d.Values = []string{s.Value}
+	case len(s.Values) > 0:
+		d.Values = slices.Clone(s.Values)
+		if len(s.Values) > 1 && s.Method != "iforest" {
+			bad("values", "only iforest takes several values; %s watches one", s.Method)
+		}
+	default:
+		bad("value", "missing: name the value of the kind to watch (e.g. bpm)")
+	}
+	if s.Kind != "" && field != nil {
+		for j, v := range d.Values {
+			if err := field(s.Kind, v); err != nil {
+				key := "value"
+				if len(s.Values) > 0 {
+					key = fmt.Sprintf("values[%d]", j)
+				}
+				bad(key, "%v", err)
+			}
+		}
+	}
+	if !slices.Contains(Methods(), s.Method) {
+		bad("method", "want one of iforest, holt-winters, cv, timeshift; got %q", s.Method)
+		return nil, errs
+	}
+	if d.Name == "" && len(d.Values) > 0 {
+		d.Name = s.Method + "-" + s.Kind + "-" + d.Values[0]
+	}
+	if !nameRe.MatchString(d.Name) {
+		bad("name", "%q: want a letter then up to 127 letters, digits or _ . : -", d.Name)
+	}
+	// Parameters, with the syntax of `detect --set`.
+	sets := make([]string, 0, len(s.Params))
+	for _, k := range slices.Sorted(maps.Keys(s.Params)) {
+		v := s.Params[k]
+		var text string
+		switch v := v.(type) {
+		case string:
+			text = v
+		case float64:
+			text = strconv.FormatFloat(v, 'g', -1, 64)
+		case int, int64, uint64, bool:
+			text = fmt.Sprint(v)
+		default:
+			bad("params."+k, "want a number, a duration or a word, got %v", v)
+			continue
+		}
+		sets = append(sets, k+"="+text)
+	}
+	cfg, perrs := parseParams(s.Method, sets, streamingParams(s.Method), func(kv string) string {
+		k, _, _ := cutEq(kv)
+		return p + ".params." + k
+	})
+	errs = append(errs, perrs...)
+	if len(perrs) == 0 {
+		if err := cfg.check(); err != nil {
+			bad("params", "%v", err)
+		}
+	}
+	if cfg.Step > 0 {
+		d.Step = cfg.Step
+	}
+	d.cfg = cfg
+	if len(perrs) == 0 {
+		// Building one detector checks what depends on the step (a season of 2+ points).
+		if det, err := d.New(); err != nil {
+			bad("params", "%v", err)
+		} else if c, ok := det.(io.Closer); ok {
+			c.Close()
+		}
+	}
+	if s.Threshold != nil {
+		if t := *s.Threshold; !(t > 0 && t < 1) {
+			bad("threshold", "want a score threshold between 0 and 1, got %g", t)
+		}
+		d.Threshold = *s.Threshold
+	}
+	switch s.Baseline {
+	case "", "subject":
+	case "device":
+		d.PerDevice = true
+	default:
+		bad("baseline", "want subject or device, got %q", s.Baseline)
+	}
+	if d.Severity == "" {
+		d.Severity = "warning"
+	}
+	for k := range s.Labels {
+		if !nameRe.MatchString(k) {
+			bad("labels", "label name %q: want a letter then letters, digits or _ . : -", k)
+		}
+		switch k {
+		case "alertname", "subject", "device", "kind", "severity", "detector":
+			bad("labels", "%q is set by the detector; choose another label name", k)
+		}
+	}
+	if s.ResolveAfter != "" {
+		if v, err := ParseDuration(s.ResolveAfter); err != nil {
+			bad("resolve_after", "%v", err)
+		} else {
+			d.ResolveAfter = v
+		}
+	}
+	if s.IdleAfter != "" {
+		if v, err := ParseDuration(s.IdleAfter); err != nil {
+			bad("idle_after", "%v", err)
+		} else {
+			d.IdleAfter = v
+		}
+	}
+	if s.MaxSubjects < 0 || s.MaxSubjects > 10_000_000 {
+		bad("max_subjects", "want 1..10000000 (0 for the default 10000), got %d", s.MaxSubjects)
+	} else if s.MaxSubjects > 0 {
+		d.MaxSubjects = s.MaxSubjects
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return d, nil
+}
+
+func cutEq(kv string) (string, string, bool) {
+	for i := range len(kv) {
+		if kv[i] == '=' {
+			return kv[:i], kv[i+1:], true
+		}
+	}
+	return kv, "", false
+}
+
+// windowPoints converts a window given as a point count or a duration into points of step.
+func windowPoints(w string, step time.Duration) (int, error) {
+	if n, err := strconv.Atoi(w); err == nil {
+		return n, nil
+	}
+	d, err := ParseDuration(w)
+	if err != nil {
+		return 0, err
+	}
+	n := int(d / step)
+	if n < 1 {
+		return 0, fmt.Errorf("window %s is shorter than the step %s", w, step)
+	}
+	return n, nil
+}
+
+// New returns a fresh streaming detector for one baseline. An iforest detector owns a refit
+// goroutine: close it (io.Closer) when the baseline is dropped.
+func (d *Detector) New() (Streaming, error) {
+	c := d.cfg
+	switch d.Method {
+	case "iforest":
+		o := StreamIForestOptions{Forest: c.IForest, RefitEvery: c.RefitEvery, MinFit: c.MinFit}
+		if c.Window != "" {
+			n, err := windowPoints(c.Window, d.Step)
+			if err != nil {
+				return nil, err
+			}
+			o.Window = n
+		}
+		return NewStreamIForest(len(d.Values), o)
+	case "holt-winters":
+		if c.Seasonality < 2*d.Step {
+			return nil, fmt.Errorf("%w: seasonality %s must be at least two steps of %s", ErrInvalidParam, c.Seasonality, d.Step)
+		}
+		return NewStreamHoltWinters(c.Seasonality, d.Step, c.HoltWinters)
+	case "cv":
+		n, err := windowPoints(c.Window, d.Step)
+		if err != nil {
+			return nil, err
+		}
+		return NewStreamCV(d.Step, CVOptions{Window: n, WindowTolerance: c.WindowTolerance, Threshold: c.Threshold})
+	case "timeshift":
+		return NewStreamTimeShift(c.Shift, d.Step, c.Threshold)
+	}
+	return nil, errors.New("unknown method " + d.Method)
+}
+
+// Flag decides whether an observation is an anomaly: its score against the configured
+// threshold, or the method's own rule.
+func (d *Detector) Flag(score float64, methodFlag bool) bool {
+	if math.IsNaN(d.Threshold) {
+		return methodFlag
+	}
+	return score >= d.Threshold
+}
