@@ -70,6 +70,7 @@ func newRootCmd(g *globals) *cobra.Command {
 		newECGCmd(g),
 		newDetectCmd(g),
 		newQueryCmd(g),
+		newPipelineCmd(g),
 	)
 	return root
 }

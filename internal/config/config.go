@@ -23,6 +23,7 @@ import (
 	"github.com/pulselake/pulselake/internal/anomaly"
 	"github.com/pulselake/pulselake/internal/lake"
 	"github.com/pulselake/pulselake/internal/notify"
+	"github.com/pulselake/pulselake/internal/pipeline"
 	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/rules"
 )
@@ -54,6 +55,9 @@ type Config struct {
 
 	// Detectors are the streaming anomaly detectors of serve (docs/anomaly.md).
 	Detectors []anomaly.DetectorSpec `yaml:"detectors"`
+
+	// Pipelines are the model folders serve runs on schedules (SPEC §6, docs/pipelines.md).
+	Pipelines []pipeline.Folder `yaml:"pipelines"`
 
 	file string    // path of the file loaded, "" for defaults
 	ast  *ast.File // its syntax tree, for line numbers
@@ -319,6 +323,7 @@ func (c *Config) Validate() error {
 	lc.ApplyDefaults(os.TempDir()) // the data directory only fills defaults that are always valid
 	ps = append(ps, c.AddProblems(lc.Validate())...)
 	ps = append(ps, c.AddProblems(c.detectorErrors())...)
+	ps = append(ps, c.AddProblems(pipeline.ValidateFolders(c.Pipelines))...)
 	if c.Query.MaxRows < 0 {
 		add("query.max_rows", "must not be negative")
 	}
