@@ -70,7 +70,9 @@ func newRootCmd(g *globals) *cobra.Command {
 		newECGCmd(g),
 		newDetectCmd(g),
 		newQueryCmd(g),
+		newCatalogCmd(g),
 		newPipelineCmd(g),
+		newReportCmd(g),
 	)
 	return root
 }
