@@ -21,6 +21,7 @@ import (
 	"github.com/goccy/go-yaml/parser"
 
 	"github.com/pulselake/pulselake/internal/anomaly"
+	"github.com/pulselake/pulselake/internal/ecg"
 	"github.com/pulselake/pulselake/internal/lake"
 	"github.com/pulselake/pulselake/internal/notify"
 	"github.com/pulselake/pulselake/internal/pipeline"
@@ -52,6 +53,9 @@ type Config struct {
 	Lake lake.Config `yaml:"lake"`
 	// Query bounds SQL queries of POST /v1/query and `pulselake query`.
 	Query Query `yaml:"query"`
+
+	// ECG configures streaming heartbeat classification in serve (docs/ecg.md).
+	ECG ecg.Config `yaml:"ecg"`
 
 	// Detectors are the streaming anomaly detectors of serve (docs/anomaly.md).
 	Detectors []anomaly.DetectorSpec `yaml:"detectors"`
@@ -322,6 +326,7 @@ func (c *Config) Validate() error {
 	lc := c.Lake
 	lc.ApplyDefaults(os.TempDir()) // the data directory only fills defaults that are always valid
 	ps = append(ps, c.AddProblems(lc.Validate())...)
+	ps = append(ps, c.AddProblems(c.ECG.Validate())...)
 	ps = append(ps, c.AddProblems(c.detectorErrors())...)
 	ps = append(ps, c.AddProblems(pipeline.ValidateFolders(c.Pipelines))...)
 	if c.Query.MaxRows < 0 {
@@ -459,7 +464,8 @@ func (c *Config) Registry() (*reading.Registry, error) {
 		}
 		extra = append(extra, kind)
 	}
-	return reading.NewRegistry(extra...)
+	// ecg_prediction is always declared, so a stream holding predictions stays readable.
+	return reading.NewRegistry(append(extra, ecg.PredictionKind())...)
 }
 
 func splitAddr(addr string) (string, string, error) {
