@@ -61,8 +61,14 @@ route:
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := startServerWith(t, t.TempDir(), cfg)
-	defer srv.stop()
+	dataDir := t.TempDir()
+	srv := startServerWith(t, dataDir, cfg)
+	stopped := false
+	defer func() {
+		if !stopped {
+			srv.stop()
+		}
+	}()
 
 	// 121 minutes of heart rate 70..73 bpm ending now, with 190 bpm at the last minute: the
 	// only point that differs from an hour earlier by more than 30 %.
@@ -139,6 +145,22 @@ route:
 	})
 	if fmt.Sprint(rows) != "[[firing inactive critical] [resolved firing critical]]" {
 		t.Errorf("ops.alerts %v", rows)
+	}
+
+	// The heart-rate report reads the same readings from the lake.
+	srv.stop()
+	stopped = true
+	out := filepath.Join(t.TempDir(), "report")
+	text, code := runBin(t, "report", "heart", "--subject", "runner-3", "--data", dataDir, "--out", out)
+	if code != 0 || !strings.HasPrefix(text, "121 readings of runner-3") {
+		t.Fatalf("report heart: exit %d: %s", code, text)
+	}
+	page, err := os.ReadFile(filepath.Join(out, "index.html"))
+	if err != nil || !strings.Contains(string(page), `id="readings">121<`) || !strings.Contains(string(page), `id="max">190.0<`) {
+		t.Errorf("report page: %v\n%s", err, page)
+	}
+	if text, code := runBin(t, "report", "heart", "--subject", "nobody", "--data", dataDir, "--out", out); code != 1 || !strings.Contains(text, "check --subject") {
+		t.Errorf("report of an unknown subject: exit %d: %s", code, text)
 	}
 }
 
