@@ -535,28 +535,33 @@ func TestIncrementalMerge(t *testing.T) {
 }
 
 // BenchmarkStediExample runs the STEDI pipeline on ten times the generator's default size
-// (10 000 customers) and reports each model's wall time.
+// (10 000 customers) and, as the reference, on the default size, and reports each model's
+// wall time (SELECT, assertions and Iceberg commit).
 func BenchmarkStediExample(b *testing.B) {
-	env := newLakeEnv(b)
-	env.generateStedi(b, 10_000)
-	total := map[string]time.Duration{}
-	rows := map[string]int64{}
-	var models []string
-	b.ResetTimer()
-	for range b.N {
-		rep := env.run(b, stediDir)
-		if err := rep.Err(); err != nil {
-			b.Fatal(err)
-		}
-		models = models[:0]
-		for _, m := range rep.Models {
-			total[m.Model] += m.Duration
-			rows[m.Model] = m.Rows
-			models = append(models, m.Model)
-		}
-	}
-	for _, m := range models {
-		b.ReportMetric(float64(total[m].Milliseconds())/float64(b.N), m+"-ms")
-		b.ReportMetric(float64(rows[m]), m+"-rows")
+	for _, customers := range []int{1000, 10_000} {
+		b.Run(fmt.Sprintf("customers=%d", customers), func(b *testing.B) {
+			env := newLakeEnv(b)
+			env.generateStedi(b, customers)
+			total := map[string]time.Duration{}
+			rows := map[string]int64{}
+			var models []string
+			b.ResetTimer()
+			for range b.N {
+				rep := env.run(b, stediDir)
+				if err := rep.Err(); err != nil {
+					b.Fatal(err)
+				}
+				models = models[:0]
+				for _, m := range rep.Models {
+					total[m.Model] += m.Duration
+					rows[m.Model] = m.Rows
+					models = append(models, m.Model)
+				}
+			}
+			for _, m := range models {
+				b.ReportMetric(float64(total[m].Milliseconds())/float64(b.N), m+"-ms")
+				b.ReportMetric(float64(rows[m]), m+"-rows")
+			}
+		})
 	}
 }
