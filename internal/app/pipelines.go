@@ -33,7 +33,7 @@ func startPipelines(n *node) error {
 		return err
 	}
 	for _, f := range n.cfg.Pipelines {
-		s, err := pipeline.NewScheduler(log.With("dir", f.Dir), runner, pipeline.SchedulerOptions{Dir: f.Dir, Schedule: f.Schedule})
+		s, err := pipeline.NewScheduler(log, runner, pipeline.SchedulerOptions{Dir: f.Dir, Schedule: f.Schedule})
 		if err != nil {
 			return fmt.Errorf("pipeline folder %s: %w", f.Dir, err)
 		}
