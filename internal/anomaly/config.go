@@ -41,9 +41,9 @@ type DetectorSpec struct {
 	Labels   map[string]string `yaml:"labels"`
 	// ResolveAfter: an alert resolves once its series had no anomaly for this long (default 5m).
 	ResolveAfter string `yaml:"resolve_after"`
-	// MaxSubjects bounds the number of baselines kept (default 10000); IdleAfter drops a
-	// baseline that saw no reading for this long (default 24h). When full, the baseline idle
-	// longest is dropped.
+	// MaxSubjects bounds the number of baselines kept (default: as many as fit in
+	// DefaultBaselineBudget by BaselineBytes, at most 10000); IdleAfter drops a baseline that saw
+	// no reading for this long (default 24h). When full, the baseline idle longest is dropped.
 	MaxSubjects int    `yaml:"max_subjects"`
 	IdleAfter   string `yaml:"idle_after"`
 }
@@ -66,6 +66,10 @@ type Detector struct {
 	Step time.Duration
 	cfg  DetectConfig
 }
+
+// DefaultBaselineBudget is the memory the baselines of one detector may take when
+// max_subjects is not configured.
+const DefaultBaselineBudget = 256 << 20
 
 var nameRe = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.:-]{0,127}$`)
 
@@ -107,7 +111,7 @@ func compileDetector(p string, s DetectorSpec, field func(kind, value string) er
 		errs = append(errs, fmt.Errorf("%s.%s: %s", p, key, fmt.Sprintf(format, args...)))
 	}
 	d := &Detector{Name: s.Name, Kind: s.Kind, Method: s.Method, Severity: s.Severity, Labels: s.Labels,
-		ResolveAfter: 5 * time.Minute, MaxSubjects: 10000, IdleAfter: 24 * time.Hour, Threshold: math.NaN(), Step: time.Minute}
+		ResolveAfter: 5 * time.Minute, IdleAfter: 24 * time.Hour, Threshold: math.NaN(), Step: time.Minute}
 	if s.Kind == "" {
 		bad("kind", "missing: name the kind of reading to watch (e.g. heart_rate)")
 	}
@@ -228,6 +232,8 @@ func compileDetector(p string, s DetectorSpec, field func(kind, value string) er
 		bad("max_subjects", "want 1..10000000 (0 for the default 10000), got %d", s.MaxSubjects)
 	} else if s.MaxSubjects > 0 {
 		d.MaxSubjects = s.MaxSubjects
+	} else {
+		d.MaxSubjects = int(min(10000, max(1, DefaultBaselineBudget/d.BaselineBytes())))
 	}
 	if len(errs) > 0 {
 		return nil, errs
@@ -290,6 +296,42 @@ func (d *Detector) New() (Streaming, error) {
 		return NewStreamTimeShift(c.Shift, d.Step, c.Threshold)
 	}
 	return nil, errors.New("unknown method " + d.Method)
+}
+
+// BaselineBytes estimates the memory of one baseline's detector state: for iforest the
+// training window plus two forests (the one scoring and the one being refitted, 2·max_samples-1
+// nodes of 24 bytes per tree); for holt-winters two season-long rings; for cv the window ring;
+// for timeshift one bucket (16 bytes) per step of the shift.
+func (d *Detector) BaselineBytes() int64 {
+	const overhead = 512 // the baseline's own bookkeeping
+	c := d.cfg
+	switch d.Method {
+	case "iforest":
+		window := int64(4096)
+		if n, err := windowPoints(c.Window, d.Step); c.Window != "" && err == nil {
+			window = int64(n)
+		}
+		ms := min(int64(256), window)
+		switch {
+		case c.IForest.MaxSamples > 0:
+			ms = min(int64(c.IForest.MaxSamples), window)
+		case c.IForest.MaxSamplesFraction > 0:
+			ms = max(1, int64(c.IForest.MaxSamplesFraction*float64(window)))
+		}
+		trees := int64(c.IForest.NEstimators)
+		if trees == 0 {
+			trees = 100
+		}
+		return overhead + window*int64(len(d.Values))*8 + 2*trees*(2*ms-1)*24
+	case "holt-winters":
+		return overhead + 2*8*int64(c.Seasonality/d.Step)
+	case "cv":
+		n, _ := windowPoints(c.Window, d.Step)
+		return overhead + 8*int64(n)
+	case "timeshift":
+		return overhead + 16*(int64(c.Shift/d.Step)+1)
+	}
+	return overhead
 }
 
 // Flag decides whether an observation is an anomaly: its score against the configured

@@ -3,8 +3,11 @@
 // schema and partitions from samples and records it in the registry, List reads the
 // registry, and DDL prints statements that let Athena, Trino or Spark read the same data.
 //
-// The registry is one JSON file, <data>/catalog/external.json, replaced atomically on every
-// change; the query engine turns each entry into a view named zone.table.
+// The registry is one JSON file, <data>/catalog/external.json (docs/catalog.md). Every change
+// is a read-modify-write under an exclusive lock on <data>/catalog/external.json.lock, and the
+// new content replaces the file atomically (temporary file, fsync, rename, fsync of the
+// folder), so readers never see a partial file and concurrent crawls never lose each other's
+// tables. The query engine turns each entry into a view named zone.table.
 package catalog
 
 import (
@@ -13,7 +16,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
+	"syscall"
 )
 
 // Format of an external table's files.
@@ -21,9 +27,22 @@ type Format string
 
 // Formats the crawler recognises.
 const (
-	FormatJSON    Format = "json" // JSON lines, one object per line
-	FormatCSV     Format = "csv"  // comma-separated with a header row
+	FormatJSON    Format = "json" // JSON lines, one object per line (optionally gzip-compressed)
+	FormatCSV     Format = "csv"  // comma-separated with a header row (optionally gzip-compressed)
 	FormatParquet Format = "parquet"
+)
+
+// Formats lists the formats in the order they are tried.
+var Formats = []Format{FormatJSON, FormatCSV, FormatParquet}
+
+// Portable column types (SPEC: string, bigint, double, boolean, timestamp, date).
+const (
+	TypeString    = "string"
+	TypeBigint    = "bigint"
+	TypeDouble    = "double"
+	TypeBoolean   = "boolean"
+	TypeTimestamp = "timestamp"
+	TypeDate      = "date"
 )
 
 // Column is one column of an external table.
@@ -31,36 +50,72 @@ type Column struct {
 	Name string `json:"name"`
 	// Type is a portable SQL type: string, bigint, double, boolean, timestamp, date.
 	Type string `json:"type"`
+	// Nested marks a JSON column whose values are objects or arrays, kept as JSON text.
+	Nested bool `json:"nested,omitempty"`
 }
 
 // Table is one registered external table.
 type Table struct {
 	Zone string `json:"zone"`
 	Name string `json:"name"`
-	// Location is the folder the table's files are under (absolute path or URL).
+	// Location is the folder the table's files are under (absolute local path).
 	Location string `json:"location"`
 	Format   Format `json:"format"`
 	// Columns are the data columns inferred from samples (partition columns excluded).
 	Columns []Column `json:"columns"`
 	// Partitions are the hive k=v folder keys, outermost first.
 	Partitions []Column `json:"partitions,omitempty"`
-	Files      int64    `json:"files"`
-	Bytes      int64    `json:"bytes"`
-	Rows       int64    `json:"rows"`
-	CrawledAt  string   `json:"crawled_at"`
+	// Quoted is set for CSV files in which some value is enclosed in double quotes.
+	Quoted    bool   `json:"quoted,omitempty"`
+	Files     int64  `json:"files"`
+	Bytes     int64  `json:"bytes"`
+	Rows      int64  `json:"rows"`
+	CrawledAt string `json:"crawled_at"`
 }
 
-// Glob is the file pattern of the table: every file of its format under Location.
+// filePattern is the file name pattern of a format (path.Match syntax, also a DuckDB glob).
+func filePattern(f Format) string {
+	switch f {
+	case FormatJSON:
+		return "*.*json*" // .json, .jsonl, .ndjson and their .gz forms
+	case FormatCSV:
+		return "*.csv*" // .csv and .csv.gz
+	case FormatParquet:
+		return "*.parquet"
+	}
+	return ""
+}
+
+// Glob is the file pattern of the table: every file of its format under Location, at any
+// depth. The crawler counts exactly the files this pattern matches.
 func (t Table) Glob() string {
-	ext := map[Format]string{FormatJSON: "*.json*", FormatCSV: "*.csv", FormatParquet: "*.parquet"}[t.Format]
-	return strings.TrimRight(t.Location, "/") + "/**/" + ext
+	return strings.TrimRight(t.Location, "/") + "/**/" + filePattern(t.Format)
+}
+
+// Key is zone.name.
+func (t Table) Key() string { return t.Zone + "." + t.Name }
+
+// Zones a crawled table may be registered in; ops and quarantine belong to pulselake.
+var Zones = []string{"landing", "trusted", "curated"}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9_]{1,128}$`)
+
+// ValidateName checks a zone and a table name for registration.
+func ValidateName(zone, name string) error {
+	if !slices.Contains(Zones, zone) {
+		return fmt.Errorf("zone %q: crawled tables go in landing, trusted or curated (ops and quarantine are written by pulselake itself)", zone)
+	}
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("table name %q: use 1 to 128 lower-case letters, digits and underscores", name)
+	}
+	return nil
 }
 
 // RegistryPath is the registry file of a data directory.
 func RegistryPath(dataDir string) string { return filepath.Join(dataDir, "catalog", "external.json") }
 
-// List returns the registered external tables of a data directory (none when the registry
-// does not exist).
+// List returns the registered external tables of a data directory, sorted by zone and name
+// (none when the registry does not exist).
 func List(dataDir string) ([]Table, error) {
 	b, err := os.ReadFile(RegistryPath(dataDir))
 	if errors.Is(err, os.ErrNotExist) {
@@ -74,4 +129,128 @@ func List(dataDir string) ([]Table, error) {
 		return nil, fmt.Errorf("reading the catalog registry %s: %w (fix or delete the file and crawl again)", RegistryPath(dataDir), err)
 	}
 	return ts, nil
+}
+
+// Get returns the registered table zone.name, or nil when there is none.
+func Get(dataDir, zone, name string) (*Table, error) {
+	ts, err := List(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	for i := range ts {
+		if ts[i].Zone == zone && ts[i].Name == name {
+			return &ts[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// Put adds t to the registry or replaces the entry of the same zone and name, and returns the
+// entry it replaced (nil for a new table).
+func Put(dataDir string, t Table) (*Table, error) {
+	if err := ValidateName(t.Zone, t.Name); err != nil {
+		return nil, err
+	}
+	var prev *Table
+	err := update(dataDir, func(ts []Table) []Table {
+		for i := range ts {
+			if ts[i].Zone == t.Zone && ts[i].Name == t.Name {
+				old := ts[i]
+				prev = &old
+				ts[i] = t
+				return ts
+			}
+		}
+		return append(ts, t)
+	})
+	return prev, err
+}
+
+// ErrNoTable is returned by Remove for a table that is not registered.
+var ErrNoTable = errors.New("no such crawled table")
+
+// Remove deletes zone.name from the registry; the files stay where they are.
+func Remove(dataDir, zone, name string) error {
+	found := false
+	err := update(dataDir, func(ts []Table) []Table {
+		return slices.DeleteFunc(ts, func(t Table) bool {
+			if t.Zone == zone && t.Name == name {
+				found = true
+				return true
+			}
+			return false
+		})
+	})
+	if err == nil && !found {
+		return fmt.Errorf("%w: %s.%s", ErrNoTable, zone, name)
+	}
+	return err
+}
+
+// update applies f to the registry under the registry lock and writes the result atomically.
+func update(dataDir string, f func([]Table) []Table) error {
+	path := RegistryPath(dataDir)
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating the catalog folder: %w", err)
+	}
+	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return fmt.Errorf("opening the catalog lock: %w", err)
+	}
+	defer lock.Close()
+	// Blocks while another crawl updates the registry; the kernel drops the lock if that
+	// process dies.
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("locking the catalog registry: %w", err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) //nolint:errcheck // closing releases it too
+	ts, err := List(dataDir)
+	if err != nil {
+		return err
+	}
+	ts = f(ts)
+	slices.SortFunc(ts, func(a, b Table) int { return strings.Compare(a.Key(), b.Key()) })
+	if ts == nil {
+		ts = []Table{}
+	}
+	b, err := json.MarshalIndent(ts, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding the catalog registry: %w", err)
+	}
+	return writeAtomic(path, append(b, '\n'))
+}
+
+// writeAtomic replaces path with b: temporary file in the same folder, fsync, rename, fsync
+// of the folder.
+func writeAtomic(path string, b []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, ".external-*.json")
+	if err != nil {
+		return fmt.Errorf("writing the catalog registry: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing the catalog registry: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing the catalog registry: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing the catalog registry: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("replacing the catalog registry: %w", err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("syncing the catalog folder: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing the catalog folder: %w", err)
+	}
+	return nil
 }

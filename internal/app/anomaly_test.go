@@ -1,0 +1,157 @@
+package app
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/pulselake/pulselake/internal/anomaly"
+	"github.com/pulselake/pulselake/internal/notify"
+	"github.com/pulselake/pulselake/internal/reading"
+	"github.com/pulselake/pulselake/internal/rules"
+)
+
+type anomalyCapture struct {
+	rows        []AnomalyEvent
+	events      int
+	transitions []rules.Transition
+	notices     []notify.Alert
+}
+
+func newTestRunner(t *testing.T, specs []anomaly.DetectorSpec, now *time.Time) (*anomalyRunner, *anomalyCapture) {
+	t.Helper()
+	ds, errs := anomaly.CompileDetectors(specs, nil)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	c := &anomalyCapture{}
+	r, err := newAnomalyRunner(slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), ds, anomalyOutputs{
+		record:  func(e AnomalyEvent, _ float64) { c.rows = append(c.rows, e) },
+		publish: func(AnomalyEvent) { c.events++ },
+		alert: func(_ context.Context, ts []rules.Transition, out []notify.Alert) {
+			c.transitions = append(c.transitions, ts...)
+			c.notices = append(c.notices, out...)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.now = func() time.Time { return *now }
+	t.Cleanup(r.close)
+	return r, c
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
+}
+
+func hr(subject, device string, at time.Time, bpm float64) *reading.Reading {
+	return &reading.Reading{Subject: subject, Device: device, Kind: "heart_rate", Time: at, Values: map[string]float64{"bpm": bpm}}
+}
+
+// TestAnomalyRunnerAlertLifecycle: a timeshift detector (shift 2 min, threshold 0.3) flags a
+// jump; repeated anomalies keep one firing alert, which resolves resolve_after after the last;
+// old readings are recorded but raise no alert; a reading not after the baseline's last one is
+// not scored.
+func TestAnomalyRunnerAlertLifecycle(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	r, c := newTestRunner(t, []anomaly.DetectorSpec{{Name: "hr-shift", Kind: "heart_rate", Value: "bpm", Method: "timeshift",
+		Params: map[string]any{"shift": "2m", "step": "1m"}, Severity: "critical", Labels: map[string]string{"team": "cardio"}, ResolveAfter: "30s"}}, &now)
+	ctx := context.Background()
+	t0 := now.Add(-10 * time.Minute)
+	for i, v := range []float64{70, 70, 70, 70, 100, 100} { // minute 4: |100-70|/100 = 0.3, not > 0.3; minute 5 too
+		r.observe(ctx, hr("s1", "w1", t0.Add(time.Duration(i)*time.Minute), v))
+	}
+	if len(c.rows) != 0 {
+		t.Fatalf("flagged %v", c.rows)
+	}
+	r.observe(ctx, hr("s1", "w1", t0.Add(6*time.Minute), 200)) // vs 100 at minute 4: 0.5
+	r.observe(ctx, hr("s1", "w1", t0.Add(7*time.Minute), 210)) // vs 100 at minute 5: 0.52
+	if len(c.rows) != 2 || c.events != 2 || c.rows[0].Values["bpm"] != 200 || c.rows[0].Score != (0.5/0.3)/(1+0.5/0.3) {
+		t.Fatalf("rows %+v", c.rows)
+	}
+	if len(c.transitions) != 1 || c.transitions[0].From != rules.StateInactive || c.transitions[0].Alert.State != rules.StateFiring {
+		t.Fatalf("transitions %+v", c.transitions)
+	}
+	n := c.notices[0]
+	if n.Labels["alertname"] != "hr-shift" || n.Labels["subject"] != "s1" || n.Labels["device"] != "w1" || n.Labels["severity"] != "critical" ||
+		n.Labels["team"] != "cardio" || n.Labels["detector"] != "timeshift" || !n.EndsAt.IsZero() || n.Values["bpm"] != 200 {
+		t.Errorf("firing notice %+v", n)
+	}
+	// Same time again: not scored.
+	r.observe(ctx, hr("s1", "w1", t0.Add(7*time.Minute), 500))
+	if len(c.rows) != 2 || counterValue(r.mOrder.WithLabelValues("hr-shift")) != 1 {
+		t.Errorf("out-of-order reading scored: %+v", c.rows)
+	}
+	now = now.Add(29 * time.Second)
+	r.tick(ctx)
+	if len(c.transitions) != 1 {
+		t.Fatal("resolved before resolve_after")
+	}
+	now = now.Add(time.Second)
+	r.tick(ctx)
+	if len(c.transitions) != 2 || c.transitions[1].From != rules.StateFiring || c.transitions[1].Alert.State != rules.StateResolved ||
+		!c.notices[1].EndsAt.Equal(now) {
+		t.Fatalf("transitions %+v notices %+v", c.transitions, c.notices)
+	}
+	// A reading more than an hour old is recorded but raises no alert.
+	old := now.Add(-2 * time.Hour)
+	r.observe(ctx, hr("s2", "w2", old, 70))
+	r.observe(ctx, hr("s2", "w2", old.Add(2*time.Minute), 200))
+	if len(c.rows) != 3 || len(c.transitions) != 2 {
+		t.Errorf("old reading: rows %d transitions %d", len(c.rows), len(c.transitions))
+	}
+}
+
+// TestAnomalyRunnerBaselines: baselines per subject (or device), at most max_subjects (least
+// recently seen out), idle ones dropped; Isolation Forest baselines stop their refit goroutine.
+func TestAnomalyRunnerBaselines(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	r, _ := newTestRunner(t, []anomaly.DetectorSpec{
+		{Name: "cv", Kind: "heart_rate", Value: "bpm", Method: "cv", MaxSubjects: 2, IdleAfter: "10m"},
+		{Name: "if", Kind: "heart_rate", Value: "bpm", Method: "iforest", Baseline: "device", Params: map[string]any{"window": 64, "min_fit": 32}},
+	}, &now)
+	ctx := context.Background()
+	cvs, ifs := r.dets[0], r.dets[1]
+	for i, s := range []string{"a", "b", "a", "c"} { // c evicts b, the least recently seen
+		r.observe(ctx, hr(s, "d"+s, now.Add(time.Duration(i)*time.Minute), 70))
+		now = now.Add(time.Minute)
+	}
+	if cvs.lru.Len() != 2 || cvs.base["b"] != nil || cvs.base["a"] == nil || counterValue(r.mEvicted.WithLabelValues("cv")) != 1 {
+		t.Errorf("cv baselines %v", cvs.base)
+	}
+	r.observe(ctx, hr("a", "other", now.Add(time.Hour), 70))
+	if ifs.lru.Len() != 4 || ifs.base["a\x00da"] == nil || ifs.base["a\x00other"] == nil {
+		t.Errorf("iforest per-device baselines %d", ifs.lru.Len())
+	}
+	// Train one device's forest in the background and see it score.
+	at := now.Add(2 * time.Hour)
+	for i := range 200 {
+		at = at.Add(time.Minute)
+		r.observe(ctx, hr("a", "da", at, 60+float64(i%10)))
+	}
+	b := ifs.base["a\x00da"].Value.(*baseline).det.(*anomaly.StreamIForest)
+	deadline := time.Now().Add(10 * time.Second)
+	for !b.Ready() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !b.Ready() {
+		t.Fatal("forest not fitted")
+	}
+	// Idle: c and a were seen 1 and 0 minutes before the last cv reading; 11 minutes later both
+	// are idle for the cv detector (idle_after 10m).
+	now = now.Add(11 * time.Minute)
+	r.tick(ctx)
+	if cvs.lru.Len() != 0 || ifs.lru.Len() != 4 {
+		t.Errorf("after idle sweep: cv %d iforest %d", cvs.lru.Len(), ifs.lru.Len())
+	}
+}
