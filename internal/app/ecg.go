@@ -54,6 +54,7 @@ var predictionColumns = []lake.Column{
 type ecgPart struct {
 	n     *node
 	cl    ecg.BatchClassifier
+	cons  jetstream.Consumer
 	live  *ecg.Live
 	cfg   ecg.Config
 	kinds *reading.Registry
@@ -111,13 +112,9 @@ func startECG(n *node) error {
 			return fmt.Errorf("registering ecg metrics: %w", err)
 		}
 	}
-	n.runProc("ecg", p.run)
-	n.log.Info("streaming ECG classification on", "component", "ecg", "model", cl.Name())
-	return nil
-}
-
-func (p *ecgPart) run(ctx context.Context) error {
-	cons, err := p.n.conn.JS.CreateOrUpdateConsumer(ctx, stream.IngestStream, jetstream.ConsumerConfig{
+	// The consumer exists before serve accepts readings, so none posted after start is missed.
+	var err error
+	p.cons, err = n.conn.JS.CreateOrUpdateConsumer(n.ctx, stream.IngestStream, jetstream.ConsumerConfig{
 		Durable:       ecgConsumer,
 		Description:   "pulselake: streaming ECG classification",
 		FilterSubject: stream.IngestSubjects,
@@ -130,7 +127,13 @@ func (p *ecgPart) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("creating consumer %s: %w", ecgConsumer, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(64))
+	n.runProc("ecg", p.run)
+	n.log.Info("streaming ECG classification on", "component", "ecg", "model", cl.Name())
+	return nil
+}
+
+func (p *ecgPart) run(ctx context.Context) error {
+	it, err := p.cons.Messages(jetstream.PullMaxMessages(64))
 	if err != nil {
 		return fmt.Errorf("consuming %s: %w", stream.IngestStream, err)
 	}

@@ -15,13 +15,13 @@ const PredictionKindName = "ecg_prediction"
 
 // Value names of an ecg_prediction reading.
 const (
-	PredClass  = "class"  // predicted AAMI class: N, S, V, F or Q
-	PredRun    = "run"    // consecutive beats of this device with this class, this one included
-	PredScore  = "score"  // probability of the predicted class
-	PredModel  = "model"  // which model classified the beat
-	PredLabel  = "label"  // reference label carried by the source reading, if any
-	PredSource = "source" // identity of the reading the beat came from
-	PredRRKnow = "rr"     // 1 when RR features were known, 0 when the beat was classified by shape alone
+	PredClass  = "class"     // predicted AAMI class: N, S, V, F or Q
+	PredRun    = "run"       // consecutive beats of this device with this class, this one included
+	PredScore  = "score"     // probability of the predicted class
+	PredModel  = "model"     // which model classified the beat
+	PredLabel  = "label"     // reference label carried by the source reading, if any
+	PredSource = "source_id" // identity of the reading the beat came from
+	PredRRKnow = "rr"        // 1 when RR features were known, 0 when the beat was classified by shape alone
 )
 
 // probName is the value name of the probability of class c: p_n, p_s, p_v, p_f, p_q.
