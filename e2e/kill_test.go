@@ -59,7 +59,13 @@ func freeAddr(t *testing.T) string {
 // startServe starts `pulselake serve` as a separate process and waits for /readyz.
 func startServe(t *testing.T, bin, dir, addr string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--data", dir, "--http", addr, "--mqtt", "off")
+	return startServeWith(t, bin, dir, addr)
+}
+
+// startServeWith is startServe with extra command-line arguments.
+func startServeWith(t *testing.T, bin, dir, addr string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"serve", "--data", dir, "--http", addr, "--mqtt", "off"}, args...)...)
 	cmd.Env = append(os.Environ(), "PULSELAKE_ADMIN_TOKEN="+adminToken)
 	logf, _ := os.Create(filepath.Join(t.TempDir(), "serve.log"))
 	cmd.Stdout, cmd.Stderr = logf, logf

@@ -54,14 +54,15 @@ with --server it asks a running server (POST /v1/query, token scope read).`,
 				res, err = remoteQuery(server, tok, sql)
 			} else {
 				var eng *query.Engine
+				log.Debug("opening the lake", "data", g.dataDir)
 				eng, err = query.Open(cmd.Context(), log, nil, query.Options{Lake: cfg.Lake, DataDir: g.dataDir, MemoryLimit: cfg.Query.MemoryLimit})
 				if err != nil {
 					return err
 				}
-				defer eng.Close()
+				defer func() { eng.Close(); log.Debug("closed the lake") }()
 				res, err = eng.Query(cmd.Context(), sql, lim)
 			}
-			if errors.Is(err, query.ErrNotReadOnly) {
+			if errors.Is(err, query.ErrNotReadOnly) || errors.Is(err, query.ErrSyntax) {
 				return usageError{err}
 			}
 			if err != nil {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -103,6 +104,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer unlock()
+	os.Remove(filepath.Join(o.DataDir, serveInfoFile)) // left behind by a killed serve
 	kinds, err := cfg.Registry()
 	if err != nil {
 		return err
@@ -222,9 +224,15 @@ func Run(ctx context.Context, o Options) error {
 	runProc("notify", alerting.dispatcher.Run)
 	runProc("rules", alerting.engine.Run)
 
+	var started atomic.Bool // set once serve.json is written, so CLI commands can reach us
 	ws := web.New(log.With("component", "http"), reg, web.Options{
 		Listen: cfg.HTTP.Listen, Verify: verify, Ingester: in, Gatherer: reg, Hub: hub,
-		Ready: map[string]web.Check{"stream": streamReady(conn), "lake": lk.ready()},
+		Ready: map[string]web.Check{"stream": streamReady(conn), "lake": lk.ready(), "startup": func(context.Context) error {
+			if !started.Load() {
+				return errors.New("still starting")
+			}
+			return nil
+		}},
 	})
 	alerting.mount(ws)
 	lk.mount(ws, cfg)
@@ -259,6 +267,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer os.Remove(filepath.Join(o.DataDir, serveInfoFile))
+	started.Store(true)
 	log.Info("pulselake serving", "http", run.HTTPURL, "mqtt", run.MQTTAddr, "nats", run.NATSURL, "data", o.DataDir)
 	if o.OnReady != nil {
 		o.OnReady(run)

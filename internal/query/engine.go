@@ -19,6 +19,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -91,6 +92,9 @@ type Engine struct {
 // ErrNotReadOnly is returned for statements other than a single SELECT or EXPLAIN.
 var ErrNotReadOnly = errors.New("only a single read-only SELECT statement is allowed")
 
+// ErrSyntax is returned for a query the SQL parser rejects.
+var ErrSyntax = errors.New("syntax error")
+
 // Open starts an in-memory DuckDB over the lake.
 func Open(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, o Options) (*Engine, error) {
 	o.Lake.ApplyDefaults(o.DataDir)
@@ -134,7 +138,14 @@ func Open(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, o Op
 			allowed[i] = abs
 		}
 	}
+	// Every connection gets the zone schemas (idempotent) and the search path that makes an
+	// unqualified name a trusted table.
 	connector, err := duckdb.NewConnector("", func(ex driver.ExecerContext) error {
+		for _, z := range lake.Zones {
+			if _, err := ex.ExecContext(context.Background(), "CREATE SCHEMA IF NOT EXISTS "+ident(z), nil); err != nil {
+				return err
+			}
+		}
 		_, err := ex.ExecContext(context.Background(), "SET search_path = 'trusted,main'", nil)
 		return err
 	})
@@ -144,9 +155,6 @@ func Open(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, o Op
 	}
 	e.db = sql.OpenDB(connector)
 	setup := []string{}
-	for _, z := range lake.Zones {
-		setup = append(setup, fmt.Sprintf("CREATE SCHEMA IF NOT EXISTS %s", ident(z)))
-	}
 	if o.MemoryLimit != "" {
 		setup = append(setup, "SET memory_limit = "+literal(o.MemoryLimit))
 	}
@@ -259,8 +267,35 @@ func timeoutErr(ctx context.Context, lim Limits, err error) error {
 	return fmt.Errorf("running query: %w", err)
 }
 
-// checkReadOnly prepares the statement and accepts only a single SELECT or EXPLAIN.
+// checkReadOnly accepts only a single SELECT (optionally under EXPLAIN). DuckDB's own
+// parser decides: json_serialize_sql serialises SELECT statements only and lists every
+// statement of the text; the prepared statement's type is checked as well.
 func checkReadOnly(ctx context.Context, conn *sql.Conn, query string) error {
+	inner := strings.TrimSpace(query)
+	if len(inner) > 8 && strings.EqualFold(inner[:8], "EXPLAIN ") {
+		inner = inner[8:]
+	}
+	var js string
+	if err := conn.QueryRowContext(ctx, "SELECT CAST(json_serialize_sql(CAST(? AS VARCHAR)) AS VARCHAR)", inner).Scan(&js); err != nil {
+		return fmt.Errorf("parsing query: %w", err)
+	}
+	var parsed struct {
+		Error      bool              `json:"error"`
+		Type       string            `json:"error_type"`
+		Message    string            `json:"error_message"`
+		Statements []json.RawMessage `json:"statements"`
+	}
+	if err := json.Unmarshal([]byte(js), &parsed); err != nil {
+		return fmt.Errorf("parsing query: %w", err)
+	}
+	switch {
+	case parsed.Error && parsed.Type == "not implemented":
+		return ErrNotReadOnly
+	case parsed.Error:
+		return fmt.Errorf("%w: %s", ErrSyntax, parsed.Message)
+	case len(parsed.Statements) != 1:
+		return fmt.Errorf("%w: found %d statements", ErrNotReadOnly, len(parsed.Statements))
+	}
 	return conn.Raw(func(dc any) error {
 		c, ok := dc.(*duckdb.Conn)
 		if !ok {
@@ -268,9 +303,6 @@ func checkReadOnly(ctx context.Context, conn *sql.Conn, query string) error {
 		}
 		st, err := c.PrepareContext(ctx, query)
 		if err != nil {
-			if strings.Contains(err.Error(), "multiple statements") {
-				return fmt.Errorf("%w: found several statements", ErrNotReadOnly)
-			}
 			return fmt.Errorf("preparing query: %w", err)
 		}
 		defer st.Close()
@@ -290,6 +322,8 @@ func checkReadOnly(ctx context.Context, conn *sql.Conn, query string) error {
 func (e *Engine) Refresh(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	start := time.Now()
+	defer func() { e.log.Debug("refreshed lake views", "views", len(e.views), "took", time.Since(start)) }()
 	seen := map[string]bool{}
 	for _, z := range lake.Zones {
 		names, err := e.store.TableNames(ctx, z)

@@ -35,7 +35,7 @@ func (e *Engine) Handler(lim Limits) http.Handler {
 		}
 		res, err := e.Query(r.Context(), req.SQL, lim)
 		switch {
-		case errors.Is(err, ErrNotReadOnly):
+		case errors.Is(err, ErrNotReadOnly), errors.Is(err, ErrSyntax):
 			writeError(w, http.StatusBadRequest, err.Error())
 		case errors.Is(err, errDeadline(err)):
 			writeError(w, http.StatusGatewayTimeout, err.Error())
