@@ -285,7 +285,11 @@ func (d *Detector) New() (Streaming, error) {
 		if c.Seasonality < 2*d.Step {
 			return nil, fmt.Errorf("%w: seasonality %s must be at least two steps of %s", ErrInvalidParam, c.Seasonality, d.Step)
 		}
-		return NewStreamHoltWinters(c.Seasonality, d.Step, c.HoltWinters)
+		hw, err := NewStreamHoltWinters(c.Seasonality, d.Step, c.HoltWinters)
+		if err != nil {
+			return nil, err
+		}
+		return &bootstrapped{Streaming: hw, span: c.Seasonality}, nil
 	case "cv":
 		n, err := windowPoints(c.Window, d.Step)
 		if err != nil {
@@ -332,6 +336,27 @@ func (d *Detector) BaselineBytes() int64 {
 		return overhead + 16*(int64(c.Shift/d.Step)+1)
 	}
 	return overhead
+}
+
+// bootstrapped feeds the first span of a series (from its first observation) to a detector
+// without reporting scores: Holt-Winters' first season has no deviation behind it, so nearly
+// every point would lie outside the bands. It is Graphite's bootstrapInterval (one season here)
+// for a live series.
+type bootstrapped struct {
+	Streaming
+	span  time.Duration
+	first time.Time
+}
+
+func (b *bootstrapped) Observe(t time.Time, v []float64) (float64, bool) {
+	if b.first.IsZero() {
+		b.first = t
+	}
+	score, flag := b.Streaming.Observe(t, v)
+	if t.Sub(b.first) < b.span {
+		return 0, false
+	}
+	return score, flag
 }
 
 // Flag decides whether an observation is an anomaly: its score against the configured

@@ -110,3 +110,38 @@ func TestCompileDetectorsErrors(t *testing.T) {
 		t.Errorf("duplicate names: %v", errs)
 	}
 }
+
+// TestHoltWintersDetectorBootstrap: a holt-winters detector reports nothing during its first
+// season (which the bare recurrence flags nearly everywhere), then the recurrence's verdicts.
+func TestHoltWintersDetectorBootstrap(t *testing.T) {
+	ds, errs := CompileDetectors([]DetectorSpec{{Kind: "heart_rate", Value: "bpm", Method: "holt-winters",
+		Params: map[string]any{"seasonality": "10m", "step": "1m"}}}, fieldCheck)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	det, err := ds[0].New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := NewStreamHoltWinters(10*time.Minute, time.Minute, HoltWintersOptions{})
+	t0 := time.Unix(1_700_000_000, 0)
+	refFlags := 0
+	for i := range 30 {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		v := []float64{70 + float64(i%3)}
+		s, a := det.Observe(at, v)
+		rs, ra := ref.Observe(at, v)
+		if ra {
+			refFlags++
+		}
+		switch {
+		case i < 10 && (s != 0 || a):
+			t.Errorf("point %d in the bootstrap season: %g %v", i, s, a)
+		case i >= 10 && (s != rs || a != ra):
+			t.Errorf("point %d: %g %v, recurrence %g %v", i, s, a, rs, ra)
+		}
+	}
+	if refFlags == 0 {
+		t.Error("the bare recurrence flagged nothing; the test shows nothing")
+	}
+}
