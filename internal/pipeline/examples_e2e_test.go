@@ -85,20 +85,11 @@ func (env *lakeEnv) engineOptions() query.Options {
 	return query.Options{Lake: env.lake, DataDir: env.dataDir, Store: env.store}
 }
 
-// register records the files under dir as the crawled table zone.name.
-func (env *lakeEnv) register(tb testing.TB, zone, name, dir string, format catalog.Format) {
+// register crawls the files under dir into the table zone.name, as `pulselake catalog crawl`
+// does.
+func (env *lakeEnv) register(tb testing.TB, zone, name, dir string) {
 	tb.Helper()
-	ts, err := catalog.List(env.dataDir)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	abs, _ := filepath.Abs(dir)
-	ts = append(ts, catalog.Table{Zone: zone, Name: name, Location: abs, Format: format})
-	b, _ := json.Marshal(ts)
-	if err := os.MkdirAll(filepath.Dir(catalog.RegistryPath(env.dataDir)), 0o755); err != nil {
-		tb.Fatal(err)
-	}
-	if err := os.WriteFile(catalog.RegistryPath(env.dataDir), b, 0o644); err != nil {
+	if _, err := catalog.Crawl(context.Background(), env.dataDir, catalog.Options{Source: dir, Zone: zone, Name: name}); err != nil {
 		tb.Fatal(err)
 	}
 }
@@ -167,7 +158,7 @@ func (env *lakeEnv) generateStedi(tb testing.TB, customers int) string {
 		if err := os.Link(filepath.Join(src, f), filepath.Join(dir, f)); err != nil {
 			tb.Fatal(err)
 		}
-		env.register(tb, "landing", name, dir, catalog.FormatJSON)
+		env.register(tb, "landing", name, dir)
 	}
 	return src
 }
@@ -322,7 +313,7 @@ func TestDailyHealthExampleEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeDiary(t, filepath.Join(diaryDir, "diary.csv"), d)
-	env.register(t, "landing", "diary", diaryDir, catalog.FormatCSV)
+	env.register(t, "landing", "diary", diaryDir)
 
 	rep := env.run(t, "../../examples/daily-health/pipeline")
 	if err := rep.Err(); err != nil {
@@ -490,7 +481,6 @@ func TestIncrementalMerge(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	env.register(t, "landing", "events", src, catalog.FormatJSON)
 	// The model reads only the newest batch of the landing table, as a daily export would.
 	dir := writeModels(t, map[string]string{
 		"trusted.events.sql": "-- incremental: id\n-- expect: unique(id)\n" +
@@ -510,6 +500,7 @@ func TestIncrementalMerge(t *testing.T) {
 		}
 	}
 	writeBatch("1.json", first)
+	env.register(t, "landing", "events", src) // the second batch arrives later, uncrawled
 	rep := env.run(t, dir)
 	if err := rep.Err(); err != nil || rep.Models[0].Rows != 50 {
 		t.Fatalf("first run: %v rows %d", err, rep.Models[0].Rows)
