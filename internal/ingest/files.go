@@ -36,7 +36,8 @@ type FileResult struct {
 
 // Import reads files and directories (recursively) of readings and stores them like
 // readings sent over HTTP, with source "import". Formats, by extension: .ndjson/.jsonl
-// (one reading per line), .json (a reading or an array), .csv (see csvRecords). Files of
+// (one reading per line), .json (a reading or an array), .csv (see csvRecords), .hea (a WFDB
+// record, see wfdbRecords). Files of
 // other types in directories are skipped; named files of unknown type are an error.
 func (in *Ingester) Import(ctx context.Context, paths []string, o ImportOptions) ([]FileResult, error) {
 	if o.Chunk <= 0 {
@@ -82,6 +83,8 @@ func formatOfFile(path string) string {
 		return "json"
 	case ".csv":
 		return "csv"
+	case ".hea":
+		return "wfdb"
 	}
 	return ""
 }
@@ -162,8 +165,12 @@ func (in *Ingester) importFile(ctx context.Context, path string, o ImportOptions
 		if err := csvRecords(f, base, o.Subject, emit); err != nil {
 			return res, fmt.Errorf("importing %s: %w", path, err)
 		}
+	case "wfdb":
+		if err := wfdbRecords(path, o.Subject, emit); err != nil {
+			return res, fmt.Errorf("importing %s: %w", path, err)
+		}
 	default:
-		return res, fmt.Errorf("importing %s: unknown file type; want .ndjson, .jsonl, .json or .csv", path)
+		return res, fmt.Errorf("importing %s: unknown file type; want .ndjson, .jsonl, .json, .csv or a WFDB record's .hea", path)
 	}
 	return res, flush()
 }
