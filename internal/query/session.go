@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet/file"
@@ -51,6 +52,7 @@ func (e *Engine) NewSession(ctx context.Context) (*Session, error) {
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("creating staging folder: %w", err)
 	}
+	removeStale(root, time.Now().Add(-staleStage))
 	stage, err := os.MkdirTemp(root, "session-")
 	if err != nil {
 		return nil, fmt.Errorf("creating staging folder: %w", err)
@@ -280,4 +282,21 @@ func splitTable(name string) (zone, tbl string, err error) {
 		return "", "", fmt.Errorf("table %q: want zone.table with zone one of %s", name, strings.Join(lake.Zones, ", "))
 	}
 	return zone, tbl, nil
+}
+
+// staleStage is the age after which the staging folder of a session that never closed (its
+// process was killed) is removed.
+const staleStage = 24 * time.Hour
+
+func removeStale(root string, before time.Time) {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return
+	}
+	for _, en := range entries {
+		info, err := en.Info()
+		if err == nil && strings.HasPrefix(en.Name(), "session-") && info.ModTime().Before(before) {
+			_ = os.RemoveAll(filepath.Join(root, en.Name()))
+		}
+	}
 }

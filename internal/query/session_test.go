@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pulselake/pulselake/internal/lake"
 	"github.com/pulselake/pulselake/internal/pipeline"
@@ -136,5 +139,31 @@ func TestSessionAppendAndErrors(t *testing.T) {
 	}
 	if ok, _ := s.Exists(ctx, "curated.x"); ok {
 		t.Fatal("a failed write created its table")
+	}
+}
+
+func TestSessionRemovesStaleStaging(t *testing.T) {
+	e := testEngine(t)
+	root := filepath.Join(e.o.CacheDir, "pipeline")
+	old, recent := filepath.Join(root, "session-old"), filepath.Join(root, "session-recent")
+	for _, d := range []string{old, recent} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	long := time.Now().Add(-2 * staleStage)
+	if err := os.Chtimes(old, long, long); err != nil {
+		t.Fatal(err)
+	}
+	s := testSession(t, e)
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Fatalf("stale staging folder kept: %v", err)
+	}
+	if _, err := os.Stat(recent); err != nil {
+		t.Fatalf("another session's staging folder removed: %v", err)
+	}
+	s.Close()
+	if _, err := os.Stat(s.stage); !os.IsNotExist(err) {
+		t.Fatalf("own staging folder kept after Close: %v", err)
 	}
 }
