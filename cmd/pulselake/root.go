@@ -70,6 +70,7 @@ func newRootCmd(g *globals) *cobra.Command {
 		newECGCmd(g),
 		newDetectCmd(g),
 		newQueryCmd(g),
+		newEraseCmd(g),
 		newCatalogCmd(g),
 		newPipelineCmd(g),
 		newReportCmd(g),

@@ -255,6 +255,9 @@ func (s *Store) commitAppend(ctx context.Context, zone, name string, t *table.Ta
 		}
 	}
 	if err := tx.Append(ctx, rdr, snapProps); err != nil {
+		// The cached handle may name a snapshot that another process expired (erase,
+		// compaction) and whose manifests are gone: reload on the next attempt.
+		s.forget(key)
 		return nil, fmt.Errorf("appending to %s: %w", key, err)
 	}
 	nt, err := tx.Commit(ctx)
