@@ -223,3 +223,69 @@ func ecgWait(t *testing.T, limit time.Duration, what string, ok func() bool) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// BenchmarkStreamingECG measures serve's streaming classification: ecg_beat readings posted
+// over HTTP in batches of 1000 until every beat's prediction is stored in the stream
+// (pulselake_ecg_beats_total). The reference sub-benchmark posts the same readings to a serve
+// with classification off (ingest alone).
+func BenchmarkStreamingECG(b *testing.B) {
+	beats, err := excerpt.DemoBeats()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, on := range []bool{false, true} {
+		name := "ingest-only"
+		if on {
+			name = "classified"
+		}
+		b.Run(name, func(b *testing.B) {
+			cfg := config.Default()
+			cfg.ECG.Enabled = &on
+			srv := startServerWith(b, b.TempDir(), cfg)
+			defer srv.stop()
+			start := time.Now().UTC().Add(-time.Hour)
+			var lines [][]byte
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				bt := beats[i%len(beats)]
+				samples, _ := json.Marshal(bt.Samples)
+				lines = append(lines, fmt.Appendf(nil, `{"subject":"p","device":"bench-%d","kind":"ecg_beat","time":%q,"values":{"samples":%s}}`,
+					i%100, start.Add(time.Duration(i)*time.Millisecond).Format(time.RFC3339Nano), samples))
+				if len(lines) == 1000 || i == b.N-1 {
+					if code, body := postNDJSON(b, srv.HTTPURL, adminToken, lines); code != http.StatusAccepted {
+						b.Fatalf("post: %d %v", code, body)
+					}
+					lines = lines[:0]
+				}
+			}
+			if on {
+				deadline := time.Now().Add(10 * time.Minute)
+				for classified(b, srv) < float64(b.N) {
+					if time.Now().After(deadline) {
+						b.Fatalf("%v of %d beats classified", classified(b, srv), b.N)
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "beats/s")
+		})
+	}
+}
+
+// classified is the sum of pulselake_ecg_beats_total.
+func classified(b *testing.B, srv *server) float64 {
+	mfs, err := srv.Gatherer.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == "pulselake_ecg_beats_total" {
+			for _, m := range mf.GetMetric() {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return n
+}

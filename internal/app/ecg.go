@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -150,8 +151,11 @@ func (p *ecgPart) run(ctx context.Context) error {
 			p.n.log.Warn("ecg: reading from the ingest stream", "err", err)
 			continue
 		}
-		if msg.Subject() == own {
-			_ = msg.Ack() // our own predictions: never classified again
+		// Our own predictions are never classified again; messages without ECG readings are
+		// skipped without decoding (readings in the envelope are in normalized form, so an
+		// ecg or ecg_beat reading always contains this text).
+		if msg.Subject() == own || !bytes.Contains(msg.Data(), []byte(`"kind":"ecg`)) {
+			_ = msg.Ack()
 			continue
 		}
 		p.handle(ctx, msg, parser)
