@@ -17,7 +17,8 @@ import (
 // does not exist, and its schema becomes the schema of rdr (columns the records lack are
 // dropped, new ones added, changed types replaced, order as in rdr); the schema change is
 // part of the same commit. props are recorded in the snapshot summary. It returns the table
-// as committed. On error nothing changed.
+// as committed. On error nothing changed. Tables the lake writer fills from the ingest stream
+// (landing, trusted.<kind>, quarantine) are refused.
 func (s *Store) Replace(ctx context.Context, zone, name string, rdr array.RecordReader, props iceberg.Properties) (*table.Table, error) {
 	return s.write(ctx, zone, name, rdr, props, true)
 }
@@ -47,6 +48,9 @@ func (s *Store) write(ctx context.Context, zone, name string, rdr array.RecordRe
 	}
 	if err != nil {
 		return nil, fmt.Errorf("writing %s: %w", key, err)
+	}
+	if streamSeq(t) > 0 {
+		return nil, fmt.Errorf("writing %s: the lake writer fills this table from the ingest stream; write the result to a table of another name", key)
 	}
 	tx := t.NewTransaction()
 	reorder, err := conformSchema(tx, t.Schema(), want, replace)

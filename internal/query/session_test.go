@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/iceberg-go"
+
 	"github.com/pulselake/pulselake/internal/lake"
 	"github.com/pulselake/pulselake/internal/pipeline"
 )
@@ -118,7 +120,10 @@ func TestSessionAppendAndErrors(t *testing.T) {
 	if err := s.Append(ctx, "ops.log", "SELECT 9 AS n, 'more' AS what, true AS extra"); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := rowsOf(t, e, "SELECT * FROM ops.log ORDER BY n"), "n,what,extra\n0,run,<nil>\n1,run,<nil>\n2,run,<nil>\n9,more,true\n"; got != want {
+	if err := s.Append(ctx, "ops.log", "SELECT 'less' AS what, 10 AS n"); err != nil { // a subset, another order
+		t.Fatal(err)
+	}
+	if got, want := rowsOf(t, e, "SELECT * FROM ops.log ORDER BY n"), "n,what,extra\n0,run,<nil>\n1,run,<nil>\n2,run,<nil>\n9,more,true\n10,less,<nil>\n"; got != want {
 		t.Fatalf("appended:\n%s\nwant\n%s", got, want)
 	}
 	cases := map[string]struct{ table, q, want string }{
@@ -165,5 +170,35 @@ func TestSessionRemovesStaleStaging(t *testing.T) {
 	s.Close()
 	if _, err := os.Stat(s.stage); !os.IsNotExist(err) {
 		t.Fatalf("own staging folder kept after Close: %v", err)
+	}
+}
+
+func TestSessionRefusesStreamTables(t *testing.T) {
+	ctx := context.Background()
+	e := testEngine(t)
+	s := testSession(t, e)
+	if err := s.Append(ctx, "trusted.heart_rate", "SELECT 'p1' AS subject, 60.0 AS bpm"); err != nil {
+		t.Fatal(err)
+	}
+	// Mark the table as the lake writer does when it commits readings from the stream.
+	tbl, err := e.Store().Load(ctx, "trusted", "heart_rate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx := tbl.NewTransaction()
+	if err := tx.SetProperties(iceberg.Properties{lake.PropStreamSeq: "42"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, write := range []func(context.Context, string, string) error{s.Replace, s.Append} {
+		err := write(ctx, "trusted.heart_rate", "SELECT 'p2' AS subject, 70.0 AS bpm")
+		if err == nil || !strings.Contains(err.Error(), "the lake writer fills this table") {
+			t.Fatalf("write to a stream table: %v", err)
+		}
+	}
+	if got := rowsOf(t, e, "SELECT subject FROM trusted.heart_rate"); got != "subject\np1\n" {
+		t.Fatalf("stream table changed: %s", got)
 	}
 }
