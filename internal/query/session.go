@@ -67,7 +67,7 @@ func (e *Engine) NewSession(ctx context.Context) (*Session, error) {
 
 // OpenSession opens a session on an engine of its own, so that it sees the lake and the
 // crawled tables as they are now (an engine allows DuckDB to read only the folders of
-// tables registered when it opened). o.Store is shared, not closed. Close closes the engine.
+// tables registered when it opened). Close closes that engine; o.Store, if given, stays open.
 func OpenSession(ctx context.Context, log *slog.Logger, o Options) (*Session, error) {
 	e, err := Open(ctx, log, nil, o)
 	if err != nil {
