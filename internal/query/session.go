@@ -30,7 +30,9 @@ const MaxSessionRows = 100000
 // Close. Lake tables are the engine's views (zone.table at the current snapshot); Replace
 // and Append write a query's result into an Iceberg table without passing rows through Go
 // one by one: DuckDB writes the result as a Parquet file into a staging folder, which is read
-// back as Arrow record batches and committed with iceberg-go. A Session is not safe for
+// back as Arrow record batches and committed with iceberg-go (duckdb-go's own Arrow interface
+// is compiled only with the duckdb_arrow build tag, which a plain go build does not set; the
+// staged file costs one extra write of the result). A Session is not safe for
 // concurrent use; several sessions of one engine may run at once.
 type Session struct {
 	e     *Engine
