@@ -29,3 +29,7 @@ go test ./internal/ecg -run '^$' -bench . -benchtime 2s -cpu 1 -count=1 | tee "$
 # Beats without RR features (ecg_beat readings): the shape-only model, both splits.
 "$pl" ecg eval --records "$data" --split random --test-share 0.2 --seed 1 --without-rr | tee "$out/random-norr.txt"
 "$pl" ecg eval --records "$data" --split records --folds 5 --seed 1 --without-rr | tee "$out/records-norr.txt"
+
+# Streaming classification in serve: ecg_beat readings over HTTP until every prediction is
+# stored, against ingest alone (classification off) in the same run.
+go test ./e2e -run '^$' -bench StreamingECG -benchtime 20000x -count 2 | tee "$out/streaming.txt"

@@ -36,7 +36,7 @@ type Config struct {
 	// detector) is kept (default 10000); the least recently seen is evicted beyond it.
 	MaxDevices int `yaml:"max_devices"`
 	// MaxStreams bounds the devices sending raw `ecg` samples whose QRS detector state is kept
-	// (default 1000, about 60 KB each at 360 Hz).
+	// (default 1000, about 75 KB each at 360 Hz).
 	MaxStreams int `yaml:"max_streams"`
 	// IdleTimeout evicts the state of devices not heard from for this long (default 10m).
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
