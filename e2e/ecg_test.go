@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -288,4 +290,95 @@ func classified(b *testing.B, srv *server) float64 {
 		}
 	}
 	return n
+}
+
+// TestStreamingECGKServe runs serve with an external model server speaking the KServe v2
+// REST API (here an HTTP server wrapping the built-in model): beats posted while the server
+// answers 503 stay in the stream and are classified once it recovers.
+func TestStreamingECGKServe(t *testing.T) {
+	m, err := ecg.DefaultModel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var down atomic.Bool
+	var requests atomic.Int64
+	down.Store(true)
+	v2 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/v2/models/ecg-gbt/ready":
+			return
+		case r.URL.Path != "/v2/models/ecg-gbt/infer" || r.Method != http.MethodPost:
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		requests.Add(1)
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte(`{"error":"model loading"}`))
+			return
+		}
+		var req struct {
+			Inputs []struct {
+				Shape []int     `json:"shape"`
+				Data  []float64 `json:"data"`
+			} `json:"inputs"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || len(req.Inputs) != 1 || len(req.Inputs[0].Shape) != 2 {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		n, width := req.Inputs[0].Shape[0], req.Inputs[0].Shape[1]
+		out := make([]float64, 0, n*ecg.NumClasses)
+		for i := 0; i < n; i++ {
+			row := req.Inputs[0].Data[i*width : (i+1)*width]
+			var rr ecg.RRFeatures
+			if width == ecg.WindowLen+4 {
+				rr = ecg.RRFeatures{Pre: row[187], Post: row[188], Local: row[189], Average: row[190]}
+			}
+			p := m.Classify(row[:ecg.WindowLen], rr)
+			out = append(out, p.Probs[:]...)
+		}
+		json.NewEncoder(w).Encode(map[string]any{"model_name": "ecg-gbt",
+			"outputs": []map[string]any{{"name": "probs", "shape": []int{n, ecg.NumClasses}, "datatype": "FP32", "data": out}}})
+	}))
+	defer v2.Close()
+
+	cfg := config.Default()
+	cfg.Lake.FlushInterval = time.Second
+	cfg.ECG.KServeURL, cfg.ECG.KServeModel = v2.URL, "ecg-gbt"
+	srv := startServerWith(t, t.TempDir(), cfg)
+	defer srv.stop()
+
+	beats, err := excerpt.DemoBeats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now().UTC().Add(-time.Minute)
+	var lines [][]byte
+	for i := 0; i < 40; i++ {
+		b := beats[i*9]
+		samples, _ := json.Marshal(b.Samples)
+		lines = append(lines, fmt.Appendf(nil, `{"subject":"p","device":"kserve-1","kind":"ecg_beat","time":%q,"values":{"samples":%s,"label":%q}}`,
+			start.Add(time.Duration(i)*time.Second).Format(time.RFC3339Nano), samples, b.Class.String()))
+	}
+	if code, body := postNDJSON(t, srv.HTTPURL, adminToken, lines); code != http.StatusAccepted {
+		t.Fatalf("post: %d %v", code, body)
+	}
+	ecgWait(t, 30*time.Second, "a request to the model server", func() bool { return requests.Load() > 0 })
+	down.Store(false)
+	var rows [][]any
+	ecgWait(t, 60*time.Second, "ops.predictions rows from the model server", func() bool {
+		body, _ := json.Marshal(map[string]string{"sql": `SELECT count(*), count(*) FILTER (WHERE class = label), min(model) FROM ops.predictions`})
+		code, resp := post(t, srv.HTTPURL+"/v1/query", adminToken, "application/json", body)
+		if code != http.StatusOK {
+			return false
+		}
+		for _, r := range resp["rows"].([]any) {
+			rows = append(rows[:0], r.([]any))
+		}
+		return len(rows) == 1 && rows[0][0] == 40.0
+	})
+	if r := rows[0]; r[1].(float64) < 36 || r[2] != "kserve:ecg-gbt" {
+		t.Errorf("predictions via the model server: %v (count, matching the label, model)", r)
+	}
 }
