@@ -28,16 +28,17 @@ fi
 # does not build.
 bin="$work/pulselake"
 if (cd "$repo" && go build -o "$bin" ./cmd/pulselake) 2>"$work/build.log"; then
-	detect() { "$bin" detect "$@"; }
+	detect_cmd=("$bin" detect)
 	echo "using: pulselake detect ($(cd "$repo" && git rev-parse --short HEAD))"
 else
 	echo "pulselake does not build here (see below); using bench/anomaly/detect, the same code path" >&2
 	head -5 "$work/build.log" >&2
 	(cd "$repo" && go build -o "$work/detect" ./bench/anomaly/detect)
-	detect() { "$work/detect" "$@"; }
+	detect_cmd=("$work/detect")
 fi
-export -f detect 2>/dev/null || true
+detect() { "${detect_cmd[@]}" "$@"; }
 
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) CPUs; $(date -u +%F)"
 echo "python: $(/usr/bin/python3 -c 'import sklearn, numpy, sys; print("scikit-learn", sklearn.__version__, "numpy", numpy.__version__, "python", sys.version.split()[0])')"
 
@@ -55,15 +56,26 @@ done
 GOMAXPROCS=1 detect --method holt-winters --input "$work/fitbit-gaps.csv" --output "$work/fitbit-gaps.hw.csv"
 
 # Timing: fit + score on $rows rows, single-threaded, end to end for Go (read CSV, fit, score,
-# write CSV).
-start=$(date +%s.%N)
-GOMAXPROCS=1 detect --method iforest --set contamination=0.08 --set seed=1 \
+# write CSV). Wall and CPU (user + system) seconds: on a shared machine CPU time is the steadier.
+TIMEFORMAT='%R %U %S'
+timed() { # runs "$@", sets wall and cpu
+	local t="$work/time" u s
+	{ time "$@"; } 2>"$t"
+	read -r wall u s < <(tail -1 "$t")
+	cpu=$(echo "$u + $s" | bc -l)
+}
+timed env GOMAXPROCS=1 "${detect_cmd[@]}" --method iforest --set contamination=0.08 --set seed=1 \
 	--input "$work/big.csv" --output "$work/big.go.csv"
-end=$(date +%s.%N)
-go_secs=$(echo "$end - $start" | bc -l)
-start=$(date +%s.%N)
-GOMAXPROCS=1 detect --method holt-winters --input "$work/big.csv" --output "$work/big.hw.csv"
-end=$(date +%s.%N)
-hw_secs=$(echo "$end - $start" | bc -l)
+go_secs=$wall go_cpu=$cpu
+timed env GOMAXPROCS=1 "${detect_cmd[@]}" --method holt-winters --input "$work/big.csv" --output "$work/big.hw.csv"
+hw_secs=$wall hw_cpu=$cpu
 
-/usr/bin/python3 "$here/compare.py" compare --work "$work" --go-seconds "$go_secs" --go-hw-seconds "$hw_secs" --rows "$rows"
+# Library speed, single-threaded, in the same run: Isolation Forest fit + score_samples on 1M
+# rows in memory, Holt-Winters (with bands and aberration) on 1M points.
+echo
+echo "## go test -bench (GOMAXPROCS=1)"
+(cd "$repo" && GOMAXPROCS=1 go test ./internal/anomaly -run '^$' -bench 'IForestFitScore1M|HoltWinters$' -benchtime 3x) |
+	grep -E '^Benchmark'
+
+OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 /usr/bin/python3 "$here/compare.py" compare --work "$work" --rows "$rows" \
+	--go-seconds "$go_secs" --go-cpu-seconds "$go_cpu" --go-hw-seconds "$hw_secs" --go-hw-cpu-seconds "$hw_cpu"
