@@ -170,7 +170,7 @@ func athenaExternal(b *strings.Builder, t Table, loc string) {
 	}
 	if len(t.Partitions) > 0 {
 		b.WriteString("\n-- Load the k=v partitions (run again after new partition folders appear),\n")
-		b.WriteString("-- or set partition projection properties on the table instead:\n")
+		b.WriteString("-- or use partition projection instead (docs/catalog.md):\n")
 		fmt.Fprintf(b, "MSCK REPAIR TABLE %s;\n", name)
 	}
 }
