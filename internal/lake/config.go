@@ -18,6 +18,7 @@ const (
 	DefaultTargetFileSize  = 128 << 20
 	DefaultDedupDays       = 3
 	DefaultFetchBatch      = 512
+	DefaultFetchBytes      = 8 << 20
 )
 
 // Config is the `lake:` section of the configuration file. Zero values take the documented

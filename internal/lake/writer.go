@@ -6,13 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/iceberg-go/table"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/stream"
@@ -33,8 +36,11 @@ type Options struct {
 	Registry *reading.Registry
 	// Store is an open store; nil opens one from Config (and closes it when Run returns).
 	Store *Store
-	// FetchBatch is how many stream messages one fetch asks for. Default 512.
+	// FetchBatch is how many stream messages one fetch asks for at most. Default 512.
 	FetchBatch int
+	// FetchBytes bounds the bytes one fetch asks for (a batch envelope can be megabytes).
+	// Default 8 MiB.
+	FetchBytes int
 }
 
 // Writer consumes the ingest stream into the lake. Create it with New, drive it with Run,
@@ -44,13 +50,19 @@ type Writer struct {
 	o        Options
 	store    *Store
 	ownStore bool
-	parser   *reading.Parser
+	parsers  []*reading.Parser // one per decode worker
 	m        *metrics
 
 	stopOnce sync.Once
 	stop     chan struct{}
 
-	index map[string]*kindIndex // identity index per kind (Run goroutine only)
+	index   map[string]*kindIndex    // identity index per kind (Run goroutine only)
+	trusted map[string]*trustedTable // table name and columns per kind (Run goroutine only)
+}
+
+type trustedTable struct {
+	name string
+	cols []Column
 }
 
 type metrics struct {
@@ -98,8 +110,15 @@ func New(log *slog.Logger, reg prometheus.Registerer, o Options) (*Writer, error
 	if o.FetchBatch <= 0 {
 		o.FetchBatch = DefaultFetchBatch
 	}
-	return &Writer{log: log, o: o, store: o.Store, parser: reading.NewParser(o.Registry), m: newMetrics(reg),
-		stop: make(chan struct{}), index: map[string]*kindIndex{}}, nil
+	if o.FetchBytes <= 0 {
+		o.FetchBytes = DefaultFetchBytes
+	}
+	parsers := make([]*reading.Parser, runtime.GOMAXPROCS(0))
+	for i := range parsers {
+		parsers[i] = reading.NewParser(o.Registry)
+	}
+	return &Writer{log: log, o: o, store: o.Store, parsers: parsers, m: newMetrics(reg),
+		stop: make(chan struct{}), index: map[string]*kindIndex{}, trusted: map[string]*trustedTable{}}, nil
 }
 
 // Stop asks Run to stop taking messages, flush what it holds and return. It does not wait;
@@ -169,7 +188,9 @@ func (w *Writer) Run(ctx context.Context) error {
 			wait = 200 * time.Millisecond
 		}
 		fetched := len(buf)
-		batch, err := cons.Fetch(w.o.FetchBatch, jetstream.FetchMaxWait(wait))
+		// Fetch by bytes (bounded client memory; big envelopes never overrun the connection's
+		// pending limits) and by count.
+		batch, err := cons.FetchBytes(w.o.FetchBytes, jetstream.FetchMaxWait(wait))
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -200,7 +221,7 @@ func (w *Writer) Run(ctx context.Context) error {
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			w.log.Debug("fetch ended", "err", err)
 		}
-		if draining && len(buf) == fetched {
+		if draining && len(buf) == fetched && w.delivered(ctx, cons) {
 			if len(buf) > 0 {
 				if err := flush(); err != nil {
 					return fmt.Errorf("final lake flush: %w", err)
@@ -218,6 +239,19 @@ func (w *Writer) Run(ctx context.Context) error {
 			nextCompact = time.Now().Add(cfg.CompactInterval)
 		}
 	}
+}
+
+// delivered reports whether the consumer has been handed every message of the stream (so
+// that a draining writer may stop). It says yes when the stream cannot be asked.
+func (w *Writer) delivered(ctx context.Context, cons jetstream.Consumer) bool {
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	info, err := cons.Info(ictx)
+	if err != nil {
+		w.log.Warn("asking the stream what is left to write", "err", err)
+		return true
+	}
+	return info.NumPending == 0
 }
 
 // consumer returns the durable consumer, re-created at the ack floor when messages were
@@ -336,38 +370,42 @@ func (w *Writer) flush(ctx context.Context, msgs []jetstream.Msg) (err error) {
 			w.index = map[string]*kindIndex{} // may hold identities of rows not committed
 		}
 	}()
+	batches, seqs, err := w.decode(msgs)
+	if err != nil {
+		return err
+	}
 	var maxSeq uint64
 	dups := 0
-	for _, m := range msgs {
-		meta, err := m.Metadata()
-		if err != nil {
-			return fmt.Errorf("reading message metadata: %w", err)
-		}
-		seq := meta.Sequence.Stream
-		maxSeq = max(maxSeq, seq)
-		b, err := stream.Decode(m.Data(), w.parser)
-		if err != nil {
-			w.log.Error("quarantining a stream message that is not a batch envelope", "seq", seq, "err", err)
-			b = stream.Batch{Source: "unknown", Received: meta.Timestamp, Entries: []stream.Entry{{
-				Errors: reading.Errors{{Code: "invalid-envelope", Message: err.Error()}}, Raw: m.Data()}}}
-		}
-		n, err := w.addBatch(f, &b, seq)
+	for i := range batches {
+		maxSeq = max(maxSeq, seqs[i])
+		n, err := w.addBatch(f, &batches[i], seqs[i])
 		if err != nil {
 			return err
 		}
 		dups += n
 	}
+	built := time.Since(start)
+	// Tables commit in parallel (each writes its own Parquet files; the catalog serialises
+	// the metadata swaps). A table that fails leaves the messages unacknowledged; the
+	// tables that committed skip them on redelivery by their watermark.
+	var g errgroup.Group
+	g.SetLimit(runtime.GOMAXPROCS(0))
 	for _, p := range f.order {
 		if p.rows == 0 {
 			continue
 		}
-		rec := p.rb.record()
-		_, err := w.store.commitAppend(ctx, p.zone, p.name, p.t, []arrow.RecordBatch{rec}, maxSeq)
-		rec.Release()
-		if err != nil {
-			return err
-		}
-		w.m.rows.WithLabelValues(p.zone).Add(float64(p.rows))
+		g.Go(func() error {
+			rec := p.rb.record()
+			defer rec.Release()
+			if _, err := w.store.commitAppend(ctx, p.zone, p.name, p.t, []arrow.RecordBatch{rec}, maxSeq); err != nil {
+				return err
+			}
+			w.m.rows.WithLabelValues(p.zone).Add(float64(p.rows))
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	for _, m := range msgs {
 		if err := m.Ack(); err != nil {
@@ -375,12 +413,43 @@ func (w *Writer) flush(ctx context.Context, msgs []jetstream.Msg) (err error) {
 			w.log.Warn("acknowledging a stream message", "err", err)
 		}
 	}
+	w.log.Debug("lake flush committed", "messages", len(msgs), "tables", len(f.order), "duplicates", dups, "built", built, "took", time.Since(start))
 	w.m.duplicates.Add(float64(dups))
 	w.m.commits.Inc()
 	w.m.commitDur.Observe(time.Since(start).Seconds())
 	w.m.lastCommit.SetToCurrentTime()
 	w.trimIndex()
 	return nil
+}
+
+// decode decodes the messages' envelopes on every core (each worker with its own parser).
+// A message that is not an envelope becomes a one-entry batch for the quarantine zone.
+func (w *Writer) decode(msgs []jetstream.Msg) ([]stream.Batch, []uint64, error) {
+	batches := make([]stream.Batch, len(msgs))
+	seqs := make([]uint64, len(msgs))
+	var next atomic.Int64
+	var g errgroup.Group
+	for _, p := range w.parsers {
+		g.Go(func() error {
+			for i := int(next.Add(1) - 1); i < len(msgs); i = int(next.Add(1) - 1) {
+				m := msgs[i]
+				meta, err := m.Metadata()
+				if err != nil {
+					return fmt.Errorf("reading message metadata: %w", err)
+				}
+				seqs[i] = meta.Sequence.Stream
+				b, err := stream.Decode(m.Data(), p)
+				if err != nil {
+					w.log.Error("quarantining a stream message that is not a batch envelope", "seq", seqs[i], "err", err)
+					b = stream.Batch{Source: "unknown", Received: meta.Timestamp, Entries: []stream.Entry{{
+						Errors: reading.Errors{{Code: "invalid-envelope", Message: err.Error()}}, Raw: m.Data()}}}
+				}
+				batches[i] = b
+			}
+			return nil
+		})
+	}
+	return batches, seqs, g.Wait()
 }
 
 func (w *Writer) addBatch(f *flushState, b *stream.Batch, seq uint64) (dups int, err error) {
@@ -445,7 +514,12 @@ func (w *Writer) addBatch(f *flushState, b *stream.Batch, seq uint64) (dups int,
 		if !ok {
 			return dups, fmt.Errorf("batch %d holds a reading of kind %q this server does not know", seq, r.Kind)
 		}
-		tr, err := f.table(ZoneTrusted, TableName(kind.Name), TrustedColumns(kind), ColTime)
+		tc := w.trusted[kind.Name]
+		if tc == nil {
+			tc = &trustedTable{name: TableName(kind.Name), cols: TrustedColumns(kind)}
+			w.trusted[kind.Name] = tc
+		}
+		tr, err := f.table(ZoneTrusted, tc.name, tc.cols, ColTime)
 		if err != nil {
 			return dups, err
 		}

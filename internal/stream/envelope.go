@@ -55,14 +55,6 @@ type envelopeHeader struct {
 	Token    string    `json:"token,omitempty"`
 }
 
-type envelopeEntry struct {
-	ID      string          `json:"id,omitempty"`
-	Reading json.RawMessage `json:"reading,omitempty"`
-	Errors  reading.Errors  `json:"errors,omitempty"`
-	Raw     json.RawMessage `json:"raw,omitempty"`
-	RawText *string         `json:"raw_text,omitempty"`
-	Origin  string          `json:"origin,omitempty"`
-}
 
 // Encode appends the envelope encoding of b to dst.
 func (b *Batch) Encode(dst []byte) []byte {
@@ -128,28 +120,180 @@ func Decode(data []byte, p *reading.Parser) (Batch, error) {
 		if len(line) == 0 {
 			continue
 		}
-		var ee envelopeEntry
-		if err := json.Unmarshal(line, &ee); err != nil {
+		e, err := decodeEntry(line, p)
+		if err != nil {
 			return Batch{}, fmt.Errorf("%w: entry %d: %v", ErrBadEnvelope, len(b.Entries), err)
-		}
-		e := Entry{Errors: ee.Errors, Raw: ee.Raw, Origin: ee.Origin}
-		if ee.RawText != nil {
-			e.Raw = []byte(*ee.RawText)
-		}
-		if ee.Reading != nil {
-			r, errs := p.Parse(ee.Reading)
-			if errs != nil {
-				return Batch{}, fmt.Errorf("%w: entry %d: decoding reading: %v", ErrBadEnvelope, len(b.Entries), errs)
-			}
-			id, err := reading.ParseID(ee.ID)
-			if err != nil {
-				return Batch{}, fmt.Errorf("%w: entry %d: %v", ErrBadEnvelope, len(b.Entries), err)
-			}
-			e.Reading, e.Identity = &r, id
 		}
 		b.Entries = append(b.Entries, e)
 	}
 	return b, nil
+}
+
+// decodeEntry decodes one entry line. The line is split into its members without building
+// a document (the lake writer decodes every stored reading, so this is on its hot path);
+// the reading is parsed straight from its bytes and raw is kept byte for byte.
+func decodeEntry(line []byte, p *reading.Parser) (Entry, error) {
+	var (
+		e          Entry
+		id, rd     []byte
+		rawText    []byte
+		hasReading bool
+	)
+	err := eachMember(line, func(key, val []byte) error {
+		switch string(key) {
+		case "id":
+			id = val
+		case "reading":
+			rd, hasReading = val, true
+		case "errors":
+			return json.Unmarshal(val, &e.Errors)
+		case "origin":
+			return json.Unmarshal(val, &e.Origin)
+		case "raw":
+			e.Raw = val
+		case "raw_text":
+			rawText = val
+		}
+		return nil
+	})
+	if err != nil {
+		return Entry{}, err
+	}
+	if e.Raw == nil && rawText == nil {
+		return Entry{}, errors.New("entry without raw or raw_text")
+	}
+	if rawText != nil {
+		var s string
+		if err := json.Unmarshal(rawText, &s); err != nil {
+			return Entry{}, fmt.Errorf("raw_text: %v", err)
+		}
+		e.Raw = []byte(s)
+	}
+	if hasReading {
+		r, errs := p.Parse(rd)
+		if errs != nil {
+			return Entry{}, fmt.Errorf("decoding reading: %v", errs)
+		}
+		if len(id) < 2 || id[0] != '"' {
+			return Entry{}, errors.New("reading without an id")
+		}
+		ident, err := reading.ParseID(string(id[1 : len(id)-1]))
+		if err != nil {
+			return Entry{}, err
+		}
+		e.Reading, e.Identity = &r, ident
+	}
+	return e, nil
+}
+
+// eachMember calls f with the key (unquoted; keys of envelope entries have no escapes) and
+// the raw value bytes of every member of the JSON object obj, in order.
+func eachMember(obj []byte, f func(key, val []byte) error) error {
+	i := skipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return errors.New("entry is not a JSON object")
+	}
+	i = skipSpace(obj, i+1)
+	if i < len(obj) && obj[i] == '}' {
+		if skipSpace(obj, i+1) != len(obj) {
+			return fmt.Errorf("unexpected data after the object at byte %d", i+1)
+		}
+		return nil
+	}
+	for {
+		if i >= len(obj) || obj[i] != '"' {
+			return fmt.Errorf("expected a key at byte %d", i)
+		}
+		end, err := skipValue(obj, i)
+		if err != nil {
+			return err
+		}
+		key := obj[i+1 : end-1]
+		i = skipSpace(obj, end)
+		if i >= len(obj) || obj[i] != ':' {
+			return fmt.Errorf("expected ':' at byte %d", i)
+		}
+		i = skipSpace(obj, i+1)
+		end, err = skipValue(obj, i)
+		if err != nil {
+			return err
+		}
+		if err := f(key, obj[i:end]); err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		i = skipSpace(obj, end)
+		if i >= len(obj) {
+			return errors.New("unterminated object")
+		}
+		switch obj[i] {
+		case ',':
+			i = skipSpace(obj, i+1)
+		case '}':
+			if skipSpace(obj, i+1) != len(obj) {
+				return fmt.Errorf("unexpected data after the object at byte %d", i+1)
+			}
+			return nil
+		default:
+			return fmt.Errorf("expected ',' or '}' at byte %d", i)
+		}
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the end of the JSON value starting at b[i]: strings honour escapes,
+// objects and arrays nest; scalars end at the next delimiter. Values are validated where
+// they are used (the reading by its parser, the rest by encoding/json).
+func skipValue(b []byte, i int) (int, error) {
+	if i >= len(b) {
+		return 0, errors.New("missing value")
+	}
+	switch b[i] {
+	case '"':
+		for j := i + 1; j < len(b); j++ {
+			switch b[j] {
+			case '\\':
+				j++
+			case '"':
+				return j + 1, nil
+			}
+		}
+		return 0, errors.New("unterminated string")
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				end, err := skipValue(b, j)
+				if err != nil {
+					return 0, err
+				}
+				j = end - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1, nil
+				}
+			}
+		}
+		return 0, errors.New("unterminated object or array")
+	default:
+		j := i
+		for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\n' && b[j] != '\t' && b[j] != '\r' {
+			j++
+		}
+		if j == i {
+			return 0, fmt.Errorf("unexpected %q at byte %d", b[i], i)
+		}
+		return j, nil
+	}
 }
 
 func truncate(b []byte) []byte {
