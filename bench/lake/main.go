@@ -4,15 +4,17 @@
 //   - write: readings already stored in the ingest stream (batch envelopes of 1,000) are
 //     consumed by the lake writer into Iceberg tables (Parquet, zstd); readings/s from the
 //     first fetch to the last commit.
+//
 //   - query: a daily per-device aggregate over N blood-pressure rows of trusted.blood_pressure
 //     through the query engine (catalog lookup, views over the current snapshot), beside
 //     DuckDB reading the same Parquet files directly.
+//
 //   - freshness: `pulselake serve` as a separate process; one reading posted every 50 ms;
 //     how long until each is visible to `SELECT` through POST /v1/query.
 //
-//	go run ./bench/lake -part write -readings 2000000
-//	go run ./bench/lake -part query -rows 10000000
-//	go run ./bench/lake -part freshness -bin ./pulselake -duration 30s
+//     go run ./bench/lake -part write -readings 2000000
+//     go run ./bench/lake -part query -rows 10000000
+//     go run ./bench/lake -part freshness -bin ./pulselake -duration 30s
 package main
 
 import (

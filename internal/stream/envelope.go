@@ -55,7 +55,6 @@ type envelopeHeader struct {
 	Token    string    `json:"token,omitempty"`
 }
 
-
 // Encode appends the envelope encoding of b to dst.
 func (b *Batch) Encode(dst []byte) []byte {
 	dst = b.encodeHeader(dst)
