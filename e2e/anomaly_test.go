@@ -159,6 +159,15 @@ route:
 	if err != nil || !strings.Contains(string(page), `id="readings">121<`) || !strings.Contains(string(page), `id="max">190.0<`) {
 		t.Errorf("report page: %v\n%s", err, page)
 	}
+	// [from, to): the last hour without the spike at its end.
+	text, code = runBin(t, "report", "heart", "--subject", "runner-3", "--data", dataDir, "--out", out,
+		"--from", end.Add(-time.Hour).Format(time.RFC3339), "--to", end.Format(time.RFC3339))
+	if code != 0 || !strings.HasPrefix(text, "60 readings of runner-3") {
+		t.Errorf("report heart --from --to: exit %d: %s", code, text)
+	}
+	if page, _ := os.ReadFile(filepath.Join(out, "index.html")); !strings.Contains(string(page), `id="max">73.0<`) {
+		t.Errorf("report page of the last hour:\n%s", page)
+	}
 	if text, code := runBin(t, "report", "heart", "--subject", "nobody", "--data", dataDir, "--out", out); code != 1 || !strings.Contains(text, "check --subject") {
 		t.Errorf("report of an unknown subject: exit %d: %s", code, text)
 	}
