@@ -94,8 +94,8 @@ func startDemo(ctx context.Context, g *globals, cfg *config.Config, r *app.Runni
 		return
 	}
 	admin, _ := os.ReadFile(r.AdminTokenFile)
-	fmt.Fprintf(g.stdout, "pulselake demo\n  dashboard: %s/#token=%s\n  API:       %s/v1  (admin token: %s)\n  MQTT:      mqtt://%s  (topic readings/<kind>/<device>, password = an ingest token)\n  metrics:   %s/metrics\nPress Ctrl-C to stop.\n",
-		r.HTTPURL, viewer, r.HTTPURL, strings.TrimSpace(string(admin)), r.MQTTAddr, r.HTTPURL)
+	fmt.Fprintf(g.stdout, "pulselake demo\n  dashboard: %s/#token=%s\n  API:       %s/v1  (admin token: %s)\n  MQTT:      mqtt://%s  (topic readings/<kind>/<device>, password = an ingest token)\n  metrics:   %s/metrics\n  SQL:       curl -H 'Authorization: Bearer %s' -d '{\"sql\":\"SELECT device, avg(systolic) FROM blood_pressure GROUP BY device\"}' %s/v1/query\nPress Ctrl-C to stop.\n",
+		r.HTTPURL, viewer, r.HTTPURL, strings.TrimSpace(string(admin)), r.MQTTAddr, r.HTTPURL, viewer, r.HTTPURL)
 	log := newLogger(cfg, g.stderr)
 	for i, f := range demoFleets {
 		f.Token, f.Seed = secret, uint64(i+1)
@@ -136,8 +136,8 @@ func summarize(ctx context.Context, g *globals, r *app.Running) {
 			if r.Alerts != nil {
 				firing = len(r.Alerts.Alerts(rules.StateFiring))
 			}
-			fmt.Fprintf(g.stdout, "%s  %6.0f readings/s  accepted %.0f  duplicates %.0f  rejected %.0f (quarantined)  alerts firing %d\n",
-				now.Format("15:04:05"), rate, c["accepted"], c["duplicate"], c["rejected"], firing)
+			fmt.Fprintf(g.stdout, "%s  %6.0f readings/s  accepted %.0f  duplicates %.0f  rejected %.0f (quarantined)  alerts firing %d  in the lake %.0f  beats classified %.0f\n",
+				now.Format("15:04:05"), rate, c["accepted"], c["duplicate"], c["rejected"], firing, c["lake"], c["beats"])
 		}
 	}
 }
@@ -149,11 +149,17 @@ func counts(r *app.Running) map[string]float64 {
 		return out
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != "pulselake_ingest_readings_total" {
-			continue
-		}
 		for _, m := range mf.GetMetric() {
-			out[label(m, "outcome")] += m.GetCounter().GetValue()
+			switch mf.GetName() {
+			case "pulselake_ingest_readings_total":
+				out[label(m, "outcome")] += m.GetCounter().GetValue()
+			case "pulselake_lake_rows_written_total":
+				if label(m, "zone") == "trusted" {
+					out["lake"] += m.GetCounter().GetValue()
+				}
+			case "pulselake_ecg_beats_total":
+				out["beats"] += m.GetCounter().GetValue()
+			}
 		}
 	}
 	return out
