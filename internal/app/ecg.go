@@ -93,7 +93,7 @@ func startECG(n *node) error {
 		}
 		l, err := ecg.NewLocal(path)
 		if err != nil {
-			return fmt.Errorf("ecg.model: %w", err)
+			return fmt.Errorf("ecg.model: %w (write one with `pulselake ecg train`, or leave ecg.model empty for the built-in model)", err)
 		}
 		cl = l
 	}
