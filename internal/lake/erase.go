@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 	"time"
 
@@ -51,6 +52,9 @@ type TableErasure struct {
 	PurgedFiles int
 	// Attempts is the number of delete commits tried (more than 1 after conflicts).
 	Attempts int
+	// Removed lists the locations of the removed data files (copies of them elsewhere, such
+	// as a query cache, must go too).
+	Removed []string
 }
 
 // Erase removes every row whose subject column equals subject from every table of every zone
@@ -202,6 +206,38 @@ func (s *Store) eraseTable(ctx context.Context, t *table.Table, subject string, 
 	}
 	te.Rewritten = len(removed)
 
+	// The delete's manifests still list the removed files as deleted entries, with their
+	// column bounds (which can be the subject itself). Merging the manifests drops those
+	// entries; the snapshot holding them is then expired with the others below. (iceberg-go
+	// leaves a table's only manifest as it is; see docs/lake.md.)
+	t = erased
+	for attempt := 1; ; attempt++ {
+		if attempt > 1 {
+			if t, err = s.Load(ctx, zone, name); err != nil {
+				return err
+			}
+		}
+		tx := t.NewTransaction()
+		res, err := tx.RewriteManifests(ctx)
+		if err != nil {
+			return fmt.Errorf("rewriting manifests: %w", err)
+		}
+		if res.IsNoOp() {
+			break
+		}
+		nt, err := tx.Commit(ctx)
+		if err == nil {
+			t = nt
+			break
+		}
+		if !conflicted(err) || attempt >= o.MaxAttempts {
+			return fmt.Errorf("rewriting manifests (attempt %d): %w", attempt, err)
+		}
+		if err := sleepCtx(ctx, backoff(attempt)); err != nil {
+			return err
+		}
+	}
+
 	// Expire every snapshot older than the delete: they refer to the removed files, which
 	// iceberg-go deletes from storage once no retained snapshot refers to them.
 	del := erased.CurrentSnapshot().TimestampMs
@@ -210,7 +246,6 @@ func (s *Store) eraseTable(ctx context.Context, t *table.Table, subject string, 
 			return err
 		}
 	}
-	t = erased
 	for attempt := 1; ; attempt++ {
 		if attempt > 1 {
 			if t, err = s.Load(ctx, zone, name); err != nil {
@@ -232,8 +267,14 @@ func (s *Store) eraseTable(ctx context.Context, t *table.Table, subject string, 
 			t = nt
 			break
 		}
-		if nt != nil { // committed; deleting the files afterwards failed
-			return fmt.Errorf("expired old snapshots but deleting their files failed: %w", err)
+		if nt != nil { // committed; deleting the unreferenced files afterwards failed
+			if !onlyNotExist(err) {
+				return fmt.Errorf("expired old snapshots but deleting their files failed: %w", err)
+			}
+			// Files an earlier erase already deleted: expired manifests list them again.
+			te.Expired = nsnap - len(nt.Metadata().Snapshots())
+			t = nt
+			break
 		}
 		if !conflicted(err) || attempt >= o.MaxAttempts {
 			return fmt.Errorf("expiring old snapshots (attempt %d): %w", attempt, err)
@@ -243,7 +284,7 @@ func (s *Store) eraseTable(ctx context.Context, t *table.Table, subject string, 
 		}
 	}
 	for _, snap := range t.Metadata().Snapshots() {
-		if snap.TimestampMs <= del && snap.SnapshotID != erased.CurrentSnapshot().SnapshotID {
+		if snap.TimestampMs <= del && snap.SnapshotID != erased.CurrentSnapshot().SnapshotID && snap.SnapshotID != t.CurrentSnapshot().SnapshotID {
 			return fmt.Errorf("snapshot %d from before the erase is still retained (is it referenced by a tag or branch?)", snap.SnapshotID)
 		}
 	}
@@ -253,13 +294,28 @@ func (s *Store) eraseTable(ctx context.Context, t *table.Table, subject string, 
 			return err
 		}
 		te.PurgedFiles++
+		te.Removed = append(te.Removed, f)
 	}
+	slices.Sort(te.Removed)
 	after, err := CountSubject(ctx, t, subject)
 	if err != nil {
 		return err
 	}
 	te.After = after
 	return nil
+}
+
+// onlyNotExist reports whether every error joined in err is about a file that does not exist.
+func onlyNotExist(err error) bool {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if !onlyNotExist(e) {
+				return false
+			}
+		}
+		return true
+	}
+	return errors.Is(err, fs.ErrNotExist)
 }
 
 // fileGone makes sure a removed data file no longer exists in storage, deleting it if an

@@ -276,6 +276,49 @@ func TestEraseRemovesSubjectFromEveryZone(t *testing.T) {
 		t.Errorf("stream watermark %q after erase, want 104", got)
 	}
 
+	// No manifest of the table still lists a removed file (with the subject as its
+	// column bounds).
+	fio, err := tr.FS(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, snap := range tr.Metadata().Snapshots() {
+		mans, err := snap.Manifests(fio)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range mans {
+			for e, err := range m.Entries(fio, false) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if f := "file://" + strings.TrimPrefix(e.DataFile().FilePath(), "file://"); !slices.Contains(current, f) {
+					t.Errorf("manifest %s lists %s (status %v), not in the current snapshot", m.FilePath(), f, e.Status())
+				}
+			}
+		}
+	}
+
+	// A second subject: the expired manifests name files the first erase deleted already.
+	third, err := s.Erase(ctx, "p-3", EraseOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, te := range third {
+		if te.After != 0 {
+			t.Errorf("erasing p-3 left %d rows in %s.%s", te.After, te.Zone, te.Name)
+		}
+	}
+	var onlyP1 []string
+	for _, r := range want {
+		if strings.HasPrefix(r, "p-1|") {
+			onlyP1 = append(onlyP1, r)
+		}
+	}
+	if rows := tableRows(t, load(ZoneTrusted, "heart_rate")); len(onlyP1) != 40 || !slices.Equal(rows, onlyP1) {
+		t.Errorf("trusted.heart_rate after erasing p-2 and p-3: %d rows, want the %d of p-1", len(rows), len(onlyP1))
+	}
+
 	// Erasing again finds nothing and changes nothing.
 	again, err := s.Erase(ctx, "p-2", EraseOptions{})
 	if err != nil {
