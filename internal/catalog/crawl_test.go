@@ -363,3 +363,15 @@ func FuzzInfer(f *testing.F) {
 		}
 	})
 }
+
+func TestDiffPartitionKeysAndFormat(t *testing.T) {
+	old := Table{Format: FormatJSON, Columns: []Column{{Name: "a", Type: "bigint"}}}
+	cur := Table{Format: FormatCSV, Columns: []Column{{Name: "a", Type: "bigint"}}, Partitions: []Column{{Name: "day", Type: "date"}}}
+	d := Diff(old, cur)
+	if d.Format != "json → csv" || d.PartitionKeys != "(none) → day" || len(d.Added) != 1 || d.Added[0].Name != "day" {
+		t.Fatalf("%+v", d)
+	}
+	if d := Diff(cur, cur); !d.Empty() {
+		t.Fatalf("self diff %+v", d)
+	}
+}

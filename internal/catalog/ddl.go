@@ -126,12 +126,25 @@ func athenaExternal(b *strings.Builder, t Table, loc string) {
 	name := backtick(t.Zone) + "." + backtick(t.Name)
 	fmt.Fprintf(b, "CREATE DATABASE IF NOT EXISTS %s;\n\n", backtick(t.Zone))
 	fmt.Fprintf(b, "CREATE EXTERNAL TABLE IF NOT EXISTS %s (\n", name)
+	var mappings []string
 	for i, c := range t.Columns {
 		typ, note := athenaType(c.Type, t)
 		if c.Nested {
 			note = "JSON text of an object or array"
 		}
-		writeColumn(b, backtick(c.Name)+" "+typ, note, i == len(t.Columns)-1)
+		name := c.Name
+		if safe := athenaName(c.Name); safe != strings.ToLower(c.Name) {
+			switch t.Format {
+			case FormatCSV: // read by position: any name works
+				name, note = safe, strings.TrimPrefix(note+"; ", "; ")+"header "+c.Name
+			case FormatJSON: // the OpenX SerDe maps the key to the column
+				name = safe
+				mappings = append(mappings, hiveString("mapping."+safe)+" = "+hiveString(c.Name))
+			default:
+				note = strings.TrimPrefix(note+"; ", "; ") + "Athena accepts only letters, digits and _ in column names: rewrite the files or read them through a view elsewhere"
+			}
+		}
+		writeColumn(b, backtick(name)+" "+typ, note, i == len(t.Columns)-1)
 	}
 	b.WriteString(")\n")
 	if len(t.Partitions) > 0 {
@@ -145,6 +158,9 @@ func athenaExternal(b *strings.Builder, t Table, loc string) {
 	switch t.Format {
 	case FormatJSON:
 		b.WriteString("ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe'\n")
+		if len(mappings) > 0 {
+			fmt.Fprintf(b, "WITH SERDEPROPERTIES (%s)\n", strings.Join(mappings, ", "))
+		}
 		b.WriteString("STORED AS INPUTFORMAT 'org.apache.hadoop.mapred.TextInputFormat'\n")
 		b.WriteString("  OUTPUTFORMAT 'org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat'\n")
 	case FormatCSV:
@@ -173,6 +189,20 @@ func athenaExternal(b *strings.Builder, t Table, loc string) {
 		b.WriteString("-- or use partition projection instead (docs/catalog.md):\n")
 		fmt.Fprintf(b, "MSCK REPAIR TABLE %s;\n", name)
 	}
+}
+
+// athenaName is a column name Athena accepts: lower case letters, digits and underscores
+// (other characters become underscores).
+func athenaName(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '_':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r + 'a' - 'A'
+		}
+		return '_'
+	}, s)
 }
 
 // trinoType maps a portable type to Trino.

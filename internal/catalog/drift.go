@@ -35,13 +35,7 @@ func Diff(old, cur Table) Drift {
 		d.Format = string(old.Format) + " → " + string(cur.Format)
 	}
 	if ok, nk := keyNames(old.Partitions), keyNames(cur.Partitions); ok != nk {
-		d.PartitionKeys = describeKeys(strings.Split(ok, "/")) + " → " + describeKeys(strings.Split(nk, "/"))
-		if ok == "" {
-			d.PartitionKeys = "(none) → " + nk
-		}
-		if nk == "" {
-			d.PartitionKeys = ok + " → (none)"
-		}
+		d.PartitionKeys = orNone(ok) + " → " + orNone(nk)
 	}
 	oldCols := append(append([]Column{}, old.Columns...), old.Partitions...)
 	curCols := append(append([]Column{}, cur.Columns...), cur.Partitions...)
@@ -69,6 +63,8 @@ func Diff(old, cur Table) Drift {
 	}
 	return d
 }
+
+func orNone(s string) string { return or(s, "(none)") }
 
 func keyNames(cols []Column) string {
 	names := make([]string, len(cols))

@@ -6,7 +6,7 @@ CREATE EXTERNAL TABLE IF NOT EXISTS `landing`.`vitals` (
   `bpm` bigint,
   `at` timestamp,
   `ok` boolean,
-  `we"ird` bigint,
+  `we_ird` bigint,
   `ctx` string -- JSON text of an object or array
 )
 PARTITIONED BY (
@@ -14,6 +14,7 @@ PARTITIONED BY (
   `day` date
 )
 ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe'
+WITH SERDEPROPERTIES ('mapping.we_ird' = 'we"ird')
 STORED AS INPUTFORMAT 'org.apache.hadoop.mapred.TextInputFormat'
   OUTPUTFORMAT 'org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat'
 LOCATION 's3://lake-bucket/vitals/';
