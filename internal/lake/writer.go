@@ -38,6 +38,10 @@ type Options struct {
 	Store *Store
 	// FetchBatch is how many stream messages one fetch asks for at most. Default 512.
 	FetchBatch int
+	// Lease makes the writer take a lease in the stream before it consumes, so that of
+	// several serve processes sharing a NATS cluster one writes and the others stand by.
+	// Not needed with the embedded server (the data directory lock already ensures one).
+	Lease bool
 	// FetchBytes bounds the bytes one fetch asks for (a batch envelope can be megabytes).
 	// Default 8 MiB.
 	FetchBytes int
@@ -136,6 +140,17 @@ func (w *Writer) Run(ctx context.Context) error {
 		w.store, w.ownStore = st, true
 		defer func() { st.Close(); w.store = nil }()
 	}
+	var leaseLost <-chan struct{}
+	if w.o.Lease {
+		l, err := w.acquireLease(ctx)
+		if err != nil || l == nil {
+			return err // stopped while standing by: nothing to flush
+		}
+		lctx, cancel := context.WithCancel(ctx)
+		defer func() { cancel(); l.release() }()
+		go l.keep(lctx)
+		leaseLost = l.lost
+	}
 	cons, err := w.consumer(ctx)
 	if err != nil {
 		return err
@@ -177,6 +192,8 @@ func (w *Writer) Run(ctx context.Context) error {
 			draining = true
 		case <-ctx.Done():
 			return nil
+		case <-leaseLost:
+			return errLeaseLost // unacknowledged messages go to the writer that took over
 		default:
 		}
 		wait := time.Second

@@ -228,3 +228,62 @@ func TestRowBufferCommitsPerInterval(t *testing.T) {
 		t.Error("a new buffer refused a row")
 	}
 }
+
+// TestLeaseOneActiveWriter runs two writers with leases on one stream (two serve processes on
+// a cluster): one writes, the other stands by and takes over when the first stops.
+func TestLeaseOneActiveWriter(t *testing.T) {
+	dir := t.TempDir()
+	conn := testStream(t, dir)
+	reg, err := reading.NewRegistry(glucose(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newWriter := func() (*Writer, chan error) {
+		w, err := New(discard(), nil, Options{Config: Config{CompactInterval: -1, FlushInterval: 100 * time.Millisecond}, DataDir: dir, Conn: conn, Registry: reg, Lease: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- w.Run(context.Background()) }()
+		return w, done
+	}
+	w1, done1 := newWriter()
+	kv, err := conn.JS.KeyValue(context.Background(), leaseBucket)
+	for deadline := time.Now().Add(10 * time.Second); err != nil && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		kv, err = conn.JS.KeyValue(context.Background(), leaseBucket)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := kv.Get(context.Background(), leaseKey)
+	for deadline := time.Now().Add(10 * time.Second); err != nil && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		first, err = kv.Get(context.Background(), leaseKey)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2, done2 := newWriter()
+	publish(t, conn, reg, 0, 10, false)
+	w1.Stop()
+	if err := <-done1; err != nil {
+		t.Fatal(err)
+	}
+	publish(t, conn, reg, 10, 10, false)
+	// The standby takes the released lease and writes what came after.
+	var holder jetstream.KeyValueEntry
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if holder, err = kv.Get(context.Background(), leaseKey); err == nil && string(holder.Value()) != string(first.Value()) {
+			break
+		}
+	}
+	if holder == nil || string(holder.Value()) == string(first.Value()) {
+		t.Fatal("the standby writer did not take over the lease")
+	}
+	w2.Stop()
+	if err := <-done2; err != nil {
+		t.Fatal(err)
+	}
+	if n := len(scan(t, dir, ZoneTrusted, "glucose", "id")); n != 20 {
+		t.Errorf("trusted.glucose has %d rows, want 20", n)
+	}
+}
