@@ -16,6 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -261,6 +265,18 @@ log:
 		t.Errorf("objects in the bucket %q, current snapshot %q", onDisk, current)
 	}
 
+	// The SQL engine's local copies of S3 files (filled by the queries above) hold no row of
+	// the subject any more.
+	cached := parquetUnder(t, filepath.Join(dir, "cache"))
+	if len(cached) == 0 {
+		t.Error("the query cache is empty; the check below would prove nothing")
+	}
+	for _, f := range cached {
+		if n := subjectRowsInParquet(t, f, erased); n != 0 {
+			t.Errorf("cached copy %s holds %d rows of %s", f, n, erased)
+		}
+	}
+
 	// A dry run afterwards finds nothing; a bad call is a usage error.
 	if out, code := runBin(t, "erase", "--data", dir, "--config", cfgFile, "--subject", erased, "--dry-run"); code != 0 || !strings.Contains(out, "nothing was changed") {
 		t.Errorf("dry run: exit %d:\n%s", code, out)
@@ -268,4 +284,40 @@ log:
 	if out, code := runBin(t, "erase", "--data", dir, "--config", cfgFile); code != 2 {
 		t.Errorf("erase without --subject: exit %d:\n%s", code, out)
 	}
+}
+
+// subjectRowsInParquet counts the rows of a Parquet file whose subject column equals subject.
+func subjectRowsInParquet(t *testing.T, path, subject string) int {
+	t.Helper()
+	rdr, err := file.OpenParquetFile(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdr.Close()
+	fr, err := pqarrow.NewFileReader(rdr, pqarrow.ArrowReadProperties{}, memory.DefaultAllocator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := fr.ReadTable(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tbl.Release()
+	idx := tbl.Schema().FieldIndices("subject")
+	if len(idx) == 0 {
+		return 0
+	}
+	n := 0
+	for _, chunk := range tbl.Column(idx[0]).Data().Chunks() {
+		col, ok := chunk.(*array.String)
+		if !ok {
+			t.Fatalf("%s: subject column is %s", path, chunk.DataType())
+		}
+		for i := range col.Len() {
+			if col.IsValid(i) && col.Value(i) == subject {
+				n++
+			}
+		}
+	}
+	return n
 }

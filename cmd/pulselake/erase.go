@@ -1,8 +1,13 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -48,6 +53,9 @@ if it reports pending ones. Revoke the subject's tokens first so that nothing ne
 			defer st.Close()
 			res, eraseErr := st.Erase(cmd.Context(), subject, lake.EraseOptions{DryRun: dryRun})
 			printErasure(g, res, dryRun)
+			if err := dropCachedCopies(g.dataDir, res); err != nil && eraseErr == nil {
+				eraseErr = err
+			}
 
 			var pending int
 			if purgeStream && eraseErr == nil {
@@ -94,6 +102,26 @@ if it reports pending ones. Revoke the subject's tokens first so that nothing ne
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "only count the subject's rows; change nothing")
 	cmd.Flags().BoolVar(&purgeStream, "stream", false, "also delete the subject's messages from the ingest stream")
 	return cmd
+}
+
+// dropCachedCopies deletes the SQL engine's local copies of removed S3 data files: the
+// engine keeps them in <data>/cache/lake named by the first 12 bytes of the SHA-256 of
+// the location, in hex (internal/query, Engine.localPath).
+func dropCachedCopies(dataDir string, res []lake.TableErasure) error {
+	dir := filepath.Join(dataDir, "cache", "lake")
+	for _, te := range res {
+		for _, loc := range te.Removed {
+			if strings.HasPrefix(loc, "file:") {
+				continue
+			}
+			sum := sha256.Sum256([]byte(loc))
+			err := os.Remove(filepath.Join(dir, hex.EncodeToString(sum[:12])+".parquet"))
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("deleting the query cache's copy of %s: %w", loc, err)
+			}
+		}
+	}
+	return nil
 }
 
 func printErasure(g *globals, res []lake.TableErasure, dryRun bool) {
