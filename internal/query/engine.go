@@ -85,8 +85,13 @@ type Engine struct {
 	queries  *prometheus.CounterVec
 	latency  prometheus.Histogram
 
-	mu    sync.Mutex        // serialises view refreshes
-	views map[string]string // zone.table → metadata location (or external definition) of its view
+	mu       sync.Mutex        // serialises view refreshes
+	views    map[string]string // zone.table → metadata location (or external definition) of its view
+	external map[string]bool   // folders of external tables DuckDB may read
+	dbMu     sync.RWMutex      // queries hold it for reading; replacing db takes it for writing
+	// fixed keeps the database for the engine's life (sessions hold a connection to it);
+	// otherwise a newly crawled folder replaces the database.
+	fixed bool
 }
 
 // ErrNotReadOnly is returned for statements other than a single SELECT or EXPLAIN.
@@ -126,9 +131,23 @@ func Open(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, o Op
 		e.Close()
 		return nil, err
 	}
+	if err := e.openDB(ctx, ext); err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// openDB starts the in-memory DuckDB allowed to read the lake, the cache and the folders of
+// the external tables ext. DuckDB's configuration is locked afterwards, so a newly crawled
+// folder needs a new database (Refresh does that).
+func (e *Engine) openDB(ctx context.Context, ext []catalog.Table) error {
+	o := e.o
 	allowed := []string{o.CacheDir}
+	e.external = map[string]bool{}
 	for _, x := range ext {
 		allowed = append(allowed, x.Location)
+		e.external[x.Location] = true
 	}
 	if u, err := url.Parse(o.Lake.Warehouse); err == nil && u.Scheme == "file" {
 		allowed = append(allowed, u.Path)
@@ -150,10 +169,9 @@ func Open(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, o Op
 		return err
 	})
 	if err != nil {
-		e.Close()
-		return nil, fmt.Errorf("starting DuckDB: %w", err)
+		return fmt.Errorf("starting DuckDB: %w", err)
 	}
-	e.db = sql.OpenDB(connector)
+	db := sql.OpenDB(connector)
 	setup := []string{}
 	if o.MemoryLimit != "" {
 		setup = append(setup, "SET memory_limit = "+literal(o.MemoryLimit))
@@ -163,15 +181,22 @@ func Open(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, o Op
 		"SET enable_external_access = false", "SET autoinstall_known_extensions = false",
 		"SET autoload_known_extensions = false", "SET lock_configuration = true")
 	for _, s := range setup {
-		if _, err := e.db.ExecContext(ctx, s); err != nil {
+		if _, err := db.ExecContext(ctx, s); err != nil {
 			if strings.HasPrefix(s, "SET TimeZone") {
 				continue // without the ICU extension timestamps print in UTC anyway
 			}
-			e.Close()
-			return nil, fmt.Errorf("configuring DuckDB (%s): %w", s, err)
+			db.Close()
+			return fmt.Errorf("configuring DuckDB (%s): %w", s, err)
 		}
 	}
-	return e, nil
+	e.dbMu.Lock()
+	old := e.db
+	e.db, e.views = db, map[string]string{}
+	e.dbMu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	return nil
 }
 
 // Store returns the lake store the engine reads.
@@ -217,6 +242,8 @@ func (e *Engine) query(ctx context.Context, query string, lim Limits) (*Result, 
 	if err := e.Refresh(ctx); err != nil {
 		return nil, err
 	}
+	e.dbMu.RLock()
+	defer e.dbMu.RUnlock()
 	conn, err := e.db.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to DuckDB: %w", err)
@@ -324,6 +351,21 @@ func (e *Engine) Refresh(ctx context.Context) error {
 	defer e.mu.Unlock()
 	start := time.Now()
 	defer func() { e.log.Debug("refreshed lake views", "views", len(e.views), "took", time.Since(start)) }()
+	ext, err := catalog.List(e.o.DataDir)
+	if err != nil {
+		return err
+	}
+	if !e.fixed {
+		for _, x := range ext {
+			if !e.external[x.Location] {
+				e.log.Info("a crawled folder is new to the SQL engine; restarting it", "location", x.Location)
+				if err := e.openDB(ctx, ext); err != nil {
+					return err
+				}
+				break
+			}
+		}
+	}
 	seen := map[string]bool{}
 	for _, z := range lake.Zones {
 		names, err := e.store.TableNames(ctx, z)
@@ -349,10 +391,6 @@ func (e *Engine) Refresh(ctx context.Context) error {
 			}
 			e.views[key] = t.MetadataLocation()
 		}
-	}
-	ext, err := catalog.List(e.o.DataDir)
-	if err != nil {
-		return err
 	}
 	for _, x := range ext {
 		key := x.Zone + "." + x.Name

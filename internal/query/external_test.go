@@ -119,3 +119,21 @@ func TestCrawledCSVAndParquetQueryable(t *testing.T) {
 		t.Fatalf("quoted value %q", got)
 	}
 }
+
+// TestCrawlWhileEngineRuns crawls a folder after the engine opened (as while serve runs): the
+// next query restarts DuckDB with the new folder allowed and sees the table.
+func TestCrawlWhileEngineRuns(t *testing.T) {
+	data, src := t.TempDir(), t.TempDir()
+	e := crawledEngine(t, data)
+	writeFile(t, src, "a.jsonl", `{"device":"hr-1","bpm":61}`+"\n"+`{"device":"hr-2","bpm":72}`+"\n")
+	if _, err := catalog.Crawl(context.Background(), data, catalog.Options{Source: src, Zone: "landing", Name: "late"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := queryText(t, e, `SELECT count(*), max(bpm) FROM landing.late`); got != "2|72" {
+		t.Fatalf("count and max of the table crawled after the engine opened: %s", got)
+	}
+	// Other folders stay closed to queries.
+	if _, err := e.Query(context.Background(), fmt.Sprintf(`SELECT * FROM read_json_auto('%s/../*')`, src), Limits{}); err == nil {
+		t.Fatal("a query read a folder outside the lake and the crawled tables")
+	}
+}

@@ -59,6 +59,9 @@ func (e *Engine) NewSession(ctx context.Context) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating staging folder: %w", err)
 	}
+	e.mu.Lock()
+	e.fixed = true // the session's connection must outlive any refresh
+	e.mu.Unlock()
 	conn, err := e.db.Conn(ctx)
 	if err != nil {
 		os.RemoveAll(stage)
@@ -75,6 +78,7 @@ func OpenSession(ctx context.Context, log *slog.Logger, o Options) (*Session, er
 	if err != nil {
 		return nil, err
 	}
+	e.fixed = true // the session's connection must outlive any refresh
 	s, err := e.NewSession(ctx)
 	if err != nil {
 		e.Close()
