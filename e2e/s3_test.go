@@ -203,8 +203,14 @@ log:
 	})
 
 	t.Logf("queryable after %s", time.Since(start).Round(time.Millisecond))
+	// The stream's consumers acknowledge right after their commits: wait until none of the
+	// subject's messages is pending, so that --stream can delete them all.
+	waitUntil(t, 40*time.Second, "every consumer to acknowledge the subject's messages", func() bool {
+		held, pending := streamHeld(t, dir, cfgFile, erased)
+		return held > 0 && pending == 0
+	})
 	start = time.Now()
-	out, code := runBin(t, "erase", "--data", dir, "--config", cfgFile, "--subject", erased)
+	out, code := runBin(t, "erase", "--data", dir, "--config", cfgFile, "--subject", erased, "--stream")
 	t.Logf("erase took %s", time.Since(start).Round(time.Millisecond))
 	if code != 0 {
 		t.Fatalf("erase exited %d:\n%s", code, out)
@@ -265,6 +271,10 @@ log:
 		t.Errorf("objects in the bucket %q, current snapshot %q", onDisk, current)
 	}
 
+	if held, _ := streamHeld(t, dir, cfgFile, erased); held != 0 {
+		t.Errorf("the ingest stream still holds %d messages of %s", held, erased)
+	}
+
 	// The SQL engine's local copies of S3 files (filled by the queries above) hold no row of
 	// the subject any more.
 	cached := parquetUnder(t, filepath.Join(dir, "cache"))
@@ -320,4 +330,23 @@ func subjectRowsInParquet(t *testing.T, path, subject string) int {
 		}
 	}
 	return n
+}
+
+// streamHeld runs a dry-run erase with --stream and returns how many ingest stream messages
+// hold the subject and how many of them are pending.
+func streamHeld(t *testing.T, dir, cfgFile, subject string) (held, pending int) {
+	t.Helper()
+	out, code := runBin(t, "erase", "--data", dir, "--config", cfgFile, "--subject", subject, "--stream", "--dry-run")
+	if code != 0 {
+		t.Fatalf("erase --stream --dry-run exited %d:\n%s", code, out)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) == 5 && f[0] == "INGEST" {
+			fmt.Sscan(f[2], &held)
+			fmt.Sscan(f[4], &pending)
+			return held, pending
+		}
+	}
+	t.Fatalf("no INGEST line in:\n%s", out)
+	return 0, 0
 }
