@@ -101,10 +101,13 @@ func wfdbStart(h *wfdb.Header, path string) (time.Time, error) {
 	var secs float64
 	for i, unit := len(parts)-1, 1.0; i >= 0; i, unit = i-1, unit*60 {
 		v, err := strconv.ParseFloat(parts[i], 64)
-		if err != nil || v < 0 {
+		if err != nil || !(v >= 0 && v < 24*3600) {
 			return time.Time{}, fmt.Errorf("header base time %q: want hh:mm:ss", h.BaseTime)
 		}
 		secs += v * unit
+	}
+	if secs >= 24*3600 {
+		return time.Time{}, fmt.Errorf("header base time %q: beyond one day", h.BaseTime)
 	}
 	return d.Add(time.Duration(secs * float64(time.Second))), nil
 }

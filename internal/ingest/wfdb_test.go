@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pulselake/pulselake/internal/ecg/wfdb"
 	"github.com/pulselake/pulselake/internal/reading"
 )
 
@@ -143,4 +144,27 @@ func TestWFDBRealRecord(t *testing.T) {
 	if rs[0].Samples[0] != -0.345 || rs[181].Samples[0] != -0.16 {
 		t.Errorf("first samples %v mV, %v mV", rs[0].Samples[0], rs[181].Samples[0])
 	}
+}
+
+func FuzzWFDBStart(f *testing.F) {
+	f.Add("10:30:15.5", "23/11/2025")
+	f.Add("15", "01/01/2000")
+	f.Add("1:2:3:4", "1/1/1")
+	f.Add("-1:00", "31/12/1999")
+	f.Add("1e300", "01/01/2000")
+	f.Add("NaN", "01/01/2000")
+	f.Fuzz(func(t *testing.T, baseTime, baseDate string) {
+		if baseDate == "" {
+			return // the file's modification time
+		}
+		h := &wfdb.Header{BaseTime: baseTime, BaseDate: baseDate}
+		st, err := wfdbStart(h, "")
+		if err != nil {
+			return
+		}
+		d, _ := time.Parse("02/01/2006", baseDate)
+		if st.Before(d) || st.Location() != time.UTC {
+			t.Fatalf("start %v before the base date %v", st, d)
+		}
+	})
 }
