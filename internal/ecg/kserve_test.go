@@ -26,10 +26,21 @@ import (
 type v2Server struct {
 	model    *Model
 	name     string
-	logits   bool
+	logits   atomic.Bool
 	requests atomic.Int64
 	maxBatch atomic.Int64
-	hook     func(w http.ResponseWriter, r *http.Request) bool // answers instead when true
+	hook     atomic.Pointer[hookFunc] // answers instead when it returns true
+}
+
+type hookFunc func(w http.ResponseWriter, r *http.Request) bool
+
+// setHook sets (or, with nil, clears) the hook; handlers of earlier requests may still run.
+func (s *v2Server) setHook(h hookFunc) {
+	if h == nil {
+		s.hook.Store(nil)
+		return
+	}
+	s.hook.Store(&h)
 }
 
 func (s *v2Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -49,7 +60,7 @@ func (s *v2Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.requests.Add(1)
-	if s.hook != nil && s.hook(w, r) {
+	if h := s.hook.Load(); h != nil && (*h)(w, r) {
 		return
 	}
 	var req struct {
@@ -91,7 +102,7 @@ func (s *v2Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		p := s.model.ClassifyWindow(&w, rr)
 		for _, v := range p.Probs {
-			if s.logits {
+			if s.logits.Load() {
 				v = logOf(v)
 			}
 			out = append(out, float32(v))
@@ -127,7 +138,7 @@ func TestKServeMatchesBuiltinModel(t *testing.T) {
 	beats := syntheticLiveBeats(120)
 	want, _ := local.ClassifyBeats(context.Background(), beats)
 	for _, logits := range []bool{false, true} {
-		s.logits = logits
+		s.logits.Store(logits)
 		s.requests.Store(0)
 		k, err := NewKServe(KServeOptions{URL: hs.URL + "/", Model: "ecg-gbt", Batch: 50})
 		if err != nil {
@@ -195,7 +206,7 @@ func TestKServeErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		o    KServeOptions
-		hook func(w http.ResponseWriter, r *http.Request) bool
+		hook hookFunc
 		want string
 	}{
 		{"unknown model", KServeOptions{Model: "other"}, nil, "HTTP 404: unknown model"},
@@ -227,13 +238,13 @@ func TestKServeErrors(t *testing.T) {
 			return true
 		}, "no answer within 50ms (ecg.kserve_timeout)"},
 	} {
-		s.hook = tc.hook
+		s.setHook(tc.hook)
 		err := call(tc.o)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, ErrKServe) {
 			t.Errorf("%s: got %v, want an ErrKServe containing %q", tc.name, err, tc.want)
 		}
 	}
-	s.hook = nil
+	s.setHook(nil)
 	// Nested output data (allowed by the protocol) is read in row-major order.
 	ps, err := DecodeKServeResponse([]byte(`{"outputs":[{"name":"y","shape":[2,5],"datatype":"FP64","data":[[0.1,0.2,0.6,0.1,0],[1,0,0,0,0]]}]}`), 2)
 	if err != nil || ps[0].Class != ClassV || ps[1].Class != ClassN || ps[0].Probs[2] != 0.6 {
