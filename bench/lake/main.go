@@ -55,6 +55,7 @@ func main() {
 	bin := flag.String("bin", "", "freshness: the pulselake binary")
 	duration := flag.Duration("duration", 30*time.Second, "freshness: how long to post")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured part")
+	flag.String("keep", "", "use this data directory and keep it (to query it afterwards)")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -62,9 +63,15 @@ func main() {
 		profile = f
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	keep := flag.Lookup("keep").Value.String()
 	dir, err := os.MkdirTemp("", "pulselake-bench-lake-")
 	check(err)
-	defer os.RemoveAll(dir)
+	if keep != "" {
+		dir = keep
+		check(os.MkdirAll(dir, 0o755))
+	} else {
+		defer os.RemoveAll(dir)
+	}
 	fmt.Printf("machine: %d CPUs, %s/%s, %s; %s\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	switch *part {
 	case "write":
@@ -166,7 +173,7 @@ func dirSize(dir string) int64 {
 	return n
 }
 
-const dailyAggregate = `SELECT device, CAST(time AS DATE) AS day, count(*) AS n, avg(systolic) AS systolic, avg(diastolic) AS diastolic, max(systolic) AS max_systolic
+const dailyAggregate = `SELECT device, date_trunc('day', time) AS day, count(*) AS n, avg(systolic) AS systolic, avg(diastolic) AS diastolic, max(systolic) AS max_systolic
 FROM %s GROUP BY ALL ORDER BY device, day`
 
 // benchQuery writes rows blood-pressure rows, then times the daily per-device aggregate
