@@ -14,7 +14,7 @@ func newIngestCmd(g *globals) *cobra.Command {
 	var subject string
 	cmd := &cobra.Command{
 		Use:   "ingest FILE|DIR...",
-		Short: "Import readings from files: NDJSON, JSON arrays, CSV (generic, Fitbit heart rate, home blood-pressure logs)",
+		Short: "Import readings from files: NDJSON, JSON arrays, CSV (generic, Fitbit heart rate, home blood-pressure logs), WFDB records (.hea)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConfig(g)
