@@ -12,7 +12,10 @@
     bp: new Map(),        // device -> [{t, s, d}]
     acc: new Map(),       // device -> [{t, v}]
     total: 0, rejected: 0, alerts: new Map(),
+    beats: [],            // [{t, cls}] heartbeat predictions of the last window
   };
+  const beatClasses = ["N", "S", "V", "F", "Q"];
+  const beatNames = { N: "normal", S: "supraventricular", V: "ventricular", F: "fusion", Q: "unknown" };
 
   function token() { return localStorage.getItem("pulselake-token") || new URLSearchParams(location.hash.slice(1)).get("token"); }
 
@@ -62,16 +65,57 @@
   }
 
   function onRejected(r) {
-    const ul = $("rejects");
+    const e = (r.errors || [])[0] || {};
+    listItem("rejects", e.code || "?", (e.path || "") + " via " + r.source + (r.origin ? " " + r.origin : ""), e.message || "");
+  }
+
+  function onPrediction(p) {
+    const now = Date.now();
+    state.beats.push({ t: now, cls: p.class });
+    while (state.beats.length && (state.beats[0].t < now - windowMs || state.beats.length > 20000)) state.beats.shift();
+    if (p.class !== "N") {
+      listItem("beats", p.class + " beat", p.device + " · p=" + (p.score || 0).toFixed(2) + (p.run > 1 ? " · run of " + p.run : ""), new Date(p.time).toLocaleTimeString());
+    }
+  }
+
+  function onAnomaly(a) {
+    const vals = Object.entries(a.values || {}).map(([k, x]) => k + " " + x).join(", ");
+    listItem("anomalies", a.detector, a.subject + " · " + vals + " · score " + (a.score || 0).toFixed(2), new Date(a.time).toLocaleTimeString());
+  }
+
+  // listItem prepends "<code>code</code> detail text" to the list with the given id.
+  function listItem(id, code, detail, text) {
+    const ul = $(id);
     if (ul.firstChild && ul.firstChild.classList && ul.firstChild.classList.contains("muted")) ul.innerHTML = "";
     const li = document.createElement("li");
-    const e = (r.errors || [])[0] || {};
     li.innerHTML = "<span class=code></span> <span class=muted></span> ";
-    li.children[0].textContent = e.code || "?";
-    li.children[1].textContent = (e.path || "") + " via " + r.source + (r.origin ? " " + r.origin : "");
-    li.appendChild(document.createTextNode(e.message || ""));
+    li.children[0].textContent = code;
+    li.children[1].textContent = detail;
+    li.appendChild(document.createTextNode(text));
     ul.insertBefore(li, ul.firstChild);
     while (ul.children.length > 30) ul.removeChild(ul.lastChild);
+  }
+
+  // Horizontal bars: heartbeat classes of the last five minutes (AAMI classes).
+  function drawBeats(canvas) {
+    const dpr = window.devicePixelRatio || 1;
+    const w = canvas.clientWidth, h = canvas.clientHeight;
+    if (canvas.width !== w * dpr) { canvas.width = w * dpr; canvas.height = h * dpr; }
+    const g = canvas.getContext("2d");
+    g.setTransform(dpr, 0, 0, dpr, 0, 0);
+    g.clearRect(0, 0, w, h);
+    g.font = "11px system-ui";
+    if (!state.beats.length) { g.fillStyle = "#8b98a5"; g.fillText("waiting for ECG beats…", 12, 20); return; }
+    const n = {}; for (const c of beatClasses) n[c] = 0;
+    for (const b of state.beats) n[b.cls] = (n[b.cls] || 0) + 1;
+    const max = Math.max(1, ...Object.values(n)), L = 150, R = 100, rowH = (h - 8) / beatClasses.length;
+    beatClasses.forEach((c, i) => {
+      const y = 4 + i * rowH, bw = (w - L - R) * n[c] / max;
+      g.fillStyle = "#8b98a5"; g.fillText(c + " " + beatNames[c], 6, y + rowH / 2 + 4);
+      g.fillStyle = c === "N" ? "#5ad17a" : c === "V" ? "#ff6b6b" : "#ffb454";
+      g.fillRect(L, y + 3, Math.max(bw, n[c] ? 1 : 0), rowH - 6);
+      g.fillStyle = "#c9d1d9"; g.fillText(n[c].toLocaleString() + " (" + (100 * n[c] / state.beats.length).toFixed(1) + "%)", L + bw + 6, y + rowH / 2 + 4);
+    });
   }
 
   function onAlert(a) {
@@ -147,6 +191,8 @@
     });
     draw($("bpChart"), bp, { bands: [{ v: 180, color: "#ff6b6b" }, { v: 120, color: "#ff6b6b" }] });
     draw($("accChart"), [...state.acc].map(([d, p], i) => ({ name: d, color: palette[i % palette.length], points: p })), { min: 0 });
+    drawBeats($("beatChart"));
+    $("beatTotal").textContent = state.beats.length.toLocaleString();
     requestAnimationFrame(() => setTimeout(render, 500));
   }
 
@@ -190,6 +236,8 @@
           else if (type === "summary") onSummary(d);
           else if (type === "rejected") onRejected(d);
           else if (type === "alert") onAlert(d);
+          else if (type === "prediction") onPrediction(d);
+          else if (type === "anomaly") onAnomaly(d);
         }
       }
       throw new Error("feed closed");
