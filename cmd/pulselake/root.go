@@ -74,6 +74,7 @@ func newRootCmd(g *globals) *cobra.Command {
 		newCatalogCmd(g),
 		newPipelineCmd(g),
 		newReportCmd(g),
+		newSilenceCmd(g),
 	)
 	return root
 }
