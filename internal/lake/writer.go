@@ -338,12 +338,15 @@ func (p *pending) endRow() {
 type flushState struct {
 	w      *Writer
 	ctx    context.Context
+	mu     sync.Mutex // tables and order: the landing and trusted passes run concurrently
 	tables map[string]*pending
 	order  []*pending
 }
 
 func (f *flushState) table(zone, name string, cols []Column, partitionBy string) (*pending, error) {
 	key := zone + "." + name
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if p, ok := f.tables[key]; ok {
 		return p, nil
 	}
@@ -392,14 +395,33 @@ func (w *Writer) flush(ctx context.Context, msgs []jetstream.Msg) (err error) {
 		return err
 	}
 	var maxSeq uint64
+	for _, seq := range seqs {
+		maxSeq = max(maxSeq, seq)
+	}
+	// Two passes over the decoded batches build their rows at the same time: landing and
+	// quarantine (every record as received), and trusted (valid readings, de-duplicated).
 	dups := 0
-	for i := range batches {
-		maxSeq = max(maxSeq, seqs[i])
-		n, err := w.addBatch(f, &batches[i], seqs[i])
-		if err != nil {
-			return err
+	var passes errgroup.Group
+	passes.Go(func() error {
+		for i := range batches {
+			if err := w.addReceived(f, &batches[i], seqs[i]); err != nil {
+				return err
+			}
 		}
-		dups += n
+		return nil
+	})
+	passes.Go(func() error {
+		for i := range batches {
+			n, err := w.addTrusted(f, &batches[i], seqs[i])
+			if err != nil {
+				return err
+			}
+			dups += n
+		}
+		return nil
+	})
+	if err := passes.Wait(); err != nil {
+		return err
 	}
 	built := time.Since(start)
 	// Tables commit in parallel (each writes its own Parquet files; the catalog serialises
@@ -469,11 +491,12 @@ func (w *Writer) decode(msgs []jetstream.Msg) ([]stream.Batch, []uint64, error) 
 	return batches, seqs, g.Wait()
 }
 
-func (w *Writer) addBatch(f *flushState, b *stream.Batch, seq uint64) (dups int, err error) {
-	source := TableName(b.Source)
-	land, err := f.table(ZoneLanding, source, LandingColumns, ColReceived)
+// addReceived writes a batch's records to landing.<source> and its rejected ones to
+// quarantine.readings.
+func (w *Writer) addReceived(f *flushState, b *stream.Batch, seq uint64) error {
+	land, err := f.table(ZoneLanding, TableName(b.Source), LandingColumns, ColReceived)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	landing := seq > land.wm
 	var quar *pending
@@ -498,33 +521,45 @@ func (w *Writer) addBatch(f *flushState, b *stream.Batch, seq uint64) (dups int,
 			rb.str(c[7], e.Origin, e.Origin != "")
 			land.endRow()
 		}
+		if r != nil {
+			continue
+		}
+		if quar == nil {
+			if quar, err = f.table(ZoneQuarantine, QuarantineTable, QuarantineColumns, ColReceived); err != nil {
+				return err
+			}
+		}
+		if seq <= quar.wm {
+			continue
+		}
+		rb, c := quar.rb, quar.pos
+		rb.ts(c[0], b.Received)
+		rb.str(c[1], b.Source, true)
+		rb.i64(c[2], int64(seq))
+		subj := subjectOf(e.Raw)
+		rb.str(c[3], subj, subj != "")
+		var fe reading.FieldError
+		if len(e.Errors) > 0 {
+			fe = e.Errors[0]
+		}
+		rb.str(c[4], fe.Code, true)
+		rb.str(c[5], fe.Path, true)
+		rb.str(c[6], fe.Message, true)
+		all, _ := json.Marshal(e.Errors)
+		rb.str(c[7], string(all), true)
+		rb.str(c[8], string(e.Raw), true)
+		rb.str(c[9], e.Origin, e.Origin != "")
+		quar.endRow()
+	}
+	return nil
+}
+
+// addTrusted writes a batch's valid readings to trusted.<kind>, once per identity.
+func (w *Writer) addTrusted(f *flushState, b *stream.Batch, seq uint64) (dups int, err error) {
+	for i := range b.Entries {
+		e := &b.Entries[i]
+		r := e.Reading
 		if r == nil {
-			if quar == nil {
-				if quar, err = f.table(ZoneQuarantine, QuarantineTable, QuarantineColumns, ColReceived); err != nil {
-					return dups, err
-				}
-			}
-			if seq <= quar.wm {
-				continue
-			}
-			rb, c := quar.rb, quar.pos
-			rb.ts(c[0], b.Received)
-			rb.str(c[1], b.Source, true)
-			rb.i64(c[2], int64(seq))
-			subj := subjectOf(e.Raw)
-			rb.str(c[3], subj, subj != "")
-			var fe reading.FieldError
-			if len(e.Errors) > 0 {
-				fe = e.Errors[0]
-			}
-			rb.str(c[4], fe.Code, true)
-			rb.str(c[5], fe.Path, true)
-			rb.str(c[6], fe.Message, true)
-			all, _ := json.Marshal(e.Errors)
-			rb.str(c[7], string(all), true)
-			rb.str(c[8], string(e.Raw), true)
-			rb.str(c[9], e.Origin, e.Origin != "")
-			quar.endRow()
 			continue
 		}
 		kind, ok := w.o.Registry.Kind(r.Kind)
