@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pulselake/pulselake/internal/anomaly"
+	"github.com/pulselake/pulselake/internal/durable"
 )
 
 func newDetectCmd(g *globals) *cobra.Command {
@@ -53,7 +53,7 @@ See docs/anomaly.md.`,
 			if output == "" || output == "-" {
 				return detectErr(input, anomaly.RunDetect(cfg, in, g.stdout))
 			}
-			return writeDetectOutput(output, func(w io.Writer) error {
+			return durable.Replace(output, 0o600, func(w io.Writer) error {
 				return detectErr(input, anomaly.RunDetect(cfg, in, w))
 			})
 		},
@@ -79,29 +79,4 @@ func detectErr(input string, err error) error {
 		return usagef("detect: %v", err)
 	}
 	return err
-}
-
-// writeDetectOutput writes path through a temporary file in the same directory, fsyncs it and
-// renames it into place, so a failed run never leaves a partial output.
-func writeDetectOutput(path string, write func(io.Writer) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("creating output: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := write(tmp); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("syncing output %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("closing output %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("renaming output into %s: %w", path, err)
-	}
-	return nil
 }

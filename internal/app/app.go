@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/pulselake/pulselake/internal/config"
+	"github.com/pulselake/pulselake/internal/durable"
 	"github.com/pulselake/pulselake/internal/ingest"
 	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/rules"
@@ -372,44 +373,11 @@ func bootstrapAdmin(ctx context.Context, log *slog.Logger, ts *token.Store, dir 
 		return "", err
 	}
 	path := filepath.Join(dir, AdminTokenFile)
-	if err := WriteFileDurably(path, []byte(secret+"\n"), 0o600); err != nil {
+	if err := durable.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("writing admin token: %w", err)
 	}
 	log.Info("created the first admin token; read it from the file (it is not logged)", "path", path, "id", t.ID)
 	return path, nil
-}
-
-// WriteFileDurably writes to a temporary name, fsyncs, and renames over path.
-func WriteFileDurably(path string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // serveInfo tells CLI commands how to reach a running serve on the same data directory.
@@ -430,5 +398,5 @@ func writeServeInfo(dir string, r *Running, password string) error {
 		info.User, info.Password = internalUser, password
 	}
 	data, _ := json.MarshalIndent(info, "", "  ")
-	return WriteFileDurably(filepath.Join(dir, serveInfoFile), data, 0o600)
+	return durable.WriteFile(filepath.Join(dir, serveInfoFile), data, 0o600)
 }

@@ -293,7 +293,7 @@ func TestRegistryConcurrentPuts(t *testing.T) {
 	if ts, _ := List(data); len(ts) != n-1 {
 		t.Fatalf("%d tables after remove", len(ts))
 	}
-	left, _ := filepath.Glob(filepath.Join(data, "catalog", ".external-*"))
+	left, _ := filepath.Glob(filepath.Join(data, "catalog", ".external.json.tmp*"))
 	if len(left) != 0 {
 		t.Fatalf("temporary files left: %v", left)
 	}

@@ -20,6 +20,8 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+
+	"github.com/pulselake/pulselake/internal/durable"
 )
 
 // Format of an external table's files.
@@ -218,39 +220,8 @@ func update(dataDir string, f func([]Table) []Table) error {
 	if err != nil {
 		return fmt.Errorf("encoding the catalog registry: %w", err)
 	}
-	return writeAtomic(path, append(b, '\n'))
-}
-
-// writeAtomic replaces path with b: temporary file in the same folder, fsync, rename, fsync
-// of the folder.
-func writeAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".external-*.json")
-	if err != nil {
+	if err := durable.WriteFile(path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("writing the catalog registry: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing the catalog registry: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing the catalog registry: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing the catalog registry: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("replacing the catalog registry: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("syncing the catalog folder: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing the catalog folder: %w", err)
 	}
 	return nil
 }

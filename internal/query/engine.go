@@ -37,6 +37,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pulselake/pulselake/internal/catalog"
+	"github.com/pulselake/pulselake/internal/durable"
 	"github.com/pulselake/pulselake/internal/lake"
 )
 
@@ -475,23 +476,13 @@ func (e *Engine) localPath(ctx context.Context, loc string) (string, error) {
 		return "", fmt.Errorf("opening %s: %w", loc, err)
 	}
 	defer src.Close()
-	tmp, err := os.CreateTemp(e.o.CacheDir, ".fetch-*")
+	err = durable.Replace(dst, 0o600, func(w io.Writer) error {
+		if _, err := io.Copy(w, src); err != nil {
+			return fmt.Errorf("fetching %s: %w", loc, err)
+		}
+		return nil
+	})
 	if err != nil {
-		return "", fmt.Errorf("caching %s: %w", loc, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := io.Copy(tmp, src); err != nil {
-		tmp.Close()
-		return "", fmt.Errorf("fetching %s: %w", loc, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return "", fmt.Errorf("caching %s: %w", loc, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return "", fmt.Errorf("caching %s: %w", loc, err)
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
 		return "", fmt.Errorf("caching %s: %w", loc, err)
 	}
 	return dst, nil

@@ -32,6 +32,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pulselake/pulselake/internal/durable"
 )
 
 // Bucket is the KV bucket secrets are kept in.
@@ -310,48 +312,11 @@ func LoadMasterKey(dataDir string, getenv func(string) string) (key []byte, crea
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, false, fmt.Errorf("creating data directory: %w", err)
 	}
-	if err := createDurably(path, []byte(base64.StdEncoding.EncodeToString(k)+"\n")); err != nil {
+	if err := durable.Create(path, []byte(base64.StdEncoding.EncodeToString(k)+"\n"), 0o600); err != nil {
 		if errors.Is(err, os.ErrExist) { // another process created it first: use theirs
 			return LoadMasterKey(dataDir, func(string) string { return "" })
 		}
 		return nil, false, fmt.Errorf("writing master key: %w", err)
 	}
 	return k, true, nil
-}
-
-// createDurably writes data to a temporary file (mode 0600), fsyncs it, links it to path only
-// if path does not exist yet, and fsyncs the directory.
-func createDurably(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	// Link, unlike rename, fails when path exists, so two first starts cannot overwrite
-	// each other's key.
-	if err := os.Link(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
