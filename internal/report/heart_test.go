@@ -20,7 +20,7 @@ const fitbitCSV = "../../../shared/data/fitbit-heartrate-1user.csv"
 func TestHeartOnFitbitExport(t *testing.T) {
 	f, err := os.Open(fitbitCSV)
 	if err != nil {
-		t.Skipf("shared data not present: %v", err)
+		t.Skipf("real Fitbit export not found at %s (needs ../shared/data beside the checkout): %v", fitbitCSV, err)
 	}
 	rs, err := ReadFitbitCSV(f, "2022484408")
 	f.Close()
