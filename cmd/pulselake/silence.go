@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -13,33 +14,20 @@ import (
 
 	"github.com/pulselake/pulselake/internal/app"
 	"github.com/pulselake/pulselake/internal/notify"
+	"github.com/pulselake/pulselake/internal/stream"
 )
-
-// silencesBucket is the KV bucket serve keeps silences in (internal/app/alerting.go).
-const silencesBucket = "pulselake_silences"
 
 // withSilences runs f with the silences of the data directory (or cluster); a running serve
 // sees the changes at once because it watches the same bucket.
 func withSilences(cmd *cobra.Command, g *globals, f func(*notify.Silences) error) error {
-	cfg, log, err := setup(g)
-	if err != nil {
-		return err
-	}
-	conn, closeConn, err := app.Dial(cmd.Context(), log, g.dataDir, cfg)
-	if err != nil {
-		return err
-	}
-	defer closeConn()
-	kv, err := conn.KV(cmd.Context(), silencesBucket, "pulselake silences")
-	if err != nil {
-		return err
-	}
-	s, err := notify.NewSilences(cmd.Context(), log, notify.SilencesOptions{KV: kv})
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	return f(s)
+	return withConn(cmd, g, func(log *slog.Logger, conn *stream.Conn) error {
+		s, err := app.OpenSilences(cmd.Context(), log, conn)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		return f(s)
+	})
 }
 
 func newSilenceCmd(g *globals) *cobra.Command {

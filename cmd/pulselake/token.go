@@ -2,16 +2,19 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pulselake/pulselake/internal/app"
+	"github.com/pulselake/pulselake/internal/stream"
 	"github.com/pulselake/pulselake/internal/token"
 )
 
-// withTokens runs f with the token store of the data directory (or cluster).
-func withTokens(cmd *cobra.Command, g *globals, f func(*token.Store) error) error {
+// withConn runs f with a connection to the stream of the data directory (or cluster):
+// through a running serve, or an embedded server started for the command.
+func withConn(cmd *cobra.Command, g *globals, f func(*slog.Logger, *stream.Conn) error) error {
 	cfg, log, err := setup(g)
 	if err != nil {
 		return err
@@ -21,12 +24,19 @@ func withTokens(cmd *cobra.Command, g *globals, f func(*token.Store) error) erro
 		return err
 	}
 	defer closeConn()
-	ts, err := app.OpenTokens(cmd.Context(), log, conn)
-	if err != nil {
-		return err
-	}
-	defer ts.Close()
-	return f(ts)
+	return f(log, conn)
+}
+
+// withTokens runs f with the token store of the data directory (or cluster).
+func withTokens(cmd *cobra.Command, g *globals, f func(*token.Store) error) error {
+	return withConn(cmd, g, func(log *slog.Logger, conn *stream.Conn) error {
+		ts, err := app.OpenTokens(cmd.Context(), log, conn)
+		if err != nil {
+			return err
+		}
+		defer ts.Close()
+		return f(ts)
+	})
 }
 
 func newTokenCmd(g *globals) *cobra.Command {

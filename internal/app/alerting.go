@@ -43,11 +43,7 @@ func startAlerting(ctx context.Context, log *slog.Logger, reg prometheus.Registe
 	if err != nil {
 		return nil, err
 	}
-	silKV, err := conn.KV(ctx, silencesBucket, "pulselake silences")
-	if err != nil {
-		return nil, err
-	}
-	sil, err := notify.NewSilences(ctx, log.With("component", "silences"), notify.SilencesOptions{KV: silKV})
+	sil, err := OpenSilences(ctx, log.With("component", "silences"), conn)
 	if err != nil {
 		return nil, err
 	}
@@ -74,6 +70,16 @@ func startAlerting(ctx context.Context, log *slog.Logger, reg prometheus.Registe
 		return nil, err
 	}
 	return &alerting{engine: eng, dispatcher: disp, silences: sil}, nil
+}
+
+// OpenSilences opens the silences over a dialled connection (serve and `pulselake silence`
+// share the bucket; each sees the other's changes through its watch).
+func OpenSilences(ctx context.Context, log *slog.Logger, conn *stream.Conn) (*notify.Silences, error) {
+	kv, err := conn.KV(ctx, silencesBucket, "pulselake silences")
+	if err != nil {
+		return nil, err
+	}
+	return notify.NewSilences(ctx, log, notify.SilencesOptions{KV: kv})
 }
 
 // mount adds the alert and silence endpoints (SPEC §4).
