@@ -86,20 +86,9 @@ route:
 		t.Fatalf("post: %d %v", code, body)
 	}
 
-	query := func(sql string) [][]any {
-		body, _ := json.Marshal(map[string]string{"sql": sql})
-		code, resp := post(t, srv.HTTPURL+"/v1/query", adminToken, "application/json", body)
-		if code != http.StatusOK {
-			return nil // the table appears with the first flush
-		}
-		var rows [][]any
-		for _, r := range resp["rows"].([]any) {
-			rows = append(rows, r.([]any))
-		}
-		return rows
-	}
+	query := func(sql string) [][]any { return apiQuery(t, srv.HTTPURL, sql) }
 	var rows [][]any
-	waitFor(t, 30*time.Second, "ops.anomalies row", func() bool {
+	waitUntil(t, 30*time.Second, "ops.anomalies row", func() bool {
 		rows = query(`SELECT detector, method, subject, device, kind, value, score, strftime(time, '%Y-%m-%dT%H:%M:%SZ') FROM ops.anomalies`)
 		return len(rows) > 0
 	})
@@ -137,9 +126,9 @@ route:
 			return false
 		}
 	}
-	waitFor(t, 30*time.Second, "firing notification", status("firing"))
-	waitFor(t, 30*time.Second, "resolved notification", status("resolved"))
-	waitFor(t, 30*time.Second, "ops.alerts rows", func() bool {
+	waitUntil(t, 30*time.Second, "firing notification", status("firing"))
+	waitUntil(t, 30*time.Second, "resolved notification", status("resolved"))
+	waitUntil(t, 30*time.Second, "ops.alerts rows", func() bool {
 		rows = query(`SELECT state, from_state, severity FROM ops.alerts WHERE rule = 'hr-hour-over-hour' ORDER BY time`)
 		return len(rows) == 2
 	})
@@ -198,16 +187,5 @@ func TestAnomalyDetectorConfigErrors(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not contain %q", err, want)
 		}
-	}
-}
-
-func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s after %s", what, limit)
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }

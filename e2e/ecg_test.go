@@ -117,7 +117,7 @@ func TestStreamingECG(t *testing.T) {
 		t.Fatalf("posting %d beats: %d %v", len(lines), code, body)
 	}
 
-	ecgWait(t, 60*time.Second, "a prediction event for every beat", func() bool { return eventCount("monitor-1") >= len(beats) })
+	waitUntil(t, 60*time.Second, "a prediction event for every beat", func() bool { return eventCount("monitor-1") >= len(beats) })
 	mu.Lock()
 	agree := 0
 	for _, e := range events {
@@ -139,7 +139,7 @@ func TestStreamingECG(t *testing.T) {
 	}
 
 	// The run of V beats fires the rule on ecg_prediction readings.
-	ecgWait(t, 30*time.Second, "firing ventricular-run alert", func() bool {
+	waitUntil(t, 30*time.Second, "firing ventricular-run alert", func() bool {
 		for _, a := range srv.Alerts.Alerts(rules.StateFiring) {
 			if a.Rule == "ventricular-run" && a.Device == "monitor-1" && a.Subject == "patient-208" {
 				return true
@@ -148,21 +148,10 @@ func TestStreamingECG(t *testing.T) {
 		return false
 	})
 
-	query := func(sql string) [][]any {
-		body, _ := json.Marshal(map[string]string{"sql": sql})
-		code, resp := post(t, srv.HTTPURL+"/v1/query", adminToken, "application/json", body)
-		if code != http.StatusOK {
-			return nil // the table appears with the first flush
-		}
-		var rows [][]any
-		for _, r := range resp["rows"].([]any) {
-			rows = append(rows, r.([]any))
-		}
-		return rows
-	}
+	query := func(sql string) [][]any { return apiQuery(t, srv.HTTPURL, sql) }
 	// ops.predictions: one row per beat, agreeing with the reference labels it carries.
 	var rows [][]any
-	ecgWait(t, 30*time.Second, "ops.predictions rows", func() bool {
+	waitUntil(t, 30*time.Second, "ops.predictions rows", func() bool {
 		rows = query(`SELECT count(*), count(*) FILTER (WHERE class = label), max(run) FILTER (WHERE class = 'V'),
 			count(DISTINCT source_id), min(model), count(*) FILTER (WHERE abs(p_n + p_s + p_v + p_f + p_q - 1) > 1e-6)
 			FROM ops.predictions WHERE device = 'monitor-1'`)
@@ -173,7 +162,7 @@ func TestStreamingECG(t *testing.T) {
 		t.Errorf("ops.predictions summary %v", r)
 	}
 	// trusted.ecg_prediction: the predictions as readings (what rules and dashboards see).
-	ecgWait(t, 30*time.Second, "trusted.ecg_prediction rows", func() bool {
+	waitUntil(t, 30*time.Second, "trusted.ecg_prediction rows", func() bool {
 		rows = query(`SELECT count(*), count(*) FILTER (WHERE class = label) FROM trusted.ecg_prediction WHERE device = 'monitor-1'`)
 		return len(rows) == 1 && rows[0][0] == float64(len(beats))
 	})
@@ -202,7 +191,7 @@ func TestStreamingECG(t *testing.T) {
 		t.Fatalf("posting ecg readings: %d %v", code, body)
 	}
 	// Record 208 has about 1.6 beats/s; beats within the last seconds wait for the next peak.
-	ecgWait(t, 30*time.Second, "predictions of the raw-sample beats", func() bool {
+	waitUntil(t, 30*time.Second, "predictions of the raw-sample beats", func() bool {
 		rows = query(`SELECT count(*), count(*) FILTER (WHERE rr_known), count(*) FILTER (WHERE source_kind = 'ecg') FROM ops.predictions WHERE device = 'holter-208'`)
 		return len(rows) == 1 && rows[0][0].(float64) >= 80
 	})
@@ -212,17 +201,6 @@ func TestStreamingECG(t *testing.T) {
 	}
 	if n := eventCount("holter-208"); n == 0 {
 		t.Error("no prediction events for the raw-sample beats")
-	}
-}
-
-func ecgWait(t *testing.T, limit time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s after %s", what, limit)
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }
 
@@ -364,18 +342,11 @@ func TestStreamingECGKServe(t *testing.T) {
 	if code, body := postNDJSON(t, srv.HTTPURL, adminToken, lines); code != http.StatusAccepted {
 		t.Fatalf("post: %d %v", code, body)
 	}
-	ecgWait(t, 30*time.Second, "a request to the model server", func() bool { return requests.Load() > 0 })
+	waitUntil(t, 30*time.Second, "a request to the model server", func() bool { return requests.Load() > 0 })
 	down.Store(false)
 	var rows [][]any
-	ecgWait(t, 60*time.Second, "ops.predictions rows from the model server", func() bool {
-		body, _ := json.Marshal(map[string]string{"sql": `SELECT count(*), count(*) FILTER (WHERE class = label), min(model) FROM ops.predictions`})
-		code, resp := post(t, srv.HTTPURL+"/v1/query", adminToken, "application/json", body)
-		if code != http.StatusOK {
-			return false
-		}
-		for _, r := range resp["rows"].([]any) {
-			rows = append(rows[:0], r.([]any))
-		}
+	waitUntil(t, 60*time.Second, "ops.predictions rows from the model server", func() bool {
+		rows = apiQuery(t, srv.HTTPURL, `SELECT count(*), count(*) FILTER (WHERE class = label), min(model) FROM ops.predictions`)
 		return len(rows) == 1 && rows[0][0] == 40.0
 	})
 	if r := rows[0]; r[1].(float64) < 36 || r[2] != "kserve:ecg-gbt" {

@@ -185,3 +185,31 @@ func streamContents(t testing.TB, conn *stream.Conn) (accepted map[reading.ID]in
 	}
 	return accepted, rejected, sources
 }
+
+// waitUntil polls cond until it holds, failing the test after d.
+func waitUntil(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting until %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond) // polling, bounded by the deadline
+	}
+}
+
+// apiQuery runs sql through POST /v1/query with the admin token and returns the rows; nil
+// while the query fails (a table appears with the lake's first flush).
+func apiQuery(t testing.TB, baseURL, sql string) [][]any {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"sql": sql})
+	code, resp := post(t, baseURL+"/v1/query", adminToken, "application/json", body)
+	if code != http.StatusOK {
+		return nil
+	}
+	var rows [][]any
+	for _, r := range resp["rows"].([]any) {
+		rows = append(rows, r.([]any))
+	}
+	return rows
+}
