@@ -96,14 +96,20 @@
     while (ul.children.length > 30) ul.removeChild(ul.lastChild);
   }
 
-  // Horizontal bars: heartbeat classes of the last five minutes (AAMI classes).
-  function drawBeats(canvas) {
+  // clearCanvas sizes a canvas for the screen's pixel ratio and clears it.
+  function clearCanvas(canvas) {
     const dpr = window.devicePixelRatio || 1;
     const w = canvas.clientWidth, h = canvas.clientHeight;
     if (canvas.width !== w * dpr) { canvas.width = w * dpr; canvas.height = h * dpr; }
     const g = canvas.getContext("2d");
     g.setTransform(dpr, 0, 0, dpr, 0, 0);
     g.clearRect(0, 0, w, h);
+    return { g, w, h };
+  }
+
+  // Horizontal bars: heartbeat classes of the last five minutes (AAMI classes).
+  function drawBeats(canvas) {
+    const { g, w, h } = clearCanvas(canvas);
     g.font = "11px system-ui";
     if (!state.beats.length) { g.fillStyle = "#8b98a5"; g.fillText("waiting for ECG beats…", 12, 20); return; }
     const n = {}; for (const c of beatClasses) n[c] = 0;
@@ -138,12 +144,7 @@
 
   // Line chart of several series on a canvas; series: [{name, color, points:[{t, v}], dots}]
   function draw(canvas, series, opts) {
-    const dpr = window.devicePixelRatio || 1;
-    const w = canvas.clientWidth, h = canvas.clientHeight;
-    if (canvas.width !== w * dpr) { canvas.width = w * dpr; canvas.height = h * dpr; }
-    const g = canvas.getContext("2d");
-    g.setTransform(dpr, 0, 0, dpr, 0, 0);
-    g.clearRect(0, 0, w, h);
+    const { g, w, h } = clearCanvas(canvas);
     const now = Date.now(), t0 = now - windowMs;
     let lo = Infinity, hi = -Infinity;
     for (const s of series) for (const p of s.points) { lo = Math.min(lo, p.v); hi = Math.max(hi, p.v); }
