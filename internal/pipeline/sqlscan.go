@@ -75,62 +75,20 @@ func scanSQL(src string) ([]token, error) {
 				i++
 			}
 			i++
-			var b strings.Builder
-			closed := false
-			for i < n {
-				ch := src[i]
-				if ch == '\n' {
-					line++
-				}
-				if backslash && ch == '\\' && i+1 < n {
-					b.WriteByte(src[i+1])
-					i += 2
-					continue
-				}
-				if ch == '\'' {
-					if i+1 < n && src[i+1] == '\'' {
-						b.WriteByte('\'')
-						i += 2
-						continue
-					}
-					i++
-					closed = true
-					break
-				}
-				b.WriteByte(ch)
-				i++
-			}
+			text, next, lines, closed := scanQuoted(src, i, '\'', backslash)
+			i, line = next, line+lines
 			if !closed {
 				return nil, lineErr(start, "unterminated string")
 			}
-			toks = append(toks, token{tokString, b.String(), start})
+			toks = append(toks, token{tokString, text, start})
 		case c == '"':
 			start := line
-			i++
-			var b strings.Builder
-			closed := false
-			for i < n {
-				ch := src[i]
-				if ch == '\n' {
-					line++
-				}
-				if ch == '"' {
-					if i+1 < n && src[i+1] == '"' {
-						b.WriteByte('"')
-						i += 2
-						continue
-					}
-					i++
-					closed = true
-					break
-				}
-				b.WriteByte(ch)
-				i++
-			}
+			text, next, lines, closed := scanQuoted(src, i+1, '"', false)
+			i, line = next, line+lines
 			if !closed {
 				return nil, lineErr(start, "unterminated quoted identifier")
 			}
-			toks = append(toks, token{tokQuoted, strings.ToLower(b.String()), start})
+			toks = append(toks, token{tokQuoted, strings.ToLower(text), start})
 		case c == '$' && dollarTag(src[i:]) != "":
 			tag := dollarTag(src[i:])
 			start := line
@@ -334,4 +292,34 @@ func (e *sqlError) Error() string { return e.msg }
 
 func lineErr(line int, format string, args ...any) error {
 	return &sqlError{line, fmt.Sprintf(format, args...)}
+}
+
+// scanQuoted reads a string literal or quoted identifier whose opening quote is just before
+// src[i]: a doubled quote stands for one, and with backslash (E'...' strings) a backslash
+// takes the next byte as it is. It returns the text, the index after the closing quote, the
+// newlines crossed and whether the quote was closed.
+func scanQuoted(src string, i int, quote byte, backslash bool) (text string, next, lines int, closed bool) {
+	var b strings.Builder
+	for i < len(src) {
+		ch := src[i]
+		if ch == '\n' {
+			lines++
+		}
+		if backslash && ch == '\\' && i+1 < len(src) {
+			b.WriteByte(src[i+1])
+			i += 2
+			continue
+		}
+		if ch == quote {
+			if i+1 < len(src) && src[i+1] == quote {
+				b.WriteByte(quote)
+				i += 2
+				continue
+			}
+			return b.String(), i + 1, lines, true
+		}
+		b.WriteByte(ch)
+		i++
+	}
+	return b.String(), i, lines, false
 }
