@@ -190,18 +190,10 @@ func newAnomalyRunner(log *slog.Logger, reg prometheus.Registerer, ds []*anomaly
 // run consumes the ingest stream with its own durable consumer until ctx is cancelled, and
 // resolves quiet alerts and drops idle baselines once a second.
 func (r *anomalyRunner) run(ctx context.Context, js jetstream.JetStream, kinds *reading.Registry) error {
-	cons, err := js.CreateOrUpdateConsumer(ctx, stream.IngestStream, jetstream.ConsumerConfig{
-		Durable:       anomalyConsumer,
-		Description:   "pulselake: streaming anomaly detectors",
-		FilterSubject: stream.IngestSubjects,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
-		MaxAckPending: 1000,
-		// Like the rule engine: a new detector starts with new readings.
-		DeliverPolicy: jetstream.DeliverNewPolicy,
-	})
+	cons, err := stream.Follow(ctx, js, stream.Follower{Durable: anomalyConsumer,
+		Description: "pulselake: streaming anomaly detectors", AckWait: 30 * time.Second, MaxAckPending: 1000})
 	if err != nil {
-		return fmt.Errorf("creating consumer %s: %w", anomalyConsumer, err)
+		return err
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(256))
 	if err != nil {

@@ -115,18 +115,10 @@ func startECG(n *node) error {
 	}
 	// The consumer exists before serve accepts readings, so none posted after start is missed.
 	var err error
-	p.cons, err = n.conn.JS.CreateOrUpdateConsumer(n.ctx, stream.IngestStream, jetstream.ConsumerConfig{
-		Durable:       ecgConsumer,
-		Description:   "pulselake: streaming ECG classification",
-		FilterSubject: stream.IngestSubjects,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       time.Minute,
-		MaxAckPending: 256,
-		// Like the rules: a new classifier starts with new readings.
-		DeliverPolicy: jetstream.DeliverNewPolicy,
-	})
+	p.cons, err = stream.Follow(n.ctx, n.conn.JS, stream.Follower{Durable: ecgConsumer,
+		Description: "pulselake: streaming ECG classification", AckWait: time.Minute, MaxAckPending: 256})
 	if err != nil {
-		return fmt.Errorf("creating consumer %s: %w", ecgConsumer, err)
+		return err
 	}
 	n.runProc("ecg", p.run)
 	n.log.Info("streaming ECG classification on", "component", "ecg", "model", cl.Name())

@@ -377,18 +377,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
 	if e.opts.JS != nil {
-		cons, err := e.opts.JS.CreateOrUpdateConsumer(ctx, stream.IngestStream, jetstream.ConsumerConfig{
-			Durable:       e.opts.Consumer,
-			Description:   "pulselake: alert rules",
-			FilterSubject: stream.IngestSubjects,
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       30 * time.Second,
-			MaxAckPending: 1000,
-			// A new engine starts with new readings: alerting on the stream's history helps nobody.
-			DeliverPolicy: jetstream.DeliverNewPolicy,
-		})
+		cons, err := stream.Follow(ctx, e.opts.JS, stream.Follower{Durable: e.opts.Consumer,
+			Description: "pulselake: alert rules", AckWait: 30 * time.Second, MaxAckPending: 1000})
 		if err != nil {
-			return fmt.Errorf("creating consumer %s: %w", e.opts.Consumer, err)
+			return err
 		}
 		it, err := cons.Messages(jetstream.PullMaxMessages(256))
 		if err != nil {
