@@ -150,6 +150,10 @@ func (s *Store) Close() error {
 // Config returns the configuration the store was opened with.
 func (s *Store) Config() Config { return s.cfg }
 
+// Catalog returns the Iceberg catalog the store commits through (serve offers it over the
+// Iceberg REST protocol).
+func (s *Store) Catalog() catalog.Catalog { return s.cat }
+
 // IOProperties returns the file IO properties (S3 endpoint and credentials) of the warehouse.
 func (s *Store) IOProperties() iceberg.Properties { return s.props }
 

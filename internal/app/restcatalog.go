@@ -1,0 +1,60 @@
+package app
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/apache/iceberg-go"
+	iceio "github.com/apache/iceberg-go/io"
+
+	"github.com/pulselake/pulselake/internal/lake"
+	"github.com/pulselake/pulselake/internal/restcatalog"
+	"github.com/pulselake/pulselake/internal/token"
+)
+
+// restCatalogPrefix is where the lake's catalog is served over the Iceberg REST protocol: an
+// Iceberg client's catalog URI is http://<serve>/iceberg.
+const restCatalogPrefix = "/iceberg"
+
+// startRESTCatalog serves the lake's own catalog over the Iceberg REST Catalog protocol
+// (docs/lake.md, "REST catalog"), so engines can attach to the lake. Any pulselake token of
+// scope read may read; changing the catalog needs scope admin. It is served only when the
+// lake's catalog is the SQL catalog: a lake on a REST catalog already has a server.
+func startRESTCatalog(n *node) error {
+	lc := n.lake.store.Config()
+	if lc.Catalog.Type != "sql" {
+		return nil
+	}
+	h := http.StripPrefix(restCatalogPrefix, restcatalog.Handler(n.lake.store.Catalog(), restcatalog.Options{
+		Log:         n.log.With("component", "iceberg-rest"),
+		Warehouse:   lc.Warehouse,
+		TableConfig: restTableConfig(lc),
+		CanWrite: func(r *http.Request) bool {
+			tok, ok := r.Context().Value(restTokenKey{}).(token.Token)
+			return ok && tok.Scope.Allows(token.ScopeAdmin)
+		},
+	}))
+	n.ws.Handle(restCatalogPrefix+"/", token.ScopeRead, func(w http.ResponseWriter, r *http.Request, tok token.Token) {
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), restTokenKey{}, tok)))
+	})
+	return nil
+}
+
+// restTokenKey carries the caller's verified token to restcatalog.Options.CanWrite.
+type restTokenKey struct{}
+
+// restTableConfig is the file IO configuration handed to clients with every table: where the
+// S3 store is, never credentials (clients bring their own).
+func restTableConfig(lc lake.Config) iceberg.Properties {
+	p := iceberg.Properties{}
+	if lc.S3.Endpoint != "" {
+		p[iceio.S3EndpointURL] = lc.S3.Endpoint
+	}
+	if lc.S3.Region != "" {
+		p[iceio.S3Region] = lc.S3.Region
+	}
+	if lc.S3.VirtualHosted {
+		p[iceio.S3ForceVirtualAddressing] = "true"
+	}
+	return p
+}
