@@ -4,10 +4,6 @@ import (
 	"context"
 	"net/http"
 
-	"github.com/apache/iceberg-go"
-	iceio "github.com/apache/iceberg-go/io"
-
-	"github.com/pulselake/pulselake/internal/lake"
 	"github.com/pulselake/pulselake/internal/restcatalog"
 	"github.com/pulselake/pulselake/internal/token"
 )
@@ -26,9 +22,8 @@ func startRESTCatalog(n *node) error {
 		return nil
 	}
 	h := http.StripPrefix(restCatalogPrefix, restcatalog.Handler(n.lake.store.Catalog(), restcatalog.Options{
-		Log:         n.log.With("component", "iceberg-rest"),
-		Warehouse:   lc.Warehouse,
-		TableConfig: restTableConfig(lc),
+		Log:       n.log.With("component", "iceberg-rest"),
+		Warehouse: lc.Warehouse,
 		CanWrite: func(r *http.Request) bool {
 			tok, ok := r.Context().Value(restTokenKey{}).(token.Token)
 			return ok && tok.Scope.Allows(token.ScopeAdmin)
@@ -42,19 +37,3 @@ func startRESTCatalog(n *node) error {
 
 // restTokenKey carries the caller's verified token to restcatalog.Options.CanWrite.
 type restTokenKey struct{}
-
-// restTableConfig is the file IO configuration handed to clients with every table: where the
-// S3 store is, never credentials (clients bring their own).
-func restTableConfig(lc lake.Config) iceberg.Properties {
-	p := iceberg.Properties{}
-	if lc.S3.Endpoint != "" {
-		p[iceio.S3EndpointURL] = lc.S3.Endpoint
-	}
-	if lc.S3.Region != "" {
-		p[iceio.S3Region] = lc.S3.Region
-	}
-	if lc.S3.VirtualHosted {
-		p[iceio.S3ForceVirtualAddressing] = "true"
-	}
-	return p
-}

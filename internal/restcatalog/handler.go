@@ -24,7 +24,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -46,10 +45,6 @@ type Options struct {
 	// as the "warehouse" default of GET /v1/config, and when set, table locations and
 	// registered metadata must lie under it.
 	Warehouse string
-	// TableConfig is returned as the "config" of every loaded table: non-secret file IO
-	// settings clients need to read the files (e.g. s3.endpoint, s3.region). Never put
-	// credentials here.
-	TableConfig iceberg.Properties
 	// MaxBodyBytes limits every request body. Default DefaultMaxBodyBytes.
 	MaxBodyBytes int64
 	// CanWrite reports whether a request may change the catalog. nil allows every request.
@@ -329,7 +324,9 @@ func (s *server) tableIdent(r *http.Request) (table.Identifier, error) {
 	return append(ns, name), nil
 }
 
-// loadResult is the spec's LoadTableResult (without storage credentials: none are vended).
+// loadResult is the spec's LoadTableResult. Its config is empty: no storage credentials are
+// vended, and file IO settings (an S3 endpoint) are the client's, since the server's view of
+// the store (e.g. a loopback address) may not be the client's.
 type loadResult struct {
 	MetadataLocation string             `json:"metadata-location"`
 	Metadata         table.Metadata     `json:"metadata"`
@@ -337,7 +334,7 @@ type loadResult struct {
 }
 
 func (s *server) loaded(t *table.Table) loadResult {
-	return loadResult{MetadataLocation: t.MetadataLocation(), Metadata: t.Metadata(), Config: nonNil(maps.Clone(s.opts.TableConfig))}
+	return loadResult{MetadataLocation: t.MetadataLocation(), Metadata: t.Metadata(), Config: iceberg.Properties{}}
 }
 
 func (s *server) createTable(w http.ResponseWriter, r *http.Request) {
