@@ -379,6 +379,10 @@ func (s *server) createTable(w http.ResponseWriter, r *http.Request) {
 		opts = append(opts, catalog.WithProperties(req.Properties))
 	}
 	t, err := s.cat.CreateTable(r.Context(), append(ns, req.Name), req.Schema, opts...)
+	if errors.Is(err, table.ErrInvalidMetadata) {
+		// The partition spec or sort order names a field the schema lacks.
+		err = fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return

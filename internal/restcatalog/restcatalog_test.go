@@ -314,6 +314,8 @@ func TestErrors(t *testing.T) {
 		{"POST", "/v1/namespaces/ns/tables", createBody, 409, typeAlreadyExists, "t"},
 		{"POST", "/v1/namespaces/nope/tables", createBody, 404, typeNoSuchNamespace, "nope"},
 		{"POST", "/v1/namespaces/ns/tables", strings.Replace(createBody, `"name":"t"`, `"name":"u","stage-create":true`, 1), 501, typeNotImplemented, "stage-create"},
+		{"POST", "/v1/namespaces/ns/tables", strings.Replace(createBody, `"name":"t"`, `"name":"u","partition-spec":{"fields":[{"source-id":9,"field-id":1000,"name":"b","transform":"identity"}]}`, 1), 400, typeBadRequest, "source field 9"},
+		{"POST", "/v1/namespaces/ns/tables", strings.Replace(createBody, `"name":"t"`, `"name":"u","write-order":{"order-id":1,"fields":[{"source-id":7,"transform":"identity","direction":"asc","null-order":"nulls-first"}]}`, 1), 400, typeBadRequest, "source column id 7"},
 		{"POST", "/v1/namespaces/ns/tables", strings.Replace(createBody, `"name":"t"`, `"name":"u","location":"file:///etc/u"`, 1), 400, typeBadRequest, "outside the warehouse"},
 		{"POST", "/v1/namespaces/ns/tables", strings.Replace(createBody, `"name":"t"`, `"name":"u","location":"`+warehouse+`/../u"`, 1), 400, typeBadRequest, "outside the warehouse"},
 		{"POST", "/v1/namespaces/ns/tables", strings.Replace(createBody, `"name":"t"`, `"name":"u","properties":{"write.metadata.path":"/tmp/x"}`, 1), 400, typeBadRequest, "write.metadata.path"},
