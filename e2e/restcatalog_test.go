@@ -18,7 +18,7 @@ import (
 // TestRESTCatalogServed posts readings to serve, then queries them with `pulselake query` on
 // another data directory whose lake catalog is serve's REST catalog (http://<serve>/iceberg,
 // a read token) over the same warehouse: the counts are exact. A read token cannot change the
-// catalog (403) and a request without a token is refused (401).
+// catalog (403), an admin token can, and a request without a token is refused (401).
 func TestRESTCatalogServed(t *testing.T) {
 	cfg := config.Default()
 	cfg.Lake.FlushInterval = time.Second
@@ -85,6 +85,10 @@ func TestRESTCatalogServed(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
+	ingestTok, _, err := srv.Tokens.Create(context.Background(), token.ScopeIngest, "", "device")
+	if err != nil {
+		t.Fatal(err)
+	}
 	commit := `{"requirements":[],"updates":[{"action":"set-properties","updates":{"owner":"mallory"}}]}`
 	for _, c := range []struct {
 		method, path, tok, body string
@@ -97,7 +101,11 @@ func TestRESTCatalogServed(t *testing.T) {
 		{"POST", "/v1/namespaces", readTok, `{"namespace":["scratch"]}`, http.StatusForbidden},
 		{"GET", "/v1/namespaces", "", "", http.StatusUnauthorized},
 		{"POST", "/v1/namespaces/trusted/tables/heart_rate", "", commit, http.StatusUnauthorized},
+		{"GET", "/v1/namespaces", ingestTok, "", http.StatusForbidden},
 		{"GET", "/v1/namespaces/trusted%1Fnope", adminToken, "", http.StatusNotFound},
+		{"POST", "/v1/namespaces", adminToken, `{"namespace":["scratch"]}`, http.StatusOK},
+		{"HEAD", "/v1/namespaces/scratch", readTok, "", http.StatusNoContent},
+		{"DELETE", "/v1/namespaces/scratch", adminToken, "", http.StatusNoContent},
 	} {
 		if got := call(c.method, c.path, c.tok, c.body); got != c.want {
 			t.Errorf("%s /iceberg%s (token %t): %d, want %d", c.method, c.path, c.tok != "", got, c.want)
