@@ -55,6 +55,7 @@ func main() {
 	bin := flag.String("bin", "", "freshness: the pulselake binary")
 	duration := flag.Duration("duration", 30*time.Second, "freshness: how long to post")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured part")
+	flag.StringVar(&memprofile, "memprofile", "", "write: write an allocation profile of the lake writer")
 	flag.String("keep", "", "use this data directory and keep it (to query it afterwards)")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -149,17 +150,30 @@ func benchWrite(log *slog.Logger, dir string, n int) {
 		check(pprof.StartCPUProfile(profile))
 		defer pprof.StopCPUProfile()
 	}
-	t0 := time.Now()
+	t0, cpu0 := time.Now(), cpuTime()
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
 	w.Stop() // drain everything in the stream, flushing at 64 MiB, then return
 	check(<-done)
-	el := time.Since(t0)
+	el, cpu := time.Since(t0), cpuTime()-cpu0
+	if memprofile != "" {
+		f, err := os.Create(memprofile)
+		check(err)
+		check(pprof.Lookup("allocs").WriteTo(f, 0))
+		f.Close()
+	}
 	var m1 runtime.MemStats
 	runtime.ReadMemStats(&m1)
 	size := dirSize(filepath.Join(dir, "lake"))
-	fmt.Printf("lake write: %d readings in %.2f s = %.0f readings/s into trusted, landing (raw) and Parquet; warehouse %.1f MB (%.1f bytes/reading); Go heap peak-ish %.0f MB\n",
-		n, el.Seconds(), float64(n)/el.Seconds(), float64(size)/1e6, float64(size)/float64(n), float64(m1.HeapSys)/1e6)
+	fmt.Printf("lake write: %d readings in %.2f s = %.0f readings/s into trusted, landing (raw) and Parquet; CPU %.2f s (%.2f µs/reading); warehouse %.1f MB (%.1f bytes/reading); Go heap peak-ish %.0f MB\n",
+		n, el.Seconds(), float64(n)/el.Seconds(), cpu.Seconds(), cpu.Seconds()*1e6/float64(n), float64(size)/1e6, float64(size)/float64(n), float64(m1.HeapSys)/1e6)
+}
+
+// cpuTime is the CPU time (user and system) the process has used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	check(syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func dirSize(dir string) int64 {
@@ -265,7 +279,10 @@ func benchQuery(log *slog.Logger, dir string, rows, devices int) {
 	fmt.Printf("  overhead ratio: %.2f\n", te[runs/2]/td[runs/2])
 }
 
-var profile *os.File
+var (
+	profile    *os.File
+	memprofile string
+)
 
 const benchToken = "plk_bench-admin-token-0123456789abcdef"
 

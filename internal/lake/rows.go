@@ -2,6 +2,7 @@ package lake
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -9,6 +10,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/iceberg-go/table"
+
+	"github.com/pulselake/pulselake/internal/reading"
 )
 
 // recBuilder builds one Arrow record in a table's schema, column by column.
@@ -27,6 +30,32 @@ func (r *recBuilder) str(i int, s string, valid bool) {
 		b.Append(s)
 	} else {
 		b.AppendNull()
+	}
+}
+
+// bytes appends v to string column i without converting it to a string first.
+func (r *recBuilder) bytes(i int, v []byte) {
+	r.b.Field(i).(*array.StringBuilder).BinaryBuilder.Append(v)
+}
+
+// id appends the hexadecimal form of a reading identity to string column i.
+func (r *recBuilder) id(i int, id reading.ID) {
+	var h [2 * len(reading.ID{})]byte
+	hex.Encode(h[:], id[:])
+	r.bytes(i, h[:])
+}
+
+// reserve makes room for n more rows in every column.
+func (r *recBuilder) reserve(n int) {
+	for _, b := range r.b.Fields() {
+		b.Reserve(n)
+	}
+}
+
+// reserveData makes room for n more bytes of values in string column i.
+func (r *recBuilder) reserveData(i, n int) {
+	if b, ok := r.b.Field(i).(*array.StringBuilder); ok {
+		b.ReserveData(n)
 	}
 }
 

@@ -14,8 +14,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/catalog"
 	"github.com/apache/iceberg-go/catalog/rest"
@@ -204,6 +202,7 @@ func (s *Store) ensure(ctx context.Context, zone, name string, sc *iceberg.Schem
 	if errors.Is(err, ErrNoTable) {
 		opts := []catalog.CreateTableOpt{catalog.WithProperties(iceberg.Properties{
 			"write.parquet.compression-codec": "zstd",
+			"write.parquet.compression-level": "1",
 			"format-version":                  "2",
 		})}
 		if partitionBy != "" {
@@ -235,42 +234,6 @@ func (s *Store) forget(key string) {
 	s.mu.Lock()
 	delete(s.tables, key)
 	s.mu.Unlock()
-}
-
-// commitAppend appends rec to t in one Iceberg commit, recording seq (when > 0) as the
-// table's stream watermark in the same commit.
-func (s *Store) commitAppend(ctx context.Context, zone, name string, t *table.Table, recs []arrow.RecordBatch, seq uint64) (*table.Table, error) {
-	key := zone + "." + name
-	if len(recs) == 0 {
-		return t, nil
-	}
-	rdr, err := array.NewRecordReader(recs[0].Schema(), recs)
-	if err != nil {
-		return nil, fmt.Errorf("appending to %s: %w", key, err)
-	}
-	defer rdr.Release()
-	tx := t.NewTransaction()
-	snapProps := iceberg.Properties{}
-	if seq > 0 {
-		v := strconv.FormatUint(seq, 10)
-		snapProps[PropStreamSeq] = v
-		if err := tx.SetProperties(iceberg.Properties{PropStreamSeq: v}); err != nil {
-			return nil, fmt.Errorf("appending to %s: %w", key, err)
-		}
-	}
-	if err := tx.Append(ctx, rdr, snapProps); err != nil {
-		// The cached handle may name a snapshot that another process expired (erase,
-		// compaction) and whose manifests are gone: reload on the next attempt.
-		s.forget(key)
-		return nil, fmt.Errorf("appending to %s: %w", key, err)
-	}
-	nt, err := tx.Commit(ctx)
-	if err != nil {
-		s.forget(key) // reload on next use: another process may have committed
-		return nil, fmt.Errorf("committing %s: %w", key, err)
-	}
-	s.remember(key, nt)
-	return nt, nil
 }
 
 // streamSeq is the stream watermark of a table (0 when none).

@@ -205,9 +205,10 @@ func (w *Writer) Run(ctx context.Context) error {
 			wait = 200 * time.Millisecond
 		}
 		fetched := len(buf)
-		// Fetch by bytes (bounded client memory; big envelopes never overrun the connection's
-		// pending limits) and by count.
-		batch, err := cons.FetchBytes(w.o.FetchBytes, jetstream.FetchMaxWait(wait))
+		// Fetch by count and by bytes (bounded client memory; big envelopes never overrun the
+		// connection's pending limits). FetchBytes alone would size its channels for a
+		// million messages on every call.
+		batch, err := cons.Fetch(w.o.FetchBatch, jetstream.FetchMaxBytes(w.o.FetchBytes), jetstream.FetchMaxWait(wait))
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -341,6 +342,33 @@ type flushState struct {
 	mu     sync.Mutex // tables and order: the landing and trusted passes run concurrently
 	tables map[string]*pending
 	order  []*pending
+	sizes  map[string]size // expected rows and raw bytes per table, to size the builders once
+}
+
+// size is how many rows, and bytes of raw payloads, a flush will add to a table.
+type size struct{ rows, raw int }
+
+// expect counts the rows each table of the flush gets (an upper bound for trusted tables,
+// which skip duplicates), so that their column builders grow once instead of doubling.
+func (f *flushState) expect(batches []stream.Batch) {
+	f.sizes = map[string]size{}
+	add := func(key string, raw int) {
+		s := f.sizes[key]
+		f.sizes[key] = size{s.rows + 1, s.raw + raw}
+	}
+	for i := range batches {
+		b := &batches[i]
+		land := ZoneLanding + "." + TableName(b.Source)
+		for j := range b.Entries {
+			e := &b.Entries[j]
+			add(land, len(e.Raw))
+			if e.Reading == nil {
+				add(ZoneQuarantine+"."+QuarantineTable, len(e.Raw))
+			} else if tc := f.w.trusted[e.Reading.Kind]; tc != nil {
+				add(ZoneTrusted+"."+tc.name, 0)
+			}
+		}
+	}
 }
 
 func (f *flushState) table(zone, name string, cols []Column, partitionBy string) (*pending, error) {
@@ -368,6 +396,12 @@ func (f *flushState) table(zone, name string, cols []Column, partitionBy string)
 		p.pos = append(p.pos, i)
 		used[i] = true
 	}
+	if n := f.sizes[key]; n.rows > 0 {
+		p.rb.reserve(n.rows)
+		if i := as.FieldIndices("raw"); len(i) == 1 {
+			p.rb.reserveData(i[0], n.raw)
+		}
+	}
 	for i, u := range used {
 		if !u {
 			p.extra = append(p.extra, i)
@@ -394,6 +428,7 @@ func (w *Writer) flush(ctx context.Context, msgs []jetstream.Msg) (err error) {
 	if err != nil {
 		return err
 	}
+	f.expect(batches)
 	var maxSeq uint64
 	for _, seq := range seqs {
 		maxSeq = max(maxSeq, seq)
@@ -509,7 +544,7 @@ func (w *Writer) addReceived(f *flushState, b *stream.Batch, seq uint64) error {
 			rb.i64(c[1], int64(seq))
 			rb.i64(c[2], int64(i))
 			if r != nil {
-				rb.str(c[3], e.Identity.String(), true)
+				rb.id(c[3], e.Identity)
 				rb.str(c[4], r.Subject, true)
 			} else {
 				rb.null(c[3])
@@ -517,7 +552,7 @@ func (w *Writer) addReceived(f *flushState, b *stream.Batch, seq uint64) error {
 				rb.str(c[4], subj, subj != "")
 			}
 			rb.boolean(c[5], r != nil)
-			rb.str(c[6], string(e.Raw), true)
+			rb.bytes(c[6], e.Raw)
 			rb.str(c[7], e.Origin, e.Origin != "")
 			land.endRow()
 		}
@@ -547,7 +582,7 @@ func (w *Writer) addReceived(f *flushState, b *stream.Batch, seq uint64) error {
 		rb.str(c[6], fe.Message, true)
 		all, _ := json.Marshal(e.Errors)
 		rb.str(c[7], string(all), true)
-		rb.str(c[8], string(e.Raw), true)
+		rb.bytes(c[8], e.Raw)
 		rb.str(c[9], e.Origin, e.Origin != "")
 		quar.endRow()
 	}
@@ -612,7 +647,7 @@ func appendTrusted(p *pending, kind *reading.Kind, r *reading.Reading, id readin
 		}
 		col++
 	}
-	rb.str(c[col], id.String(), true)
+	rb.id(c[col], id)
 	rb.ts(c[col+1], b.Received)
 	rb.str(c[col+2], b.Source, true)
 }

@@ -72,10 +72,24 @@ const (
 	MaxKindFields = 64
 )
 
-var (
-	identRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@+\-]*$`)
-	kindRe  = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
-)
+var kindRe = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+
+// validIdent reports whether s is a subject or device name: a letter or digit, then letters,
+// digits and . _ : @ + - (the length is checked by the callers).
+func validIdent(s string) bool {
+	if s == "" || !alnum(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if !alnum(c) && c != '.' && c != '_' && c != ':' && c != '@' && c != '+' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func alnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' }
 
 func ptr(v float64) *float64 { return &v }
 

@@ -166,7 +166,7 @@ func (p *Parser) ParseWith(data []byte, kind, device string) (Reading, Errors) {
 	if device != "" {
 		if seen&hasDevice == 0 {
 			seen |= hasDevice
-			if len(device) > MaxIDLen || !identRe.MatchString(device) {
+			if len(device) > MaxIDLen || !validIdent(device) {
 				errs = append(errs, FieldError{CodeInvalidID, "/device", fmt.Sprintf("device %q from the topic must be 1..%d characters of A-Z a-z 0-9 . _ : @ + -", device, MaxIDLen)})
 			} else {
 				r.Device = device
@@ -204,14 +204,14 @@ func (p *Parser) ParseWith(data []byte, kind, device string) (Reading, Errors) {
 func parseValues(kind *Kind, values *fastjson.Object, r *Reading, errs Errors) Errors {
 	var present uint64
 	values.Visit(func(key []byte, fv *fastjson.Value) {
-		path := "/values/" + escapePointer(string(key))
 		i, ok := kind.index[string(key)]
+		path := func() string { return "/values/" + escapePointer(string(key)) } // only for errors
 		if !ok {
 			names := make([]string, len(kind.Fields))
 			for j, f := range kind.Fields {
 				names[j] = f.Name
 			}
-			errs = append(errs, FieldError{CodeUnknownField, path,
+			errs = append(errs, FieldError{CodeUnknownField, path(),
 				fmt.Sprintf("kind %s has no value %q; its values are %s", kind.Name, key, strings.Join(names, ", "))})
 			return
 		}
@@ -221,11 +221,11 @@ func parseValues(kind *Kind, values *fastjson.Object, r *Reading, errs Errors) E
 		case Number:
 			n, err := fv.Float64()
 			if err != nil {
-				errs = append(errs, FieldError{CodeInvalidType, path, fmt.Sprintf("%s must be a number (%s), got %s", f.Name, f.Unit, fv.Type())})
+				errs = append(errs, FieldError{CodeInvalidType, path(), fmt.Sprintf("%s must be a number (%s), got %s", f.Name, f.Unit, fv.Type())})
 				return
 			}
 			if msg, ok := f.checkNumber(n); !ok {
-				errs = append(errs, FieldError{CodeOutOfRange, path, f.Name + " " + msg})
+				errs = append(errs, FieldError{CodeOutOfRange, path(), f.Name + " " + msg})
 				return
 			}
 			if r.Values == nil {
@@ -233,16 +233,16 @@ func parseValues(kind *Kind, values *fastjson.Object, r *Reading, errs Errors) E
 			}
 			r.Values[f.Name] = n
 		case Text:
-			s, ok := str(fv, path, &errs)
+			s, ok := str(fv, path(), &errs)
 			if !ok {
 				return
 			}
 			switch {
 			case len(f.Enum) > 0 && !f.allows(s):
-				errs = append(errs, FieldError{CodeInvalidValue, path, fmt.Sprintf("%s %q is not one of %s", f.Name, s, strings.Join(f.Enum, ", "))})
+				errs = append(errs, FieldError{CodeInvalidValue, path(), fmt.Sprintf("%s %q is not one of %s", f.Name, s, strings.Join(f.Enum, ", "))})
 				return
 			case s == "" || len(s) > MaxTextLen || !printable(s):
-				errs = append(errs, FieldError{CodeInvalidValue, path, fmt.Sprintf("%s must be 1..%d printable characters", f.Name, MaxTextLen)})
+				errs = append(errs, FieldError{CodeInvalidValue, path(), fmt.Sprintf("%s must be 1..%d printable characters", f.Name, MaxTextLen)})
 				return
 			}
 			if r.Text == nil {
@@ -252,7 +252,7 @@ func parseValues(kind *Kind, values *fastjson.Object, r *Reading, errs Errors) E
 		case Samples:
 			arr, err := fv.Array()
 			if err != nil {
-				errs = append(errs, FieldError{CodeInvalidType, path, fmt.Sprintf("%s must be an array of numbers, got %s", f.Name, fv.Type())})
+				errs = append(errs, FieldError{CodeInvalidType, path(), fmt.Sprintf("%s must be an array of numbers, got %s", f.Name, fv.Type())})
 				return
 			}
 			if (f.Len > 0 && len(arr) != f.Len) || len(arr) == 0 || len(arr) > MaxSamples {
@@ -260,18 +260,18 @@ func parseValues(kind *Kind, values *fastjson.Object, r *Reading, errs Errors) E
 				if f.Len > 0 {
 					want = strconv.Itoa(f.Len)
 				}
-				errs = append(errs, FieldError{CodeInvalidLength, path, fmt.Sprintf("%s has %d samples, want %s", f.Name, len(arr), want)})
+				errs = append(errs, FieldError{CodeInvalidLength, path(), fmt.Sprintf("%s has %d samples, want %s", f.Name, len(arr), want)})
 				return
 			}
 			samples := make([]float64, len(arr))
 			for j, e := range arr {
 				n, err := e.Float64()
 				if err != nil {
-					errs = append(errs, FieldError{CodeInvalidType, path + "/" + strconv.Itoa(j), "sample must be a number, got " + e.Type().String()})
+					errs = append(errs, FieldError{CodeInvalidType, path() + "/" + strconv.Itoa(j), "sample must be a number, got " + e.Type().String()})
 					return
 				}
 				if msg, ok := f.checkNumber(n); !ok {
-					errs = append(errs, FieldError{CodeOutOfRange, path + "/" + strconv.Itoa(j), "sample " + msg})
+					errs = append(errs, FieldError{CodeOutOfRange, path() + "/" + strconv.Itoa(j), "sample " + msg})
 					return
 				}
 				samples[j] = n
@@ -344,7 +344,7 @@ func ident(v *fastjson.Value, path string, errs *Errors) string {
 	if !ok {
 		return ""
 	}
-	if len(s) == 0 || len(s) > MaxIDLen || !identRe.MatchString(s) {
+	if len(s) == 0 || len(s) > MaxIDLen || !validIdent(s) {
 		*errs = append(*errs, FieldError{CodeInvalidID, path,
 			fmt.Sprintf("%s %q must be 1..%d characters of A-Z a-z 0-9 . _ : @ + - starting with a letter or digit", path[1:], s, MaxIDLen)})
 		return ""
