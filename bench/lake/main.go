@@ -56,6 +56,7 @@ func main() {
 	duration := flag.Duration("duration", 30*time.Second, "freshness: how long to post")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured part")
 	flag.StringVar(&memprofile, "memprofile", "", "write: write an allocation profile of the lake writer")
+	flag.StringVar(&heapprofile, "heapprofile", "", "write: write a heap profile at the writer's peak heap")
 	flag.String("keep", "", "use this data directory and keep it (to query it afterwards)")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -144,8 +145,7 @@ func benchWrite(log *slog.Logger, dir string, n int) {
 	}
 	w, err := lake.New(wlog, nil, lake.Options{Config: lc, DataDir: dir, Conn: conn, Registry: reg, FetchBatch: 1024})
 	check(err)
-	var m0 runtime.MemStats
-	runtime.ReadMemStats(&m0)
+	runtime.GC() // the fill's garbage is not the writer's
 	if profile != nil {
 		check(pprof.StartCPUProfile(profile))
 		defer pprof.StopCPUProfile()
@@ -153,20 +153,41 @@ func benchWrite(log *slog.Logger, dir string, n int) {
 	t0, cpu0 := time.Now(), cpuTime()
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
+	peak := make(chan uint64)
+	go func() { // the writer's peak heap: sampled every 20 ms
+		var max uint64
+		var ms runtime.MemStats
+		for {
+			select {
+			case peak <- max:
+				return
+			case <-time.After(20 * time.Millisecond):
+				runtime.ReadMemStats(&ms)
+				if ms.HeapInuse > max {
+					max = ms.HeapInuse
+					if heapprofile != "" {
+						f, err := os.Create(heapprofile)
+						check(err)
+						check(pprof.Lookup("heap").WriteTo(f, 0))
+						f.Close()
+					}
+				}
+			}
+		}
+	}()
 	w.Stop() // drain everything in the stream, flushing at 64 MiB, then return
 	check(<-done)
 	el, cpu := time.Since(t0), cpuTime()-cpu0
+	heapPeak := <-peak
 	if memprofile != "" {
 		f, err := os.Create(memprofile)
 		check(err)
 		check(pprof.Lookup("allocs").WriteTo(f, 0))
 		f.Close()
 	}
-	var m1 runtime.MemStats
-	runtime.ReadMemStats(&m1)
 	size := dirSize(filepath.Join(dir, "lake"))
-	fmt.Printf("lake write: %d readings in %.2f s = %.0f readings/s into trusted, landing (raw) and Parquet; CPU %.2f s (%.2f µs/reading); warehouse %.1f MB (%.1f bytes/reading); Go heap peak-ish %.0f MB\n",
-		n, el.Seconds(), float64(n)/el.Seconds(), cpu.Seconds(), cpu.Seconds()*1e6/float64(n), float64(size)/1e6, float64(size)/float64(n), float64(m1.HeapSys)/1e6)
+	fmt.Printf("lake write: %d readings in %.2f s = %.0f readings/s into trusted, landing (raw) and Parquet; CPU %.2f s (%.2f µs/reading); warehouse %.1f MB (%.1f bytes/reading); Go heap in use at most %.0f MB\n",
+		n, el.Seconds(), float64(n)/el.Seconds(), cpu.Seconds(), cpu.Seconds()*1e6/float64(n), float64(size)/1e6, float64(size)/float64(n), float64(heapPeak)/1e6)
 }
 
 // cpuTime is the CPU time (user and system) the process has used so far.
@@ -280,8 +301,9 @@ func benchQuery(log *slog.Logger, dir string, rows, devices int) {
 }
 
 var (
-	profile    *os.File
-	memprofile string
+	profile     *os.File
+	memprofile  string
+	heapprofile string
 )
 
 const benchToken = "plk_bench-admin-token-0123456789abcdef"

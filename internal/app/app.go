@@ -85,7 +85,7 @@ func (n *node) close() {
 }
 
 // parts are the optional parts of serve, started in this order.
-var parts = []func(*node) error{startDetectors, startECG, startPipelines, startRESTCatalog}
+var parts = []func(*node) error{startDetectors, startECG, startPipelines, startRESTCatalog, mountProfiles}
 
 // lakeStopTimeout bounds the lake writer's final flush at shutdown; what it could not
 // write stays in the stream and is written on the next start.
