@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -111,4 +112,35 @@ func TestEventsFeed(t *testing.T) {
 		}
 	}
 	t.Fatalf("the posted reading never reached the feed: %v", sc.Err())
+}
+
+// TestProfilesNeedAdmin checks that Go's runtime profiles are served to admin tokens only.
+func TestProfilesNeedAdmin(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	defer srv.stop()
+	readTok, _, err := srv.Tokens.Create(context.Background(), token.ScopeRead, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		tok  string
+		want int
+	}{{"", 401}, {readTok, 403}, {adminToken, 200}} {
+		req, _ := http.NewRequest("GET", srv.HTTPURL+"/debug/pprof/heap?debug=1", nil)
+		if tt.tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tt.tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Fatalf("token %q: status %d, want %d", tt.tok, resp.StatusCode, tt.want)
+		}
+		if tt.want == 200 && !strings.Contains(string(body), "heap profile") {
+			t.Errorf("admin token: body is not a heap profile: %.200s", body)
+		}
+	}
 }

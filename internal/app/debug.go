@@ -9,7 +9,7 @@ import (
 
 // mountProfiles serves Go's runtime profiles under /debug/pprof/ to admin tokens, for
 // looking at a running serve's memory and CPU: `curl -H "Authorization: Bearer $TOKEN"
-// http://127.0.0.1:7080/debug/pprof/heap > heap.pb.gz; go tool pprof heap.pb.gz`.
+// http://127.0.0.1:8080/debug/pprof/heap > heap.pb.gz; go tool pprof heap.pb.gz`.
 func mountProfiles(n *node) error {
 	for pattern, h := range map[string]http.HandlerFunc{
 		"GET /debug/pprof/":        pprof.Index, // also every named profile: heap, goroutine, allocs, ...
