@@ -136,7 +136,7 @@ func summarize(ctx context.Context, g *globals, r *app.Running) {
 			if r.Alerts != nil {
 				firing = len(r.Alerts.Alerts(rules.StateFiring))
 			}
-			fmt.Fprintf(g.stdout, "%s  %6.0f readings/s  accepted %.0f  duplicates %.0f  rejected %.0f (quarantined)  alerts firing %d  in the lake %.0f  beats classified %.0f\n",
+			fmt.Fprintf(g.stdout, "%s  %6.0f readings/s  accepted %.0f  duplicates %.0f  rejected %.0f (quarantined)  alerts firing %d  trusted rows %.0f (readings and beat predictions)  beats classified %.0f\n",
 				now.Format("15:04:05"), rate, c["accepted"], c["duplicate"], c["rejected"], firing, c["lake"], c["beats"])
 		}
 	}

@@ -203,7 +203,11 @@ func (in *Ingester) Ingest(ctx context.Context, source string, tok token.Token, 
 	_, err := in.publish(ctx, batch)
 	in.win.settle(mine, err == nil)
 	if err != nil {
-		in.log.Error("storing batch failed", "source", source, "records", len(recs), "err", err)
+		if ctx.Err() != nil { // the sender went away or serve is stopping: nothing was acknowledged
+			in.log.Info("batch not stored: its request ended first; the sender was not acknowledged and sends it again", "source", source, "records", len(recs))
+		} else {
+			in.log.Error("storing batch failed", "source", source, "records", len(recs), "err", err)
+		}
 		return Result{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	for _, e := range batch.Entries {
