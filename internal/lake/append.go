@@ -61,17 +61,19 @@ func writeFiles(ctx context.Context, t *table.Table, recs []arrow.RecordBatch) (
 		rows += r.NumRows()
 	}
 	parts := int(min(max(rows/rowsPerWriter, 1), int64(runtime.GOMAXPROCS(0))))
+	// Part k holds the rows [k·rows/parts, (k+1)·rows/parts) of the input, as slices of
+	// its records (no copy).
 	chunks := make([][]arrow.RecordBatch, parts)
-	per, k, taken := (rows+int64(parts)-1)/int64(parts), 0, int64(0)
+	bound := func(k int) int64 { return rows * int64(k) / int64(parts) }
+	var at int64 // input row of r's first row
 	for _, r := range recs {
-		for off := int64(0); off < r.NumRows(); {
-			n := min(r.NumRows()-off, per-taken)
-			chunks[k] = append(chunks[k], r.NewSlice(off, off+n))
-			off, taken = off+n, taken+n
-			if taken == per && k < parts-1 {
-				k, taken = k+1, 0
+		for k := range parts {
+			lo, hi := max(bound(k), at), min(bound(k+1), at+r.NumRows())
+			if lo < hi {
+				chunks[k] = append(chunks[k], r.NewSlice(lo-at, hi-at))
 			}
 		}
+		at += r.NumRows()
 	}
 	defer func() {
 		for _, c := range chunks {
