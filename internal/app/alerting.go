@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,6 +30,7 @@ type alerting struct {
 	engine     *rules.Engine
 	dispatcher *notify.Dispatcher
 	silences   *notify.Silences
+	sources    []func(state string) []rules.Alert // other alerts of GET /v1/alerts
 }
 
 // ws0 is the external URL put in notifications before the HTTP server is bound.
@@ -87,11 +89,28 @@ func (a *alerting) mount(ws *web.Server) {
 	adapt := func(h http.Handler) web.Handler {
 		return func(w http.ResponseWriter, r *http.Request, _ token.Token) { h.ServeHTTP(w, r) }
 	}
-	ws.Handle("GET /v1/alerts", token.ScopeRead, adapt(rules.AlertsHandler(a.engine)))
+	ws.Handle("GET /v1/alerts", token.ScopeRead, adapt(rules.AlertsHandler(a.alerts)))
 	sh := notify.SilencesHandler(a.silences)
 	ws.Handle("GET /v1/silences", token.ScopeRead, adapt(sh))
 	ws.Handle("POST /v1/silences", token.ScopeAdmin, adapt(sh))
 	ws.Handle("DELETE /v1/silences/{id}", token.ScopeAdmin, adapt(sh))
+}
+
+// alerts lists the rule engine's alerts and those of the other sources (anomaly
+// detectors), newest first.
+func (a *alerting) alerts(state string) []rules.Alert {
+	out := a.engine.Alerts(state)
+	for _, src := range a.sources {
+		out = append(out, src(state)...)
+	}
+	slices.SortStableFunc(out, func(x, y rules.Alert) int { return y.ActiveAt.Compare(x.ActiveAt) })
+	return out
+}
+
+// addSource adds alerts that GET /v1/alerts lists beside the rule engine's. Call it before
+// the HTTP server starts.
+func (a *alerting) addSource(list func(state string) []rules.Alert) {
+	a.sources = append(a.sources, list)
 }
 
 func (a *alerting) close() { a.silences.Close() }

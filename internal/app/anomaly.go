@@ -85,6 +85,7 @@ func startDetectors(n *node) error {
 	if err != nil {
 		return err
 	}
+	n.alerting.addSource(r.Alerts)
 	n.onClose(r.close)
 	n.runProc("anomaly", func(ctx context.Context) error { return r.run(ctx, n.conn.JS, n.kinds) })
 	return nil
@@ -136,6 +137,21 @@ type anomalyRunner struct {
 }
 
 type alertKey struct{ detector, subject, device string }
+
+// Alerts lists the detectors' firing alerts for GET /v1/alerts (state "" or firing): they are
+// never pending, and a resolved one is dropped once its notification is sent.
+func (r *anomalyRunner) Alerts(state string) []rules.Alert {
+	if state != "" && state != rules.StateFiring {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]rules.Alert, 0, len(r.alerts))
+	for _, a := range r.alerts {
+		out = append(out, *a)
+	}
+	return out
+}
 
 // detectorState holds the baselines of one detector: at most MaxSubjects, least recently
 // seen first out.

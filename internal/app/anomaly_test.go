@@ -87,6 +87,16 @@ func TestAnomalyRunnerAlertLifecycle(t *testing.T) {
 		n.Labels["team"] != "cardio" || n.Labels["detector"] != "timeshift" || !n.EndsAt.IsZero() || n.Values["bpm"] != 200 {
 		t.Errorf("firing notice %+v", n)
 	}
+	// GET /v1/alerts lists the firing alert (with the latest values), and only as firing.
+	if as := r.Alerts(""); len(as) != 1 || as[0].Rule != "hr-shift" || as[0].Subject != "s1" || as[0].State != rules.StateFiring || as[0].Values["bpm"] != 210 {
+		t.Errorf("Alerts(\"\") = %+v", as)
+	}
+	if as := r.Alerts(rules.StateFiring); len(as) != 1 {
+		t.Errorf("Alerts(firing) = %+v", as)
+	}
+	if as := r.Alerts(rules.StatePending); len(as) != 0 {
+		t.Errorf("Alerts(pending) = %+v", as)
+	}
 	// Same time again: not scored.
 	r.observe(ctx, hr("s1", "w1", t0.Add(7*time.Minute), 500))
 	if len(c.rows) != 2 || counterValue(r.mOrder.WithLabelValues("hr-shift")) != 1 {
@@ -102,6 +112,9 @@ func TestAnomalyRunnerAlertLifecycle(t *testing.T) {
 	if len(c.transitions) != 2 || c.transitions[1].From != rules.StateFiring || c.transitions[1].Alert.State != rules.StateResolved ||
 		!c.notices[1].EndsAt.Equal(now) {
 		t.Fatalf("transitions %+v notices %+v", c.transitions, c.notices)
+	}
+	if as := r.Alerts(""); len(as) != 0 {
+		t.Errorf("after resolution Alerts = %+v", as)
 	}
 	// A reading more than an hour old is recorded but raises no alert.
 	old := now.Add(-2 * time.Hour)

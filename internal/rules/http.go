@@ -6,8 +6,8 @@ import (
 )
 
 // AlertsHandler serves GET /v1/alerts?state=pending|firing|resolved (default: all) as
-// {"alerts":[...]} , newest first. Authentication is the caller's.
-func AlertsHandler(e *Engine) http.Handler {
+// {"alerts":[...]}, as list returns them (newest first). Authentication is the caller's.
+func AlertsHandler(list func(state string) []Alert) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet {
 			w.Header().Set("Allow", "GET")
@@ -21,7 +21,7 @@ func AlertsHandler(e *Engine) http.Handler {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "state: want pending, firing or resolved, got " + state})
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"alerts": e.Alerts(state)})
+		writeJSON(w, http.StatusOK, map[string]any{"alerts": list(state)})
 	})
 }
 
