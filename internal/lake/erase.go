@@ -114,6 +114,31 @@ func deleteFilter(subject string) iceberg.BooleanExpression {
 // conflicted reports whether a commit failed because another commit moved the table first;
 // nothing was committed then. The SQL catalog reports a failed requirement (the branch
 // moved) as a plain error, not as table.ErrCommitFailed.
+// emptied reports whether t's current snapshot holds no data file.
+func emptied(t *table.Table) bool {
+	snap := t.CurrentSnapshot()
+	return snap != nil && snap.Summary != nil && snap.Summary.Properties["total-data-files"] == "0"
+}
+
+// unsetMain removes the main branch of t, provided it still points at t's current snapshot.
+func (s *Store) unsetMain(ctx context.Context, zone, name string, t *table.Table) (*table.Table, error) {
+	id := t.CurrentSnapshot().SnapshotID
+	if _, _, err := s.cat.CommitTable(ctx, table.Identifier{zone, name},
+		[]table.Requirement{table.AssertRefSnapshotID(table.MainBranch, &id)},
+		[]table.Update{table.NewRemoveSnapshotRefUpdate(table.MainBranch)}); err != nil {
+		return nil, err
+	}
+	return s.Load(ctx, zone, name)
+}
+
+// currentID is the ID of t's current snapshot, 0 when it has none.
+func currentID(t *table.Table) int64 {
+	if snap := t.CurrentSnapshot(); snap != nil {
+		return snap.SnapshotID
+	}
+	return 0
+}
+
 func conflicted(err error) bool {
 	return errors.Is(err, table.ErrCommitFailed) || strings.Contains(strings.ToLower(err.Error()), "requirement failed")
 }
@@ -211,6 +236,22 @@ func (s *Store) eraseTable(ctx context.Context, t *table.Table, subject string, 
 	// entries; the snapshot holding them is then expired with the others below. (iceberg-go
 	// leaves a table's only manifest as it is; see docs/lake.md.)
 	t = erased
+	if emptied(erased) {
+		// Nothing is left but that manifest, which no merge rewrites: the table goes back
+		// to having no snapshot (its main branch is removed, unless a commit came in since),
+		// and the expiry below removes every snapshot.
+		nt, err := s.unsetMain(ctx, zone, name, erased)
+		switch {
+		case err == nil:
+			t = nt
+		case !conflicted(err):
+			return fmt.Errorf("emptying the table: %w", err)
+		default: // a concurrent commit added files (and a manifest): the merge below works
+			if t, err = s.Load(ctx, zone, name); err != nil {
+				return err
+			}
+		}
+	}
 	for attempt := 1; ; attempt++ {
 		if attempt > 1 {
 			if t, err = s.Load(ctx, zone, name); err != nil {
@@ -284,7 +325,7 @@ func (s *Store) eraseTable(ctx context.Context, t *table.Table, subject string, 
 		}
 	}
 	for _, snap := range t.Metadata().Snapshots() {
-		if snap.TimestampMs <= del && snap.SnapshotID != erased.CurrentSnapshot().SnapshotID && snap.SnapshotID != t.CurrentSnapshot().SnapshotID {
+		if snap.TimestampMs <= del && snap.SnapshotID != erased.CurrentSnapshot().SnapshotID && snap.SnapshotID != currentID(t) {
 			return fmt.Errorf("snapshot %d from before the erase is still retained (is it referenced by a tag or branch?)", snap.SnapshotID)
 		}
 	}
