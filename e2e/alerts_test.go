@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -62,28 +61,9 @@ route:
 	if code, body := post(t, srv.HTTPURL+"/v1/readings", adminToken, "application/json", []byte(crisis)); code != 202 {
 		t.Fatalf("post: %d %v", code, body)
 	}
-	firing := func() []map[string]any {
-		req, _ := http.NewRequest("GET", srv.HTTPURL+"/v1/alerts?state=firing", nil)
-		req.Header.Set("Authorization", "Bearer "+adminToken)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out []map[string]any
-		data, _ := io.ReadAll(resp.Body)
-		if err := json.Unmarshal(data, &out); err != nil {
-			var wrapped struct{ Alerts []map[string]any }
-			if json.Unmarshal(data, &wrapped) != nil {
-				t.Fatalf("alerts response: %s", data)
-			}
-			out = wrapped.Alerts
-		}
-		return out
-	}
 	waitUntil(t, 10*time.Second, "the crisis alert fires", func() bool {
-		for _, a := range firing() {
-			if a["rule"] == "hypertensive-crisis" && a["device"] == "bp-0042" {
+		for _, a := range firingAlerts(t, srv.HTTPURL) {
+			if a.Rule == "hypertensive-crisis" && a.Device == "bp-0042" {
 				return true
 			}
 		}

@@ -89,18 +89,7 @@ route:
 
 	// GET /v1/alerts lists the anomaly alert while it fires (it resolves 2 s after the spike).
 	waitUntil(t, 30*time.Second, "the anomaly alert at GET /v1/alerts", func() bool {
-		req, _ := http.NewRequest("GET", srv.HTTPURL+"/v1/alerts?state=firing", nil)
-		req.Header.Set("Authorization", "Bearer "+adminToken)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var body struct{ Alerts []rules.Alert }
-		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-			t.Fatal(err)
-		}
-		for _, a := range body.Alerts {
+		for _, a := range firingAlerts(t, srv.HTTPURL) {
 			if a.Rule == "hr-hour-over-hour" && a.Subject == "runner-3" && a.State == rules.StateFiring && a.Labels["team"] == "cardio" {
 				return true
 			}

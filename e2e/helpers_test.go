@@ -20,6 +20,7 @@ import (
 	"github.com/pulselake/pulselake/internal/app"
 	"github.com/pulselake/pulselake/internal/config"
 	"github.com/pulselake/pulselake/internal/reading"
+	"github.com/pulselake/pulselake/internal/rules"
 	"github.com/pulselake/pulselake/internal/stream"
 )
 
@@ -212,4 +213,22 @@ func apiQuery(t testing.TB, baseURL, sql string) [][]any {
 		rows = append(rows, r.([]any))
 	}
 	return rows
+}
+
+// firingAlerts returns GET /v1/alerts?state=firing, asked with the admin token.
+func firingAlerts(t testing.TB, baseURL string) []rules.Alert {
+	t.Helper()
+	req, _ := http.NewRequest("GET", baseURL+"/v1/alerts?state=firing", nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	var body struct{ Alerts []rules.Alert }
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(data, &body) != nil {
+		t.Fatalf("GET /v1/alerts: %d %s", resp.StatusCode, data)
+	}
+	return body.Alerts
 }
