@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/nats-io/nats.go/jetstream"
@@ -48,21 +47,7 @@ func restLake(t *testing.T, dir string) (rest, backing *Store) {
 // drainInto runs a writer on st until everything in the stream is in the lake.
 func drainInto(t *testing.T, dir string, conn *stream.Conn, reg *reading.Registry, st *Store) {
 	t.Helper()
-	w, err := New(discard(), nil, Options{Config: st.Config(), DataDir: dir, Conn: conn, Registry: reg, Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- w.Run(context.Background()) }()
-	w.Stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("writer did not drain in 60 s")
-	}
+	runUntilDrained(t, Options{Config: st.Config(), DataDir: dir, Conn: conn, Registry: reg, Store: st})
 }
 
 // countRows scans zone.name through st and returns its number of rows.

@@ -74,7 +74,13 @@ func glucose(withMeal bool) *reading.Kind {
 // drain runs a writer until everything in the stream is in the lake.
 func drain(t *testing.T, dir string, conn *stream.Conn, reg *reading.Registry) {
 	t.Helper()
-	w, err := New(discard(), nil, Options{Config: Config{CompactInterval: -1}, DataDir: dir, Conn: conn, Registry: reg})
+	runUntilDrained(t, Options{Config: Config{CompactInterval: -1}, DataDir: dir, Conn: conn, Registry: reg})
+}
+
+// runUntilDrained runs a writer with o until it has written everything in the stream.
+func runUntilDrained(t *testing.T, o Options) {
+	t.Helper()
+	w, err := New(discard(), nil, o)
 	if err != nil {
 		t.Fatal(err)
 	}
