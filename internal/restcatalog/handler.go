@@ -230,6 +230,19 @@ func (s *server) namespace(r *http.Request) (table.Identifier, error) {
 	return ns, nil
 }
 
+// answerExists answers the spec's HEAD existence checks: 204 when it exists, otherwise
+// notFound (404) naming id, or the catalog's error.
+func (s *server) answerExists(w http.ResponseWriter, r *http.Request, exists bool, err error, notFound error, id table.Identifier) {
+	if err == nil && !exists {
+		err = fmt.Errorf("%w: %s", notFound, strings.Join(id, "."))
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
 func (s *server) loadNamespace(w http.ResponseWriter, r *http.Request) {
 	ns, err := s.namespace(r)
 	if err != nil {
@@ -238,14 +251,7 @@ func (s *server) loadNamespace(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method == http.MethodHead {
 		exists, err := s.cat.CheckNamespaceExists(r.Context(), ns)
-		if err == nil && !exists {
-			err = fmt.Errorf("%w: %s", catalog.ErrNoSuchNamespace, strings.Join(ns, "."))
-		}
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		s.answerExists(w, r, exists, err, catalog.ErrNoSuchNamespace, ns)
 		return
 	}
 	props, err := s.cat.LoadNamespaceProperties(r.Context(), ns)
@@ -398,14 +404,7 @@ func (s *server) loadTable(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method == http.MethodHead {
 		exists, err := s.cat.CheckTableExists(r.Context(), id)
-		if err == nil && !exists {
-			err = fmt.Errorf("%w: %s", catalog.ErrNoSuchTable, strings.Join(id, "."))
-		}
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		s.answerExists(w, r, exists, err, catalog.ErrNoSuchTable, id)
 		return
 	}
 	t, err := s.cat.LoadTable(r.Context(), id)
