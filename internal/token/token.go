@@ -45,6 +45,15 @@ func ParseScope(s string) (Scope, error) {
 // Allows reports whether a token of scope s may act with scope need.
 func (s Scope) Allows(need Scope) bool { return s == ScopeAdmin || s == need }
 
+// Sees reports whether the token may read or write the data of subject: every subject for an
+// unbound token, only its own for a subject-bound one. This is the one rule every path (HTTP,
+// SQL, server-sent events, alerts, MQTT, NATS, the REST catalog) applies; a path that cannot
+// filter by subject refuses bound tokens (see Bound).
+func (t Token) Sees(subject string) bool { return t.Subject == "" || t.Subject == subject }
+
+// Bound reports whether the token is bound to one subject.
+func (t Token) Bound() bool { return t.Subject != "" }
+
 // Token is the stored description of a token (never the token itself).
 type Token struct {
 	ID      string     `json:"id"` // first 12 hex digits of the hash; shown and used to revoke
