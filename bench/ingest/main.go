@@ -6,6 +6,13 @@
 // an embedded server with the same fsync-on-every-write setting.
 //
 //	go run ./bench/ingest -bin ./pulselake -duration 20s
+//
+// With -mode overload it measures behaviour past capacity instead (docs/benchmarks.md,
+// "Overload"): many clients sending big batches, the answers they get, /readyz throughout,
+// serve's peak RSS, that every acknowledged reading reaches the lake once, and the time to
+// restart:
+//
+//	go run ./bench/ingest -bin ./pulselake -mode overload -clients 20 -batch 10000 -duration 15s
 package main
 
 import (
@@ -44,7 +51,14 @@ func main() {
 	clients := flag.Int("clients", 8, "concurrent HTTP clients")
 	mqttConns := flag.Int("mqtt-conns", 16, "MQTT connections")
 	mqttArray := flag.Int("mqtt-array", 50, "readings per MQTT message in the second MQTT phase (a JSON array)")
+	mode := flag.String("mode", "throughput", "throughput (HTTP, MQTT, reference) or overload")
+	honour := flag.Bool("honour-retry-after", true, "overload: clients wait Retry-After seconds after 429/503")
+	keep := flag.Bool("keep", false, "overload: keep the data directory and serve.log")
 	flag.Parse()
+	if *mode == "overload" {
+		overload(*bin, *clients, *batch, *duration, *honour, *keep)
+		return
+	}
 
 	dir, _ := os.MkdirTemp("", "pulselake-bench-")
 	defer os.RemoveAll(dir)

@@ -211,7 +211,7 @@ func (r *anomalyRunner) run(ctx context.Context, js jetstream.JetStream, kinds *
 	if err != nil {
 		return err
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(256))
+	it, err := cons.Messages(jetstream.PullMaxBytes(stream.FollowerPullBytes))
 	if err != nil {
 		return fmt.Errorf("consuming %s: %w", stream.IngestStream, err)
 	}

@@ -142,7 +142,7 @@ func Run(ctx context.Context, o Options) error {
 	conn, err := stream.Connect(ctx, log, stream.ConnOptions{
 		URL: cfg.NATS.URL, Server: srv, User: internalUserFor(cfg), Password: passwordFor(cfg, password),
 		Name: "pulselake-serve", Replicas: cfg.NATS.Replicas, MaxAge: cfg.NATS.Retention.D(), MaxBytes: cfg.NATS.MaxBytes,
-		DuplicateWindow: cfg.Ingest.DedupWindow.D(),
+		DuplicateWindow: cfg.Ingest.DedupWindow.D(), PublishWait: cfg.Ingest.PublishWait.D(),
 	})
 	if err != nil {
 		return err
@@ -170,7 +170,7 @@ func Run(ctx context.Context, o Options) error {
 	// Front doors.
 	in := ingest.New(log.With("component", "ingest"), reg, kinds, conn.Publish, ingest.Options{
 		MaxBatch: cfg.Ingest.MaxBatch, MaxBodyBytes: cfg.Ingest.MaxBodyBytes, MaxInflightBytes: cfg.Ingest.MaxInflightBytes,
-		DedupWindow: cfg.Ingest.DedupWindow.D(), DedupMaxEntries: cfg.Ingest.DedupMaxEntries,
+		DedupWindow: cfg.Ingest.DedupWindow.D(), DedupMaxEntries: cfg.Ingest.DedupMaxEntries, BodyTimeout: cfg.Ingest.BodyTimeout.D(),
 	})
 	if err := in.Recover(ctx, conn); err != nil {
 		return err

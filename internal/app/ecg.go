@@ -126,7 +126,7 @@ func startECG(n *node) error {
 }
 
 func (p *ecgPart) run(ctx context.Context) error {
-	it, err := p.cons.Messages(jetstream.PullMaxMessages(64))
+	it, err := p.cons.Messages(jetstream.PullMaxBytes(stream.FollowerPullBytes))
 	if err != nil {
 		return fmt.Errorf("consuming %s: %w", stream.IngestStream, err)
 	}

@@ -100,9 +100,16 @@ type Ingest struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// MaxBatch is the most readings per request (default 10000); more get 413.
 	MaxBatch int `yaml:"max_batch"`
-	// MaxInflightBytes bounds request bodies being processed at once (default 256 MiB);
-	// beyond it requests get 429 with Retry-After instead of queueing without bound.
+	// MaxInflightBytes bounds the memory of requests being processed at once (default
+	// 256 MiB): bodies as they arrive, then the parsed readings and envelopes (about 6×
+	// the body). Beyond it requests get 429 with Retry-After instead of queueing.
 	MaxInflightBytes int64 `yaml:"max_inflight_bytes"`
+	// BodyTimeout is the longest a request body may take to arrive (default 30s); a slower
+	// one gets 408 and its connection is closed.
+	BodyTimeout Duration `yaml:"body_timeout"`
+	// PublishWait is how long a batch waits for room among the batches being stored in the
+	// stream (default 5s) before its request gets 429 with Retry-After.
+	PublishWait Duration `yaml:"publish_wait"`
 	// DedupWindow is how long reading identities are remembered for de-duplication at the
 	// front door (default 2m); the lake de-duplicates without limit.
 	DedupWindow Duration `yaml:"dedup_window"`
@@ -174,6 +181,8 @@ func Default() *Config {
 			MaxBodyBytes:     16 << 20,
 			MaxBatch:         10000,
 			MaxInflightBytes: 256 << 20,
+			BodyTimeout:      Duration(30 * time.Second),
+			PublishWait:      Duration(5 * time.Second),
 			DedupWindow:      Duration(2 * time.Minute),
 			DedupMaxEntries:  2_000_000,
 		},
@@ -294,6 +303,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Ingest.MaxInflightBytes < c.Ingest.MaxBodyBytes {
 		add("ingest.max_inflight_bytes", "must be at least ingest.max_body_bytes (%d), got %d", c.Ingest.MaxBodyBytes, c.Ingest.MaxInflightBytes)
+	}
+	if d := c.Ingest.BodyTimeout.D(); d < time.Second || d > time.Hour {
+		add("ingest.body_timeout", "must be 1s..1h, got %s", d)
+	}
+	if d := c.Ingest.PublishWait.D(); d < time.Millisecond || d > time.Minute {
+		add("ingest.publish_wait", "must be 1ms..1m, got %s", d)
 	}
 	if c.Ingest.DedupWindow.D() < 0 {
 		add("ingest.dedup_window", "must not be negative")

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/pulselake/pulselake/internal/stream"
-	"github.com/pulselake/pulselake/internal/token"
 )
 
 // ImportOptions configures file imports.
@@ -105,7 +104,7 @@ func (in *Ingester) importFile(ctx context.Context, path string, o ImportOptions
 		if len(chunk) == 0 {
 			return nil
 		}
-		r, err := in.Ingest(ctx, stream.SourceImport, token.Token{}, chunk)
+		r, err := in.ingestWaiting(ctx, stream.SourceImport, chunk)
 		if err != nil {
 			return fmt.Errorf("importing %s: %w", path, err)
 		}

@@ -81,7 +81,7 @@ func (in *Ingester) RunMQTT(ctx context.Context, conn *stream.Conn) error {
 		case msgs <- m:
 		case <-ctx.Done():
 		}
-	}, jetstream.PullMaxMessages(maxMQTTBatch))
+	}, jetstream.PullMaxBytes(2*stream.FollowerPullBytes)) // an MQTT message may be as large as the message limit
 	if err != nil {
 		return err
 	}
@@ -126,7 +126,7 @@ func (in *Ingester) ingestMQTT(ctx context.Context, msgs []jetstream.Msg) {
 		}
 	}
 	for {
-		_, err := in.Ingest(ctx, stream.SourceMQTT, token.Token{}, recs)
+		_, err := in.ingestWaiting(ctx, stream.SourceMQTT, recs)
 		if err == nil {
 			break
 		}

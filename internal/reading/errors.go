@@ -20,6 +20,7 @@ const (
 	CodeInvalidLength   = "invalid-length"     // an array of samples with the wrong length
 	CodeInconsistent    = "inconsistent-values"
 	CodeSubjectNotAllow = "subject-not-allowed" // the token may not write readings of this subject
+	CodeRecordTooLarge  = "record-too-large"    // a record alone above the stream's message limit
 )
 
 // FieldError is one problem with one field of a payload.

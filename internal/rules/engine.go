@@ -382,7 +382,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		it, err := cons.Messages(jetstream.PullMaxMessages(256))
+		it, err := cons.Messages(jetstream.PullMaxBytes(stream.FollowerPullBytes))
 		if err != nil {
 			return fmt.Errorf("consuming %s: %w", stream.IngestStream, err)
 		}

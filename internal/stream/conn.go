@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/semaphore"
 )
 
 // Names of the streams and consumers pulselake creates.
@@ -47,15 +49,31 @@ type ConnOptions struct {
 	// MaxBytes bounds the ingest stream; when full, new batches are refused (never old ones
 	// dropped). 0 means unbounded.
 	MaxBytes int64
+	// PublishWindow bounds the bytes of batch messages sent to JetStream and not yet
+	// acknowledged (default 4 × the largest message: 32 MiB embedded). A publish waits for
+	// room at most PublishWait (default 5 s) and then fails with ErrBusy: the stream is
+	// slower than intake, the caller should come back later (HTTP 429).
+	PublishWindow int64
+	PublishWait   time.Duration
+	// StoreTimeout bounds how long Publish keeps trying to learn the outcome of a message it
+	// sent when the connection drops or no acknowledgement comes (default 30 s).
+	StoreTimeout time.Duration
 }
 
 // Conn is a connection to the stream with JetStream access.
+//
+// Batches are published over a second connection of their own, so that acknowledgements
+// never queue behind the megabytes delivered to consumers on NC, and a consumer's backlog
+// can never delay (or, through the server's slow-consumer limit, drop) intake.
 type Conn struct {
 	NC     *nats.Conn
 	JS     jetstream.JetStream
+	pubNC  *nats.Conn
+	pubJS  jetstream.JetStream
+	window *semaphore.Weighted
 	opts   ConnOptions
 	log    *slog.Logger
-	closed chan struct{}
+	closed []chan struct{}
 }
 
 // Connect connects to the embedded server (in process) or to o.URL.
@@ -69,39 +87,83 @@ func Connect(ctx context.Context, log *slog.Logger, o ConnOptions) (*Conn, error
 	if o.DuplicateWindow == 0 {
 		o.DuplicateWindow = 2 * time.Minute
 	}
-	closed := make(chan struct{})
-	nopts := []nats.Option{
-		nats.Name(o.Name),
-		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
-		nats.MaxReconnects(-1),
-		nats.ReconnectBufSize(64 << 20),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				log.Warn("stream connection lost; reconnecting", "err", err)
-			}
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("stream connection restored", "url", nc.ConnectedUrlRedacted()) }),
+	if o.PublishWait == 0 {
+		o.PublishWait = 5 * time.Second
 	}
-	if o.User != "" {
-		nopts = append(nopts, nats.UserInfo(o.User, o.Password))
+	if o.StoreTimeout == 0 {
+		o.StoreTimeout = 30 * time.Second
 	}
-	url := o.URL
-	if url == "" {
-		if o.Server == nil {
-			return nil, errors.New("connecting to the stream: neither a NATS URL nor an embedded server")
-		}
-		nopts = append(nopts, nats.InProcessServer(o.Server.NATS()))
+	if o.URL == "" && o.Server == nil {
+		return nil, errors.New("connecting to the stream: neither a NATS URL nor an embedded server")
 	}
-	nc, err := nats.Connect(url, nopts...)
+	c := &Conn{opts: o, log: log}
+	var err error
+	if c.NC, err = c.dial(o.Name, 64<<20); err != nil {
+		return nil, err
+	}
+	// The publishing connection buffers nothing while disconnected: a batch is either sent
+	// to the server or known not to be (and then retried or refused, never half-sent).
+	if c.pubNC, err = c.dial(o.Name+"-publish", -1); err != nil {
+		c.NC.Close()
+		return nil, err
+	}
+	if c.opts.PublishWindow == 0 {
+		c.opts.PublishWindow = 4 * c.pubNC.MaxPayload()
+	}
+	c.window = semaphore.NewWeighted(c.opts.PublishWindow)
+	if c.JS, err = jetstream.New(c.NC, jetstream.WithPublishAsyncMaxPending(1024)); err == nil {
+		c.pubJS, err = jetstream.New(c.pubNC, jetstream.WithPublishAsyncMaxPending(4096),
+			jetstream.WithPublishAsyncTimeout(ackTimeout))
+	}
 	if err != nil {
-		return nil, fmt.Errorf("connecting to NATS %s: %w", redact(url), err)
-	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1024))
-	if err != nil {
-		nc.Close()
+		c.NC.Close()
+		c.pubNC.Close()
 		return nil, fmt.Errorf("opening JetStream: %w", err)
 	}
-	return &Conn{NC: nc, JS: js, opts: o, log: log, closed: closed}, nil
+	return c, nil
+}
+
+// ackTimeout is how long a sent batch waits for its acknowledgement before Publish sends it
+// again (same message ID: JetStream answers "duplicate" if the first one was stored).
+const ackTimeout = 10 * time.Second
+
+func (c *Conn) dial(name string, reconnectBuf int) (*nats.Conn, error) {
+	log := c.log.With("connection", name)
+	closed := make(chan struct{})
+	c.closed = append(c.closed, closed)
+	nopts := []nats.Option{
+		nats.Name(name),
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
+		nats.MaxReconnects(-1),
+		nats.ReconnectBufSize(reconnectBuf),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Error("stream connection lost; reconnecting", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Warn("stream connection restored", "url", nc.ConnectedUrlRedacted()) }),
+		// A subscription whose messages are not taken fast enough loses messages here
+		// (pulled stream messages come back after their ack wait). It must never go unseen.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrSlowConsumer) && sub != nil {
+				msgs, bytes, _ := sub.Pending()
+				log.Error("slow consumer: the client dropped messages of a subscription", "subject", sub.Subject, "pending_msgs", msgs, "pending_bytes", bytes)
+				return
+			}
+			log.Error("stream connection error", "err", err)
+		}),
+	}
+	if c.opts.User != "" {
+		nopts = append(nopts, nats.UserInfo(c.opts.User, c.opts.Password))
+	}
+	if c.opts.URL == "" {
+		nopts = append(nopts, nats.InProcessServer(c.opts.Server.NATS()))
+	}
+	nc, err := nats.Connect(c.opts.URL, nopts...)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to NATS %s: %w", redact(c.opts.URL), err)
+	}
+	return nc, nil
 }
 
 func redact(url string) string {
@@ -179,61 +241,186 @@ func SubjectFor(source string) string {
 	return "ingest." + strings.ReplaceAll(source, ":", ".")
 }
 
+// Publish errors. Every error of Publish says whether the batch may have been stored.
+var (
+	// ErrBusy: the publish window stayed full for PublishWait; nothing was sent.
+	ErrBusy = errors.New("the stream is busy: too many batches waiting to be stored")
+	// ErrNotStored: the batch was refused or could not be sent; nothing of it was stored.
+	ErrNotStored = errors.New("the batch was not stored")
+	// ErrUnconfirmed: the batch was sent but its acknowledgement never came; it may or may
+	// not be stored. Re-sending it is safe (it is de-duplicated).
+	ErrUnconfirmed = errors.New("the stream did not confirm storing the batch; it may have been stored")
+)
+
+// RecordTooLargeError reports an entry whose encoding alone exceeds the message limit.
+type RecordTooLargeError struct {
+	Entry int // index in Batch.Entries
+	Size  int // bytes of its envelope
+	Limit int // the largest envelope
+}
+
+func (e *RecordTooLargeError) Error() string {
+	return fmt.Sprintf("record %d alone needs %d bytes in the stream, above the %d-byte message limit", e.Entry, e.Size, e.Limit)
+}
+
 // Publish writes a batch to the ingest stream and returns when JetStream has stored it.
 // A batch larger than the server's largest message is split into several messages; each
 // carries a Nats-Msg-Id derived from its records, so re-sending the same records within the
 // duplicate window stores nothing new. It returns how many messages JetStream reported as
 // duplicates.
+//
+// Publishing is flow-controlled: the bytes sent and not yet acknowledged are bounded by the
+// publish window. A message whose acknowledgement is lost (connection dropped, timeout) is
+// sent again with the same ID until JetStream answers or StoreTimeout passes, so that the
+// outcome reported is the true one. On error nothing was acknowledged; the error wraps
+// ErrBusy, ErrNotStored or ErrUnconfirmed, or is a *RecordTooLargeError (nothing sent).
 func (c *Conn) Publish(ctx context.Context, b *Batch) (dupMsgs int, err error) {
 	if len(b.Entries) == 0 {
 		return 0, nil
 	}
-	limit := int(c.NC.MaxPayload()) - 1024 // headers
-	var futures []jetstream.PubAckFuture
-	subject := SubjectFor(b.Source)
-	start := 0
-	for start < len(b.Entries) {
-		end := start
-		// Grow the chunk while it fits. Envelope sizes are linear in entries, so encode once
-		// per entry appended.
-		buf := b.encodeHeader(nil)
-		for end < len(b.Entries) {
-			before := len(buf)
-			buf = append(buf, '\n')
-			buf = b.Entries[end].encode(buf)
-			if len(buf) > limit && end > start {
-				buf = buf[:before]
+	msgs, size, err := c.encode(b)
+	if err != nil {
+		return 0, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, c.opts.PublishWait)
+	err = c.window.Acquire(wctx, min(size, c.opts.PublishWindow))
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, fmt.Errorf("%w: %w", ErrNotStored, ctx.Err())
+		}
+		return 0, fmt.Errorf("%w (no room in %s for %s)", ErrBusy, c.opts.PublishWait, byteSize(size))
+	}
+	defer c.window.Release(min(size, c.opts.PublishWindow))
+	sctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
+	defer cancel()
+	// maybe[i]: message i may be stored (acknowledged, or sent with its outcome lost).
+	maybe := make([]bool, len(msgs))
+	futures := make([]jetstream.PubAckFuture, len(msgs))
+	for i, m := range msgs {
+		if f, err := c.pubJS.PublishMsgAsync(m); err == nil {
+			futures[i], maybe[i] = f, true
+		}
+	}
+	fail := func(err error) (int, error) {
+		if slices.Contains(maybe, true) {
+			return dupMsgs, fmt.Errorf("%w: storing batch in %s: %w", ErrUnconfirmed, IngestStream, err)
+		}
+		return dupMsgs, fmt.Errorf("%w: storing batch in %s: %w", ErrNotStored, IngestStream, err)
+	}
+	for i, m := range msgs {
+		f := futures[i]
+		if f != nil {
+			maybe[i] = false // known again once its answer is read
+		}
+		for {
+			if f == nil { // (re)send, once connected
+				if !c.pubNC.IsConnected() && !c.waitConnected(sctx) {
+					return fail(fmt.Errorf("not connected: %w", sctx.Err()))
+				}
+				var err error
+				if f, err = c.pubJS.PublishMsgAsync(m); err != nil {
+					f = nil
+					if !sleep(sctx, 100*time.Millisecond) {
+						return fail(err)
+					}
+					continue
+				}
+			}
+			var err error
+			select {
+			case ack := <-f.Ok():
+				if ack.Duplicate {
+					dupMsgs++
+				}
+				maybe[i] = true
+			case err = <-f.Err():
+			case <-sctx.Done():
+				maybe[i] = true
+				return fail(sctx.Err())
+			}
+			if err == nil {
 				break
 			}
-			end++
-		}
-		buf = append(buf, '\n')
-		if len(buf) > limit {
-			return 0, fmt.Errorf("publishing batch: record %d alone is %d bytes, above the %d-byte message limit", start, len(buf), limit)
-		}
-		msg := &nats.Msg{Subject: subject, Data: buf, Header: nats.Header{}}
-		msg.Header.Set(jetstream.MsgIDHeader, batchID(b.Source, buf))
-		f, err := c.JS.PublishMsgAsync(msg)
-		if err != nil {
-			return 0, fmt.Errorf("publishing batch to %s: %w", subject, err)
-		}
-		futures = append(futures, f)
-		start = end
-	}
-	for _, f := range futures {
-		select {
-		case ack := <-f.Ok():
-			if ack.Duplicate {
-				dupMsgs++
+			var apiErr *jetstream.APIError
+			if errors.As(err, &apiErr) { // JetStream answered: not stored
+				return fail(err)
 			}
-		case err := <-f.Err():
-			return dupMsgs, fmt.Errorf("storing batch in %s: %w", IngestStream, err)
-		case <-ctx.Done():
-			return dupMsgs, fmt.Errorf("storing batch in %s: %w", IngestStream, ctx.Err())
+			if !errors.Is(err, nats.ErrNoResponders) { // sent, answer lost: ask again
+				maybe[i] = true
+				c.log.Warn("batch sent but not acknowledged; sending it again to learn whether it was stored", "err", err)
+			}
+			f = nil
+			if !sleep(sctx, 50*time.Millisecond) {
+				return fail(err)
+			}
 		}
 	}
 	return dupMsgs, nil
 }
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+func (c *Conn) waitConnected(ctx context.Context) bool {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !c.pubNC.IsConnected() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return true
+}
+
+// encode splits a batch into messages of at most the message limit. Nothing is sent when an
+// entry alone does not fit.
+func (c *Conn) encode(b *Batch) ([]*nats.Msg, int64, error) {
+	limit := int(c.pubNC.MaxPayload()) - 1024 // headers
+	subject := SubjectFor(b.Source)
+	var msgs []*nats.Msg
+	var size int64
+	header := b.encodeHeader(nil)
+	var entry []byte
+	for start := 0; start < len(b.Entries); {
+		// Size the message from the entries' raw lengths (an entry is about twice its raw
+		// payload) so that it is not reallocated while growing.
+		est := len(header) + 1
+		for j := start; j < len(b.Entries) && est < limit; j++ {
+			est += 2*len(b.Entries[j].Raw) + 160
+		}
+		buf := append(make([]byte, 0, min(est, limit+1)), header...)
+		end := start
+		for end < len(b.Entries) {
+			entry = b.Entries[end].encode(entry[:0])
+			if len(header)+2+len(entry) > limit {
+				return nil, 0, &RecordTooLargeError{Entry: end, Size: len(header) + 2 + len(entry), Limit: limit}
+			}
+			if len(buf)+2+len(entry) > limit {
+				break
+			}
+			buf = append(append(buf, '\n'), entry...)
+			end++
+		}
+		buf = append(buf, '\n')
+		msg := &nats.Msg{Subject: subject, Data: buf, Header: nats.Header{}}
+		msg.Header.Set(jetstream.MsgIDHeader, batchID(b.Source, buf))
+		msgs = append(msgs, msg)
+		size += int64(len(buf))
+		start = end
+	}
+	return msgs, size, nil
+}
+
+func byteSize(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 // batchID hashes the records of an envelope (not its header, which holds the receive time),
 // so the same records re-sent get the same ID.
@@ -261,15 +448,18 @@ func (c *Conn) KV(ctx context.Context, bucket, description string) (jetstream.Ke
 	return kv, nil
 }
 
-// Close drains the connection: pending publishes complete, subscriptions stop.
+// Close drains the connections: pending publishes complete, subscriptions stop.
 func (c *Conn) Close() {
-	if err := c.NC.Drain(); err != nil {
-		c.NC.Close()
-	}
-	select {
-	case <-c.closed:
-	case <-time.After(30 * time.Second):
-		c.log.Warn("stream connection did not drain in 30s; closing")
-		c.NC.Close()
+	for _, i := range []int{1, 0} { // publishing first, then consumers
+		nc := []*nats.Conn{c.NC, c.pubNC}[i]
+		if err := nc.Drain(); err != nil {
+			nc.Close()
+		}
+		select {
+		case <-c.closed[i]:
+		case <-time.After(30 * time.Second):
+			c.log.Warn("stream connection did not drain in 30s; closing")
+			nc.Close()
+		}
 	}
 }

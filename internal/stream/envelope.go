@@ -2,6 +2,7 @@ package stream
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -126,6 +127,50 @@ func Decode(data []byte, p *reading.Parser) (Batch, error) {
 		b.Entries = append(b.Entries, e)
 	}
 	return b, nil
+}
+
+// Identities calls f with the receive time of an envelope and the identity of each of its
+// accepted entries, without parsing readings: what rebuilding the ingest de-duplication
+// window needs, at a fraction of Decode's cost.
+func Identities(data []byte, f func(received time.Time, id reading.ID)) error {
+	line, rest, _ := bytes.Cut(data, []byte{'\n'})
+	var h envelopeHeader
+	if err := json.Unmarshal(line, &h); err != nil || h.V == 0 {
+		return fmt.Errorf("%w: header %q", ErrBadEnvelope, truncate(line))
+	}
+	if h.V != envelopeVersion {
+		return fmt.Errorf("%w: version %d, this build reads version %d", ErrBadEnvelope, h.V, envelopeVersion)
+	}
+	idPrefix := []byte(`{"id":"`)
+	for len(rest) > 0 {
+		line, rest, _ = bytes.Cut(rest, []byte{'\n'})
+		if len(line) == 0 {
+			continue
+		}
+		var hexID []byte
+		if bytes.HasPrefix(line, idPrefix) && len(line) > len(idPrefix)+32 && line[len(idPrefix)+32] == '"' {
+			hexID = line[len(idPrefix) : len(idPrefix)+32] // Encode writes the id first
+		} else {
+			err := eachMember(line, func(key, val []byte) error {
+				if string(key) == "id" && len(val) >= 2 {
+					hexID = val[1 : len(val)-1]
+				}
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrBadEnvelope, err)
+			}
+			if hexID == nil {
+				continue // a rejected record
+			}
+		}
+		var id reading.ID
+		if _, err := hex.Decode(id[:], hexID); err != nil || len(hexID) != 32 {
+			return fmt.Errorf("%w: identity %q", ErrBadEnvelope, hexID)
+		}
+		f(h.Received, id)
+	}
+	return nil
 }
 
 // decodeEntry decodes one entry line. The line is split into its members without building

@@ -8,6 +8,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// FollowerPullBytes bounds what one consumer of the ingest stream has pulled and not yet
+// processed (16 MiB, two of the largest messages). Every consumer on pulselake's connection
+// pulls by bytes, never by message count alone: a batch message can be megabytes, and a
+// pull of hundreds of them would queue gigabytes for the connection and get it dropped by
+// the server as a slow consumer. Use it as jetstream.PullMaxBytes(FollowerPullBytes) with
+// Messages or Consume, and jetstream.FetchMaxBytes with Fetch.
+const FollowerPullBytes = 2 * DefaultMaxPayload
+
 // Follower configures a durable consumer of the ingest stream for monitoring (rules, anomaly
 // detectors, classifiers): it starts with the batches stored after it is first created —
 // alerting on the stream's history helps nobody — and resumes where it stopped afterwards.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -39,6 +40,9 @@ type Server struct {
 // DefaultMaxPayload is the embedded server's largest message (a batch envelope).
 const DefaultMaxPayload = 8 << 20
 
+// MaxPending is the most bytes the embedded server queues for one client (256 MiB).
+const MaxPending = 256 << 20
+
 // StartServer starts an embedded NATS server and waits until it accepts connections.
 func StartServer(log *slog.Logger, o ServerOptions) (*Server, error) {
 	if o.MaxPayload == 0 {
@@ -49,12 +53,16 @@ func StartServer(log *slog.Logger, o ServerOptions) (*Server, error) {
 	}
 	var mqttAddr string
 	opts := &server.Options{
-		ServerName:                 "pulselake",
-		JetStream:                  true,
-		StoreDir:                   filepath.Clean(o.Dir),
-		SyncAlways:                 true,
-		MaxPayload:                 o.MaxPayload,
-		MaxPending:                 4 * int64(o.MaxPayload),
+		ServerName: "pulselake",
+		JetStream:  true,
+		StoreDir:   filepath.Clean(o.Dir),
+		SyncAlways: true,
+		MaxPayload: o.MaxPayload,
+		// A client whose unsent messages exceed MaxPending is disconnected as a slow
+		// consumer. pulselake's own consumers bound what they pull (FollowerPullBytes
+		// each), so their sum stays well below this and the internal connection is never
+		// dropped; a slow external subscriber is cut off at this size.
+		MaxPending:                 MaxPending,
 		NoSigs:                     true,
 		NoLog:                      true,
 		CustomClientAuthentication: o.Auth,
@@ -158,9 +166,18 @@ func (s *Server) Shutdown(ctx context.Context) {
 // natsLogger routes the server's log lines to slog.
 type natsLogger struct{ log *slog.Logger }
 
-func (l natsLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
-func (l natsLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
-func (l natsLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l natsLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l natsLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
-func (l natsLogger) Tracef(format string, v ...any)  {}
+// Noticef logs the server's notices at debug level, except those that mean a client lost
+// messages or its connection.
+func (l natsLogger) Noticef(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if strings.Contains(msg, "Slow Consumer") {
+		l.log.Error("NATS server: "+msg+"; the client's connection is closed", "hint", "a consumer pulls more than it reads; see docs/architecture.md (back-pressure)")
+		return
+	}
+	l.log.Debug(msg)
+}
+func (l natsLogger) Warnf(format string, v ...any)  { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Fatalf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Errorf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Tracef(format string, v ...any) {}

@@ -124,7 +124,7 @@ func (h *Hub) follow(ctx context.Context, done chan struct{}) {
 	rejected, budget := 0, MaxReadingsPerSecond
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	msgs, err := c.Messages()
+	msgs, err := c.Messages(jetstream.PullMaxBytes(stream.FollowerPullBytes))
 	if err != nil {
 		h.log.Warn("live feed: following the stream", "err", err)
 		return

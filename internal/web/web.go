@@ -12,11 +12,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -199,24 +199,28 @@ func (s *Server) postReadings(w http.ResponseWriter, r *http.Request, tok token.
 		WriteError(w, errBodyTooLarge{lim.MaxBodyBytes})
 		return
 	}
-	want := r.ContentLength
-	if want < 0 {
-		want = lim.MaxBodyBytes
+	// The body must arrive within BodyTimeout; the deadline is lifted once it has (a read
+	// deadline left in place would end the request while it is being stored).
+	rc := http.NewResponseController(w)
+	deadline := time.Now().Add(lim.BodyTimeout)
+	if err := rc.SetReadDeadline(deadline); err != nil {
+		s.log.Debug("setting the request body deadline", "err", err)
 	}
-	release, err := in.Acquire(want)
-	if err != nil {
-		WriteError(w, err)
-		return
-	}
+	body, release, err := in.ReadBody(r.Body, r.ContentLength)
 	defer release()
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, lim.MaxBodyBytes))
+	_ = rc.SetReadDeadline(time.Time{})
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			WriteError(w, errBodyTooLarge{lim.MaxBodyBytes})
-			return
+		switch {
+		case errors.Is(err, ingest.ErrBodyTooLarge):
+			err = errBodyTooLarge{lim.MaxBodyBytes}
+		case errors.Is(err, ingest.ErrOverloaded):
+		case errors.Is(err, os.ErrDeadlineExceeded) || time.Now().After(deadline):
+			err = errBodyTimeout{lim.BodyTimeout}
+		default:
+			err = fmt.Errorf("%w: reading body: %v", errBadRequest, err)
 		}
-		WriteError(w, fmt.Errorf("%w: reading body: %v", errBadRequest, err))
+		w.Header().Set("Connection", "close") // the rest of the body is not read
+		WriteError(w, err)
 		return
 	}
 	raws, err := reading.SplitBody(body, format, lim.MaxBatch)
@@ -262,6 +266,12 @@ var (
 	errBadRequest      = errors.New("bad request")
 )
 
+type errBodyTimeout struct{ limit time.Duration }
+
+func (e errBodyTimeout) Error() string {
+	return fmt.Sprintf("the request body did not arrive within %s (ingest.body_timeout); send it in one go, or in smaller batches", e.limit)
+}
+
 type errBodyTooLarge struct{ limit int64 }
 
 func (e errBodyTooLarge) Error() string {
@@ -272,6 +282,8 @@ func (e errBodyTooLarge) Error() string {
 func statusOf(err error) (int, string) {
 	var tooMany reading.ErrTooManyRecords
 	var tooLarge errBodyTooLarge
+	var recordTooLarge *ingest.RecordTooLargeError
+	var bodyTimeout errBodyTimeout
 	switch {
 	case errors.Is(err, errUnauthenticated):
 		return http.StatusUnauthorized, "unauthenticated"
@@ -283,8 +295,14 @@ func statusOf(err error) (int, string) {
 		return http.StatusRequestEntityTooLarge, "batch-too-large"
 	case errors.As(err, &tooLarge):
 		return http.StatusRequestEntityTooLarge, "body-too-large"
+	case errors.As(err, &recordTooLarge):
+		return http.StatusRequestEntityTooLarge, reading.CodeRecordTooLarge
+	case errors.As(err, &bodyTimeout):
+		return http.StatusRequestTimeout, "body-timeout"
 	case errors.Is(err, ingest.ErrOverloaded):
 		return http.StatusTooManyRequests, "overloaded"
+	case errors.Is(err, ingest.ErrUnconfirmed):
+		return http.StatusServiceUnavailable, "unconfirmed"
 	case errors.Is(err, ingest.ErrUnavailable):
 		return http.StatusServiceUnavailable, "unavailable"
 	case errors.Is(err, errBadRequest):
