@@ -53,6 +53,9 @@ func overload(bin string, clients, batch int, d time.Duration, honour bool, keep
 	fmt.Printf("pulselake overload benchmark, %s, %d clients × %d readings/request for %s, honour Retry-After: %v\n",
 		time.Now().UTC().Format(time.RFC3339), clients, batch, d, honour)
 	fmt.Printf("load average before: %s", loadavg())
+	if keep {
+		fmt.Printf("serve at %s, data %s\n", url, dir)
+	}
 
 	// /readyz, sampled every 200 ms until the lake check ends.
 	var readyN, readyBad atomic.Int64

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -109,6 +110,9 @@ func Run(ctx context.Context, o Options) error {
 	kinds, err := cfg.Registry()
 	if err != nil {
 		return err
+	}
+	if m := cfg.Runtime.MemoryLimit; m > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(m) // docs/configuration.md, runtime.memory_limit
 	}
 
 	reg := prometheus.NewRegistry()

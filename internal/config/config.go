@@ -31,12 +31,14 @@ import (
 
 // Config is the whole configuration file.
 type Config struct {
-	HTTP   HTTP         `yaml:"http"`
-	MQTT   MQTT         `yaml:"mqtt"`
-	NATS   NATS         `yaml:"nats"`
-	Ingest Ingest       `yaml:"ingest"`
-	Kinds  []KindConfig `yaml:"kinds"`
-	Log    Log          `yaml:"log"`
+	HTTP   HTTP   `yaml:"http"`
+	MQTT   MQTT   `yaml:"mqtt"`
+	NATS   NATS   `yaml:"nats"`
+	Ingest Ingest `yaml:"ingest"`
+	// Runtime tunes the Go runtime of serve.
+	Runtime Runtime      `yaml:"runtime"`
+	Kinds   []KindConfig `yaml:"kinds"`
+	Log     Log          `yaml:"log"`
 
 	// Alerting (SPEC §7, docs/alerting.md).
 	Rules     []rules.Rule `yaml:"rules"`
@@ -117,6 +119,16 @@ type Ingest struct {
 	DedupMaxEntries int `yaml:"dedup_max_entries"`
 }
 
+// Runtime tunes the Go runtime of serve.
+type Runtime struct {
+	// MemoryLimit is the soft limit of serve's Go heap in bytes (default 768 MiB; 0 turns it
+	// off; the GOMEMLIMIT environment variable overrides it). The Go collector otherwise lets
+	// the heap grow to twice the live data; near the limit it collects more often instead.
+	// Live data stays below it because intake is bounded (ingest.max_inflight_bytes, the
+	// stream's publish window, bounded consumer pulls, lake.flush_bytes).
+	MemoryLimit int64 `yaml:"memory_limit"`
+}
+
 // KindConfig declares an extra kind of reading (SPEC §3).
 type KindConfig struct {
 	Name   string        `yaml:"name"`
@@ -186,7 +198,8 @@ func Default() *Config {
 			DedupWindow:      Duration(2 * time.Minute),
 			DedupMaxEntries:  2_000_000,
 		},
-		Log: Log{Level: "info", Format: "text"},
+		Runtime: Runtime{MemoryLimit: 768 << 20},
+		Log:     Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -309,6 +322,9 @@ func (c *Config) Validate() error {
 	}
 	if d := c.Ingest.PublishWait.D(); d < time.Millisecond || d > time.Minute {
 		add("ingest.publish_wait", "must be 1ms..1m, got %s", d)
+	}
+	if m := c.Runtime.MemoryLimit; m != 0 && m < 64<<20 {
+		add("runtime.memory_limit", "must be 0 (off) or at least 64 MiB, got %d", m)
 	}
 	if c.Ingest.DedupWindow.D() < 0 {
 		add("ingest.dedup_window", "must not be negative")

@@ -79,8 +79,9 @@ const MaxClockSkew = 24 * time.Hour
 // Parser parses payloads into readings. It is not safe for concurrent use; use one per
 // goroutine (they are cheap to make and meant to be reused).
 type Parser struct {
-	reg *Registry
-	p   fastjson.Parser
+	reg  *Registry
+	p    fastjson.Parser
+	keys [][]byte // scratch of duplicateKey
 	// Now returns the current time; readings further than MaxClockSkew after it are rejected.
 	Now func() time.Time
 }
@@ -107,6 +108,12 @@ func (p *Parser) ParseWith(data []byte, kind, device string) (Reading, Errors) {
 	obj, err := v.Object()
 	if err != nil {
 		return Reading{}, Errors{{Code: CodeInvalidJSON, Message: "expected a JSON object {\"subject\":...,\"device\":...,\"kind\":...,\"time\":...,\"values\":{...}}, got " + v.Type().String()}}
+	}
+	// A key named twice means the payload kept as received says something other than the
+	// reading stored (parsers disagree on which one wins): reject it.
+	if path, key, dup := p.duplicateKey(v); dup {
+		return Reading{}, Errors{{Code: CodeInvalidJSON, Path: path,
+			Message: fmt.Sprintf("key %q appears more than once in one object; send each key once", key)}}
 	}
 	var (
 		r      Reading
@@ -199,6 +206,46 @@ func (p *Parser) ParseWith(data []byte, kind, device string) (Reading, Errors) {
 		return Reading{}, errs
 	}
 	return r, nil
+}
+
+// duplicateKey finds a key named twice in one object, at any depth of v. It returns the
+// JSON pointer of the second occurrence and the key. Objects of a reading have a handful of
+// keys, so comparing each key with the ones before it is cheaper than any map.
+func (p *Parser) duplicateKey(v *fastjson.Value) (path, key string, dup bool) {
+	switch v.Type() {
+	case fastjson.TypeObject:
+		o, _ := v.Object()
+		start := len(p.keys)
+		o.Visit(func(k []byte, fv *fastjson.Value) {
+			if dup {
+				return
+			}
+			for _, prev := range p.keys[start:] {
+				if string(prev) == string(k) {
+					path, key, dup = "/"+escapePointer(string(k)), string(k), true
+					return
+				}
+			}
+			p.keys = append(p.keys, k)
+			if t := fv.Type(); t == fastjson.TypeObject || t == fastjson.TypeArray {
+				if sub, subKey, ok := p.duplicateKey(fv); ok {
+					path, key, dup = "/"+escapePointer(string(k))+sub, subKey, true
+				}
+			}
+		})
+		clear(p.keys[start:])
+		p.keys = p.keys[:start]
+	case fastjson.TypeArray:
+		arr, _ := v.Array()
+		for i, e := range arr {
+			if t := e.Type(); t == fastjson.TypeObject || t == fastjson.TypeArray {
+				if sub, subKey, ok := p.duplicateKey(e); ok {
+					return "/" + strconv.Itoa(i) + sub, subKey, true
+				}
+			}
+		}
+	}
+	return path, key, dup
 }
 
 func parseValues(kind *Kind, values *fastjson.Object, r *Reading, errs Errors) Errors {

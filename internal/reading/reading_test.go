@@ -96,6 +96,12 @@ func TestParseRejects(t *testing.T) {
 		{"unknown top field with slash", `{"subject":"p","device":"d","kind":"heart_rate","time":"2026-11-23T10:00:00Z","values":{"bpm":70},"a/b":1}`, []FieldError{{Code: CodeUnknownField, Path: "/a~1b"}}},
 		{"sleep stage", `{"subject":"p","device":"d","kind":"sleep","time":"2026-11-23T10:00:00Z","values":{"stage":"nap","duration_s":0}}`, []FieldError{{Code: CodeInvalidValue, Path: "/values/stage"}, {Code: CodeOutOfRange, Path: "/values/duration_s"}}},
 		{"short beat", `{"subject":"p","device":"d","kind":"ecg_beat","time":"2026-11-23T10:00:00Z","values":{"samples":[0.1,0.2]}}`, []FieldError{{Code: CodeInvalidLength, Path: "/values/samples"}}},
+		{"duplicate subject", `{"subject":"a","device":"d","kind":"heart_rate","subject":"b","time":"2026-11-23T10:00:00Z","values":{"bpm":70}}`, []FieldError{{Code: CodeInvalidJSON, Path: "/subject"}}},
+		{"duplicate subject, escaped", `{"subject":"a","device":"d","kind":"heart_rate","sub\u006aect":"b","time":"2026-11-23T10:00:00Z","values":{"bpm":70}}`, []FieldError{{Code: CodeInvalidJSON, Path: "/subject"}}},
+		{"duplicate value", bp(`{"systolic":120,"diastolic":80,"systolic":190}`), []FieldError{{Code: CodeInvalidJSON, Path: "/values/systolic"}}},
+		{"duplicate unknown field", `{"subject":"p","device":"d","kind":"heart_rate","time":"2026-11-23T10:00:00Z","values":{"bpm":70},"x":1,"x":2}`, []FieldError{{Code: CodeInvalidJSON, Path: "/x"}}},
+		{"duplicate deep", `{"subject":"p","device":"d","kind":"heart_rate","time":"2026-11-23T10:00:00Z","values":{"bpm":70},"meta":[{"a":{"b":1,"b":2}}]}`, []FieldError{{Code: CodeInvalidJSON, Path: "/meta/0/a/b"}}},
+		{"duplicate id", `{"id":"x","id":"y","subject":"p","device":"d","kind":"heart_rate","time":"2026-11-23T10:00:00Z","values":{"bpm":70}}`, []FieldError{{Code: CodeInvalidJSON, Path: "/id"}}},
 		{"accelerometer 20g", `{"subject":"p","device":"d","kind":"accelerometer","time":"2026-11-23T10:00:00Z","values":{"x":0,"y":-20,"z":1}}`, []FieldError{{Code: CodeOutOfRange, Path: "/values/y"}}},
 	}
 	for _, tt := range tests {
@@ -187,6 +193,80 @@ func FuzzParse(f *testing.F) {
 		}
 		if r2.Identity() != r.Identity() || string(r2.AppendJSON(nil)) != string(out) {
 			t.Fatalf("round trip mismatch: %s vs %s", out, r2.AppendJSON(nil))
+		}
+	})
+}
+
+// hasDuplicateKey is the reference for FuzzDuplicateKeys: encoding/json's tokenizer, which
+// shares nothing with the parser, finds an object that names a key twice at any depth.
+func hasDuplicateKey(data []byte) (dup, valid bool) {
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.UseNumber()
+	type frame struct {
+		obj  bool
+		keys map[string]bool
+		key  bool // next token in this object is a key
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return dup, err.Error() == "EOF" && len(stack) == 0
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		isKey := top != nil && top.obj && top.key
+		if top != nil && top.obj {
+			top.key = !top.key
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			switch v {
+			case '{':
+				stack = append(stack, &frame{obj: true, keys: map[string]bool{}, key: true})
+			case '[':
+				stack = append(stack, &frame{})
+			default:
+				stack = stack[:len(stack)-1]
+				if len(stack) > 0 && stack[len(stack)-1].obj {
+					stack[len(stack)-1].key = true
+				}
+			}
+		case string:
+			if isKey {
+				if top.keys[v] {
+					dup = true
+				}
+				top.keys[v] = true
+			}
+		}
+	}
+}
+
+// FuzzDuplicateKeys checks that a payload is rejected as invalid-json naming a duplicate
+// key exactly when it has an object with a key named twice, at any depth.
+func FuzzDuplicateKeys(f *testing.F) {
+	for _, s := range []string{
+		`{"subject":"a","device":"d","kind":"heart_rate","time":"2026-11-23T10:00:00Z","values":{"bpm":70},"subject":"b"}`,
+		`{"subject":"a","device":"d","kind":"heart_rate","time":"2026-11-23T10:00:00Z","values":{"bpm":70,"bpm":71}}`,
+		`{"subject":"a","device":"d","kind":"heart_rate","time":"2026-11-23T10:00:00Z","values":{"bpm":70}}`,
+		`{"a":[{"b":1},{"b":1}],"c":{"d":{"e":1,"E":2}}}`,
+		`{"a":[{"b":1,"b":2}]}`, `{"\u0061":1,"a":2}`, `[{"x":1,"x":1}]`,
+	} {
+		f.Add([]byte(s))
+	}
+	p := newTestParser(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dup, valid := hasDuplicateKey(data)
+		if !valid || !json.Valid(data) || !strings.HasPrefix(strings.TrimSpace(string(data)), "{") {
+			return // not a JSON object: rejected as such, whatever its keys
+		}
+		_, errs := p.Parse(data)
+		got := len(errs) == 1 && errs[0].Code == CodeInvalidJSON && strings.Contains(errs[0].Message, "more than once")
+		if dup != got {
+			t.Fatalf("payload %s: duplicate key %v, parser says %v", data, dup, errs)
 		}
 	})
 }

@@ -278,9 +278,11 @@ func (c *Conn) Publish(ctx context.Context, b *Batch) (dupMsgs int, err error) {
 	if len(b.Entries) == 0 {
 		return 0, nil
 	}
-	msgs, size, err := c.encode(b)
-	if err != nil {
-		return 0, err
+	// Room in the window is taken before encoding, by an estimate (an entry is about twice
+	// its raw payload), so that batches waiting for room hold no envelope.
+	size := int64(0)
+	for i := range b.Entries {
+		size += 2*int64(len(b.Entries[i].Raw)) + 160
 	}
 	wctx, cancel := context.WithTimeout(ctx, c.opts.PublishWait)
 	err = c.window.Acquire(wctx, min(size, c.opts.PublishWindow))
@@ -292,6 +294,10 @@ func (c *Conn) Publish(ctx context.Context, b *Batch) (dupMsgs int, err error) {
 		return 0, fmt.Errorf("%w (no room in %s for %s)", ErrBusy, c.opts.PublishWait, byteSize(size))
 	}
 	defer c.window.Release(min(size, c.opts.PublishWindow))
+	msgs, err := c.encode(b)
+	if err != nil {
+		return 0, err
+	}
 	sctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
 	defer cancel()
 	// maybe[i]: message i may be stored (acknowledged, or sent with its outcome lost).
@@ -383,11 +389,10 @@ func (c *Conn) waitConnected(ctx context.Context) bool {
 
 // encode splits a batch into messages of at most the message limit. Nothing is sent when an
 // entry alone does not fit.
-func (c *Conn) encode(b *Batch) ([]*nats.Msg, int64, error) {
+func (c *Conn) encode(b *Batch) ([]*nats.Msg, error) {
 	limit := int(c.pubNC.MaxPayload()) - 1024 // headers
 	subject := SubjectFor(b.Source)
 	var msgs []*nats.Msg
-	var size int64
 	header := b.encodeHeader(nil)
 	var entry []byte
 	for start := 0; start < len(b.Entries); {
@@ -402,7 +407,7 @@ func (c *Conn) encode(b *Batch) ([]*nats.Msg, int64, error) {
 		for end < len(b.Entries) {
 			entry = b.Entries[end].encode(entry[:0])
 			if len(header)+2+len(entry) > limit {
-				return nil, 0, &RecordTooLargeError{Entry: end, Size: len(header) + 2 + len(entry), Limit: limit}
+				return nil, &RecordTooLargeError{Entry: end, Size: len(header) + 2 + len(entry), Limit: limit}
 			}
 			if len(buf)+2+len(entry) > limit {
 				break
@@ -414,10 +419,9 @@ func (c *Conn) encode(b *Batch) ([]*nats.Msg, int64, error) {
 		msg := &nats.Msg{Subject: subject, Data: buf, Header: nats.Header{}}
 		msg.Header.Set(jetstream.MsgIDHeader, batchID(b.Source, buf))
 		msgs = append(msgs, msg)
-		size += int64(len(buf))
 		start = end
 	}
-	return msgs, size, nil
+	return msgs, nil
 }
 
 func byteSize(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
