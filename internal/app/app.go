@@ -156,6 +156,14 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	reg.MustRegister(stream.NewLagCollector(conn))
+	hwm := "" // the ingest stream's high-water mark lives beside an embedded store only
+	if srv != nil {
+		hwm = filepath.Join(o.DataDir, "stream", "ingest.hwm")
+	}
+	loss := stream.NewLossMonitor(log.With("component", "stream"), reg, conn, hwm)
+	if err := loss.Check(ctx); err != nil {
+		log.Warn("checking the streams for lost messages", "err", err)
+	}
 
 	// Tokens.
 	ts, err := OpenTokens(ctx, log, conn)
@@ -221,6 +229,7 @@ func Run(ctx context.Context, o Options) error {
 		}()
 	}
 	runProc("lake-ops", lk.ops.Run)
+	runProc("stream-loss", loss.Run)
 	alerting, err := startAlerting(ctx, log, reg, cfg, conn, kinds, hub, ws0(cfg), lk.recordAlerts)
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -71,9 +72,11 @@ type Conn struct {
 	pubNC  *nats.Conn
 	pubJS  jetstream.JetStream
 	window *semaphore.Weighted
-	opts   ConnOptions
-	log    *slog.Logger
-	closed []chan struct{}
+	// lastAcked is the highest ingest stream sequence acknowledged to Publish.
+	lastAcked atomic.Uint64
+	opts      ConnOptions
+	log       *slog.Logger
+	closed    []chan struct{}
 }
 
 // Connect connects to the embedded server (in process) or to o.URL.
@@ -338,6 +341,9 @@ func (c *Conn) Publish(ctx context.Context, b *Batch) (dupMsgs int, err error) {
 			case ack := <-f.Ok():
 				if ack.Duplicate {
 					dupMsgs++
+				}
+				for seq := c.lastAcked.Load(); ack.Sequence > seq && !c.lastAcked.CompareAndSwap(seq, ack.Sequence); {
+					seq = c.lastAcked.Load()
 				}
 				maybe[i] = true
 			case err = <-f.Err():
