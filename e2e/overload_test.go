@@ -360,14 +360,19 @@ func TestDamagedStreamBlockReported(t *testing.T) {
 			t.Fatalf("batch %d: %d %v", b, code, body)
 		}
 	}
-	// Kill once serve has noted the last acknowledged message (it does so every second);
-	// the lake writer has delivered them by then too.
-	mark := filepath.Join(dir, "stream", "ingest.hwm")
-	waitUntil(t, 10*time.Second, "serve noted the last acknowledged sequence", func() bool {
-		data, _ := os.ReadFile(mark)
-		n, _ := strconv.Atoi(strings.TrimSpace(string(data)))
-		return n >= batches
+	// Kill once the lake writer has everything, and serve has noted the last acknowledged
+	// sequence (it does so every second; a build without the mark goes on after 5 s).
+	waitUntil(t, 30*time.Second, "the lake has every reading", func() bool {
+		rows := apiQuery(t, p.url, `SELECT count(*) FROM heart_rate WHERE device = 'd'`)
+		return len(rows) == 1 && rows[0][0].(float64) == batches*100
 	})
+	mark := filepath.Join(dir, "stream", "ingest.hwm")
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		data, _ := os.ReadFile(mark)
+		if n, _ := strconv.Atoi(strings.TrimSpace(string(data))); n >= batches {
+			break
+		}
+	}
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
