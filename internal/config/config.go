@@ -103,8 +103,8 @@ type Ingest struct {
 	// MaxBatch is the most readings per request (default 10000); more get 413.
 	MaxBatch int `yaml:"max_batch"`
 	// MaxInflightBytes bounds the memory of requests being processed at once (default
-	// 256 MiB): bodies as they arrive, then the parsed readings and envelopes (about 6×
-	// the body). Beyond it requests get 429 with Retry-After instead of queueing.
+	// 256 MiB): bodies as they arrive, then the parsed readings and envelopes (about 12×
+	// the body in all). Beyond it requests get 429 with Retry-After instead of queueing.
 	MaxInflightBytes int64 `yaml:"max_inflight_bytes"`
 	// BodyTimeout is the longest a request body may take to arrive (default 30s); a slower
 	// one gets 408 and its connection is closed.

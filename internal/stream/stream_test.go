@@ -1,7 +1,9 @@
 package stream
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"strconv"
@@ -142,4 +144,52 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("re-decode: %v, %d vs %d entries", err, len(b2.Entries), len(b.Entries))
 		}
 	})
+}
+
+// TestPublishFlowControl: with the publish window full, Publish gives up after PublishWait
+// with ErrBusy and sends nothing; a record too large for one message is refused whole.
+func TestPublishFlowControl(t *testing.T) {
+	srv, _ := startTest(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	conn, err := Connect(context.Background(), log, ConnOptions{Server: srv, Name: "flow", PublishWindow: 1 << 20, PublishWait: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	reg, _ := reading.NewRegistry()
+	p := reading.NewParser(reg)
+	ctx := context.Background()
+
+	if err := conn.window.Acquire(ctx, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := conn.Publish(ctx, testBatch(t, p, 3)); !errors.Is(err, ErrBusy) {
+		t.Fatalf("with the window full: err = %v, want ErrBusy", err)
+	}
+	if d := time.Since(start); d < 100*time.Millisecond || d > 5*time.Second {
+		t.Errorf("gave up after %s, want about the 100 ms publish wait", d)
+	}
+	conn.window.Release(1 << 20)
+
+	b := testBatch(t, p, 3)
+	b.Entries = append(b.Entries, Entry{Errors: reading.Errors{{Code: reading.CodeInvalidJSON, Message: "x"}}, Raw: bytes.Repeat([]byte{'x'}, DefaultMaxPayload)})
+	var tooLarge *RecordTooLargeError
+	if _, err := conn.Publish(ctx, b); !errors.As(err, &tooLarge) || tooLarge.Entry != 4 {
+		t.Fatalf("oversize entry: err = %v, want RecordTooLargeError for entry 4", err)
+	}
+	s, err := conn.JS.Stream(ctx, IngestStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 0 {
+		t.Fatalf("%d messages stored, want none", info.State.Msgs)
+	}
+	if _, err := conn.Publish(ctx, testBatch(t, p, 3)); err != nil {
+		t.Fatalf("after the window freed: %v", err)
+	}
 }
