@@ -46,10 +46,21 @@ func overload(bin string, clients, batch int, d time.Duration, honour bool, keep
 		cmd.Stdout, cmd.Stderr = logf, logf
 		t0 := time.Now()
 		must(cmd.Start())
-		waitReady(url)
-		return cmd, time.Since(t0)
+		for time.Since(t0) < 120*time.Second {
+			if resp, err := http.Get(url + "/readyz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					return cmd, time.Since(t0)
+				}
+			}
+			time.Sleep(50 * time.Millisecond) // polling for readiness, bounded
+		}
+		return cmd, -1
 	}
-	cmd, _ := start()
+	cmd, took := start()
+	if took < 0 {
+		must(fmt.Errorf("serve not ready in 120 s"))
+	}
 	fmt.Printf("pulselake overload benchmark, %s, %d clients × %d readings/request for %s, honour Retry-After: %v\n",
 		time.Now().UTC().Format(time.RFC3339), clients, batch, d, honour)
 	fmt.Printf("load average before: %s", loadavg())
@@ -224,7 +235,11 @@ func overload(bin string, clients, batch int, d time.Duration, honour bool, keep
 	cmd.Wait()
 	stopTook := time.Since(t1)
 	cmd, readyTook := start()
-	fmt.Printf("restart: stopped in %.1fs, ready again %.1fs after start\n", stopTook.Seconds(), readyTook.Seconds())
+	if readyTook < 0 {
+		fmt.Printf("restart: stopped in %.1fs, NOT ready 120 s after start\n", stopTook.Seconds())
+	} else {
+		fmt.Printf("restart: stopped in %.1fs, ready again %.1fs after start\n", stopTook.Seconds(), readyTook.Seconds())
+	}
 	// Watch the restarted serve for 10 s: it stays ready and its connection holds.
 	bad := 0
 	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
