@@ -95,3 +95,32 @@ func TestAlertingProblemsHaveLines(t *testing.T) {
 		t.Errorf("want problems at lines 4 (when) and 7 (webhook url), got %v", ps)
 	}
 }
+
+func TestOverloadKeys(t *testing.T) {
+	c, err := Load(write(t, "ingest:\n  body_timeout: 5s\n  publish_wait: 250ms\nruntime:\n  memory_limit: 0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Ingest.BodyTimeout.D() != 5*time.Second || c.Ingest.PublishWait.D() != 250*time.Millisecond || c.Runtime.MemoryLimit != 0 {
+		t.Errorf("got %+v %+v", c.Ingest, c.Runtime)
+	}
+	if d := Default(); d.Ingest.BodyTimeout.D() != 30*time.Second || d.Ingest.PublishWait.D() != 5*time.Second || d.Runtime.MemoryLimit != 768<<20 {
+		t.Errorf("defaults: %+v %+v", d.Ingest, d.Runtime)
+	}
+	c, err = Load(write(t, "ingest:\n  body_timeout: 0s\n  publish_wait: 2m\nruntime:\n  memory_limit: 1000\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ps Problems
+	if err := c.Validate(); !errors.As(err, &ps) || len(ps) != 3 {
+		t.Fatalf("want 3 problems, got %v", err)
+	}
+	for i, want := range []int{2, 3, 5} {
+		if ps[i].Line != want {
+			t.Errorf("problem %d at line %d, want %d: %+v", i, ps[i].Line, want, ps[i])
+		}
+	}
+}
