@@ -325,15 +325,7 @@ func passwordFor(cfg *config.Config, pw string) string {
 }
 
 func streamReady(conn *stream.Conn) web.Check {
-	return func(ctx context.Context) error {
-		if !conn.NC.IsConnected() {
-			return errors.New("not connected to NATS")
-		}
-		if _, err := conn.JS.AccountInfo(ctx); err != nil {
-			return fmt.Errorf("JetStream: %w", err)
-		}
-		return nil
-	}
+	return conn.Ready
 }
 
 func randomHex(n int) string {

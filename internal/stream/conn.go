@@ -178,6 +178,17 @@ func redact(url string) string {
 	return url
 }
 
+// Ready reports whether both connections are up and JetStream answers.
+func (c *Conn) Ready(ctx context.Context) error {
+	if !c.NC.IsConnected() || !c.pubNC.IsConnected() {
+		return errors.New("not connected to NATS")
+	}
+	if _, err := c.JS.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("JetStream: %w", err)
+	}
+	return nil
+}
+
 // Replicas is the replica count for streams and buckets.
 func (c *Conn) Replicas() int { return c.opts.Replicas }
 
