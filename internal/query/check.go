@@ -51,7 +51,7 @@ type tableInfo struct {
 
 // parse runs DuckDB's parser over one statement (under an optional leading EXPLAIN) and
 // returns its syntax tree as json_serialize_sql gives it: only SELECT statements serialise.
-// The prepared statement's type is checked as well.
+// Parsing reads nothing; binding (prepare) does, so it comes after inspect.
 func parse(ctx context.Context, conn *sql.Conn, query string) (map[string]any, error) {
 	inner := strings.TrimSpace(query)
 	if len(inner) > 8 && strings.EqualFold(inner[:8], "EXPLAIN ") {
@@ -80,7 +80,13 @@ func parse(ctx context.Context, conn *sql.Conn, query string) (map[string]any, e
 	case len(parsed.Statements) != 1:
 		return nil, fmt.Errorf("%w: found %d statements", ErrNotReadOnly, len(parsed.Statements))
 	}
-	err := conn.Raw(func(dc any) error {
+	return parsed.Statements[0], nil
+}
+
+// checkType prepares the statement (binding it, which reads the views' file metadata) and
+// checks that DuckDB sees a SELECT or EXPLAIN.
+func checkType(ctx context.Context, conn *sql.Conn, query string) error {
+	return conn.Raw(func(dc any) error {
 		c, ok := dc.(*duckdb.Conn)
 		if !ok {
 			return fmt.Errorf("unexpected DuckDB connection %T", dc)
@@ -99,10 +105,6 @@ func parse(ctx context.Context, conn *sql.Conn, query string) (map[string]any, e
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return parsed.Statements[0], nil
 }
 
 // inspect walks a statement's syntax tree and returns the registered tables it reads. For a

@@ -386,6 +386,12 @@ func (e *Engine) query(ctx context.Context, query string, lim Limits, c Caller) 
 	} else if _, err := conn.ExecContext(ctx, "RESET VARIABLE "+subjectVar); err != nil {
 		return nil, fmt.Errorf("preparing the connection: %w", err)
 	}
+	if err := checkType(ctx, conn, query); err != nil {
+		if errors.Is(err, ErrNotReadOnly) {
+			return nil, err
+		}
+		return nil, e.queryErr(ctx, lim, refs, err)
+	}
 	rows, err := conn.QueryContext(ctx, query)
 	if err != nil {
 		return nil, e.queryErr(ctx, lim, refs, err)
