@@ -133,8 +133,8 @@ type Query struct {
 	MaxRows int `yaml:"max_rows"`
 	// Timeout is the time limit of one query (default 30s).
 	Timeout Duration `yaml:"timeout"`
-	// MemoryLimit caps the SQL engine's memory (all queries and pipeline sessions of one
-	// process together), e.g. "2GiB" or "512MB". Empty (the default) means a quarter of the
+	// MemoryLimit caps the memory of a SQL engine (serve's, shared by all its queries, and
+	// that of a pipeline run), e.g. "2GiB" or "512MB". Empty (the default) means a quarter of the
 	// machine's memory, at least 256 MiB and at most 4 GiB. A query that needs more, after
 	// spilling to the temp directory, fails with a clear error.
 	MemoryLimit string `yaml:"memory_limit"`
