@@ -381,3 +381,46 @@ func TestQueryMemoryLimit(t *testing.T) {
 		t.Errorf("after the failed query: %d %s", a.code, a.plain)
 	}
 }
+
+// TestQueryEngineDefaults: with no query settings, serve's SQL engine has a bounded memory
+// limit (a quarter of the machine's memory, at most 4 GiB, not DuckDB's 80 %) and spills
+// under the data directory with a size cap (not into ./.tmp without one).
+func TestQueryEngineDefaults(t *testing.T) {
+	dir := t.TempDir()
+	srv := startServerWith(t, dir, config.Default())
+	defer srv.stop()
+	a := postSQL(t, srv.HTTPURL, adminToken, "SELECT current_setting('memory_limit'), current_setting('temp_directory'), current_setting('max_temp_directory_size')")
+	if a.code != http.StatusOK || len(a.rows) != 1 {
+		t.Fatalf("reading the settings: %d %s", a.code, a.plain)
+	}
+	mem := duckSize(t, a.rows[0][0])
+	var total int64
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		fmt.Sscanf(strings.TrimPrefix(strings.SplitN(string(b), "\n", 2)[0], "MemTotal:"), "%d", &total)
+		total <<= 10
+	}
+	if mem > 4<<30+64<<20 || total > 0 && mem > total*3/10 {
+		t.Errorf("default SQL memory limit %s (machine %d MiB), want at most a quarter of memory and 4 GiB", a.rows[0][0], total>>20)
+	}
+	if tmp := fmt.Sprint(a.rows[0][1]); !strings.HasPrefix(tmp, filepath.Join(dir, "cache", "query-tmp")+string(filepath.Separator)) {
+		t.Errorf("temp_directory %q, want a folder under %s", tmp, filepath.Join(dir, "cache", "query-tmp"))
+	}
+	if cap := duckSize(t, a.rows[0][2]); cap > 4<<30+64<<20 {
+		t.Errorf("max_temp_directory_size %v, want 4 GiB", a.rows[0][2])
+	}
+}
+
+// duckSize parses a size as DuckDB prints it ("3.7 GiB", "256.0 MiB").
+func duckSize(t *testing.T, v any) int64 {
+	t.Helper()
+	var n float64
+	var unit string
+	if _, err := fmt.Sscanf(fmt.Sprint(v), "%g %s", &n, &unit); err != nil {
+		t.Fatalf("size %v: %v", v, err)
+	}
+	mult := map[string]float64{"bytes": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}[unit]
+	if mult == 0 {
+		t.Fatalf("size %v: unknown unit", v)
+	}
+	return int64(n * mult)
+}
