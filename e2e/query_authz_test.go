@@ -196,7 +196,7 @@ func TestQuerySubjectBoundToken(t *testing.T) {
 		"WITH hr AS (SELECT * FROM trusted.heart_rate) SELECT count(*) FROM hr":                                       "3",
 		"WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 2) SELECT count(*) FROM heart_rate": "3",
 		"SELECT count(*) FROM (SELECT subject FROM heart_rate UNION ALL SELECT subject FROM blood_pressure)":          "6",
-		"SELECT count(DISTINCT subject) FROM (SELECT subject FROM heart_rate UNION SELECT subject FROM ops.alerts)":    "1",
+		"SELECT count(DISTINCT subject) FROM (SELECT subject FROM heart_rate UNION SELECT subject FROM ops.alerts)":   "1",
 		"SELECT (SELECT count(*) FROM heart_rate) + (SELECT count(*) FROM ops.alerts)":                                "4",
 		"SELECT max(bpm) FROM heart_rate":                                                                             "62",
 	}
