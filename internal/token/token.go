@@ -46,9 +46,10 @@ func ParseScope(s string) (Scope, error) {
 func (s Scope) Allows(need Scope) bool { return s == ScopeAdmin || s == need }
 
 // Sees reports whether the token may read or write the data of subject: every subject for an
-// unbound token, only its own for a subject-bound one. This is the one rule every path (HTTP,
-// SQL, server-sent events, alerts, MQTT, NATS, the REST catalog) applies; a path that cannot
-// filter by subject refuses bound tokens (see Bound).
+// unbound token, only its own for a subject-bound one (never data without a subject). This is
+// the one rule every path (HTTP, SQL, server-sent events, alerts, MQTT, NATS, the REST catalog)
+// applies; a path that cannot filter by subject refuses bound tokens (see Bound). Admin tokens
+// are never bound (ErrBoundAdmin).
 func (t Token) Sees(subject string) bool { return t.Subject == "" || t.Subject == subject }
 
 // Bound reports whether the token is bound to one subject.
@@ -69,6 +70,10 @@ type Token struct {
 var (
 	ErrInvalid  = errors.New("invalid or revoked token")
 	ErrNotFound = errors.New("no such token")
+	// ErrBoundAdmin refuses an admin token bound to a subject: admin creates tokens and
+	// silences and reads every path, so a binding could not hold (it could mint itself an
+	// unbound token).
+	ErrBoundAdmin = errors.New("an admin token cannot be bound to a subject (admin can create unbound tokens); bind a read or ingest token instead")
 )
 
 // Bucket is the KV bucket of tokens.
@@ -127,6 +132,9 @@ func (s *Store) watch(w jetstream.KeyWatcher) {
 			} else {
 				t.hash = e.Key()
 				s.byHash[e.Key()] = t
+				if t.Scope == ScopeAdmin && t.Bound() && t.Revoked == nil {
+					s.log.Warn("refusing a subject-bound admin token; revoke it and create a read or ingest token bound to the subject", "id", t.ID)
+				}
 			}
 		}
 		s.mu.Unlock()
@@ -165,6 +173,9 @@ func (s *Store) Import(ctx context.Context, secret string, scope Scope, subject,
 	if len(secret) < 16 {
 		return Token{}, errors.New("a token must be at least 16 characters")
 	}
+	if scope == ScopeAdmin && subject != "" {
+		return Token{}, ErrBoundAdmin
+	}
 	h := hashOf(secret)
 	t := Token{ID: h[:12], Name: name, Scope: scope, Subject: subject, Created: time.Now().UTC().Truncate(time.Second), hash: h}
 	data, _ := json.Marshal(t)
@@ -184,6 +195,9 @@ func (s *Store) Verify(secret string) (Token, error) {
 	s.mu.RUnlock()
 	if !ok || t.Revoked != nil {
 		return Token{}, ErrInvalid
+	}
+	if t.Scope == ScopeAdmin && t.Bound() {
+		return Token{}, ErrInvalid // stored by an older version; see ErrBoundAdmin
 	}
 	return t, nil
 }
