@@ -132,7 +132,7 @@ func Run(ctx context.Context, o Options) error {
 			Dir:          filepath.Join(o.DataDir, "stream"),
 			ClientListen: off(cfg.NATS.Listen),
 			MQTTListen:   off(cfg.MQTT.Listen),
-			Auth:         &ingest.Auth{Verify: verify, InternalUser: internalUser, InternalPassword: password},
+			Auth:         &ingest.Auth{Verify: verify, InternalUser: internalUser, InternalPassword: password, Log: log.With("component", "nats-auth")},
 		})
 		if err != nil {
 			return err
