@@ -235,7 +235,9 @@ func TestSubjectBoundReadToken(t *testing.T) {
 	}
 
 	// The REST catalog serves every subject's table metadata and file locations: refused.
-	var errBody struct{ Error struct{ Code, Message string } }
+	var errBody struct {
+		Error struct{ Code, Message string }
+	}
 	if code := getJSON(t, srv.HTTPURL+"/iceberg/v1/config", "Bearer "+bound, &errBody); code != http.StatusForbidden || errBody.Error.Code != "subject-bound-token" {
 		t.Errorf("GET /iceberg/v1/config with a bound token: %d %+v, want 403 subject-bound-token", code, errBody)
 	}
