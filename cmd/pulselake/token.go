@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pulselake/pulselake/internal/app"
+	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/stream"
 	"github.com/pulselake/pulselake/internal/token"
 )
@@ -53,6 +54,11 @@ func newTokenCmd(g *globals) *cobra.Command {
 			}
 			if sc == token.ScopeAdmin && subject != "" {
 				return usageError{token.ErrBoundAdmin}
+			}
+			if subject != "" {
+				if err := reading.CheckIdent("--subject", subject); err != nil {
+					return usageError{err}
+				}
 			}
 			return withTokens(cmd, g, func(ts *token.Store) error {
 				secret, t, err := ts.Create(cmd.Context(), sc, subject, name)

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pulselake/pulselake/internal/reading"
 )
 
 // Scope is what a token may do. Admin may do everything.
@@ -175,6 +177,12 @@ func (s *Store) Import(ctx context.Context, secret string, scope Scope, subject,
 	}
 	if scope == ScopeAdmin && subject != "" {
 		return Token{}, ErrBoundAdmin
+	}
+	if subject != "" {
+		// A binding no reading can match would be a token that silently sees nothing.
+		if err := reading.CheckIdent("subject", subject); err != nil {
+			return Token{}, err
+		}
 	}
 	h := hashOf(secret)
 	t := Token{ID: h[:12], Name: name, Scope: scope, Subject: subject, Created: time.Now().UTC().Truncate(time.Second), hash: h}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,6 +93,11 @@ func TestSubjectBinding(t *testing.T) {
 	ctx := context.Background()
 	if _, _, err := a.Create(ctx, ScopeAdmin, "patient-1", "bound admin"); !errors.Is(err, ErrBoundAdmin) {
 		t.Fatalf("bound admin token: err = %v, want ErrBoundAdmin", err)
+	}
+	for _, bad := range []string{"patient 1", "-patient", "patient/1", strings.Repeat("p", 200)} {
+		if _, _, err := a.Create(ctx, ScopeRead, bad, "typo"); err == nil || !strings.Contains(err.Error(), "subject") {
+			t.Fatalf("token bound to %q: err = %v, want an invalid-subject error", bad, err)
+		}
 	}
 	if l := a.List(); len(l) != 0 {
 		t.Fatalf("refused token was stored: %+v", l)
