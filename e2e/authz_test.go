@@ -423,3 +423,63 @@ func TestBoundAdminTokenRefused(t *testing.T) {
 		t.Errorf("bound read token: exit %d: %s", code, out)
 	}
 }
+
+// TestRevokedTokenClosesConnections: revoking a token closes the MQTT and NATS connections
+// already open with it (new ones are refused anyway); connections of other tokens stay.
+func TestRevokedTokenClosesConnections(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	defer srv.stop()
+	ctx := context.Background()
+	revoked, _, err := srv.Tokens.Create(ctx, token.ScopeIngest, "", "to-revoke")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, _, err := srv.Tokens.Create(ctx, token.ScopeIngest, "", "kept")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	lost := map[string]bool{}
+	connect := func(id, secret string) mqtt.Client {
+		c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + srv.MQTTAddr).SetClientID(id).
+			SetUsername("device").SetPassword(secret).SetCleanSession(true).
+			SetAutoReconnect(false).SetConnectRetry(false).SetProtocolVersion(4).
+			SetConnectionLostHandler(func(mqtt.Client, error) { mu.Lock(); lost[id] = true; mu.Unlock() }))
+		if tk := c.Connect(); !tk.WaitTimeout(10*time.Second) || tk.Error() != nil {
+			t.Fatalf("MQTT connect %s: %v", id, tk.Error())
+		}
+		return c
+	}
+	gone, stays := connect("dev-revoked", revoked), connect("dev-kept", kept)
+	defer gone.Disconnect(100)
+	defer stays.Disconnect(100)
+	nc, err := nats.Connect(srv.NATSURL, nats.UserInfo("gateway", revoked), nats.MaxReconnects(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+
+	var id string
+	for _, tk := range srv.Tokens.List() {
+		if tk.Name == "to-revoke" {
+			id = tk.ID
+		}
+	}
+	if _, err := srv.Tokens.Revoke(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "the revoked token's MQTT and NATS connections closed", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return lost["dev-revoked"] && nc.IsClosed()
+	})
+	mu.Lock()
+	keptLost := lost["dev-kept"]
+	mu.Unlock()
+	if keptLost || !stays.IsConnectionOpen() {
+		t.Fatal("the connection of a token that was not revoked was closed")
+	}
+	if tk := stays.Publish("readings/heart_rate/dev-kept", 1, false, hrReading("revoke-kept", "dev-kept", time.Now())); !tk.WaitTimeout(10*time.Second) || tk.Error() != nil {
+		t.Fatalf("publish with the kept token: %v", tk.Error())
+	}
+}

@@ -73,11 +73,9 @@ func (a *Auth) Check(c server.ClientAuthentication) bool {
 		perms.Publish = &server.SubjectPermission{Deny: []string{">"}}
 		perms.Subscribe = &server.SubjectPermission{Allow: []string{stream.ReadingsPrefix + ">"}}
 	}
-	name := o.Username
-	if name == "" {
-		name = "token-" + tok.ID
-	}
-	c.RegisterUser(&server.User{Username: name, Permissions: perms})
+	// The user is named for the token (whatever user name the client sent), so that
+	// DisconnectToken finds every connection opened with it when it is revoked.
+	c.RegisterUser(&server.User{Username: tokenUser(tok.ID), Permissions: perms})
 	return true
 }
 

@@ -91,8 +91,11 @@ type Store struct {
 	mu     sync.RWMutex
 	byHash map[string]Token
 	ready  chan struct{}
-	cancel context.CancelFunc
-	done   chan struct{}
+	// onRevoke, when set, is called (by the watcher) for each token revoked or deleted
+	// anywhere, so long-lived connections opened with it can be closed.
+	onRevoke func(Token)
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 // Open loads every token and starts watching the bucket for changes made elsewhere (other
@@ -124,8 +127,12 @@ func (s *Store) watch(w jetstream.KeyWatcher) {
 			readyOnce()
 			continue
 		}
+		var gone *Token
 		s.mu.Lock()
 		if e.Operation() != jetstream.KeyValuePut {
+			if t, ok := s.byHash[e.Key()]; ok {
+				gone = &t
+			}
 			delete(s.byHash, e.Key())
 		} else {
 			var t Token
@@ -134,13 +141,28 @@ func (s *Store) watch(w jetstream.KeyWatcher) {
 			} else {
 				t.hash = e.Key()
 				s.byHash[e.Key()] = t
+				if t.Revoked != nil {
+					gone = &t
+				}
 				if t.Scope == ScopeAdmin && t.Bound() && t.Revoked == nil {
 					s.log.Warn("refusing a subject-bound admin token; revoke it and create a read or ingest token bound to the subject", "id", t.ID)
 				}
 			}
 		}
+		onRevoke := s.onRevoke
 		s.mu.Unlock()
+		if gone != nil && onRevoke != nil {
+			onRevoke(*gone)
+		}
 	}
+}
+
+// OnRevoke makes the store call f for every token revoked or deleted from now on, in this
+// process or any other (the CLI, another node). f runs on the watcher's goroutine: keep it short.
+func (s *Store) OnRevoke(f func(Token)) {
+	s.mu.Lock()
+	s.onRevoke = f
+	s.mu.Unlock()
 }
 
 // Close stops the watcher and waits for it.
