@@ -121,12 +121,19 @@ type Ingest struct {
 
 // Runtime tunes the Go runtime of serve.
 type Runtime struct {
-	// MemoryLimit is the soft limit of serve's Go heap in bytes (default 768 MiB; 0 turns it
-	// off; the GOMEMLIMIT environment variable overrides it). The Go collector otherwise lets
-	// the heap grow to twice the live data; near the limit it collects more often instead.
-	// Live data stays below it because intake is bounded (ingest.max_inflight_bytes, the
-	// stream's publish window, bounded consumer pulls, lake.flush_bytes).
-	MemoryLimit int64 `yaml:"memory_limit"`
+	// MemoryLimit is the soft limit of serve's Go heap, a size like "768MiB" (the default;
+	// "0" turns it off; the GOMEMLIMIT environment variable overrides it). The Go collector
+	// otherwise lets the heap grow to twice the live data; near the limit it collects more
+	// often instead. Live data stays below it because intake is bounded
+	// (ingest.max_inflight_bytes, the stream's publish window, bounded consumer pulls,
+	// lake.flush_bytes). DuckDB's memory is outside it (query.memory_limit).
+	MemoryLimit string `yaml:"memory_limit"`
+}
+
+// MemoryLimitBytes is MemoryLimit in bytes; 0 when off.
+func (r Runtime) MemoryLimitBytes() int64 {
+	n, _ := ParseBytes(r.MemoryLimit)
+	return n
 }
 
 // KindConfig declares an extra kind of reading (SPEC §3).
@@ -152,8 +159,51 @@ type Query struct {
 	MaxRows int `yaml:"max_rows"`
 	// Timeout is the time limit of one query (default 30s).
 	Timeout Duration `yaml:"timeout"`
-	// MemoryLimit caps the SQL engine's memory, e.g. "2GB" (default: 80% of RAM).
+	// MemoryLimit caps the memory of a SQL engine (serve's, shared by all its queries, and
+	// that of a pipeline run), e.g. "2GiB" or "512MB". Empty (the default) means a quarter of the
+	// machine's memory, at least 256 MiB and at most 4 GiB. A query that needs more, after
+	// spilling to the temp directory, fails with a clear error.
 	MemoryLimit string `yaml:"memory_limit"`
+	// TempDirMaxBytes caps the spill files the SQL engine writes under <data>/cache/query-tmp
+	// (default 4 GiB).
+	TempDirMaxBytes int64 `yaml:"temp_dir_max_bytes"`
+	// Threads is the SQL engine's worker threads (default 0: one per CPU).
+	Threads int `yaml:"threads"`
+}
+
+// MemoryLimitBytes is MemoryLimit in bytes; 0 when empty (the engine picks its default).
+// Validate reports a value it cannot parse.
+func (q Query) MemoryLimitBytes() int64 {
+	n, _ := ParseBytes(q.MemoryLimit)
+	return n
+}
+
+// ParseBytes parses a size such as "2GiB", "512MB", "1.5 GB" or "1048576" (bytes): units
+// B, KB, MB, GB, TB (powers of 1000) and KiB, MiB, GiB, TiB (powers of 1024), case-insensitive.
+// The empty string is 0.
+func ParseBytes(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	if t == "" {
+		return 0, nil
+	}
+	i := 0
+	for i < len(t) && (t[i] >= '0' && t[i] <= '9' || t[i] == '.') {
+		i++
+	}
+	num, unit := t[:i], strings.ToLower(strings.TrimSpace(t[i:]))
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("size %q: want a number and a unit such as 512MiB or 2GB", s)
+	}
+	mult := map[string]float64{"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
+		"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}[unit]
+	if mult == 0 {
+		return 0, fmt.Errorf("size %q: unknown unit %q; use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB", s, unit)
+	}
+	if v*mult > 1<<62 {
+		return 0, fmt.Errorf("size %q is too large", s)
+	}
+	return int64(v * mult), nil
 }
 
 // Log configures logging.
@@ -198,7 +248,7 @@ func Default() *Config {
 			DedupWindow:      Duration(2 * time.Minute),
 			DedupMaxEntries:  2_000_000,
 		},
-		Runtime: Runtime{MemoryLimit: 768 << 20},
+		Runtime: Runtime{MemoryLimit: "768MiB"},
 		Log:     Log{Level: "info", Format: "text"},
 	}
 }
@@ -323,8 +373,10 @@ func (c *Config) Validate() error {
 	if d := c.Ingest.PublishWait.D(); d < time.Millisecond || d > time.Minute {
 		add("ingest.publish_wait", "must be 1ms..1m, got %s", d)
 	}
-	if m := c.Runtime.MemoryLimit; m != 0 && m < 64<<20 {
-		add("runtime.memory_limit", "must be 0 (off) or at least 64 MiB, got %d", m)
+	if m, err := ParseBytes(c.Runtime.MemoryLimit); err != nil {
+		add("runtime.memory_limit", "%v", err)
+	} else if m != 0 && m < 64<<20 {
+		add("runtime.memory_limit", "must be 0 (off) or at least 64MiB, got %q", c.Runtime.MemoryLimit)
 	}
 	if c.Ingest.DedupWindow.D() < 0 {
 		add("ingest.dedup_window", "must not be negative")
@@ -365,6 +417,17 @@ func (c *Config) Validate() error {
 	}
 	if c.Query.Timeout.D() < 0 {
 		add("query.timeout", "must not be negative")
+	}
+	if n, err := ParseBytes(c.Query.MemoryLimit); err != nil {
+		add("query.memory_limit", "%v", err)
+	} else if c.Query.MemoryLimit != "" && n < 64<<20 {
+		add("query.memory_limit", "must be at least 64MiB, got %q", c.Query.MemoryLimit)
+	}
+	if c.Query.TempDirMaxBytes < 0 {
+		add("query.temp_dir_max_bytes", "must not be negative (0 means the default, 4 GiB)")
+	}
+	if c.Query.Threads < 0 || c.Query.Threads > 1024 {
+		add("query.threads", "must be 0 (one per CPU) .. 1024, got %d", c.Query.Threads)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
