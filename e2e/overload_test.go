@@ -79,18 +79,6 @@ func (p *serveProc) log() string {
 	return string(data)
 }
 
-// vmHWM is the peak resident set of a process in bytes.
-func vmHWM(pid int) int64 {
-	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
 // bigBatch is n blood-pressure readings of device ovl-<client>, times base+seq*n+i ms.
 func bigBatch(client, seq, n int) []byte {
 	base := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC).UnixMilli() + int64(seq*n)
@@ -202,7 +190,7 @@ func TestOverloadAnswers429NeverDropsConnection(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	peak := vmHWM(p.cmd.Process.Pid)
+	peak := vmHWM(t, p.cmd.Process.Pid)
 	t.Logf("answers: %v; serve peak RSS %d MB", codes, peak>>20)
 	if len(problems) > 0 {
 		t.Errorf("%d answers other than 202 or 429+Retry-After, first: %s", len(problems), problems[0])
