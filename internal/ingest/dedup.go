@@ -121,6 +121,20 @@ func (w *window) remember(id reading.ID, at time.Time) {
 	w.mu.Unlock()
 }
 
+// rememberAll records identities stored together at one time (a batch read back while
+// rebuilding): one lock for all, and no look-up first — a reading stored twice in the
+// stream is rare, and counting it twice only makes the window forget a little early.
+func (w *window) rememberAll(ids []reading.ID, at time.Time) {
+	if w.max == 0 || len(ids) == 0 {
+		return
+	}
+	w.mu.Lock()
+	for _, id := range ids {
+		w.addLocked(id, at)
+	}
+	w.mu.Unlock()
+}
+
 func (w *window) addLocked(id reading.ID, at time.Time) {
 	w.expireLocked(time.Now())
 	n := len(w.buckets)

@@ -417,6 +417,7 @@ func (in *Ingester) Recover(ctx context.Context, conn *stream.Conn) error {
 		return fmt.Errorf("recovering de-duplication window: %w", err)
 	}
 	n, bytes := 0, 0
+	var ids []reading.ID
 	for seq := uint64(0); seq < info.State.LastSeq; {
 		batch, err := c.Fetch(10000, jetstream.FetchMaxBytes(stream.FollowerPullBytes), jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
@@ -430,10 +431,14 @@ func (in *Ingester) Recover(ctx context.Context, conn *stream.Conn) error {
 				seq = md.Sequence.Stream
 			}
 			// Only the identities are needed: scan for them, parse no reading.
-			err = stream.Identities(m.Data(), func(received time.Time, id reading.ID) {
-				in.win.remember(id, received)
-				n++
+			var received time.Time
+			ids = ids[:0]
+			err = stream.Identities(m.Data(), func(at time.Time, id reading.ID) {
+				received = at
+				ids = append(ids, id)
 			})
+			in.win.rememberAll(ids, received)
+			n += len(ids)
 			if err != nil {
 				in.log.Warn("skipping unreadable batch while recovering de-duplication window", "err", err)
 			}

@@ -214,3 +214,46 @@ func TestIngestWaitingKeepsOversizeRecordRejected(t *testing.T) {
 		t.Fatalf("kept entry: %d bytes, errors %v", len(e.Raw), e.Errors)
 	}
 }
+
+// TestRecoverRebuildsWindow: after a restart the de-duplication window is rebuilt from the
+// stream (identities only), so readings sent again are answered as duplicates.
+func TestRecoverRebuildsWindow(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := stream.StartServer(log, stream.ServerOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	conn, err := stream.Connect(context.Background(), log, stream.ConnOptions{Server: srv, Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := context.Background()
+	if err := conn.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	kinds, _ := reading.NewRegistry()
+	first := New(log, prometheus.NewRegistry(), kinds, conn.Publish, Options{})
+	recs := records(ndjson(3000, 5))
+	recs = append(recs, Record{Raw: []byte(`{"bad":1}`)}) // a rejected record is not an identity
+	for i := 0; i < len(recs); i += 1000 {
+		if _, err := first.Ingest(ctx, "http", token.Token{}, recs[i:min(i+1000, len(recs))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	again := New(log, prometheus.NewRegistry(), kinds, conn.Publish, Options{})
+	if err := again.Recover(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	if got := again.win.size(); got != 3000 {
+		t.Fatalf("rebuilt window holds %d identities, want 3000", got)
+	}
+	res, err := again.Ingest(ctx, "http", token.Token{}, recs[:3000])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Duplicates != 3000 || res.Accepted != 0 {
+		t.Fatalf("re-sent after restart: %+v, want 3000 duplicates", res)
+	}
+}
