@@ -226,7 +226,7 @@ func overload(bin string, clients, batch int, d time.Duration, honour bool, keep
 	}
 	fb, _ := firstBad.Load().(string)
 	fmt.Printf("/readyz: %d of %d samples not ready (first: %s)\n", readyBad.Load(), readyN.Load(), fb)
-	fmt.Printf("serve peak RSS (VmHWM): %d MB during the load, %d MB until the lake check ended\n", rssLoad/1024, peakRSS(cmd.Process.Pid)/1024)
+	fmt.Printf("serve peak RSS (VmHWM): %d MiB during the load, %d MiB until the lake check ended\n", rssLoad/1024, peakRSS(cmd.Process.Pid)/1024)
 	fmt.Printf("load average after: %s", loadavg())
 
 	// Restart: SIGTERM, then time until /readyz answers 200.
