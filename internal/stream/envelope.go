@@ -141,26 +141,32 @@ func Identities(data []byte, f func(received time.Time, id reading.ID)) error {
 	if h.V != envelopeVersion {
 		return fmt.Errorf("%w: version %d, this build reads version %d", ErrBadEnvelope, h.V, envelopeVersion)
 	}
-	idPrefix := []byte(`{"id":"`)
+	idPrefix, readingAfterID := []byte(`{"id":"`), []byte(`","reading":`)
 	for len(rest) > 0 {
 		line, rest, _ = bytes.Cut(rest, []byte{'\n'})
 		if len(line) == 0 {
 			continue
 		}
 		var hexID []byte
-		if bytes.HasPrefix(line, idPrefix) && len(line) > len(idPrefix)+32 && line[len(idPrefix)+32] == '"' {
-			hexID = line[len(idPrefix) : len(idPrefix)+32] // Encode writes the id first
+		if bytes.HasPrefix(line, idPrefix) && bytes.HasPrefix(line[min(len(line), len(idPrefix)+32):], readingAfterID) {
+			hexID = line[len(idPrefix) : len(idPrefix)+32] // Encode writes the id, then the reading
 		} else {
+			hasReading := false
 			err := eachMember(line, func(key, val []byte) error {
-				if string(key) == "id" && len(val) >= 2 {
-					hexID = val[1 : len(val)-1]
+				switch string(key) {
+				case "id":
+					if len(val) >= 2 {
+						hexID = val[1 : len(val)-1]
+					}
+				case "reading":
+					hasReading = true
 				}
 				return nil
 			})
 			if err != nil {
 				return fmt.Errorf("%w: %v", ErrBadEnvelope, err)
 			}
-			if hexID == nil {
+			if !hasReading {
 				continue // a rejected record
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"log/slog"
 	"strconv"
 	"testing"
@@ -137,6 +138,25 @@ func FuzzDecode(f *testing.F) {
 		b, err := Decode(data, p)
 		if err != nil {
 			return
+		}
+		// Identities, which parses no reading, finds the same accepted entries.
+		var ids []reading.ID
+		if err := Identities(data, func(at time.Time, id reading.ID) {
+			if !at.Equal(b.Received) {
+				t.Fatalf("Identities received %v, Decode %v", at, b.Received)
+			}
+			ids = append(ids, id)
+		}); err != nil {
+			t.Fatalf("Decode accepts what Identities refuses: %v", err)
+		}
+		var want []reading.ID
+		for _, e := range b.Entries {
+			if e.Accepted() {
+				want = append(want, e.Identity)
+			}
+		}
+		if !slices.Equal(ids, want) {
+			t.Fatalf("Identities %v, Decode %v", ids, want)
 		}
 		// What decodes re-encodes and decodes to the same entries.
 		b2, err := Decode(b.Encode(nil), p)
