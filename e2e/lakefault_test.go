@@ -83,6 +83,26 @@ func lfGet(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// lfServe starts serve with lfConfig(extra) and prints the end of its log if the test fails.
+func lfServe(t *testing.T, bin, dir, addr, conf string) *exec.Cmd {
+	t.Helper()
+	cmd := startServeWith(t, bin, dir, addr, "--config", conf)
+	if f, ok := cmd.Stdout.(*os.File); ok {
+		name := f.Name()
+		t.Cleanup(func() {
+			if t.Failed() {
+				data, _ := os.ReadFile(name)
+				if len(data) > 20000 {
+					data = data[len(data)-20000:]
+				}
+				t.Logf("serve log (end):\n%s", data)
+			}
+		})
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return cmd
+}
+
 // lfStop stops serve with SIGTERM and returns how long it took.
 func lfStop(t *testing.T, cmd *exec.Cmd) time.Duration {
 	t.Helper()
@@ -111,7 +131,7 @@ func TestLakeWriterAfterEraseWhileServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir, addr := t.TempDir(), freeAddr(t)
-	srv := startServeWith(t, bin, dir, addr, "--config", lfConfig(t, ""))
+	srv := lfServe(t, bin, dir, addr, lfConfig(t, ""))
 	defer srv.Process.Kill()
 	url := "http://" + addr
 	day := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
@@ -167,7 +187,7 @@ func TestLakeBrokenTableIsolated(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir, addr := t.TempDir(), freeAddr(t)
-	srv := startServeWith(t, bin, dir, addr, "--config", lfConfig(t, ""))
+	srv := lfServe(t, bin, dir, addr, lfConfig(t, ""))
 	defer srv.Process.Kill()
 	url := "http://" + addr
 	day := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
@@ -261,7 +281,7 @@ func TestFullDiskRecovers(t *testing.T) {
 	}
 	defer exec.Command("umount", "-l", mnt).Run()
 	dir, addr := filepath.Join(mnt, "data"), freeAddr(t)
-	srv := startServeWith(t, bin, dir, addr, "--config", lfConfig(t, "nats:\n  min_free_bytes: 4194304\n"))
+	srv := lfServe(t, bin, dir, addr, lfConfig(t, "nats:\n  min_free_bytes: 4194304\n"))
 	defer srv.Process.Kill()
 	url := "http://" + addr
 	day := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
@@ -272,7 +292,9 @@ func TestFullDiskRecovers(t *testing.T) {
 		return lfRows(t, dir, "trusted", "heart_rate") == int64(acked)
 	})
 
-	// Fill the disk.
+	// Readings accepted just before the disk fills: the lake flush that takes them fails.
+	lfPost(t, url, lfReadings("heart_rate", "p1", day, 500, 100))
+	acked += 500
 	filler := filepath.Join(mnt, "filler")
 	f, err := os.Create(filler)
 	if err != nil {
@@ -284,9 +306,22 @@ func TestFullDiskRecovers(t *testing.T) {
 			break
 		}
 	}
+	for _, n := range []int{64 << 10, 4 << 10, 512, 1} { // the last bytes too
+		for {
+			if _, err := f.Write(chunk[:n]); err != nil {
+				break
+			}
+		}
+	}
 	f.Close()
+	waitUntil(t, 30*time.Second, "a lake flush failed on the full disk", func() bool {
+		_, m := lfGet(t, url+"/metrics")
+		return strings.Contains(m, "pulselake_lake_flush_failures_total ") && !strings.Contains(m, "pulselake_lake_flush_failures_total 0\n")
+	})
+	lfNoCutShortFiles(t, filepath.Join(dir, "lake"))
+
 	got503 := false
-	for i := 0; i < 50 && !got503; i++ {
+	for i := 0; i < 20 && !got503; i++ {
 		code, body := postNDJSON(t, url, adminToken, lfReadings("heart_rate", "p1", day, 200, 1000+i*200))
 		switch code {
 		case http.StatusAccepted:
@@ -307,21 +342,17 @@ func TestFullDiskRecovers(t *testing.T) {
 	_, body := lfGet(t, url+"/readyz")
 	t.Logf("readyz with a full disk: %s", body)
 
-	// Free the space: ingest recovers without a restart.
+	// Free the space: serve is ready and ingest accepts readings again, without a restart.
 	os.Remove(filler)
 	freed := time.Now()
-	waitUntil(t, 20*time.Second, "ingest accepts readings again", func() bool {
-		code, _ := postNDJSON(t, url, adminToken, lfReadings("heart_rate", "p1", day, 10, 50_000))
-		return code == http.StatusAccepted
-	})
-	acked += 10
-	t.Logf("ingest recovered %s after space was freed", time.Since(freed).Round(time.Millisecond))
 	waitUntil(t, 20*time.Second, "/readyz is ready", func() bool {
 		code, _ := lfGet(t, url+"/readyz")
 		return code == http.StatusOK
 	})
-	lfPost(t, url, lfReadings("heart_rate", "p1", day, 10, 60_000))
+	t.Logf("ready again %s after space was freed", time.Since(freed).Round(time.Millisecond))
+	lfPost(t, url, lfReadings("heart_rate", "p1", day, 10, 50_000))
 	acked += 10
+	t.Logf("ingest accepted readings %s after space was freed", time.Since(freed).Round(time.Millisecond))
 	waitUntil(t, 60*time.Second, "every acknowledged reading is in the lake", func() bool {
 		return lfRows(t, dir, "trusted", "heart_rate") >= int64(acked)
 	})
@@ -329,8 +360,14 @@ func TestFullDiskRecovers(t *testing.T) {
 	if n := lfRows(t, dir, "trusted", "heart_rate"); n != int64(acked) {
 		t.Errorf("trusted.heart_rate has %d rows, want the %d acknowledged", n, acked)
 	}
-	// Failed writes left nothing cut short behind.
-	filepath.WalkDir(filepath.Join(dir, "lake"), func(p string, d fs.DirEntry, err error) error {
+	lfNoCutShortFiles(t, filepath.Join(dir, "lake"))
+}
+
+// lfNoCutShortFiles fails for empty metadata files and Parquet files too short to be whole
+// under root (what a failed write to a full disk leaves unless it is cleaned up).
+func lfNoCutShortFiles(t *testing.T, root string) {
+	t.Helper()
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return nil
 		}
@@ -353,7 +390,7 @@ func TestLakeMovedDataDir(t *testing.T) {
 	base := t.TempDir()
 	dir, addr := filepath.Join(base, "orig"), freeAddr(t)
 	conf := lfConfig(t, "")
-	srv := startServeWith(t, bin, dir, addr, "--config", conf)
+	srv := lfServe(t, bin, dir, addr, conf)
 	url := "http://" + addr
 	day := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
 	lfPost(t, url, append(lfReadings("heart_rate", "p1", day, 30, 0), lfReadings("blood_pressure", "p2", day, 20, 0)...))
@@ -379,7 +416,7 @@ func TestLakeMovedDataDir(t *testing.T) {
 	}
 	// The copy takes new readings, and the moved directory does not see them.
 	addr2 := freeAddr(t)
-	srv = startServeWith(t, bin, copied, addr2, "--config", conf)
+	srv = lfServe(t, bin, copied, addr2, conf)
 	lfPost(t, "http://"+addr2, lfReadings("heart_rate", "p1", day, 7, 500))
 	waitUntil(t, 30*time.Second, "the copy takes new readings", func() bool {
 		rows := apiQuery(t, "http://"+addr2, "SELECT count(*) FROM heart_rate")

@@ -152,6 +152,14 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	reg.MustRegister(stream.NewLagCollector(conn))
+	var space *stream.SpaceGuard
+	if srv != nil {
+		space = stream.NewSpaceGuard(log.With("component", "stream"), reg, srv, conn, cfg.NATS.MinFreeBytes)
+		spaceCtx, stopSpace := context.WithCancel(context.Background())
+		spaceDone := make(chan struct{})
+		go func() { defer close(spaceDone); space.Run(spaceCtx) }()
+		defer func() { stopSpace(); <-spaceDone }() // before the server stops
+	}
 
 	// Tokens.
 	ts, err := OpenTokens(ctx, log, conn)
@@ -228,7 +236,7 @@ func Run(ctx context.Context, o Options) error {
 	var started atomic.Bool // set once serve.json is written, so CLI commands can reach us
 	ws := web.New(log.With("component", "http"), reg, web.Options{
 		Listen: cfg.HTTP.Listen, Verify: verify, Ingester: in, Gatherer: reg, Hub: hub,
-		Ready: map[string]web.Check{"stream": streamReady(conn), "lake": lk.ready(), "startup": func(context.Context) error {
+		Ready: map[string]web.Check{"stream": streamReady(conn, space), "lake": lk.ready(), "startup": func(context.Context) error {
 			if !started.Load() {
 				return errors.New("still starting")
 			}
@@ -311,8 +319,13 @@ func passwordFor(cfg *config.Config, pw string) string {
 	return pw
 }
 
-func streamReady(conn *stream.Conn) web.Check {
+func streamReady(conn *stream.Conn, space *stream.SpaceGuard) web.Check {
 	return func(ctx context.Context) error {
+		if space != nil {
+			if err := space.Ready(ctx); err != nil {
+				return err
+			}
+		}
 		if !conn.NC.IsConnected() {
 			return errors.New("not connected to NATS")
 		}

@@ -38,15 +38,12 @@ func (s *Store) commitAppend(ctx context.Context, zone, name string, t *table.Ta
 	files, err := writeFilesID(ctx, t, recs, writeID)
 	if err != nil {
 		s.forget(key) // the cached handle may name files another process expired
-		s.removeWrite(ctx, t, writeID, start, nil)
+		s.removeWrite(ctx, t, writeID, start, false, nil)
 		return nil, fmt.Errorf("appending to %s: %w", key, err)
 	}
-	var staged []string // manifest lists of failed attempts
+	anyCommit := false
 	for attempt := 1; ; attempt++ {
-		nt, list, err := s.tryAppend(ctx, t, files, seq)
-		if list != "" {
-			staged = append(staged, list)
-		}
+		nt, committing, err := s.tryAppend(ctx, t, files, seq)
 		if err == nil {
 			s.remember(key, nt)
 			return nt, nil
@@ -61,37 +58,41 @@ func (s *Store) commitAppend(ctx context.Context, zone, name string, t *table.Ta
 			return rt, nil
 		}
 		if lerr != nil || attempt >= commitAttempts || ctx.Err() != nil {
-			s.removeWrite(context.WithoutCancel(ctx), t, writeID, start, files, staged...)
+			// Data files are removed only when no attempt got as far as the catalog:
+			// after a failed catalog commit (a full disk under SQLite) it is not certain
+			// that it did not land.
+			if committing || anyCommit {
+				s.removeWrite(context.WithoutCancel(ctx), t, writeID, start, true, nil)
+			} else {
+				s.removeWrite(context.WithoutCancel(ctx), t, writeID, start, false, files)
+			}
 			return nil, err
 		}
+		anyCommit = anyCommit || committing
 		s.log.Debug("lake commit failed; reloading the table and trying again", "table", key, "attempt", attempt, "err", err)
 		t = rt
 	}
 }
 
-// tryAppend stages and commits one append of files to t. It returns the manifest list it
-// staged (when it got that far), for clean-up.
-func (s *Store) tryAppend(ctx context.Context, t *table.Table, files []iceberg.DataFile, seq uint64) (*table.Table, string, error) {
+// tryAppend stages and commits one append of files to t. committing tells whether it got
+// to the catalog commit (an error then leaves open whether the commit landed).
+func (s *Store) tryAppend(ctx context.Context, t *table.Table, files []iceberg.DataFile, seq uint64) (nt *table.Table, committing bool, err error) {
 	tx := t.NewTransaction()
 	snapProps := iceberg.Properties{}
 	if seq > 0 {
 		v := strconv.FormatUint(seq, 10)
 		snapProps[PropStreamSeq] = v
 		if err := tx.SetProperties(iceberg.Properties{PropStreamSeq: v}); err != nil {
-			return nil, "", err
+			return nil, false, err
 		}
 	}
 	// The files are new (named by fresh UUIDs): no need to read every manifest of the
 	// table to look for them.
 	if err := tx.AddDataFiles(ctx, files, snapProps, table.WithoutDuplicateCheck(), table.WithoutAutoNameMapping()); err != nil {
-		return nil, "", err
+		return nil, false, err
 	}
-	list := ""
-	if st, err := tx.StagedTable(); err == nil && st.CurrentSnapshot() != nil {
-		list = st.CurrentSnapshot().ManifestList
-	}
-	nt, err := tx.Commit(ctx)
-	return nt, list, err
+	nt, err = tx.Commit(ctx)
+	return nt, true, err
 }
 
 // writeFiles writes recs as Parquet data files of t (one or more per partition), splitting

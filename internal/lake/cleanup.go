@@ -2,10 +2,9 @@ package lake
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -15,62 +14,53 @@ import (
 	"github.com/google/uuid"
 )
 
-// removeWrite deletes what a failed append wrote to t: its data files (named by writeID;
-// files lists the complete ones), the manifest lists staged for it (lists) and their
-// manifests, and — in a local warehouse — the files of the table's metadata folder created
-// since start that are empty or not valid JSON metadata (a write the disk cut short) or that
-// name one of lists. Iceberg files are never changed once written and a failed commit
-// leaves them unreferenced, so nothing another writer needs is removed; orphan-file removal
-// on the compaction schedule is the backstop for what a crash leaves. Errors are logged.
-func (s *Store) removeWrite(ctx context.Context, t *table.Table, writeID uuid.UUID, start time.Time, files []iceberg.DataFile, lists ...string) {
+// removeWrite deletes what a failed append to t wrote: its data files (files lists the
+// complete ones; in a local warehouse, every file whose name holds writeID's prefix, which
+// includes files a full disk cut short) and the empty files of the table's metadata folder
+// created since start (a metadata, manifest or manifest list write the disk cut short).
+// With metaOnly (a catalog commit that failed, which under a full disk may yet have landed)
+// the data files stay. Complete metadata files of a failed commit are left to orphan-file
+// removal, which knows what the table references. Errors are logged.
+func (s *Store) removeWrite(ctx context.Context, t *table.Table, writeID uuid.UUID, start time.Time, metaOnly bool, files []iceberg.DataFile) {
 	fsys, err := s.FS(ctx, t.Location())
 	if err != nil {
 		s.log.Warn("cleaning up after a failed lake write", "table", t.Identifier(), "err", err)
 		return
 	}
 	removed := 0
-	rm := func(loc string) {
-		if err := fsys.Remove(loc); err == nil {
-			removed++
-		} else if !os.IsNotExist(err) && !strings.Contains(err.Error(), "not exist") && !strings.Contains(err.Error(), "NoSuchKey") {
-			s.log.Warn("removing a file of a failed lake write", "file", loc, "err", err)
-		}
-	}
-	for _, f := range files {
-		rm(f.FilePath())
-	}
-	var commits []string // commit UUIDs of the staged manifest lists
-	for _, l := range lists {
-		rm(l)
-		// snap-<snapshot id>-<attempt>-<commit uuid>.avro
-		base := strings.TrimSuffix(path.Base(l), ".avro")
-		if i := strings.LastIndexByte(base, '-'); i > 0 && len(base) > 36 {
-			commits = append(commits, base[len(base)-36:])
+	if !metaOnly {
+		for _, f := range files {
+			if err := fsys.Remove(f.FilePath()); err == nil {
+				removed++
+			} else if !errors.Is(err, fs.ErrNotExist) {
+				s.log.Warn("removing a file of a failed lake write", "file", f.FilePath(), "err", err)
+			}
 		}
 	}
 	if root, ok := localPath(t.Location()); ok {
+		if r, ok := fsys.(relocFS); ok {
+			root = r.Resolve(root)
+		}
 		id := writePrefix(writeID)
 		_ = filepath.WalkDir(filepath.Join(root, "data"), func(p string, d fs.DirEntry, err error) error {
-			if err == nil && !d.IsDir() && strings.Contains(d.Name(), id) {
-				if os.Remove(p) == nil {
-					removed++
-				}
+			if err != nil || d.IsDir() || !strings.Contains(d.Name(), id) {
+				return nil
+			}
+			// Even when a commit may have landed, a data file the disk cut short (no Parquet
+			// footer) can never be read: removing it loses nothing.
+			if (!metaOnly || !wholeParquet(p)) && os.Remove(p) == nil {
+				removed++
 			}
 			return nil
 		})
 		meta := filepath.Join(root, "metadata")
 		entries, _ := os.ReadDir(meta)
-		current, _ := localPath(t.MetadataLocation())
 		for _, e := range entries {
 			info, err := e.Info()
-			if err != nil || info.IsDir() || info.ModTime().Before(start.Add(-time.Second)) {
+			if err != nil || info.IsDir() || info.Size() != 0 || info.ModTime().Before(start.Add(-time.Second)) {
 				continue
 			}
-			p := filepath.Join(meta, e.Name())
-			if p == current {
-				continue
-			}
-			if garbage(p, info, commits, lists) && os.Remove(p) == nil {
+			if os.Remove(filepath.Join(meta, e.Name())) == nil {
 				removed++
 			}
 		}
@@ -80,34 +70,23 @@ func (s *Store) removeWrite(ctx context.Context, t *table.Table, writeID uuid.UU
 	}
 }
 
-// garbage reports whether a file of the metadata folder, created during a failed write,
-// belongs to it or was cut short.
-func garbage(p string, info fs.FileInfo, commits, lists []string) bool {
-	if info.Size() == 0 {
-		return true
-	}
-	name := info.Name()
-	for _, c := range commits {
-		if strings.HasPrefix(name, c+"-m") {
-			return true
-		}
-	}
-	if !strings.HasSuffix(name, ".metadata.json") {
-		return false
-	}
-	data, err := os.ReadFile(p)
+// wholeParquet reports whether the file at p ends with the Parquet magic (its footer was
+// written).
+func wholeParquet(p string) bool {
+	f, err := os.Open(p)
 	if err != nil {
-		return false
+		return true // leave what cannot be checked
 	}
-	if !json.Valid(data) {
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil || info.Size() < 12 {
+		return err != nil
+	}
+	tail := make([]byte, 4)
+	if _, err := f.ReadAt(tail, info.Size()-4); err != nil {
 		return true
 	}
-	for _, l := range lists {
-		if strings.Contains(string(data), l) {
-			return true
-		}
-	}
-	return false
+	return string(tail) == "PAR1"
 }
 
 // localPath turns a file:// location (or a plain absolute path) into a local path.

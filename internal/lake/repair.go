@@ -127,8 +127,9 @@ func (w *Writer) tableOK(key string) {
 }
 
 // tableFailures records the failed tables of a flush attempt and returns one error naming
-// them all.
-func (w *Writer) tableFailures(failed map[string]error) error {
+// them all. Only failures while other tables committed count towards setting a table aside
+// (when every table fails, the cause is not the table).
+func (w *Writer) tableFailures(failed map[string]error, othersOK bool) error {
 	var errs []error
 	keys := make([]string, 0, len(failed))
 	for k := range failed {
@@ -142,7 +143,9 @@ func (w *Writer) tableFailures(failed map[string]error) error {
 			ts = &tableState{key: key, since: time.Now()}
 			w.tables[key] = ts
 		}
-		ts.failures++
+		if othersOK {
+			ts.failures++
+		}
 		ts.err = err
 		w.m.tableErrs.WithLabelValues(key).Inc()
 		w.m.tableOK.WithLabelValues(key).Set(0)

@@ -219,7 +219,7 @@ func (w *Writer) Run(ctx context.Context) error {
 			}
 			w.m.failures.Inc()
 			if err == nil {
-				err = w.tableFailures(res.failed)
+				err = w.tableFailures(res.failed, len(committed) > 0)
 				if len(committed) > 0 && w.setAside(ctx, res.failed, buf) {
 					continue // the other tables commit at once
 				}

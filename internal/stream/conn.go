@@ -28,6 +28,9 @@ const (
 	MQTTRetention = 24 * time.Hour
 )
 
+// PublishTimeout bounds the wait for JetStream's acknowledgement of a published batch.
+const PublishTimeout = 15 * time.Second
+
 // ConnOptions configures a connection to the stream.
 type ConnOptions struct {
 	// URL of an external NATS cluster; empty means the in-process Server.
@@ -96,7 +99,9 @@ func Connect(ctx context.Context, log *slog.Logger, o ConnOptions) (*Conn, error
 	if err != nil {
 		return nil, fmt.Errorf("connecting to NATS %s: %w", redact(url), err)
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1024))
+	// A store that failed a write (disk full) never answers a publish: without a timeout the
+	// request would wait for ever instead of getting 503.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1024), jetstream.WithPublishAsyncTimeout(PublishTimeout))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("opening JetStream: %w", err)
