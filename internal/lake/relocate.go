@@ -79,9 +79,8 @@ func warehouseOrigin(dir string, db *sql.DB) (string, error) {
 			}
 		}
 	}
-	if err := os.WriteFile(marker, []byte(origin+"\n"), 0o644); err != nil {
-		return "", fmt.Errorf("recording the warehouse location in %s: %w", marker, err)
-	}
+	// Best effort: a read-only copy is still read correctly (the catalog tells again).
+	_ = os.WriteFile(marker, []byte(origin+"\n"), 0o644)
 	return origin, nil
 }
 
