@@ -266,6 +266,51 @@ func TestLakeBrokenTableIsolated(t *testing.T) {
 	}
 }
 
+// TestLakeTruncatedParquetAfterRestart (issue 11, finding 6): a truncated Parquet data file
+// of one table, found when serve starts again and reads that day's identities, degrades
+// that table only.
+func TestLakeTruncatedParquetAfterRestart(t *testing.T) {
+	bin, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, addr := t.TempDir(), freeAddr(t)
+	conf := lfConfig(t, "")
+	srv := lfServe(t, bin, dir, addr, conf)
+	url := "http://" + addr
+	day := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
+	lfPost(t, url, append(lfReadings("heart_rate", "p1", day, 50, 0), lfReadings("blood_pressure", "p1", day, 50, 0)...))
+	waitUntil(t, 30*time.Second, "both kinds are in the lake", func() bool {
+		return lfRows(t, dir, "trusted", "heart_rate") == 50 && lfRows(t, dir, "trusted", "blood_pressure") == 50
+	})
+	lfStop(t, srv)
+	files, _ := filepath.Glob(filepath.Join(dir, "lake", "trusted.db", "heart_rate", "data", "*", "*.parquet"))
+	if len(files) != 1 {
+		t.Fatalf("heart rate data files: %v", files)
+	}
+	if err := os.Truncate(files[0], 100); err != nil {
+		t.Fatal(err)
+	}
+	srv = lfServe(t, bin, dir, addr, conf)
+	for round := range 3 {
+		lfPost(t, url, append(lfReadings("heart_rate", "p1", day, 10, 1000+round*10), lfReadings("blood_pressure", "p1", day, 10, 1000+round*10)...))
+		want := int64(50 + 10*(round+1))
+		waitUntil(t, 30*time.Second, fmt.Sprintf("round %d of blood pressure is in the lake", round), func() bool {
+			return lfRows(t, dir, "trusted", "blood_pressure") == want
+		})
+	}
+	waitUntil(t, 10*time.Second, "/readyz names the broken table", func() bool {
+		code, body := lfGet(t, url+"/readyz")
+		return code == http.StatusOK && strings.Contains(body, "trusted.heart_rate") && strings.Contains(body, "degraded")
+	})
+	if _, m := lfGet(t, url+"/metrics"); !strings.Contains(m, `pulselake_lake_table_healthy{table="trusted.heart_rate"} 0`) {
+		t.Error("/metrics does not report trusted.heart_rate unhealthy")
+	}
+	if d := lfStop(t, srv); d > 20*time.Second {
+		t.Errorf("shutdown took %s", d)
+	}
+}
+
 // TestFullDiskRecovers (issue 11, finding 8): on a small real file system, filling the disk
 // makes ingest answer 503 and /readyz not ready; freeing space makes ingest work again
 // within seconds without a restart, nothing acknowledged is lost, and failed lake writes
