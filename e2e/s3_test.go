@@ -220,19 +220,19 @@ log:
 	var landing, trusted int
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Fields(line)
-		if len(f) < 3 || !strings.Contains(f[0], ".") {
+		if len(f) < 5 || f[0] != "lake" || f[2] != "(rows)" {
 			continue
 		}
 		var before, after int
-		fmt.Sscan(f[1], &before)
-		fmt.Sscan(f[2], &after)
+		fmt.Sscan(f[3], &before)
+		fmt.Sscan(f[4], &after)
 		if after != 0 {
-			t.Errorf("erase left %d rows in %s", after, f[0])
+			t.Errorf("erase left %d rows in %s", after, f[1])
 		}
 		switch {
-		case f[0] == "landing.http":
+		case f[1] == "landing.http":
 			landing += before
-		case strings.HasPrefix(f[0], "trusted."):
+		case strings.HasPrefix(f[1], "trusted."):
 			trusted += before
 		}
 	}
@@ -341,9 +341,12 @@ func streamHeld(t *testing.T, dir, cfgFile, subject string) (held, pending int) 
 		t.Fatalf("erase --stream --dry-run exited %d:\n%s", code, out)
 	}
 	for _, line := range strings.Split(out, "\n") {
-		if f := strings.Fields(line); len(f) == 5 && f[0] == "INGEST" {
+		// "stream INGEST <held> [<pending> message(s) not yet processed ...]"
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == "stream" && f[1] == "INGEST" {
 			fmt.Sscan(f[2], &held)
-			fmt.Sscan(f[4], &pending)
+			if len(f) > 3 {
+				fmt.Sscan(f[3], &pending)
+			}
 			return held, pending
 		}
 	}
