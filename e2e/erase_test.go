@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,12 +22,15 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"github.com/google/uuid"
+
+	"github.com/pulselake/pulselake/internal/config"
+	"github.com/pulselake/pulselake/internal/lake"
 )
 
 // TestEraseReachesEveryPlace erases a subject from a running serve (a separate process) whose
-// lake holds, besides the committed rows, a Parquet file of the subject that no snapshot
-// refers to (what a flush that failed after writing its files leaves; the retry writes new
-// ones), and whose alerting holds a firing alert, a notification log entry and a silence of
+// lake holds, besides the committed rows, Parquet files of the subject that no snapshot
+// refers to (left by a flush that failed after writing its files and was retried), and
+// whose alerting holds a firing alert, a notification log entry and a silence of
 // the subject. Afterwards no file anywhere under the lake holds the subject (every file on
 // disk is read, not the catalog), GET /v1/alerts and GET /v1/silences no longer name it,
 // erase's report shows 0 after for every place, and the other subject is untouched.
@@ -93,25 +97,48 @@ func TestEraseReachesEveryPlace(t *testing.T) {
 		}
 	}
 
-	// A flush that wrote its file and then failed: the same rows, under a fresh name, in the
-	// table's data folder, referenced by no snapshot. Plus what a full disk leaves: a
-	// truncated Parquet file and an empty metadata file.
+	// A flush that fails after writing its files, and is retried: the test holds the SQLite
+	// catalog's write lock longer than the writer's busy timeout while more readings of both
+	// subjects arrive. The writer writes their Parquet files, its commit fails, and the retry
+	// (after the lock is released) writes and commits new files: the first attempt's files
+	// stay in the table folder, referenced by no snapshot.
 	lakeDir := filepath.Join(dir, "lake")
-	committed := parquetFiles(t, lakeDir, "blood_pressure")
-	if len(committed) == 0 {
-		t.Fatal("no Parquet file of trusted.blood_pressure on disk")
-	}
-	data, err := os.ReadFile(committed[0])
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(lakeDir, "catalog.db")+"?_pragma=busy_timeout(15000)&_txlock=immediate")
 	if err != nil {
 		t.Fatal(err)
 	}
-	orphan := filepath.Join(filepath.Dir(committed[0]), "00000-0-"+uuid.NewString()+".parquet")
-	if err := os.WriteFile(orphan, data, 0o644); err != nil {
+	defer db.Close()
+	lock, err := db.Begin()
+	if err != nil {
 		t.Fatal(err)
 	}
-	if !fileHolds(t, orphan, gone) {
-		t.Fatal("fixture: the orphaned file does not hold the subject")
+	lines = lines[:0]
+	for i := range 40 {
+		for _, s := range []string{gone, kept} {
+			lines = append(lines, fmt.Appendf(nil, `{"subject":%q,"device":"bp-%s","kind":"blood_pressure","time":%q,"values":{"systolic":%d,"diastolic":80}}`,
+				s, s[:4], now.Add(-time.Hour+time.Duration(i)*time.Second).Format(time.RFC3339Nano), 120+i%20))
+		}
 	}
+	if code, body := postNDJSON(t, base, adminToken, lines); code != http.StatusAccepted {
+		lock.Rollback()
+		t.Fatalf("post: %d %v", code, body)
+	}
+	waitUntil(t, 60*time.Second, "a lake flush fails", func() bool { return metric(t, base, "pulselake_lake_flush_failures_total") >= 1 })
+	lock.Rollback()
+	waitUntil(t, 60*time.Second, "the retried flush commits", func() bool { return count(gone) == 80 && count(kept) == 80 })
+	committed := parquetFiles(t, lakeDir, "blood_pressure")
+	referenced := referencedFiles(t, dir, "blood_pressure")
+	orphans := 0
+	for _, f := range committed {
+		if !referenced[f] && fileHolds(t, f, gone) {
+			orphans++
+		}
+	}
+	if orphans == 0 {
+		t.Fatalf("fixture: the failed flush left no unreferenced Parquet file of the subject (files %q, referenced %v)", committed, referenced)
+	}
+	t.Logf("the failed flush left %d unreferenced Parquet file(s) of the subject", orphans)
+	// What a full disk leaves besides: a truncated Parquet file and an empty metadata file.
 	tableDir := filepath.Dir(committed[0])
 	for filepath.Base(tableDir) != "blood_pressure" {
 		tableDir = filepath.Dir(tableDir)
@@ -177,8 +204,8 @@ func TestEraseReachesEveryPlace(t *testing.T) {
 	if strings.Contains(sil, gone) || !strings.Contains(sil, kept) {
 		t.Errorf("GET /v1/silences after erase: %s", sil)
 	}
-	if c := count(kept); c != 40 {
-		t.Errorf("the other subject has %d readings after erase, want 40", c)
+	if c := count(kept); c != 80 {
+		t.Errorf("the other subject has %d readings after erase, want 80", c)
 	}
 	if c := count(gone); c != 0 {
 		t.Errorf("the erased subject has %d readings after erase", c)
@@ -200,6 +227,62 @@ func TestEraseReachesEveryPlace(t *testing.T) {
 			}
 		}
 	}
+}
+
+// metric returns the value of an unlabelled metric of serve's /metrics (0 when absent).
+func metric(t *testing.T, base, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f
+		}
+	}
+	return 0
+}
+
+// referencedFiles lists (as local paths) every data file of every retained snapshot of
+// trusted.<table>, read through the catalog.
+func referencedFiles(t *testing.T, dir, table string) map[string]bool {
+	t.Helper()
+	ctx := context.Background()
+	lc := config.Default().Lake
+	lc.ApplyDefaults(dir)
+	st, err := lake.Open(ctx, quietLog(), lc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	tb, err := st.Load(ctx, lake.ZoneTrusted, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fio, err := tb.FS(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, snap := range tb.Metadata().Snapshots() {
+		mans, err := snap.Manifests(fio)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range mans {
+			for e, err := range m.Entries(fio, true) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				out[strings.TrimPrefix(e.DataFile().FilePath(), "file://")] = true
+			}
+		}
+	}
+	return out
 }
 
 // eraseRows parses erase's report: place → {before, after}.
