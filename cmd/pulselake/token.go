@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pulselake/pulselake/internal/app"
+	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/stream"
 	"github.com/pulselake/pulselake/internal/token"
 )
@@ -51,19 +52,31 @@ func newTokenCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return usageError{err}
 			}
+			if sc == token.ScopeAdmin && subject != "" {
+				return usageError{token.ErrBoundAdmin}
+			}
+			if subject != "" {
+				if err := reading.CheckIdent("--subject", subject); err != nil {
+					return usageError{err}
+				}
+			}
 			return withTokens(cmd, g, func(ts *token.Store) error {
 				secret, t, err := ts.Create(cmd.Context(), sc, subject, name)
 				if err != nil {
 					return err
 				}
 				fmt.Fprintln(g.stdout, secret)
-				fmt.Fprintf(g.stderr, "created token %s (scope %s); store it now, it cannot be shown again\n", t.ID, t.Scope)
+				bound := ""
+				if t.Bound() {
+					bound = ", bound to subject " + t.Subject + ": HTTP only, MQTT and the NATS port refuse it"
+				}
+				fmt.Fprintf(g.stderr, "created token %s (scope %s%s); store it now, it cannot be shown again\n", t.ID, t.Scope, bound)
 				return nil
 			})
 		},
 	}
 	create.Flags().StringVar(&scope, "scope", "", "ingest, read or admin (required)")
-	create.Flags().StringVar(&subject, "subject", "", "bind the token to one subject")
+	create.Flags().StringVar(&subject, "subject", "", "bind the token to one subject (read or ingest; see docs/security.md)")
 	create.Flags().StringVar(&name, "name", "", "a name to recognise the token by")
 	_ = create.MarkFlagRequired("scope")
 

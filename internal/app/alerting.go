@@ -61,7 +61,7 @@ func startAlerting(ctx context.Context, log *slog.Logger, reg prometheus.Registe
 		Registry: kinds, JS: conn.JS, State: alertsKV, Notify: disp.Notify,
 		Sink: func(_ context.Context, ts []rules.Transition) error {
 			for _, t := range ts {
-				hub.Publish(web.Event{Type: "alert", Data: t.Alert})
+				hub.Publish(web.Event{Type: "alert", Subject: t.Alert.Subject, Data: t.Alert})
 			}
 			record(ts)
 			return nil
@@ -84,16 +84,37 @@ func OpenSilences(ctx context.Context, log *slog.Logger, conn *stream.Conn) (*no
 	return notify.NewSilences(ctx, log, notify.SilencesOptions{KV: kv})
 }
 
-// mount adds the alert and silence endpoints (SPEC §4).
+// mount adds the alert and silence endpoints (SPEC §4). A subject-bound token sees the alerts
+// of its subject only, and the silences that name its subject (an equality matcher on subject,
+// so they mute nothing else); changing silences needs admin, which is never bound.
 func (a *alerting) mount(ws *web.Server) {
+	ws.Handle("GET /v1/alerts", token.ScopeRead, func(w http.ResponseWriter, r *http.Request, tok token.Token) {
+		rules.AlertsHandler(func(state string) []rules.Alert { return a.alertsFor(tok, state) }).ServeHTTP(w, r)
+	})
+	ws.Handle("GET /v1/silences", token.ScopeRead, func(w http.ResponseWriter, r *http.Request, tok token.Token) {
+		notify.SilencesHandler(a.silences, func(s notify.Silence) bool { return tok.Sees(notify.SilenceSubject(s)) }).ServeHTTP(w, r)
+	})
+	sh := notify.SilencesHandler(a.silences, nil)
 	adapt := func(h http.Handler) web.Handler {
 		return func(w http.ResponseWriter, r *http.Request, _ token.Token) { h.ServeHTTP(w, r) }
 	}
-	ws.Handle("GET /v1/alerts", token.ScopeRead, adapt(rules.AlertsHandler(a.alerts)))
-	sh := notify.SilencesHandler(a.silences)
-	ws.Handle("GET /v1/silences", token.ScopeRead, adapt(sh))
-	ws.Handle("POST /v1/silences", token.ScopeAdmin, adapt(sh))
-	ws.Handle("DELETE /v1/silences/{id}", token.ScopeAdmin, adapt(sh))
+	ws.HandleUnbound("POST /v1/silences", token.ScopeAdmin, adapt(sh))
+	ws.HandleUnbound("DELETE /v1/silences/{id}", token.ScopeAdmin, adapt(sh))
+}
+
+// alertsFor lists the alerts tok sees (token.Token.Sees), newest first.
+func (a *alerting) alertsFor(tok token.Token, state string) []rules.Alert {
+	all := a.alerts(state)
+	if !tok.Bound() {
+		return all
+	}
+	out := all[:0]
+	for _, al := range all {
+		if tok.Sees(al.Subject) {
+			out = append(out, al)
+		}
+	}
+	return out
 }
 
 // alerts lists the rule engine's alerts and those of the other sources (anomaly

@@ -71,13 +71,13 @@ func startDetectors(n *node) error {
 		record: func(e AnomalyEvent, threshold float64) {
 			n.lake.ops.Add(lake.ZoneOps, "anomalies", anomalyColumns, anomalyRow(e, threshold))
 		},
-		publish: func(e AnomalyEvent) { n.hub.Publish(web.Event{Type: "anomaly", Data: e}) },
+		publish: func(e AnomalyEvent) { n.hub.Publish(web.Event{Type: "anomaly", Subject: e.Subject, Data: e}) },
 		alert: func(ctx context.Context, ts []rules.Transition, out []notify.Alert) {
 			if err := n.alerting.dispatcher.Notify(ctx, out); err != nil {
 				n.log.Warn("handing anomaly alerts to notification", "err", err)
 			}
 			for _, t := range ts {
-				n.hub.Publish(web.Event{Type: "alert", Data: t.Alert})
+				n.hub.Publish(web.Event{Type: "alert", Subject: t.Alert.Subject, Data: t.Alert})
 			}
 			n.lake.recordAlerts(ts)
 		},

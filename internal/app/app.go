@@ -133,7 +133,7 @@ func Run(ctx context.Context, o Options) error {
 			Dir:          filepath.Join(o.DataDir, "stream"),
 			ClientListen: off(cfg.NATS.Listen),
 			MQTTListen:   off(cfg.MQTT.Listen),
-			Auth:         &ingest.Auth{Verify: verify, InternalUser: internalUser, InternalPassword: password},
+			Auth:         &ingest.Auth{Verify: verify, InternalUser: internalUser, InternalPassword: password, Log: log.With("component", "nats-auth")},
 		})
 		if err != nil {
 			return err
@@ -163,6 +163,17 @@ func Run(ctx context.Context, o Options) error {
 	tokensMu.Lock()
 	tokens = ts
 	tokensMu.Unlock()
+	if srv != nil {
+		ts.OnRevoke(func(t token.Token) {
+			n, err := ingest.DisconnectToken(srv.NATS(), t.ID)
+			switch {
+			case err != nil:
+				log.Error("closing the connections of a revoked token", "token", t.ID, "err", err)
+			case n > 0:
+				log.Info("closed the MQTT/NATS connections of a revoked token", "token", t.ID, "connections", n)
+			}
+		})
+	}
 	adminFile, err := bootstrapAdmin(ctx, log, ts, o.DataDir)
 	if err != nil {
 		return err

@@ -223,7 +223,7 @@ func (p *ecgPart) handle(ctx context.Context, msg jetstream.Msg, parser *reading
 			lp.Probs["N"], lp.Probs["S"], lp.Probs["V"], lp.Probs["F"], lp.Probs["Q"],
 			int64(lp.Run), lp.RRKnown, optString(lp.Label), lp.Kind, lp.Source,
 		})
-		p.n.hub.Publish(web.Event{Type: "prediction", Data: lp})
+		p.n.hub.Publish(web.Event{Type: "prediction", Subject: lp.Subject, Data: lp})
 		p.mBeats.WithLabelValues(lp.Class).Inc()
 	}
 	_ = msg.Ack()

@@ -14,8 +14,11 @@ const restCatalogPrefix = "/iceberg"
 
 // startRESTCatalog serves the lake's own catalog over the Iceberg REST Catalog protocol
 // (docs/lake.md, "REST catalog"), so engines can attach to the lake. Any pulselake token of
-// scope read may read; changing the catalog needs scope admin. It is served only when the
-// lake's catalog is the SQL catalog: a lake on a REST catalog already has a server.
+// scope read may read; changing the catalog needs scope admin. Subject-bound tokens are
+// refused (403 subject-bound-token): the catalog hands out table metadata and the locations of
+// data files holding every subject's rows, which no filter can narrow to one subject. It is
+// served only when the lake's catalog is the SQL catalog: a lake on a REST catalog already
+// has a server.
 func startRESTCatalog(n *node) error {
 	lc := n.lake.store.Config()
 	if lc.Catalog.Type != "sql" {
@@ -29,7 +32,7 @@ func startRESTCatalog(n *node) error {
 			return ok && tok.Scope.Allows(token.ScopeAdmin)
 		},
 	}))
-	n.ws.Handle(restCatalogPrefix+"/", token.ScopeRead, func(w http.ResponseWriter, r *http.Request, tok token.Token) {
+	n.ws.HandleUnbound(restCatalogPrefix+"/", token.ScopeRead, func(w http.ResponseWriter, r *http.Request, tok token.Token) {
 		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), restTokenKey{}, tok)))
 	})
 	return nil

@@ -166,7 +166,7 @@ func (in *Ingester) Ingest(ctx context.Context, source string, tok token.Token, 
 		e := &entries[i]
 		e.Raw, e.Origin = rec.Raw, rec.Origin
 		r, errs := p.ParseWith(rec.Raw, rec.Kind, rec.Device)
-		if errs == nil && tok.Subject != "" && r.Subject != tok.Subject {
+		if errs == nil && !tok.Sees(r.Subject) {
 			errs = reading.Errors{{Code: reading.CodeSubjectNotAllow, Path: "/subject",
 				Message: fmt.Sprintf("this token may only send readings of subject %q", tok.Subject)}}
 		}

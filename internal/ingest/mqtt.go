@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -20,11 +21,20 @@ type TokenVerifier func(secret string) (token.Token, error)
 
 // Auth authenticates the clients of the embedded NATS server: pulselake's own connections
 // with the internal user, devices (MQTT) and other clients with an API token as password.
-// Ingest tokens may only publish readings (MQTT topic readings/<kind>/<device>).
+// Ingest tokens may only publish readings (MQTT topic readings/<kind>/<device>); read tokens
+// may only subscribe to them.
+//
+// Subject-bound tokens are refused (MQTT CONNACK "not authorized"): the server stores a QoS 1
+// message in $MQTT_msgs with its topic and payload only, not who published it, so the subject
+// binding of the publisher cannot be checked when pulselake reads the message; and topics name
+// a kind and a device, not a subject, so a subscription cannot be limited to one subject. A
+// path that cannot be filtered by subject refuses subject-bound tokens; HTTP is their way in.
 type Auth struct {
 	Verify           TokenVerifier
 	InternalUser     string
 	InternalPassword string
+	// Log receives a line for each refused subject-bound token; nil discards.
+	Log *slog.Logger
 }
 
 // Check implements server.Authentication.
@@ -45,6 +55,13 @@ func (a *Auth) Check(c server.ClientAuthentication) bool {
 	if err != nil {
 		return false
 	}
+	if tok.Bound() {
+		if a.Log != nil {
+			a.Log.Warn("refusing a subject-bound token on the MQTT/NATS listener: messages there carry no publisher identity and subscriptions cannot be limited to one subject, so the binding could not be enforced; use HTTP (POST /v1/readings, GET /v1/events) with this token, or an unbound token here",
+				"token", tok.ID, "scope", tok.Scope, "remote", remoteOf(c))
+		}
+		return false
+	}
 	perms := &server.Permissions{}
 	switch {
 	case tok.Scope == token.ScopeAdmin:
@@ -56,12 +73,17 @@ func (a *Auth) Check(c server.ClientAuthentication) bool {
 		perms.Publish = &server.SubjectPermission{Deny: []string{">"}}
 		perms.Subscribe = &server.SubjectPermission{Allow: []string{stream.ReadingsPrefix + ">"}}
 	}
-	name := o.Username
-	if name == "" {
-		name = "token-" + tok.ID
-	}
-	c.RegisterUser(&server.User{Username: name, Permissions: perms})
+	// The user is named for the token (whatever user name the client sent), so that
+	// DisconnectToken finds every connection opened with it when it is revoked.
+	c.RegisterUser(&server.User{Username: tokenUser(tok.ID), Permissions: perms})
 	return true
+}
+
+func remoteOf(c server.ClientAuthentication) string {
+	if a := c.RemoteAddress(); a != nil {
+		return a.String()
+	}
+	return ""
 }
 
 // maxMQTTBatch is the most MQTT messages validated and stored as one batch.
@@ -125,6 +147,7 @@ func (in *Ingester) ingestMQTT(ctx context.Context, msgs []jetstream.Msg) {
 			recs = append(recs, Record{Raw: m.Data(), Origin: origin, Kind: kind, Device: device})
 		}
 	}
+	// Only unbound tokens can connect (Auth), so every subject is allowed here.
 	for {
 		_, err := in.Ingest(ctx, stream.SourceMQTT, token.Token{}, recs)
 		if err == nil {

@@ -16,8 +16,9 @@ import (
 //	                             → 200 {"silenceID": "..."}
 //	DELETE /v1/silences/{id}     expire
 //
-// Mount it at both /v1/silences and /v1/silences/. Authentication is the caller's.
-func SilencesHandler(s *Silences) http.Handler {
+// Mount it at both /v1/silences and /v1/silences/. Authentication is the caller's; visible,
+// when not nil, picks the silences GET lists (a subject-bound caller sees those of its subject).
+func SilencesHandler(s *Silences, visible func(Silence) bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/v1/silences"), "/")
 		switch {
@@ -30,10 +31,14 @@ func SilencesHandler(s *Silences) http.Handler {
 				} `json:"status"`
 			}
 			list := s.List(r.Context())
-			res := make([]out, len(list))
-			for i, sil := range list {
-				res[i].Silence = sil
-				res[i].Status.State = sil.State(now)
+			res := make([]out, 0, len(list))
+			for _, sil := range list {
+				if visible != nil && !visible(sil) {
+					continue
+				}
+				o := out{Silence: sil}
+				o.Status.State = sil.State(now)
+				res = append(res, o)
 			}
 			writeJSON(w, http.StatusOK, res)
 		case r.Method == http.MethodPost && id == "":
@@ -85,12 +90,33 @@ func SilencesHandler(s *Silences) http.Handler {
 	})
 }
 
+// SilenceSubject is the subject a silence is limited to: the value of its equality matcher on
+// the label subject (not a regular expression), "" when it has none and so may mute alerts of
+// any subject.
+func SilenceSubject(s Silence) string {
+	for _, m := range s.Matchers {
+		if m.Name == "subject" && m.IsEqual && !m.IsRegex {
+			return m.Value
+		}
+	}
+	return ""
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// writeError writes SPEC §13's {"error":{"code":...,"message":...}}, the code named after the
+// status.
 func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg})
+	code := map[int]string{
+		http.StatusBadRequest: "bad-request", http.StatusNotFound: "not-found",
+		http.StatusMethodNotAllowed: "method-not-allowed",
+	}[status]
+	if code == "" {
+		code = "internal"
+	}
+	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
 }

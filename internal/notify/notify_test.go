@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -126,7 +127,7 @@ func TestSilencesMute(t *testing.T) {
 		Route:    &Route{GroupBy: []string{"device"}, GroupWait: dur(0), GroupInterval: dur(20 * time.Millisecond)},
 	}}, nil)
 	// Create through the HTTP API.
-	h := SilencesHandler(sil)
+	h := SilencesHandler(sil, nil)
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/silences",
 		strings.NewReader(`{"matchers":["device=bp-1"],"duration":"1h","createdBy":"nurse","comment":"cuff being replaced"}`)))
@@ -256,4 +257,48 @@ func counter(c prometheus.Metric) float64 {
 	var m dto.Metric
 	_ = c.Write(&m)
 	return m.GetCounter().GetValue()
+}
+
+func TestSilencesListFilteredBySubject(t *testing.T) {
+	sil, err := NewSilences(context.Background(), discard(), SilencesOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sil.Close()
+	all := SilencesHandler(sil, nil)
+	for _, body := range []string{
+		`{"matchers":["subject=p1"],"duration":"1h","comment":"p1 only"}`,
+		`{"matchers":["subject=p1","device=bp-1"],"duration":"1h","comment":"p1 cuff"}`,
+		`{"matchers":["subject=~p1|p2"],"duration":"1h","comment":"regex"}`,
+		`{"matchers":["subject!=p1"],"duration":"1h","comment":"not p1"}`,
+		`{"matchers":["device=bp-1"],"duration":"1h","comment":"any subject"}`,
+		`{"matchers":["subject=p2"],"duration":"1h","comment":"p2 only"}`,
+	} {
+		w := httptest.NewRecorder()
+		all.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/silences", strings.NewReader(body)))
+		if w.Code != http.StatusOK {
+			t.Fatalf("POST %s: %d %s", body, w.Code, w.Body)
+		}
+	}
+	list := func(h http.Handler) []string {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/v1/silences", nil))
+		var got []Silence
+		if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
+			t.Fatalf("GET: %d %s", w.Code, w.Body)
+		}
+		var comments []string
+		for _, s := range got {
+			comments = append(comments, s.Comment)
+		}
+		slices.Sort(comments)
+		return comments
+	}
+	if got := list(all); len(got) != 6 {
+		t.Errorf("unfiltered list = %q", got)
+	}
+	p1 := SilencesHandler(sil, func(s Silence) bool { return SilenceSubject(s) == "p1" })
+	if got, want := list(p1), []string{"p1 cuff", "p1 only"}; !slices.Equal(got, want) {
+		t.Errorf("list for p1 = %q, want %q", got, want)
+	}
 }

@@ -74,6 +74,15 @@ const (
 
 var kindRe = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
+// CheckIdent checks a subject or device name given outside a reading (a token's subject
+// binding, a command-line flag): the rule readings' subject and device fields follow.
+func CheckIdent(what, s string) error {
+	if len(s) == 0 || len(s) > MaxIDLen || !validIdent(s) {
+		return fmt.Errorf("%s %q must be 1..%d characters of A-Z a-z 0-9 . _ : @ + - starting with a letter or digit", what, s, MaxIDLen)
+	}
+	return nil
+}
+
 // validIdent reports whether s is a subject or device name: a letter or digit, then letters,
 // digits and . _ : @ + - (the length is checked by the callers).
 func validIdent(s string) bool {

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pulselake/pulselake/internal/reading"
 )
 
 // Scope is what a token may do. Admin may do everything.
@@ -46,9 +48,10 @@ func ParseScope(s string) (Scope, error) {
 func (s Scope) Allows(need Scope) bool { return s == ScopeAdmin || s == need }
 
 // Sees reports whether the token may read or write the data of subject: every subject for an
-// unbound token, only its own for a subject-bound one. This is the one rule every path (HTTP,
-// SQL, server-sent events, alerts, MQTT, NATS, the REST catalog) applies; a path that cannot
-// filter by subject refuses bound tokens (see Bound).
+// unbound token, only its own for a subject-bound one (never data without a subject). This is
+// the one rule every path (HTTP, SQL, server-sent events, alerts, MQTT, NATS, the REST catalog)
+// applies; a path that cannot filter by subject refuses bound tokens (see Bound). Admin tokens
+// are never bound (ErrBoundAdmin).
 func (t Token) Sees(subject string) bool { return t.Subject == "" || t.Subject == subject }
 
 // Bound reports whether the token is bound to one subject.
@@ -69,6 +72,10 @@ type Token struct {
 var (
 	ErrInvalid  = errors.New("invalid or revoked token")
 	ErrNotFound = errors.New("no such token")
+	// ErrBoundAdmin refuses an admin token bound to a subject: admin creates tokens and
+	// silences and reads every path, so a binding could not hold (it could mint itself an
+	// unbound token).
+	ErrBoundAdmin = errors.New("an admin token cannot be bound to a subject (admin can create unbound tokens); bind a read or ingest token instead")
 )
 
 // Bucket is the KV bucket of tokens.
@@ -84,8 +91,11 @@ type Store struct {
 	mu     sync.RWMutex
 	byHash map[string]Token
 	ready  chan struct{}
-	cancel context.CancelFunc
-	done   chan struct{}
+	// onRevoke, when set, is called (by the watcher) for each token revoked or deleted
+	// anywhere, so long-lived connections opened with it can be closed.
+	onRevoke func(Token)
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 // Open loads every token and starts watching the bucket for changes made elsewhere (other
@@ -117,8 +127,12 @@ func (s *Store) watch(w jetstream.KeyWatcher) {
 			readyOnce()
 			continue
 		}
+		var gone *Token
 		s.mu.Lock()
 		if e.Operation() != jetstream.KeyValuePut {
+			if t, ok := s.byHash[e.Key()]; ok {
+				gone = &t
+			}
 			delete(s.byHash, e.Key())
 		} else {
 			var t Token
@@ -127,10 +141,28 @@ func (s *Store) watch(w jetstream.KeyWatcher) {
 			} else {
 				t.hash = e.Key()
 				s.byHash[e.Key()] = t
+				if t.Revoked != nil {
+					gone = &t
+				}
+				if t.Scope == ScopeAdmin && t.Bound() && t.Revoked == nil {
+					s.log.Warn("refusing a subject-bound admin token; revoke it and create a read or ingest token bound to the subject", "id", t.ID)
+				}
 			}
 		}
+		onRevoke := s.onRevoke
 		s.mu.Unlock()
+		if gone != nil && onRevoke != nil {
+			onRevoke(*gone)
+		}
 	}
+}
+
+// OnRevoke makes the store call f for every token revoked or deleted from now on, in this
+// process or any other (the CLI, another node). f runs on the watcher's goroutine: keep it short.
+func (s *Store) OnRevoke(f func(Token)) {
+	s.mu.Lock()
+	s.onRevoke = f
+	s.mu.Unlock()
 }
 
 // Close stops the watcher and waits for it.
@@ -165,6 +197,15 @@ func (s *Store) Import(ctx context.Context, secret string, scope Scope, subject,
 	if len(secret) < 16 {
 		return Token{}, errors.New("a token must be at least 16 characters")
 	}
+	if scope == ScopeAdmin && subject != "" {
+		return Token{}, ErrBoundAdmin
+	}
+	if subject != "" {
+		// A binding no reading can match would be a token that silently sees nothing.
+		if err := reading.CheckIdent("subject", subject); err != nil {
+			return Token{}, err
+		}
+	}
 	h := hashOf(secret)
 	t := Token{ID: h[:12], Name: name, Scope: scope, Subject: subject, Created: time.Now().UTC().Truncate(time.Second), hash: h}
 	data, _ := json.Marshal(t)
@@ -184,6 +225,9 @@ func (s *Store) Verify(secret string) (Token, error) {
 	s.mu.RUnlock()
 	if !ok || t.Revoked != nil {
 		return Token{}, ErrInvalid
+	}
+	if t.Scope == ScopeAdmin && t.Bound() {
+		return Token{}, ErrInvalid // stored by an older version; see ErrBoundAdmin
 	}
 	return t, nil
 }

@@ -2,9 +2,11 @@ package token
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,4 +86,65 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond) // polling a watcher, bounded by the deadline
 	}
+}
+
+func TestSubjectBinding(t *testing.T) {
+	a, _ := openTwo(t)
+	ctx := context.Background()
+	if _, _, err := a.Create(ctx, ScopeAdmin, "patient-1", "bound admin"); !errors.Is(err, ErrBoundAdmin) {
+		t.Fatalf("bound admin token: err = %v, want ErrBoundAdmin", err)
+	}
+	for _, bad := range []string{"patient 1", "-patient", "patient/1", strings.Repeat("p", 200)} {
+		if _, _, err := a.Create(ctx, ScopeRead, bad, "typo"); err == nil || !strings.Contains(err.Error(), "subject") {
+			t.Fatalf("token bound to %q: err = %v, want an invalid-subject error", bad, err)
+		}
+	}
+	if l := a.List(); len(l) != 0 {
+		t.Fatalf("refused token was stored: %+v", l)
+	}
+	secret, _, err := a.Create(ctx, ScopeRead, "patient-1", "patient app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := a.Verify(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unbound := Token{Scope: ScopeRead}
+	for _, c := range []struct {
+		tok     Token
+		subject string
+		sees    bool
+	}{
+		{tok, "patient-1", true},
+		{tok, "patient-2", false},
+		{tok, "", false}, // data without a subject is not the bound subject's
+		{tok, "patient-10", false},
+		{unbound, "patient-2", true},
+		{unbound, "", true},
+	} {
+		if got := c.tok.Sees(c.subject); got != c.sees {
+			t.Errorf("token bound to %q sees %q = %v, want %v", c.tok.Subject, c.subject, got, c.sees)
+		}
+	}
+	if !tok.Bound() || unbound.Bound() {
+		t.Error("Bound broken")
+	}
+	// A bound admin token stored by an older version is refused.
+	old := "plk_bound-admin-from-an-older-version"
+	rec, _ := json.Marshal(Token{ID: hashOf(old)[:12], Scope: ScopeAdmin, Subject: "patient-1"})
+	if _, err := a.kv.Put(ctx, hashOf(old), rec); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { _, ok := a.byHashLocked(hashOf(old)); return ok })
+	if _, err := a.Verify(old); !errors.Is(err, ErrInvalid) {
+		t.Errorf("stored bound admin token verified: %v", err)
+	}
+}
+
+func (s *Store) byHashLocked(h string) (Token, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	t, ok := s.byHash[h]
+	return t, ok
 }

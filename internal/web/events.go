@@ -14,20 +14,27 @@ import (
 
 	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/stream"
+	"github.com/pulselake/pulselake/internal/token"
 )
 
 // Event is one server-sent event of the live feed (GET /v1/events): a reading, a rejected
-// record, an alert, a prediction, or a per-second summary.
+// record, an alert, a prediction, an anomaly, or a per-second summary.
 type Event struct {
-	Type string `json:"type"` // reading, rejected, alert, prediction, summary
+	Type string `json:"type"` // reading, rejected, alert, prediction, anomaly, summary
 	Data any    `json:"data"`
+	// Subject is whose data the event carries, "" when it is nobody's in particular. A
+	// subscriber gets the event only if its token Sees the subject: a subject-bound token gets
+	// only its subject's events, never one without a subject.
+	Subject string `json:"-"`
 }
 
 // Hub fans live events out to subscribers. While anyone listens it follows the ingest stream
 // from its end (an ordered consumer); other packages publish alerts and predictions into it.
 // Each subscriber has a bounded buffer: a slow browser misses events (counted) rather than
-// slowing anything down. Readings are sampled to at most MaxReadingsPerSecond per second;
-// the summary event always carries the full counts.
+// slowing anything down. Reading and rejected-record events are sampled to at most
+// MaxReadingsPerSecond per second and subscriber (so other subjects' traffic cannot crowd a
+// subject-bound subscriber's readings out); the summary event always carries the full counts
+// of what the subscriber may see.
 type Hub struct {
 	conn    *stream.Conn
 	kinds   *reading.Registry
@@ -35,9 +42,16 @@ type Hub struct {
 	dropped prometheus.Counter
 
 	mu      sync.Mutex
-	subs    map[chan Event]struct{}
+	subs    map[*subscriber]struct{}
 	cancel  context.CancelFunc
 	stopped chan struct{}
+}
+
+// subscriber is one GET /v1/events client.
+type subscriber struct {
+	ch     chan Event
+	tok    token.Token
+	budget int // sampled events left this second; guarded by Hub.mu
 }
 
 // MaxReadingsPerSecond bounds the reading events sent to each subscriber.
@@ -47,7 +61,7 @@ const subscriberBuffer = 1024
 
 // NewHub returns a hub over the ingest stream.
 func NewHub(log *slog.Logger, reg prometheus.Registerer, conn *stream.Conn, kinds *reading.Registry) *Hub {
-	h := &Hub{conn: conn, kinds: kinds, log: log, subs: map[chan Event]struct{}{}}
+	h := &Hub{conn: conn, kinds: kinds, log: log, subs: map[*subscriber]struct{}{}}
 	h.dropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "pulselake_events_dropped_total", Help: "Live events not delivered to a slow subscriber.",
 	})
@@ -55,35 +69,74 @@ func NewHub(log *slog.Logger, reg prometheus.Registerer, conn *stream.Conn, kind
 	return h
 }
 
-// Publish sends an event to every subscriber without blocking.
-func (h *Hub) Publish(e Event) {
+// Publish sends an event, without blocking, to every subscriber whose token sees its subject.
+func (h *Hub) Publish(e Event) { h.deliver(e, false) }
+
+// deliver sends e to the subscribers that see its subject; sampled events count against each
+// subscriber's per-second budget.
+func (h *Hub) deliver(e Event, sampled bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for ch := range h.subs {
-		select {
-		case ch <- e:
-		default:
-			h.dropped.Inc()
+	for sub := range h.subs {
+		if !sub.tok.Sees(e.Subject) {
+			continue
 		}
+		if sampled {
+			if sub.budget <= 0 {
+				continue
+			}
+			sub.budget--
+		}
+		h.send(sub, e)
 	}
 }
 
-func (h *Hub) subscribe() chan Event {
-	ch := make(chan Event, subscriberBuffer)
+func (h *Hub) send(sub *subscriber, e Event) {
+	select {
+	case sub.ch <- e:
+	default:
+		h.dropped.Inc()
+	}
+}
+
+// publishSummary sends each subscriber the counts of the last second that it may see and
+// renews its sampling budget: an unbound token gets every kind's count and the rejected
+// records, a subject-bound one its subject's counts only (rejected records have no trusted
+// subject).
+func (h *Hub) publishSummary(now time.Time, counts map[string]int, bySubject map[string]map[string]int, rejected int) {
+	all := Event{Type: "summary", Data: map[string]any{"readings": counts, "rejected": rejected, "time": now}}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.subs[ch] = struct{}{}
+	for sub := range h.subs {
+		sub.budget = MaxReadingsPerSecond
+		if !sub.tok.Bound() {
+			h.send(sub, all)
+			continue
+		}
+		own := bySubject[sub.tok.Subject]
+		if own == nil {
+			own = map[string]int{}
+		}
+		h.send(sub, Event{Type: "summary", Subject: sub.tok.Subject, Data: map[string]any{"readings": own, "time": now}})
+	}
+}
+
+func (h *Hub) subscribe(tok token.Token) *subscriber {
+	sub := &subscriber{ch: make(chan Event, subscriberBuffer), tok: tok, budget: MaxReadingsPerSecond}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.subs[sub] = struct{}{}
 	if h.cancel == nil && h.conn != nil {
 		ctx, cancel := context.WithCancel(context.Background())
 		h.cancel, h.stopped = cancel, make(chan struct{})
 		go h.follow(ctx, h.stopped)
 	}
-	return ch
+	return sub
 }
 
-func (h *Hub) unsubscribe(ch chan Event) {
+func (h *Hub) unsubscribe(sub *subscriber) {
 	h.mu.Lock()
-	delete(h.subs, ch)
+	delete(h.subs, sub)
 	var stop context.CancelFunc
 	var stopped chan struct{}
 	if len(h.subs) == 0 && h.cancel != nil {
@@ -120,8 +173,8 @@ func (h *Hub) follow(ctx context.Context, done chan struct{}) {
 		return
 	}
 	p := reading.NewParser(h.kinds)
-	counts := map[string]int{}
-	rejected, budget := 0, MaxReadingsPerSecond
+	counts, bySubject := map[string]int{}, map[string]map[string]int{}
+	rejected := 0
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	msgs, err := c.Messages()
@@ -153,8 +206,8 @@ func (h *Hub) follow(ctx context.Context, done chan struct{}) {
 			}
 			return
 		case <-tick.C:
-			h.Publish(Event{Type: "summary", Data: map[string]any{"readings": counts, "rejected": rejected, "time": time.Now().UTC()}})
-			counts, rejected, budget = map[string]int{}, 0, MaxReadingsPerSecond
+			h.publishSummary(time.Now().UTC(), counts, bySubject, rejected)
+			counts, bySubject, rejected = map[string]int{}, map[string]map[string]int{}, 0
 		case m, ok := <-next:
 			if !ok {
 				return
@@ -165,17 +218,22 @@ func (h *Hub) follow(ctx context.Context, done chan struct{}) {
 			}
 			for _, e := range b.Entries {
 				if !e.Accepted() {
+					// A rejected record's subject is unvalidated: the event is nobody's, so
+					// subject-bound subscribers never get it.
 					rejected++
-					if budget > 0 {
-						budget--
-						h.Publish(Event{Type: "rejected", Data: map[string]any{"source": b.Source, "errors": e.Errors, "origin": e.Origin}})
-					}
+					h.deliver(Event{Type: "rejected", Data: map[string]any{"source": b.Source, "errors": e.Errors, "origin": e.Origin}}, true)
 					continue
 				}
-				counts[e.Reading.Kind]++
-				if budget > 0 && e.Reading.Samples == nil {
-					budget--
-					h.Publish(Event{Type: "reading", Data: e.Reading})
+				r := e.Reading
+				counts[r.Kind]++
+				own := bySubject[r.Subject]
+				if own == nil {
+					own = map[string]int{}
+					bySubject[r.Subject] = own
+				}
+				own[r.Kind]++
+				if r.Samples == nil {
+					h.deliver(Event{Type: "reading", Subject: r.Subject, Data: r}, true)
 				}
 			}
 		}
@@ -183,7 +241,8 @@ func (h *Hub) follow(ctx context.Context, done chan struct{}) {
 }
 
 // serveEvents streams events as text/event-stream until the client goes away.
-func (h *Hub) serveEvents(w http.ResponseWriter, r *http.Request, closing <-chan struct{}) {
+// Each subscriber gets only the events its token sees (Event.Subject).
+func (h *Hub) serveEvents(w http.ResponseWriter, r *http.Request, closing <-chan struct{}, tok token.Token) {
 	fl, ok := w.(http.Flusher)
 	if !ok {
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
@@ -195,8 +254,9 @@ func (h *Hub) serveEvents(w http.ResponseWriter, r *http.Request, closing <-chan
 	w.WriteHeader(http.StatusOK)
 	fmt.Fprint(w, ": pulselake live feed\n\n")
 	fl.Flush()
-	ch := h.subscribe()
-	defer h.unsubscribe(ch)
+	sub := h.subscribe(tok)
+	defer h.unsubscribe(sub)
+	ch := sub.ch
 	keepalive := time.NewTicker(15 * time.Second)
 	defer keepalive.Stop()
 	for {

@@ -74,7 +74,7 @@ func New(log *slog.Logger, reg prometheus.Registerer, o Options) *Server {
 	s.Handle("POST /v1/readings", token.ScopeIngest, s.postReadings)
 	if o.Hub != nil {
 		s.Handle("GET /v1/events", token.ScopeRead, func(w http.ResponseWriter, r *http.Request, tok token.Token) {
-			o.Hub.serveEvents(w, r, s.closing)
+			o.Hub.serveEvents(w, r, s.closing, tok)
 		})
 	}
 	assets, _ := fs.Sub(assetFS, "assets")
@@ -89,19 +89,31 @@ func New(log *slog.Logger, reg prometheus.Registerer, o Options) *Server {
 // Handler is an authenticated API handler; tok is the caller's verified token.
 type Handler func(w http.ResponseWriter, r *http.Request, tok token.Token)
 
-// Handle mounts an API route that needs a token of the given scope.
+// Handle mounts an API route that needs a token of the given scope. A subject-bound token
+// reaches h, which must show it only what the token Sees; routes that cannot filter by subject
+// use HandleUnbound.
 func (s *Server) Handle(pattern string, scope token.Scope, h Handler) {
+	s.handle(pattern, scope, false, h)
+}
+
+// HandleUnbound mounts an API route that needs a token of the given scope and refuses
+// subject-bound tokens (403 subject-bound-token): for what cannot be filtered by subject.
+func (s *Server) HandleUnbound(pattern string, scope token.Scope, h Handler) {
+	s.handle(pattern, scope, true, h)
+}
+
+func (s *Server) handle(pattern string, scope token.Scope, unboundOnly bool, h Handler) {
 	route := pattern
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		rw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		defer func() { s.reqs.WithLabelValues(route, fmt.Sprint(rw.code)).Inc() }()
-		secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		secret, ok := BearerToken(r.Header.Get("Authorization"))
 		if !ok {
 			rw.Header().Set("WWW-Authenticate", `Bearer realm="pulselake"`)
 			WriteError(rw, errUnauthenticated)
 			return
 		}
-		tok, err := s.opts.Verify(strings.TrimSpace(secret))
+		tok, err := s.opts.Verify(secret)
 		if err != nil {
 			rw.Header().Set("WWW-Authenticate", `Bearer realm="pulselake", error="invalid_token"`)
 			WriteError(rw, errUnauthenticated)
@@ -111,8 +123,27 @@ func (s *Server) Handle(pattern string, scope token.Scope, h Handler) {
 			WriteError(rw, fmt.Errorf("%w: this needs a token with scope %s, yours has %s", errForbidden, scope, tok.Scope))
 			return
 		}
+		if unboundOnly && tok.Bound() {
+			WriteError(rw, ErrSubjectBound)
+			return
+		}
 		h(rw, r, tok)
 	})
+}
+
+// BearerToken returns the token of an Authorization header value of the Bearer scheme
+// (RFC 6750 §2.1), or false. The scheme name is case-insensitive (RFC 9110 §11.1): "bearer"
+// and "BEARER" are "Bearer"; one or more spaces separate it from the token, which is one word.
+func BearerToken(header string) (string, bool) {
+	scheme, rest, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok := strings.Trim(rest, " \t")
+	if tok == "" || strings.ContainsAny(tok, " \t\r\n") {
+		return "", false
+	}
+	return tok, true
 }
 
 // HandlePublic mounts a route without authentication (dashboard assets).
@@ -260,6 +291,9 @@ var (
 	errUnauthenticated = errors.New("missing or invalid token; send Authorization: Bearer <token> (see pulselake token create)")
 	errForbidden       = errors.New("forbidden")
 	errBadRequest      = errors.New("bad request")
+	// ErrSubjectBound refuses a subject-bound token on a path that cannot be filtered by
+	// subject (answered 403 subject-bound-token).
+	ErrSubjectBound = errors.New("a token bound to a subject cannot use this path: what it serves cannot be filtered by subject; use GET /v1/events, GET /v1/alerts or POST /v1/query, which show the subject's own data, or a token not bound to a subject")
 )
 
 type errBodyTooLarge struct{ limit int64 }
@@ -275,6 +309,8 @@ func statusOf(err error) (int, string) {
 	switch {
 	case errors.Is(err, errUnauthenticated):
 		return http.StatusUnauthorized, "unauthenticated"
+	case errors.Is(err, ErrSubjectBound):
+		return http.StatusForbidden, "subject-bound-token"
 	case errors.Is(err, errForbidden):
 		return http.StatusForbidden, "forbidden"
 	case errors.Is(err, reading.ErrUnsupportedMedia):
