@@ -200,7 +200,7 @@ func TestEraseReachesEveryPlace(t *testing.T) {
 	if alertsOf(kept) == 0 {
 		t.Error("the other subject's alert is gone")
 	}
-	sil := getJSON(t, base+"/v1/silences")
+	sil := adminGet(t, base+"/v1/silences")
 	if strings.Contains(sil, gone) || !strings.Contains(sil, kept) {
 		t.Errorf("GET /v1/silences after erase: %s", sil)
 	}
@@ -380,8 +380,8 @@ func fileHolds(t *testing.T, path, s string) bool {
 	return false
 }
 
-// getJSON returns the body of a GET asked with the admin token.
-func getJSON(t *testing.T, url string) string {
+// adminGet returns the body of a GET asked with the admin token.
+func adminGet(t *testing.T, url string) string {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
 	req.Header.Set("Authorization", "Bearer "+adminToken)
