@@ -24,6 +24,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/google/uuid"
+
 	"github.com/pulselake/pulselake/internal/config"
 	"github.com/pulselake/pulselake/internal/lake"
 )
@@ -118,7 +120,8 @@ func parquetUnder(t *testing.T, dir string) []string {
 
 // TestLakeOnS3 runs serve with its warehouse on an S3-compatible server: readings posted to
 // it are queryable with `pulselake query` from the S3-resident tables with exact counts, and
-// `pulselake erase` removes a subject there too, down to the replaced objects.
+// `pulselake erase` removes a subject there too, down to the replaced objects and an object
+// no snapshot refers to.
 func TestLakeOnS3(t *testing.T) {
 	endpoint, root := startVersityGW(t)
 	if _, err := buildOnce(); err != nil { // before serve starts: the waits below are not for the build
@@ -209,6 +212,25 @@ log:
 		held, pending := streamHeld(t, dir, cfgFile, erased)
 		return held > 0 && pending == 0
 	})
+	// An object a failed flush left: a copy of a data object of blood_pressure under a new
+	// name, referenced by no snapshot. Erase must delete it too (the check of the bucket
+	// against the current snapshot below fails otherwise).
+	var bpObjects []string
+	for _, f := range parquetUnder(t, filepath.Join(root, s3Bucket, "warehouse")) {
+		if strings.Contains(f, string(filepath.Separator)+"blood_pressure"+string(filepath.Separator)) {
+			bpObjects = append(bpObjects, f)
+		}
+	}
+	if len(bpObjects) == 0 {
+		t.Fatal("no blood_pressure object in the bucket")
+	}
+	data, err := os.ReadFile(bpObjects[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(filepath.Dir(bpObjects[0]), "00000-9-"+uuid.NewString()+".parquet"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	start = time.Now()
 	out, code := runBin(t, "erase", "--data", dir, "--config", cfgFile, "--subject", erased, "--stream")
 	t.Logf("erase took %s", time.Since(start).Round(time.Millisecond))
