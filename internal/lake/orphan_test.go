@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/pulselake/pulselake/internal/reading"
 )
 
 // orphanFixture is a trusted-like table with committed rows of three subjects, plus the
@@ -241,4 +243,24 @@ func TestRemoveOrphansWaitsForWritesInFlight(t *testing.T) {
 	}
 	r1()
 	<-got
+}
+
+// The compaction schedule removes leftovers older than lake.orphan_age and keeps younger
+// ones (a write of a machine the gate cannot see may still commit them).
+func TestCompactRemovesOldOrphans(t *testing.T) {
+	f := newOrphanFixture(t)
+	age(t, 3*time.Hour, f.p1, f.broken, f.emptyMeta)
+	reg, err := reading.NewRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := f.s.cfg
+	cfg.OrphanAge = 2 * time.Hour
+	f.s.cfg = cfg
+	w, err := New(discard(), nil, Options{Config: cfg, DataDir: t.TempDir(), Conn: testStream(t, t.TempDir()), Registry: reg, Store: f.s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Compact(context.Background())
+	f.check(t, map[string]bool{"p-2 leftover": true})
 }
