@@ -169,7 +169,7 @@ func openLakeSessions(ctx context.Context, log *slog.Logger, g *globals, cfg *co
 	if err != nil {
 		return nil, nil, err
 	}
-	o := query.Options{Lake: lc, DataDir: g.dataDir, Store: st, MemoryLimit: cfg.Query.MemoryLimit}
+	o := query.Options{Lake: lc, DataDir: g.dataDir, Store: st, Config: cfg.Query}
 	open := func(ctx context.Context) (pipeline.Session, error) {
 		return query.OpenSession(ctx, log, o)
 	}

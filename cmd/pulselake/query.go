@@ -23,8 +23,10 @@ func newQueryCmd(g *globals) *cobra.Command {
 		Use:   `query "SQL" [--format table|csv|json] [--server URL --token T]`,
 		Short: "Run a read-only SQL query over the lake (zone.table; unqualified names are trusted tables)",
 		Long: `Runs one read-only SELECT over the lake's Iceberg tables with the embedded SQL engine.
-Without --server it reads the data directory's catalog directly (also while serve runs);
-with --server it asks a running server (POST /v1/query, token scope read).`,
+Without --server it reads the data directory's catalog directly (also while serve runs), as
+the owner of the data directory: every table, every subject. With --server it asks a running
+server (POST /v1/query, token scope read): registered tables only, and a token bound to a
+subject sees only that subject's rows.`,
 		Example: `  pulselake query "SELECT device, count(*), avg(systolic) FROM blood_pressure GROUP BY device"
   pulselake query "SELECT code, count(*) FROM quarantine.readings GROUP BY code" --format csv`,
 		Args: cobra.ExactArgs(1),
@@ -55,7 +57,7 @@ with --server it asks a running server (POST /v1/query, token scope read).`,
 			} else {
 				var eng *query.Engine
 				log.Debug("opening the lake", "data", g.dataDir)
-				eng, err = query.Open(cmd.Context(), log, nil, query.Options{Lake: cfg.Lake, DataDir: g.dataDir, MemoryLimit: cfg.Query.MemoryLimit})
+				eng, err = query.Open(cmd.Context(), log, nil, query.Options{Lake: cfg.Lake, DataDir: g.dataDir, Config: cfg.Query})
 				if err != nil {
 					return err
 				}
@@ -108,16 +110,16 @@ func remoteQuery(server, tok, sql string) (*query.Result, error) {
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct {
-			Error string `json:"error"`
+			Error struct{ Code, Message string } `json:"error"`
 		}
-		_ = json.Unmarshal(b, &e)
-		if e.Error == "" {
-			e.Error = strings.TrimSpace(string(b))
+		msg := strings.TrimSpace(string(b))
+		if json.Unmarshal(b, &e) == nil && e.Error.Message != "" {
+			msg = e.Error.Message
 		}
 		if resp.StatusCode == http.StatusBadRequest {
-			return nil, usagef("%s", e.Error)
+			return nil, usagef("%s", msg)
 		}
-		return nil, fmt.Errorf("%s answered %s: %s", server, resp.Status, e.Error)
+		return nil, fmt.Errorf("%s answered %s: %s", server, resp.Status, msg)
 	}
 	var res query.Result
 	dec := json.NewDecoder(bytes.NewReader(b))

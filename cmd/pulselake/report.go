@@ -83,7 +83,7 @@ The Isolation Forest is scikit-learn's (contamination 0.08, seed 1 unless set) o
 				if err != nil {
 					return err
 				}
-				eng, err := query.Open(cmd.Context(), log, nil, query.Options{Lake: cfg.Lake, DataDir: g.dataDir, MemoryLimit: cfg.Query.MemoryLimit})
+				eng, err := query.Open(cmd.Context(), log, nil, query.Options{Lake: cfg.Lake, DataDir: g.dataDir, Config: cfg.Query})
 				if err != nil {
 					return err
 				}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,7 +40,7 @@ func openLake(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, 
 		st.Close()
 		return nil, err
 	}
-	eng, err := query.Open(ctx, log.With("component", "query"), reg, query.Options{Lake: lc, DataDir: dataDir, Store: st, MemoryLimit: cfg.Query.MemoryLimit})
+	eng, err := query.Open(ctx, log.With("component", "query"), reg, query.Options{Lake: lc, DataDir: dataDir, Store: st, Config: cfg.Query})
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -62,8 +61,7 @@ func queryLimits(cfg *config.Config) query.Limits {
 
 // mount adds POST /v1/query (scope read).
 func (l *lakeParts) mount(ws *web.Server, cfg *config.Config) {
-	h := l.engine.Handler(queryLimits(cfg))
-	ws.Handle("POST /v1/query", token.ScopeRead, func(w http.ResponseWriter, r *http.Request, _ token.Token) { h.ServeHTTP(w, r) })
+	ws.Handle("POST /v1/query", token.ScopeRead, l.engine.Handler(queryLimits(cfg)))
 }
 
 // ready reports whether the catalog answers and the writer keeps up.

@@ -22,7 +22,7 @@ func startPipelines(n *node) error {
 	log := n.log.With("component", "pipeline")
 	lc := n.cfg.Lake
 	lc.ApplyDefaults(n.dataDir)
-	qo := query.Options{Lake: lc, DataDir: n.dataDir, Store: n.lake.store, MemoryLimit: n.cfg.Query.MemoryLimit}
+	qo := query.Options{Lake: lc, DataDir: n.dataDir, Store: n.lake.store, Config: n.cfg.Query}
 	runner, err := pipeline.NewRunner(log, n.reg, pipeline.Options{
 		Open: func(ctx context.Context) (pipeline.Session, error) {
 			return query.OpenSession(ctx, log, qo)

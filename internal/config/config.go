@@ -133,8 +133,51 @@ type Query struct {
 	MaxRows int `yaml:"max_rows"`
 	// Timeout is the time limit of one query (default 30s).
 	Timeout Duration `yaml:"timeout"`
-	// MemoryLimit caps the SQL engine's memory, e.g. "2GB" (default: 80% of RAM).
+	// MemoryLimit caps the memory of a SQL engine (serve's, shared by all its queries, and
+	// that of a pipeline run), e.g. "2GiB" or "512MB". Empty (the default) means a quarter of the
+	// machine's memory, at least 256 MiB and at most 4 GiB. A query that needs more, after
+	// spilling to the temp directory, fails with a clear error.
 	MemoryLimit string `yaml:"memory_limit"`
+	// TempDirMaxBytes caps the spill files the SQL engine writes under <data>/cache/query-tmp
+	// (default 4 GiB).
+	TempDirMaxBytes int64 `yaml:"temp_dir_max_bytes"`
+	// Threads is the SQL engine's worker threads (default 0: one per CPU).
+	Threads int `yaml:"threads"`
+}
+
+// MemoryLimitBytes is MemoryLimit in bytes; 0 when empty (the engine picks its default).
+// Validate reports a value it cannot parse.
+func (q Query) MemoryLimitBytes() int64 {
+	n, _ := ParseBytes(q.MemoryLimit)
+	return n
+}
+
+// ParseBytes parses a size such as "2GiB", "512MB", "1.5 GB" or "1048576" (bytes): units
+// B, KB, MB, GB, TB (powers of 1000) and KiB, MiB, GiB, TiB (powers of 1024), case-insensitive.
+// The empty string is 0.
+func ParseBytes(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	if t == "" {
+		return 0, nil
+	}
+	i := 0
+	for i < len(t) && (t[i] >= '0' && t[i] <= '9' || t[i] == '.') {
+		i++
+	}
+	num, unit := t[:i], strings.ToLower(strings.TrimSpace(t[i:]))
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("size %q: want a number and a unit such as 512MiB or 2GB", s)
+	}
+	mult := map[string]float64{"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
+		"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}[unit]
+	if mult == 0 {
+		return 0, fmt.Errorf("size %q: unknown unit %q; use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB", s, unit)
+	}
+	if v*mult > 1<<62 {
+		return 0, fmt.Errorf("size %q is too large", s)
+	}
+	return int64(v * mult), nil
 }
 
 // Log configures logging.
@@ -334,6 +377,17 @@ func (c *Config) Validate() error {
 	}
 	if c.Query.Timeout.D() < 0 {
 		add("query.timeout", "must not be negative")
+	}
+	if n, err := ParseBytes(c.Query.MemoryLimit); err != nil {
+		add("query.memory_limit", "%v", err)
+	} else if c.Query.MemoryLimit != "" && n < 64<<20 {
+		add("query.memory_limit", "must be at least 64MiB, got %q", c.Query.MemoryLimit)
+	}
+	if c.Query.TempDirMaxBytes < 0 {
+		add("query.temp_dir_max_bytes", "must not be negative (0 means the default, 4 GiB)")
+	}
+	if c.Query.Threads < 0 || c.Query.Threads > 1024 {
+		add("query.threads", "must be 0 (one per CPU) .. 1024, got %d", c.Query.Threads)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

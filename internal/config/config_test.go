@@ -95,3 +95,45 @@ func TestAlertingProblemsHaveLines(t *testing.T) {
 		t.Errorf("want problems at lines 4 (when) and 7 (webhook url), got %v", ps)
 	}
 }
+
+func TestParseBytes(t *testing.T) {
+	good := map[string]int64{"": 0, "1048576": 1 << 20, "512MiB": 512 << 20, "2GiB": 2 << 30, "2GB": 2e9,
+		"1.5 GB": 1.5e9, "64 mib": 64 << 20, "10KB": 10000, "1TiB": 1 << 40, "100B": 100}
+	for in, want := range good {
+		if got, err := ParseBytes(in); err != nil || got != want {
+			t.Errorf("ParseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"lots", "2XB", "-1GB", "GB", "1..2GB", "9999999999TiB"} {
+		if _, err := ParseBytes(in); err == nil {
+			t.Errorf("ParseBytes(%q) accepted", in)
+		}
+	}
+}
+
+func TestQueryLimitsValidated(t *testing.T) {
+	c, err := Load(write(t, "query:\n  memory_limit: 2 lots\n  temp_dir_max_bytes: -1\n  threads: -2\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ps Problems
+	if err := c.Validate(); !errors.As(err, &ps) {
+		t.Fatalf("err = %v", err)
+	}
+	want := map[string]int{"query.memory_limit": 2, "query.temp_dir_max_bytes": 3, "query.threads": 4}
+	if len(ps) != len(want) {
+		t.Fatalf("got %d problems: %v", len(ps), ps)
+	}
+	for _, p := range ps {
+		if want[p.Path] != p.Line {
+			t.Errorf("%s at line %d, want %d (%s)", p.Path, p.Line, want[p.Path], p)
+		}
+	}
+	c, err = Load(write(t, "query:\n  memory_limit: 512MiB\n  temp_dir_max_bytes: 1073741824\n  threads: 2\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil || c.Query.MemoryLimitBytes() != 512<<20 {
+		t.Fatalf("valid query limits: %v, %d", err, c.Query.MemoryLimitBytes())
+	}
+}

@@ -6,11 +6,18 @@
 // it sees commits of a server running in another process); the schema search path is
 // trusted, so an unqualified name means trusted.<name>. Files of an s3:// warehouse are
 // fetched through iceberg-go's file IO into a local cache first (DuckDB's httpfs extension
-// is not linked), keyed by path: Iceberg data files never change once written.
+// is not linked), keyed by path: Iceberg data files never change once written. A table whose
+// view cannot be built (a damaged data file, unreadable metadata) gets a view that fails
+// with an error naming it; queries of other tables go on.
 //
-// Only single SELECT (or EXPLAIN) statements run; DuckDB's external access is limited to the
-// lake and cache directories, so a query cannot read or write other files. Row and time
-// limits apply per query. An Engine is safe for concurrent use.
+// Only single SELECT (or EXPLAIN) statements run, as DuckDB's parser decides; DuckDB's
+// external access is limited to the lake and cache directories. A restricted caller (SQL over
+// the HTTP API) reads registered tables only: the statement's syntax tree, from DuckDB's
+// parser, may name no file, table function or engine internals. Every view filters on the
+// connection variable pulselake_subject, so a subject-bound caller sees only its subject's
+// rows whatever the SQL around the view does. DuckDB's memory, threads and spill files are
+// bounded (Options.Config). Row and time limits apply per query. An Engine is safe for
+// concurrent use.
 package query
 
 import (
@@ -19,7 +26,6 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,8 +33,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/apache/iceberg-go"
@@ -37,15 +45,27 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pulselake/pulselake/internal/catalog"
+	"github.com/pulselake/pulselake/internal/config"
 	"github.com/pulselake/pulselake/internal/durable"
 	"github.com/pulselake/pulselake/internal/lake"
 )
 
-// Defaults of Limits.
+// Defaults of Limits and Options.Config.
 const (
 	DefaultMaxRows = 10000
 	DefaultTimeout = 30 * time.Second
+	// DefaultTempDirMaxBytes caps the spill files of one engine.
+	DefaultTempDirMaxBytes = 4 << 30
+	// The default memory limit is a quarter of the machine's memory (as DuckDB sees it,
+	// cgroup limits included), within these bounds: serve shares the machine with the stream
+	// and the lake writer, and one query must not take it.
+	minDefaultMemory = 256 << 20
+	maxDefaultMemory = 4 << 30
 )
+
+// brokenRetry is how often a table whose view could not be built is tried again while its
+// metadata does not change.
+const brokenRetry = 10 * time.Second
 
 // Options configures an Engine.
 type Options struct {
@@ -57,8 +77,10 @@ type Options struct {
 	Store *lake.Store
 	// CacheDir holds local copies of S3 data files. Default <data>/cache/lake.
 	CacheDir string
-	// MemoryLimit caps DuckDB's memory, e.g. "2GB"; empty is DuckDB's default (80% of RAM).
-	MemoryLimit string
+	// Config bounds DuckDB: memory_limit, temp_dir_max_bytes and threads (zero values get
+	// the defaults documented in docs/configuration.md). Spill files go to a folder of the
+	// engine's own under <data>/cache/query-tmp, removed on Close.
+	Config config.Query
 }
 
 // Limits bound one query.
@@ -83,23 +105,29 @@ type Engine struct {
 	store    *lake.Store
 	ownStore bool
 	db       *sql.DB
+	tmp      string // this engine's spill folder
+	memLimit int64  // DuckDB's memory limit in bytes
 	queries  *prometheus.CounterVec
 	latency  prometheus.Histogram
 
-	mu       sync.Mutex        // serialises view refreshes
+	mu       sync.Mutex        // serialises view refreshes; guards the maps below
 	views    map[string]string // zone.table → metadata location (or external definition) of its view
-	external map[string]bool   // folders of external tables DuckDB may read
-	dbMu     sync.RWMutex      // queries hold it for reading; replacing db takes it for writing
+	tables   map[string]tableInfo
+	files    map[string][]string // zone.table → the local data files its view reads
+	broken   map[string]brokenView
+	external map[string]bool // folders of external tables DuckDB may read
+	dbMu     sync.RWMutex    // queries hold it for reading; replacing db takes it for writing
 	// fixed keeps the database for the engine's life (sessions hold a connection to it);
 	// otherwise a newly crawled folder replaces the database.
 	fixed bool
 }
 
-// ErrNotReadOnly is returned for statements other than a single SELECT or EXPLAIN.
-var ErrNotReadOnly = errors.New("only a single read-only SELECT statement is allowed")
-
-// ErrSyntax is returned for a query the SQL parser rejects.
-var ErrSyntax = errors.New("syntax error")
+// brokenView is a table whose view could not be built.
+type brokenView struct {
+	loc string    // its metadata location then
+	at  time.Time // when it was tried
+	err error
+}
 
 // Open starts an in-memory DuckDB over the lake.
 func Open(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, o Options) (*Engine, error) {
@@ -108,6 +136,7 @@ func Open(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, o Op
 		o.CacheDir = filepath.Join(o.DataDir, "cache", "lake")
 	}
 	e := &Engine{log: log, o: o, store: o.Store, views: map[string]string{},
+		tables: map[string]tableInfo{}, files: map[string][]string{}, broken: map[string]brokenView{},
 		queries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulselake_query_total",
 			Help: "SQL queries by outcome (ok, error, rejected)."}, []string{"outcome"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pulselake_query_seconds",
@@ -127,6 +156,21 @@ func Open(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, o Op
 		e.Close()
 		return nil, fmt.Errorf("creating query cache: %w", err)
 	}
+	tmpRoot := filepath.Join(o.DataDir, "cache", "query-tmp")
+	if err := os.MkdirAll(tmpRoot, 0o700); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("creating the SQL engine's temp folder: %w", err)
+	}
+	removeDeadTemp(tmpRoot)
+	tmp, err := os.MkdirTemp(tmpRoot, fmt.Sprintf("pid-%d-", os.Getpid()))
+	if err != nil {
+		e.Close()
+		return nil, fmt.Errorf("creating the SQL engine's temp folder: %w", err)
+	}
+	if e.tmp, err = filepath.Abs(tmp); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("creating the SQL engine's temp folder: %w", err)
+	}
 	ext, err := catalog.List(o.DataDir)
 	if err != nil {
 		e.Close()
@@ -137,6 +181,28 @@ func Open(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, o Op
 		return nil, err
 	}
 	return e, nil
+}
+
+// removeDeadTemp removes the spill folders of engines whose process is gone (killed before
+// Close).
+func removeDeadTemp(root string) {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return
+	}
+	for _, en := range entries {
+		rest, ok := strings.CutPrefix(en.Name(), "pid-")
+		if !ok {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.SplitN(rest, "-", 2)[0])
+		if err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			_ = os.RemoveAll(filepath.Join(root, en.Name()))
+		}
+	}
 }
 
 // openDB starts the in-memory DuckDB allowed to read the lake, the cache and the folders of
@@ -173,9 +239,31 @@ func (e *Engine) openDB(ctx context.Context, ext []catalog.Table) error {
 		return fmt.Errorf("starting DuckDB: %w", err)
 	}
 	db := sql.OpenDB(connector)
-	setup := []string{}
-	if o.MemoryLimit != "" {
-		setup = append(setup, "SET memory_limit = "+literal(o.MemoryLimit))
+	mem := o.Config.MemoryLimitBytes()
+	if mem <= 0 {
+		var def string
+		if err := db.QueryRowContext(ctx, "SELECT current_setting('memory_limit')").Scan(&def); err != nil {
+			db.Close()
+			return fmt.Errorf("reading DuckDB's memory limit: %w", err)
+		}
+		n, err := config.ParseBytes(def)
+		if err != nil {
+			db.Close()
+			return fmt.Errorf("reading DuckDB's memory limit %q: %w", def, err)
+		}
+		mem = min(max(n*10/8/4, minDefaultMemory), maxDefaultMemory) // DuckDB's default is 80% of memory
+	}
+	spill := o.Config.TempDirMaxBytes
+	if spill <= 0 {
+		spill = DefaultTempDirMaxBytes
+	}
+	setup := []string{
+		fmt.Sprintf("SET memory_limit = '%dB'", mem),
+		"SET temp_directory = " + literal(e.tmp),
+		fmt.Sprintf("SET max_temp_directory_size = '%dB'", spill),
+	}
+	if o.Config.Threads > 0 {
+		setup = append(setup, fmt.Sprintf("SET threads = %d", o.Config.Threads))
 	}
 	setup = append(setup, "SET TimeZone = 'UTC'")
 	setup = append(setup, "SET allowed_directories = ["+joinLiterals(allowed)+"]",
@@ -192,7 +280,7 @@ func (e *Engine) openDB(ctx context.Context, ext []catalog.Table) error {
 	}
 	e.dbMu.Lock()
 	old := e.db
-	e.db, e.views = db, map[string]string{}
+	e.db, e.views, e.memLimit = db, map[string]string{}, mem
 	e.dbMu.Unlock()
 	if old != nil {
 		old.Close()
@@ -203,10 +291,13 @@ func (e *Engine) openDB(ctx context.Context, ext []catalog.Table) error {
 // Store returns the lake store the engine reads.
 func (e *Engine) Store() *lake.Store { return e.store }
 
-// Close releases DuckDB and the store when the engine opened it.
+// Close releases DuckDB, its spill folder and the store when the engine opened it.
 func (e *Engine) Close() error {
 	if e.db != nil {
 		e.db.Close()
+	}
+	if e.tmp != "" {
+		_ = os.RemoveAll(e.tmp)
 	}
 	if e.ownStore {
 		return e.store.Close()
@@ -214,12 +305,18 @@ func (e *Engine) Close() error {
 	return nil
 }
 
-// Query runs one read-only statement.
+// Query runs one read-only statement as the owner of the data directory: every table,
+// unfiltered, and files under the lake.
 func (e *Engine) Query(ctx context.Context, query string, lim Limits) (*Result, error) {
+	return e.QueryAs(ctx, query, lim, Caller{})
+}
+
+// QueryAs runs one read-only statement for a caller (see Caller).
+func (e *Engine) QueryAs(ctx context.Context, query string, lim Limits, c Caller) (*Result, error) {
 	start := time.Now()
-	res, err := e.query(ctx, query, lim)
+	res, err := e.query(ctx, query, lim, c)
 	switch {
-	case errors.Is(err, ErrNotReadOnly):
+	case errors.Is(err, ErrNotReadOnly), errors.Is(err, ErrForbidden):
 		e.queries.WithLabelValues("rejected").Inc()
 	case err != nil:
 		e.queries.WithLabelValues("error").Inc()
@@ -231,17 +328,23 @@ func (e *Engine) Query(ctx context.Context, query string, lim Limits) (*Result, 
 	return res, err
 }
 
-func (e *Engine) query(ctx context.Context, query string, lim Limits) (*Result, error) {
+func (e *Engine) query(ctx context.Context, query string, lim Limits, c Caller) (*Result, error) {
 	if lim.MaxRows <= 0 {
 		lim.MaxRows = DefaultMaxRows
 	}
 	if lim.Timeout <= 0 {
 		lim.Timeout = DefaultTimeout
 	}
+	if c.Subject != "" {
+		c.Restricted = true
+	}
 	ctx, cancel := context.WithTimeout(ctx, lim.Timeout)
 	defer cancel()
 	if err := e.Refresh(ctx); err != nil {
-		return nil, err
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, fmt.Errorf("query exceeded its time limit of %s while reading the catalog: %w", lim.Timeout, context.DeadlineExceeded)
+		}
+		return nil, fmt.Errorf("%w: %v; try again later", ErrUnavailable, err)
 	}
 	e.dbMu.RLock()
 	defer e.dbMu.RUnlock()
@@ -250,12 +353,48 @@ func (e *Engine) query(ctx context.Context, query string, lim Limits) (*Result, 
 		return nil, fmt.Errorf("connecting to DuckDB: %w", err)
 	}
 	defer conn.Close()
-	if err := checkReadOnly(ctx, conn, query); err != nil {
+	stmt, err := parse(ctx, conn, query)
+	if err != nil {
 		return nil, err
+	}
+	e.mu.Lock()
+	tables := make(map[string]tableInfo, len(e.tables))
+	for k, v := range e.tables {
+		tables[k] = v
+	}
+	e.mu.Unlock()
+	refs, err := inspect(stmt, c, tables)
+	if err != nil {
+		return nil, err
+	}
+	for _, key := range refs.tables {
+		if b := tables[key].broken; b != nil {
+			return nil, &BrokenTableError{Table: key, Err: b}
+		}
+	}
+	// The subject every view filters on: set for a bound caller, cleared otherwise. A
+	// connection that cannot be cleared afterwards is dropped from the pool.
+	if c.Subject != "" {
+		if _, err := conn.ExecContext(ctx, "SET VARIABLE "+subjectVar+" = "+literal(c.Subject)); err != nil {
+			return nil, fmt.Errorf("binding the query to its subject: %w", err)
+		}
+		defer func() {
+			if _, err := conn.ExecContext(context.Background(), "RESET VARIABLE "+subjectVar); err != nil {
+				_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+			}
+		}()
+	} else if _, err := conn.ExecContext(ctx, "RESET VARIABLE "+subjectVar); err != nil {
+		return nil, fmt.Errorf("preparing the connection: %w", err)
+	}
+	if err := checkType(ctx, conn, query); err != nil {
+		if errors.Is(err, ErrNotReadOnly) {
+			return nil, err
+		}
+		return nil, e.queryErr(ctx, lim, refs, err)
 	}
 	rows, err := conn.QueryContext(ctx, query)
 	if err != nil {
-		return nil, timeoutErr(ctx, lim, err)
+		return nil, e.queryErr(ctx, lim, refs, err)
 	}
 	defer rows.Close()
 	cols, err := rows.ColumnTypes()
@@ -283,70 +422,50 @@ func (e *Engine) query(ctx context.Context, query string, lim Limits) (*Result, 
 		res.Rows = append(res.Rows, vals)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, timeoutErr(ctx, lim, err)
+		return nil, e.queryErr(ctx, lim, refs, err)
 	}
 	return res, nil
 }
 
-func timeoutErr(ctx context.Context, lim Limits, err error) error {
+// queryErr explains an error of a running query: the time limit, the memory limit, or a
+// data file of a table it reads that turned out to be damaged (the table's view is rebuilt
+// on the next refresh, which records it as broken).
+func (e *Engine) queryErr(ctx context.Context, lim Limits, r *refs, err error) error {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return fmt.Errorf("query exceeded its time limit of %s: %w", lim.Timeout, context.DeadlineExceeded)
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "Out of Memory Error") || strings.Contains(msg, "max_temp_directory_size") {
+		first, _, _ := strings.Cut(msg, "\n")
+		return fmt.Errorf("%w (query.memory_limit %s, spill space query.temp_dir_max_bytes): aggregate or filter more, add LIMIT, or raise the limits: %s",
+			ErrMemoryLimit, humanBytes(e.memLimit), first)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, key := range r.tables {
+		for _, f := range e.files[key] {
+			if strings.Contains(msg, f) {
+				delete(e.views, key)
+				return &BrokenTableError{Table: key, Err: fmt.Errorf("data file %s: %w", f, err)}
+			}
+		}
 	}
 	return fmt.Errorf("running query: %w", err)
 }
 
-// checkReadOnly accepts only a single SELECT (optionally under EXPLAIN). DuckDB's own
-// parser decides: json_serialize_sql serialises SELECT statements only and lists every
-// statement of the text; the prepared statement's type is checked as well.
-func checkReadOnly(ctx context.Context, conn *sql.Conn, query string) error {
-	inner := strings.TrimSpace(query)
-	if len(inner) > 8 && strings.EqualFold(inner[:8], "EXPLAIN ") {
-		inner = inner[8:]
-	}
-	var js string
-	if err := conn.QueryRowContext(ctx, "SELECT CAST(json_serialize_sql(CAST(? AS VARCHAR)) AS VARCHAR)", inner).Scan(&js); err != nil {
-		return fmt.Errorf("parsing query: %w", err)
-	}
-	var parsed struct {
-		Error      bool              `json:"error"`
-		Type       string            `json:"error_type"`
-		Message    string            `json:"error_message"`
-		Statements []json.RawMessage `json:"statements"`
-	}
-	if err := json.Unmarshal([]byte(js), &parsed); err != nil {
-		return fmt.Errorf("parsing query: %w", err)
-	}
+func humanBytes(n int64) string {
 	switch {
-	case parsed.Error && parsed.Type == "not implemented":
-		return ErrNotReadOnly
-	case parsed.Error:
-		return fmt.Errorf("%w: %s", ErrSyntax, parsed.Message)
-	case len(parsed.Statements) != 1:
-		return fmt.Errorf("%w: found %d statements", ErrNotReadOnly, len(parsed.Statements))
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%dGiB", n>>30)
+	case n >= 1<<20:
+		return fmt.Sprintf("%dMiB", n>>20)
 	}
-	return conn.Raw(func(dc any) error {
-		c, ok := dc.(*duckdb.Conn)
-		if !ok {
-			return fmt.Errorf("unexpected DuckDB connection %T", dc)
-		}
-		st, err := c.PrepareContext(ctx, query)
-		if err != nil {
-			return fmt.Errorf("preparing query: %w", err)
-		}
-		defer st.Close()
-		typ, err := st.(*duckdb.Stmt).StatementType()
-		if err != nil {
-			return fmt.Errorf("preparing query: %w", err)
-		}
-		if typ != duckdb.STATEMENT_TYPE_SELECT && typ != duckdb.STATEMENT_TYPE_EXPLAIN {
-			return ErrNotReadOnly
-		}
-		return nil
-	})
+	return fmt.Sprintf("%dB", n)
 }
 
 // Refresh brings every view up to date with the catalog's current snapshots and the
-// crawler's external tables.
+// crawler's external tables. A table whose view cannot be built gets a view that fails with
+// an error naming it, and is recorded as broken; the others are unaffected.
 func (e *Engine) Refresh(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -376,21 +495,12 @@ func (e *Engine) Refresh(ctx context.Context) error {
 		for _, n := range names {
 			key := z + "." + n
 			seen[key] = true
-			t, err := e.store.Load(ctx, z, n)
-			if err != nil {
-				return err
+			if err := e.refreshTable(ctx, z, n); err != nil {
+				if ctx.Err() != nil {
+					return err
+				}
+				e.markBroken(ctx, key, err)
 			}
-			if e.views[key] == t.MetadataLocation() {
-				continue
-			}
-			stmt, err := e.viewSQL(ctx, z, n, t)
-			if err != nil {
-				return err
-			}
-			if _, err := e.db.ExecContext(ctx, stmt); err != nil {
-				return fmt.Errorf("creating view %s: %w", key, err)
-			}
-			e.views[key] = t.MetadataLocation()
 		}
 	}
 	for _, x := range ext {
@@ -399,38 +509,125 @@ func (e *Engine) Refresh(ctx context.Context) error {
 			continue // an Iceberg table wins over a crawled one of the same name
 		}
 		seen[key] = true
-		stmt := externalViewSQL(x)
+		subject := ""
+		for _, c := range append(x.Columns, x.Partitions...) {
+			if strings.EqualFold(c.Name, "subject") {
+				subject = c.Name
+			}
+		}
+		stmt := externalViewSQL(x) + viewFilter(subject)
 		if e.views[key] == stmt {
 			continue
 		}
 		if _, err := e.db.ExecContext(ctx, stmt); err != nil {
-			return fmt.Errorf("creating view %s over crawled files: %w", key, err)
+			if ctx.Err() != nil {
+				return err
+			}
+			e.markBroken(ctx, key, fmt.Errorf("crawled files under %s: %w", x.Location, err))
+			continue
 		}
 		e.views[key] = stmt
+		e.tables[key] = tableInfo{subject: subject != ""}
+		delete(e.broken, key)
 	}
-	for key := range e.views {
+	for key := range e.tables {
 		if !seen[key] {
 			z, n, _ := strings.Cut(key, ".")
 			if _, err := e.db.ExecContext(ctx, "DROP VIEW IF EXISTS "+ident(z)+"."+ident(n)); err != nil {
 				return fmt.Errorf("dropping view %s: %w", key, err)
 			}
 			delete(e.views, key)
+			delete(e.tables, key)
+			delete(e.files, key)
+			delete(e.broken, key)
 		}
 	}
 	return nil
 }
 
-func (e *Engine) viewSQL(ctx context.Context, zone, name string, t *table.Table) (string, error) {
+// refreshTable brings the view of one Iceberg table up to date. e.mu is held.
+func (e *Engine) refreshTable(ctx context.Context, zone, name string) error {
+	key := zone + "." + name
+	t, err := e.store.Load(ctx, zone, name)
+	if err != nil {
+		return fmt.Errorf("loading its metadata: %w", err)
+	}
+	loc := t.MetadataLocation()
+	if e.views[key] == loc {
+		return nil
+	}
+	if b, ok := e.broken[key]; ok && b.loc == loc && time.Since(b.at) < brokenRetry {
+		return b.err
+	}
+	stmt, files, subject, err := e.viewSQL(ctx, zone, name, t)
+	if err != nil {
+		e.broken[key] = brokenView{loc: loc, at: time.Now(), err: err}
+		return err
+	}
+	if _, err := e.db.ExecContext(ctx, stmt); err != nil {
+		err = fmt.Errorf("reading its data files: %w", err)
+		e.broken[key] = brokenView{loc: loc, at: time.Now(), err: err}
+		return err
+	}
+	if _, was := e.broken[key]; was {
+		e.log.Info("a table is readable again", "table", key)
+	}
+	delete(e.broken, key)
+	e.views[key] = loc
+	e.files[key] = files
+	e.tables[key] = tableInfo{subject: subject}
+	return nil
+}
+
+// markBroken replaces the view of a table that cannot be read with one that fails naming it
+// (so pipeline sessions, which run their SQL directly, get that error too). e.mu is held.
+func (e *Engine) markBroken(ctx context.Context, key string, err error) {
+	info := e.tables[key]
+	if info.broken == nil || info.broken.Error() != err.Error() {
+		e.log.Error("a lake table cannot be read; queries of it fail until it is repaired, other tables are unaffected", "table", key, "err", err)
+	}
+	info.broken = err
+	e.tables[key] = info
+	delete(e.views, key)
+	if _, ok := e.broken[key]; !ok {
+		e.broken[key] = brokenView{at: time.Now(), err: err}
+	}
+	z, n, _ := strings.Cut(key, ".")
+	msg := (&BrokenTableError{Table: key, Err: err}).Error()
+	stmt := "CREATE OR REPLACE VIEW " + ident(z) + "." + ident(n) + " AS SELECT NULL AS unreadable FROM range(1) WHERE error(" + literal(msg) + ")"
+	if _, xerr := e.db.ExecContext(ctx, stmt); xerr != nil {
+		e.log.Warn("replacing the view of an unreadable table", "table", key, "err", xerr)
+		_, _ = e.db.ExecContext(ctx, "DROP VIEW IF EXISTS "+ident(z)+"."+ident(n))
+	}
+}
+
+// viewFilter is the WHERE clause of every view: all rows while the connection's subject
+// variable is unset, else only that subject's rows (none for a table without a subject
+// column, which the checker refuses to such callers anyway).
+func viewFilter(subjectCol string) string {
+	if subjectCol == "" {
+		return " WHERE getvariable('" + subjectVar + "') IS NULL"
+	}
+	return " WHERE getvariable('" + subjectVar + "') IS NULL OR " + ident(subjectCol) + " = getvariable('" + subjectVar + "')"
+}
+
+// viewSQL is the statement creating the view of an Iceberg table, the local files it reads
+// and whether the table has a subject column.
+func (e *Engine) viewSQL(ctx context.Context, zone, name string, t *table.Table) (string, []string, bool, error) {
 	files, err := lake.DataFiles(ctx, t)
 	if err != nil {
-		return "", err
+		return "", nil, false, fmt.Errorf("listing its data files: %w", err)
 	}
 	sc := t.Schema()
 	var sel []string
+	subject := ""
 	for _, f := range sc.Fields() {
 		typ, err := duckType(f.Type)
 		if err != nil {
-			return "", fmt.Errorf("table %s.%s column %s: %w", zone, name, f.Name, err)
+			return "", nil, false, fmt.Errorf("table %s.%s column %s: %w", zone, name, f.Name, err)
+		}
+		if strings.EqualFold(f.Name, "subject") {
+			subject = f.Name
 		}
 		if len(files) == 0 {
 			sel = append(sel, fmt.Sprintf("CAST(NULL AS %s) AS %s", typ, ident(f.Name)))
@@ -440,17 +637,17 @@ func (e *Engine) viewSQL(ctx context.Context, zone, name string, t *table.Table)
 	}
 	view := "CREATE OR REPLACE VIEW " + ident(zone) + "." + ident(name) + " AS SELECT " + strings.Join(sel, ", ")
 	if len(files) == 0 {
-		return view + " WHERE false", nil
+		return view + " WHERE false", nil, subject != "", nil
 	}
 	local := make([]string, 0, len(files))
 	for _, f := range files {
 		p, err := e.localPath(ctx, f)
 		if err != nil {
-			return "", err
+			return "", nil, false, err
 		}
 		local = append(local, p)
 	}
-	return view + " FROM read_parquet([" + joinLiterals(local) + "], union_by_name = true, hive_partitioning = false)", nil
+	return view + " FROM read_parquet([" + joinLiterals(local) + "], union_by_name = true, hive_partitioning = false)" + viewFilter(subject), local, subject != "", nil
 }
 
 // localPath returns a path DuckDB can read for a data file location.

@@ -1,10 +1,12 @@
 package query
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
-	"time"
+
+	"github.com/pulselake/pulselake/internal/token"
 )
 
 // MaxRequestBytes bounds the body of POST /v1/query.
@@ -15,52 +17,75 @@ type Request struct {
 	SQL string `json:"sql"`
 }
 
-// Handler serves POST /v1/query: body {"sql": "..."}; response 200 with
-// {"columns":[...],"types":[...],"rows":[[...]],"truncated":bool,"elapsed_seconds":s};
-// 400 for a bad body or a statement that is not read-only; 422 for a query DuckDB rejects;
-// 504 when the time limit is hit. Authentication (scope read) is the caller's job.
-func (e *Engine) Handler(lim Limits) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// CallerOf is what a token may read over the API: registered tables only, and, for a token
+// bound to a subject, only that subject's rows.
+func CallerOf(tok token.Token) Caller {
+	c := Caller{Restricted: true}
+	if tok.Bound() {
+		c.Subject = tok.Subject
+	}
+	return c
+}
+
+// Handler serves POST /v1/query for an authenticated token of scope read (the caller checks
+// the scope): body {"sql": "..."}; response 200 with
+// {"columns":[...],"types":[...],"rows":[[...]],"truncated":bool,"elapsed_seconds":s}.
+// Errors are {"error":{"code":...,"message":...}} with the status of statusOf.
+func (e *Engine) Handler(lim Limits) func(w http.ResponseWriter, r *http.Request, tok token.Token) {
+	return func(w http.ResponseWriter, r *http.Request, tok token.Token) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
-			writeError(w, http.StatusMethodNotAllowed, "use POST with a JSON body {\"sql\": \"...\"}")
+			writeError(w, http.StatusMethodNotAllowed, "method-not-allowed", "use POST with a JSON body {\"sql\": \"...\"}")
 			return
 		}
 		var req Request
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil || req.SQL == "" {
-			writeError(w, http.StatusBadRequest, "body must be JSON {\"sql\": \"SELECT ...\"}")
+			writeError(w, http.StatusBadRequest, "bad-request", "body must be JSON {\"sql\": \"SELECT ...\"}")
 			return
 		}
-		res, err := e.Query(r.Context(), req.SQL, lim)
-		switch {
-		case errors.Is(err, ErrNotReadOnly), errors.Is(err, ErrSyntax):
-			writeError(w, http.StatusBadRequest, err.Error())
-		case errors.Is(err, errDeadline(err)):
-			writeError(w, http.StatusGatewayTimeout, err.Error())
-		case err != nil:
-			writeError(w, http.StatusUnprocessableEntity, err.Error())
-		default:
-			w.Header().Set("Content-Type", "application/json")
-			json.NewEncoder(w).Encode(JSONResult(res))
+		res, err := e.QueryAs(r.Context(), req.SQL, lim, CallerOf(tok))
+		if err != nil {
+			code, name := statusOf(err)
+			writeError(w, code, name, err.Error())
+			return
 		}
-	})
-}
-
-func errDeadline(err error) error {
-	type timeout interface{ Timeout() bool }
-	var t timeout
-	if errors.As(err, &t) && t.Timeout() {
-		return err
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(JSONResult(res))
 	}
-	return errNoMatch
 }
 
-var errNoMatch = errors.New("no match")
+// statusOf maps an error of QueryAs to an HTTP status and error code.
+func statusOf(err error) (int, string) {
+	var broken *BrokenTableError
+	switch {
+	case errors.Is(err, ErrNotReadOnly):
+		return http.StatusBadRequest, "not-read-only"
+	case errors.Is(err, ErrSyntax):
+		return http.StatusBadRequest, "syntax-error"
+	case errors.Is(err, ErrForbidden):
+		return http.StatusForbidden, "forbidden"
+	case errors.Is(err, ErrUnknownTable):
+		return http.StatusUnprocessableEntity, "unknown-table"
+	case errors.As(err, &broken):
+		return http.StatusServiceUnavailable, "table-unavailable"
+	case errors.Is(err, ErrMemoryLimit):
+		// The query as written does not fit the engine's limits: a client error that a retry
+		// of the same query does not fix (like BigQuery's resourcesExceeded).
+		return http.StatusUnprocessableEntity, "memory-limit"
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout, "timeout"
+	case errors.Is(err, ErrUnavailable):
+		return http.StatusServiceUnavailable, "unavailable"
+	case errors.Is(err, context.Canceled):
+		return http.StatusServiceUnavailable, "canceled"
+	}
+	return http.StatusUnprocessableEntity, "query-failed"
+}
 
-func writeError(w http.ResponseWriter, code int, msg string) {
+func writeError(w http.ResponseWriter, code int, name, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(map[string]any{"error": msg, "time": time.Now().UTC().Format(time.RFC3339)})
+	json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": name, "message": msg}})
 }

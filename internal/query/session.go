@@ -67,6 +67,12 @@ func (e *Engine) NewSession(ctx context.Context) (*Session, error) {
 		os.RemoveAll(stage)
 		return nil, fmt.Errorf("connecting to DuckDB: %w", err)
 	}
+	// Pipelines read every subject's rows (see viewFilter).
+	if _, err := conn.ExecContext(ctx, "RESET VARIABLE "+subjectVar); err != nil {
+		conn.Close()
+		os.RemoveAll(stage)
+		return nil, fmt.Errorf("preparing the session: %w", err)
+	}
 	return &Session{e: e, conn: conn, stage: stage}, nil
 }
 
