@@ -73,6 +73,7 @@ type node struct {
 	ws       *web.Server
 	runProc  func(name string, run func(context.Context) error)
 	closers  []func()
+	erasers  []memoryEraser // parts of memory that hold subjects' data (erase.go)
 }
 
 // onClose registers f to run when serve stops, after the processors stopped.
@@ -85,7 +86,7 @@ func (n *node) close() {
 }
 
 // parts are the optional parts of serve, started in this order.
-var parts = []func(*node) error{startDetectors, startECG, startPipelines, startRESTCatalog, mountProfiles}
+var parts = []func(*node) error{startDetectors, startECG, startPipelines, startRESTCatalog, mountProfiles, startErase}
 
 // lakeStopTimeout bounds the lake writer's final flush at shutdown; what it could not
 // write stays in the stream and is written on the next start.

@@ -33,6 +33,11 @@ func (s *Store) commitAppend(ctx context.Context, zone, name string, t *table.Ta
 	if len(recs) == 0 {
 		return t, nil
 	}
+	release, err := s.gate.hold(ctx, false) // the files are unreferenced until the commit
+	if err != nil {
+		return nil, fmt.Errorf("appending to %s: %w", key, err)
+	}
+	defer release()
 	start := time.Now()
 	writeID := uuid.New()
 	files, err := writeFilesID(ctx, t, recs, writeID)

@@ -49,6 +49,7 @@ type Store struct {
 	cat   catalog.Catalog
 	db    *sql.DB
 	props iceberg.Properties // file IO properties (S3 endpoint, credentials)
+	gate  *writeGate         // in-flight writes against orphan sweeps (orphan.go)
 
 	mu     sync.Mutex
 	tables map[string]*table.Table // cache of loaded tables by zone.name
@@ -60,7 +61,7 @@ func Open(ctx context.Context, log *slog.Logger, cfg Config) (*Store, error) {
 	if errs := cfg.Validate(); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	s := &Store{log: log, cfg: cfg, props: ioProps(cfg), tables: map[string]*table.Table{}}
+	s := &Store{log: log, cfg: cfg, props: ioProps(cfg), gate: newWriteGate(cfg), tables: map[string]*table.Table{}}
 	if u, _ := url.Parse(cfg.Warehouse); u.Scheme == "file" {
 		if err := os.MkdirAll(u.Path, 0o755); err != nil {
 			return nil, fmt.Errorf("creating warehouse directory: %w", err)
