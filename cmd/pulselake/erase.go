@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pulselake/pulselake/internal/app"
-	"github.com/pulselake/pulselake/internal/lake"
 )
 
 func newEraseCmd(g *globals) *cobra.Command {
@@ -22,55 +21,37 @@ func newEraseCmd(g *globals) *cobra.Command {
 	var dryRun, purgeStream bool
 	cmd := &cobra.Command{
 		Use:   "erase --subject S [--dry-run] [--stream]",
-		Short: "Remove a subject's rows from every zone of the lake (right to erasure) and prove it",
-		Long: `Removes every row whose subject column equals S from every table of every zone
-(landing, trusted, curated, quarantine, ops) with one copy-on-write Iceberg commit per table,
-then expires the older snapshots so the replaced data files are deleted from storage. It
-prints the subject's row count per table before and after, and exits 1 if any count after
-is not zero. It works while serve runs (commits that conflict are redone).
+		Short: "Remove a subject from every place pulselake keeps it (right to erasure) and prove it",
+		Long: `Removes subject S from every place it lives, in this order (docs/privacy.md):
+what a running serve holds in memory (alerts, reading windows, detector baselines,
+notification groups), the alert state, notification log and silences in NATS KV (silences
+that mute only S are deleted; those that also match others are kept and reported), with
+--stream the ingest stream, every row of every lake table with a subject column (one
+copy-on-write Iceberg commit per table, then the older snapshots are expired and the
+replaced files deleted), and the files under the lake's tables that no snapshot refers to
+but that hold S (left by failed flushes). For each place it prints what it held before and
+after, and exits 1 if anything is left. It works while serve runs.
 
 The ingest stream keeps raw payloads until its retention (nats.retention, default 7 days).
---stream also deletes the subject's messages from it (whole batches, overwritten in the
-store), but only messages every consumer has processed; erase again after the lake flush
-if it reports pending ones. Revoke the subject's tokens first so that nothing new arrives.`,
+--stream deletes the subject's messages from it (whole batches, overwritten in the store),
+but only messages every consumer has processed; erase again after the lake flush if it
+reports pending ones. Revoke the subject's tokens first so that nothing new arrives.`,
 		Example: `  pulselake erase --subject patient-17 --dry-run
   pulselake erase --subject patient-17 --stream`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if strings.TrimSpace(subject) == "" {
-				return usagef("--subject is required: the subject whose rows to remove")
+				return usagef("--subject is required: the subject whose data to remove")
 			}
 			cfg, log, err := setup(g)
 			if err != nil {
 				return err
 			}
-			lc := cfg.Lake
-			lc.ApplyDefaults(g.dataDir)
-			st, err := lake.Open(cmd.Context(), log, lc)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			res, eraseErr := st.Erase(cmd.Context(), subject, lake.EraseOptions{DryRun: dryRun})
-			printErasure(g, res, dryRun)
-			if err := dropCachedCopies(g.dataDir, res); err != nil && eraseErr == nil {
-				eraseErr = err
-			}
-
-			var pending int
-			if purgeStream && eraseErr == nil {
-				conn, closeConn, err := app.Dial(cmd.Context(), log, g.dataDir, cfg)
-				if err != nil {
-					return err
-				}
-				defer closeConn()
-				sp, err := lake.PurgeStream(cmd.Context(), conn.JS, subject, dryRun)
-				printStreamPurge(g, sp, dryRun)
-				if err != nil {
-					return err
-				}
-				for _, p := range sp {
-					pending += p.Pending
+			rep, eraseErr := app.Erase(cmd.Context(), log, g.dataDir, cfg, subject, app.EraseOptions{DryRun: dryRun, Stream: purgeStream})
+			if rep != nil {
+				printErasure(g, rep.Rows, dryRun)
+				if err := dropCachedCopies(g.dataDir, rep.Removed); err != nil && eraseErr == nil {
+					eraseErr = err
 				}
 			}
 			if eraseErr != nil {
@@ -81,25 +62,23 @@ if it reports pending ones. Revoke the subject's tokens first so that nothing ne
 				return nil
 			}
 			var left []string
-			var removed int64
-			for _, te := range res {
-				removed += te.Before - te.After
-				if te.After != 0 {
-					left = append(left, fmt.Sprintf("%s.%s (%d)", te.Zone, te.Name, te.After))
+			for _, r := range rep.Rows {
+				if r.After != 0 && !strings.HasPrefix(r.Place, "stream ") {
+					left = append(left, fmt.Sprintf("%s (%d)", r.Place, r.After))
 				}
 			}
 			if len(left) > 0 {
-				return fmt.Errorf("rows of subject %q remain in %s; run erase again", subject, strings.Join(left, ", "))
+				return fmt.Errorf("data of subject %q remains in %s; run erase again", subject, strings.Join(left, ", "))
 			}
-			if pending > 0 {
+			if rep.StreamPending > 0 {
 				return errors.New("stream messages of the subject are not yet processed by every consumer; erase again after the lake flush interval")
 			}
-			fmt.Fprintf(g.stdout, "erased subject %q: %d rows removed from %d tables\n", subject, removed, len(res))
+			fmt.Fprintf(g.stdout, "erased subject %q from %d places\n", subject, len(rep.Rows))
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&subject, "subject", "", "the subject whose rows to remove (required)")
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "only count the subject's rows; change nothing")
+	cmd.Flags().StringVar(&subject, "subject", "", "the subject whose data to remove (required)")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "only count what each place holds of the subject; change nothing")
 	cmd.Flags().BoolVar(&purgeStream, "stream", false, "also delete the subject's messages from the ingest stream")
 	return cmd
 }
@@ -107,47 +86,37 @@ if it reports pending ones. Revoke the subject's tokens first so that nothing ne
 // dropCachedCopies deletes the SQL engine's local copies of removed S3 data files: the
 // engine keeps them in <data>/cache/lake named by the first 12 bytes of the SHA-256 of
 // the location, in hex (internal/query, Engine.localPath).
-func dropCachedCopies(dataDir string, res []lake.TableErasure) error {
+func dropCachedCopies(dataDir string, removed []string) error {
 	dir := filepath.Join(dataDir, "cache", "lake")
-	for _, te := range res {
-		for _, loc := range te.Removed {
-			if strings.HasPrefix(loc, "file:") {
-				continue
-			}
-			sum := sha256.Sum256([]byte(loc))
-			err := os.Remove(filepath.Join(dir, hex.EncodeToString(sum[:12])+".parquet"))
-			if err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("deleting the query cache's copy of %s: %w", loc, err)
-			}
+	for _, loc := range removed {
+		if strings.HasPrefix(loc, "file:") || strings.HasPrefix(loc, "/") {
+			continue
+		}
+		sum := sha256.Sum256([]byte(loc))
+		err := os.Remove(filepath.Join(dir, hex.EncodeToString(sum[:12])+".parquet"))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("deleting the query cache's copy of %s: %w", loc, err)
 		}
 	}
 	return nil
 }
 
-func printErasure(g *globals, res []lake.TableErasure, dryRun bool) {
+func printErasure(g *globals, rows []app.EraseRow, dryRun bool) {
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	if dryRun {
-		fmt.Fprintln(tw, "TABLE\tROWS")
-		for _, te := range res {
-			fmt.Fprintf(tw, "%s.%s\t%d\n", te.Zone, te.Name, te.Before)
+		fmt.Fprintln(tw, "PLACE\tHOLDS\tNOTE")
+		for _, r := range rows {
+			fmt.Fprintf(tw, "%s\t%d\t%s\n", r.Place, r.Before, r.Note)
 		}
 	} else {
-		fmt.Fprintln(tw, "TABLE\tBEFORE\tAFTER\tFILES REWRITTEN\tSNAPSHOTS EXPIRED\tFILES DELETED")
-		for _, te := range res {
-			fmt.Fprintf(tw, "%s.%s\t%d\t%d\t%d\t%d\t%d\n", te.Zone, te.Name, te.Before, te.After, te.Rewritten, te.Expired, te.PurgedFiles)
+		fmt.Fprintln(tw, "PLACE\tBEFORE\tAFTER\tNOTE")
+		for _, r := range rows {
+			after := fmt.Sprint(r.After)
+			if r.After < 0 {
+				after = "?"
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", r.Place, r.Before, after, r.Note)
 		}
 	}
 	tw.Flush()
-}
-
-func printStreamPurge(g *globals, sp []lake.StreamPurge, dryRun bool) {
-	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STREAM\tMESSAGES\tHOLDING SUBJECT\tDELETED\tPENDING")
-	for _, p := range sp {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", p.Stream, p.Scanned, p.Matched, p.Deleted, p.Pending)
-	}
-	tw.Flush()
-	if dryRun {
-		fmt.Fprintln(g.stdout, "(dry run: no message deleted)")
-	}
 }

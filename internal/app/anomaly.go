@@ -86,6 +86,7 @@ func startDetectors(n *node) error {
 		return err
 	}
 	n.alerting.addSource(r.Alerts)
+	n.addEraser("anomaly detectors: alerts, baselines (serve memory)", r.eraseSubject)
 	n.onClose(r.close)
 	n.runProc("anomaly", func(ctx context.Context) error { return r.run(ctx, n.conn.JS, n.kinds) })
 	return nil

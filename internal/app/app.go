@@ -74,6 +74,7 @@ type node struct {
 	ws       *web.Server
 	runProc  func(name string, run func(context.Context) error)
 	closers  []func()
+	erasers  []memoryEraser // parts of memory that hold subjects' data (erase.go)
 }
 
 // onClose registers f to run when serve stops, after the processors stopped.
@@ -86,7 +87,7 @@ func (n *node) close() {
 }
 
 // parts are the optional parts of serve, started in this order.
-var parts = []func(*node) error{startDetectors, startECG, startPipelines, startRESTCatalog, mountProfiles}
+var parts = []func(*node) error{startDetectors, startECG, startPipelines, startRESTCatalog, mountProfiles, startErase}
 
 // lakeStopTimeout bounds the lake writer's final flush at shutdown; what it could not
 // write stays in the stream and is written on the next start.
@@ -156,6 +157,14 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	reg.MustRegister(stream.NewLagCollector(conn))
+	var space *stream.SpaceGuard
+	if srv != nil {
+		space = stream.NewSpaceGuard(log.With("component", "stream"), reg, srv, conn, cfg.NATS.MinFreeBytes)
+		spaceCtx, stopSpace := context.WithCancel(context.Background())
+		spaceDone := make(chan struct{})
+		go func() { defer close(spaceDone); space.Run(spaceCtx) }()
+		defer func() { stopSpace(); <-spaceDone }() // before the server stops
+	}
 	hwm := "" // the ingest stream's high-water mark lives beside an embedded store only
 	if srv != nil {
 		hwm = filepath.Join(o.DataDir, "stream", "ingest.hwm")
@@ -252,7 +261,7 @@ func Run(ctx context.Context, o Options) error {
 	var started atomic.Bool // set once serve.json is written, so CLI commands can reach us
 	ws := web.New(log.With("component", "http"), reg, web.Options{
 		Listen: cfg.HTTP.Listen, Verify: verify, Ingester: in, Gatherer: reg, Hub: hub,
-		Ready: map[string]web.Check{"stream": streamReady(conn), "lake": lk.ready(), "startup": func(context.Context) error {
+		Ready: map[string]web.Check{"stream": streamReady(conn, space), "lake": lk.ready(), "startup": func(context.Context) error {
 			if !started.Load() {
 				return errors.New("still starting")
 			}
@@ -335,8 +344,15 @@ func passwordFor(cfg *config.Config, pw string) string {
 	return pw
 }
 
-func streamReady(conn *stream.Conn) web.Check {
-	return conn.Ready
+func streamReady(conn *stream.Conn, space *stream.SpaceGuard) web.Check {
+	return func(ctx context.Context) error {
+		if space != nil {
+			if err := space.Ready(ctx); err != nil {
+				return err
+			}
+		}
+		return conn.Ready(ctx)
+	}
 }
 
 func randomHex(n int) string {

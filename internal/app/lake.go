@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -64,11 +65,24 @@ func (l *lakeParts) mount(ws *web.Server, cfg *config.Config) {
 	ws.Handle("POST /v1/query", token.ScopeRead, l.engine.Handler(queryLimits(cfg)))
 }
 
-// ready reports whether the catalog answers and the writer keeps up.
+// ready reports whether the catalog answers and the writer writes. A writer that cannot
+// commit to any table makes serve not ready; tables that fail while the others are written
+// leave it ready but "degraded", naming each broken table: accepted readings are still
+// stored durably in the stream and the broken table catches up once repaired, so taking
+// the server out of a load balancer would not help (docs/lake.md, Health).
 func (l *lakeParts) ready() web.Check {
 	return func(ctx context.Context) error {
-		_, err := l.store.TableNames(ctx, lake.ZoneTrusted)
-		return err
+		if _, err := l.store.TableNames(ctx, lake.ZoneTrusted); err != nil {
+			return fmt.Errorf("catalog: %w", err)
+		}
+		h := l.writer.Health()
+		if h.Stalled != nil {
+			return fmt.Errorf("lake writer cannot commit: %w", h.Stalled)
+		}
+		if len(h.Broken) > 0 {
+			return web.Degraded{Reason: h.String()}
+		}
+		return nil
 	}
 }
 

@@ -94,6 +94,11 @@ type NATS struct {
 	Retention Duration `yaml:"retention"`
 	// MaxBytes bounds the ingest stream; when full new batches get 503 (default 0, unbounded).
 	MaxBytes int64 `yaml:"max_bytes"`
+	// MinFreeBytes is the free space the embedded stream's disk keeps (default 256 MiB):
+	// below it serve is not ready and batches every consumer has processed are removed from
+	// the ingest stream, oldest first; after a failed write (disk full) JetStream is turned
+	// on again once this much is free.
+	MinFreeBytes int64 `yaml:"min_free_bytes"`
 }
 
 // Ingest configures the front doors.
@@ -238,7 +243,7 @@ func Default() *Config {
 	return &Config{
 		HTTP: HTTP{Listen: "127.0.0.1:8080"},
 		MQTT: MQTT{Listen: "127.0.0.1:1883"},
-		NATS: NATS{Listen: "127.0.0.1:0", Replicas: 1, Retention: Duration(7 * 24 * time.Hour)},
+		NATS: NATS{Listen: "127.0.0.1:0", Replicas: 1, Retention: Duration(7 * 24 * time.Hour), MinFreeBytes: 256 << 20},
 		Ingest: Ingest{
 			MaxBodyBytes:     16 << 20,
 			MaxBatch:         10000,
@@ -357,6 +362,9 @@ func (c *Config) Validate() error {
 	}
 	if c.NATS.Retention.D() < time.Hour {
 		add("nats.retention", "must be at least 1h so the lake can catch up after downtime, got %s", c.NATS.Retention.D())
+	}
+	if c.NATS.MinFreeBytes < 1<<20 {
+		add("nats.min_free_bytes", "must be at least 1 MiB (1048576), got %d", c.NATS.MinFreeBytes)
 	}
 	if c.Ingest.MaxBodyBytes < 1024 || c.Ingest.MaxBodyBytes > 1<<30 {
 		add("ingest.max_body_bytes", "must be 1 KiB..1 GiB, got %d", c.Ingest.MaxBodyBytes)

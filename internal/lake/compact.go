@@ -10,12 +10,19 @@ import (
 
 // Compact rewrites small data files of every table into files near TargetFileSize, and
 // expires snapshots older than a day (keeping the current one) so replaced files can go.
+// Then it deletes unreferenced files older than OrphanAge (leftovers of failed flushes,
+// such as the empty metadata and truncated Parquet files a full disk leaves).
 // Errors are logged: compaction is an optimisation, never a reason to stop ingest.
 func (w *Writer) Compact(ctx context.Context) {
 	n, err := w.store.Compact(ctx)
 	w.m.compacted.Add(float64(n))
 	if err != nil {
 		w.log.Warn("lake compaction", "err", err)
+	}
+	if age := w.store.cfg.OrphanAge; age > 0 {
+		if _, err := w.store.RemoveOrphans(ctx, OrphanOptions{OlderThan: age}); err != nil {
+			w.log.Warn("removing unreferenced lake files", "err", err)
+		}
 	}
 }
 
@@ -50,7 +57,12 @@ func (s *Store) Compact(ctx context.Context) (int, error) {
 				groups = append(groups, table.CompactionTaskGroup{PartitionKey: g.PartitionKey, Tasks: g.Tasks, TotalSizeBytes: g.TotalSizeBytes})
 				replaced += len(g.Tasks)
 			}
+			release, err := s.gate.hold(ctx, false) // the rewritten files are unreferenced until the commit
+			if err != nil {
+				return replaced, err
+			}
 			res, err := t.RewriteDataFiles(ctx, groups, table.RewriteDataFilesOptions{})
+			release()
 			if err != nil {
 				s.forget(z + "." + n)
 				return replaced, err

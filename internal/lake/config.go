@@ -16,9 +16,16 @@ const (
 	DefaultCompactInterval = time.Hour
 	DefaultCompactMinFiles = 8
 	DefaultTargetFileSize  = 128 << 20
-	DefaultDedupDays       = 3
-	DefaultFetchBatch      = 512
-	DefaultFetchBytes      = 8 << 20
+	// DefaultOrphanAge is how old an unreferenced file must be before the compaction
+	// schedule deletes it. pulselake's own writers are covered by the write gate
+	// (orphan.go); the age protects writers it cannot see (another machine, an external
+	// engine), as Iceberg's remove_orphan_files does with its 3 days. A day is also the
+	// shortest interval Spark's procedure accepts without an override, and long enough for
+	// any commit to finish while failed flushes' leftovers go the next day.
+	DefaultOrphanAge  = 24 * time.Hour
+	DefaultDedupDays  = 3
+	DefaultFetchBatch = 512
+	DefaultFetchBytes = 8 << 20
 )
 
 // Config is the `lake:` section of the configuration file. Zero values take the documented
@@ -42,6 +49,11 @@ type Config struct {
 	// CompactMinFiles is the number of small files in one partition that triggers compaction.
 	// Default 8.
 	CompactMinFiles int `yaml:"compact_min_files"`
+	// OrphanAge: the compaction schedule also deletes files under a table's location that
+	// no retained metadata refers to (leftovers of failed flushes and commits) once they
+	// are this old; negative disables that. Erase deletes those holding the subject at any
+	// age. Default 24h.
+	OrphanAge time.Duration `yaml:"orphan_age"`
 	// TargetFileSize is the size compaction aims for. Default 128 MiB.
 	TargetFileSize int64 `yaml:"target_file_size"`
 	// DedupDays is how many day partitions per kind keep their identity index in memory.
@@ -111,6 +123,9 @@ func (c *Config) ApplyDefaults(dataDir string) {
 	if c.TargetFileSize == 0 {
 		c.TargetFileSize = DefaultTargetFileSize
 	}
+	if c.OrphanAge == 0 {
+		c.OrphanAge = DefaultOrphanAge
+	}
 	if c.DedupDays == 0 {
 		c.DedupDays = DefaultDedupDays
 	}
@@ -158,6 +173,9 @@ func (c *Config) Validate() []error {
 	}
 	if c.TargetFileSize < 1<<20 {
 		bad("target_file_size", "must be >= 1 MiB")
+	}
+	if c.OrphanAge > 0 && c.OrphanAge < time.Minute {
+		bad("orphan_age", "%s is too short: a file being written may be taken for a leftover; use at least 1m (default 24h), or a negative value to disable", c.OrphanAge)
 	}
 	if c.DedupDays < 1 {
 		bad("dedup_days", "must be >= 1")

@@ -7,7 +7,9 @@
 // S3-compatible storage with a SQL or REST catalog.
 //
 // Invariants:
-//   - A stream message is acknowledged only after every table it touched has committed.
+//   - A stream message is acknowledged only after every table it touched has committed, or
+//     has been set aside with a durable consumer of its own from which it catches up later
+//     (repair.go): one failing table does not stop the others.
 //   - A reading is written to trusted.<kind> at most once: each table records, in the same
 //     Iceberg commit as its rows, the highest stream sequence it has absorbed (table property
 //     pulselake.stream-seq, also in the snapshot summary); messages at or below it are

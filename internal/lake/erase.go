@@ -180,7 +180,13 @@ func (s *Store) eraseTable(ctx context.Context, t *table.Table, subject string, 
 	}
 	// Delete, retried on the reloaded table while other processes commit concurrently. A
 	// redone delete re-plans against the new snapshot, so rows of the subject that a
-	// concurrent append brought in are removed too.
+	// concurrent append brought in are removed too. The files and manifests it writes are
+	// unreferenced until their commits: the write gate keeps orphan sweeps away meanwhile.
+	release, err := s.gate.hold(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer release()
 	var erased *table.Table
 	var removed map[string]struct{}
 	for attempt := 1; ; attempt++ {

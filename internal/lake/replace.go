@@ -52,6 +52,11 @@ func (s *Store) write(ctx context.Context, zone, name string, rdr array.RecordRe
 	if streamSeq(t) > 0 {
 		return nil, fmt.Errorf("writing %s: the lake writer fills this table from the ingest stream; write the result to a table of another name", key)
 	}
+	release, err := s.gate.hold(ctx, false) // the files are unreferenced until the commit
+	if err != nil {
+		return nil, fmt.Errorf("writing %s: %w", key, err)
+	}
+	defer release()
 	tx := t.NewTransaction()
 	reorder, err := conformSchema(tx, t.Schema(), want, replace)
 	if err != nil {

@@ -49,6 +49,7 @@ type Store struct {
 	cat   catalog.Catalog
 	db    *sql.DB
 	props iceberg.Properties // file IO properties (S3 endpoint, credentials)
+	gate  *writeGate         // in-flight writes against orphan sweeps (orphan.go)
 
 	mu     sync.Mutex
 	tables map[string]*table.Table // cache of loaded tables by zone.name
@@ -60,7 +61,7 @@ func Open(ctx context.Context, log *slog.Logger, cfg Config) (*Store, error) {
 	if errs := cfg.Validate(); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	s := &Store{log: log, cfg: cfg, props: ioProps(cfg), tables: map[string]*table.Table{}}
+	s := &Store{log: log, cfg: cfg, props: ioProps(cfg), gate: newWriteGate(cfg), tables: map[string]*table.Table{}}
 	if u, _ := url.Parse(cfg.Warehouse); u.Scheme == "file" {
 		if err := os.MkdirAll(u.Path, 0o755); err != nil {
 			return nil, fmt.Errorf("creating warehouse directory: %w", err)
@@ -92,6 +93,19 @@ func Open(ctx context.Context, log *slog.Logger, cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("opening catalog %s: %w", cfg.Catalog.URI, err)
 		}
 		db.SetMaxOpenConns(1)
+		if u, _ := url.Parse(cfg.Warehouse); u.Scheme == "file" {
+			here := filepath.Clean(u.Path)
+			origin, err := warehouseOrigin(here, db)
+			if err != nil {
+				db.Close()
+				return nil, err
+			}
+			if origin != here {
+				useRelocatingFS()
+				s.props[propRelocateFrom], s.props[propRelocateTo] = origin, here
+				log.Info("the lake warehouse was moved or copied; reading its files at the new place", "from", origin, "to", here)
+			}
+		}
 		props := iceberg.Properties{"warehouse": cfg.Warehouse}
 		for k, v := range s.props {
 			props[k] = v
@@ -290,7 +304,8 @@ func (s *Store) Tables(ctx context.Context) ([]TableInfo, error) {
 	return out, nil
 }
 
-// DataFiles lists the data files of t's current snapshot (absolute locations).
+// DataFiles lists the data files of t's current snapshot (absolute locations, where the
+// files are now: in a moved or copied warehouse, at the new place).
 func DataFiles(ctx context.Context, t *table.Table) ([]string, error) {
 	if t.CurrentSnapshot() == nil {
 		return nil, nil
@@ -299,12 +314,16 @@ func DataFiles(ctx context.Context, t *table.Table) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("planning files of %s: %w", strings.Join(t.Identifier(), "."), err)
 	}
+	fsys, err := t.FS(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("opening the files of %s: %w", strings.Join(t.Identifier(), "."), err)
+	}
 	files := make([]string, 0, len(tasks))
 	for _, task := range tasks {
 		if len(task.DeleteFiles)+len(task.EqualityDeleteFiles)+len(task.DeletionVectorFiles) > 0 {
 			return nil, fmt.Errorf("table %s has delete files (merge-on-read); pulselake writes copy-on-write only", strings.Join(t.Identifier(), "."))
 		}
-		files = append(files, task.File.FilePath())
+		files = append(files, resolveLocation(fsys, task.File.FilePath()))
 	}
 	return files, nil
 }

@@ -62,6 +62,15 @@ type Writer struct {
 
 	index   map[string]*kindIndex    // identity index per kind (Run goroutine only)
 	trusted map[string]*trustedTable // table name and columns per kind (Run goroutine only)
+
+	// Run goroutine only: the state of tables that failed, and the highest stream sequence
+	// the writer's consumer has acknowledged (every message up to it is in every healthy
+	// table).
+	tables   map[string]*tableState
+	ackedSeq uint64
+	failing  int // consecutive flush attempts that failed for every table
+
+	health health // what /readyz and /metrics report; safe for concurrent use
 }
 
 type trustedTable struct {
@@ -70,6 +79,9 @@ type trustedTable struct {
 }
 
 type metrics struct {
+	tableOK    *prometheus.GaugeVec
+	tableErrs  *prometheus.CounterVec
+	lagMsgs    prometheus.Gauge
 	rows       *prometheus.CounterVec
 	duplicates prometheus.Counter
 	commits    prometheus.Counter
@@ -81,6 +93,12 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
+		tableOK: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pulselake_lake_table_healthy",
+			Help: "1 when the lake writer's last commit to the table succeeded, 0 while the table is failing or catching up (see /readyz)."}, []string{"table"}),
+		tableErrs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulselake_lake_table_errors_total",
+			Help: "Failed attempts to write a lake table."}, []string{"table"}),
+		lagMsgs: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pulselake_lake_writer_lag_messages",
+			Help: "Ingest stream messages not yet committed to the lake: waiting for the writer, buffered, or held for a table that is catching up."}),
 		rows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulselake_lake_rows_written_total",
 			Help: "Rows committed to lake tables, by zone."}, []string{"zone"}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "pulselake_lake_duplicates_skipped_total",
@@ -97,7 +115,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Small data files rewritten by compaction."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.rows, m.duplicates, m.commits, m.commitDur, m.failures, m.lastCommit, m.compacted)
+		reg.MustRegister(m.tableOK, m.tableErrs, m.lagMsgs, m.rows, m.duplicates, m.commits, m.commitDur, m.failures, m.lastCommit, m.compacted)
 	}
 	return m
 }
@@ -121,8 +139,16 @@ func New(log *slog.Logger, reg prometheus.Registerer, o Options) (*Writer, error
 	for i := range parsers {
 		parsers[i] = reading.NewParser(o.Registry)
 	}
-	return &Writer{log: log, o: o, store: o.Store, parsers: parsers, m: newMetrics(reg),
-		stop: make(chan struct{}), index: map[string]*kindIndex{}, trusted: map[string]*trustedTable{}}, nil
+	w := &Writer{log: log, o: o, store: o.Store, parsers: parsers, m: newMetrics(reg),
+		stop: make(chan struct{}), index: map[string]*kindIndex{}, trusted: map[string]*trustedTable{},
+		tables: map[string]*tableState{}}
+	w.health.broken = map[string]string{}
+	if reg != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pulselake_lake_writer_lag_seconds",
+			Help: "Age of the oldest ingest stream message the lake writer holds but has not committed (0 when it holds none)."},
+			w.health.lagSeconds))
+	}
+	return w, nil
 }
 
 // Stop asks Run to stop taking messages, flush what it holds and return. It does not wait;
@@ -162,18 +188,52 @@ func (w *Writer) Run(ctx context.Context) error {
 		first    time.Time
 		backoff  = 100 * time.Millisecond
 	)
+	if err := w.loadRepairs(ctx); err != nil {
+		return err
+	}
 	nextCompact := time.Now().Add(cfg.CompactInterval)
+	draining := false
+	// flush commits buf to every table that is not catching up. A table that keeps failing
+	// while others commit is set aside (it catches up from the stream later, see repair.go),
+	// so that one broken table does not stop the others; when every table fails, the
+	// messages stay unacknowledged and the flush is retried with back-off.
 	flush := func() error {
+		committed := map[string]bool{}
 		for attempt := 0; ; attempt++ {
-			err := w.flush(ctx, buf)
-			if err == nil {
+			res, err := w.flush(ctx, buf, "")
+			for k := range res.committed {
+				committed[k] = true
+			}
+			if err == nil && len(res.failed) == 0 {
+				w.ackedSeq = max(w.ackedSeq, res.maxSeq)
+				w.failing = 0
+				for key, ts := range w.tables {
+					if ts.repair == nil {
+						w.recovered(key)
+					}
+				}
+				w.health.setStalled(nil)
+				w.health.setOldest(time.Time{})
 				buf, bufBytes = buf[:0], 0
 				return nil
 			}
 			w.m.failures.Inc()
+			if err == nil {
+				err = w.tableFailures(res.failed, len(committed) > 0)
+				if len(committed) > 0 && w.setAside(ctx, res.failed, buf) {
+					continue // the other tables commit at once
+				}
+			}
+			w.failing++
+			if w.failing >= stalledAfter {
+				w.health.setStalled(err)
+			}
 			w.log.Error("lake flush failed; retrying", "err", err, "messages", len(buf), "attempt", attempt+1)
 			for _, m := range buf {
 				_ = m.InProgress()
+			}
+			if draining && attempt+1 >= drainAttempts {
+				return fmt.Errorf("giving up after %d attempts (the messages stay in the stream and are written on the next start): %w", attempt+1, err)
 			}
 			select {
 			case <-ctx.Done():
@@ -185,7 +245,7 @@ func (w *Writer) Run(ctx context.Context) error {
 	// After Stop the writer drains: it keeps fetching (with short waits) until the stream
 	// has nothing more for it, then flushes once and returns, so that a clean shutdown
 	// leaves every stored reading in the lake.
-	draining := false
+	lagAt := time.Time{}
 	for {
 		select {
 		case <-w.stop:
@@ -232,6 +292,9 @@ func (w *Writer) Run(ctx context.Context) error {
 		for m := range batch.Messages() {
 			if len(buf) == 0 {
 				first = time.Now()
+				if meta, err := m.Metadata(); err == nil {
+					w.health.setOldest(meta.Timestamp)
+				}
 			}
 			buf = append(buf, m)
 			bufBytes += int64(len(m.Data()))
@@ -251,6 +314,13 @@ func (w *Writer) Run(ctx context.Context) error {
 			if err := flush(); err != nil {
 				return nil // ctx ended while retrying
 			}
+		}
+		if !draining {
+			w.repairDue(ctx)
+		}
+		if time.Since(lagAt) >= lagEvery {
+			w.updateLag(ctx, cons)
+			lagAt = time.Now()
 		}
 		if cfg.CompactInterval > 0 && time.Now().After(nextCompact) && len(buf) == 0 {
 			w.Compact(ctx)
@@ -297,6 +367,7 @@ func (w *Writer) consumer(ctx context.Context) (jetstream.Consumer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("reading consumer %s: %w", ConsumerName, err)
 		}
+		w.ackedSeq = info.AckFloor.Stream
 		if info.NumAckPending == 0 && info.NumRedelivered == 0 {
 			return c, nil
 		}
@@ -320,12 +391,14 @@ func (w *Writer) consumer(ctx context.Context) (jetstream.Consumer, error) {
 // pending is the rows of one table in a flush.
 type pending struct {
 	zone, name string
+	kind       string // of a trusted table
 	t          *table.Table
 	wm         uint64
 	rb         *recBuilder
 	rows       int
 	pos        []int // declared column → field of the table's Arrow schema
 	extra      []int // fields of the table not declared: NULL in every row
+	failed     error // set when building the table's rows failed
 }
 
 // endRow fills the table's undeclared columns of the row just written.
@@ -339,10 +412,19 @@ func (p *pending) endRow() {
 type flushState struct {
 	w      *Writer
 	ctx    context.Context
+	only   string     // zone.name: a catch-up writes this table only
 	mu     sync.Mutex // tables and order: the landing and trusted passes run concurrently
 	tables map[string]*pending
 	order  []*pending
-	sizes  map[string]size // expected rows and raw bytes per table, to size the builders once
+	failed map[string]error // tables that could not be opened or read
+	sizes  map[string]size  // expected rows and raw bytes per table, to size the builders once
+}
+
+// flushResult is what one flush attempt did, per table (zone.name).
+type flushResult struct {
+	committed map[string]bool
+	failed    map[string]error
+	maxSeq    uint64
 }
 
 // size is how many rows, and bytes of raw payloads, a flush will add to a table.
@@ -371,13 +453,38 @@ func (f *flushState) expect(batches []stream.Batch) {
 	}
 }
 
-func (f *flushState) table(zone, name string, cols []Column, partitionBy string) (*pending, error) {
+// table returns the rows of zone.name in this flush, or nil when the table takes no rows
+// now: it is catching up (or, in a catch-up, it is another table), or it could not be
+// opened (recorded in f.failed).
+func (f *flushState) table(zone, name string, cols []Column, partitionBy string) *pending {
 	key := zone + "." + name
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if p, ok := f.tables[key]; ok {
-		return p, nil
+		if p.failed != nil {
+			return nil
+		}
+		return p
 	}
+	if _, ok := f.failed[key]; ok {
+		return nil
+	}
+	if f.only != "" && key != f.only || f.only == "" && f.w.setAsideNow(key) {
+		return nil
+	}
+	p, err := f.open(zone, name, cols, partitionBy)
+	if err != nil {
+		f.w.store.forget(key) // the next attempt reloads it from the catalog
+		f.failed[key] = err
+		return nil
+	}
+	f.tables[key] = p
+	f.order = append(f.order, p)
+	return p
+}
+
+func (f *flushState) open(zone, name string, cols []Column, partitionBy string) (*pending, error) {
+	key := zone + "." + name
 	t, err := f.w.store.ensure(f.ctx, zone, name, schemaOf(cols), partitionBy)
 	if err != nil {
 		return nil, err
@@ -387,7 +494,7 @@ func (f *flushState) table(zone, name string, cols []Column, partitionBy string)
 	}
 	as, err := arrowSchema(t.Schema())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("table %s: %w", key, err)
 	}
 	p := &pending{zone: zone, name: name, t: t, wm: streamSeq(t), rb: newRecBuilder(as)}
 	used := make([]bool, len(as.Fields()))
@@ -407,31 +514,49 @@ func (f *flushState) table(zone, name string, cols []Column, partitionBy string)
 			p.extra = append(p.extra, i)
 		}
 	}
-	f.tables[key] = p
-	f.order = append(f.order, p)
 	return p, nil
 }
 
-// flush writes msgs to their tables, commits each table, then acknowledges the messages.
-func (w *Writer) flush(ctx context.Context, msgs []jetstream.Msg) (err error) {
+// fail marks p as failed in this flush (its rows are not committed).
+func (f *flushState) fail(p *pending, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if p.failed == nil {
+		p.failed = err
+		f.failed[p.zone+"."+p.name] = err
+		f.w.store.forget(p.zone + "." + p.name)
+	}
+}
+
+// flush writes msgs to their tables and commits each table on its own. Only when every
+// table that takes rows committed are the messages acknowledged; otherwise the result names
+// the tables that failed (the others committed, and skip these messages by their watermark
+// when they come again). With only set (a catch-up), just that table is written.
+func (w *Writer) flush(ctx context.Context, msgs []jetstream.Msg, only string) (res flushResult, err error) {
 	start := time.Now()
-	f := &flushState{w: w, ctx: ctx, tables: map[string]*pending{}}
+	f := &flushState{w: w, ctx: ctx, only: only, tables: map[string]*pending{}, failed: map[string]error{}}
+	res = flushResult{committed: map[string]bool{}, failed: f.failed}
 	defer func() {
 		for _, p := range f.order {
 			p.rb.release()
 		}
+		// A failed trusted table's identity index may hold identities of rows not committed.
+		for _, p := range f.order {
+			if p.failed != nil && p.kind != "" {
+				delete(w.index, p.kind)
+			}
+		}
 		if err != nil {
-			w.index = map[string]*kindIndex{} // may hold identities of rows not committed
+			w.index = map[string]*kindIndex{}
 		}
 	}()
 	batches, seqs, err := w.decode(msgs)
 	if err != nil {
-		return err
+		return res, err
 	}
 	f.expect(batches)
-	var maxSeq uint64
 	for _, seq := range seqs {
-		maxSeq = max(maxSeq, seq)
+		res.maxSeq = max(res.maxSeq, seq)
 	}
 	// Two passes over the decoded batches build their rows at the same time: landing and
 	// quarantine (every record as received), and trusted (valid readings, de-duplicated).
@@ -439,9 +564,7 @@ func (w *Writer) flush(ctx context.Context, msgs []jetstream.Msg) (err error) {
 	var passes errgroup.Group
 	passes.Go(func() error {
 		for i := range batches {
-			if err := w.addReceived(f, &batches[i], seqs[i]); err != nil {
-				return err
-			}
+			w.addReceived(f, &batches[i], seqs[i])
 		}
 		return nil
 	})
@@ -456,7 +579,7 @@ func (w *Writer) flush(ctx context.Context, msgs []jetstream.Msg) (err error) {
 		return nil
 	})
 	if err := passes.Wait(); err != nil {
-		return err
+		return res, err
 	}
 	built := time.Since(start)
 	// Tables commit in parallel (each writes its own Parquet files; the catalog serialises
@@ -464,22 +587,31 @@ func (w *Writer) flush(ctx context.Context, msgs []jetstream.Msg) (err error) {
 	// tables that committed skip them on redelivery by their watermark.
 	var g errgroup.Group
 	g.SetLimit(runtime.GOMAXPROCS(0))
+	var mu sync.Mutex
 	for _, p := range f.order {
-		if p.rows == 0 {
+		if p.rows == 0 || p.failed != nil {
 			continue
 		}
 		g.Go(func() error {
+			key := p.zone + "." + p.name
 			rec := p.rb.record()
 			defer rec.Release()
-			if _, err := w.store.commitAppend(ctx, p.zone, p.name, p.t, []arrow.RecordBatch{rec}, maxSeq); err != nil {
-				return err
+			_, err := w.store.commitAppend(ctx, p.zone, p.name, p.t, []arrow.RecordBatch{rec}, res.maxSeq)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				f.fail(p, err)
+				return nil
 			}
+			res.committed[key] = true
+			w.tableOK(key)
 			w.m.rows.WithLabelValues(p.zone).Add(float64(p.rows))
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return err
+	_ = g.Wait()
+	if len(f.failed) > 0 {
+		return res, nil
 	}
 	for _, m := range msgs {
 		if err := m.Ack(); err != nil {
@@ -487,13 +619,15 @@ func (w *Writer) flush(ctx context.Context, msgs []jetstream.Msg) (err error) {
 			w.log.Warn("acknowledging a stream message", "err", err)
 		}
 	}
-	w.log.Debug("lake flush committed", "messages", len(msgs), "tables", len(f.order), "duplicates", dups, "built", built, "took", time.Since(start))
+	w.log.Debug("lake flush committed", "messages", len(msgs), "tables", len(f.order), "only", only, "duplicates", dups, "built", built, "took", time.Since(start))
 	w.m.duplicates.Add(float64(dups))
-	w.m.commits.Inc()
-	w.m.commitDur.Observe(time.Since(start).Seconds())
-	w.m.lastCommit.SetToCurrentTime()
+	if only == "" {
+		w.m.commits.Inc()
+		w.m.commitDur.Observe(time.Since(start).Seconds())
+		w.m.lastCommit.SetToCurrentTime()
+	}
 	w.trimIndex()
-	return nil
+	return res, nil
 }
 
 // decode decodes the messages' envelopes on every core (each worker with its own parser).
@@ -528,12 +662,10 @@ func (w *Writer) decode(msgs []jetstream.Msg) ([]stream.Batch, []uint64, error) 
 
 // addReceived writes a batch's records to landing.<source> and its rejected ones to
 // quarantine.readings.
-func (w *Writer) addReceived(f *flushState, b *stream.Batch, seq uint64) error {
-	land, err := f.table(ZoneLanding, TableName(b.Source), LandingColumns, ColReceived)
-	if err != nil {
-		return err
-	}
-	landing := seq > land.wm
+func (w *Writer) addReceived(f *flushState, b *stream.Batch, seq uint64) {
+	land := f.table(ZoneLanding, TableName(b.Source), LandingColumns, ColReceived)
+	landing := land != nil && seq > land.wm
+	quarOpen := false
 	var quar *pending
 	for i := range b.Entries {
 		e := &b.Entries[i]
@@ -559,12 +691,10 @@ func (w *Writer) addReceived(f *flushState, b *stream.Batch, seq uint64) error {
 		if r != nil {
 			continue
 		}
-		if quar == nil {
-			if quar, err = f.table(ZoneQuarantine, QuarantineTable, QuarantineColumns, ColReceived); err != nil {
-				return err
-			}
+		if !quarOpen {
+			quar, quarOpen = f.table(ZoneQuarantine, QuarantineTable, QuarantineColumns, ColReceived), true
 		}
-		if seq <= quar.wm {
+		if quar == nil || seq <= quar.wm {
 			continue
 		}
 		rb, c := quar.rb, quar.pos
@@ -586,7 +716,6 @@ func (w *Writer) addReceived(f *flushState, b *stream.Batch, seq uint64) error {
 		rb.str(c[9], e.Origin, e.Origin != "")
 		quar.endRow()
 	}
-	return nil
 }
 
 // addTrusted writes a batch's valid readings to trusted.<kind>, once per identity.
@@ -606,16 +735,15 @@ func (w *Writer) addTrusted(f *flushState, b *stream.Batch, seq uint64) (dups in
 			tc = &trustedTable{name: TableName(kind.Name), cols: TrustedColumns(kind)}
 			w.trusted[kind.Name] = tc
 		}
-		tr, err := f.table(ZoneTrusted, tc.name, tc.cols, ColTime)
-		if err != nil {
-			return dups, err
-		}
-		if seq <= tr.wm {
+		tr := f.table(ZoneTrusted, tc.name, tc.cols, ColTime)
+		if tr == nil || seq <= tr.wm {
 			continue
 		}
+		tr.kind = kind.Name
 		fresh, err := w.remember(f.ctx, kind.Name, tr.t, r.Time, e.Identity)
 		if err != nil {
-			return dups, err
+			f.fail(tr, err) // e.g. a damaged data file of the day, or one expired meanwhile
+			continue
 		}
 		if !fresh {
 			dups++

@@ -31,6 +31,9 @@ const (
 	MQTTRetention = 24 * time.Hour
 )
 
+// PublishTimeout bounds the wait for JetStream's acknowledgement of a published batch.
+const PublishTimeout = 15 * time.Second
+
 // ConnOptions configures a connection to the stream.
 type ConnOptions struct {
 	// URL of an external NATS cluster; empty means the in-process Server.
@@ -114,7 +117,9 @@ func Connect(ctx context.Context, log *slog.Logger, o ConnOptions) (*Conn, error
 		c.opts.PublishWindow = 4 * c.pubNC.MaxPayload()
 	}
 	c.window = semaphore.NewWeighted(c.opts.PublishWindow)
-	if c.JS, err = jetstream.New(c.NC, jetstream.WithPublishAsyncMaxPending(1024)); err == nil {
+	// A store that failed a write (disk full) never answers a publish: without a timeout a
+	// publisher would wait for ever instead of getting an error.
+	if c.JS, err = jetstream.New(c.NC, jetstream.WithPublishAsyncMaxPending(1024), jetstream.WithPublishAsyncTimeout(PublishTimeout)); err == nil {
 		c.pubJS, err = jetstream.New(c.pubNC, jetstream.WithPublishAsyncMaxPending(4096),
 			jetstream.WithPublishAsyncTimeout(ackTimeout))
 	}
@@ -371,6 +376,13 @@ func (c *Conn) Publish(ctx context.Context, b *Batch) (dupMsgs int, err error) {
 			}
 			if !errors.Is(err, nats.ErrNoResponders) { // sent, answer lost: ask again
 				maybe[i] = true
+			}
+			if c.opts.Server != nil { // the embedded store failed a write (disk full): it will not answer
+				if msg, _ := c.opts.Server.werr.get(); msg != "" {
+					return fail(fmt.Errorf("%w (the stream store failed a write: %s)", err, msg))
+				}
+			}
+			if !errors.Is(err, nats.ErrNoResponders) {
 				c.log.Warn("batch sent but not acknowledged; sending it again to learn whether it was stored", "err", err)
 			}
 			f = nil

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -35,6 +36,37 @@ type Server struct {
 	ns       *server.Server
 	log      *slog.Logger
 	mqttAddr string
+	dir      string                  // the store directory given (JetStream adds "jetstream")
+	jsCfg    *server.JetStreamConfig // as started, to turn JetStream on again (SpaceGuard)
+	werr     *writeErr               // set when the store reports a failed write
+}
+
+// writeErr remembers the last failed write the NATS server logged. The server (v2.15)
+// marks a stream or consumer whose file store failed a write (e.g. disk full) as failed for
+// good: every later write to it fails too, publishes get no answer, until JetStream is
+// restarted. It reports that only in its log.
+type writeErr struct {
+	mu  sync.Mutex
+	msg string
+	at  time.Time
+}
+
+func (w *writeErr) set(msg string) {
+	w.mu.Lock()
+	w.msg, w.at = msg, time.Now()
+	w.mu.Unlock()
+}
+
+func (w *writeErr) get() (string, time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.msg, w.at
+}
+
+func (w *writeErr) clear() {
+	w.mu.Lock()
+	w.msg = ""
+	w.mu.Unlock()
 }
 
 // DefaultMaxPayload is the embedded server's largest message (a batch envelope).
@@ -101,13 +133,14 @@ func StartServer(log *slog.Logger, o ServerOptions) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating NATS server: %w", err)
 	}
-	ns.SetLoggerV2(natsLogger{log.With("component", "nats")}, false, false, false)
+	werr := &writeErr{}
+	ns.SetLoggerV2(natsLogger{log: log.With("component", "nats"), werr: werr}, false, false, false)
 	go ns.Start()
 	if !ns.ReadyForConnections(o.ReadyTimeout) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("starting NATS server: not ready after %s (is %s or %s in use?)", o.ReadyTimeout, o.ClientListen, o.MQTTListen)
 	}
-	return &Server{ns: ns, log: log, mqttAddr: mqttAddr}, nil
+	return &Server{ns: ns, log: log, mqttAddr: mqttAddr, dir: filepath.Clean(o.Dir), jsCfg: ns.JetStreamConfig(), werr: werr}, nil
 }
 
 func splitHostPort(addr string) (string, int, error) {
@@ -163,8 +196,11 @@ func (s *Server) Shutdown(ctx context.Context) {
 	}
 }
 
-// natsLogger routes the server's log lines to slog.
-type natsLogger struct{ log *slog.Logger }
+// natsLogger routes the server's log lines to slog, and notes failed writes of the store.
+type natsLogger struct {
+	log  *slog.Logger
+	werr *writeErr
+}
 
 // Noticef logs the server's notices at debug level, except those that mean a client lost
 // messages or its connection.
@@ -178,6 +214,12 @@ func (l natsLogger) Noticef(format string, v ...any) {
 }
 func (l natsLogger) Warnf(format string, v ...any)  { l.log.Warn(fmt.Sprintf(format, v...)) }
 func (l natsLogger) Fatalf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l natsLogger) Errorf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if strings.Contains(msg, "critical write error") || strings.Contains(msg, "will be DISABLED") {
+		l.werr.set(msg)
+	}
+	l.log.Error(msg)
+}
 func (l natsLogger) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l natsLogger) Tracef(format string, v ...any) {}

@@ -31,8 +31,16 @@ import (
 //go:embed assets
 var assetFS embed.FS
 
-// Check reports whether a dependency is usable; /readyz runs every check.
+// Check reports whether a dependency is usable; /readyz runs every check. A check that
+// returns a Degraded error leaves the server ready (200) and shows "degraded: ..." for it.
 type Check func(ctx context.Context) error
+
+// Degraded is a Check's answer when a dependency works only in part (one lake table
+// broken): an operator needs to know, but taking the server out of a load balancer would
+// not help.
+type Degraded struct{ Reason string }
+
+func (d Degraded) Error() string { return "degraded: " + d.Reason }
 
 // Options configures the server.
 type Options struct {
@@ -211,7 +219,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	status := map[string]string{}
 	code := http.StatusOK
 	for name, check := range s.opts.Ready {
-		if err := check(ctx); err != nil {
+		var deg Degraded
+		if err := check(ctx); errors.As(err, &deg) {
+			status[name] = deg.Error()
+		} else if err != nil {
 			status[name] = err.Error()
 			code = http.StatusServiceUnavailable
 		} else {
