@@ -497,7 +497,7 @@ func purgeStream(ctx context.Context, s jetstream.Stream, name, subject string, 
 		return sp, fmt.Errorf("reading stream %s: %w", name, err)
 	}
 	for done := false; !done; {
-		batch, err := c.Fetch(256, jetstream.FetchMaxWait(2*time.Second))
+		batch, err := c.Fetch(256, jetstream.FetchMaxBytes(stream.FollowerPullBytes), jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
 			return sp, fmt.Errorf("reading stream %s: %w", name, err)
 		}
