@@ -122,7 +122,7 @@ func lfStop(t *testing.T, cmd *exec.Cmd) time.Duration {
 	return time.Since(start)
 }
 
-// TestLakeWriterAfterEraseWhileServing (issue 11, finding 2): `pulselake erase` run while
+// TestLakeWriterAfterEraseWhileServing: `pulselake erase` run while
 // serve runs expires the snapshots the lake writer has cached; the writer must reload the
 // tables and go on, for a day it has not written before too, and shut down promptly.
 func TestLakeWriterAfterEraseWhileServing(t *testing.T) {
@@ -177,7 +177,7 @@ func TestLakeWriterAfterEraseWhileServing(t *testing.T) {
 	}
 }
 
-// TestLakeBrokenTableIsolated (issue 11, finding 6, writer side): a damaged file of one
+// TestLakeBrokenTableIsolated: a damaged file of one
 // table (its current manifest list) must not stop the lake writer for the others; /readyz
 // and /metrics name the broken table; once the file is repaired the table catches up from
 // the stream, every reading exactly once.
@@ -266,7 +266,7 @@ func TestLakeBrokenTableIsolated(t *testing.T) {
 	}
 }
 
-// TestLakeTruncatedParquetAfterRestart (issue 11, finding 6): a truncated Parquet data file
+// TestLakeTruncatedParquetAfterRestart: a truncated Parquet data file
 // of one table, found when serve starts again and reads that day's identities, degrades
 // that table only.
 func TestLakeTruncatedParquetAfterRestart(t *testing.T) {
@@ -311,7 +311,7 @@ func TestLakeTruncatedParquetAfterRestart(t *testing.T) {
 	}
 }
 
-// TestFullDiskRecovers (issue 11, finding 8): on a small real file system, filling the disk
+// TestFullDiskRecovers: on a small real file system, filling the disk
 // makes ingest answer 503 and /readyz not ready; freeing space makes ingest work again
 // within seconds without a restart, nothing acknowledged is lost, and failed lake writes
 // leave no empty or cut-short files.
@@ -438,7 +438,7 @@ func lfNoCutShortFiles(t *testing.T, root string) {
 	})
 }
 
-// TestLakeMovedDataDir (issue 11, finding 9): a data directory that was copied or moved is
+// TestLakeMovedDataDir: a data directory that was copied or moved is
 // queried at its new place, with exact counts, and takes new readings there.
 func TestLakeMovedDataDir(t *testing.T) {
 	bin, err := buildOnce()
