@@ -99,6 +99,50 @@ func TestCheckConfig(t *testing.T) {
 	}
 }
 
+// check config lists every mistake of a file in one run, each with file:line and YAML path,
+// whatever its kind: an unknown key, a value of the wrong type, a bad duration (of the
+// file's own type and of a time.Duration setting), a value out of range and a reference to a
+// receiver that does not exist.
+func TestCheckConfigListsEveryProblem(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "five.yaml")
+	os.WriteFile(cfg, []byte(`http:
+  listen: 127.0.0.1:8080
+ingest:
+  colour: red
+  max_batch: lots
+  body_timeout: 30 seconds
+nats:
+  replicas: 9
+notify:
+  - name: ward
+    log: {}
+route:
+  receiver: pager
+lake:
+  flush_interval: 5 seconds
+`), 0o600)
+	out, code := runBin(t, "check", "config", "--config", cfg)
+	if code != 2 {
+		t.Errorf("exit %d, want 2", code)
+	}
+	want := []string{
+		"five.yaml:4: ingest.colour: unknown field",
+		"five.yaml:5: ingest.max_batch: want a whole number",
+		"five.yaml:6: ingest.body_timeout: want a duration",
+		"five.yaml:8: nats.replicas: must be 1..5",
+		"five.yaml:13: route.receiver: no channel named \"pager\"",
+		"five.yaml:15: lake.flush_interval:",
+	}
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("missing %q in:\n%s", w, out)
+		}
+	}
+	if n := strings.Count(out, "five.yaml:"); n != len(want) {
+		t.Errorf("%d problems listed, want %d:\n%s", n, len(want), out)
+	}
+}
+
 func TestTokenCommands(t *testing.T) {
 	dir := t.TempDir()
 	out, code := runBin(t, "token", "create", "--scope", "ingest", "--name", "cuffs", "--data", dir)

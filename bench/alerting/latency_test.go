@@ -25,6 +25,8 @@ import (
 	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/rules"
 	"github.com/pulselake/pulselake/internal/stream"
+
+	"github.com/pulselake/pulselake/internal/yamlconf"
 )
 
 const (
@@ -74,7 +76,7 @@ func TestAlertLatency(t *testing.T) {
 	}))
 	defer hook.Close()
 
-	zero, interval := notify.Duration(0), notify.Duration(time.Minute)
+	zero, interval := yamlconf.Duration(0), yamlconf.Duration(time.Minute)
 	d, err := notify.New(ctx, log, prometheus.NewRegistry(), notify.Options{Config: notify.Config{
 		Channels: []notify.Channel{{Name: "hook", Webhook: &notify.WebhookConfig{URL: hook.URL}}},
 		Route:    &notify.Route{GroupBy: []string{"alertname", "device"}, GroupWait: &zero, GroupInterval: &interval},

@@ -88,12 +88,9 @@ func newCheckCmd(g *globals) *cobra.Command {
 		Short: "Validate the --config file; exits 2 listing every problem with file:line",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(g)
+			cfg, err := config.Check(g.configFile)
 			if err != nil {
-				return err
-			}
-			if err := validate(cfg); err != nil {
-				return err
+				return usageError{fmt.Errorf("invalid configuration:\n%w", err)}
 			}
 			name := cfg.File()
 			if name == "" {

@@ -6,19 +6,16 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
-	"github.com/goccy/go-yaml/parser"
 
 	"github.com/pulselake/pulselake/internal/anomaly"
 	"github.com/pulselake/pulselake/internal/ecg"
@@ -27,6 +24,8 @@ import (
 	"github.com/pulselake/pulselake/internal/pipeline"
 	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/rules"
+
+	"github.com/pulselake/pulselake/internal/yamlconf"
 )
 
 // Config is the whole configuration file.
@@ -91,7 +90,7 @@ type NATS struct {
 	// Replicas of streams and buckets (default 1; use 3 on a cluster).
 	Replicas int `yaml:"replicas"`
 	// Retention of the ingest stream (default 168h).
-	Retention Duration `yaml:"retention"`
+	Retention yamlconf.Duration `yaml:"retention"`
 	// MaxBytes bounds the ingest stream; when full new batches get 503 (default 0, unbounded).
 	MaxBytes int64 `yaml:"max_bytes"`
 	// MinFreeBytes is the free space the embedded stream's disk keeps (default 256 MiB):
@@ -113,13 +112,13 @@ type Ingest struct {
 	MaxInflightBytes int64 `yaml:"max_inflight_bytes"`
 	// BodyTimeout is the longest a request body may take to arrive (default 30s); a slower
 	// one gets 408 and its connection is closed.
-	BodyTimeout Duration `yaml:"body_timeout"`
+	BodyTimeout yamlconf.Duration `yaml:"body_timeout"`
 	// PublishWait is how long a batch waits for room among the batches being stored in the
 	// stream (default 5s) before its request gets 429 with Retry-After.
-	PublishWait Duration `yaml:"publish_wait"`
+	PublishWait yamlconf.Duration `yaml:"publish_wait"`
 	// DedupWindow is how long reading identities are remembered for de-duplication at the
 	// front door (default 2m); the lake de-duplicates without limit.
-	DedupWindow Duration `yaml:"dedup_window"`
+	DedupWindow yamlconf.Duration `yaml:"dedup_window"`
 	// DedupMaxEntries bounds that memory (default 2,000,000 identities, about 100 MB).
 	DedupMaxEntries int `yaml:"dedup_max_entries"`
 }
@@ -163,7 +162,7 @@ type Query struct {
 	// MaxRows is the most rows one query returns (default 10000); more are cut and flagged.
 	MaxRows int `yaml:"max_rows"`
 	// Timeout is the time limit of one query (default 30s).
-	Timeout Duration `yaml:"timeout"`
+	Timeout yamlconf.Duration `yaml:"timeout"`
 	// MemoryLimit caps the memory of a SQL engine (serve's, shared by all its queries, and
 	// that of a pipeline run), e.g. "2GiB" or "512MB". Empty (the default) means a quarter of the
 	// machine's memory, at least 256 MiB and at most 4 GiB. A query that needs more, after
@@ -217,40 +216,19 @@ type Log struct {
 	Format string `yaml:"format"` // text (default) or json
 }
 
-// Duration is a time.Duration written like "5s" or "2m".
-type Duration time.Duration
-
-// UnmarshalYAML parses a Go duration string; its error carries the node's position.
-func (d *Duration) UnmarshalYAML(n ast.Node) error {
-	s := strings.Trim(n.String(), `"'`)
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		pos := n.GetToken().Position
-		return fmt.Errorf("[%d:%d] want a duration like 5s or 2m, got %q", pos.Line, pos.Column, s)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalYAML writes the duration as text.
-func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
-
-// D returns the time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
-
 // Default returns the configuration used when no file is given.
 func Default() *Config {
 	return &Config{
 		HTTP: HTTP{Listen: "127.0.0.1:8080"},
 		MQTT: MQTT{Listen: "127.0.0.1:1883"},
-		NATS: NATS{Listen: "127.0.0.1:0", Replicas: 1, Retention: Duration(7 * 24 * time.Hour), MinFreeBytes: 256 << 20},
+		NATS: NATS{Listen: "127.0.0.1:0", Replicas: 1, Retention: yamlconf.Duration(7 * 24 * time.Hour), MinFreeBytes: 256 << 20},
 		Ingest: Ingest{
 			MaxBodyBytes:     16 << 20,
 			MaxBatch:         10000,
 			MaxInflightBytes: 256 << 20,
-			BodyTimeout:      Duration(30 * time.Second),
-			PublishWait:      Duration(5 * time.Second),
-			DedupWindow:      Duration(2 * time.Minute),
+			BodyTimeout:      yamlconf.Duration(30 * time.Second),
+			PublishWait:      yamlconf.Duration(5 * time.Second),
+			DedupWindow:      yamlconf.Duration(2 * time.Minute),
 			DedupMaxEntries:  2_000_000,
 		},
 		Runtime: Runtime{MemoryLimit: "768MiB"},
@@ -258,90 +236,73 @@ func Default() *Config {
 	}
 }
 
-// Load reads the file over the defaults. Unknown keys and type errors are reported with
-// file:line. An empty path returns the defaults.
+// Load reads the file over the defaults. Mistakes (YAML syntax, unknown keys, values of the
+// wrong type, bad durations) are returned as Problems with file:line and YAML path. After
+// mistakes other than a syntax error it returns, beside them, the configuration read from
+// every other key, so that Check can list them together with Validate's. An empty path
+// returns the defaults.
 func Load(path string) (*Config, error) {
-	c := Default()
 	if path == "" {
-		return c, nil
+		return Default(), nil
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
-	c.file = path
-	f, err := parser.ParseBytes(data, 0)
+	f, err := yamlconf.Parse(path, data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %s", path, yaml.FormatError(err, false, false))
+		return nil, err
 	}
-	c.ast = f
-	if err := yaml.UnmarshalWithOptions(data, c, yaml.Strict()); err != nil {
-		return nil, Problems{{File: path, Line: errLine(err), Msg: errText(err)}}
+	c, ps := yamlconf.Decode(path, f, Default)
+	c.file, c.ast = path, f
+	if len(ps) > 0 {
+		return c, ps
 	}
 	return c, nil
 }
 
-var posRe = regexp.MustCompile(`^\[(\d+):(\d+)\]\s*`)
-
-func errLine(err error) int {
-	var line int
-	if m := posRe.FindStringSubmatch(err.Error()); m != nil {
-		fmt.Sscan(m[1], &line)
+// Check loads the file and validates it, and returns every problem of both, sorted by line:
+// what `pulselake check config` lists. A value problem at a key that could not be read is
+// left out (it would only repeat the reading problem).
+func Check(path string) (*Config, error) {
+	c, err := Load(path)
+	var ps Problems
+	if err != nil && (c == nil || !errors.As(err, &ps)) {
+		return nil, err
 	}
-	return line
+	var vps Problems
+	if err := c.Validate(); err != nil && !errors.As(err, &vps) {
+		return nil, err
+	}
+	for _, v := range vps {
+		if !under(v.Path, ps) {
+			ps = append(ps, v)
+		}
+	}
+	ps.Sort()
+	return c, ps.Err()
 }
 
-func errText(err error) string {
-	msg := err.Error()
-	if i := strings.IndexByte(msg, '\n'); i >= 0 {
-		msg = msg[:i]
+// under tells whether path is the path of one of the problems or inside it.
+func under(path string, ps Problems) bool {
+	for _, p := range ps {
+		if p.Path != "" && (path == p.Path || strings.HasPrefix(path, p.Path+".") || strings.HasPrefix(path, p.Path+"[")) {
+			return true
+		}
 	}
-	msg = posRe.ReplaceAllString(msg, "")
-	if strings.Contains(msg, "unknown field") {
-		msg += " (check the spelling; see docs/configuration.md for every key)"
-	}
-	return msg
+	return false
 }
 
 // Problem is one configuration problem at a place in the file.
-type Problem struct {
-	File string
-	Line int
-	Path string // YAML path, e.g. ingest.max_batch
-	Msg  string
-}
-
-func (p Problem) String() string {
-	loc := p.File
-	if loc == "" {
-		loc = "config"
-	}
-	if p.Line > 0 {
-		loc = fmt.Sprintf("%s:%d", loc, p.Line)
-	}
-	if p.Path != "" {
-		return fmt.Sprintf("%s: %s: %s", loc, p.Path, p.Msg)
-	}
-	return fmt.Sprintf("%s: %s", loc, p.Msg)
-}
+type Problem = yamlconf.Problem
 
 // Problems is every problem found; it is an error.
-type Problems []Problem
-
-func (ps Problems) Error() string {
-	lines := make([]string, len(ps))
-	for i, p := range ps {
-		lines[i] = p.String()
-	}
-	return strings.Join(lines, "\n")
-}
+type Problems = yamlconf.Problems
 
 // Validate checks every value and returns all problems with file:line, or nil.
 func (c *Config) Validate() error {
 	var ps Problems
-	add := func(path, format string, args ...any) {
-		ps = append(ps, Problem{File: c.file, Line: c.line(path), Path: path, Msg: fmt.Sprintf(format, args...)})
-	}
+	add := ps.Add
 	checkAddr := func(path, addr string, allowOff bool) {
 		if allowOff && addr == "off" {
 			return
@@ -403,9 +364,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	if reg, err := c.Registry(); err == nil {
-		if _, errs := rules.Compile(c.Rules, reg); len(errs) > 0 {
-			ps = append(ps, c.AddProblems(errs)...)
-		}
+		_, errs := rules.Compile(c.Rules, reg)
+		ps = append(ps, errs...)
 	}
 	for i, f := range c.RuleFiles {
 		if f == "" {
@@ -413,7 +373,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	nc := c.NotifyConfig()
-	ps = append(ps, c.AddProblems(nc.Validate())...)
+	ps = append(ps, nc.Validate()...)
 	lc := c.Lake
 	lc.ApplyDefaults(os.TempDir()) // the data directory only fills defaults that are always valid
 	ps = append(ps, c.AddProblems(lc.Validate())...)
@@ -445,48 +405,26 @@ func (c *Config) Validate() error {
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		add("log.format", "want text or json, got %q", c.Log.Format)
 	}
-	if len(ps) == 0 {
-		return nil
-	}
-	sort.SliceStable(ps, func(i, j int) bool { return ps[i].Line < ps[j].Line })
-	return ps
+	ps.Locate(c.file, c.ast)
+	ps.Sort()
+	return ps.Err()
 }
 
-// AddProblems turns errors whose message starts with a YAML path ("lake.flush_interval: must
-// be > 0") into problems located in the file; other errors are kept without a line.
+// AddProblems turns the errors of the parts that report "path: message" (lake, ecg,
+// detectors, pipelines) into problems at that YAML path; other errors are kept without a
+// path. File and line are filled in by Locate.
 func (c *Config) AddProblems(errs []error) Problems {
 	var ps Problems
 	for _, err := range errs {
 		path, msg, ok := strings.Cut(err.Error(), ": ")
 		if !ok || strings.ContainsAny(path, " \t") {
-			ps = append(ps, Problem{File: c.file, Msg: err.Error()})
+			ps = append(ps, Problem{Msg: err.Error()})
 			continue
 		}
-		ps = append(ps, Problem{File: c.file, Line: c.line(path), Path: path, Msg: msg})
+		ps = append(ps, Problem{Path: path, Msg: msg})
 	}
+	ps.Locate(c.file, c.ast)
 	return ps
-}
-
-// line returns the line of the YAML node at a dotted path like "ingest.max_batch" or
-// "kinds[0].name", or of its nearest existing parent; 0 when unknown.
-func (c *Config) line(path string) int {
-	if c.ast == nil {
-		return 0
-	}
-	for p := path; p != ""; {
-		yp, err := yaml.PathString("$." + p)
-		if err == nil {
-			if n, err := yp.FilterFile(c.ast); err == nil && n != nil {
-				return n.GetToken().Position.Line
-			}
-		}
-		i := strings.LastIndexAny(p, ".[")
-		if i < 0 {
-			break
-		}
-		p = p[:i]
-	}
-	return 0
 }
 
 // CompiledDetectors returns the validated streaming anomaly detectors.

@@ -9,26 +9,9 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/pulselake/pulselake/internal/yamlconf"
 )
-
-// Duration is a time.Duration written like "30s" or "4h" in YAML and JSON.
-type Duration time.Duration
-
-// UnmarshalText parses a Go duration string.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(strings.TrimSpace(string(b)))
-	if err != nil {
-		return fmt.Errorf("want a duration like 30s or 4h, got %q", b)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalText writes the duration as text.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
-
-// D returns the time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
 
 // Config is the notification part of the configuration file: the channels (top-level key
 // `notify`), the routing tree (`route`), inhibition rules (`inhibit_rules`) and templates.
@@ -76,16 +59,16 @@ type WebhookConfig struct {
 	// for Slack and Mattermost incoming webhooks).
 	Format string `yaml:"format"`
 	// BearerTokenFile, if set, sends Authorization: Bearer <file contents>.
-	BearerTokenFile string   `yaml:"bearer_token_file"`
-	Timeout         Duration `yaml:"timeout"` // default 10s
+	BearerTokenFile string            `yaml:"bearer_token_file"`
+	Timeout         yamlconf.Duration `yaml:"timeout"` // default 10s
 	// Text is the template of the Slack message text.
 	Text string `yaml:"text"`
 }
 
 // AlertmanagerConfig forwards alerts to a Prometheus Alertmanager (POST /api/v2/alerts).
 type AlertmanagerConfig struct {
-	URL     string   `yaml:"url"` // base URL, e.g. http://alertmanager:9093
-	Timeout Duration `yaml:"timeout"`
+	URL     string            `yaml:"url"` // base URL, e.g. http://alertmanager:9093
+	Timeout yamlconf.Duration `yaml:"timeout"`
 }
 
 // LogConfig writes notifications to the log.
@@ -96,14 +79,14 @@ type LogConfig struct {
 // Route is a node of the routing tree (Alertmanager semantics). A child inherits every
 // setting it does not set. The root's empty receiver means every channel.
 type Route struct {
-	Receiver       string    `yaml:"receiver"`
-	Matchers       []string  `yaml:"matchers"`
-	GroupBy        []string  `yaml:"group_by"`
-	GroupWait      *Duration `yaml:"group_wait"`
-	GroupInterval  *Duration `yaml:"group_interval"`
-	RepeatInterval *Duration `yaml:"repeat_interval"`
-	Continue       bool      `yaml:"continue"`
-	Routes         []*Route  `yaml:"routes"`
+	Receiver       string             `yaml:"receiver"`
+	Matchers       []string           `yaml:"matchers"`
+	GroupBy        []string           `yaml:"group_by"`
+	GroupWait      *yamlconf.Duration `yaml:"group_wait"`
+	GroupInterval  *yamlconf.Duration `yaml:"group_interval"`
+	RepeatInterval *yamlconf.Duration `yaml:"repeat_interval"`
+	Continue       bool               `yaml:"continue"`
+	Routes         []*Route           `yaml:"routes"`
 }
 
 // Defaults of the root route. group_wait is short: a nurse must learn of a crisis within
@@ -125,13 +108,10 @@ type InhibitRule struct {
 	Equal          []string `yaml:"equal"`
 }
 
-// Validate returns every problem, each starting with its YAML path ("notify[0].email.smtp:
-// ..."), or nil.
-func (c *Config) Validate() []error {
-	var errs []error
-	add := func(path, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
-	}
+// Validate returns every problem, each at its YAML path ("notify[0].email.smtp"), or nil.
+func (c *Config) Validate() yamlconf.Problems {
+	var errs yamlconf.Problems
+	add := errs.Add
 	names := map[string]bool{}
 	for i, ch := range c.Channels {
 		p := fmt.Sprintf("notify[%d]", i)
@@ -224,47 +204,47 @@ func (c *Config) Validate() []error {
 	return errs
 }
 
-func (c *Config) validateRoute(errs *[]error, p string, r *Route, names map[string]bool, root bool) {
+func (c *Config) validateRoute(errs *yamlconf.Problems, p string, r *Route, names map[string]bool, root bool) {
 	if r.Receiver != "" && !names[r.Receiver] {
-		*errs = append(*errs, fmt.Errorf("%s.receiver: no channel named %q in notify", p, r.Receiver))
+		errs.Add(p+".receiver", "no channel named %q in notify", r.Receiver)
 	}
 	if root && len(r.Matchers) > 0 {
-		*errs = append(*errs, fmt.Errorf("%s.matchers: the root route matches every alert; put matchers on child routes", p))
+		errs.Add(p+".matchers", "the root route matches every alert; put matchers on child routes")
 	}
 	for j, s := range r.Matchers {
 		if _, err := ParseMatcher(s); err != nil {
-			*errs = append(*errs, fmt.Errorf("%s.matchers[%d]: %v", p, j, err))
+			errs.Add(fmt.Sprintf("%s.matchers[%d]", p, j), "%v", err)
 		}
 	}
 	for _, d := range []struct {
 		name string
-		v    *Duration
+		v    *yamlconf.Duration
 	}{{"group_wait", r.GroupWait}, {"group_interval", r.GroupInterval}, {"repeat_interval", r.RepeatInterval}} {
 		if d.v != nil && d.v.D() < 0 {
-			*errs = append(*errs, fmt.Errorf("%s.%s: must not be negative", p, d.name))
+			errs.Add(p+"."+d.name, "must not be negative")
 		}
 	}
 	if r.GroupInterval != nil && r.GroupInterval.D() == 0 {
-		*errs = append(*errs, fmt.Errorf("%s.group_interval: must be positive", p))
+		errs.Add(p+".group_interval", "must be positive")
 	}
 	for i, c2 := range r.Routes {
 		c.validateRoute(errs, fmt.Sprintf("%s.routes[%d]", p, i), c2, names, false)
 	}
 }
 
-func checkURL(errs *[]error, path, s string) {
+func checkURL(errs *yamlconf.Problems, path, s string) {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		*errs = append(*errs, fmt.Errorf("%s: want an http:// or https:// URL, got %q", path, s))
+		errs.Add(path, "want an http:// or https:// URL, got %q", s)
 	}
 }
 
-func checkTemplate(errs *[]error, path, s string) {
+func checkTemplate(errs *yamlconf.Problems, path, s string) {
 	if s == "" {
 		return
 	}
 	if _, err := template.New("t").Funcs(templateFuncs).Parse(s); err != nil {
-		*errs = append(*errs, fmt.Errorf("%s: %v", path, err))
+		errs.Add(path, "%v", err)
 	}
 }
 

@@ -195,8 +195,8 @@ func (d *Dispatcher) loadLog(ctx context.Context) error {
 }
 
 func compile(c Config, client *http.Client, log *slog.Logger) (*compiledConfig, error) {
-	if errs := c.Validate(); len(errs) > 0 {
-		return nil, fmt.Errorf("invalid notification config: %w", errors.Join(errs...))
+	if ps := c.Validate(); len(ps) > 0 {
+		return nil, fmt.Errorf("invalid notification config: %w", ps)
 	}
 	channels := c.Channels
 	if len(channels) == 0 {

@@ -15,11 +15,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/pulselake/pulselake/internal/yamlconf"
 )
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func dur(d time.Duration) *Duration { v := Duration(d); return &v }
+func dur(d time.Duration) *yamlconf.Duration { v := yamlconf.Duration(d); return &v }
 
 type receiver struct {
 	mu   sync.Mutex

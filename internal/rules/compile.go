@@ -13,6 +13,8 @@ import (
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/pulselake/pulselake/internal/reading"
+
+	"github.com/pulselake/pulselake/internal/yamlconf"
 )
 
 // RuleSet is a compiled, validated list of rules.
@@ -56,10 +58,10 @@ var windowFuncs = map[string]bool{"avg": true, "min": true, "max": true, "count"
 const seriesVar = "__series"
 
 // Compile validates rules against the kinds of reg and compiles them. It reports every
-// problem; each error starts with the rule's YAML path ("rules[2].when: ...").
-func Compile(rules []Rule, reg *reading.Registry) (*RuleSet, []error) {
+// problem at its YAML path ("rules[2].when").
+func Compile(rules []Rule, reg *reading.Registry) (*RuleSet, yamlconf.Problems) {
 	set := &RuleSet{byKind: map[string][]*compiled{}, window: map[string]time.Duration{}, fields: map[string][]string{}}
-	var errs []error
+	var errs yamlconf.Problems
 	seen := map[string]int{}
 	for i, r := range rules {
 		p := fmt.Sprintf("rules[%d]", i)
@@ -68,7 +70,7 @@ func Compile(rules []Rule, reg *reading.Registry) (*RuleSet, []error) {
 			if field != "" {
 				path += "." + field
 			}
-			errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+			errs.Add(path, format, args...)
 		}
 		n0 := len(errs)
 		switch {

@@ -22,6 +22,8 @@ import (
 	"github.com/pulselake/pulselake/internal/notify"
 	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/stream"
+
+	"github.com/pulselake/pulselake/internal/yamlconf"
 )
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -138,7 +140,7 @@ func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 	}
 }
 
-func dur(d time.Duration) *notify.Duration { v := notify.Duration(d); return &v }
+func dur(d time.Duration) *yamlconf.Duration { v := yamlconf.Duration(d); return &v }
 
 type running struct {
 	cancel context.CancelFunc
@@ -287,7 +289,7 @@ func TestRestartKeepsAlertState(t *testing.T) {
 	state, nflog := kv(t, conn, "alerts"), kv(t, conn, "notify_log")
 	ck := &clock{}
 	ctx := context.Background()
-	rules := []Rule{{Name: "crisis", Kind: "blood_pressure", When: "systolic >= 180", For: Duration(time.Minute), Severity: "critical"}}
+	rules := []Rule{{Name: "crisis", Kind: "blood_pressure", When: "systolic >= 180", For: yamlconf.Duration(time.Minute), Severity: "critical"}}
 	boot := func() (*Engine, *running) {
 		d, err := notify.New(ctx, discard(), nil, notify.Options{
 			Config: notify.Config{Channels: []notify.Channel{{Name: "hook", Webhook: &notify.WebhookConfig{URL: rcv.srv.URL}}},

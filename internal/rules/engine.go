@@ -164,7 +164,7 @@ func (e *Engine) load() (*RuleSet, error) {
 	}
 	set, errs := Compile(rules, e.opts.Registry)
 	if errs != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidRules, errors.Join(errs...))
+		return nil, fmt.Errorf("%w: %w", ErrInvalidRules, errs)
 	}
 	return set, nil
 }

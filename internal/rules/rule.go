@@ -7,29 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/goccy/go-yaml"
+
+	"github.com/pulselake/pulselake/internal/yamlconf"
 )
-
-// Duration is a time.Duration written like "30s" or "5m" in YAML.
-type Duration time.Duration
-
-// UnmarshalText parses a Go duration string.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(strings.TrimSpace(string(b)))
-	if err != nil {
-		return fmt.Errorf("want a duration like 30s or 5m, got %q", b)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalText writes the duration as text.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
-
-// D returns the time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
 
 // Rule is one alert rule (SPEC §7).
 type Rule struct {
@@ -42,12 +24,12 @@ type Rule struct {
 	// alert keeps firing until it holds, even when When no longer does.
 	ResolveWhen string `yaml:"resolve_when"`
 	// For is how long When must hold before the alert fires (0: at once).
-	For Duration `yaml:"for"`
+	For yamlconf.Duration `yaml:"for"`
 	// KeepFiringFor keeps an alert firing this long after its condition cleared.
-	KeepFiringFor Duration `yaml:"keep_firing_for"`
+	KeepFiringFor yamlconf.Duration `yaml:"keep_firing_for"`
 	// AbsentFor makes a no-data rule: it fires for a device seen before that sent no reading
 	// (of Kind, if set) for this long, and resolves on its next reading.
-	AbsentFor Duration `yaml:"absent_for"`
+	AbsentFor yamlconf.Duration `yaml:"absent_for"`
 	// Severity becomes the severity label (critical, warning, info).
 	Severity string            `yaml:"severity"`
 	Labels   map[string]string `yaml:"labels"`

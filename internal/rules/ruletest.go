@@ -14,6 +14,8 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"github.com/pulselake/pulselake/internal/reading"
+
+	"github.com/pulselake/pulselake/internal/yamlconf"
 )
 
 // TestFile is a rule unit-test file for `pulselake rules test` (like promtool's):
@@ -34,10 +36,10 @@ import (
 //	        alerts:                             # exactly these pending/firing alerts
 //	          - {subject: p1, device: bp-1, state: firing, labels: {severity: critical}, annotations: {summary: "..."}}
 type TestFile struct {
-	RuleFiles          []string   `yaml:"rule_files"`
-	Rules              []Rule     `yaml:"rules"`
-	EvaluationInterval Duration   `yaml:"evaluation_interval"`
-	Tests              []TestCase `yaml:"tests"`
+	RuleFiles          []string          `yaml:"rule_files"`
+	Rules              []Rule            `yaml:"rules"`
+	EvaluationInterval yamlconf.Duration `yaml:"evaluation_interval"`
+	Tests              []TestCase        `yaml:"tests"`
 }
 
 // TestCase is one scenario.
@@ -57,16 +59,16 @@ type TestSeries struct {
 
 // TestReading is one reading at a time offset from the start of the test.
 type TestReading struct {
-	At     Duration           `yaml:"at"`
+	At     yamlconf.Duration  `yaml:"at"`
 	Values map[string]float64 `yaml:"values"`
 	Text   map[string]string  `yaml:"text"`
 }
 
 // Expectation lists the alerts expected at a time.
 type Expectation struct {
-	At     Duration        `yaml:"at"`
-	Rule   string          `yaml:"rule"`
-	Alerts []ExpectedAlert `yaml:"alerts"`
+	At     yamlconf.Duration `yaml:"at"`
+	Rule   string            `yaml:"rule"`
+	Alerts []ExpectedAlert   `yaml:"alerts"`
 }
 
 // ExpectedAlert is an alert expected pending or firing (default firing).
