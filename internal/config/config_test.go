@@ -166,3 +166,48 @@ func TestQueryLimitsValidated(t *testing.T) {
 		t.Fatalf("valid query limits: %v, %d", err, c.Query.MemoryLimitBytes())
 	}
 }
+
+// Check lists every mistake of a file, of every kind, each once, with its line and path.
+func TestCheckListsEveryMistake(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []Problem // File is the file's path
+	}{
+		{"none", "http:\n  listen: 127.0.0.1:9000\n", nil},
+		{"syntax", "http:\n  listen: [1, 2\nnats:\n  replicas: 2\n", []Problem{{Line: 3}}},
+		{"reading and values", "ingest:\n  colour: red\n  max_batch: lots\n  body_timeout: 30 seconds\nnats:\n  replicas: 9\nlake:\n  flush_interval: 5 seconds\n", []Problem{
+			{Line: 2, Path: "ingest.colour"}, {Line: 3, Path: "ingest.max_batch"}, {Line: 4, Path: "ingest.body_timeout"},
+			{Line: 6, Path: "nats.replicas"}, {Line: 8, Path: "lake.flush_interval"}}},
+		{"a key that cannot be read is not also missing", "notify:\n  - name: [ward]\n    log: {}\n", []Problem{{Line: 2, Path: "notify[0].name"}}},
+		{"rules", "rules:\n  - name: x\n    kind: heart_rate\n    when: bpm > 1\n    for: 5 minutes\n  - name: y\n    kind: nope\n    when: bpm > 1\n", []Problem{
+			{Line: 5, Path: "rules[0].for"}, {Line: 7, Path: "rules[1].kind"}}},
+		{"notify", "notify:\n  - name: ward\n    webhook: {url: 'http://x', timeout: later}\nroute:\n  receiver: pager\n  group_wait: -1s\n", []Problem{
+			{Line: 3, Path: "notify[0].webhook.timeout"}, {Line: 5, Path: "route.receiver"}, {Line: 6, Path: "route.group_wait"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := write(t, tt.yaml)
+			_, err := Check(path)
+			var ps Problems
+			if tt.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.As(err, &ps) {
+				t.Fatalf("err = %v", err)
+			}
+			if len(ps) != len(tt.want) {
+				t.Fatalf("got %d problems, want %d:\n%v", len(ps), len(tt.want), err)
+			}
+			for i, p := range ps {
+				w := tt.want[i]
+				if p.File != path || p.Line != w.Line || p.Path != w.Path {
+					t.Errorf("problem %d: %s; want line %d, path %q", i, p, w.Line, w.Path)
+				}
+			}
+		})
+	}
+}
