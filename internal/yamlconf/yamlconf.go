@@ -245,7 +245,10 @@ func message(e located) string {
 	switch {
 	case errors.As(e, &te):
 		got := ""
-		if te.Token != nil {
+		switch {
+		case te.SrcType != nil && (te.SrcType.Kind() == reflect.Slice || te.SrcType.Kind() == reflect.Map):
+			got = ", got " + typeName(te.SrcType) // its first token ("[", "-") says nothing
+		case te.Token != nil:
 			got = fmt.Sprintf(", got %q", te.Token.Value)
 		}
 		return fmt.Sprintf("want %s%s", typeName(te.DstType), got)

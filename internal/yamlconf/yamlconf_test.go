@@ -1,6 +1,7 @@
 package yamlconf
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -60,6 +61,27 @@ func TestDecodeListsEveryMistake(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestDecodeMessages(t *testing.T) {
+	tests := []struct{ yaml, want string }{
+		{"zzz: 1\n", `unknown field "zzz"`},
+		{"inner:\n  max: many\n", `want a whole number, got "many"`},
+		{"inner:\n  max: [1]\n", `want a whole number, got a list`},
+		{"inner:\n  names: {a: b}\n", `mapping was used where sequence is expected`},
+		{"flag: maybe\n", `want true or false, got "maybe"`},
+		{"inner:\n  wait: 5 seconds\n", `want a duration like 30s or 5m (units ms, s, m, h), got "5 seconds"`},
+	}
+	for _, tt := range tests {
+		f, err := Parse("f.yaml", []byte(tt.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ps := Decode("f.yaml", f, func() *doc { return &doc{} })
+		if len(ps) != 1 || !strings.HasPrefix(ps[0].Msg, tt.want) {
+			t.Errorf("%q: got %v, want a message starting %q", tt.yaml, ps, tt.want)
+		}
 	}
 }
 
