@@ -79,3 +79,18 @@ func TestWindowFunctions(t *testing.T) {
 		t.Errorf("fired %v", fired)
 	}
 }
+
+// A rule file's mistakes are all listed, each with the file's name, line and YAML path.
+func TestParseListsEveryMistake(t *testing.T) {
+	src := "rules:\n  - name: a\n    kind: heart_rate\n    when: bpm > 1\n    for: 5 minutes\n  - name: b\n    severty: critical\n    labels: [x]\n"
+	_, err := Parse("crisis.yaml", []byte(src))
+	got := ""
+	if err != nil {
+		got = err.Error()
+	}
+	for _, want := range []string{"crisis.yaml:5: rules[0].for: want a duration", "crisis.yaml:7: rules[1].severty: unknown field", "crisis.yaml:8: rules[1].labels: "} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q in:\n%s", want, got)
+		}
+	}
+}

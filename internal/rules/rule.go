@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/goccy/go-yaml"
-
 	"github.com/pulselake/pulselake/internal/yamlconf"
 )
 
@@ -49,7 +47,7 @@ var defaultRules []byte
 
 // DefaultRules returns the rules shipped with pulselake (default_rules.yaml).
 func DefaultRules() []Rule {
-	f, err := Parse(defaultRules)
+	f, err := Parse("default_rules.yaml", defaultRules)
 	if err != nil {
 		panic("rules: default_rules.yaml: " + err.Error()) // covered by tests
 	}
@@ -59,13 +57,10 @@ func DefaultRules() []Rule {
 // DefaultRulesYAML returns the text of the shipped rules, for documentation and `rules test`.
 func DefaultRulesYAML() []byte { return bytes.Clone(defaultRules) }
 
-// Parse decodes a rule file strictly (unknown keys are errors with line numbers).
-func Parse(data []byte) (*File, error) {
-	var f File
-	if err := yaml.UnmarshalWithOptions(data, &f, yaml.Strict()); err != nil {
-		return nil, fmt.Errorf("%s", yaml.FormatError(err, false, false))
-	}
-	return &f, nil
+// Parse decodes a rule file strictly; its error lists every mistake (unknown keys, values of
+// the wrong type, bad durations) with name:line and YAML path.
+func Parse(name string, data []byte) (*File, error) {
+	return yamlconf.Unmarshal[File](name, data)
 }
 
 // LoadFiles reads rule files (glob patterns allowed, relative to dir) and returns their rules
@@ -88,9 +83,9 @@ func LoadFiles(dir string, patterns []string) ([]Rule, error) {
 			if err != nil {
 				return nil, fmt.Errorf("reading rule file: %w", err)
 			}
-			f, err := Parse(data)
+			f, err := Parse(m, data)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", m, err)
+				return nil, err
 			}
 			out = append(out, f.Rules...)
 		}

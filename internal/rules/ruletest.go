@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/goccy/go-yaml"
 
 	"github.com/pulselake/pulselake/internal/reading"
 
@@ -90,9 +89,9 @@ func RunTestFile(path string, reg *reading.Registry, w io.Writer) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("reading test file: %w", err)
 	}
-	var tf TestFile
-	if err := yaml.UnmarshalWithOptions(data, &tf, yaml.Strict()); err != nil {
-		return 0, fmt.Errorf("%s: %s", path, yaml.FormatError(err, false, false))
+	tf, err := yamlconf.Unmarshal[TestFile](path, data)
+	if err != nil {
+		return 0, err
 	}
 	if reg == nil {
 		if reg, err = reading.NewRegistry(); err != nil {

@@ -238,6 +238,20 @@ type located interface {
 	GetMessage() string
 }
 
+// Unmarshal parses and decodes a whole file strictly, like Parse then Decode into a new T,
+// and returns every mistake as Problems.
+func Unmarshal[T any](file string, data []byte) (*T, error) {
+	f, err := Parse(file, data)
+	if err != nil {
+		return nil, err
+	}
+	v, ps := Decode(file, f, func() *T { return new(T) })
+	if len(ps) > 0 {
+		return nil, ps
+	}
+	return v, nil
+}
+
 // message says what is wrong in the user's words.
 func message(e located) string {
 	var te *yaml.TypeError
