@@ -376,10 +376,10 @@ func (c *Config) Validate() error {
 	ps = append(ps, nc.Validate()...)
 	lc := c.Lake
 	lc.ApplyDefaults(os.TempDir()) // the data directory only fills defaults that are always valid
-	ps = append(ps, c.AddProblems(lc.Validate())...)
-	ps = append(ps, c.AddProblems(c.ECG.Validate())...)
-	ps = append(ps, c.AddProblems(c.detectorErrors())...)
-	ps = append(ps, c.AddProblems(pipeline.ValidateFolders(c.Pipelines))...)
+	ps = append(ps, lc.Validate()...)
+	ps = append(ps, c.ECG.Validate()...)
+	ps = append(ps, c.detectorProblems(c.detectorErrors())...)
+	ps = append(ps, pipeline.ValidateFolders(c.Pipelines)...)
 	if c.Query.MaxRows < 0 {
 		add("query.max_rows", "must not be negative")
 	}
@@ -410,10 +410,10 @@ func (c *Config) Validate() error {
 	return ps.Err()
 }
 
-// AddProblems turns the errors of the parts that report "path: message" (lake, ecg,
-// detectors, pipelines) into problems at that YAML path; other errors are kept without a
-// path. File and line are filled in by Locate.
-func (c *Config) AddProblems(errs []error) Problems {
+// detectorProblems turns the detectors' errors, which say "path: message" (their parameters
+// are checked by the detectors' own parser, which knows no YAML), into problems at that path
+// in the file; other errors are kept without a path.
+func (c *Config) detectorProblems(errs []error) Problems {
 	var ps Problems
 	for _, err := range errs {
 		path, msg, ok := strings.Cut(err.Error(), ": ")
@@ -431,7 +431,7 @@ func (c *Config) AddProblems(errs []error) Problems {
 func (c *Config) CompiledDetectors() ([]*anomaly.Detector, error) {
 	ds, errs := c.compileDetectors()
 	if len(errs) > 0 {
-		return nil, c.AddProblems(errs)
+		return nil, c.detectorProblems(errs)
 	}
 	return ds, nil
 }

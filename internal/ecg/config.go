@@ -1,9 +1,10 @@
 package ecg
 
 import (
-	"fmt"
 	"net/url"
 	"time"
+
+	"github.com/pulselake/pulselake/internal/yamlconf"
 )
 
 // Config is the `ecg:` section of the configuration file: streaming heartbeat
@@ -82,11 +83,9 @@ func (c Config) WithDefaults() Config {
 }
 
 // Validate returns every problem, each starting with its YAML path ("ecg.kserve_url: ...").
-func (c Config) Validate() []error {
-	var errs []error
-	bad := func(path, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("ecg.%s: %s", path, fmt.Sprintf(format, args...)))
-	}
+func (c Config) Validate() yamlconf.Problems {
+	var errs yamlconf.Problems
+	bad := func(path, format string, args ...any) { errs.Add("ecg."+path, format, args...) }
 	if c.KServeURL != "" {
 		u, err := url.Parse(c.KServeURL)
 		switch {

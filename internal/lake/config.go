@@ -2,11 +2,12 @@ package lake
 
 import (
 	"errors"
-	"fmt"
 	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/pulselake/pulselake/internal/yamlconf"
 )
 
 // Defaults of Config (SPEC §5).
@@ -133,11 +134,9 @@ func (c *Config) ApplyDefaults(dataDir string) {
 
 // Validate returns every problem of c; each message starts with the YAML path of the field.
 // Call it after ApplyDefaults.
-func (c *Config) Validate() []error {
-	var errs []error
-	bad := func(path, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("lake.%s: %s", path, fmt.Sprintf(format, args...)))
-	}
+func (c *Config) Validate() yamlconf.Problems {
+	var errs yamlconf.Problems
+	bad := func(path, format string, args ...any) { errs.Add("lake."+path, format, args...) }
 	if c.Warehouse != "" {
 		u, err := url.Parse(c.Warehouse)
 		switch {

@@ -58,8 +58,8 @@ type Store struct {
 // Open opens (creating if needed) the catalog and warehouse of cfg. ApplyDefaults must have
 // been called. The zones are created as namespaces.
 func Open(ctx context.Context, log *slog.Logger, cfg Config) (*Store, error) {
-	if errs := cfg.Validate(); len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if ps := cfg.Validate(); len(ps) > 0 {
+		return nil, ps
 	}
 	s := &Store{log: log, cfg: cfg, props: ioProps(cfg), gate: newWriteGate(cfg), tables: map[string]*table.Table{}}
 	if u, _ := url.Parse(cfg.Warehouse); u.Scheme == "file" {

@@ -126,8 +126,8 @@ func New(log *slog.Logger, reg prometheus.Registerer, o Options) (*Writer, error
 		return nil, errors.New("creating lake writer: a stream connection and a kind registry are required")
 	}
 	o.Config.ApplyDefaults(o.DataDir)
-	if errs := o.Config.Validate(); len(errs) > 0 {
-		return nil, fmt.Errorf("creating lake writer: %w", errors.Join(errs...))
+	if ps := o.Config.Validate(); len(ps) > 0 {
+		return nil, fmt.Errorf("creating lake writer: %w", ps)
 	}
 	if o.FetchBatch <= 0 {
 		o.FetchBatch = DefaultFetchBatch

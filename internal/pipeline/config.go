@@ -3,6 +3,8 @@ package pipeline
 import (
 	"fmt"
 	"os"
+
+	"github.com/pulselake/pulselake/internal/yamlconf"
 )
 
 // Folder is one entry of the `pipelines:` configuration section: a folder of models that
@@ -16,13 +18,11 @@ type Folder struct {
 }
 
 // ValidateFolders checks the `pipelines:` section: every folder loads (models parse, no
-// cycle), every schedule parses, and something in each folder is scheduled. Errors start
-// with their configuration path, e.g. "pipelines[0].dir: ...".
-func ValidateFolders(fs []Folder) []error {
-	var errs []error
-	bad := func(path, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
-	}
+// cycle), every schedule parses, and something in each folder is scheduled. Each problem is
+// at its configuration path, e.g. "pipelines[0].dir".
+func ValidateFolders(fs []Folder) yamlconf.Problems {
+	var errs yamlconf.Problems
+	bad := errs.Add
 	seen := map[string]bool{}
 	for i, f := range fs {
 		at := fmt.Sprintf("pipelines[%d]", i)
