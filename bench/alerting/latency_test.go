@@ -25,7 +25,6 @@ import (
 	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/rules"
 	"github.com/pulselake/pulselake/internal/stream"
-
 	"github.com/pulselake/pulselake/internal/yamlconf"
 )
 

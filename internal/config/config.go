@@ -24,7 +24,6 @@ import (
 	"github.com/pulselake/pulselake/internal/pipeline"
 	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/rules"
-
 	"github.com/pulselake/pulselake/internal/yamlconf"
 )
 

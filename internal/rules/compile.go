@@ -13,7 +13,6 @@ import (
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/pulselake/pulselake/internal/reading"
-
 	"github.com/pulselake/pulselake/internal/yamlconf"
 )
 

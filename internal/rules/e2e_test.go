@@ -22,7 +22,6 @@ import (
 	"github.com/pulselake/pulselake/internal/notify"
 	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/stream"
-
 	"github.com/pulselake/pulselake/internal/yamlconf"
 )
 

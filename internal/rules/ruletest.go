@@ -11,9 +11,7 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/pulselake/pulselake/internal/reading"
-
 	"github.com/pulselake/pulselake/internal/yamlconf"
 )
 
