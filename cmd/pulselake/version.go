@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"runtime"
 	"runtime/debug"
 	"text/tabwriter"
@@ -28,34 +29,40 @@ func newVersionCmd(g *globals) *cobra.Command {
 			if !ok {
 				return fmt.Errorf("the binary carries no build information")
 			}
-			w := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintf(w, "pulselake\t%s\n", mainVersion(info))
-			settings := map[string]string{}
-			for _, s := range info.Settings {
-				settings[s.Key] = s.Value
-			}
-			if rev := settings["vcs.revision"]; rev != "" {
-				if settings["vcs.modified"] == "true" {
-					rev += " (modified)"
-				}
-				fmt.Fprintf(w, "commit\t%s\n", rev)
-			}
-			if at := settings["vcs.time"]; at != "" {
-				fmt.Fprintf(w, "commit time\t%s\n", at)
-			}
-			fmt.Fprintf(w, "go\t%s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			// The engine's own answer costs an in-memory database (milliseconds, no files).
 			engine, err := query.EngineVersion(cmd.Context())
 			if err != nil {
 				engine = "unknown (" + err.Error() + ")"
 			}
-			fmt.Fprintf(w, "duckdb\t%s\n", engine)
-			for _, d := range versionDeps {
-				fmt.Fprintf(w, "%s\t%s\n", d.label, depVersion(info, d.module))
-			}
-			return w.Flush()
+			return writeVersion(g.stdout, info, engine)
 		},
 	}
+}
+
+// writeVersion prints one "label  value" line each: pulselake's version, the commit and its
+// time when the build was stamped with them, Go, the DuckDB engine and versionDeps.
+func writeVersion(out io.Writer, info *debug.BuildInfo, engine string) error {
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(w, "pulselake\t%s\n", mainVersion(info))
+	settings := map[string]string{}
+	for _, s := range info.Settings {
+		settings[s.Key] = s.Value
+	}
+	if rev := settings["vcs.revision"]; rev != "" {
+		if settings["vcs.modified"] == "true" {
+			rev += " (modified)"
+		}
+		fmt.Fprintf(w, "commit\t%s\n", rev)
+	}
+	if at := settings["vcs.time"]; at != "" {
+		fmt.Fprintf(w, "commit-time\t%s\n", at)
+	}
+	fmt.Fprintf(w, "go\t%s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(w, "duckdb\t%s\n", engine)
+	for _, d := range versionDeps {
+		fmt.Fprintf(w, "%s\t%s\n", d.label, depVersion(info, d.module))
+	}
+	return w.Flush()
 }
 
 // mainVersion is the module version the binary was built at (go install ...@v1.2.3), or

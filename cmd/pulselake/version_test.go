@@ -6,6 +6,7 @@ import (
 	"os"
 	"regexp"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -73,4 +74,35 @@ func duckdbLibrary(t *testing.T, module string) string {
 	}
 	n, _ := strconv.Atoi(m[1])
 	return fmt.Sprintf("v%d.%d.%d", n/10000, n/100%100, n%100)
+}
+
+// TestWriteVersionStamped checks the lines of a binary built from a tagged, stamped checkout.
+func TestWriteVersionStamped(t *testing.T) {
+	info := &debug.BuildInfo{
+		Main: debug.Module{Path: "github.com/pulselake/pulselake", Version: "v1.4.0"},
+		Deps: []*debug.Module{
+			{Path: "github.com/nats-io/nats-server/v2", Version: "v2.15.2"},
+			{Path: "github.com/apache/iceberg-go", Version: "v0.7.0", Replace: &debug.Module{Path: "../iceberg-go", Version: "v0.7.1"}},
+		},
+		Settings: []debug.BuildSetting{
+			{Key: "vcs.revision", Value: "3b99886f"}, {Key: "vcs.time", Value: "2026-12-03T13:11:33Z"}, {Key: "vcs.modified", Value: "true"},
+		},
+	}
+	var out strings.Builder
+	if err := writeVersion(&out, info, "v1.5.6"); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"pulselake    v1.4.0",
+		"commit       3b99886f (modified)",
+		"commit-time  2026-12-03T13:11:33Z",
+		"duckdb       v1.5.6",
+		"duckdb-go    not linked",
+		"nats-server  v2.15.2",
+		"iceberg-go   v0.7.1 (replaces v0.7.0)",
+	} {
+		if !strings.Contains(out.String(), want+"\n") {
+			t.Errorf("no line %q in:\n%s", want, out.String())
+		}
+	}
 }
