@@ -57,8 +57,9 @@ type Running struct {
 
 // node is what the optional parts of serve are started with. Each part (streaming ECG
 // classification, streaming anomaly detectors, scheduled pipelines, connectors) lives in its
-// own file with a start function listed in parts; it may run processors with runProc (stopped after intake, before the lake
-// writer's final flush) and register cleanups with onClose.
+// own file with a start function listed in parts; it may run processors with runProc
+// (stopped after intake, before the lake writer's final flush) and register cleanups with
+// onClose. The HTTP routes of every part are mounted in one place, mountRoutes.
 type node struct {
 	ctx      context.Context
 	log      *slog.Logger
