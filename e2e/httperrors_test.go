@@ -38,6 +38,8 @@ func TestErrorBodyOnEveryRoute(t *testing.T) {
 		{"events with an invalid token", "GET", "/v1/events", "plk_not-a-token", "", "", 401, "unauthenticated"},
 		{"profiles with a read token", "GET", "/debug/pprof/heap", readTok, "", "", 403, "forbidden"},
 		{"an unknown profile", "GET", "/debug/pprof/no-such-profile", adminToken, "", "", 404, "not-found"},
+		{"a path no route takes", "GET", "/v1/no-such-route", adminToken, "", "", 404, "not-found"},
+		{"a method the route does not take", "DELETE", "/v1/readings", adminToken, "", "", 405, "method-not-allowed"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			req, _ := http.NewRequest(tt.method, srv.HTTPURL+tt.path, bytes.NewReader([]byte(tt.body)))

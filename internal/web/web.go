@@ -199,7 +199,7 @@ func (s *Server) Start() error {
 	}
 	s.ln = ln
 	s.srv = &http.Server{
-		Handler:           s.mux,
+		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
@@ -208,6 +208,16 @@ func (s *Server) Start() error {
 	s.srv.RegisterOnShutdown(func() { close(s.closing) })
 	go func() { s.done <- s.srv.Serve(ln) }()
 	return nil
+}
+
+// ServeHTTP answers through the routes; a path or method no route takes gets the JSON error
+// body of every other error (the mux's own answer is plain text).
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := s.mux.Handler(r); pattern == "" {
+		httpapi.PlainErrors(s.mux).ServeHTTP(w, r)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
 }
 
 // Addr is the bound address.
