@@ -75,6 +75,7 @@ func newRootCmd(g *globals) *cobra.Command {
 		newPipelineCmd(g),
 		newReportCmd(g),
 		newSilenceCmd(g),
+		newVersionCmd(g),
 	)
 	return root
 }

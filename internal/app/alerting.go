@@ -84,22 +84,22 @@ func OpenSilences(ctx context.Context, log *slog.Logger, conn *stream.Conn) (*no
 	return notify.NewSilences(ctx, log, notify.SilencesOptions{KV: kv})
 }
 
-// mount adds the alert and silence endpoints (SPEC §4). A subject-bound token sees the alerts
-// of its subject only, and the silences that name its subject (an equality matcher on subject,
-// so they mute nothing else); changing silences needs admin, which is never bound.
-func (a *alerting) mount(ws *web.Server) {
-	ws.Handle("GET /v1/alerts", token.ScopeRead, func(w http.ResponseWriter, r *http.Request, tok token.Token) {
-		rules.AlertsHandler(func(state string) []rules.Alert { return a.alertsFor(tok, state) }).ServeHTTP(w, r)
-	})
-	ws.Handle("GET /v1/silences", token.ScopeRead, func(w http.ResponseWriter, r *http.Request, tok token.Token) {
-		notify.SilencesHandler(a.silences, func(s notify.Silence) bool { return tok.Sees(notify.SilenceSubject(s)) }).ServeHTTP(w, r)
-	})
-	sh := notify.SilencesHandler(a.silences, nil)
-	adapt := func(h http.Handler) web.Handler {
-		return func(w http.ResponseWriter, r *http.Request, _ token.Token) { h.ServeHTTP(w, r) }
-	}
-	ws.HandleUnbound("POST /v1/silences", token.ScopeAdmin, adapt(sh))
-	ws.HandleUnbound("DELETE /v1/silences/{id}", token.ScopeAdmin, adapt(sh))
+// listAlerts serves GET /v1/alerts: a subject-bound token sees the alerts of its subject only.
+func (a *alerting) listAlerts(w http.ResponseWriter, r *http.Request, tok token.Token) {
+	rules.AlertsHandler(func(state string) []rules.Alert { return a.alertsFor(tok, state) }).ServeHTTP(w, r)
+}
+
+// listSilences serves GET /v1/silences: a subject-bound token sees the silences that name its
+// subject (an equality matcher on subject, so they mute nothing else).
+func (a *alerting) listSilences(w http.ResponseWriter, r *http.Request, tok token.Token) {
+	notify.SilencesHandler(a.silences, func(s notify.Silence) bool { return tok.Sees(notify.SilenceSubject(s)) }).ServeHTTP(w, r)
+}
+
+// changeSilences serves POST /v1/silences and DELETE /v1/silences/{id}; they need scope
+// admin, which is never bound to a subject.
+func (a *alerting) changeSilences() web.Handler {
+	h := notify.SilencesHandler(a.silences, nil)
+	return func(w http.ResponseWriter, r *http.Request, _ token.Token) { h.ServeHTTP(w, r) }
 }
 
 // alertsFor lists the alerts tok sees (token.Token.Sees), newest first.

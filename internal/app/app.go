@@ -57,9 +57,9 @@ type Running struct {
 
 // node is what the optional parts of serve are started with. Each part (streaming ECG
 // classification, streaming anomaly detectors, scheduled pipelines, connectors) lives in its
-// own file with a start function listed in parts; it may mount HTTP handlers on ws (before
-// the server starts), run processors with runProc (stopped after intake, before the lake
-// writer's final flush) and register cleanups with onClose.
+// own file with a start function listed in parts; it may run processors with runProc
+// (stopped after intake, before the lake writer's final flush) and register cleanups with
+// onClose. The HTTP routes of every part are mounted in one place, mountRoutes.
 type node struct {
 	ctx      context.Context
 	log      *slog.Logger
@@ -71,7 +71,6 @@ type node struct {
 	hub      *web.Hub
 	lake     *lakeParts
 	alerting *alerting
-	ws       *web.Server
 	runProc  func(name string, run func(context.Context) error)
 	closers  []func()
 	erasers  []memoryEraser // parts of memory that hold subjects' data (erase.go)
@@ -87,7 +86,7 @@ func (n *node) close() {
 }
 
 // parts are the optional parts of serve, started in this order.
-var parts = []func(*node) error{startDetectors, startECG, startPipelines, startRESTCatalog, mountProfiles, startErase}
+var parts = []func(*node) error{startDetectors, startECG, startPipelines, startErase}
 
 // lakeStopTimeout bounds the lake writer's final flush at shutdown; what it could not
 // write stays in the stream and is written on the next start.
@@ -260,7 +259,7 @@ func Run(ctx context.Context, o Options) error {
 
 	var started atomic.Bool // set once serve.json is written, so CLI commands can reach us
 	ws := web.New(log.With("component", "http"), reg, web.Options{
-		Listen: cfg.HTTP.Listen, Verify: verify, Ingester: in, Gatherer: reg, Hub: hub,
+		Listen: cfg.HTTP.Listen, Verify: verify, Ingester: in, Gatherer: reg,
 		Ready: map[string]web.Check{"stream": streamReady(conn, space), "lake": lk.ready(), "startup": func(context.Context) error {
 			if !started.Load() {
 				return errors.New("still starting")
@@ -268,16 +267,15 @@ func Run(ctx context.Context, o Options) error {
 			return nil
 		}},
 	})
-	alerting.mount(ws)
-	lk.mount(ws, cfg)
 	n := &node{ctx: ctx, log: log, reg: reg, cfg: cfg, dataDir: o.DataDir, conn: conn, kinds: kinds, hub: hub,
-		lake: lk, alerting: alerting, ws: ws, runProc: runProc}
+		lake: lk, alerting: alerting, runProc: runProc}
 	defer n.close()
 	for _, start := range parts {
 		if err := start(n); err != nil {
 			return err
 		}
 	}
+	mountRoutes(ws, n)
 	if err := ws.Start(); err != nil {
 		return err
 	}

@@ -15,7 +15,6 @@ import (
 	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/rules"
 	"github.com/pulselake/pulselake/internal/stream"
-	"github.com/pulselake/pulselake/internal/token"
 	"github.com/pulselake/pulselake/internal/web"
 )
 
@@ -58,11 +57,6 @@ func (l *lakeParts) close() {
 // queryLimits are the limits of POST /v1/query.
 func queryLimits(cfg *config.Config) query.Limits {
 	return query.Limits{MaxRows: cfg.Query.MaxRows, Timeout: cfg.Query.Timeout.D()}
-}
-
-// mount adds POST /v1/query (scope read).
-func (l *lakeParts) mount(ws *web.Server, cfg *config.Config) {
-	ws.Handle("POST /v1/query", token.ScopeRead, l.engine.Handler(queryLimits(cfg)))
 }
 
 // ready reports whether the catalog answers and the writer writes. A writer that cannot

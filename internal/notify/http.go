@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/pulselake/pulselake/internal/httpapi"
 )
 
 // SilencesHandler serves the silences API (JSON, Alertmanager's v2 silence shape):
@@ -40,7 +42,7 @@ func SilencesHandler(s *Silences, visible func(Silence) bool) http.Handler {
 				o.Status.State = sil.State(now)
 				res = append(res, o)
 			}
-			writeJSON(w, http.StatusOK, res)
+			httpapi.WriteJSON(w, http.StatusOK, res)
 		case r.Method == http.MethodPost && id == "":
 			var in struct {
 				Silence
@@ -72,7 +74,7 @@ func SilencesHandler(s *Silences, visible func(Silence) bool) http.Handler {
 				writeError(w, status, err.Error())
 				return
 			}
-			writeJSON(w, http.StatusOK, map[string]string{"silenceID": newID})
+			httpapi.WriteJSON(w, http.StatusOK, map[string]string{"silenceID": newID})
 		case r.Method == http.MethodDelete && id != "":
 			if err := s.Expire(r.Context(), id); err != nil {
 				status := http.StatusInternalServerError
@@ -102,21 +104,8 @@ func SilenceSubject(s Silence) string {
 	return ""
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-// writeError writes SPEC §13's {"error":{"code":...,"message":...}}, the code named after the
-// status.
+// writeError writes the error body with the code of its status (bad-request, not-found,
+// method-not-allowed, internal).
 func writeError(w http.ResponseWriter, status int, msg string) {
-	code := map[int]string{
-		http.StatusBadRequest: "bad-request", http.StatusNotFound: "not-found",
-		http.StatusMethodNotAllowed: "method-not-allowed",
-	}[status]
-	if code == "" {
-		code = "internal"
-	}
-	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
+	httpapi.WriteError(w, status, httpapi.CodeOf(status), msg)
 }

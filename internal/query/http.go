@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/pulselake/pulselake/internal/httpapi"
 	"github.com/pulselake/pulselake/internal/token"
 )
 
@@ -30,29 +31,28 @@ func CallerOf(tok token.Token) Caller {
 // Handler serves POST /v1/query for an authenticated token of scope read (the caller checks
 // the scope): body {"sql": "..."}; response 200 with
 // {"columns":[...],"types":[...],"rows":[[...]],"truncated":bool,"elapsed_seconds":s}.
-// Errors are {"error":{"code":...,"message":...}} with the status of statusOf.
+// Errors are httpapi error bodies with the status and code of statusOf.
 func (e *Engine) Handler(lim Limits) func(w http.ResponseWriter, r *http.Request, tok token.Token) {
 	return func(w http.ResponseWriter, r *http.Request, tok token.Token) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
-			writeError(w, http.StatusMethodNotAllowed, "method-not-allowed", "use POST with a JSON body {\"sql\": \"...\"}")
+			httpapi.WriteError(w, http.StatusMethodNotAllowed, "method-not-allowed", "use POST with a JSON body {\"sql\": \"...\"}")
 			return
 		}
 		var req Request
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil || req.SQL == "" {
-			writeError(w, http.StatusBadRequest, "bad-request", "body must be JSON {\"sql\": \"SELECT ...\"}")
+			httpapi.WriteError(w, http.StatusBadRequest, "bad-request", "body must be JSON {\"sql\": \"SELECT ...\"}")
 			return
 		}
 		res, err := e.QueryAs(r.Context(), req.SQL, lim, CallerOf(tok))
 		if err != nil {
 			code, name := statusOf(err)
-			writeError(w, code, name, err.Error())
+			httpapi.WriteError(w, code, name, err.Error())
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(JSONResult(res))
+		httpapi.WriteJSON(w, http.StatusOK, JSONResult(res))
 	}
 }
 
@@ -82,10 +82,4 @@ func statusOf(err error) (int, string) {
 		return http.StatusServiceUnavailable, "canceled"
 	}
 	return http.StatusUnprocessableEntity, "query-failed"
-}
-
-func writeError(w http.ResponseWriter, code int, name, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": name, "message": msg}})
 }

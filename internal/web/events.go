@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pulselake/pulselake/internal/httpapi"
 	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/stream"
 	"github.com/pulselake/pulselake/internal/token"
@@ -245,7 +246,7 @@ func (h *Hub) follow(ctx context.Context, done chan struct{}) {
 func (h *Hub) serveEvents(w http.ResponseWriter, r *http.Request, closing <-chan struct{}, tok token.Token) {
 	fl, ok := w.(http.Flusher)
 	if !ok {
-		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		httpapi.WriteError(w, http.StatusInternalServerError, "internal", "the connection cannot stream events")
 		return
 	}
 	w.Header().Set("Content-Type", "text/event-stream")

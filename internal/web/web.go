@@ -9,7 +9,6 @@ package web
 import (
 	"context"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -23,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pulselake/pulselake/internal/httpapi"
 	"github.com/pulselake/pulselake/internal/ingest"
 	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/token"
@@ -50,8 +50,6 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Ready maps a dependency name (stream, lake, catalog) to its check.
 	Ready map[string]Check
-	// Hub feeds GET /v1/events; nil disables the live feed.
-	Hub *Hub
 }
 
 // Server is the HTTP server.
@@ -67,31 +65,48 @@ type Server struct {
 	closing chan struct{}
 }
 
-// New builds the server; Start binds it.
+// New builds the server with no routes; the caller mounts them (Handle, HandleUnbound,
+// HandlePublic) with the handlers below and those of other packages. Start binds it.
 func New(log *slog.Logger, reg prometheus.Registerer, o Options) *Server {
 	s := &Server{opts: o, log: log, mux: http.NewServeMux(), done: make(chan error, 1), closing: make(chan struct{})}
 	s.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pulselake_http_requests_total", Help: "HTTP API requests by route and status code.",
 	}, []string{"route", "code"})
 	reg.MustRegister(s.reqs)
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	s.mux.HandleFunc("GET /readyz", s.readyz)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
-	s.Handle("POST /v1/readings", token.ScopeIngest, s.postReadings)
-	if o.Hub != nil {
-		s.Handle("GET /v1/events", token.ScopeRead, func(w http.ResponseWriter, r *http.Request, tok token.Token) {
-			o.Hub.serveEvents(w, r, s.closing, tok)
-		})
-	}
+	return s
+}
+
+// Healthz serves GET /healthz: 200 {"status":"ok"} while the process answers.
+func Healthz(w http.ResponseWriter, _ *http.Request) {
+	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// Metrics serves the Prometheus metrics of Options.Gatherer.
+func (s *Server) Metrics() http.Handler {
+	return promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{})
+}
+
+// Assets serves the dashboard's files; mount it with its prefix stripped.
+func Assets() http.Handler {
 	assets, _ := fs.Sub(assetFS, "assets")
-	s.mux.Handle("GET /assets/", http.StripPrefix("/assets/", http.FileServerFS(assets)))
-	s.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+	return http.FileServerFS(assets)
+}
+
+// Dashboard serves the dashboard's page.
+func Dashboard() http.Handler {
+	assets, _ := fs.Sub(assetFS, "assets")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'")
 		http.ServeFileFS(w, r, assets, "index.html")
 	})
-	return s
+}
+
+// Events serves the live feed of h (GET /v1/events) until the client goes away or the
+// server shuts down.
+func (s *Server) Events(h *Hub) Handler {
+	return func(w http.ResponseWriter, r *http.Request, tok token.Token) {
+		h.serveEvents(w, r, s.closing, tok)
+	}
 }
 
 // Handler is an authenticated API handler; tok is the caller's verified token.
@@ -154,7 +169,7 @@ func BearerToken(header string) (string, bool) {
 	return tok, true
 }
 
-// HandlePublic mounts a route without authentication (dashboard assets).
+// HandlePublic mounts a route without authentication (health, metrics, dashboard).
 func (s *Server) HandlePublic(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
 type statusWriter struct {
@@ -184,7 +199,7 @@ func (s *Server) Start() error {
 	}
 	s.ln = ln
 	s.srv = &http.Server{
-		Handler:           s.mux,
+		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
@@ -193,6 +208,16 @@ func (s *Server) Start() error {
 	s.srv.RegisterOnShutdown(func() { close(s.closing) })
 	go func() { s.done <- s.srv.Serve(ln) }()
 	return nil
+}
+
+// ServeHTTP answers through the routes; a path or method no route takes gets the JSON error
+// body of every other error (the mux's own answer is plain text).
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := s.mux.Handler(r); pattern == "" {
+		httpapi.PlainErrors(s.mux).ServeHTTP(w, r)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
 }
 
 // Addr is the bound address.
@@ -213,7 +238,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+// Readyz serves GET /readyz: each check of Options.Ready by name, "ok", "degraded: ..." or its
+// error; 503 when any check failed.
+func (s *Server) Readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
 	status := map[string]string{}
@@ -229,10 +256,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 			status[name] = "ok"
 		}
 	}
-	writeJSON(w, code, status)
+	httpapi.WriteJSON(w, code, status)
 }
 
-func (s *Server) postReadings(w http.ResponseWriter, r *http.Request, tok token.Token) {
+// PostReadings serves POST /v1/readings (SPEC §4).
+func (s *Server) PostReadings(w http.ResponseWriter, r *http.Request, tok token.Token) {
 	in := s.opts.Ingester
 	lim := in.Limits()
 	format, err := reading.FormatOf(r.Header.Get("Content-Type"))
@@ -301,7 +329,7 @@ func (s *Server) postReadings(w http.ResponseWriter, r *http.Request, tok token.
 	default:
 		code = http.StatusUnprocessableEntity
 	}
-	writeJSON(w, code, res)
+	httpapi.WriteJSON(w, code, res)
 }
 
 // API errors.
@@ -363,18 +391,12 @@ func statusOf(err error) (int, string) {
 	return http.StatusInternalServerError, "internal"
 }
 
-// WriteError writes {"error":{"code":...,"message":...}} with the mapped status.
+// WriteError writes the error body of SPEC §13 (httpapi.WriteError) with the status and code
+// statusOf maps err to.
 func WriteError(w http.ResponseWriter, err error) {
 	code, name := statusOf(err)
 	if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}
-	writeJSON(w, code, map[string]any{"error": map[string]string{"code": name, "message": err.Error()}})
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	_ = enc.Encode(v)
+	httpapi.WriteError(w, code, name, err.Error())
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pulselake/pulselake/internal/httpapi"
 	"github.com/pulselake/pulselake/internal/token"
 )
 
@@ -35,7 +36,7 @@ func testServer(t *testing.T) *Server {
 	reg := prometheus.NewRegistry()
 	s := New(slog.New(slog.NewTextHandler(io.Discard, nil)), reg, Options{Verify: verify, Gatherer: reg})
 	ok := func(w http.ResponseWriter, _ *http.Request, tok token.Token) {
-		writeJSON(w, http.StatusOK, map[string]string{"token": tok.ID})
+		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"token": tok.ID})
 	}
 	s.Handle("GET /open", token.ScopeRead, ok)
 	s.HandleUnbound("GET /unbound", token.ScopeRead, ok)

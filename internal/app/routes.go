@@ -1,0 +1,45 @@
+package app
+
+import (
+	"net/http"
+	"net/http/pprof"
+
+	"github.com/pulselake/pulselake/internal/token"
+	"github.com/pulselake/pulselake/internal/web"
+)
+
+// mountRoutes mounts the whole HTTP surface of serve (SPEC §4), each route with the token
+// scope it needs; the handlers live in their packages. Handle routes filter what they show
+// by a subject-bound token's subject; HandleUnbound routes cannot, and refuse such tokens
+// (403 subject-bound-token). Every error body is {"error":{"code":...,"message":...}}
+// (internal/httpapi), except under /iceberg/, which speaks the Iceberg REST protocol.
+func mountRoutes(ws *web.Server, n *node) {
+	// Health, metrics and the dashboard: no token.
+	ws.HandlePublic("GET /healthz", http.HandlerFunc(web.Healthz))
+	ws.HandlePublic("GET /readyz", http.HandlerFunc(ws.Readyz))
+	ws.HandlePublic("GET /metrics", ws.Metrics())
+	ws.HandlePublic("GET /assets/", http.StripPrefix("/assets/", web.Assets()))
+	ws.HandlePublic("GET /{$}", web.Dashboard())
+
+	// Readings in, events out, SQL over the lake.
+	ws.Handle("POST /v1/readings", token.ScopeIngest, ws.PostReadings)
+	ws.Handle("GET /v1/events", token.ScopeRead, ws.Events(n.hub))
+	ws.Handle("POST /v1/query", token.ScopeRead, n.lake.engine.Handler(queryLimits(n.cfg)))
+
+	// Alerts and silences.
+	ws.Handle("GET /v1/alerts", token.ScopeRead, n.alerting.listAlerts)
+	ws.Handle("GET /v1/silences", token.ScopeRead, n.alerting.listSilences)
+	ws.HandleUnbound("POST /v1/silences", token.ScopeAdmin, n.alerting.changeSilences())
+	ws.HandleUnbound("DELETE /v1/silences/{id}", token.ScopeAdmin, n.alerting.changeSilences())
+
+	// The lake's catalog for other engines: table metadata and data files hold every
+	// subject's rows, so bound tokens are refused.
+	if h := restCatalog(n); h != nil {
+		ws.HandleUnbound(restCatalogPrefix+"/", token.ScopeRead, h)
+	}
+
+	// Go runtime profiles.
+	ws.Handle("GET /debug/pprof/", token.ScopeAdmin, profile(pprof.Index)) // the list, and each named profile
+	ws.Handle("GET /debug/pprof/profile", token.ScopeAdmin, profile(pprof.Profile))
+	ws.Handle("GET /debug/pprof/trace", token.ScopeAdmin, profile(pprof.Trace))
+}
