@@ -27,16 +27,24 @@ func validate(cfg *config.Config) error {
 	return nil
 }
 
-// setup loads and validates the configuration and returns it with a logger on stderr.
+// setup loads and validates the configuration, listing every problem of both, and returns
+// it with a logger on stderr.
 func setup(g *globals) (*config.Config, *slog.Logger, error) {
-	cfg, err := loadConfig(g)
+	cfg, err := checkConfig(g)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := validate(cfg); err != nil {
-		return nil, nil, err
-	}
 	return cfg, newLogger(cfg, g.stderr), nil
+}
+
+// checkConfig loads and validates --config (no flags to apply between), returning every
+// problem of both as a usage error.
+func checkConfig(g *globals) (*config.Config, error) {
+	cfg, err := config.Check(g.configFile)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("invalid configuration:\n%w", err)}
+	}
+	return cfg, nil
 }
 
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
@@ -88,9 +96,9 @@ func newCheckCmd(g *globals) *cobra.Command {
 		Short: "Validate the --config file; exits 2 listing every problem with file:line",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Check(g.configFile)
+			cfg, err := checkConfig(g)
 			if err != nil {
-				return usageError{fmt.Errorf("invalid configuration:\n%w", err)}
+				return err
 			}
 			name := cfg.File()
 			if name == "" {
