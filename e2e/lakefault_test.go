@@ -146,6 +146,10 @@ func TestLakeWriterAfterEraseWhileServing(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("erase exited %d:\n%s", code, out)
 	}
+	// Without --stream the stream keeps the subject's payloads: the report must say so.
+	if !strings.Contains(out, "stream INGEST") || !strings.Contains(out, "everywhere but the stream") {
+		t.Errorf("erase without --stream does not report what the stream still holds:\n%s", out)
+	}
 
 	// A day the writer has not written before: it has to read that day's identities.
 	old := time.Date(2019, 6, 1, 12, 0, 0, 0, time.UTC)

@@ -73,6 +73,11 @@ reports pending ones. Revoke the subject's tokens first so that nothing new arri
 			if rep.StreamPending > 0 {
 				return errors.New("stream messages of the subject are not yet processed by every consumer; erase again after the lake flush interval")
 			}
+			if rep.StreamKept > 0 {
+				fmt.Fprintf(g.stdout, "erased subject %q everywhere but the stream, which still holds %d message(s) of it until its retention ends: erase again with --stream to delete them now\n",
+					subject, rep.StreamKept)
+				return nil
+			}
 			fmt.Fprintf(g.stdout, "erased subject %q from %d places\n", subject, len(rep.Rows))
 			return nil
 		},

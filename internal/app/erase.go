@@ -58,6 +58,9 @@ type EraseReport struct {
 	// StreamPending is the number of stream messages of the subject not yet processed by
 	// every consumer (left in place: erase again after the lake flush).
 	StreamPending int
+	// StreamKept is the number of the subject's stream messages left in place because
+	// erase ran without --stream.
+	StreamKept int
 }
 
 // EraseStep is one place, or one kind of place, where a subject's data lives. Run counts
@@ -92,9 +95,7 @@ func (e *eraser) eraseSteps() []EraseStep {
 		// Connector credentials and cursors: no connector keeps per-subject state yet; a
 		// connector package adds its step here.
 	}
-	if e.o.Stream {
-		steps = append(steps, EraseStep{"stream", e.stream})
-	}
+	steps = append(steps, EraseStep{"stream", e.stream})
 	return append(steps,
 		EraseStep{"lake tables", e.lakeTables},
 		EraseStep{"lake unreferenced files", e.lakeOrphans},
@@ -265,11 +266,23 @@ func (e *eraser) silences(ctx context.Context, subject string, dryRun bool) ([]E
 	return []EraseRow{row}, err
 }
 
+// stream deletes the subject's messages from the streams with --stream; without it, it
+// counts them, so the report never leaves out what the stream still holds.
 func (e *eraser) stream(ctx context.Context, subject string, dryRun bool) ([]EraseRow, error) {
-	sp, err := lake.PurgeStream(ctx, e.conn.JS, subject, dryRun)
+	sp, err := lake.PurgeStream(ctx, e.conn.JS, subject, dryRun || !e.o.Stream)
 	var rows []EraseRow
 	for _, p := range sp {
 		r := EraseRow{Place: "stream " + p.Stream, Before: int64(p.Matched), After: int64(p.Matched - p.Deleted)}
+		if !e.o.Stream {
+			if p.Matched > 0 {
+				r.Note = "kept until the stream's retention ends (nats.retention); erase again with --stream to delete now"
+				if !dryRun {
+					e.rep.StreamKept += p.Matched
+				}
+			}
+			rows = append(rows, r)
+			continue
+		}
 		if p.Pending > 0 {
 			r.Note = fmt.Sprintf("%d message(s) not yet processed by every consumer; erase again after the lake flush", p.Pending)
 			if !dryRun {
