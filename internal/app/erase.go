@@ -80,7 +80,10 @@ type eraser struct {
 	// fingerprints of the subject's alerts read from the alert-state bucket before anything
 	// was removed (the notification log names alerts by them).
 	fingerprints []notify.Fingerprint
-	rep          *EraseReport
+	// counted is what the stream held of the subject when it was first counted; without
+	// --stream nothing changes it, so the second pass reports it without scanning again.
+	counted []lake.StreamPurge
+	rep     *EraseReport
 }
 
 // eraseSteps lists every place a subject lives, in the order erase visits them: what a
@@ -269,7 +272,13 @@ func (e *eraser) silences(ctx context.Context, subject string, dryRun bool) ([]E
 // stream deletes the subject's messages from the streams with --stream; without it, it
 // counts them, so the report never leaves out what the stream still holds.
 func (e *eraser) stream(ctx context.Context, subject string, dryRun bool) ([]EraseRow, error) {
-	sp, err := lake.PurgeStream(ctx, e.conn.JS, subject, dryRun || !e.o.Stream)
+	sp, err := e.counted, error(nil)
+	if e.o.Stream || sp == nil {
+		sp, err = lake.PurgeStream(ctx, e.conn.JS, subject, dryRun || !e.o.Stream)
+		if !e.o.Stream && err == nil {
+			e.counted = sp
+		}
+	}
 	var rows []EraseRow
 	for _, p := range sp {
 		r := EraseRow{Place: "stream " + p.Stream, Before: int64(p.Matched), After: int64(p.Matched - p.Deleted)}
