@@ -172,8 +172,8 @@ type ConsumerOptions struct {
 	// Pulls are bounded by bytes, never by count alone: see FollowerPullBytes.
 	FetchMessages int
 	FetchBytes    int
-	// FetchWait is how long one pull waits for messages (default 2 s; HandleBatch consumers
-	// wait at most until the next flush is due).
+	// FetchWait is how long one pull waits for messages (default 1 s; HandleBatch consumers
+	// wait at most until the next flush is due). Stopping waits for the open pull to end.
 	FetchWait time.Duration
 	// Backoff between attempts after a handler error (default 1 s to 1 min).
 	Backoff Backoff
@@ -252,7 +252,7 @@ func NewConsumer(log *slog.Logger, reg prometheus.Registerer, o ConsumerOptions)
 		o.FetchBytes = FollowerPullBytes
 	}
 	if o.FetchWait <= 0 {
-		o.FetchWait = 2 * time.Second
+		o.FetchWait = time.Second
 	}
 	if o.Backoff.Min <= 0 {
 		o.Backoff.Min = time.Second
@@ -420,20 +420,17 @@ func (c *Consumer) pull(ctx context.Context, cons jetstream.Consumer, wait time.
 		var jm jetstream.Msg
 		select {
 		case <-ctx.Done():
-			// Stopping: what arrived and was not handled goes back to the stream.
-			for {
-				select {
-				case m, ok := <-msgs:
-					if !ok {
-						return got, nil
-					}
+			// Stopping. The pull request stays open at the server until it expires, and what
+			// the server sends into it would wait for its ack wait before anyone got it: take
+			// everything until it ends and hand it back.
+			if c.o.Mode != ModeLive {
+				for m := range msgs {
 					if w, err := Wrap(m); err == nil {
 						c.handBack(w)
 					}
-				default:
-					return got, nil
 				}
 			}
+			return got, nil
 		case m, ok := <-msgs:
 			if !ok {
 				if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
@@ -537,13 +534,13 @@ func (c *Consumer) handleBatch(ctx context.Context, msgs []*Msg, draining bool) 
 }
 
 // handBack returns a message to the stream when the consumer stops, so that the next run
-// gets it without waiting for its ack wait. The delay lets the pull request still open at
-// the server expire first (a message redelivered into it would wait for the ack wait).
+// gets it without waiting for its ack wait. The delay, longer than any pull waits, keeps it
+// from coming back into the pull request being wound down.
 func (c *Consumer) handBack(m *Msg) {
 	if c.o.Mode == ModeLive {
 		return
 	}
-	_ = m.m.NakWithDelay(max(c.o.FetchWait, time.Second) + time.Second)
+	_ = m.m.NakWithDelay(max(c.o.FetchWait, time.Second) + 100*time.Millisecond)
 }
 
 func (c *Consumer) ack(m *Msg) {
