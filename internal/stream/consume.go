@@ -65,6 +65,7 @@ type Poisoned struct {
 	Stored    time.Time // when the stream stored the message
 	Delivered uint64    // deliveries to this consumer, the last included
 	Data      []byte    // the payload exactly as stored
+	Batch     *Batch    // the decoded envelope; nil when it could not be decoded
 }
 
 type poisonError struct{ err error }
@@ -562,6 +563,9 @@ func (c *Consumer) poison(ctx context.Context, m *Msg, reason string, err error)
 	if c.o.Quarantine != nil {
 		p := Poisoned{Consumer: c.o.Name, Reason: reason, Err: err.Error(), Subject: m.Subject, Seq: m.Seq,
 			Stored: m.Stored, Delivered: m.Delivered, Data: m.Data}
+		if m.Err == nil {
+			p.Batch = &m.Batch
+		}
 		if qerr := c.o.Quarantine(ctx, p); qerr != nil {
 			c.log.Error("recording a terminated message in quarantine", "consumer", c.o.Name, "seq", m.Seq, "err", qerr)
 		}
