@@ -3,7 +3,6 @@ package app
 import (
 	"container/list"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -88,7 +87,12 @@ func startDetectors(n *node) error {
 	n.alerting.addSource(r.Alerts)
 	n.addEraser("anomaly detectors: alerts, baselines (serve memory)", r.eraseSubject)
 	n.onClose(r.close)
-	n.runProc("anomaly", func(ctx context.Context) error { return r.run(ctx, n.conn.JS, n.kinds) })
+	c, err := stream.NewConsumer(n.log.With("component", "anomaly"), n.reg, stream.ConsumerOptions{Name: anomalyConsumer,
+		Kinds: n.kinds, Handle: r.handle, Quarantine: n.quarantine})
+	if err != nil {
+		return err
+	}
+	n.runProc("anomaly", func(ctx context.Context) error { return r.run(ctx, n.conn.JS, c) })
 	return nil
 }
 
@@ -204,27 +208,18 @@ func newAnomalyRunner(log *slog.Logger, reg prometheus.Registerer, ds []*anomaly
 	return r, nil
 }
 
-// run consumes the ingest stream with its own durable consumer until ctx is cancelled, and
-// resolves quiet alerts and drops idle baselines once a second.
-func (r *anomalyRunner) run(ctx context.Context, js jetstream.JetStream, kinds *reading.Registry) error {
+// run consumes the ingest stream with its own durable consumer (through c, whose handler is
+// handle) until ctx is cancelled, and resolves quiet alerts and drops idle baselines once a
+// second.
+func (r *anomalyRunner) run(ctx context.Context, js jetstream.JetStream, c *stream.Consumer) error {
 	cons, err := stream.Follow(ctx, js, stream.Follower{Durable: anomalyConsumer,
 		Description: "pulselake: streaming anomaly detectors", AckWait: 30 * time.Second, MaxAckPending: 1000})
 	if err != nil {
 		return err
 	}
-	it, err := cons.Messages(jetstream.PullMaxBytes(stream.FollowerPullBytes))
-	if err != nil {
-		return fmt.Errorf("consuming %s: %w", stream.IngestStream, err)
-	}
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		<-ctx.Done()
-		it.Stop()
-	}()
-	go func() {
-		defer wg.Done()
+	defer wg.Wait()
+	wg.Go(func() {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
@@ -235,31 +230,18 @@ func (r *anomalyRunner) run(ctx context.Context, js jetstream.JetStream, kinds *
 				r.tick(ctx)
 			}
 		}
-	}()
-	defer wg.Wait()
-	parser := reading.NewParser(kinds)
-	for {
-		msg, err := it.Next()
-		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
-				return nil
-			}
-			r.log.Warn("reading from the ingest stream", "err", err)
-			continue
+	})
+	return c.Run(ctx, cons)
+}
+
+// handle feeds the readings of one stream message to the detectors.
+func (r *anomalyRunner) handle(ctx context.Context, m *stream.Msg) error {
+	for i := range m.Batch.Entries {
+		if rd := m.Batch.Entries[i].Reading; rd != nil {
+			r.observe(ctx, rd)
 		}
-		b, err := stream.Decode(msg.Data(), parser)
-		if err != nil {
-			r.log.Error("skipping undecodable ingest message", "subject", msg.Subject(), "err", err)
-			_ = msg.Term()
-			continue
-		}
-		for i := range b.Entries {
-			if rd := b.Entries[i].Reading; rd != nil {
-				r.observe(ctx, rd)
-			}
-		}
-		_ = msg.Ack()
 	}
+	return nil
 }
 
 // observe runs every detector of the reading's kind on it.
