@@ -1,14 +1,9 @@
 package app
 
 import (
-	"context"
-	"errors"
-	"time"
-
 	"github.com/pulselake/pulselake/internal/ecg"
 	"github.com/pulselake/pulselake/internal/ecgstream"
 	"github.com/pulselake/pulselake/internal/lake"
-	"github.com/pulselake/pulselake/internal/stream"
 	"github.com/pulselake/pulselake/internal/web"
 )
 
@@ -34,13 +29,5 @@ func startECG(n *node) error {
 		return err
 	}
 	n.runProc("ecg", c.Run)
-	return nil
-}
-
-// quarantine records a stream message a processor terminated in quarantine.poison.
-func (n *node) quarantine(_ context.Context, p stream.Poisoned) error {
-	if !n.lake.ops.Add(lake.ZoneQuarantine, lake.PoisonTable, lake.PoisonColumns, lake.PoisonRow(p, time.Now())) {
-		return errors.New("the lake's row buffer is full; the record is dropped (the message stays in the stream for its retention)")
-	}
 	return nil
 }
