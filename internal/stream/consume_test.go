@@ -236,7 +236,8 @@ func (f *consumeFixture) counter(t *testing.T, name, consumer string) float64 {
 }
 
 // The waits between deliveries of a failing message grow: with Min 100 ms, the wait after
-// the n-th failure is at least 50·2^(n-1) ms (and at most twice that, Max permitting).
+// the n-th failure is at least 50·2^(n-1) ms (and at most twice that, Max permitting; only the
+// lower bounds are asserted on measured times, which a loaded machine can only lengthen).
 func TestConsumeBackoffGrows(t *testing.T) {
 	f := newConsumeFixture(t)
 	cons := f.follow(f.conn, "backoff", 30*time.Second)
@@ -264,11 +265,10 @@ func TestConsumeBackoffGrows(t *testing.T) {
 			t.Errorf("wait after failure %d was %s, want at least %s (all: %v)", i+1, g, lower, gaps)
 		}
 	}
-	// Each wait's lower bound is the previous one's upper bound: they increase.
-	for i := 2; i < len(gaps); i++ {
-		if gaps[i] <= gaps[i-2] {
-			t.Errorf("waits do not grow: %v", gaps)
-		}
+	// The first wait is at most 100 ms and the last at least 400 ms: a constant back-off
+	// fails this whatever its value (300 ms of margin for a loaded machine).
+	if first, last := gaps[0], gaps[len(gaps)-1]; first >= last {
+		t.Errorf("the first wait %s is not shorter than the last %s: the back-off does not grow (%v)", first, last, gaps)
 	}
 	for attempt := 1; attempt <= 8; attempt++ {
 		d := b.Delay(attempt)
