@@ -76,7 +76,7 @@ const (
 	levelClip       = 3.0        // level updates are clipped at this many errors
 	shiftRun        = 3          // same-sign exceedances in a row that make a level jump
 	errRate         = 1.0 / 32   // EWMA rate of the predictors' mean absolute errors
-	volFastRate     = 1.0 / 32   // EWMA rates of the volatility view
+	volFastRate     = 1.0 / 64   // EWMA rates of the volatility view
 	volSlowRate     = 1.0 / 512  //
 	levelMidRate    = 1.0 / 64   // EWMA rates of the level view
 	levelLongRate   = 1.0 / 1024 //
