@@ -64,6 +64,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -139,6 +140,11 @@ type accessToken struct {
 	expires time.Time
 }
 
+type entry struct {
+	p            *health.DataPoint
+	sort, filter time.Time
+}
+
 type fault struct {
 	status     int
 	retryAfter time.Duration
@@ -155,7 +161,7 @@ type Server struct {
 	codes      map[string]*authCode
 	access     map[string]*accessToken
 	refresh    map[string]*grant
-	points     map[string]map[string][]*health.DataPoint // user → data type → points
+	points     map[string]map[string][]entry // user → data type → points, newest first
 	faults     []fault
 	stats      Stats
 	queries    []url.Values
@@ -181,7 +187,7 @@ func New(opts Options) *Server {
 		codes:      map[string]*authCode{},
 		access:     map[string]*accessToken{},
 		refresh:    map[string]*grant{},
-		points:     map[string]map[string][]*health.DataPoint{},
+		points:     map[string]map[string][]entry{},
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /o/oauth2/v2/auth", s.authorize)
@@ -243,15 +249,18 @@ func (s *Server) AddPoints(user, dataType string, points ...*health.DataPoint) {
 	defer s.mu.Unlock()
 	m := s.points[user]
 	if m == nil {
-		m = map[string][]*health.DataPoint{}
+		m = map[string][]entry{}
 		s.points[user] = m
 	}
 	for _, p := range points {
-		if _, err := sortTime(dataType, p); err != nil {
+		st, err1 := sortTime(dataType, p)
+		ft, err2 := filterTime(dataType, p)
+		if err := errors.Join(err1, err2); err != nil {
 			panic("ghfake: " + err.Error())
 		}
+		m[dataType] = append(m[dataType], entry{p, st, ft})
 	}
-	m[dataType] = append(m[dataType], points...)
+	slices.SortStableFunc(m[dataType], func(a, b entry) int { return b.sort.Compare(a.sort) }) // newest first
 }
 
 // RevokeGrant revokes every grant of user, as when the user removes the app's access in their
@@ -594,21 +603,12 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	var matched []*health.DataPoint
-	for _, p := range s.points[g.user][dt] {
-		ft, err := filterTime(dt, p)
-		if err != nil {
+	for _, e := range s.points[g.user][dt] {
+		if (!lo.IsZero() && e.filter.Before(lo)) || (!hi.IsZero() && !e.filter.Before(hi)) {
 			continue
 		}
-		if (!lo.IsZero() && ft.Before(lo)) || (!hi.IsZero() && !ft.Before(hi)) {
-			continue
-		}
-		matched = append(matched, p)
+		matched = append(matched, e.p)
 	}
-	slices.SortStableFunc(matched, func(a, b *health.DataPoint) int {
-		ta, _ := sortTime(dt, a)
-		tb, _ := sortTime(dt, b)
-		return tb.Compare(ta) // newest first
-	})
 	resp := &health.ListDataPointsResponse{DataPoints: []*health.DataPoint{}}
 	if offset < len(matched) {
 		end := min(offset+int(pageSize), len(matched))
