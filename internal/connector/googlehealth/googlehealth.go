@@ -76,10 +76,10 @@ type typeSpec struct {
 }
 
 var types = map[string]typeSpec{
-	HeartRate:         {"heart_rate.sample_time.physical_time", false, 10000},
-	OxygenSaturation:  {"oxygen_saturation.sample_time.physical_time", false, 10000},
-	Steps:             {"steps.interval.start_time", false, 10000},
-	Sleep:             {"sleep.interval.end_time", false, 25}, // the API's maximum for sleep
+	HeartRate:        {"heart_rate.sample_time.physical_time", false, 10000},
+	OxygenSaturation: {"oxygen_saturation.sample_time.physical_time", false, 10000},
+	Steps:            {"steps.interval.start_time", false, 10000},
+	Sleep:            {"sleep.interval.end_time", false, 25}, // the API's maximum for sleep
 	// An ECG point carries its waveform (about 7,500 samples for 30 s at 250 Hz): 100 points
 	// keep a page near 5 MB.
 	Electrocardiogram: {"electrocardiogram.interval.start_time", true, 100},
