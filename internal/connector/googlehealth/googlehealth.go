@@ -14,8 +14,8 @@
 //
 // The window [start, end) applies to the time the API filters on: sample time, interval start
 // (steps, electrocardiogram) or session end (sleep, the only field the API filters sleep on).
-// Each reading carries a stable id hashed from the point's identity (data type, point name,
-// data source, times; never the values), so a re-pull of the same point is a duplicate.
+// Each reading carries a stable id hashed from the subject and the point's identity (data
+// type, point name, data source, times; never the values), so a re-pull of the same point is a duplicate.
 // Points the API returns malformed (no time, no waveform scale, unknown stage) are skipped
 // and logged, never fatal to a pull.
 //
@@ -291,7 +291,8 @@ func apiError(err error) error {
 	return err
 }
 
-// readingID is a reading's stable id: a hash of the point's identity.
+// readingID is a reading's stable id: a hash of the subject and the point's identity (the
+// subject too, so one Google account connected to two subjects gives two readings).
 func readingID(parts ...string) string {
 	h := sha256.New()
 	for _, p := range parts {
