@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -508,5 +509,36 @@ func TestPullNeedsTheDataTypesScope(t *testing.T) {
 	var ge *googleapi.Error
 	if !errors.As(err, &ge) || ge.Code != http.StatusForbidden || !strings.Contains(err.Error(), "connect google-health again") {
 		t.Fatalf("Pull error = %v, want a 403 with advice", err)
+	}
+}
+
+func TestConcurrentPullsOfSeveralUsers(t *testing.T) {
+	fake, p := newPair(t, ghfake.Options{})
+	day := time.Date(2026, 11, 5, 0, 0, 0, 0, time.UTC)
+	users := []string{"user-a", "user-b", "user-c", "user-d"}
+	clients := make([]*http.Client, len(users))
+	for i, u := range users {
+		fake.SetConsentingUser(u)
+		clients[i] = client(t, p, connect(t, p))
+		for m := range 100 * (i + 1) {
+			fake.AddPoints(u, "heart-rate", hrPoint(day.Add(time.Duration(m)*time.Minute), 60))
+		}
+	}
+	counts := make([]int, len(users))
+	errs := make([]error, len(users))
+	var wg sync.WaitGroup
+	for i := range users {
+		wg.Go(func() {
+			_, errs[i] = p.Pull(t.Context(), clients[i], users[i], "heart-rate", day, day.Add(24*time.Hour), func(rs []json.RawMessage) error {
+				counts[i] += len(rs)
+				return nil
+			})
+		})
+	}
+	wg.Wait()
+	for i := range users {
+		if errs[i] != nil || counts[i] != 100*(i+1) {
+			t.Errorf("%s: %d readings, %v; want %d", users[i], counts[i], errs[i], 100*(i+1))
+		}
 	}
 }

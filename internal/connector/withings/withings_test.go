@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -408,5 +409,36 @@ func TestPullSurfacesRetryableAnswers(t *testing.T) {
 				t.Fatalf("pull after the fault: %v", err)
 			}
 		})
+	}
+}
+
+func TestConcurrentPullsOfSeveralUsers(t *testing.T) {
+	fake, p := newPair(t, wfake.Options{PageSize: 10})
+	day := time.Date(2026, 11, 5, 0, 0, 0, 0, time.UTC)
+	users := []string{"101", "102", "103", "104"}
+	clients := make([]*http.Client, len(users))
+	for i, u := range users {
+		fake.SetConsentingUser(u)
+		clients[i] = client(t, p, connect(t, p))
+		for m := range 30 * (i + 1) {
+			fake.AddMeasures(u, bp(int64(1000*i+m), day.Add(time.Duration(m)*time.Minute), 120, 80, 60))
+		}
+	}
+	counts := make([]int, len(users))
+	errs := make([]error, len(users))
+	var wg sync.WaitGroup
+	for i := range users {
+		wg.Go(func() {
+			_, errs[i] = p.Pull(t.Context(), clients[i], "subject-"+users[i], withings.Measures, day, day.Add(24*time.Hour), func(rs []json.RawMessage) error {
+				counts[i] += len(rs)
+				return nil
+			})
+		})
+	}
+	wg.Wait()
+	for i := range users {
+		if errs[i] != nil || counts[i] != 30*(i+1) {
+			t.Errorf("user %s: %d readings, %v; want %d", users[i], counts[i], errs[i], 30*(i+1))
+		}
 	}
 }
