@@ -542,3 +542,36 @@ func TestConcurrentPullsOfSeveralUsers(t *testing.T) {
 		}
 	}
 }
+
+func TestRevokeEndsTheGrant(t *testing.T) {
+	fake, p := newPair(t, ghfake.Options{})
+	tok := connect(t, p)
+	if err := p.Revoke(t.Context(), tok); err != nil {
+		t.Fatal(err)
+	}
+	tok.Expiry = time.Now().Add(-time.Minute)
+	_, err := p.TokenSource(t.Context(), tok).Token()
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) || re.ErrorCode != "invalid_grant" {
+		t.Fatalf("refresh after Revoke: %v, want invalid_grant", err)
+	}
+	// Revoking again is not an error: the grant is gone either way.
+	if err := p.Revoke(t.Context(), tok); err != nil {
+		t.Fatalf("second Revoke: %v", err)
+	}
+	if fake.Stats().Exchanges != 1 {
+		t.Fatal("expected one exchange")
+	}
+}
+
+func TestWindowsPerDataType(t *testing.T) {
+	_, p := newPair(t, ghfake.Options{})
+	for dt, want := range map[string]time.Duration{
+		"heart-rate": 24 * time.Hour, "oxygen-saturation": 7 * 24 * time.Hour, "steps": 7 * 24 * time.Hour,
+		"sleep": 30 * 24 * time.Hour, "electrocardiogram": 30 * 24 * time.Hour, "weight": 0,
+	} {
+		if got := p.Window(dt); got != want {
+			t.Errorf("Window(%s) = %s, want %s", dt, got, want)
+		}
+	}
+}
