@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // onlineSeries is a test series: a daily cycle, a 48-point oscillation, AR(1) and white noise
@@ -275,5 +276,11 @@ func TestOnlineStreamingDetector(t *testing.T) {
 		if flagged != 2500 {
 			t.Errorf("%s: first flag after row 2400 at %d, want 2500", d.Name, flagged)
 		}
+	}
+}
+
+func TestOnlineStateBytes(t *testing.T) {
+	if size := int(unsafe.Sizeof(Online{})) + maxSeasonBins*8; size > OnlineStateBytes {
+		t.Errorf("an Online detector takes %d bytes, OnlineStateBytes says %d", size, OnlineStateBytes)
 	}
 }
