@@ -371,8 +371,10 @@ func (d *Online) Step(t int64, x float64) OnlineResult {
 			absent = int(min((dt+d.step/2)/d.step-1, 1<<30))
 		}
 	}
+	if !d.started || t > d.lastTime {
+		d.lastTime = t
+	}
 	d.started = true
-	d.lastTime = max(d.lastTime, t)
 	d.gapRuns.point()
 	d.missing += absent
 	if math.IsNaN(x) {

@@ -284,3 +284,22 @@ func TestOnlineStateBytes(t *testing.T) {
 		t.Errorf("an Online detector takes %d bytes, OnlineStateBytes says %d", size, OnlineStateBytes)
 	}
 }
+
+func TestOnlineBefore1970(t *testing.T) {
+	// Times before the epoch are negative: gaps are found as after it.
+	times, values := onlineSeries(300, time.Minute, 10)
+	shift := times[299] - times[0] + int64(time.Hour)
+	var gapT []int64
+	var gapV []float64
+	for i := range times {
+		if i >= 200 && i < 260 {
+			continue
+		}
+		gapT = append(gapT, times[i]-shift-times[0])
+		gapV = append(gapV, values[i])
+	}
+	res := runOnline(gapT, gapV)
+	if r := res[200]; !r.Anomaly || r.Component != ComponentGap {
+		t.Errorf("first row after 60 absent rows before 1970: %+v, want a gap anomaly", r)
+	}
+}
