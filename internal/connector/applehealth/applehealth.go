@@ -240,93 +240,151 @@ type xmlReader struct {
 	buf     []byte
 	pending map[bpKey]*bpHalf // top-level BP records not (yet) matched to a correlation
 	claimed map[bpKey]struct{}
+	devices map[string]string // deviceName of (sourceName, device attribute), cached
+}
+
+// maxDevices bounds the device names cached.
+const maxDevices = 4096
+
+// device is deviceName, cached: an export names a few dozen devices over millions of records.
+func (x *xmlReader) device(source, device string) string {
+	k := source + "\x00" + device
+	if d, ok := x.devices[k]; ok {
+		return d
+	}
+	d := deviceName(source, device)
+	if len(x.devices) < maxDevices {
+		x.devices[k] = d
+	}
+	return d
 }
 
 func readXML(ctx context.Context, r io.Reader, name string, o Options, emit Emit, st *Stats) error {
-	x := &xmlReader{o: o, emit: emit, st: st, name: name, pending: map[bpKey]*bpHalf{}, claimed: map[bpKey]struct{}{}}
-	d := xml.NewDecoder(r)
-	d.Strict = true
+	x := &xmlReader{o: o, emit: emit, st: st, name: name, pending: map[bpKey]*bpHalf{}, claimed: map[bpKey]struct{}{}, devices: map[string]string{}}
+	sc := newScanner(r)
 	depth := 0
-	rootSeen := false
-	// The correlation being read (depth 2 children), if any.
+	// The correlation being read (its Record children are at depth 3), if any.
 	var corr *record
+	var corrLine int
 	var corrChildren []record
 	for {
-		tok, err := d.RawToken()
-		if err == io.EOF {
+		kind, el, err := sc.next()
+		if err != nil {
+			if errors.Is(err, errSyntax) {
+				return fmt.Errorf("reading %s: %w", name, err)
+			}
+			return fmt.Errorf("reading %s at line %d: %w", name, sc.line, err)
+		}
+		if kind == tokEOF {
 			break
 		}
-		if err != nil {
-			line, _ := d.InputPos()
-			return fmt.Errorf("reading %s at line %d: %w", name, line, err)
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
+		if kind == tokStart || kind == tokSelfClose {
 			depth++
-			if depth == 1 {
-				if t.Name.Local != "HealthData" {
+			switch {
+			case depth == 1:
+				if string(el) != "HealthData" {
 					return ErrNotExport
 				}
-				rootSeen = true
-				continue
-			}
-			switch {
-			case depth == 2 && t.Name.Local == "Record":
+			case depth == 2 && string(el) == "Record":
 				st.Records++
 				if st.Records%4096 == 0 {
 					if err := ctx.Err(); err != nil {
 						return err
 					}
 				}
-				line, _ := d.InputPos()
-				if err := x.topRecord(attrs(t.Attr), line); err != nil {
-					return err
+				if rec, ok := recordOf(sc.attrs, true); ok {
+					if err := x.topRecord(rec, sc.line); err != nil {
+						return err
+					}
+				} else {
+					st.Ignored++
 				}
-			case depth == 2 && t.Name.Local == "Correlation":
+			case depth == 2 && string(el) == "Correlation":
 				st.Records++
-				rec := attrs(t.Attr)
-				corr, corrChildren = &rec, corrChildren[:0]
-			case depth == 3 && corr != nil && t.Name.Local == "Record":
-				corrChildren = append(corrChildren, attrs(t.Attr))
+				rec, _ := recordOf(sc.attrs, false)
+				corr, corrLine, corrChildren = &rec, sc.line, corrChildren[:0]
+			case depth == 3 && corr != nil && string(el) == "Record" && len(corrChildren) < maxChildren:
+				rec, _ := recordOf(sc.attrs, false)
+				corrChildren = append(corrChildren, rec)
 			}
-		case xml.EndElement:
-			if depth == 2 && corr != nil && t.Name.Local == "Correlation" {
-				line, _ := d.InputPos()
-				if err := x.correlation(*corr, corrChildren, line); err != nil {
-					return err
-				}
-				corr = nil
+			if kind == tokStart {
+				continue
 			}
-			depth--
 		}
-	}
-	if !rootSeen {
-		return ErrNotExport
+		// An end tag, or the end of a self-closing element.
+		if depth == 2 && corr != nil && string(el) == "Correlation" {
+			if err := x.correlation(*corr, corrChildren, corrLine); err != nil {
+				return err
+			}
+			corr = nil
+		}
+		depth--
 	}
 	return x.unmatchedBP()
 }
 
-func attrs(as []xml.Attr) record {
+// maxChildren bounds the records of one correlation that are kept.
+const maxChildren = 64
+
+// recordOf reads the attributes of a Record or Correlation. With onlyWanted, records of
+// types that are not imported return false before anything is copied.
+func recordOf(as []attr, onlyWanted bool) (record, bool) {
 	var r record
-	for _, a := range as {
-		switch a.Name.Local {
-		case "type":
-			r.typ = a.Value
-		case "sourceName":
-			r.source = a.Value
-		case "device":
-			r.device = a.Value
-		case "unit":
-			r.unit = a.Value
-		case "startDate":
-			r.start = a.Value
-		case "endDate":
-			r.end = a.Value
-		case "value":
-			r.value = a.Value
+	if onlyWanted {
+		wanted := false
+		for _, a := range as {
+			if string(a.name) == "type" {
+				switch string(a.value) {
+				case typeHeartRate, typeSpO2, typeSteps, typeSleep, typeSystolic, typeDiastolic:
+					wanted = true
+				}
+				break
+			}
+		}
+		if !wanted {
+			return r, false
 		}
 	}
-	return r
+	for _, a := range as {
+		switch string(a.name) {
+		case "type":
+			r.typ = internType(a.value)
+		case "sourceName":
+			r.source = text(a.value)
+		case "device":
+			r.device = string(a.value) // as written: decoded only by deviceName, once per device
+		case "unit":
+			r.unit = text(a.value)
+		case "startDate":
+			r.start = string(a.value)
+		case "endDate":
+			r.end = string(a.value)
+		case "value":
+			r.value = text(a.value)
+		}
+	}
+	return r, true
+}
+
+// internType returns the constant for the record types read (no allocation), else a copy.
+func internType(b []byte) string {
+	switch string(b) {
+	case typeHeartRate:
+		return typeHeartRate
+	case typeSpO2:
+		return typeSpO2
+	case typeSteps:
+		return typeSteps
+	case typeSleep:
+		return typeSleep
+	case typeSystolic:
+		return typeSystolic
+	case typeDiastolic:
+		return typeDiastolic
+	case typeBPCorrelate:
+		return typeBPCorrelate
+	}
+	return string(b)
 }
 
 // Record types read.
@@ -369,7 +427,7 @@ func (x *xmlReader) topRecord(r record, line int) error {
 		// silently.
 		return x.reject(r, line, "unreadable startDate/endDate")
 	}
-	device := deviceName(r.source, r.device)
+	device := x.device(r.source, r.device)
 	switch r.typ {
 	case typeSystolic, typeDiastolic:
 		v, err := strconv.ParseFloat(r.value, 64)
@@ -447,7 +505,7 @@ func (x *xmlReader) correlation(c record, children []record, line int) error {
 	if !ok1 || !ok2 {
 		return x.reject(c, line, "unreadable startDate/endDate")
 	}
-	device := deviceName(c.source, c.device)
+	device := x.device(c.source, c.device)
 	var sys, dia float64
 	var hasSys, hasDia bool
 	for _, ch := range children {
@@ -467,7 +525,7 @@ func (x *xmlReader) correlation(c record, children []record, line int) error {
 		cs, ok1 := parseTime(ch.start)
 		ce, ok2 := parseTime(ch.end)
 		if ok1 && ok2 {
-			k := bpKey{deviceName(ch.source, ch.device), cs.UnixMicro(), ce.UnixMicro()}
+			k := bpKey{x.device(ch.source, ch.device), cs.UnixMicro(), ce.UnixMicro()}
 			if h, ok := x.pending[k]; ok {
 				x.st.Merged += int64(btoi(h.hasSys) + btoi(h.hasDia))
 				delete(x.pending, k)
@@ -637,6 +695,7 @@ func parseTime(s string) (time.Time, bool) {
 // hardware:Watch6,1, software:9.1>"): "Alices-Apple-Watch.Watch6-1". The object address and
 // the software version are left out, so a device keeps its name across exports and updates.
 func deviceName(source, device string) string {
+	device = text([]byte(device))
 	hw := deviceField(device, "hardware")
 	if hw == "" {
 		hw = deviceField(device, "model")

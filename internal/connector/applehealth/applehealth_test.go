@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -354,4 +355,25 @@ func FuzzReadECG(f *testing.F) {
 			return nil
 		})
 	})
+}
+
+func BenchmarkReadXML(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString(dtd + "<HealthData locale=\"en_US\">\n")
+	for i := range 2000 {
+		fmt.Fprintf(&sb, ` <Record type="HKQuantityTypeIdentifierHeartRate" sourceName="Alice’s Apple Watch" sourceVersion="9.1" device="%s" unit="count/min" creationDate="2026-03-14 06:13:00 -0400" startDate="2026-03-14 06:%02d:%02d -0400" endDate="2026-03-14 06:%02d:%02d -0400" value="%d">
+  <MetadataEntry key="HKMetadataKeyHeartRateMotionContext" value="0"/>
+ </Record>
+`, watchDev, i/60%60, i%60, i/60%60, i%60, 60+i%50)
+	}
+	sb.WriteString("</HealthData>\n")
+	doc := sb.String()
+	b.SetBytes(int64(len(doc)))
+	b.ResetTimer()
+	for range b.N {
+		if _, err := ReadXML(context.Background(), strings.NewReader(doc), "export.xml", Options{Subject: "bench"}, func([]byte, string) error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(2000*b.N)/b.Elapsed().Seconds(), "records/s")
 }
