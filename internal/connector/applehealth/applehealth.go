@@ -39,6 +39,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -570,17 +571,17 @@ func (x *xmlReader) unmatchedBP() error {
 func (x *xmlReader) reject(r record, line int, why string) error {
 	b := x.buf[:0]
 	b = append(b, `{"subject":`...)
-	b = strconv.AppendQuote(b, x.o.Subject)
+	b = appendJSONString(b, x.o.Subject)
 	b = append(b, `,"kind":"apple_health_record","apple_health":{"type":`...)
-	b = strconv.AppendQuote(b, r.typ)
+	b = appendJSONString(b, r.typ)
 	b = append(b, `,"startDate":`...)
-	b = strconv.AppendQuote(b, r.start)
+	b = appendJSONString(b, r.start)
 	b = append(b, `,"endDate":`...)
-	b = strconv.AppendQuote(b, r.end)
+	b = appendJSONString(b, r.end)
 	b = append(b, `,"value":`...)
-	b = strconv.AppendQuote(b, r.value)
+	b = appendJSONString(b, r.value)
 	b = append(b, `,"problem":`...)
-	b = strconv.AppendQuote(b, why)
+	b = appendJSONString(b, why)
 	b = append(b, "}}"...)
 	x.buf = b
 	x.st.Readings++
@@ -593,7 +594,7 @@ func (x *xmlReader) begin(id, device, kind string, t time.Time) []byte {
 	b = append(b, `{"id":"`...)
 	b = append(b, id...)
 	b = append(b, `","subject":`...)
-	b = strconv.AppendQuote(b, x.o.Subject)
+	b = appendJSONString(b, x.o.Subject)
 	b = append(b, `,"device":"`...)
 	b = append(b, device...)
 	b = append(b, `","kind":"`...)
@@ -772,4 +773,10 @@ func (c *countingReaderAt) ReadAt(p []byte, off int64) (int, error) {
 		c.progress(c.n)
 	}
 	return n, err
+}
+
+// appendJSONString appends s as a JSON string (invalid UTF-8 becomes U+FFFD).
+func appendJSONString(b []byte, s string) []byte {
+	q, _ := json.Marshal(s)
+	return append(b, q...)
 }

@@ -207,8 +207,8 @@ func TestStableIDs(t *testing.T) {
 func TestReadECG(t *testing.T) {
 	for _, tc := range []struct {
 		name, csv, time string
-		first, last   float64
-		n             int
+		first, last     float64
+		n               int
 	}{
 		{"decimal comma, German keys", ecgCSVDecimalComma, "2026-03-14T08:30:00Z", -0.028614, 1.2505, 3},
 		{"English", ecgCSVEnglish, "2026-03-14T10:12:33Z", -0.028614, -0.029102, 2},

@@ -132,7 +132,7 @@ func ReadECG(r io.Reader, name string, o Options, emit Emit) (int, error) {
 		b = append(b, `{"id":"`...)
 		b = append(b, idOf(o.Subject, "ecg", device, t, t, strconv.Itoa(len(part)))...)
 		b = append(b, `","subject":`...)
-		b = strconv.AppendQuote(b, o.Subject)
+		b = appendJSONString(b, o.Subject)
 		b = append(b, `,"device":"`...)
 		b = append(b, device...)
 		b = append(b, `","kind":"ecg","time":"`...)

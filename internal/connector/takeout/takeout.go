@@ -335,6 +335,8 @@ func (r *reader) file(kind, name string, in io.Reader) error {
 			if err := r.finish(b, origin); err != nil {
 				return err
 			}
+		default:
+			return fmt.Errorf("reading %s: unknown data file type %q", name, kind)
 		case "sleep":
 			var v struct {
 				Levels struct {
@@ -480,13 +482,13 @@ func (r *reader) csvTime(s string) (time.Time, bool) {
 func (r *reader) reject(origin, kind, when, value string) error {
 	b := r.buf[:0]
 	b = append(b, `{"subject":`...)
-	b = strconv.AppendQuote(b, r.o.Subject)
+	b = appendJSONString(b, r.o.Subject)
 	b = append(b, `,"kind":"google_takeout_record","google_takeout":{"type":`...)
-	b = strconv.AppendQuote(b, kind)
+	b = appendJSONString(b, kind)
 	b = append(b, `,"time":`...)
-	b = strconv.AppendQuote(b, when)
+	b = appendJSONString(b, when)
 	b = append(b, `,"value":`...)
-	b = strconv.AppendQuote(b, value)
+	b = appendJSONString(b, value)
 	b = append(b, "}}"...)
 	r.buf = b
 	r.st.Readings++
@@ -498,7 +500,7 @@ func (r *reader) begin(kind string, t time.Time, value string) []byte {
 	b = append(b, `{"id":"`...)
 	b = append(b, idOf(r.o.Subject, kind, Device, t, value)...)
 	b = append(b, `","subject":`...)
-	b = strconv.AppendQuote(b, r.o.Subject)
+	b = appendJSONString(b, r.o.Subject)
 	b = append(b, `,"device":"`+Device+`","kind":"`...)
 	b = append(b, kind...)
 	b = append(b, `","time":"`...)
@@ -567,4 +569,10 @@ func (c *countingReaderAt) ReadAt(p []byte, off int64) (int, error) {
 		c.progress(c.n)
 	}
 	return n, err
+}
+
+// appendJSONString appends s as a JSON string (invalid UTF-8 becomes U+FFFD).
+func appendJSONString(b []byte, s string) []byte {
+	q, _ := json.Marshal(s)
+	return append(b, q...)
 }
