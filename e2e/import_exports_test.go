@@ -109,7 +109,7 @@ func appleExportXML(end time.Time, days int) appleExport {
 	}
 	bp = append(bp, end.Add(-time.Minute))
 	for i, t := range bp {
-		sys, dia := 120+i, 80
+		sys, dia := 120+i%40, 80
 		if i == len(bp)-1 {
 			sys, dia = 185, 121
 		}
@@ -119,7 +119,7 @@ func appleExportXML(end time.Time, days int) appleExport {
 		ex.counts["blood_pressure"]++
 	}
 	for i, t := range bp {
-		sys, dia := 120+i, 80
+		sys, dia := 120+i%40, 80
 		if i == len(bp)-1 {
 			sys, dia = 185, 121
 		}
