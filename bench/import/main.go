@@ -56,6 +56,9 @@ func main() {
 		}
 		*dir = d
 	}
+	if err := os.MkdirAll(*dir, 0o755); err != nil {
+		fatal(err)
+	}
 	if !*keep {
 		defer os.RemoveAll(*dir)
 	}
