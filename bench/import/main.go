@@ -72,6 +72,7 @@ func main() {
 	fmt.Printf("generated %s: %.0f MB, %d records in %.1fs\n", xmlPath, float64(fi.Size())/1e6, n, time.Since(t0).Seconds())
 
 	// 1. Parser alone.
+	cpu0 := selfCPU()
 	t0 = time.Now()
 	var readings int64
 	st, err := applehealth.Read(context.Background(), xmlPath, applehealth.Options{Subject: "bench"}, func([]byte, string) error { readings++; return nil })
@@ -79,8 +80,9 @@ func main() {
 		fatal(err)
 	}
 	el := time.Since(t0).Seconds()
-	fmt.Printf("parser: %d records, %d readings in %.1fs: %.0f records/s, %.0f readings/s, %.0f MB/s; peak RSS of this process %d MB (GOMAXPROCS %d)\n",
-		st.Records, readings, el, float64(st.Records)/el, float64(readings)/el, float64(fi.Size())/1e6/el, selfPeakRSS()/1e6, runtime.GOMAXPROCS(0))
+	cpu := selfCPU() - cpu0
+	fmt.Printf("parser: %d records, %d readings in %.1fs: %.0f records/s, %.0f readings/s, %.0f MB/s; CPU %.1fs (%.0f records per CPU-second); peak RSS of this process %d MB (GOMAXPROCS %d)\n",
+		st.Records, readings, el, float64(st.Records)/el, float64(readings)/el, float64(fi.Size())/1e6/el, cpu, float64(st.Records)/cpu, selfPeakRSS()/1e6, runtime.GOMAXPROCS(0))
 
 	// 2. pulselake ingest.
 	if *cli {
@@ -94,8 +96,9 @@ func main() {
 		}
 		el = time.Since(t0).Seconds()
 		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-		fmt.Printf("pulselake ingest: %.1fs, %.0f records/s, %.0f readings/s; peak RSS %d MB\n  %s",
-			el, float64(st.Records)/el, float64(readings)/el, ru.Maxrss/1000, lastLines(out.String(), 2))
+		cpu := (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
+		fmt.Printf("pulselake ingest: %.1fs, %.0f records/s, %.0f readings/s; CPU %.1fs (%.0f records per CPU-second); peak RSS %d MB\n  %s",
+			el, float64(st.Records)/el, float64(readings)/el, cpu, float64(st.Records)/cpu, ru.Maxrss/1000, lastLines(out.String(), 2))
 	}
 
 	// 3. Through serve.
@@ -203,6 +206,13 @@ func vmHWM(pid int) int64 {
 }
 
 func selfPeakRSS() int64 { return vmHWM(os.Getpid()) * 1000 }
+
+// selfCPU is this process's user and system CPU time in seconds.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
 
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
@@ -345,7 +355,7 @@ func generate(p string, size int64) (int64, error) {
 	bpLimit := bpShare / 3
 	var bp int64
 	for start := written; written-start < bpLimit; bp++ {
-		t := ts(bp, 6*time.Hour)
+		t := ts(bp, 30*time.Minute)
 		s := fmt.Sprintf(` <Record type="HKQuantityTypeIdentifierBloodPressureSystolic" sourceName="OMRON connect" unit="mmHg" startDate="%s" endDate="%s" value="%d"/>
  <Record type="HKQuantityTypeIdentifierBloodPressureDiastolic" sourceName="OMRON connect" unit="mmHg" startDate="%s" endDate="%s" value="%d"/>
 `, t, t, 110+bp%50, t, t, 70+bp%30)
@@ -354,7 +364,7 @@ func generate(p string, size int64) (int64, error) {
 		n += 2
 	}
 	for i := int64(0); i < bp; i++ {
-		t := ts(i, 6*time.Hour)
+		t := ts(i, 30*time.Minute)
 		s := fmt.Sprintf(` <Correlation type="HKCorrelationTypeIdentifierBloodPressure" sourceName="OMRON connect" creationDate="%s" startDate="%s" endDate="%s">
   <MetadataEntry key="HKWasUserEntered" value="0"/>
   <Record type="HKQuantityTypeIdentifierBloodPressureDiastolic" sourceName="OMRON connect" unit="mmHg" startDate="%s" endDate="%s" value="%d"/>

@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -75,6 +76,9 @@ type FileResult struct {
 	// listed in Rejected (all of them are kept in quarantine).
 	MoreRejected int
 }
+
+// exportStorers is how many chunks of an export are being stored at once.
+const exportStorers = 4
 
 // maxListedRejections bounds the rejections an export's result lists.
 const maxListedRejections = 1000
@@ -170,9 +174,9 @@ func (in *Ingester) importExport(ctx context.Context, root string, st fs.FileInf
 			return nil
 		})
 	}
-	// The export is read on its own goroutine while the previous chunk is being stored, so
-	// parsing and storing use two cores; at most two chunks wait between them.
-	var mu sync.Mutex // guards p and serializes o.Progress
+	// The export is read on its own goroutine while earlier chunks are being stored, so
+	// parsing and storing use two cores; at most exportStorers chunks wait between them.
+	var mu sync.Mutex // guards res, p and storeErr, and serializes o.Progress
 	report := func() {
 		if o.Progress != nil {
 			o.Progress(p)
@@ -180,14 +184,20 @@ func (in *Ingester) importExport(ctx context.Context, root string, st fs.FileInf
 	}
 	readCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	chunks := make(chan []Record, 2)
+	type work struct {
+		recs   []Record
+		offset int // index of the chunk's first record in the export
+	}
+	chunks := make(chan work, exportStorers)
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(chunks)
 		var chunk []Record
+		offset := 0
 		send := func() error {
 			select {
-			case chunks <- chunk:
+			case chunks <- work{chunk, offset}:
+				offset += len(chunk)
 				chunk = make([]Record, 0, o.Chunk)
 				return nil
 			case <-readCtx.Done():
@@ -216,37 +226,52 @@ func (in *Ingester) importExport(ctx context.Context, root string, st fs.FileInf
 	mu.Lock()
 	report()
 	mu.Unlock()
-	offset := 0
+	// Several chunks are stored at once: each waits for its fsync, and the order does not
+	// matter (every reading has its own identity).
 	var storeErr error
-	for chunk := range chunks {
-		if storeErr != nil {
-			continue // drain until the reader sees the cancellation
-		}
-		r, err := in.ingestWaiting(ctx, exp.Source, chunk)
-		if err != nil {
-			storeErr = fmt.Errorf("importing %s: %w", root, err)
-			cancel()
-			continue
-		}
-		res.Accepted += r.Accepted
-		res.Duplicates += r.Duplicates
-		for _, rej := range r.Rejected {
-			if len(res.Rejected) == maxListedRejections {
-				res.MoreRejected++
-				continue
+	var wg sync.WaitGroup
+	for range exportStorers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for w := range chunks {
+				mu.Lock()
+				failed := storeErr != nil
+				mu.Unlock()
+				if failed {
+					continue // drain until the reader sees the cancellation
+				}
+				r, err := in.ingestWaiting(readCtx, exp.Source, w.recs)
+				mu.Lock()
+				if err != nil {
+					if storeErr == nil {
+						storeErr = fmt.Errorf("importing %s: %w", root, err)
+					}
+					mu.Unlock()
+					cancel()
+					continue
+				}
+				res.Accepted += r.Accepted
+				res.Duplicates += r.Duplicates
+				for _, rej := range r.Rejected {
+					if len(res.Rejected) == maxListedRejections {
+						res.MoreRejected++
+						continue
+					}
+					rej.Index += w.offset
+					res.Rejected = append(res.Rejected, rej)
+				}
+				p.Records += int64(len(w.recs))
+				p.Accepted += int64(r.Accepted)
+				p.Duplicates += int64(r.Duplicates)
+				p.Rejected += int64(len(w.recs) - r.Accepted - r.Duplicates)
+				report()
+				mu.Unlock()
 			}
-			rej.Index += offset
-			res.Rejected = append(res.Rejected, rej)
-		}
-		offset += len(chunk)
-		mu.Lock()
-		p.Records += int64(len(chunk))
-		p.Accepted += int64(r.Accepted)
-		p.Duplicates += int64(r.Duplicates)
-		p.Rejected += int64(len(chunk) - r.Accepted - r.Duplicates)
-		report()
-		mu.Unlock()
+		}()
 	}
+	wg.Wait()
+	slices.SortFunc(res.Rejected, func(a, b Rejection) int { return a.Index - b.Index })
 	err := <-readErr
 	if storeErr != nil {
 		return res, storeErr
