@@ -129,7 +129,7 @@ func viaServe(bin, data, xmlPath string, records, readings int64) error {
 			continue
 		}
 		var info struct {
-			HTTPURL string `json:"http_url"`
+			HTTPURL string `json:"http"`
 		}
 		if json.Unmarshal(b, &info) == nil && info.HTTPURL != "" {
 			base = info.HTTPURL
