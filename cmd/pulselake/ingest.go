@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,6 +50,12 @@ Fitbit data (Takeout.zip or its folder); they need --subject. Importing again st
 			if err != nil {
 				return err
 			}
+			if os.Getenv("GOMEMLIMIT") == "" {
+				// A multi-gigabyte export streams through: keep the heap (the embedded stream
+				// server's caches included) near ingestMemoryLimit rather than letting it
+				// double between collections.
+				debug.SetMemoryLimit(ingestMemoryLimit)
+			}
 			log := newLogger(cfg, g.stderr)
 			conn, closeConn, err := app.Dial(cmd.Context(), log, g.dataDir, cfg)
 			if err != nil {
@@ -87,6 +94,10 @@ Fitbit data (Takeout.zip or its folder); they need --subject. Importing again st
 	cmd.Flags().StringVar(&timezone, "timezone", "", "IANA time zone of export times written without an offset (legacy Fitbit data) when the archive's Profile.csv names none (default UTC)")
 	return cmd
 }
+
+// ingestMemoryLimit is the soft limit of the Go heap of pulselake ingest (GOMEMLIMIT
+// overrides it); docs/benchmarks.md, "Imports", measures the trade.
+const ingestMemoryLimit = 200 << 20
 
 // importProgress shows an export's import: a progress bar by bytes read, with rate and ETA,
 // on a terminal; otherwise a plain line every plainEvery.
