@@ -29,8 +29,7 @@ func withStore(cmd *cobra.Command, g *globals, f func(*lake.Store) error) error 
 	if err != nil {
 		return err
 	}
-	lc := cfg.Lake
-	lc.ApplyDefaults(g.dataDir)
+	lc := cfg.Lake.WithDefaults(g.dataDir)
 	st, err := lake.Open(cmd.Context(), log.With("component", "lake"), lc)
 	if err != nil {
 		return err

@@ -163,8 +163,7 @@ func (l *lazySecrets) close() {
 // openLakeSessions returns the session opener over the data directory's lake. Each session
 // has its own SQL engine; the catalog is shared and closed by the returned function.
 func openLakeSessions(ctx context.Context, log *slog.Logger, g *globals, cfg *config.Config) (pipeline.OpenSession, func(), error) {
-	lc := cfg.Lake
-	lc.ApplyDefaults(g.dataDir)
+	lc := cfg.Lake.WithDefaults(g.dataDir)
 	st, err := lake.Open(ctx, log, lc)
 	if err != nil {
 		return nil, nil, err

@@ -117,8 +117,7 @@ func Erase(ctx context.Context, log *slog.Logger, dataDir string, cfg *config.Co
 		return nil, err
 	}
 	defer closeConn()
-	lc := cfg.Lake
-	lc.ApplyDefaults(dataDir)
+	lc := cfg.Lake.WithDefaults(dataDir)
 	st, err := lake.Open(ctx, log, lc)
 	if err != nil {
 		return nil, err

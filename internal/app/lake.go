@@ -28,8 +28,7 @@ type lakeParts struct {
 }
 
 func openLake(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, cfg *config.Config, dataDir string, conn *stream.Conn, kinds *reading.Registry) (*lakeParts, error) {
-	lc := cfg.Lake
-	lc.ApplyDefaults(dataDir)
+	lc := cfg.Lake.WithDefaults(dataDir)
 	st, err := lake.Open(ctx, log.With("component", "lake"), lc)
 	if err != nil {
 		return nil, err
@@ -45,7 +44,7 @@ func openLake(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, 
 		st.Close()
 		return nil, err
 	}
-	ops := lake.NewRowBuffer(log.With("component", "lake"), reg, st, lc.FlushInterval, 0)
+	ops := lake.NewRowBuffer(log.With("component", "lake"), reg, st, lc.FlushInterval.D(), 0)
 	return &lakeParts{store: st, writer: w, ops: ops, engine: eng}, nil
 }
 

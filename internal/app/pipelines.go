@@ -20,8 +20,7 @@ func startPipelines(n *node) error {
 		return nil
 	}
 	log := n.log.With("component", "pipeline")
-	lc := n.cfg.Lake
-	lc.ApplyDefaults(n.dataDir)
+	lc := n.cfg.Lake.WithDefaults(n.dataDir)
 	qo := query.Options{Lake: lc, DataDir: n.dataDir, Store: n.lake.store, Config: n.cfg.Query}
 	runner, err := pipeline.NewRunner(log, n.reg, pipeline.Options{
 		Open: func(ctx context.Context) (pipeline.Session, error) {

@@ -373,8 +373,7 @@ func (c *Config) Validate() error {
 	}
 	nc := c.NotifyConfig()
 	ps = append(ps, nc.Validate()...)
-	lc := c.Lake
-	lc.ApplyDefaults(os.TempDir()) // the data directory only fills defaults that are always valid
+	lc := c.Lake.WithDefaults(os.TempDir()) // the data directory only fills defaults that are always valid
 	ps = append(ps, lc.Validate()...)
 	ps = append(ps, c.ECG.Validate()...)
 	ps = append(ps, c.detectorProblems(c.detectorErrors())...)

@@ -131,7 +131,7 @@ type brokenView struct {
 
 // Open starts an in-memory DuckDB over the lake.
 func Open(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, o Options) (*Engine, error) {
-	o.Lake.ApplyDefaults(o.DataDir)
+	o.Lake = o.Lake.WithDefaults(o.DataDir)
 	if o.CacheDir == "" {
 		o.CacheDir = filepath.Join(o.DataDir, "cache", "lake")
 	}
