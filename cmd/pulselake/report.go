@@ -1,15 +1,15 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/pulselake/pulselake/internal/query"
+	"github.com/pulselake/pulselake/internal/app"
 	"github.com/pulselake/pulselake/internal/report"
 )
 
@@ -83,31 +83,17 @@ The Isolation Forest is scikit-learn's (contamination 0.08, seed 1 unless set) o
 				if err != nil {
 					return err
 				}
-				eng, err := query.Open(cmd.Context(), log, nil, query.Options{Lake: cfg.Lake, DataDir: g.dataDir, Config: cfg.Query})
+				eng, err := app.OpenQuery(cmd.Context(), log, g.dataDir, cfg)
 				if err != nil {
 					return err
 				}
 				defer eng.Close()
-				sql := "SELECT time, bpm FROM trusted.heart_rate WHERE subject = " + sqlString(subject)
-				if !lo.IsZero() {
-					sql += " AND time >= " + sqlTimestamp(lo)
+				rs, err = report.LakeHeartRate(cmd.Context(), eng, subject, lo, hi)
+				if errors.Is(err, report.ErrTooManyRows) {
+					return usageError{err}
 				}
-				if !hi.IsZero() {
-					sql += " AND time < " + sqlTimestamp(hi)
-				}
-				res, err := eng.Query(cmd.Context(), sql+" ORDER BY time", query.Limits{MaxRows: report.MaxCSVRows, Timeout: 10 * time.Minute})
 				if err != nil {
-					return fmt.Errorf("reading trusted.heart_rate: %w", err)
-				}
-				if res.Truncated {
-					return usagef("subject %s has more than %d heart-rate readings in that period; give --from and --to", subject, report.MaxCSVRows)
-				}
-				for _, row := range res.Rows {
-					t, ok1 := row[0].(time.Time)
-					v, ok2 := row[1].(float64)
-					if ok1 && ok2 {
-						rs = append(rs, report.Reading{Time: t, BPM: v})
-					}
+					return err
 				}
 			}
 			if len(rs) < 2 {
@@ -157,10 +143,4 @@ func between(rs []report.Reading, lo, hi time.Time) []report.Reading {
 		}
 	}
 	return out
-}
-
-func sqlString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
-
-func sqlTimestamp(t time.Time) string {
-	return "TIMESTAMP '" + t.UTC().Format("2006-01-02 15:04:05.999999") + "'"
 }

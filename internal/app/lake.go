@@ -29,7 +29,7 @@ type lakeParts struct {
 
 func openLake(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, cfg *config.Config, dataDir string, conn *stream.Conn, kinds *reading.Registry) (*lakeParts, error) {
 	lc := cfg.Lake.WithDefaults(dataDir)
-	st, err := lake.Open(ctx, log.With("component", "lake"), lc)
+	st, err := OpenLake(ctx, log, dataDir, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -39,7 +39,7 @@ func openLake(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, 
 		st.Close()
 		return nil, err
 	}
-	eng, err := query.Open(ctx, log.With("component", "query"), reg, query.Options{Lake: lc, DataDir: dataDir, Store: st, Config: cfg.Query})
+	eng, err := query.Open(ctx, log.With("component", "query"), reg, queryOptions(dataDir, cfg, st))
 	if err != nil {
 		st.Close()
 		return nil, err
