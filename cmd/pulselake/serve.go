@@ -11,7 +11,9 @@ import (
 	"github.com/pulselake/pulselake/internal/config"
 )
 
-// loadConfig loads --config over the defaults; apply flags, then call validate.
+// loadConfig loads --config over the defaults; apply flags, then call validate. Commands
+// with flags that override the file should rather give them to config.Check, which lists
+// the problems of both in one pass.
 func loadConfig(g *globals) (*config.Config, error) {
 	cfg, err := config.Load(g.configFile)
 	if err != nil {
@@ -40,7 +42,14 @@ func setup(g *globals) (*config.Config, *slog.Logger, error) {
 // checkConfig loads and validates --config (no flags to apply between), returning every
 // problem of both as a usage error.
 func checkConfig(g *globals) (*config.Config, error) {
-	cfg, err := config.Check(g.configFile)
+	return checkConfigWith(g, nil)
+}
+
+// checkConfigWith loads --config, applies a command's flags over it (apply) and validates
+// the result, returning every problem of the file, its rule files and the flags as one
+// usage error.
+func checkConfigWith(g *globals, apply func(*config.Config)) (*config.Config, error) {
+	cfg, err := config.Check(g.configFile, apply)
 	if err != nil {
 		return nil, usageError{fmt.Errorf("invalid configuration:\n%w", err)}
 	}
@@ -64,20 +73,18 @@ func newServeCmd(g *globals) *cobra.Command {
 		Short: "Run everything: stream, ingest (HTTP, MQTT), API and dashboard",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(g)
+			cfg, err := checkConfigWith(g, func(cfg *config.Config) {
+				if cmd.Flags().Changed("http") {
+					cfg.HTTP.Listen = httpAddr
+				}
+				if cmd.Flags().Changed("mqtt") {
+					cfg.MQTT.Listen = mqttAddr
+				}
+				if cmd.Flags().Changed("nats-url") {
+					cfg.NATS.URL = natsURL
+				}
+			})
 			if err != nil {
-				return err
-			}
-			if cmd.Flags().Changed("http") {
-				cfg.HTTP.Listen = httpAddr
-			}
-			if cmd.Flags().Changed("mqtt") {
-				cfg.MQTT.Listen = mqttAddr
-			}
-			if cmd.Flags().Changed("nats-url") {
-				cfg.NATS.URL = natsURL
-			}
-			if err := validate(cfg); err != nil {
 				return err
 			}
 			return app.Run(cmd.Context(), app.Options{DataDir: g.dataDir, Config: cfg, Log: newLogger(cfg, g.stderr)})

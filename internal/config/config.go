@@ -1,8 +1,9 @@
 // Package config is pulselake's configuration: the YAML schema, its defaults, Load (strict:
 // unknown keys are errors) and Validate, which reports every problem with file:line.
 //
-// Flags override the file: commands load the file first, then apply the flags they were
-// given, then validate.
+// Flags override the file: Check loads the file, applies the flags a command was given and
+// validates the result, listing every problem of the file, its rule files and the flags at
+// once.
 package config
 
 import (
@@ -11,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -260,14 +262,19 @@ func Load(path string) (*Config, error) {
 	return c, nil
 }
 
-// Check loads the file and validates it, and returns every problem of both, sorted by line:
-// what `pulselake check config` lists. A value problem at a key that could not be read is
+// Check loads the file, applies the command's flags over it (apply; nil when it takes
+// none), reads the rule files it names and validates the whole, and returns every problem of
+// all of them, sorted by file and line: what `pulselake check config` lists, and what serve
+// and every command stop at, in one pass. A value problem at a key that could not be read is
 // left out (it would only repeat the reading problem).
-func Check(path string) (*Config, error) {
+func Check(path string, apply func(*Config)) (*Config, error) {
 	c, err := Load(path)
 	var ps Problems
 	if err != nil && (c == nil || !errors.As(err, &ps)) {
 		return nil, err
+	}
+	if apply != nil {
+		apply(c)
 	}
 	var vps Problems
 	if err := c.Validate(); err != nil && !errors.As(err, &vps) {
@@ -278,8 +285,71 @@ func Check(path string) (*Config, error) {
 			ps = append(ps, v)
 		}
 	}
-	ps.Sort()
+	ps = append(ps, c.checkRuleFiles()...)
+	sort.SliceStable(ps, func(i, j int) bool {
+		if ps[i].File != ps[j].File {
+			return ps[i].File == c.file // the configuration file first, then each rule file
+		}
+		return ps[i].Line < ps[j].Line
+	})
 	return c, ps.Err()
+}
+
+// checkRuleFiles reads every rule file of rule_files (glob patterns, relative to the
+// configuration file) as serve would, and returns the problems of each with its file:line:
+// YAML syntax, unknown keys, bad values and rules that do not compile.
+func (c *Config) checkRuleFiles() Problems {
+	reg, err := c.Registry()
+	if err != nil {
+		return nil // reported at kinds
+	}
+	var ps Problems
+	for i, pattern := range c.RuleFiles {
+		if pattern == "" {
+			continue // reported by Validate
+		}
+		if !filepath.IsAbs(pattern) {
+			pattern = filepath.Join(c.Dir(), pattern)
+		}
+		matches, err := filepath.Glob(pattern)
+		if err != nil {
+			ps.Add(fmt.Sprintf("rule_files[%d]", i), "pattern %q: %v", pattern, err)
+			continue
+		}
+		if len(matches) == 0 && !strings.ContainsAny(pattern, "*?[") {
+			matches = []string{pattern}
+		}
+		for _, m := range matches {
+			ps = append(ps, checkRuleFile(m, reg)...)
+		}
+	}
+	ps.Locate(c.file, c.ast)
+	return ps
+}
+
+// checkRuleFile returns the problems of one rule file, located in it.
+func checkRuleFile(name string, reg *reading.Registry) Problems {
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return Problems{{File: name, Msg: fmt.Sprintf("reading rule file: %v (check rule_files)", err)}}
+	}
+	f, err := yamlconf.Parse(name, data)
+	if err != nil {
+		var ps Problems
+		if errors.As(err, &ps) {
+			return ps
+		}
+		return Problems{{File: name, Msg: err.Error()}}
+	}
+	rf, ps := yamlconf.Decode(name, f, func() *rules.File { return &rules.File{} })
+	_, cps := rules.Compile(rf.Rules, reg)
+	cps.Locate(name, f)
+	for _, p := range cps {
+		if !under(p.Path, ps) {
+			ps = append(ps, p)
+		}
+	}
+	return ps
 }
 
 // under tells whether path is the path of one of the problems or inside it.
@@ -376,7 +446,10 @@ func (c *Config) Validate() error {
 	lc := c.Lake.WithDefaults(os.TempDir()) // the data directory only fills defaults that are always valid
 	ps = append(ps, lc.Validate()...)
 	ps = append(ps, c.ECG.Validate()...)
-	ps = append(ps, c.detectorProblems(c.detectorErrors())...)
+	if _, err := c.Registry(); err == nil { // else reported once, at kinds
+		_, dps := c.compileDetectors()
+		ps = append(ps, dps...)
+	}
 	ps = append(ps, pipeline.ValidateFolders(c.Pipelines)...)
 	if c.Query.MaxRows < 0 {
 		add("query.max_rows", "must not be negative")
@@ -408,38 +481,20 @@ func (c *Config) Validate() error {
 	return ps.Err()
 }
 
-// detectorProblems turns the detectors' errors, which say "path: message" (their parameters
-// are checked by the detectors' own parser, which knows no YAML), into problems at that path
-// in the file; other errors are kept without a path.
-func (c *Config) detectorProblems(errs []error) Problems {
-	var ps Problems
-	for _, err := range errs {
-		path, msg, ok := strings.Cut(err.Error(), ": ")
-		if !ok || strings.ContainsAny(path, " \t") {
-			ps = append(ps, Problem{Msg: err.Error()})
-			continue
-		}
-		ps = append(ps, Problem{Path: path, Msg: msg})
-	}
-	ps.Locate(c.file, c.ast)
-	return ps
-}
-
 // CompiledDetectors returns the validated streaming anomaly detectors.
 func (c *Config) CompiledDetectors() ([]*anomaly.Detector, error) {
-	ds, errs := c.compileDetectors()
-	if len(errs) > 0 {
-		return nil, c.detectorProblems(errs)
+	ds, ps := c.compileDetectors()
+	if len(ps) > 0 {
+		ps.Locate(c.file, c.ast)
+		return nil, ps
 	}
 	return ds, nil
 }
 
-func (c *Config) detectorErrors() []error { _, errs := c.compileDetectors(); return errs }
-
-func (c *Config) compileDetectors() ([]*anomaly.Detector, []error) {
+func (c *Config) compileDetectors() ([]*anomaly.Detector, Problems) {
 	reg, err := c.Registry()
 	if err != nil {
-		return nil, []error{err}
+		return nil, Problems{{Path: "kinds", Msg: err.Error()}}
 	}
 	return anomaly.CompileDetectors(c.Detectors, func(kind, value string) error {
 		k, ok := reg.Kind(kind)
