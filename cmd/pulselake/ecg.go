@@ -71,6 +71,14 @@ func addTrainFlags(cmd *cobra.Command, opt *ecg.TrainOptions) {
 	f.Float64Var(&opt.ClassWeight, "class-weight", 0, "weigh beats by (count of N / count of their class)^W; 0 = equal weights, 1 = balanced")
 }
 
+// loadECGModel loads the model file of --model, or the model embedded in the binary.
+func loadECGModel(file string) (*ecg.Model, error) {
+	if file != "" {
+		return ecg.LoadModel(file)
+	}
+	return ecg.DefaultModel()
+}
+
 func newECGEvalCmd(g *globals) *cobra.Command {
 	var (
 		dir, list, modelFile, split string
@@ -102,12 +110,7 @@ command trains fresh models instead and evaluates them honestly:
 			var e ecg.Evaluation
 			switch split {
 			case "":
-				var m *ecg.Model
-				if modelFile != "" {
-					m, err = ecg.LoadModel(modelFile)
-				} else {
-					m, err = ecg.DefaultModel()
-				}
+				m, err := loadECGModel(modelFile)
 				if err != nil {
 					return err
 				}
@@ -199,15 +202,7 @@ INPUT is one of:
 Without --model the default model embedded in the binary is used.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var (
-				m   *ecg.Model
-				err error
-			)
-			if modelFile != "" {
-				m, err = ecg.LoadModel(modelFile)
-			} else {
-				m, err = ecg.DefaultModel()
-			}
+			m, err := loadECGModel(modelFile)
 			if err != nil {
 				return err
 			}
