@@ -371,13 +371,36 @@ type Problems = yamlconf.Problems
 // Validate checks every value and returns all problems with file:line, or nil.
 func (c *Config) Validate() error {
 	var ps Problems
-	add := ps.Add
+	c.validateListeners(&ps)
+	c.validateIngest(&ps)
+	c.validateKinds(&ps)
+	c.validateAlerting(&ps)
+	lc := c.Lake.WithDefaults(os.TempDir()) // the data directory only fills defaults that are always valid
+	ps = append(ps, lc.Validate()...)
+	ps = append(ps, c.ECG.Validate()...)
+	ps = append(ps, pipeline.ValidateFolders(c.Pipelines)...)
+	c.validateQuery(&ps)
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		ps.Add("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		ps.Add("log.format", "want text or json, got %q", c.Log.Format)
+	}
+	ps.Locate(c.file, c.ast)
+	ps.Sort()
+	return ps.Err()
+}
+
+// validateListeners checks the HTTP, MQTT and NATS settings.
+func (c *Config) validateListeners(ps *Problems) {
 	checkAddr := func(path, addr string, allowOff bool) {
 		if allowOff && addr == "off" {
 			return
 		}
 		if _, _, err := splitAddr(addr); err != nil {
-			add(path, "want host:port (e.g. 127.0.0.1:8080): %v", err)
+			ps.Add(path, "want host:port (e.g. 127.0.0.1:8080): %v", err)
 		}
 	}
 	checkAddr("http.listen", c.HTTP.Listen, false)
@@ -385,100 +408,101 @@ func (c *Config) Validate() error {
 	if c.NATS.URL == "" {
 		checkAddr("nats.listen", c.NATS.Listen, true)
 	} else if !strings.HasPrefix(c.NATS.URL, "nats://") && !strings.HasPrefix(c.NATS.URL, "tls://") {
-		add("nats.url", "want nats://host:port or tls://host:port, got %q", c.NATS.URL)
+		ps.Add("nats.url", "want nats://host:port or tls://host:port, got %q", c.NATS.URL)
 	}
 	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
-		add("nats.replicas", "must be 1..5, got %d", c.NATS.Replicas)
+		ps.Add("nats.replicas", "must be 1..5, got %d", c.NATS.Replicas)
 	}
 	if c.NATS.Retention.D() < time.Hour {
-		add("nats.retention", "must be at least 1h so the lake can catch up after downtime, got %s", c.NATS.Retention.D())
+		ps.Add("nats.retention", "must be at least 1h so the lake can catch up after downtime, got %s", c.NATS.Retention.D())
 	}
 	if c.NATS.MinFreeBytes < 1<<20 {
-		add("nats.min_free_bytes", "must be at least 1 MiB (1048576), got %d", c.NATS.MinFreeBytes)
+		ps.Add("nats.min_free_bytes", "must be at least 1 MiB (1048576), got %d", c.NATS.MinFreeBytes)
 	}
-	if c.Ingest.MaxBodyBytes < 1024 || c.Ingest.MaxBodyBytes > 1<<30 {
-		add("ingest.max_body_bytes", "must be 1 KiB..1 GiB, got %d", c.Ingest.MaxBodyBytes)
+}
+
+// validateIngest checks the front doors' limits and the Go runtime's memory limit.
+func (c *Config) validateIngest(ps *Problems) {
+	in := c.Ingest
+	if in.MaxBodyBytes < 1024 || in.MaxBodyBytes > 1<<30 {
+		ps.Add("ingest.max_body_bytes", "must be 1 KiB..1 GiB, got %d", in.MaxBodyBytes)
 	}
-	if c.Ingest.MaxBatch < 1 || c.Ingest.MaxBatch > 1_000_000 {
-		add("ingest.max_batch", "must be 1..1000000, got %d", c.Ingest.MaxBatch)
+	if in.MaxBatch < 1 || in.MaxBatch > 1_000_000 {
+		ps.Add("ingest.max_batch", "must be 1..1000000, got %d", in.MaxBatch)
 	}
-	if c.Ingest.MaxInflightBytes < c.Ingest.MaxBodyBytes {
-		add("ingest.max_inflight_bytes", "must be at least ingest.max_body_bytes (%d), got %d", c.Ingest.MaxBodyBytes, c.Ingest.MaxInflightBytes)
+	if in.MaxInflightBytes < in.MaxBodyBytes {
+		ps.Add("ingest.max_inflight_bytes", "must be at least ingest.max_body_bytes (%d), got %d", in.MaxBodyBytes, in.MaxInflightBytes)
 	}
-	if d := c.Ingest.BodyTimeout.D(); d < time.Second || d > time.Hour {
-		add("ingest.body_timeout", "must be 1s..1h, got %s", d)
+	if d := in.BodyTimeout.D(); d < time.Second || d > time.Hour {
+		ps.Add("ingest.body_timeout", "must be 1s..1h, got %s", d)
 	}
-	if d := c.Ingest.PublishWait.D(); d < time.Millisecond || d > time.Minute {
-		add("ingest.publish_wait", "must be 1ms..1m, got %s", d)
+	if d := in.PublishWait.D(); d < time.Millisecond || d > time.Minute {
+		ps.Add("ingest.publish_wait", "must be 1ms..1m, got %s", d)
 	}
 	if m, err := ParseBytes(c.Runtime.MemoryLimit); err != nil {
-		add("runtime.memory_limit", "%v", err)
+		ps.Add("runtime.memory_limit", "%v", err)
 	} else if m != 0 && m < 64<<20 {
-		add("runtime.memory_limit", "must be 0 (off) or at least 64MiB, got %q", c.Runtime.MemoryLimit)
+		ps.Add("runtime.memory_limit", "must be 0 (off) or at least 64MiB, got %q", c.Runtime.MemoryLimit)
 	}
-	if c.Ingest.DedupWindow.D() < 0 {
-		add("ingest.dedup_window", "must not be negative")
+	if in.DedupWindow.D() < 0 {
+		ps.Add("ingest.dedup_window", "must not be negative")
 	}
-	if c.Ingest.DedupMaxEntries < 0 {
-		add("ingest.dedup_max_entries", "must not be negative")
+	if in.DedupMaxEntries < 0 {
+		ps.Add("ingest.dedup_max_entries", "must not be negative")
 	}
+}
+
+// validateKinds checks the declared kinds of reading.
+func (c *Config) validateKinds(ps *Problems) {
 	if _, err := c.Registry(); err != nil {
-		add("kinds", "%v", err)
+		ps.Add("kinds", "%v", err)
 	}
 	for i, k := range c.Kinds {
 		for j, v := range k.Values {
 			if v.Type != "" && v.Type != "number" && v.Type != "string" {
-				add(fmt.Sprintf("kinds[%d].values[%d].type", i, j), "want number or string, got %q", v.Type)
+				ps.Add(fmt.Sprintf("kinds[%d].values[%d].type", i, j), "want number or string, got %q", v.Type)
 			}
 		}
 	}
-	if reg, err := c.Registry(); err == nil {
+}
+
+// validateAlerting checks the rules, the notification settings and the detectors.
+func (c *Config) validateAlerting(ps *Problems) {
+	if reg, err := c.Registry(); err == nil { // else reported once, at kinds
 		_, errs := rules.Compile(c.Rules, reg)
-		ps = append(ps, errs...)
+		*ps = append(*ps, errs...)
+		_, dps := c.compileDetectors()
+		*ps = append(*ps, dps...)
 	}
 	for i, f := range c.RuleFiles {
 		if f == "" {
-			add(fmt.Sprintf("rule_files[%d]", i), "empty path")
+			ps.Add(fmt.Sprintf("rule_files[%d]", i), "empty path")
 		}
 	}
 	nc := c.NotifyConfig()
-	ps = append(ps, nc.Validate()...)
-	lc := c.Lake.WithDefaults(os.TempDir()) // the data directory only fills defaults that are always valid
-	ps = append(ps, lc.Validate()...)
-	ps = append(ps, c.ECG.Validate()...)
-	if _, err := c.Registry(); err == nil { // else reported once, at kinds
-		_, dps := c.compileDetectors()
-		ps = append(ps, dps...)
+	*ps = append(*ps, nc.Validate()...)
+}
+
+// validateQuery checks the SQL engine's limits.
+func (c *Config) validateQuery(ps *Problems) {
+	q := c.Query
+	if q.MaxRows < 0 {
+		ps.Add("query.max_rows", "must not be negative")
 	}
-	ps = append(ps, pipeline.ValidateFolders(c.Pipelines)...)
-	if c.Query.MaxRows < 0 {
-		add("query.max_rows", "must not be negative")
+	if q.Timeout.D() < 0 {
+		ps.Add("query.timeout", "must not be negative")
 	}
-	if c.Query.Timeout.D() < 0 {
-		add("query.timeout", "must not be negative")
+	if n, err := ParseBytes(q.MemoryLimit); err != nil {
+		ps.Add("query.memory_limit", "%v", err)
+	} else if q.MemoryLimit != "" && n < 64<<20 {
+		ps.Add("query.memory_limit", "must be at least 64MiB, got %q", q.MemoryLimit)
 	}
-	if n, err := ParseBytes(c.Query.MemoryLimit); err != nil {
-		add("query.memory_limit", "%v", err)
-	} else if c.Query.MemoryLimit != "" && n < 64<<20 {
-		add("query.memory_limit", "must be at least 64MiB, got %q", c.Query.MemoryLimit)
+	if q.TempDirMaxBytes < 0 {
+		ps.Add("query.temp_dir_max_bytes", "must not be negative (0 means the default, 4 GiB)")
 	}
-	if c.Query.TempDirMaxBytes < 0 {
-		add("query.temp_dir_max_bytes", "must not be negative (0 means the default, 4 GiB)")
+	if q.Threads < 0 || q.Threads > 1024 {
+		ps.Add("query.threads", "must be 0 (one per CPU) .. 1024, got %d", q.Threads)
 	}
-	if c.Query.Threads < 0 || c.Query.Threads > 1024 {
-		add("query.threads", "must be 0 (one per CPU) .. 1024, got %d", c.Query.Threads)
-	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		add("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
-	}
-	if c.Log.Format != "text" && c.Log.Format != "json" {
-		add("log.format", "want text or json, got %q", c.Log.Format)
-	}
-	ps.Locate(c.file, c.ast)
-	ps.Sort()
-	return ps.Err()
 }
 
 // CompiledDetectors returns the validated streaming anomaly detectors.
