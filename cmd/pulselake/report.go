@@ -66,35 +66,9 @@ The Isolation Forest is scikit-learn's (contamination 0.08, seed 1 unless set) o
 			if !(contamination > 0 && contamination <= 0.5) {
 				return usagef("--contamination %g: want a fraction in (0, 0.5]", contamination)
 			}
-			var rs []report.Reading
-			if input != "" {
-				f, err := os.Open(input)
-				if err != nil {
-					return fmt.Errorf("opening --input: %w", err)
-				}
-				rs, err = report.ReadFitbitCSV(f, subject)
-				f.Close()
-				if err != nil {
-					return fmt.Errorf("reading %s: %w", input, err)
-				}
-				rs = between(rs, lo, hi)
-			} else {
-				cfg, log, err := setup(g)
-				if err != nil {
-					return err
-				}
-				eng, err := app.OpenQuery(cmd.Context(), log, g.dataDir, cfg)
-				if err != nil {
-					return err
-				}
-				defer eng.Close()
-				rs, err = report.LakeHeartRate(cmd.Context(), eng, subject, lo, hi)
-				if errors.Is(err, report.ErrTooManyRows) {
-					return usageError{err}
-				}
-				if err != nil {
-					return err
-				}
+			rs, err := heartReadings(cmd, g, input, subject, lo, hi)
+			if err != nil {
+				return err
 			}
 			if len(rs) < 2 {
 				where := "trusted.heart_rate in " + g.dataDir
@@ -124,6 +98,37 @@ The Isolation Forest is scikit-learn's (contamination 0.08, seed 1 unless set) o
 	f.Float64Var(&contamination, "contamination", 0.08, "Isolation Forest contamination (share of readings flagged)")
 	f.Uint64Var(&seed, "seed", 1, "Isolation Forest random seed")
 	return cmd
+}
+
+// heartReadings reads the subject's heart rate in [lo, hi) from the Fitbit CSV input, or
+// from the lake when input is empty.
+func heartReadings(cmd *cobra.Command, g *globals, input, subject string, lo, hi time.Time) ([]report.Reading, error) {
+	if input != "" {
+		f, err := os.Open(input)
+		if err != nil {
+			return nil, fmt.Errorf("opening --input: %w", err)
+		}
+		defer f.Close()
+		rs, err := report.ReadFitbitCSV(f, subject)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", input, err)
+		}
+		return between(rs, lo, hi), nil
+	}
+	cfg, log, err := setup(g)
+	if err != nil {
+		return nil, err
+	}
+	eng, err := app.OpenQuery(cmd.Context(), log, g.dataDir, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer eng.Close()
+	rs, err := report.LakeHeartRate(cmd.Context(), eng, subject, lo, hi)
+	if errors.Is(err, report.ErrTooManyRows) {
+		return nil, usageError{err}
+	}
+	return rs, err
 }
 
 func parseReportTime(s string) (time.Time, error) {
