@@ -134,26 +134,8 @@ command trains fresh models instead and evaluates them honestly:
 				if withoutRR {
 					dropRR(beats) // the model trained below is then a shape-only model
 				}
-				if split == "random" {
-					if !(testShare > 0 && testShare < 1) {
-						return usagef("ecg eval: --test-share must be between 0 and 1")
-					}
-					train, test := ecg.SplitRandom(beats, testShare, opt.Seed)
-					m, err := ecg.Train(cmd.Context(), train, opt)
-					if err != nil {
-						return err
-					}
-					e = ecg.EvaluateBeats(m, test).Evaluate(records)
-				} else {
-					c, err := ecg.CrossValidateRecords(cmd.Context(), beats, ecg.CVOptions{Folds: folds, Train: opt,
-						Progress: func(fold int, recs []string, c ecg.Confusion) {
-							f := c.Evaluate(recs)
-							fmt.Fprintf(g.stderr, "fold %d %v: %d beats, accuracy %.4f\n", fold, recs, f.Beats, f.Accuracy)
-						}})
-					if err != nil {
-						return err
-					}
-					e = c.Evaluate(records)
+				if e, err = evalTrained(cmd, g, beats, records, split, testShare, folds, opt); err != nil {
+					return err
 				}
 			default:
 				return usagef("ecg eval: --split %q, want random or records", split)
@@ -176,6 +158,31 @@ command trains fresh models instead and evaluates them honestly:
 	f.BoolVar(&withoutRR, "without-rr", false, "drop the beats' RR features, as for ecg_beat readings without them (evaluates the shape-only model)")
 	addTrainFlags(cmd, &opt)
 	return cmd
+}
+
+// evalTrained trains fresh models on the beats and evaluates them on beats they did not
+// see: a random share of them (split random) or each fold of records in turn (split records).
+func evalTrained(cmd *cobra.Command, g *globals, beats []ecg.Beat, records []string, split string, testShare float64, folds int, opt ecg.TrainOptions) (ecg.Evaluation, error) {
+	if split == "random" {
+		if !(testShare > 0 && testShare < 1) {
+			return ecg.Evaluation{}, usagef("ecg eval: --test-share must be between 0 and 1")
+		}
+		train, test := ecg.SplitRandom(beats, testShare, opt.Seed)
+		m, err := ecg.Train(cmd.Context(), train, opt)
+		if err != nil {
+			return ecg.Evaluation{}, err
+		}
+		return ecg.EvaluateBeats(m, test).Evaluate(records), nil
+	}
+	c, err := ecg.CrossValidateRecords(cmd.Context(), beats, ecg.CVOptions{Folds: folds, Train: opt,
+		Progress: func(fold int, recs []string, c ecg.Confusion) {
+			f := c.Evaluate(recs)
+			fmt.Fprintf(g.stderr, "fold %d %v: %d beats, accuracy %.4f\n", fold, recs, f.Beats, f.Accuracy)
+		}})
+	if err != nil {
+		return ecg.Evaluation{}, err
+	}
+	return c.Evaluate(records), nil
 }
 
 func dropRR(beats []ecg.Beat) {
