@@ -25,7 +25,9 @@ type token struct {
 // scanSQL splits SQL into tokens, dropping comments and whitespace. It understands -- and
 // /* */ comments (nested, as DuckDB and PostgreSQL allow), 'strings' with ” escapes,
 // E'strings' with backslash escapes, $tag$dollar strings$tag$ and "identifiers" with ""
-// escapes. An unterminated string, identifier or comment is an error with its line.
+// escapes. An unterminated string, identifier or comment is an error with its line. It is
+// one loop over the text with a case per token kind, as lexers are: split, the cases would
+// only pass the position back and forth.
 func scanSQL(src string) ([]token, error) {
 	var toks []token
 	line := 1
