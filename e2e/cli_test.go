@@ -207,7 +207,7 @@ func TestCheckConfigServeFlagsInOnePass(t *testing.T) {
 	if code != 2 {
 		t.Errorf("exit %d, want 2:\n%s", code, out)
 	}
-	for _, w := range []string{"bad.yaml:2: ingest.colour: unknown field", "bad.yaml:4: nats.replicas: must be 1..5", "http.listen: want host:port"} {
+	for _, w := range []string{"bad.yaml:2: ingest.colour: unknown field", "bad.yaml:4: nats.replicas: must be 1..5", "--http: want host:port"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("missing %q in:\n%s", w, out)
 		}

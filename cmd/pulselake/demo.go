@@ -34,7 +34,7 @@ func newDemoCmd(g *globals) *cobra.Command {
 				}
 				cfg.MQTT.Listen = "127.0.0.1:0"
 				cfg.Log.Level = "warn"
-			})
+			}, changedFlags(cmd, map[string]string{"http.listen": "http"}))
 			if err != nil {
 				return err
 			}
