@@ -25,7 +25,7 @@ type DetectorSpec struct {
 	Kind   string   `yaml:"kind"`
 	Value  string   `yaml:"value"`  // the value of the kind to watch
 	Values []string `yaml:"values"` // iforest only: several values, one feature each (instead of value)
-	Method string   `yaml:"method"` // iforest, holt-winters, cv or timeshift
+	Method string   `yaml:"method"` // online, iforest, holt-winters, cv or timeshift
 	// Params are the method's parameters, with the names and syntax of `pulselake detect
 	// --set` (e.g. contamination: 0.08, seasonality: 1d, window: 1h, shift: 7d) plus step
 	// (the series' period, default 1m) and, for iforest, window (training points, default
@@ -254,6 +254,8 @@ func windowPoints(w string, step time.Duration) (int, error) {
 func (d *Detector) New() (Streaming, error) {
 	c := d.cfg
 	switch d.Method {
+	case "online":
+		return NewOnline(OnlineOptions{Step: c.Step}), nil // no step given: inferred
 	case "iforest":
 		o := StreamIForestOptions{Forest: c.IForest, RefitEvery: c.RefitEvery, MinFit: c.MinFit}
 		if c.Window != "" {
@@ -317,6 +319,8 @@ func (d *Detector) BaselineBytes() int64 {
 		return overhead + 8*int64(n)
 	case "timeshift":
 		return overhead + 16*(int64(c.Shift/d.Step)+1)
+	case "online":
+		return overhead + OnlineStateBytes
 	}
 	return overhead
 }

@@ -118,7 +118,7 @@ func TestCompileDetectorsErrors(t *testing.T) {
 	}
 	text := strings.Join(all, "\n")
 	for _, want := range []string{
-		`d.yaml:2: detectors[0].method: want one of iforest, holt-winters, cv, timeshift; got "arima"`,
+		`d.yaml:2: detectors[0].method: want one of online, iforest, holt-winters, cv, timeshift; got "arima"`,
 		`d.yaml:3: detectors[1].value: no numeric value pulse`,
 		`d.yaml:8: detectors[2].params.contamination: want 'auto' or a fraction in (0, 0.5]`,
 		`d.yaml:9: detectors[2].params.seasonality: "seasonality" is not a parameter of iforest`,

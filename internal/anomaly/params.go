@@ -16,8 +16,9 @@ import (
 )
 
 // Params are a detector's `params:` in the configuration file, decoded into the parameter
-// struct of its method (IForestParams, HoltWintersParams, CVParams or TimeShiftParams) once
-// the method is known. Set is nil when none are given (the method's defaults).
+// struct of its method (OnlineParams, IForestParams, HoltWintersParams, CVParams or
+// TimeShiftParams) once the method is known. Set is nil when none are given (the method's
+// defaults).
 type Params struct {
 	Set  MethodParams
 	node ast.Node // the mapping as written, decoded by DetectorSpec.UnmarshalYAML
@@ -41,6 +42,8 @@ type MethodParams interface {
 // MethodParams), beside its cases in Methods, Detector.New and Detector.BaselineBytes.
 func newParams(method string) (MethodParams, bool) {
 	switch method {
+	case "online":
+		return &OnlineParams{}, true
 	case "iforest":
 		return &IForestParams{}, true
 	case "holt-winters":
@@ -93,6 +96,16 @@ func checkKeys(m *ast.MappingNode, method string, p MethodParams) error {
 		}
 	}
 	return nil
+}
+
+// OnlineParams are the parameters of an online detector: it infers what it needs, so only
+// the step of the series may be given (default: inferred from the readings).
+type OnlineParams struct {
+	Step Duration `yaml:"step"`
+}
+
+func (p *OnlineParams) detectConfig(func(key, format string, args ...any)) DetectConfig {
+	return DetectConfig{Method: "online", Step: p.Step.D()}
 }
 
 // IForestParams are the parameters of an iforest detector: scikit-learn's IsolationForest
