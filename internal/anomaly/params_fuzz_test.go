@@ -17,6 +17,7 @@ func FuzzDetectorParams(f *testing.F) {
 		"detectors:\n  - {kind: heart_rate, value: bpm, method: cv, params: {window: 30, window_tolerance: 0, threshold: 0.2}}\n",
 		"detectors:\n  - {kind: heart_rate, value: bpm, method: iforest, params: {max_features: 0.5, n_jobs: -1, seed: 3, refit_every: 8, min_fit: 4}}\n",
 		"detectors:\n  - {kind: heart_rate, value: bpm, method: cv, params: {window: [1, 2], threshold: many}, resolve_after: soon}\n",
+		"detectors:\n  - {kind: heart_rate, value: bpm, method: online, params: {step: 5s}, idle_after: 1d}\n",
 	} {
 		f.Add(seed)
 	}
