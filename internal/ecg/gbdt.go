@@ -22,6 +22,15 @@ type TrainOptions struct {
 	// ClassWeight scales each row's gradient by (count of N / count of its class)^ClassWeight;
 	// 0 (the default) weighs every beat equally, 1 balances the classes.
 	ClassWeight float64
+	// TuneFolds, when 2 or more, tunes the decision rule (per-class score offsets) on
+	// out-of-fold predictions of a cross-validation over the training beats' records, with
+	// that many folds; 0 (the default) leaves the offsets at zero. It costs TuneFolds extra
+	// trainings of the RR ensemble.
+	TuneFolds int `json:",omitempty"`
+	// PatientOnly restricts the RR ensemble to the features that describe a beat relative to
+	// its own patient (RR ratios, morphology against the patient's template), leaving out the
+	// window samples, whose absolute shape differs from patient to patient.
+	PatientOnly bool `json:",omitempty"`
 	// RROnly skips the second, shape-only ensemble that classifies beats without RR features
 	// (used by evaluations, whose beats always have them).
 	RROnly  bool
@@ -79,6 +88,7 @@ type trainer struct {
 	bins   []uint8     // row-major n x f
 	edges  [][]float32 // per feature: upper edge of each bin but the last
 	nb     []int       // bins per feature
+	skip   []bool      // features not used for splits
 	g, h   []float64
 	rowTmp []int32
 }
@@ -98,6 +108,17 @@ func Train(ctx context.Context, beats []Beat, opt TrainOptions) (*Model, error) 
 	e, err := trainEnsemble(ctx, beats, opt, false)
 	if err != nil {
 		return nil, err
+	}
+	if opt.TuneFolds >= 2 {
+		scores, err := outOfFoldScores(ctx, beats, opt, opt.TuneFolds)
+		if err != nil {
+			return nil, err
+		}
+		y := make([]Class, len(beats))
+		for i := range beats {
+			y[i] = beats[i].Class
+		}
+		e.Offset = tuneOffsets(scores, y)
 	}
 	m.ens = append(m.ens, e)
 	if !opt.RROnly {
@@ -128,6 +149,13 @@ func trainEnsemble(ctx context.Context, beats []Beat, opt TrainOptions, shapeOnl
 	t := &trainer{opt: opt, n: n, f: f, bins: make([]uint8, n*f), edges: make([][]float32, f), nb: make([]int, f),
 		g: make([]float64, n), h: make([]float64, n)}
 	t.quantize(x)
+	t.skip = make([]bool, f)
+	if opt.PatientOnly && !shapeOnly {
+		for j := 0; j < numWaveFeat; j++ {
+			t.skip[j] = true
+		}
+		t.skip[numV1Features-1] = true // window width
+	}
 
 	weight := make([]float64, NumClasses)
 	for c := range weight {
@@ -291,6 +319,9 @@ func (t *trainer) grow(tr *tree, rows []int32, hist [][]binStat, depth int) int3
 	parent := G * G / (H + lam)
 	bestGain, bestF, bestB := 1e-9, -1, -1
 	for j := 0; j < t.f; j++ {
+		if t.skip[j] {
+			continue
+		}
 		var gl, hl float64
 		for b := 0; b < t.nb[j]-1; b++ {
 			gl += hist[j][b].g
