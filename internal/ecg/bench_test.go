@@ -99,3 +99,18 @@ func syntheticBeats(n int) []Beat {
 	}
 	return b
 }
+
+// BenchmarkBeatFeatures measures the per-beat work the patient-relative features add to
+// cutting a beat (raw segment, RR medians, template comparison and update), on one goroutine.
+func BenchmarkBeatFeatures(b *testing.B) {
+	x := syntheticECG(360 * 60)
+	var tr beatTracker
+	var seg [segLen]float64
+	at := func(i int64) float64 { return x[i] }
+	for i := 0; b.Loop(); i++ {
+		r := int64(1000 + (i%60)*300)
+		cutSegment(&seg, at, 0, int64(len(x)), r, 360)
+		tr.next(0.83, 0.83, &seg)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "beats/s")
+}

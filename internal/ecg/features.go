@@ -29,7 +29,7 @@ func FeatureNames() []string {
 
 // Features writes the feature vector of a beat window and its RR features into f, which must
 // have length NumFeatures. Unknown RR values (zero) give zero ratios; unknown morphology
-// features are zero.
+// gives neutralMorph.
 func Features(f []float32, w *[WindowLen]float32, rr RRFeatures) {
 	j := 0
 	for i := 0; i < WindowLen; i += featureStride {
@@ -59,9 +59,18 @@ func Features(f []float32, w *[WindowLen]float32, rr RRFeatures) {
 	if rr.Morph.Known {
 		copy(f[j:], rr.Morph.Values[:])
 	} else {
-		clear(f[j : j+NumMorph])
+		copy(f[j:], neutralMorph[:])
 	}
 }
+
+// neutralMorph stands for unknown morphology features (no template yet, or a beat without its
+// raw signal): the values of a beat identical to its patient's dominant beat, so that such
+// beats are classified by their RR intervals and window shape.
+var neutralMorph = func() (v [NumMorph]float32) {
+	v[0], v[1], v[2] = 1, 1, 1 // correlations
+	v[4], v[5] = 1, 1          // amplitude and variation ratios; distance and differences 0
+	return v
+}()
 
 func div32(a, b float64) float32 {
 	if b <= 0 || a <= 0 {
