@@ -56,7 +56,7 @@ func outOfFoldScores(ctx context.Context, beats []Beat, opt TrainOptions, folds 
 				train = append(train, beats[i])
 			}
 		}
-		e, err := trainEnsemble(ctx, train, opt, false)
+		e, err := trainEnsemble(ctx, train, opt, allFeatures)
 		if err != nil {
 			return nil, fmt.Errorf("tuning the decision rule, fold %d: %w", k, err)
 		}

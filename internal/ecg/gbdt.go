@@ -32,7 +32,8 @@ type TrainOptions struct {
 	// window samples, whose absolute shape differs from patient to patient.
 	PatientOnly bool `json:",omitempty"`
 	// RROnly skips the second, shape-only ensemble that classifies beats without RR features
-	// (used by evaluations, whose beats always have them).
+	// and the third, for beats with RR features but no morphology (used by evaluations, whose
+	// beats always have both).
 	RROnly  bool
 	Seed    uint64 // seeds row subsampling; training is deterministic for a seed
 	Workers int    // goroutines building histograms; default 2
@@ -95,6 +96,8 @@ type trainer struct {
 
 // Train fits a multi-class gradient-boosted tree model (softmax loss, histogram splits) on
 // beats: one ensemble on all features and, unless opt.RROnly, a second one on the window shape
+// alone for beats that come without RR features and a third one without the morphology
+// features for beats that come with RR features but without their raw signal.
 // alone for beats that come without RR features. It stops early with ctx's error.
 func Train(ctx context.Context, beats []Beat, opt TrainOptions) (*Model, error) {
 	opt = opt.withDefaults()
@@ -105,7 +108,7 @@ func Train(ctx context.Context, beats []Beat, opt TrainOptions) (*Model, error) 
 	for _, b := range beats {
 		m.Meta.ClassCounts[b.Class]++
 	}
-	e, err := trainEnsemble(ctx, beats, opt, false)
+	e, err := trainEnsemble(ctx, beats, opt, allFeatures)
 	if err != nil {
 		return nil, err
 	}
@@ -122,16 +125,27 @@ func Train(ctx context.Context, beats []Beat, opt TrainOptions) (*Model, error) 
 	}
 	m.ens = append(m.ens, e)
 	if !opt.RROnly {
-		e, err := trainEnsemble(ctx, beats, opt, true)
-		if err != nil {
-			return nil, err
+		for _, mode := range []ensembleMode{shapeOnly, withoutMorph} {
+			e, err := trainEnsemble(ctx, beats, opt, mode)
+			if err != nil {
+				return nil, err
+			}
+			m.ens = append(m.ens, e)
 		}
-		m.ens = append(m.ens, e)
 	}
 	return m, nil
 }
 
-func trainEnsemble(ctx context.Context, beats []Beat, opt TrainOptions, shapeOnly bool) (*ensemble, error) {
+// ensembleMode selects the features an ensemble is trained on.
+type ensembleMode int
+
+const (
+	allFeatures  ensembleMode = iota
+	shapeOnly                 // window shape only (RR features and morphology unknown)
+	withoutMorph              // morphology unknown
+)
+
+func trainEnsemble(ctx context.Context, beats []Beat, opt TrainOptions, mode ensembleMode) (*ensemble, error) {
 	rng := rand.New(rand.NewPCG(opt.Seed, 0x9e3779b97f4a7c15))
 	n, f := len(beats), NumFeatures
 	x := make([]float32, n*f)
@@ -139,8 +153,11 @@ func trainEnsemble(ctx context.Context, beats []Beat, opt TrainOptions, shapeOnl
 	var counts [NumClasses]int
 	for i := range beats {
 		rr := beats[i].RR
-		if shapeOnly {
+		switch mode {
+		case shapeOnly:
 			rr = RRFeatures{}
+		case withoutMorph:
+			rr.Morph = MorphFeatures{}
 		}
 		Features(x[i*f:(i+1)*f], &beats[i].Samples, rr)
 		y[i] = int(beats[i].Class)
@@ -150,7 +167,7 @@ func trainEnsemble(ctx context.Context, beats []Beat, opt TrainOptions, shapeOnl
 		g: make([]float64, n), h: make([]float64, n)}
 	t.quantize(x)
 	t.skip = make([]bool, f)
-	if opt.PatientOnly && !shapeOnly {
+	if opt.PatientOnly && mode == allFeatures {
 		for j := 0; j < numWaveFeat; j++ {
 			t.skip[j] = true
 		}

@@ -49,7 +49,8 @@ type Model struct {
 	NumFeatures int
 	Meta        ModelMeta
 	// ens[0] uses every feature; ens[1], when present, only the window shape, for beats
-	// without RR features.
+	// without RR features; ens[2], when present, every feature but the morphology, for beats
+	// with RR features but unknown morphology.
 	ens []*ensemble
 }
 
@@ -77,7 +78,8 @@ func (m *Model) NumTrees() int {
 	return n
 }
 
-// HasShapeModel reports whether m has an ensemble for beats without RR features.
+// HasShapeModel reports whether m has an ensemble for beats without RR features (and, in
+// version 2 files, one for beats without morphology).
 func (m *Model) HasShapeModel() bool { return len(m.ens) > 1 }
 
 // flatNode is the compact inference form of a node (16 bytes): the two children of a split
@@ -150,12 +152,16 @@ func (rr RRFeatures) RRKnown() bool {
 }
 
 // ClassifyWindow classifies a window without copying it. Beats whose RR features are not all
-// known go to the shape-only ensemble when the model has one.
+// known go to the shape-only ensemble, beats with RR features but unknown morphology to the
+// ensemble without morphology, when the model has them.
 func (m *Model) ClassifyWindow(w *[WindowLen]float32, rr RRFeatures) Prediction {
 	var f [NumFeatures]float32
 	e := m.ens[0]
-	if !rr.RRKnown() && len(m.ens) > 1 {
+	switch {
+	case !rr.RRKnown() && len(m.ens) > 1:
 		e, rr = m.ens[1], RRFeatures{}
+	case !rr.Morph.Known && len(m.ens) > 2:
+		e = m.ens[2]
 	}
 	Features(f[:], w, rr)
 	return e.predict(&f)
@@ -395,7 +401,7 @@ func ReadModel(r io.Reader) (*Model, error) {
 	}
 	m.NumFeatures = int(nf)
 	var ne uint32
-	if err := binary.Read(br, le, &ne); err != nil || ne < 1 || ne > 2 {
+	if err := binary.Read(br, le, &ne); err != nil || ne < 1 || ne > 3 || (version == 1 && ne > 2) {
 		return nil, fmt.Errorf("%w: number of ensembles", ErrModelFormat)
 	}
 	for range ne {
