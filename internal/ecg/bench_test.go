@@ -114,3 +114,22 @@ func BenchmarkBeatFeatures(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "beats/s")
 }
+
+// BenchmarkClassifyRecordBeats measures classification of the beats of record 208 as training
+// and streaming cut them (RR intervals and morphology known, so by the first ensemble) with
+// the default model, on one goroutine.
+func BenchmarkClassifyRecordBeats(b *testing.B) {
+	beats, err := RecordBeats(needData(b), "208")
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := DefaultModel()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; b.Loop(); i++ {
+		bt := &beats[i%len(beats)]
+		m.ClassifyWindow(&bt.Samples, bt.RR)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "beats/s")
+}

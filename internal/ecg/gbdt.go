@@ -142,7 +142,7 @@ type ensembleMode int
 const (
 	allFeatures  ensembleMode = iota
 	shapeOnly                 // window shape only (RR features and morphology unknown)
-	withoutMorph              // morphology unknown
+	withoutMorph              // only the four intervals of RRFeatures.fourIntervals
 )
 
 func trainEnsemble(ctx context.Context, beats []Beat, opt TrainOptions, mode ensembleMode) (*ensemble, error) {
@@ -157,7 +157,7 @@ func trainEnsemble(ctx context.Context, beats []Beat, opt TrainOptions, mode ens
 		case shapeOnly:
 			rr = RRFeatures{}
 		case withoutMorph:
-			rr.Morph = MorphFeatures{}
+			rr = rr.fourIntervals()
 		}
 		Features(x[i*f:(i+1)*f], &beats[i].Samples, rr)
 		y[i] = int(beats[i].Class)

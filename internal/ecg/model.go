@@ -146,6 +146,12 @@ func (m *Model) Classify(beat []float64, rr RRFeatures) Prediction {
 	return m.ClassifyWindow(&w, rr)
 }
 
+// fourIntervals keeps only Pre, Post, Local and Average: what beats that come without their
+// raw signal carry (CSV and NDJSON input, the KServe protocol).
+func (rr RRFeatures) fourIntervals() RRFeatures {
+	return RRFeatures{Pre: rr.Pre, Post: rr.Post, Local: rr.Local, Average: rr.Average}
+}
+
 // RRKnown reports whether rr holds all four intervals (all positive).
 func (rr RRFeatures) RRKnown() bool {
 	return rr.Pre > 0 && rr.Post > 0 && rr.Local > 0 && rr.Average > 0
@@ -161,7 +167,7 @@ func (m *Model) ClassifyWindow(w *[WindowLen]float32, rr RRFeatures) Prediction 
 	case !rr.RRKnown() && len(m.ens) > 1:
 		e, rr = m.ens[1], RRFeatures{}
 	case !rr.Morph.Known && len(m.ens) > 2:
-		e = m.ens[2]
+		e, rr = m.ens[2], rr.fourIntervals()
 	}
 	Features(f[:], w, rr)
 	return e.predict(&f)
