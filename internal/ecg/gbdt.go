@@ -96,9 +96,9 @@ type trainer struct {
 
 // Train fits a multi-class gradient-boosted tree model (softmax loss, histogram splits) on
 // beats: one ensemble on all features and, unless opt.RROnly, a second one on the window shape
-// alone for beats that come without RR features and a third one without the morphology
-// features for beats that come with RR features but without their raw signal.
-// alone for beats that come without RR features. It stops early with ctx's error.
+// alone for beats that come without RR features and a third one on the window and the four
+// intervals for beats whose morphology is unknown. With opt.TuneFolds the first ensemble's
+// decision offsets are tuned on the training records. It stops early with ctx's error.
 func Train(ctx context.Context, beats []Beat, opt TrainOptions) (*Model, error) {
 	opt = opt.withDefaults()
 	if len(beats) == 0 {
