@@ -25,6 +25,7 @@ import (
 
 	"github.com/pulselake/pulselake/internal/config"
 	"github.com/pulselake/pulselake/internal/durable"
+	"github.com/pulselake/pulselake/internal/imports"
 	"github.com/pulselake/pulselake/internal/ingest"
 	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/rules"
@@ -74,6 +75,8 @@ type node struct {
 	runProc  func(name string, run func(context.Context) error)
 	closers  []func()
 	erasers  []memoryEraser // parts of memory that hold subjects' data (erase.go)
+	ingester *ingest.Ingester
+	imports  *imports.Manager // uploaded exports (imports.go)
 }
 
 // onClose registers f to run when serve stops, after the processors stopped.
@@ -86,7 +89,7 @@ func (n *node) close() {
 }
 
 // parts are the optional parts of serve, started in this order.
-var parts = []func(*node) error{startDetectors, startECG, startPipelines, startErase}
+var parts = []func(*node) error{startDetectors, startECG, startPipelines, startErase, startImports}
 
 // lakeStopTimeout bounds the lake writer's final flush at shutdown; what it could not
 // write stays in the stream and is written on the next start.
@@ -268,7 +271,7 @@ func Run(ctx context.Context, o Options) error {
 		}},
 	})
 	n := &node{ctx: ctx, log: log, reg: reg, cfg: cfg, dataDir: o.DataDir, conn: conn, kinds: kinds, hub: hub,
-		lake: lk, alerting: alerting, runProc: runProc}
+		lake: lk, alerting: alerting, runProc: runProc, ingester: in}
 	defer n.close()
 	for _, start := range parts {
 		if err := start(n); err != nil {
