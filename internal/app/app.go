@@ -332,8 +332,10 @@ func Run(ctx context.Context, o Options) error {
 // committed with the ops rows.
 func quarantineTo(ops *lake.RowBuffer) func(context.Context, stream.Poisoned) error {
 	return func(_ context.Context, p stream.Poisoned) error {
-		if !ops.Add(lake.ZoneQuarantine, lake.PoisonTable, lake.PoisonColumns, lake.PoisonRow(p, time.Now())) {
-			return errors.New("the lake's row buffer is full; the record is dropped (the message stays in the stream for its retention)")
+		for _, row := range lake.PoisonRows(p, time.Now()) {
+			if !ops.Add(lake.ZoneQuarantine, lake.PoisonTable, lake.PoisonColumns, row) {
+				return errors.New("the lake's row buffer is full; the record is dropped (the message stays in the stream for its retention)")
+			}
 		}
 		return nil
 	}

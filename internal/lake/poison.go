@@ -16,7 +16,9 @@ const PoisonTable = "poison"
 // message stays in the stream for its retention (column seq).
 const PoisonRawLimit = 64 << 10
 
-// PoisonColumns are the columns of quarantine.poison: one row per message and consumer.
+// PoisonColumns are the columns of quarantine.poison: one row per record of a terminated
+// message and consumer (one row with the whole payload when the message could not be
+// decoded), so that every row holds one subject's data at most and erase can find it.
 var PoisonColumns = []Column{
 	{ColTime, Timestamp}, // when the consumer terminated the message
 	{"consumer", String}, // the durable consumer that gave up on it
@@ -26,42 +28,40 @@ var PoisonColumns = []Column{
 	{"stream_subject", String}, // e.g. ingest.http
 	{"seq", Int64},             // ingest stream sequence
 	{"stored", Timestamp},      // when the stream stored it
-	{ColSubject, String},       // the readings' subject when they all have one, else NULL
-	{"raw", String},            // the payload, its first PoisonRawLimit bytes
-	{"raw_bytes", Int64},       // the payload's full size
+	{"entry", Int64},           // the record's index in the message; NULL for an undecodable message
+	{ColSubject, String},       // the record's subject (best effort for a rejected record)
+	{"raw", String},            // the record (or undecodable payload), its first PoisonRawLimit bytes
+	{"raw_bytes", Int64},       // its full size
 }
 
-// PoisonRow is the quarantine.poison row of p.
-func PoisonRow(p stream.Poisoned, now time.Time) []any {
-	raw := p.Data
-	if len(raw) > PoisonRawLimit {
-		raw = raw[:PoisonRawLimit]
+// PoisonRows are the quarantine.poison rows of p: one per record of its batch, or one with
+// the whole payload when it could not be decoded.
+func PoisonRows(p stream.Poisoned, now time.Time) [][]any {
+	row := func(entry, subject any, raw []byte) []any {
+		n := len(raw)
+		if n > PoisonRawLimit {
+			raw = raw[:PoisonRawLimit]
+		}
+		return []any{now.UTC(), p.Consumer, p.Reason, p.Err, int64(p.Delivered), p.Subject, int64(p.Seq),
+			p.Stored.UTC(), entry, subject, string(raw), int64(n)}
 	}
-	var subject any
-	if s := batchSubject(p.Batch); s != "" {
-		subject = s
+	if p.Batch == nil || len(p.Batch.Entries) == 0 {
+		return [][]any{row(nil, nil, p.Data)}
 	}
-	return []any{now.UTC(), p.Consumer, p.Reason, p.Err, int64(p.Delivered), p.Subject, int64(p.Seq),
-		p.Stored.UTC(), subject, string(raw), int64(len(p.Data))}
-}
-
-// batchSubject is the one subject of a batch's records ("" when none or several).
-func batchSubject(b *stream.Batch) string {
-	if b == nil {
-		return ""
-	}
-	subject := ""
-	for i := range b.Entries {
+	rows := make([][]any, 0, len(p.Batch.Entries))
+	for i := range p.Batch.Entries {
+		e := &p.Batch.Entries[i]
 		s := ""
-		if r := b.Entries[i].Reading; r != nil {
-			s = r.Subject
+		if e.Reading != nil {
+			s = e.Reading.Subject
 		} else {
-			s = subjectOf(b.Entries[i].Raw)
+			s = subjectOf(e.Raw)
 		}
-		if s == "" || subject != "" && s != subject || len(s) > reading.MaxIDLen {
-			return ""
+		var subject any
+		if s != "" && len(s) <= reading.MaxIDLen {
+			subject = s
 		}
-		subject = s
+		rows = append(rows, row(int64(i), subject, e.Raw))
 	}
-	return subject
+	return rows
 }
