@@ -63,6 +63,9 @@ type Config struct {
 	// Pipelines are the model folders serve runs on schedules (SPEC §6, docs/pipelines.md).
 	Pipelines []pipeline.Folder `yaml:"pipelines"`
 
+	// Connectors are the wearable clouds pulled on a schedule (SPEC §10, docs/sources.md).
+	Connectors Connectors `yaml:"connectors"`
+
 	file string    // path of the file loaded, "" for defaults
 	ast  *ast.File // its syntax tree, for line numbers
 }
@@ -230,8 +233,9 @@ func Default() *Config {
 			DedupWindow:      yamlconf.Duration(2 * time.Minute),
 			DedupMaxEntries:  2_000_000,
 		},
-		Runtime: Runtime{MemoryLimit: "768MiB"},
-		Log:     Log{Level: "info", Format: "text"},
+		Runtime:    Runtime{MemoryLimit: "768MiB"},
+		Log:        Log{Level: "info", Format: "text"},
+		Connectors: defaultConnectors(),
 	}
 }
 
@@ -379,6 +383,7 @@ func (c *Config) Validate() error {
 	ps = append(ps, c.ECG.Validate()...)
 	ps = append(ps, c.detectorProblems(c.detectorErrors())...)
 	ps = append(ps, pipeline.ValidateFolders(c.Pipelines)...)
+	c.Connectors.validate(&ps)
 	if c.Query.MaxRows < 0 {
 		add("query.max_rows", "must not be negative")
 	}
