@@ -21,7 +21,13 @@ require (
 	modernc.org/sqlite v1.57.0
 )
 
-require go.opentelemetry.io/otel/log v1.47.0 // indirect
+require (
+	github.com/mitchellh/colorstring v0.0.0-20190213212951-d06e56a500db // indirect
+	github.com/rivo/uniseg v0.4.7 // indirect
+	github.com/schollz/progressbar/v3 v3.19.1 // indirect
+	go.opentelemetry.io/otel/log v1.47.0 // indirect
+	golang.org/x/term v0.47.0 // indirect
+)
 
 require (
 	cloud.google.com/go v0.123.0 // indirect

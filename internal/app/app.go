@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/pulselake/pulselake/internal/config"
+	"github.com/pulselake/pulselake/internal/connector"
 	"github.com/pulselake/pulselake/internal/durable"
 	"github.com/pulselake/pulselake/internal/ingest"
 	"github.com/pulselake/pulselake/internal/reading"
@@ -61,19 +62,21 @@ type Running struct {
 // (stopped after intake, before the lake writer's final flush) and register cleanups with
 // onClose. The HTTP routes of every part are mounted in one place, mountRoutes.
 type node struct {
-	ctx      context.Context
-	log      *slog.Logger
-	reg      prometheus.Registerer
-	cfg      *config.Config
-	dataDir  string
-	conn     *stream.Conn
-	kinds    *reading.Registry
-	hub      *web.Hub
-	lake     *lakeParts
-	alerting *alerting
-	runProc  func(name string, run func(context.Context) error)
-	closers  []func()
-	erasers  []memoryEraser // parts of memory that hold subjects' data (erase.go)
+	ctx        context.Context
+	log        *slog.Logger
+	reg        prometheus.Registerer
+	cfg        *config.Config
+	dataDir    string
+	conn       *stream.Conn
+	kinds      *reading.Registry
+	hub        *web.Hub
+	lake       *lakeParts
+	alerting   *alerting
+	runProc    func(name string, run func(context.Context) error)
+	closers    []func()
+	erasers    []memoryEraser // parts of memory that hold subjects' data (erase.go)
+	in         *ingest.Ingester
+	connectors *connector.Manager // wearable connections (connectors.go)
 }
 
 // onClose registers f to run when serve stops, after the processors stopped.
@@ -86,7 +89,7 @@ func (n *node) close() {
 }
 
 // parts are the optional parts of serve, started in this order.
-var parts = []func(*node) error{startDetectors, startECG, startPipelines, startErase}
+var parts = []func(*node) error{startDetectors, startECG, startPipelines, startConnectors, startErase}
 
 // lakeStopTimeout bounds the lake writer's final flush at shutdown; what it could not
 // write stays in the stream and is written on the next start.
@@ -268,7 +271,7 @@ func Run(ctx context.Context, o Options) error {
 		}},
 	})
 	n := &node{ctx: ctx, log: log, reg: reg, cfg: cfg, dataDir: o.DataDir, conn: conn, kinds: kinds, hub: hub,
-		lake: lk, alerting: alerting, runProc: runProc}
+		lake: lk, alerting: alerting, runProc: runProc, in: in}
 	defer n.close()
 	for _, start := range parts {
 		if err := start(n); err != nil {

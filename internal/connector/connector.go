@@ -93,6 +93,8 @@ type Connection struct {
 	Created   time.Time `json:"created"`
 	LastSync  time.Time `json:"last_sync,omitzero"`
 	LastError string    `json:"last_error,omitempty"`
+	// StatusSince is when Status last changed.
+	StatusSince time.Time `json:"status_since,omitzero"`
 }
 
 // IsInvalidGrant reports whether err is the authorization server refusing a grant.

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/oauth2"
 
+	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/secret"
 )
 
@@ -28,9 +29,6 @@ const (
 
 // DefaultStateTTL is how long an authorization request may take (a person consenting).
 const DefaultStateTTL = 10 * time.Minute
-
-// maxSubject bounds a subject's length.
-const maxSubject = 256
 
 // Secrets is the encrypted secret store (internal/secret) the tokens are sealed in.
 type Secrets interface {
@@ -118,8 +116,8 @@ type authRequest struct {
 
 // CheckSubject validates a subject name.
 func CheckSubject(s string) error {
-	if strings.TrimSpace(s) == "" || len(s) > maxSubject || strings.ContainsAny(s, "\x00\r\n") {
-		return fmt.Errorf("%w %q: give a non-empty subject of at most %d characters", ErrBadSubject, s, maxSubject)
+	if err := reading.CheckIdent("subject", s); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadSubject, err)
 	}
 	return nil
 }
@@ -205,7 +203,7 @@ func (m *Manager) Complete(ctx context.Context, provider, state, code string) (C
 		return Connection{}, err
 	}
 	c := Connection{ID: id, Provider: provider, Subject: req.Subject, Status: StatusOK, DataTypes: m.dataTypes(p),
-		Created: m.o.Now().UTC(), LastSync: before.LastSync}
+		Created: m.o.Now().UTC(), LastSync: before.LastSync, StatusSince: m.o.Now().UTC()}
 	if before.ID != "" {
 		c.Created = before.Created
 	}
@@ -218,6 +216,54 @@ func (m *Manager) Complete(ctx context.Context, provider, state, code string) (C
 	}
 	return c, nil
 }
+
+// Wait waits until the authorization request of state was used (by serve's callback or the
+// CLI's loopback listener) and returns the connection it completed, or an error when it was
+// declined, failed or expired.
+func (m *Manager) Wait(ctx context.Context, provider, subject, state string) (Connection, error) {
+	e, err := m.o.States.Get(ctx, state)
+	if err != nil {
+		return Connection{}, ErrBadState
+	}
+	var req authRequest
+	if err := json.Unmarshal(e.Value(), &req); err != nil {
+		return Connection{}, ErrBadState
+	}
+	begun := req.Expires.Add(-m.o.StateTTL)
+	w, err := m.o.States.Watch(ctx, state)
+	if err != nil {
+		return Connection{}, fmt.Errorf("watching the authorization request: %w", err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return Connection{}, ctx.Err()
+		case u := <-w.Updates():
+			if u == nil || u.Operation() == jetstream.KeyValuePut {
+				continue
+			}
+		}
+		break
+	}
+	// The state is used up before the code is exchanged: give the exchange time to finish.
+	deadline := time.Now().Add(exchangeWait)
+	for {
+		c, err := m.Get(ctx, ConnectionID(provider, subject))
+		if err == nil && c.Status == StatusOK && !c.StatusSince.Before(begun.Add(-time.Second)) {
+			return c, nil
+		}
+		if time.Now().After(deadline) {
+			return Connection{}, errors.New("the authorization was not completed (declined, or the code exchange failed: see the message in the browser)")
+		}
+		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+			return Connection{}, err
+		}
+	}
+}
+
+// exchangeWait bounds the wait for a code exchange after its state was used.
+const exchangeWait = 30 * time.Second
 
 func (m *Manager) saveToken(ctx context.Context, id string, t *oauth2.Token) error {
 	if m.o.Secrets == nil {
@@ -313,6 +359,9 @@ func (m *Manager) setStatus(ctx context.Context, id, status string, syncErr erro
 		c.LastError = syncErr.Error()
 	} else {
 		c.LastSync = m.o.Now().UTC()
+	}
+	if c.Status != before.Status {
+		c.StatusSince = m.o.Now().UTC()
 	}
 	if err := m.put(ctx, c); err != nil {
 		return c, err
@@ -446,6 +495,9 @@ func (m *Manager) Cursor(ctx context.Context, id, dataType string) (Cursor, erro
 }
 
 func (m *Manager) setCursor(ctx context.Context, id, dataType string, c Cursor) error {
+	if _, err := m.Get(ctx, id); err != nil {
+		return err // removed (revoked, erased) during the pull: keep nothing of it
+	}
 	b, _ := json.Marshal(c)
 	if _, err := m.o.Cursors.Put(ctx, cursorKey(id, dataType), b); err != nil {
 		return fmt.Errorf("storing cursor %s %s: %w", id, dataType, err)

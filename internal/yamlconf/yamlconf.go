@@ -31,7 +31,10 @@ func parseDuration(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
 	if i := strings.IndexByte(s, 'd'); i > 0 {
 		days, err := strconv.ParseFloat(s[:i], 64)
-		if err != nil || days < 0 || days > 106751 {
+		if err != nil || !(days >= 0 && days <= 106751) { // also NaN
+			return 0, fmt.Errorf("bad number of days in %q", s)
+		}
+		if rest := s[i+1:]; rest != "" && (rest[0] == '-' || rest[0] == '+') {
 			return 0, fmt.Errorf("bad number of days in %q", s)
 		}
 		d := time.Duration(days * 24 * float64(time.Hour))
@@ -39,6 +42,9 @@ func parseDuration(s string) (time.Duration, error) {
 			r, err := time.ParseDuration(rest)
 			if err != nil {
 				return 0, err
+			}
+			if d+r < d {
+				return 0, fmt.Errorf("duration %q is too long", s)
 			}
 			d += r
 		}
