@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/pulselake/pulselake/internal/config"
 	"github.com/pulselake/pulselake/internal/connector"
+	"github.com/pulselake/pulselake/internal/connector/googlehealth"
 	"github.com/pulselake/pulselake/internal/ingest"
 	"github.com/pulselake/pulselake/internal/lake"
 	"github.com/pulselake/pulselake/internal/notify"
@@ -65,7 +67,7 @@ func startConnectors(n *node) error {
 // connection (serve, `pulselake connect`, `pulselake pull`). The secret store holding the
 // tokens is opened on first use. reg may be nil.
 func OpenConnectors(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, dataDir string, cfg *config.Config, conn *stream.Conn) (*connector.Manager, error) {
-	providers, types, err := buildProviders(cfg)
+	providers, types, err := buildProviders(log, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -372,7 +374,37 @@ func ServeHTTPURL(dataDir string) (string, bool) {
 	return info.HTTP, true
 }
 
-// buildProviders makes the configured providers' clients.
-func buildProviders(cfg *config.Config) (map[string]connector.Provider, map[string][]string, error) {
-	return map[string]connector.Provider{}, map[string][]string{}, nil
+// buildProviders makes the configured providers' clients, and the data types configured for
+// each (none: all the provider offers).
+func buildProviders(log *slog.Logger, cfg *config.Config) (map[string]connector.Provider, map[string][]string, error) {
+	ps, types := map[string]connector.Provider{}, map[string][]string{}
+	add := func(name, key string, make func(c config.Connector, secret string) (connector.Provider, error)) error {
+		c, _ := cfg.Connectors.ByName(name)
+		if !c.Enabled() {
+			return nil
+		}
+		secret, err := readSecretFile(c.ClientSecretFile, key)
+		if err != nil {
+			return err
+		}
+		p, err := make(c, secret)
+		if err != nil {
+			return fmt.Errorf("connectors.%s: %w", key, err)
+		}
+		for _, t := range c.DataTypes {
+			if !slices.Contains(p.DataTypes(), t) {
+				return fmt.Errorf("connectors.%s.data_types: %s has no data type %q; it offers %s", key, name, t, strings.Join(p.DataTypes(), ", "))
+			}
+		}
+		ps[name], types[name] = p, c.DataTypes
+		return nil
+	}
+	err := add(config.GoogleHealth, "google_health", func(c config.Connector, secret string) (connector.Provider, error) {
+		return googlehealth.New(googlehealth.Options{ClientID: c.ClientID, ClientSecret: secret, RedirectURL: c.RedirectURL,
+			APIURL: c.APIURL, AuthURL: c.AuthURL, TokenURL: c.TokenURL, Logger: log.With("provider", config.GoogleHealth)})
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return ps, types, nil
 }

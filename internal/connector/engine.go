@@ -226,6 +226,11 @@ func (e *Engine) syncConnection(ctx context.Context, p Provider, c Connection, o
 			return points, pages, append(errs, ctx.Err())
 		}
 		e.m.errors.WithLabelValues(c.Provider).Inc()
+		if !IsInvalidGrant(err) && tr.unauthorized.Swap(false) {
+			// The API refused a live access token (a grant revoked at the provider revokes
+			// its access tokens too): a refresh tells whether the grant still stands.
+			err = e.refresh(ctx, p, c, err)
+		}
 		if IsInvalidGrant(err) {
 			e.log.Warn("the provider refused the refresh token; the connection needs consent again", "id", c.ID, "provider", c.Provider, "subject", c.Subject)
 			if _, serr := e.o.Manager.setStatus(ctx, c.ID, StatusNeedsConsent, ErrNeedsConsent); serr != nil {
@@ -247,6 +252,25 @@ func (e *Engine) syncConnection(ctx context.Context, p Provider, c Connection, o
 		e.log.Error("recording connection status", "id", c.ID, "err", err)
 	}
 	return points, pages, errs
+}
+
+// refresh gets a new access token after the API refused one; it returns the refresh's error
+// (invalid_grant when the grant is gone), else the pull's error.
+func (e *Engine) refresh(ctx context.Context, p Provider, c Connection, pullErr error) error {
+	tok, err := e.o.Manager.token(ctx, c.ID)
+	if err != nil {
+		return pullErr
+	}
+	expired := *tok
+	expired.AccessToken, expired.Expiry = "", time.Unix(1, 0)
+	t, err := p.TokenSource(ctx, &expired).Token()
+	if err != nil {
+		return err
+	}
+	if err := e.o.Manager.saveToken(ctx, c.ID, t); err != nil {
+		return err
+	}
+	return pullErr
 }
 
 func (e *Engine) fail(ctx context.Context, c Connection, err error) {

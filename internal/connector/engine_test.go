@@ -34,6 +34,7 @@ type testProvider struct {
 	windows  [][2]time.Time         // windows pulled, in order
 	revoked  bool                   // refresh answers invalid_grant
 	fail     map[string]bool        // subjects whose API calls answer 500
+	deny     bool                   // the API answers 401 (the grant was revoked)
 }
 
 func newTestProvider(t *testing.T) *testProvider {
@@ -48,6 +49,13 @@ func newTestProvider(t *testing.T) *testProvider {
 		p.mu.Unlock()
 		if fail {
 			http.Error(w, "boom", http.StatusInternalServerError)
+			return
+		}
+		p.mu.Lock()
+		deny := p.deny
+		p.mu.Unlock()
+		if deny {
+			http.Error(w, "token revoked", http.StatusUnauthorized)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -361,6 +369,21 @@ func TestInvalidGrantNeedsConsent(t *testing.T) {
 	h.connect(t, "p1")
 	if got, _ := h.m.Get(context.Background(), c.ID); got.Status != StatusOK {
 		t.Fatalf("after reconnecting: %+v", got)
+	}
+}
+
+// TestRevokedAccessTokenNeedsConsent: the API refuses a live access token (401) because the
+// grant was revoked; the refresh that follows answers invalid_grant: needs consent.
+func TestRevokedAccessTokenNeedsConsent(t *testing.T) {
+	h := newHarness(t, Timing{InitialWindow: 24 * time.Hour})
+	c := h.connect(t, "p1")
+	h.p.deny, h.p.revoked = true, true
+	sum, err := h.e.Sync(context.Background(), "test-cloud", SyncOptions{})
+	if err != nil || len(sum.Errors) != 1 || !errors.Is(sum.Errors[0], ErrNeedsConsent) {
+		t.Fatalf("got %v %v, want one needs-consent error", err, sum.Errors)
+	}
+	if got, _ := h.m.Get(context.Background(), c.ID); got.Status != StatusNeedsConsent {
+		t.Fatalf("connection %+v", got)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -54,7 +55,9 @@ type Transport struct {
 	// OnAttempt is told each response status (0 for a transport error) and whether it is
 	// retried (metrics); nil: nothing.
 	OnAttempt func(status int, retry bool)
-	rand      func() float64 // [0,1); rand.Float64 by default (tests fix it)
+	// unauthorized records a 401: the access token was refused before it expired.
+	unauthorized atomic.Bool
+	rand         func() float64 // [0,1); rand.Float64 by default (tests fix it)
 	now       func() time.Time
 	sleep     func(ctx context.Context, d time.Duration) error
 }
@@ -108,6 +111,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			continue
 		}
 		if !retryable(resp.StatusCode) {
+			if resp.StatusCode == http.StatusUnauthorized {
+				t.unauthorized.Store(true)
+			}
 			t.attempted(resp.StatusCode, false)
 			return resp, nil
 		}

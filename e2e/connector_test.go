@@ -1,0 +1,241 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	health "google.golang.org/api/health/v4"
+
+	"github.com/pulselake/pulselake/internal/connector/googlehealth/ghfake"
+)
+
+// webhookLog is a notification receiver.
+type webhookLog struct {
+	mu     sync.Mutex
+	bodies []string
+}
+
+func (l *webhookLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	l.mu.Lock()
+	l.bodies = append(l.bodies, string(b))
+	l.mu.Unlock()
+}
+
+func (l *webhookLog) has(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, b := range l.bodies {
+		if strings.Contains(b, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func ghHeartRate(at time.Time, bpm int64) *health.DataPoint {
+	return &health.DataPoint{
+		DataSource: &health.DataSource{Device: &health.Device{Manufacturer: "Google", DisplayName: "Pixel Watch 3", FormFactor: "WATCH"}, Platform: "FITBIT", RecordingMethod: "PASSIVELY_MEASURED"},
+		HeartRate:  &health.HeartRate{BeatsPerMinute: bpm, SampleTime: &health.ObservationSampleTime{PhysicalTime: at.Format(time.RFC3339Nano), UtcOffset: "0s"}},
+	}
+}
+
+// connectVia runs the consent flow through serve: POST /v1/connect, the fake's authorize
+// redirect, then serve's callback; it returns the connection id.
+func connectVia(t *testing.T, base, provider, subject string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, base+"/v1/connect/"+provider+"?subject="+subject, nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var begun struct{ URL string }
+	json.NewDecoder(resp.Body).Decode(&begun)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || begun.URL == "" {
+		t.Fatalf("POST /v1/connect/%s: %d", provider, resp.StatusCode)
+	}
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err = noFollow.Get(begun.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	callback := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(callback, base+"/v1/connect/"+provider+"/callback?") {
+		t.Fatalf("authorize answered %d to %q, want a redirect to serve's callback", resp.StatusCode, callback)
+	}
+	resp, err = http.Get(callback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var done struct{ Connection struct{ ID, Status string } }
+	body, _ := io.ReadAll(resp.Body)
+	if json.Unmarshal(body, &done); resp.StatusCode != http.StatusOK || done.Connection.Status != "ok" {
+		t.Fatalf("callback: %d %s", resp.StatusCode, body)
+	}
+	// The state is single use.
+	resp2, err := http.Get(callback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp2.Body.Close()
+	if resp2.StatusCode != http.StatusBadRequest {
+		t.Fatalf("the callback's state worked twice: %d", resp2.StatusCode)
+	}
+	return done.Connection.ID
+}
+
+func count(t *testing.T, base, sql string) int64 {
+	rows := apiQuery(t, base, sql)
+	if len(rows) != 1 || len(rows[0]) != 1 {
+		return -1
+	}
+	n, _ := rows[0][0].(float64)
+	return int64(n)
+}
+
+var filterStart = regexp.MustCompile(`>= "([^"]+)"`)
+
+// earliestStart is the earliest window start among the fake's list queries.
+func earliestStart(qs []url.Values) time.Time {
+	var min time.Time
+	for _, q := range qs {
+		if m := filterStart.FindStringSubmatch(q.Get("filter")); m != nil {
+			at, _ := time.Parse(time.RFC3339, m[1])
+			if min.IsZero() || at.Before(min) {
+				min = at
+			}
+		}
+	}
+	return min
+}
+
+// TestGoogleHealthSync runs a separate serve configured with the Google Health fake: connect
+// through serve's callback, a 30-day backfill across many pages into trusted.heart_rate, a
+// SIGKILL mid-backfill and a restart that resumes from the cursor and stores nothing twice, a
+// 429 with Retry-After honoured, a late-synced point picked up by the lookback, and a revoked
+// grant turning the connection needs-consent with an alert (GET /v1/alerts and a webhook).
+func TestGoogleHealthSync(t *testing.T) {
+	bin, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := ghfake.New(ghfake.Options{})
+	defer fake.Close()
+	hooks := &webhookLog{}
+	hook := httptest.NewServer(hooks)
+	defer hook.Close()
+
+	now := time.Now().UTC()
+	var seeded int64
+	for at := now.Add(-29 * 24 * time.Hour).Truncate(time.Minute); at.Before(now.Add(-10 * time.Minute)); at = at.Add(2 * time.Minute) {
+		fake.AddPoints("user-1", "heart-rate", ghHeartRate(at, 60+int64(at.Minute()%40)))
+		seeded++
+	}
+
+	dir, addr := t.TempDir(), freeAddr(t)
+	base := "http://" + addr
+	secretFile := filepath.Join(t.TempDir(), "google-secret")
+	os.WriteFile(secretFile, []byte(fake.ClientSecret()+"\n"), 0o600)
+	cfgFile := filepath.Join(t.TempDir(), "pulselake.yaml")
+	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`
+lake:
+  flush_interval: 1s
+connectors:
+  google_health:
+    client_id: %q
+    client_secret_file: %q
+    redirect_url: %q
+    api_url: %q
+    auth_url: %q
+    token_url: %q
+    data_types: [heart-rate]
+    every: 2s
+    initial_window: 30d
+    lookback: 7d
+notify:
+  - name: pager
+    webhook: {url: %q}
+route:
+  receiver: pager
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1h
+`, fake.ClientID(), secretFile, base+"/v1/connect/google-health/callback", fake.APIURL(), fake.AuthURL(), fake.TokenURL(), hook.URL)), 0o600)
+
+	srv := startServeWith(t, bin, dir, addr, "--config", cfgFile)
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	connectVia(t, base, "google-health", "patient-1")
+
+	// Kill serve once two days are stored, mid-backfill.
+	waitUntil(t, 60*time.Second, "the backfill stored two days", func() bool {
+		return metric(t, base, `pulselake_connector_points_total{provider="google-health",type="heart-rate"}`) >= 2*720
+	})
+	srv.Process.Signal(syscall.SIGKILL)
+	srv.Wait()
+	before := fake.Queries()
+	firstStart := earliestStart(before)
+
+	srv = startServeWith(t, bin, dir, addr, "--config", cfgFile)
+	waitUntil(t, 120*time.Second, "trusted.heart_rate holds every seeded point", func() bool {
+		return count(t, base, "SELECT count(*) FROM trusted.heart_rate WHERE subject = 'patient-1'") >= seeded
+	})
+	if resumed := earliestStart(fake.Queries()[len(before):]); !resumed.After(firstStart.Add(24 * time.Hour)) {
+		t.Fatalf("after the restart the pull began at %s; the cursor was past %s", resumed, firstStart.Add(24*time.Hour))
+	}
+	if n := count(t, base, "SELECT count(*) FROM trusted.heart_rate WHERE subject = 'patient-1' AND source = 'google-health'"); n != seeded {
+		t.Fatalf("trusted.heart_rate holds %d rows of google-health, want the %d seeded (nothing twice)", n, seeded)
+	}
+
+	// A 429 with Retry-After, then a point synced late, 3 days back: the next pull waits,
+	// retries and picks the point up through the lookback.
+	fake.FailNext(1, http.StatusTooManyRequests, 2*time.Second)
+	retries := metric(t, base, `pulselake_connector_retries_total{provider="google-health"}`)
+	fake.AddPoints("user-1", "heart-rate", ghHeartRate(now.Add(-3*24*time.Hour).Add(30*time.Second), 77))
+	waitUntil(t, 60*time.Second, "the late point is stored", func() bool {
+		return count(t, base, "SELECT count(*) FROM trusted.heart_rate WHERE subject = 'patient-1'") == seeded+1
+	})
+	if got := metric(t, base, `pulselake_connector_retries_total{provider="google-health"}`); got <= retries {
+		t.Fatalf("retries %v after a 429, want more than %v", got, retries)
+	}
+	if n := count(t, base, "SELECT count(*) FROM ops.connector_runs WHERE provider = 'google-health' AND error IS NULL AND points > 0"); n < 1 {
+		t.Fatalf("ops.connector_runs has %d successful rows", n)
+	}
+
+	// The user revokes the grant at Google.
+	fake.RevokeGrant("user-1")
+	waitUntil(t, 60*time.Second, "the connection needs consent", func() bool {
+		var body struct{ Connections []struct{ Status string } }
+		if getJSON(t, base+"/v1/connections", "Bearer "+adminToken, &body) != http.StatusOK || len(body.Connections) != 1 {
+			return false
+		}
+		return body.Connections[0].Status == "needs-consent"
+	})
+	waitUntil(t, 30*time.Second, "the needs-consent alert is notified", func() bool { return hooks.has("connector-needs-consent") })
+	found := false
+	for _, a := range firingAlerts(t, base) {
+		found = found || (a.Rule == "connector-needs-consent" && a.Subject == "patient-1" && a.Labels["provider"] == "google-health")
+	}
+	if !found {
+		t.Fatal("GET /v1/alerts lacks the connector-needs-consent alert")
+	}
+	out, code := runBin(t, "connect", "list", "--data", dir)
+	if code != 0 || !strings.Contains(out, "needs-consent") || !strings.Contains(out, "patient-1") {
+		t.Fatalf("connect list (%d):\n%s", code, out)
+	}
+}
