@@ -58,8 +58,8 @@ type Transport struct {
 	// unauthorized records a 401: the access token was refused before it expired.
 	unauthorized atomic.Bool
 	rand         func() float64 // [0,1); rand.Float64 by default (tests fix it)
-	now       func() time.Time
-	sleep     func(ctx context.Context, d time.Duration) error
+	now          func() time.Time
+	sleep        func(ctx context.Context, d time.Duration) error
 }
 
 func (t *Transport) base() http.RoundTripper {
