@@ -14,10 +14,13 @@
 //
 // The window [start, end) applies to the time the API filters on: sample time, interval start
 // (steps, electrocardiogram) or session end (sleep, the only field the API filters sleep on).
-// Each reading carries a stable id hashed from the point's identity (data type, point name,
-// data source, times; never the values), so a re-pull of the same point is a duplicate.
+// Each reading carries a stable id hashed from the subject and the point's identity (data
+// type, point name, data source, times; never the values), so a re-pull of the same point is a duplicate.
 // Points the API returns malformed (no time, no waveform scale, unknown stage) are skipped
 // and logged, never fatal to a pull.
+//
+// Revoke revokes a grant at Google's revocation endpoint (beside the token endpoint), and
+// Window sizes the sync engine's pull windows per data type.
 //
 // A Provider holds no per-user state and is safe for concurrent use; the user is the one whose
 // token the *http.Client passed to Pull carries. Retries and rate limiting belong to that
@@ -101,9 +104,10 @@ type Options struct {
 
 // Provider is the google-health source. Create it with New.
 type Provider struct {
-	apiURL string
-	oauth  *oauth2.Config
-	log    *slog.Logger
+	apiURL    string
+	revokeURL string
+	oauth     *oauth2.Config
+	log       *slog.Logger
 }
 
 // New validates opts and returns a Provider.
@@ -152,7 +156,8 @@ func New(opts Options) (*Provider, error) {
 		opts.APIURL += "/"
 	}
 	return &Provider{
-		apiURL: opts.APIURL,
+		apiURL:    opts.APIURL,
+		revokeURL: revokeURL(opts.TokenURL),
 		oauth: &oauth2.Config{
 			ClientID:     opts.ClientID,
 			ClientSecret: opts.ClientSecret,
@@ -210,6 +215,71 @@ func (p *Provider) Exchange(ctx context.Context, code, codeVerifier string) (*oa
 // fails with *oauth2.RetrieveError of ErrorCode "invalid_grant", which is what Google answers.
 func (p *Provider) TokenSource(ctx context.Context, t *oauth2.Token) oauth2.TokenSource {
 	return p.oauth.TokenSource(ctx, t)
+}
+
+// Window sizes the pull windows of the sync engine per data type: a day of heart rate (tens of
+// thousands of points, a few pages), a week of SpO2 and steps, a month of sleep sessions and
+// ECG recordings (a few a week; the API filters ECG on the start only, so short windows would
+// list the same later recordings again).
+func (p *Provider) Window(dataType string) time.Duration {
+	switch dataType {
+	case HeartRate:
+		return 24 * time.Hour
+	case OxygenSaturation, Steps:
+		return 7 * 24 * time.Hour
+	case Sleep, Electrocardiogram:
+		return 30 * 24 * time.Hour
+	}
+	return 0
+}
+
+// revokeURL is Google's revocation endpoint beside the token endpoint: .../token → .../revoke.
+func revokeURL(tokenURL string) string {
+	u, err := url.Parse(tokenURL)
+	if err != nil {
+		return ""
+	}
+	i := strings.LastIndexByte(u.Path, '/')
+	u.Path = u.Path[:i+1] + "revoke"
+	u.RawQuery = ""
+	return u.String()
+}
+
+// Revoke revokes the grant of t at Google (the refresh token, else the access token), as
+// disconnecting should. A token Google already considers invalid counts as revoked.
+func (p *Provider) Revoke(ctx context.Context, t *oauth2.Token) error {
+	tok := t.RefreshToken
+	if tok == "" {
+		tok = t.AccessToken
+	}
+	if tok == "" {
+		return errors.New("revoking the google-health grant: the token is empty")
+	}
+	hc, _ := ctx.Value(oauth2.HTTPClient).(*http.Client)
+	if hc == nil {
+		hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.revokeURL, strings.NewReader(url.Values{"token": {tok}}.Encode()))
+	if err != nil {
+		return fmt.Errorf("revoking the google-health grant: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("revoking the google-health grant: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	if resp.StatusCode == http.StatusOK {
+		return nil
+	}
+	var e struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(body, &e) == nil && e.Error == "invalid_token" {
+		return nil // already revoked or expired
+	}
+	return fmt.Errorf("revoking the google-health grant: Google answered %s", resp.Status)
 }
 
 // Pull lists the points of dataType whose filtered time lies in [start, end) and emits each
@@ -291,7 +361,8 @@ func apiError(err error) error {
 	return err
 }
 
-// readingID is a reading's stable id: a hash of the point's identity.
+// readingID is a reading's stable id: a hash of the subject and the point's identity (the
+// subject too, so one Google account connected to two subjects gives two readings).
 func readingID(parts ...string) string {
 	h := sha256.New()
 	for _, p := range parts {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -508,5 +509,69 @@ func TestPullNeedsTheDataTypesScope(t *testing.T) {
 	var ge *googleapi.Error
 	if !errors.As(err, &ge) || ge.Code != http.StatusForbidden || !strings.Contains(err.Error(), "connect google-health again") {
 		t.Fatalf("Pull error = %v, want a 403 with advice", err)
+	}
+}
+
+func TestConcurrentPullsOfSeveralUsers(t *testing.T) {
+	fake, p := newPair(t, ghfake.Options{})
+	day := time.Date(2026, 11, 5, 0, 0, 0, 0, time.UTC)
+	users := []string{"user-a", "user-b", "user-c", "user-d"}
+	clients := make([]*http.Client, len(users))
+	for i, u := range users {
+		fake.SetConsentingUser(u)
+		clients[i] = client(t, p, connect(t, p))
+		for m := range 100 * (i + 1) {
+			fake.AddPoints(u, "heart-rate", hrPoint(day.Add(time.Duration(m)*time.Minute), 60))
+		}
+	}
+	counts := make([]int, len(users))
+	errs := make([]error, len(users))
+	var wg sync.WaitGroup
+	for i := range users {
+		wg.Go(func() {
+			_, errs[i] = p.Pull(t.Context(), clients[i], users[i], "heart-rate", day, day.Add(24*time.Hour), func(rs []json.RawMessage) error {
+				counts[i] += len(rs)
+				return nil
+			})
+		})
+	}
+	wg.Wait()
+	for i := range users {
+		if errs[i] != nil || counts[i] != 100*(i+1) {
+			t.Errorf("%s: %d readings, %v; want %d", users[i], counts[i], errs[i], 100*(i+1))
+		}
+	}
+}
+
+func TestRevokeEndsTheGrant(t *testing.T) {
+	fake, p := newPair(t, ghfake.Options{})
+	tok := connect(t, p)
+	if err := p.Revoke(t.Context(), tok); err != nil {
+		t.Fatal(err)
+	}
+	tok.Expiry = time.Now().Add(-time.Minute)
+	_, err := p.TokenSource(t.Context(), tok).Token()
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) || re.ErrorCode != "invalid_grant" {
+		t.Fatalf("refresh after Revoke: %v, want invalid_grant", err)
+	}
+	// Revoking again is not an error: the grant is gone either way.
+	if err := p.Revoke(t.Context(), tok); err != nil {
+		t.Fatalf("second Revoke: %v", err)
+	}
+	if fake.Stats().Exchanges != 1 {
+		t.Fatal("expected one exchange")
+	}
+}
+
+func TestWindowsPerDataType(t *testing.T) {
+	_, p := newPair(t, ghfake.Options{})
+	for dt, want := range map[string]time.Duration{
+		"heart-rate": 24 * time.Hour, "oxygen-saturation": 7 * 24 * time.Hour, "steps": 7 * 24 * time.Hour,
+		"sleep": 30 * 24 * time.Hour, "electrocardiogram": 30 * 24 * time.Hour, "weight": 0,
+	} {
+		if got := p.Window(dt); got != want {
+			t.Errorf("Window(%s) = %s, want %s", dt, got, want)
+		}
 	}
 }

@@ -135,7 +135,7 @@ func mapPoint(dataType, subject string, dp *health.DataPoint) ([]reading.Reading
 		if err != nil {
 			return nil, err
 		}
-		return one("heart_rate", t, readingID(dataType, dp.Name, device, t.Format(time.RFC3339Nano)),
+		return one("heart_rate", t, readingID(subject, dataType, dp.Name, device, t.Format(time.RFC3339Nano)),
 			map[string]float64{"bpm": float64(dp.HeartRate.BeatsPerMinute)}), nil
 	case OxygenSaturation:
 		t, err := windowTime(dataType, dp)
@@ -145,7 +145,7 @@ func mapPoint(dataType, subject string, dp *health.DataPoint) ([]reading.Reading
 		if math.IsNaN(dp.OxygenSaturation.Percentage) || math.IsInf(dp.OxygenSaturation.Percentage, 0) {
 			return nil, errors.New("oxygenSaturation.percentage is not a number")
 		}
-		return one("spo2", t, readingID(dataType, dp.Name, device, t.Format(time.RFC3339Nano)),
+		return one("spo2", t, readingID(subject, dataType, dp.Name, device, t.Format(time.RFC3339Nano)),
 			map[string]float64{"percent": dp.OxygenSaturation.Percentage}), nil
 	case Steps:
 		t, err := windowTime(dataType, dp)
@@ -160,7 +160,7 @@ func mapPoint(dataType, subject string, dp *health.DataPoint) ([]reading.Reading
 		if d := te.Sub(t); d > 0 {
 			values["interval_s"] = d.Seconds()
 		}
-		return one("steps", t, readingID(dataType, dp.Name, device, t.Format(time.RFC3339Nano), te.Format(time.RFC3339Nano)), values), nil
+		return one("steps", t, readingID(subject, dataType, dp.Name, device, t.Format(time.RFC3339Nano), te.Format(time.RFC3339Nano)), values), nil
 	case Sleep:
 		return mapSleep(subject, device, dp)
 	case Electrocardiogram:
@@ -191,7 +191,7 @@ func mapSleep(subject, device string, dp *health.DataPoint) ([]reading.Reading, 
 	}
 	mk := func(stage string, t, te time.Time) reading.Reading {
 		return reading.Reading{
-			ID:      readingID(Sleep, session, device, t.Format(time.RFC3339Nano)),
+			ID:      readingID(subject, Sleep, session, device, t.Format(time.RFC3339Nano)),
 			Subject: subject, Device: device, Kind: "sleep", Time: t,
 			Values: map[string]float64{"duration_s": te.Sub(t).Seconds()},
 			Text:   map[string]string{"stage": stage},
@@ -264,7 +264,7 @@ func mapECG(subject, device string, dp *health.DataPoint) ([]reading.Reading, er
 		}
 		ct := t.Add(time.Duration(float64(off) / fs * float64(time.Second)))
 		out = append(out, reading.Reading{
-			ID:      readingID(Electrocardiogram, dp.Name, device, t.Format(time.RFC3339Nano), strconv.Itoa(off)),
+			ID:      readingID(subject, Electrocardiogram, dp.Name, device, t.Format(time.RFC3339Nano), strconv.Itoa(off)),
 			Subject: subject, Device: device, Kind: "ecg", Time: ct,
 			Values:  map[string]float64{"fs": fs},
 			Samples: samples,

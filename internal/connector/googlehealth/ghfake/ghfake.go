@@ -22,7 +22,8 @@
 //	                            authentication by client_id/client_secret in the body or HTTP
 //	                            Basic. Errors as RFC 6749 §5.2: 400 {"error":"invalid_grant",
 //	                            "error_description":"..."}, 401 {"error":"invalid_client",...}.
-//	POST /revoke                revoke (token=<access or refresh token>): the whole grant.
+//	POST /revoke                revoke (token=<access or refresh token>): the whole grant;
+//	                            an unknown or already revoked token answers 400 invalid_token.
 //	GET  /v4/users/{user}/dataTypes/{dataType}/dataPoints
 //	                            list (APIURL). {user} is "me" or the token's user. Data types
 //	                            heart-rate, oxygen-saturation, steps, sleep, electrocardiogram.
@@ -479,7 +480,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	} else if rg, ok := s.refresh[tok]; ok {
 		g = rg
 	}
-	if g == nil {
+	if g == nil || g.revoked {
 		tokenError(w, http.StatusBadRequest, "invalid_token", "Token expired or revoked")
 		return
 	}
