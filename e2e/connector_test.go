@@ -19,6 +19,7 @@ import (
 	health "google.golang.org/api/health/v4"
 
 	"github.com/pulselake/pulselake/internal/connector/googlehealth/ghfake"
+	"github.com/pulselake/pulselake/internal/connector/withings/wfake"
 )
 
 // webhookLog is a notification receiver.
@@ -237,5 +238,74 @@ route:
 	out, code := runBin(t, "connect", "list", "--data", dir)
 	if code != 0 || !strings.Contains(out, "needs-consent") || !strings.Contains(out, "patient-1") {
 		t.Fatalf("connect list (%d):\n%s", code, out)
+	}
+}
+
+// TestWithingsBloodPressure connects a Withings account through serve's callback; the
+// measure groups (systolic, diastolic, pulse) pulled across pages become rows of
+// trusted.blood_pressure; `pulselake pull` run beside serve then stores nothing twice.
+func TestWithingsBloodPressure(t *testing.T) {
+	bin, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := wfake.New(wfake.Options{PageSize: 10})
+	defer fake.Close()
+	now := time.Now().UTC()
+	const groups = 40
+	for i := range groups {
+		at := now.Add(-time.Duration(i+1) * 12 * time.Hour)
+		fake.AddMeasures("12345678", wfake.MeasureGroup{GrpID: int64(1000 + i), Date: at.Unix(), Category: 1,
+			DeviceID: "c405eb8e0e053f6601e151c7e43c04e29aad6956", HashDeviceID: "c405eb8e0e053f6601e151c7e43c04e29aad6956",
+			Model: "BPM Core", ModelID: 44, Measures: []wfake.Measure{
+				{Value: int64(80 + i%10), Type: wfake.TypeDiastolic, FM: 3},
+				{Value: int64(125 + i%20), Type: wfake.TypeSystolic, FM: 3},
+				{Value: 70, Type: wfake.TypeHeartRate, FM: 3}}})
+	}
+	dir, addr := t.TempDir(), freeAddr(t)
+	base := "http://" + addr
+	secretFile := filepath.Join(t.TempDir(), "withings-secret")
+	os.WriteFile(secretFile, []byte(fake.ClientSecret()), 0o600)
+	cfgFile := filepath.Join(t.TempDir(), "pulselake.yaml")
+	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`
+lake:
+  flush_interval: 1s
+connectors:
+  withings:
+    client_id: %q
+    client_secret_file: %q
+    redirect_url: %q
+    api_url: %q
+    auth_url: %q
+    token_url: %q
+    every: 1h
+`, fake.ClientID(), secretFile, base+"/v1/connect/withings/callback", fake.APIURL(), fake.AuthURL(), fake.TokenURL())), 0o600)
+	srv := startServeWith(t, bin, dir, addr, "--config", cfgFile)
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	connectVia(t, base, "withings", "patient-2")
+
+	deadline := time.Now().Add(60 * time.Second)
+	for count(t, base, "SELECT count(*) FROM trusted.blood_pressure WHERE subject = 'patient-2' AND source = 'withings'") < groups {
+		if time.Now().After(deadline) {
+			var conns any
+			getJSON(t, base+"/v1/connections", "Bearer "+adminToken, &conns)
+			t.Fatalf("trusted.blood_pressure: %d rows, want %d; quarantine: %v; connections: %v", count(t, base, "SELECT count(*) FROM trusted.blood_pressure"),
+				groups, apiQuery(t, base, "SELECT code, message FROM quarantine.readings LIMIT 3"), conns)
+		}
+		time.Sleep(50 * time.Millisecond) // polling, bounded by the deadline
+	}
+	rows := apiQuery(t, base, "SELECT systolic, diastolic, pulse FROM trusted.blood_pressure WHERE subject = 'patient-2' ORDER BY time DESC LIMIT 1")
+	if len(rows) != 1 || rows[0][0] != float64(125) || rows[0][1] != float64(80) || rows[0][2] != float64(70) {
+		t.Fatalf("newest blood pressure row %v, want 125/80 pulse 70", rows)
+	}
+
+	out, code := runBin(t, "pull", "withings", "--subject", "patient-2", "--since", "30d", "--data", dir, "--config", cfgFile)
+	if code != 0 || !strings.Contains(out, "withings: 1 connections") || !strings.Contains(out, "0 errors") {
+		t.Fatalf("pulselake pull (%d):\n%s", code, out)
+	}
+	// Give the lake two flushes, then nothing may be there twice.
+	time.Sleep(3 * time.Second) // the lake's flush interval is 1s; no signal marks "nothing more came"
+	if n := count(t, base, "SELECT count(*) FROM trusted.blood_pressure WHERE subject = 'patient-2'"); n != groups {
+		t.Fatalf("after a second pull trusted.blood_pressure holds %d rows, want %d", n, groups)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/pulselake/pulselake/internal/config"
 	"github.com/pulselake/pulselake/internal/connector"
 	"github.com/pulselake/pulselake/internal/connector/googlehealth"
+	"github.com/pulselake/pulselake/internal/connector/withings"
 	"github.com/pulselake/pulselake/internal/ingest"
 	"github.com/pulselake/pulselake/internal/lake"
 	"github.com/pulselake/pulselake/internal/notify"
@@ -45,8 +46,8 @@ func startConnectors(n *node) error {
 	if err != nil {
 		return err
 	}
-	n.runProc("connector-alerts", func(ctx context.Context) error { return watchConsent(ctx, log, kv, n) })
 	if len(mgr.Providers()) == 0 {
+		n.runProc("connector-alerts", func(ctx context.Context) error { return watchConnections(ctx, log, kv, n, nil) })
 		return nil
 	}
 	eng, err := connector.NewEngine(log, n.reg, connector.EngineOptions{
@@ -59,6 +60,7 @@ func startConnectors(n *node) error {
 		return err
 	}
 	n.runProc("connectors", eng.Run)
+	n.runProc("connector-alerts", func(ctx context.Context) error { return watchConnections(ctx, log, kv, n, eng) })
 	log.Info("wearable connectors scheduled", "providers", mgr.Providers())
 	return nil
 }
@@ -183,11 +185,13 @@ func consentAlerts(ctx context.Context, mgr *connector.Manager, state string) []
 	return out
 }
 
-// watchConsent notifies, through the notification pipeline, each connection that comes to
-// need consent (firing) and each that is reconnected or removed (resolved). Connections that
-// need consent when serve starts are notified again; the notification log keeps repeats
-// within repeat_interval from being sent.
-func watchConsent(ctx context.Context, log *slog.Logger, kv jetstream.KeyValue, n *node) error {
+// watchConnections follows the connections, whoever changes them (serve's callback and
+// pulls, `pulselake connect` and `pull`): a new one is pulled at once (eng.Wake); one that
+// comes to need consent is notified through the notification pipeline (firing), and one
+// reconnected or removed is notified resolved. Connections that need consent when serve
+// starts are notified again; the notification log keeps repeats within repeat_interval from
+// being sent.
+func watchConnections(ctx context.Context, log *slog.Logger, kv jetstream.KeyValue, n *node, eng *connector.Engine) error {
 	w, err := kv.WatchAll(ctx)
 	if err != nil {
 		return fmt.Errorf("watching connections: %w", err)
@@ -208,6 +212,9 @@ func watchConsent(ctx context.Context, log *slog.Logger, kv jetstream.KeyValue, 
 		var c connector.Connection
 		gone := e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &c) != nil
 		now := !gone && c.Status == connector.StatusNeedsConsent
+		if eng != nil && !gone && c.Status == connector.StatusOK && c.LastSync.IsZero() {
+			eng.Wake(c.Provider)
+		}
 		switch {
 		case now && !was:
 			needs[e.Key()] = c
@@ -402,6 +409,13 @@ func buildProviders(log *slog.Logger, cfg *config.Config) (map[string]connector.
 	err := add(config.GoogleHealth, "google_health", func(c config.Connector, secret string) (connector.Provider, error) {
 		return googlehealth.New(googlehealth.Options{ClientID: c.ClientID, ClientSecret: secret, RedirectURL: c.RedirectURL,
 			APIURL: c.APIURL, AuthURL: c.AuthURL, TokenURL: c.TokenURL, Logger: log.With("provider", config.GoogleHealth)})
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	err = add(config.Withings, "withings", func(c config.Connector, secret string) (connector.Provider, error) {
+		return withings.New(withings.Options{ClientID: c.ClientID, ClientSecret: secret, RedirectURL: c.RedirectURL,
+			APIURL: c.APIURL, AuthURL: c.AuthURL, TokenURL: c.TokenURL, Logger: log.With("provider", config.Withings)})
 	})
 	if err != nil {
 		return nil, nil, err

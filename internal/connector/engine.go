@@ -68,6 +68,7 @@ type Engine struct {
 
 	mu       sync.Mutex
 	limiters map[string]*rate.Limiter // provider or provider/subject
+	wake     map[string]chan struct{} // by provider: pull now (a new connection)
 }
 
 type engineMetrics struct {
@@ -89,7 +90,7 @@ func NewEngine(log *slog.Logger, reg prometheus.Registerer, o EngineOptions) (*E
 	if o.RequestTimeout == 0 {
 		o.RequestTimeout = 2 * time.Minute
 	}
-	e := &Engine{log: log, o: o, limiters: map[string]*rate.Limiter{}, m: engineMetrics{
+	e := &Engine{log: log, o: o, limiters: map[string]*rate.Limiter{}, wake: map[string]chan struct{}{}, m: engineMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulselake_connector_requests_total",
 			Help: "HTTP requests to wearable clouds by provider and response status (0: failed in transit)."}, []string{"provider", "code"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulselake_connector_retries_total",
@@ -101,6 +102,9 @@ func NewEngine(log *slog.Logger, reg prometheus.Registerer, o EngineOptions) (*E
 		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pulselake_connector_last_success_timestamp_seconds",
 			Help: "When a pull of the provider last finished without error (Unix time)."}, []string{"provider"}),
 	}}
+	for _, name := range o.Manager.Providers() {
+		e.wake[name] = make(chan struct{}, 1)
+	}
 	for _, c := range []prometheus.Collector{e.m.requests, e.m.retries, e.m.points, e.m.errors, e.m.lastSuccess} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering connector metrics: %w", err)
@@ -391,12 +395,22 @@ func (e *Engine) Run(ctx context.Context) error {
 					t.Stop()
 					return
 				case <-t.C:
+				case <-e.wake[name]:
+					t.Stop()
 				}
 			}
 		}()
 	}
 	wg.Wait()
 	return nil
+}
+
+// Wake makes Run pull provider now rather than at its next interval (a new connection).
+func (e *Engine) Wake(provider string) {
+	select {
+	case e.wake[provider] <- struct{}{}:
+	default: // a pull is already due
+	}
 }
 
 // savingSource seals a refreshed token (providers may rotate the refresh token) before
