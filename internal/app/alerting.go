@@ -4,11 +4,11 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pulselake/pulselake/internal/alert"
 	"github.com/pulselake/pulselake/internal/config"
 	"github.com/pulselake/pulselake/internal/notify"
 	"github.com/pulselake/pulselake/internal/reading"
@@ -30,13 +30,16 @@ type alerting struct {
 	engine     *rules.Engine
 	dispatcher *notify.Dispatcher
 	silences   *notify.Silences
-	sources    []func(state string) []rules.Alert // other alerts of GET /v1/alerts
+	// outputs take the alerts of the rule engine and of every other source (anomaly
+	// detectors) to the dispatcher, the event hub and ops.alerts.
+	outputs alert.Outputs
+	sources []func(state string) []alert.Alert // other alerts of GET /v1/alerts
 }
 
 // ws0 is the external URL put in notifications before the HTTP server is bound.
 func ws0(cfg *config.Config) string { return "http://" + cfg.HTTP.Listen }
 
-func startAlerting(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, cfg *config.Config, conn *stream.Conn, kinds *reading.Registry, hub *web.Hub, externalURL string, record func([]rules.Transition)) (*alerting, error) {
+func startAlerting(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, cfg *config.Config, conn *stream.Conn, kinds *reading.Registry, hub *web.Hub, externalURL string, record func([]alert.Transition)) (*alerting, error) {
 	alertsKV, err := conn.KV(ctx, alertsBucket, "pulselake alert state")
 	if err != nil {
 		return nil, err
@@ -56,22 +59,25 @@ func startAlerting(ctx context.Context, log *slog.Logger, reg prometheus.Registe
 		sil.Close()
 		return nil, err
 	}
-	eng, err := rules.NewEngine(ctx, log.With("component", "rules"), reg, rules.Options{
-		Rules: cfg.AllRules(), RuleFiles: cfg.RuleFiles, Dir: cfg.Dir(), WatchInterval: 5 * time.Second,
-		Registry: kinds, JS: conn.JS, State: alertsKV, Notify: disp.Notify,
-		Sink: func(_ context.Context, ts []rules.Transition) error {
+	out := alert.Outputs{
+		Notify: disp.Notify,
+		Record: func(_ context.Context, ts []alert.Transition) error {
 			for _, t := range ts {
 				hub.Publish(web.Event{Type: "alert", Subject: t.Alert.Subject, Data: t.Alert})
 			}
 			record(ts)
 			return nil
 		},
+	}
+	eng, err := rules.NewEngine(ctx, log.With("component", "rules"), reg, rules.Options{
+		Rules: cfg.AllRules(), RuleFiles: cfg.RuleFiles, Dir: cfg.Dir(), WatchInterval: 5 * time.Second,
+		Registry: kinds, JS: conn.JS, State: alertsKV, Notify: out.Notify, Sink: out.Record,
 	})
 	if err != nil {
 		sil.Close()
 		return nil, err
 	}
-	return &alerting{engine: eng, dispatcher: disp, silences: sil}, nil
+	return &alerting{engine: eng, dispatcher: disp, silences: sil, outputs: out}, nil
 }
 
 // OpenSilences opens the silences over a dialled connection (serve and `pulselake silence`
@@ -86,7 +92,7 @@ func OpenSilences(ctx context.Context, log *slog.Logger, conn *stream.Conn) (*no
 
 // listAlerts serves GET /v1/alerts: a subject-bound token sees the alerts of its subject only.
 func (a *alerting) listAlerts(w http.ResponseWriter, r *http.Request, tok token.Token) {
-	rules.AlertsHandler(func(state string) []rules.Alert { return a.alertsFor(tok, state) }).ServeHTTP(w, r)
+	rules.AlertsHandler(func(state string) []alert.Alert { return a.alertsFor(tok, state) }).ServeHTTP(w, r)
 }
 
 // listSilences serves GET /v1/silences: a subject-bound token sees the silences that name its
@@ -103,7 +109,7 @@ func (a *alerting) changeSilences() web.Handler {
 }
 
 // alertsFor lists the alerts tok sees (token.Token.Sees), newest first.
-func (a *alerting) alertsFor(tok token.Token, state string) []rules.Alert {
+func (a *alerting) alertsFor(tok token.Token, state string) []alert.Alert {
 	all := a.alerts(state)
 	if !tok.Bound() {
 		return all
@@ -119,18 +125,18 @@ func (a *alerting) alertsFor(tok token.Token, state string) []rules.Alert {
 
 // alerts lists the rule engine's alerts and those of the other sources (anomaly
 // detectors), newest first.
-func (a *alerting) alerts(state string) []rules.Alert {
+func (a *alerting) alerts(state string) []alert.Alert {
 	out := a.engine.Alerts(state)
 	for _, src := range a.sources {
 		out = append(out, src(state)...)
 	}
-	slices.SortStableFunc(out, func(x, y rules.Alert) int { return y.ActiveAt.Compare(x.ActiveAt) })
+	alert.SortNewest(out)
 	return out
 }
 
 // addSource adds alerts that GET /v1/alerts lists beside the rule engine's. Call it before
 // the HTTP server starts.
-func (a *alerting) addSource(list func(state string) []rules.Alert) {
+func (a *alerting) addSource(list func(state string) []alert.Alert) {
 	a.sources = append(a.sources, list)
 }
 

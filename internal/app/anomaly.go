@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"strconv"
 	"sync"
@@ -15,17 +16,25 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pulselake/pulselake/internal/alert"
 	"github.com/pulselake/pulselake/internal/anomaly"
 	"github.com/pulselake/pulselake/internal/lake"
 	"github.com/pulselake/pulselake/internal/notify"
 	"github.com/pulselake/pulselake/internal/reading"
-	"github.com/pulselake/pulselake/internal/rules"
 	"github.com/pulselake/pulselake/internal/stream"
 	"github.com/pulselake/pulselake/internal/web"
 )
 
 // anomalyConsumer is the durable consumer of the streaming detectors.
 const anomalyConsumer = "anomaly"
+
+// Timing of the detectors' alerts, as the rule engine's defaults: resolved alerts are listed
+// this long, and firing and resolved ones re-sent to the notifier this often (its log keeps
+// receivers from being told twice).
+const (
+	anomalyResolvedRetention = 15 * time.Minute
+	anomalyResendInterval    = time.Minute
+)
 
 // anomalyMaxReadingAge: older readings (imports, late uploads) train the baselines and are
 // recorded in ops.anomalies but raise no alert, like the rule engine's MaxReadingAge.
@@ -72,15 +81,7 @@ func startDetectors(n *node) error {
 			n.lake.ops.Add(lake.ZoneOps, "anomalies", anomalyColumns, anomalyRow(e, threshold))
 		},
 		publish: func(e AnomalyEvent) { n.hub.Publish(web.Event{Type: "anomaly", Subject: e.Subject, Data: e}) },
-		alert: func(ctx context.Context, ts []rules.Transition, out []notify.Alert) {
-			if err := n.alerting.dispatcher.Notify(ctx, out); err != nil {
-				n.log.Warn("handing anomaly alerts to notification", "err", err)
-			}
-			for _, t := range ts {
-				n.hub.Publish(web.Event{Type: "alert", Subject: t.Alert.Subject, Data: t.Alert})
-			}
-			n.lake.recordAlerts(ts)
-		},
+		alerts:  n.alerting.outputs,
 	})
 	if err != nil {
 		return err
@@ -116,20 +117,21 @@ func firstValue(m map[string]float64) any {
 type anomalyOutputs struct {
 	record  func(e AnomalyEvent, threshold float64)
 	publish func(e AnomalyEvent)
-	// alert receives alert transitions and their notifications (firing and resolved).
-	alert func(ctx context.Context, ts []rules.Transition, out []notify.Alert)
+	// alerts receive the detectors' alerts, as they receive the rules' ones.
+	alerts alert.Outputs
 }
 
-// anomalyRunner feeds readings to per-baseline streaming detectors and keeps the alert state
-// of the detectors' alerts. All methods are safe for concurrent use.
+// anomalyRunner feeds readings to per-baseline streaming detectors and keeps the state of the
+// detectors' alerts (in memory only). All methods are safe for concurrent use.
 type anomalyRunner struct {
 	log  *slog.Logger
 	dets []*detectorState
 	out  anomalyOutputs
 	now  func() time.Time
 
-	mu     sync.Mutex
-	alerts map[alertKey]*rules.Alert // firing alerts
+	mu       sync.Mutex
+	alerts   map[alert.Key]*alert.Alert // firing and recently resolved alerts
+	lastSend time.Time
 
 	mPoints    *prometheus.CounterVec
 	mAnomalies *prometheus.CounterVec
@@ -137,19 +139,16 @@ type anomalyRunner struct {
 	mOrder     *prometheus.CounterVec
 }
 
-type alertKey struct{ detector, subject, device string }
-
-// Alerts lists the detectors' firing alerts for GET /v1/alerts (state "" or firing): they are
-// never pending, and a resolved one is dropped once its notification is sent.
-func (r *anomalyRunner) Alerts(state string) []rules.Alert {
-	if state != "" && state != rules.StateFiring {
-		return nil
-	}
+// Alerts lists the detectors' alerts in a state ("" for all) for GET /v1/alerts: firing ones
+// and those resolved in the last anomalyResolvedRetention (they are never pending).
+func (r *anomalyRunner) Alerts(state string) []alert.Alert {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]rules.Alert, 0, len(r.alerts))
+	out := make([]alert.Alert, 0, len(r.alerts))
 	for _, a := range r.alerts {
-		out = append(out, *a)
+		if state == "" || a.State == state {
+			out = append(out, *a)
+		}
 	}
 	return out
 }
@@ -171,7 +170,7 @@ type baseline struct {
 }
 
 func newAnomalyRunner(log *slog.Logger, reg prometheus.Registerer, ds []*anomaly.Detector, out anomalyOutputs) (*anomalyRunner, error) {
-	r := &anomalyRunner{log: log, out: out, now: time.Now, alerts: map[alertKey]*rules.Alert{},
+	r := &anomalyRunner{log: log, out: out, now: time.Now, alerts: map[alert.Key]*alert.Alert{},
 		mPoints: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulselake_anomaly_points_total",
 			Help: "Readings scored by a streaming anomaly detector, by detector."}, []string{"detector"}),
 		mAnomalies: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulselake_anomaly_anomalies_total",
@@ -265,8 +264,7 @@ func (r *anomalyRunner) run(ctx context.Context, js jetstream.JetStream, kinds *
 // observe runs every detector of the reading's kind on it.
 func (r *anomalyRunner) observe(ctx context.Context, rd *reading.Reading) {
 	now := r.now()
-	var ts []rules.Transition
-	var out []notify.Alert
+	var ts []alert.Transition
 	r.mu.Lock()
 	for _, s := range r.dets {
 		d := s.d
@@ -321,16 +319,13 @@ func (r *anomalyRunner) observe(ctx context.Context, rd *reading.Reading) {
 			r.out.publish(e)
 		}
 		if now.Sub(rd.Time) <= anomalyMaxReadingAge {
-			if t, ok := r.fireLocked(d, e, now); ok {
+			if t, ok := r.anomalyLocked(d, e, now); ok {
 				ts = append(ts, t)
-				out = append(out, toNotify(&t.Alert))
 			}
 		}
 	}
 	r.mu.Unlock()
-	if len(ts) > 0 && r.out.alert != nil {
-		r.out.alert(ctx, ts, out)
-	}
+	r.emit(ctx, ts, nil)
 }
 
 // baseline returns the detector state of key, creating it (and evicting the least recently
@@ -364,26 +359,31 @@ func (s *detectorState) drop(el *list.Element) {
 	delete(s.base, b.key)
 }
 
-// fireLocked makes (detector, subject, device) firing, or refreshes it when it already is.
+// anomalyLocked evaluates the alert of (detector, subject, device) on an anomaly: its
+// condition holds, so it fires (detectors have no `for`) or, firing, takes the latest values.
 // It returns the transition when the alert started firing.
-func (r *anomalyRunner) fireLocked(d *anomaly.Detector, e AnomalyEvent, now time.Time) (rules.Transition, bool) {
-	k := alertKey{d.Name, e.Subject, e.Device}
-	if a, ok := r.alerts[k]; ok {
-		a.LastEval, a.ReadingTime, a.Values = now, e.Time, alertValues(e)
-		return rules.Transition{}, false
+func (r *anomalyRunner) anomalyLocked(d *anomaly.Detector, e AnomalyEvent, now time.Time) (alert.Transition, bool) {
+	k := alert.Key{Rule: d.Name, Subject: e.Subject, Device: e.Device}
+	a := r.alerts[k]
+	fresh := a == nil || a.State == alert.StateResolved
+	if fresh {
+		labels := map[string]string{"alertname": d.Name, "subject": e.Subject, "device": e.Device, "kind": d.Kind,
+			"severity": d.Severity, "detector": d.Method}
+		maps.Copy(labels, d.Labels)
+		a = &alert.Alert{Rule: d.Name, Source: alert.SourceDetector, Subject: e.Subject, Device: e.Device, Kind: d.Kind,
+			Severity: d.Severity, Labels: labels}
+		r.alerts[k] = a
 	}
-	labels := map[string]string{"alertname": d.Name, "subject": e.Subject, "device": e.Device, "kind": d.Kind,
-		"severity": d.Severity, "detector": d.Method}
-	for k, v := range d.Labels {
-		labels[k] = v
+	a.Values, a.ReadingTime = alertValues(e), e.Time
+	a.Annotations = map[string]string{"summary": fmt.Sprintf("unusual %s %s for %s on %s (%s score %s)",
+		d.Kind, valuesText(d.Values, e.Values), e.Subject, e.Device, d.Method, strconv.FormatFloat(e.Score, 'f', 3, 64))}
+	var ch alert.Change
+	if fresh {
+		ch = a.Activate(now, alert.Timing{})
+	} else {
+		ch = a.Eval(now, true, false, alert.Timing{})
 	}
-	a := &rules.Alert{Rule: d.Name, Subject: e.Subject, Device: e.Device, Kind: d.Kind, State: rules.StateFiring,
-		Severity: d.Severity, Labels: labels,
-		Annotations: map[string]string{"summary": fmt.Sprintf("unusual %s %s for %s on %s (%s score %s)",
-			d.Kind, valuesText(d.Values, e.Values), e.Subject, e.Device, d.Method, strconv.FormatFloat(e.Score, 'f', 3, 64))},
-		Values: alertValues(e), ReadingTime: e.Time, ActiveAt: now, FiredAt: now, LastEval: now, Cond: true}
-	r.alerts[k] = a
-	return rules.Transition{From: rules.StateInactive, Alert: *a}, true
+	return ch.Transition(a), ch.Moved
 }
 
 func alertValues(e AnomalyEvent) map[string]float64 {
@@ -408,20 +408,13 @@ func valuesText(names []string, vals map[string]float64) string {
 	return s
 }
 
-func toNotify(a *rules.Alert) notify.Alert {
-	n := notify.Alert{Labels: a.Labels, Annotations: a.Annotations, Values: a.Values, StartsAt: a.FiredAt}
-	if a.State == rules.StateResolved {
-		n.EndsAt = a.ResolvedAt
-	}
-	return n
-}
-
-// tick resolves alerts whose series had no anomaly for resolve_after and drops baselines
-// idle for idle_after.
+// tick resolves alerts whose series had no anomaly for resolve_after (their condition no
+// longer holds), forgets old resolved ones, re-sends firing and resolved ones every
+// anomalyResendInterval, and drops baselines idle for idle_after.
 func (r *anomalyRunner) tick(ctx context.Context) {
 	now := r.now()
-	var ts []rules.Transition
-	var out []notify.Alert
+	var ts []alert.Transition
+	var resend []notify.Alert // nil: no re-send due
 	r.mu.Lock()
 	byName := map[string]*anomaly.Detector{}
 	for _, s := range r.dets {
@@ -432,18 +425,49 @@ func (r *anomalyRunner) tick(ctx context.Context) {
 		}
 	}
 	for k, a := range r.alerts {
-		d := byName[k.detector]
-		if now.Sub(a.LastEval) < d.ResolveAfter {
+		if a.Expired(now, anomalyResolvedRetention) {
+			delete(r.alerts, k)
 			continue
 		}
-		delete(r.alerts, k)
-		a.State, a.ResolvedAt, a.Cond = rules.StateResolved, now, false
-		ts = append(ts, rules.Transition{From: rules.StateFiring, Alert: *a})
-		out = append(out, toNotify(a))
+		// LastEval is the last anomaly: the alert is evaluated on anomalies only.
+		if d := byName[k.Rule]; a.State == alert.StateFiring && (d == nil || now.Sub(a.LastEval) >= d.ResolveAfter) {
+			if ch := a.Eval(now, false, true, alert.Timing{}); ch.Moved {
+				ts = append(ts, ch.Transition(a))
+			}
+		}
+	}
+	if now.Sub(r.lastSend) >= anomalyResendInterval {
+		r.lastSend = now
+		resend = []notify.Alert{}
+		for _, a := range r.alerts {
+			if a.State == alert.StateFiring || a.State == alert.StateResolved {
+				resend = append(resend, a.ToNotify())
+			}
+		}
 	}
 	r.mu.Unlock()
-	if len(ts) > 0 && r.out.alert != nil {
-		r.out.alert(ctx, ts, out)
+	r.emit(ctx, ts, resend)
+}
+
+// emit hands transitions to the alert outputs: the notifications of the firing and resolved
+// ones (or resend, when not nil: all firing and resolved alerts, these included), then every
+// transition to the record.
+func (r *anomalyRunner) emit(ctx context.Context, ts []alert.Transition, resend []notify.Alert) {
+	if n := r.out.alerts.Notify; n != nil {
+		out := resend
+		if out == nil {
+			out = alert.Notifications(ts)
+		}
+		if len(out) > 0 {
+			if err := n(ctx, out); err != nil {
+				r.log.Warn("handing anomaly alerts to notification", "err", err)
+			}
+		}
+	}
+	if rec := r.out.alerts.Record; rec != nil && len(ts) > 0 {
+		if err := rec(ctx, ts); err != nil {
+			r.log.Warn("recording anomaly alert transitions", "transitions", len(ts), "err", err)
+		}
 	}
 }
 

@@ -10,16 +10,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/pulselake/pulselake/internal/alert"
 	"github.com/pulselake/pulselake/internal/anomaly"
 	"github.com/pulselake/pulselake/internal/notify"
 	"github.com/pulselake/pulselake/internal/reading"
-	"github.com/pulselake/pulselake/internal/rules"
 )
 
 type anomalyCapture struct {
 	rows        []AnomalyEvent
 	events      int
-	transitions []rules.Transition
+	transitions []alert.Transition
 	notices     []notify.Alert
 }
 
@@ -33,9 +33,12 @@ func newTestRunner(t *testing.T, specs []anomaly.DetectorSpec, now *time.Time) (
 	r, err := newAnomalyRunner(slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), ds, anomalyOutputs{
 		record:  func(e AnomalyEvent, _ float64) { c.rows = append(c.rows, e) },
 		publish: func(AnomalyEvent) { c.events++ },
-		alert: func(_ context.Context, ts []rules.Transition, out []notify.Alert) {
-			c.transitions = append(c.transitions, ts...)
-			c.notices = append(c.notices, out...)
+		alerts: alert.Outputs{
+			Notify: func(_ context.Context, out []notify.Alert) error { c.notices = append(c.notices, out...); return nil },
+			Record: func(_ context.Context, ts []alert.Transition) error {
+				c.transitions = append(c.transitions, ts...)
+				return nil
+			},
 		},
 	})
 	if err != nil {
@@ -79,7 +82,7 @@ func TestAnomalyRunnerAlertLifecycle(t *testing.T) {
 	if len(c.rows) != 2 || c.events != 2 || c.rows[0].Values["bpm"] != 200 || c.rows[0].Score != (0.5/0.3)/(1+0.5/0.3) {
 		t.Fatalf("rows %+v", c.rows)
 	}
-	if len(c.transitions) != 1 || c.transitions[0].From != rules.StateInactive || c.transitions[0].Alert.State != rules.StateFiring {
+	if len(c.transitions) != 1 || c.transitions[0].From != alert.StateInactive || c.transitions[0].Alert.State != alert.StateFiring {
 		t.Fatalf("transitions %+v", c.transitions)
 	}
 	n := c.notices[0]
@@ -88,13 +91,13 @@ func TestAnomalyRunnerAlertLifecycle(t *testing.T) {
 		t.Errorf("firing notice %+v", n)
 	}
 	// GET /v1/alerts lists the firing alert (with the latest values), and only as firing.
-	if as := r.Alerts(""); len(as) != 1 || as[0].Rule != "hr-shift" || as[0].Subject != "s1" || as[0].State != rules.StateFiring || as[0].Values["bpm"] != 210 {
+	if as := r.Alerts(""); len(as) != 1 || as[0].Rule != "hr-shift" || as[0].Subject != "s1" || as[0].State != alert.StateFiring || as[0].Values["bpm"] != 210 {
 		t.Errorf("Alerts(\"\") = %+v", as)
 	}
-	if as := r.Alerts(rules.StateFiring); len(as) != 1 {
+	if as := r.Alerts(alert.StateFiring); len(as) != 1 {
 		t.Errorf("Alerts(firing) = %+v", as)
 	}
-	if as := r.Alerts(rules.StatePending); len(as) != 0 {
+	if as := r.Alerts(alert.StatePending); len(as) != 0 {
 		t.Errorf("Alerts(pending) = %+v", as)
 	}
 	// Same time again: not scored.
@@ -109,18 +112,44 @@ func TestAnomalyRunnerAlertLifecycle(t *testing.T) {
 	}
 	now = now.Add(time.Second)
 	r.tick(ctx)
-	if len(c.transitions) != 2 || c.transitions[1].From != rules.StateFiring || c.transitions[1].Alert.State != rules.StateResolved ||
-		!c.notices[1].EndsAt.Equal(now) {
+	if last := c.notices[len(c.notices)-1]; len(c.transitions) != 2 || c.transitions[1].From != alert.StateFiring ||
+		c.transitions[1].Alert.State != alert.StateResolved || !last.EndsAt.Equal(now) || !last.StartsAt.Equal(c.notices[0].StartsAt) {
 		t.Fatalf("transitions %+v notices %+v", c.transitions, c.notices)
 	}
-	if as := r.Alerts(""); len(as) != 0 {
-		t.Errorf("after resolution Alerts = %+v", as)
+	// Resolved alerts are listed as resolved (like the rules'), then forgotten.
+	if as := r.Alerts(alert.StateResolved); len(as) != 1 || as[0].Source != alert.SourceDetector || !as[0].ResolvedAt.Equal(now) {
+		t.Errorf("after resolution Alerts(resolved) = %+v", as)
+	}
+	if as := r.Alerts(alert.StateFiring); len(as) != 0 {
+		t.Errorf("after resolution Alerts(firing) = %+v", as)
+	}
+	// A new anomaly after resolution starts a new alert.
+	r.observe(ctx, hr("s1", "w1", t0.Add(9*time.Minute), 500)) // vs 210 at minute 7: 0.58
+	if len(c.transitions) != 3 || c.transitions[2].From != alert.StateInactive || c.transitions[2].Alert.State != alert.StateFiring ||
+		!c.transitions[2].Alert.ActiveAt.Equal(now) || !c.transitions[2].Alert.ResolvedAt.IsZero() {
+		t.Fatalf("re-firing: transitions %+v", c.transitions)
+	}
+	if as := r.Alerts(""); len(as) != 1 || as[0].State != alert.StateFiring {
+		t.Errorf("after re-firing Alerts = %+v", as)
+	}
+	// It resolves (one notice, though a re-send is due too), and resolved alerts are
+	// re-sent to the notifier every minute like firing ones.
+	sent := len(c.notices)
+	now = now.Add(time.Minute)
+	r.tick(ctx)
+	if len(c.transitions) != 4 || len(c.notices) != sent+1 || !c.notices[sent].EndsAt.Equal(now) {
+		t.Fatalf("second resolution: transitions %d notices %+v", len(c.transitions), c.notices[sent:])
+	}
+	now = now.Add(time.Minute)
+	r.tick(ctx)
+	if len(c.notices) != sent+2 || c.notices[sent+1].Labels["alertname"] != "hr-shift" || !c.notices[sent+1].EndsAt.Equal(now.Add(-time.Minute)) {
+		t.Errorf("re-sent notices %+v", c.notices[sent:])
 	}
 	// A reading more than an hour old is recorded but raises no alert.
 	old := now.Add(-2 * time.Hour)
 	r.observe(ctx, hr("s2", "w2", old, 70))
 	r.observe(ctx, hr("s2", "w2", old.Add(2*time.Minute), 200))
-	if len(c.rows) != 3 || len(c.transitions) != 2 {
+	if len(c.rows) != 4 || len(c.transitions) != 4 {
 		t.Errorf("old reading: rows %d transitions %d", len(c.rows), len(c.transitions))
 	}
 }

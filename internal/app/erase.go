@@ -420,7 +420,7 @@ func (r *anomalyRunner) eraseSubject(_ context.Context, subject string, dryRun b
 	count := func() int {
 		n := 0
 		for k := range r.alerts {
-			if k.subject == subject {
+			if k.Subject == subject {
 				n++
 			}
 		}
@@ -435,7 +435,7 @@ func (r *anomalyRunner) eraseSubject(_ context.Context, subject string, dryRun b
 	}
 	before = count()
 	for k, a := range r.alerts {
-		if k.subject == subject {
+		if k.Subject == subject {
 			labels = append(labels, a.Labels)
 		}
 	}
@@ -443,7 +443,7 @@ func (r *anomalyRunner) eraseSubject(_ context.Context, subject string, dryRun b
 		return before, before, labels, nil
 	}
 	for k := range r.alerts {
-		if k.subject == subject {
+		if k.Subject == subject {
 			delete(r.alerts, k)
 		}
 	}

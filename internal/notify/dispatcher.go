@@ -478,15 +478,21 @@ func (d *Dispatcher) flushLocked(g *group, now time.Time) {
 	for _, recv := range g.route.receivers {
 		nk := recv + "\x00" + g.key
 		e := d.nflog[nk]
+		if d.inflight[nk] {
+			// A notification of this group is being delivered and its log entry is not
+			// written yet: alerts that resolved meanwhile may be listed in it as firing, so
+			// they wait for the flush after the delivery instead of leaving unannounced.
+			for _, r := range resolved {
+				stillNeeded[r.fp] = true
+			}
+			continue
+		}
 		var sendRes []fa
 		for _, r := range resolved {
 			if slices.Contains(e.Firing, r.fp) {
 				sendRes = append(sendRes, r)
 				stillNeeded[r.fp] = true
 			}
-		}
-		if d.inflight[nk] {
-			continue
 		}
 		newFiring := false
 		for _, f := range firing {

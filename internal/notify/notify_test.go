@@ -304,3 +304,58 @@ func TestSilencesListFilteredBySubject(t *testing.T) {
 		t.Errorf("list for p1 = %q, want %q", got, want)
 	}
 }
+
+// An alert that resolves while its firing notification is still being delivered gets its
+// resolved notice once that delivery is recorded: the receiver was told it fires.
+func TestResolvedWhileFiringInFlight(t *testing.T) {
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var got []WebhookMessage
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		var m WebhookMessage
+		if err := json.NewDecoder(req.Body).Decode(&m); err != nil {
+			t.Errorf("decoding: %v", err)
+		}
+		mu.Lock()
+		got = append(got, m)
+		first := len(got) == 1
+		mu.Unlock()
+		if first {
+			<-release // the firing notification is slow to deliver
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	messages := func() []WebhookMessage {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]WebhookMessage(nil), got...)
+	}
+	d := run(t, Options{Config: Config{
+		Channels: []Channel{{Name: "hook", Webhook: &WebhookConfig{URL: srv.URL}}},
+		Route:    &Route{GroupWait: dur(0), GroupInterval: dur(20 * time.Millisecond), RepeatInterval: dur(time.Hour)},
+	}}, nil)
+	ctx := context.Background()
+	a := alert("crisis", "p1", "bp-1", "critical")
+	_ = d.Notify(ctx, []Alert{a})
+	waitFor(t, "the firing notification to reach the receiver", func() bool { return len(messages()) == 1 })
+	a.EndsAt = time.Now()
+	_ = d.Notify(ctx, []Alert{a})
+	// Several group intervals pass while the firing notification is in flight.
+	deadline := time.Now().Add(200 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		d.poke()
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(release)
+	waitFor(t, "the resolved notification", func() bool { return len(messages()) == 2 })
+	if m := messages()[1]; m.Status != StatusResolved {
+		t.Errorf("second notification status = %q, want resolved", m.Status)
+	}
+}

@@ -1,6 +1,6 @@
-// Package rules evaluates alert rules over the stream of accepted readings and keeps the
-// alert state machine (inactive → pending → firing → resolved), modelled on Prometheus'
-// rule engine.
+// Package rules evaluates alert rules over the stream of accepted readings and drives their
+// alerts through the state machine of package alert (inactive → pending → firing →
+// resolved), modelled on Prometheus' rule engine.
 //
 // A rule's `when` is an expr-lang/expr expression over one reading: its value names
 // (systolic, bpm, ...), text values, subject, device, kind and time, plus window functions

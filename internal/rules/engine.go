@@ -14,16 +14,17 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pulselake/pulselake/internal/alert"
 	"github.com/pulselake/pulselake/internal/notify"
 	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/stream"
 )
 
 // NotifyFunc hands alerts to the notification pipeline (notify.Dispatcher.Notify).
-type NotifyFunc func(ctx context.Context, alerts []notify.Alert) error
+type NotifyFunc = alert.NotifyFunc
 
-// AlertSink records alert transitions (the lake's ops.alerts table).
-type AlertSink func(ctx context.Context, transitions []Transition) error
+// AlertSink records alert transitions (the event hub, the lake's ops.alerts table).
+type AlertSink = alert.RecordFunc
 
 // Options configures an Engine.
 type Options struct {
@@ -211,7 +212,7 @@ func (e *Engine) Alerts(state string) []Alert {
 	e.mu.Lock()
 	out := e.ev.list(state)
 	e.mu.Unlock()
-	slices.SortFunc(out, func(a, b Alert) int { return b.ActiveAt.Compare(a.ActiveAt) })
+	alert.SortNewest(out)
 	return out
 }
 
@@ -236,7 +237,10 @@ func (e *Engine) restore(ctx context.Context) error {
 				e.log.Warn("skipping unreadable alert state", "key", k, "err", err)
 				continue
 			}
-			e.ev.alerts[alertKey{a.Rule, a.Subject, a.Device}] = &a
+			if a.Source == "" { // saved before alerts named their source
+				a.Source = alert.SourceRule
+			}
+			e.ev.alerts[a.Key()] = &a
 			n++
 		case 's':
 			var shard []Seen
@@ -264,12 +268,12 @@ func (e *Engine) persistLocked(ctx context.Context) error {
 		var err error
 		if a := e.ev.alerts[k]; a != nil {
 			b, _ := json.Marshal(a)
-			_, err = e.opts.State.Put(ctx, k.id(), b)
-		} else if err = e.opts.State.Delete(ctx, k.id()); errors.Is(err, jetstream.ErrKeyNotFound) {
+			_, err = e.opts.State.Put(ctx, k.ID(), b)
+		} else if err = e.opts.State.Delete(ctx, k.ID()); errors.Is(err, jetstream.ErrKeyNotFound) {
 			err = nil
 		}
 		if err != nil {
-			return fmt.Errorf("saving alert state of %s/%s/%s: %w", k.rule, k.subject, k.device, err)
+			return fmt.Errorf("saving alert state of %s/%s/%s: %w", k.Rule, k.Subject, k.Device, err)
 		}
 		delete(e.ev.dirty, k)
 	}
@@ -341,14 +345,10 @@ func (e *Engine) saveSeen(ctx context.Context, shards [][]Seen) {
 
 // emitLocked hands transitions to Notify; it returns them for the sink.
 func (e *Engine) emitLocked(ctx context.Context, ts []Transition) {
-	var out []notify.Alert
 	for i := range ts {
 		e.mTransitions.WithLabelValues(ts[i].Alert.State).Inc()
-		if s := ts[i].Alert.State; s == StateFiring || s == StateResolved {
-			out = append(out, toNotify(&ts[i].Alert))
-		}
 	}
-	if len(out) > 0 && e.opts.Notify != nil {
+	if out := alert.Notifications(ts); len(out) > 0 && e.opts.Notify != nil {
 		if err := e.opts.Notify(ctx, out); err != nil {
 			e.log.Warn("handing alerts to notification", "err", err)
 		}
@@ -525,7 +525,7 @@ func (e *Engine) resendLocked(ctx context.Context, now time.Time, force bool) {
 	var out []notify.Alert
 	for _, a := range e.ev.alerts {
 		if a.State == StateFiring || a.State == StateResolved {
-			out = append(out, toNotify(a))
+			out = append(out, a.ToNotify())
 		}
 	}
 	if len(out) > 0 {

@@ -26,7 +26,7 @@ func (e *Engine) EraseSubject(ctx context.Context, subject string, dryRun bool) 
 	count := func() int {
 		n := 0
 		for k := range e.ev.alerts {
-			if k.subject == subject {
+			if k.Subject == subject {
 				n++
 			}
 		}
@@ -44,7 +44,7 @@ func (e *Engine) EraseSubject(ctx context.Context, subject string, dryRun bool) 
 	}
 	before = count()
 	for k, a := range e.ev.alerts {
-		if k.subject == subject {
+		if k.Subject == subject {
 			labels = append(labels, a.Labels)
 		}
 	}
@@ -53,14 +53,14 @@ func (e *Engine) EraseSubject(ctx context.Context, subject string, dryRun bool) 
 	}
 	shards := map[int]bool{}
 	for k := range e.ev.alerts {
-		if k.subject != subject {
+		if k.Subject != subject {
 			continue
 		}
 		delete(e.ev.alerts, k)
 		delete(e.ev.dirty, k)
 		if e.opts.State != nil {
-			if err := purge(ctx, e.opts.State, k.id()); err != nil {
-				return before, count(), labels, fmt.Errorf("deleting alert state of %s/%s: %w", k.rule, k.device, err)
+			if err := purge(ctx, e.opts.State, k.ID()); err != nil {
+				return before, count(), labels, fmt.Errorf("deleting alert state of %s/%s: %w", k.Rule, k.Device, err)
 			}
 		}
 	}

@@ -1,8 +1,6 @@
 package rules
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"maps"
 	"math"
@@ -12,52 +10,25 @@ import (
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
 
-	"github.com/pulselake/pulselake/internal/notify"
+	"github.com/pulselake/pulselake/internal/alert"
 	"github.com/pulselake/pulselake/internal/reading"
 )
 
-// States of an alert.
-const (
-	StatePending  = "pending"
-	StateFiring   = "firing"
-	StateResolved = "resolved"
-	// StateInactive appears only in transitions: a pending alert whose condition cleared.
-	StateInactive = "inactive"
+// The alerts of rules are alert.Alert; these names keep the package's callers short.
+type (
+	Alert      = alert.Alert
+	Transition = alert.Transition
 )
 
-// Alert is the state of one alert, identified by (Rule, Subject, Device).
-type Alert struct {
-	Rule        string             `json:"rule"`
-	Subject     string             `json:"subject"`
-	Device      string             `json:"device"`
-	Kind        string             `json:"kind,omitempty"`
-	State       string             `json:"state"`
-	Severity    string             `json:"severity,omitempty"`
-	Labels      map[string]string  `json:"labels"`
-	Annotations map[string]string  `json:"annotations,omitempty"`
-	Values      map[string]float64 `json:"values,omitempty"` // of the last reading that met the condition
-	Text        map[string]string  `json:"text,omitempty"`
-	ReadingTime time.Time          `json:"reading_time,omitzero"`
-	ActiveAt    time.Time          `json:"active_at"`            // became pending (or firing)
-	FiredAt     time.Time          `json:"fired_at,omitzero"`    // became firing
-	ResolvedAt  time.Time          `json:"resolved_at,omitzero"` // became resolved
-	KeepSince   time.Time          `json:"keep_since,omitzero"`  // resolve condition first held while firing
-	LastEval    time.Time          `json:"last_eval,omitzero"`   // last evaluation
-	Cond        bool               `json:"cond"`                 // the condition at the last evaluation
-}
+// States of an alert (see package alert).
+const (
+	StatePending  = alert.StatePending
+	StateFiring   = alert.StateFiring
+	StateResolved = alert.StateResolved
+	StateInactive = alert.StateInactive
+)
 
-// Transition is a change of an alert's state.
-type Transition struct {
-	From  string `json:"from"`
-	Alert Alert  `json:"alert"`
-}
-
-type alertKey struct{ rule, subject, device string }
-
-func (k alertKey) id() string {
-	h := sha256.Sum256([]byte(k.rule + "\x00" + k.subject + "\x00" + k.device))
-	return "a." + hex.EncodeToString(h[:16])
-}
+type alertKey = alert.Key
 
 type devKey struct{ subject, device string }
 
@@ -116,10 +87,10 @@ func (e *evaluator) observe(r *reading.Reading, now time.Time, stateful bool) {
 		if c.Kind != "" && c.Kind != r.Kind {
 			continue
 		}
-		k := alertKey{c.Name, r.Subject, r.Device}
+		k := alertKey{Rule: c.Name, Subject: r.Subject, Device: r.Device}
 		if a := e.alerts[k]; a != nil && a.State == StateFiring {
 			a.Cond = false
-			e.resolve(k, a, now)
+			e.apply(k, a, a.Resolve(now))
 		}
 	}
 	rules := e.set.byKind[r.Kind]
@@ -182,66 +153,42 @@ func run(p *vm.Program, env map[string]any) (bool, error) {
 
 // step advances one alert after an evaluation of its rule on reading r.
 func (e *evaluator) step(c *compiled, r *reading.Reading, now time.Time, cond, res bool) {
-	k := alertKey{c.Name, r.Subject, r.Device}
+	k := alertKey{Rule: c.Name, Subject: r.Subject, Device: r.Device}
 	a := e.alerts[k]
 	if a == nil || a.State == StateResolved {
 		if !cond {
 			return
 		}
-		a = &Alert{Rule: c.Name, Subject: r.Subject, Device: r.Device, Kind: r.Kind, State: StatePending, Severity: c.Severity, ActiveAt: now}
+		a = &Alert{Rule: c.Name, Source: alert.SourceRule, Subject: r.Subject, Device: r.Device, Kind: r.Kind, Severity: c.Severity}
 		a.Labels = labels(c, r.Subject, r.Device, r.Kind)
 		e.alerts[k] = a
 		e.update(c, a, r, now, cond)
-		e.dirty[k] = true
-		if c.For.D() == 0 {
-			e.fire(k, a, now, StateInactive)
-		} else {
-			e.emit(StateInactive, a)
-		}
+		e.apply(k, a, a.Activate(now, c.timing()))
 		return
 	}
 	if cond {
 		e.update(c, a, r, now, cond)
 	}
-	a.Cond, a.LastEval = cond, now
-	switch a.State {
-	case StatePending:
-		if !cond {
-			delete(e.alerts, k)
-			e.dirty[k] = true
-			a.State = StateInactive
-			e.emit(StatePending, a)
-			return
-		}
-		if now.Sub(a.ActiveAt) >= c.For.D() {
-			e.fire(k, a, now, StatePending)
-		}
-	case StateFiring:
-		switch {
-		case cond:
-			if !a.KeepSince.IsZero() {
-				a.KeepSince = time.Time{}
-				e.dirty[k] = true
-			}
-		case res:
-			if c.KeepFiringFor.D() == 0 {
-				e.resolve(k, a, now)
-				return
-			}
-			if a.KeepSince.IsZero() {
-				a.KeepSince = now
-				e.dirty[k] = true
-			}
-			if now.Sub(a.KeepSince) >= c.KeepFiringFor.D() {
-				e.resolve(k, a, now)
-			}
-		default: // between the thresholds: keep firing (hysteresis)
-			if !a.KeepSince.IsZero() {
-				a.KeepSince = time.Time{}
-				e.dirty[k] = true
-			}
-		}
+	e.apply(k, a, a.Eval(now, cond, res, c.timing()))
+}
+
+// apply records a change of the state machine: dirty alerts are saved, transitions emitted
+// and a pending alert that went inactive forgotten.
+func (e *evaluator) apply(k alertKey, a *Alert, ch alert.Change) {
+	if ch.Dirty {
+		e.dirty[k] = true
 	}
+	if !ch.Moved {
+		return
+	}
+	if a.State == StateInactive {
+		delete(e.alerts, k)
+	}
+	e.out = append(e.out, ch.Transition(a))
+}
+
+func (c *compiled) timing() alert.Timing {
+	return alert.Timing{For: c.For.D(), KeepFiringFor: c.KeepFiringFor.D()}
 }
 
 func labels(c *compiled, subject, device, kind string) map[string]string {
@@ -293,23 +240,6 @@ func render(c *compiled, a *Alert, values map[string]float64, text map[string]st
 	return out
 }
 
-func (e *evaluator) fire(k alertKey, a *Alert, now time.Time, from string) {
-	a.State, a.FiredAt, a.KeepSince = StateFiring, now, time.Time{}
-	e.dirty[k] = true
-	e.emit(from, a)
-}
-
-func (e *evaluator) resolve(k alertKey, a *Alert, now time.Time) {
-	a.State, a.ResolvedAt, a.KeepSince = StateResolved, now, time.Time{}
-	e.dirty[k] = true
-	e.emit(StateFiring, a)
-}
-
-func (e *evaluator) emit(from string, a *Alert) {
-	cp := *a
-	e.out = append(e.out, Transition{From: from, Alert: cp})
-}
-
 // tick applies the passage of time: pending alerts whose condition held for `for` fire,
 // keep_firing_for runs out, silent devices raise absent_for alerts, old resolved alerts go.
 func (e *evaluator) tick(now time.Time) {
@@ -318,32 +248,23 @@ func (e *evaluator) tick(now time.Time) {
 		rules[c.Name] = c
 	}
 	for k, a := range e.alerts {
-		c := rules[k.rule]
+		c := rules[k.Rule]
 		if c == nil {
 			// The rule was removed by a reload: resolve its alerts, then forget them.
 			if a.State == StateFiring {
-				e.resolve(k, a, now)
-			} else if a.State == StatePending || now.Sub(a.ResolvedAt) > e.resolvedRetention {
+				e.apply(k, a, a.Resolve(now))
+			} else if a.State == StatePending || a.Expired(now, e.resolvedRetention) {
 				delete(e.alerts, k)
 				e.dirty[k] = true
 			}
 			continue
 		}
-		switch a.State {
-		case StatePending:
-			if a.Cond && now.Sub(a.ActiveAt) >= c.For.D() {
-				e.fire(k, a, now, StatePending)
-			}
-		case StateFiring:
-			if !a.KeepSince.IsZero() && now.Sub(a.KeepSince) >= c.KeepFiringFor.D() {
-				e.resolve(k, a, now)
-			}
-		case StateResolved:
-			if now.Sub(a.ResolvedAt) > e.resolvedRetention {
-				delete(e.alerts, k)
-				e.dirty[k] = true
-			}
+		if a.Expired(now, e.resolvedRetention) {
+			delete(e.alerts, k)
+			e.dirty[k] = true
+			continue
 		}
+		e.apply(k, a, a.Tick(now, c.timing()))
 	}
 	for dk, sn := range e.seen {
 		silent := now.Sub(sn.At)
@@ -355,16 +276,18 @@ func (e *evaluator) tick(now time.Time) {
 			if (c.Kind != "" && c.Kind != sn.Kind) || silent < c.AbsentFor.D() {
 				continue
 			}
-			k := alertKey{c.Name, dk.subject, dk.device}
+			k := alertKey{Rule: c.Name, Subject: dk.subject, Device: dk.device}
 			if a := e.alerts[k]; a != nil && a.State == StateFiring {
 				continue
 			}
-			a := &Alert{Rule: c.Name, Subject: dk.subject, Device: dk.device, Kind: sn.Kind, State: StatePending,
-				Severity: c.Severity, ActiveAt: sn.At.Add(c.AbsentFor.D()), Cond: true, LastEval: now}
+			// Fires at once; it became active when the device had been silent for absent_for.
+			a := &Alert{Rule: c.Name, Source: alert.SourceRule, Subject: dk.subject, Device: dk.device, Kind: sn.Kind, Severity: c.Severity}
 			a.Labels = labels(c, dk.subject, dk.device, sn.Kind)
 			a.Annotations = render(c, a, nil, nil, time.Time{})
 			e.alerts[k] = a
-			e.fire(k, a, now, StateInactive)
+			ch := a.Activate(now, alert.Timing{})
+			a.ActiveAt = sn.At.Add(c.AbsentFor.D())
+			e.apply(k, a, ch)
 		}
 	}
 }
@@ -385,16 +308,4 @@ func (e *evaluator) list(state string) []Alert {
 		}
 	}
 	return out
-}
-
-// toNotify converts an alert for the notification pipeline.
-func toNotify(a *Alert) notify.Alert {
-	n := notify.Alert{Labels: a.Labels, Annotations: a.Annotations, Values: a.Values, StartsAt: a.FiredAt}
-	if n.StartsAt.IsZero() {
-		n.StartsAt = a.ActiveAt
-	}
-	if a.State == StateResolved {
-		n.EndsAt = a.ResolvedAt
-	}
-	return n
 }

@@ -3,6 +3,7 @@ package rules
 import (
 	"net/http"
 
+	"github.com/pulselake/pulselake/internal/alert"
 	"github.com/pulselake/pulselake/internal/httpapi"
 )
 
@@ -16,9 +17,7 @@ func AlertsHandler(list func(state string) []Alert) http.Handler {
 			return
 		}
 		state := r.URL.Query().Get("state")
-		switch state {
-		case "", StatePending, StateFiring, StateResolved:
-		default:
+		if !alert.ValidState(state) {
 			httpapi.WriteError(w, http.StatusBadRequest, "bad-request", "state: want pending, firing or resolved, got "+state)
 			return
 		}

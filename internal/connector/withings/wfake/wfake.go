@@ -61,6 +61,7 @@
 package wfake
 
 import (
+	"cmp"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -269,6 +270,12 @@ func (s *Server) AddMeasures(userid string, groups ...MeasureGroup) {
 		g.Measures = slices.Clone(g.Measures)
 		s.groups[userid] = append(s.groups[userid], g)
 	}
+	slices.SortStableFunc(s.groups[userid], func(a, b MeasureGroup) int { // newest first
+		if a.Date != b.Date {
+			return cmp.Compare(b.Date, a.Date)
+		}
+		return cmp.Compare(b.GrpID, a.GrpID)
+	})
 }
 
 // RevokeGrant revokes every grant of the user, as when the user unlinks the application.
@@ -557,7 +564,7 @@ func (s *Server) measure(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var matched []MeasureGroup
-	for _, g := range s.groups[a.g.user] {
+	for _, g := range s.groups[a.g.user] { // kept newest first by AddMeasures
 		if int64(g.Category) != category ||
 			(start >= 0 && (g.Date < start || g.Date > end)) ||
 			(lastupdate >= 0 && g.Modified < lastupdate) {
@@ -574,12 +581,6 @@ func (s *Server) measure(w http.ResponseWriter, r *http.Request) {
 		}
 		matched = append(matched, g)
 	}
-	slices.SortStableFunc(matched, func(a, b MeasureGroup) int {
-		if a.Date != b.Date {
-			return int(b.Date - a.Date)
-		}
-		return int(b.GrpID - a.GrpID)
-	})
 	body := map[string]any{
 		"updatetime":  s.opts.Now().Unix(),
 		"timezone":    s.opts.Timezone,
