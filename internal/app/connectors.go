@@ -16,17 +16,15 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pulselake/pulselake/internal/alert"
 	"github.com/pulselake/pulselake/internal/config"
 	"github.com/pulselake/pulselake/internal/connector"
 	"github.com/pulselake/pulselake/internal/connector/googlehealth"
 	"github.com/pulselake/pulselake/internal/connector/withings"
 	"github.com/pulselake/pulselake/internal/ingest"
 	"github.com/pulselake/pulselake/internal/lake"
-	"github.com/pulselake/pulselake/internal/notify"
-	"github.com/pulselake/pulselake/internal/rules"
 	"github.com/pulselake/pulselake/internal/secret"
 	"github.com/pulselake/pulselake/internal/stream"
-	"github.com/pulselake/pulselake/internal/web"
 )
 
 // startConnectors runs the wearable clouds' sync engine (SPEC §10, docs/sources.md): one
@@ -41,7 +39,7 @@ func startConnectors(n *node) error {
 		return err
 	}
 	n.connectors = mgr
-	n.alerting.addSource(func(state string) []rules.Alert { return consentAlerts(n.ctx, mgr, state) })
+	n.alerting.addSource(func(state string) []alert.Alert { return consentAlerts(n.ctx, mgr, state) })
 	kv, err := n.conn.KV(n.ctx, connector.ConnectionsBucket, "")
 	if err != nil {
 		return err
@@ -152,13 +150,16 @@ func connectorRunRow(r connector.RunRecord) []any {
 		int64(r.Points), int64(r.Pages), r.Duration.Milliseconds(), errText}
 }
 
+// sourceConnector is the alert source of the connectors' alerts.
+const sourceConnector = "connector"
+
 // consentAlert is the alert of a connection needing consent.
-func consentAlert(c connector.Connection) rules.Alert {
+func consentAlert(c connector.Connection) alert.Alert {
 	at := c.StatusSince
 	if at.IsZero() {
 		at = c.Created
 	}
-	return rules.Alert{Rule: connector.AlertNeedsConsent, Subject: c.Subject, Device: c.Provider, State: rules.StateFiring, Severity: "warning",
+	return alert.Alert{Rule: connector.AlertNeedsConsent, Source: sourceConnector, Subject: c.Subject, Device: c.Provider, State: alert.StateFiring, Severity: "warning",
 		Labels: map[string]string{"alertname": connector.AlertNeedsConsent, "subject": c.Subject, "provider": c.Provider, "severity": "warning"},
 		Annotations: map[string]string{"summary": fmt.Sprintf("%s stopped pulling %s: the grant was revoked or expired; reconnect with: pulselake connect %s --subject %s",
 			c.Provider, c.Subject, c.Provider, c.Subject)},
@@ -166,8 +167,8 @@ func consentAlert(c connector.Connection) rules.Alert {
 }
 
 // consentAlerts lists the connections needing consent as firing alerts (GET /v1/alerts).
-func consentAlerts(ctx context.Context, mgr *connector.Manager, state string) []rules.Alert {
-	if state != "" && state != rules.StateFiring {
+func consentAlerts(ctx context.Context, mgr *connector.Manager, state string) []alert.Alert {
+	if state != "" && state != alert.StateFiring {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -176,7 +177,7 @@ func consentAlerts(ctx context.Context, mgr *connector.Manager, state string) []
 	if err != nil {
 		return nil
 	}
-	var out []rules.Alert
+	var out []alert.Alert
 	for _, c := range all {
 		if c.Status == connector.StatusNeedsConsent {
 			out = append(out, consentAlert(c))
@@ -219,29 +220,26 @@ func watchConnections(ctx context.Context, log *slog.Logger, kv jetstream.KeyVal
 		case now && !was:
 			needs[e.Key()] = c
 			a := consentAlert(c)
-			n.notifyAlert(ctx, log, rules.StateInactive, a)
+			n.notifyAlert(ctx, log, alert.StateInactive, a)
 		case !now && was:
 			delete(needs, e.Key())
 			a := consentAlert(prev)
-			a.State, a.ResolvedAt, a.Cond = rules.StateResolved, time.Now(), false
-			n.notifyAlert(ctx, log, rules.StateFiring, a)
+			a.State, a.ResolvedAt, a.Cond = alert.StateResolved, time.Now(), false
+			n.notifyAlert(ctx, log, alert.StateFiring, a)
 		}
 	}
 }
 
-// notifyAlert hands an alert outside the rule engine to the notification pipeline, the
-// dashboard's events and ops.alerts.
-func (n *node) notifyAlert(ctx context.Context, log *slog.Logger, from string, a rules.Alert) {
-	na := notify.Alert{Labels: a.Labels, Annotations: a.Annotations, StartsAt: a.FiredAt}
-	if a.State == rules.StateResolved {
-		na.EndsAt = a.ResolvedAt
-	}
-	if err := n.alerting.dispatcher.Notify(ctx, []notify.Alert{na}); err != nil {
+// notifyAlert hands a connector alert's transition to the alert outputs every source
+// shares: the notification pipeline, the dashboard's events and ops.alerts.
+func (n *node) notifyAlert(ctx context.Context, log *slog.Logger, from string, a alert.Alert) {
+	ts := []alert.Transition{{From: from, Alert: a}}
+	if err := n.alerting.outputs.Notify(ctx, alert.Notifications(ts)); err != nil {
 		log.Warn("handing a connector alert to notification", "err", err)
 	}
-	t := rules.Transition{From: from, Alert: a}
-	n.hub.Publish(web.Event{Type: "alert", Subject: a.Subject, Data: a})
-	n.lake.recordAlerts([]rules.Transition{t})
+	if err := n.alerting.outputs.Record(ctx, ts); err != nil {
+		log.Warn("recording a connector alert", "err", err)
+	}
 }
 
 // lazySecrets opens the secret store (master key from PULSELAKE_MASTER_KEY or
