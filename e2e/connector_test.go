@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -307,5 +308,91 @@ connectors:
 	time.Sleep(3 * time.Second) // the lake's flush interval is 1s; no signal marks "nothing more came"
 	if n := count(t, base, "SELECT count(*) FROM trusted.blood_pressure WHERE subject = 'patient-2'"); n != groups {
 		t.Fatalf("after a second pull trusted.blood_pressure holds %d rows, want %d", n, groups)
+	}
+}
+
+// TestConnectCLILoopback connects without serve: `pulselake connect` prints the consent URL
+// and receives the redirect on its own listener at the redirect URL's port; `pulselake pull`
+// then pulls from the stream directly; `connect revoke` revokes the grant at Google and
+// removes the connection.
+func TestConnectCLILoopback(t *testing.T) {
+	bin, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := ghfake.New(ghfake.Options{})
+	defer fake.Close()
+	now := time.Now().UTC()
+	for i := range 50 {
+		fake.AddPoints("user-1", "heart-rate", ghHeartRate(now.Add(-time.Duration(i+1)*time.Hour), 70))
+	}
+	dir, addr := t.TempDir(), freeAddr(t)
+	secretFile := filepath.Join(t.TempDir(), "google-secret")
+	os.WriteFile(secretFile, []byte(fake.ClientSecret()+"\n"), 0o600)
+	cfgFile := filepath.Join(t.TempDir(), "pulselake.yaml")
+	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`
+connectors:
+  google_health:
+    client_id: %q
+    client_secret_file: %q
+    redirect_url: %q
+    api_url: %q
+    auth_url: %q
+    token_url: %q
+    data_types: [heart-rate]
+    initial_window: 3d
+`, fake.ClientID(), secretFile, "http://"+addr+"/oauth/callback", fake.APIURL(), fake.AuthURL(), fake.TokenURL())), 0o600)
+
+	cmd := exec.Command(bin, "connect", "google-health", "--subject", "patient-3", "--data", dir, "--config", cfgFile, "--timeout", "1m")
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	var out strings.Builder
+	buf := make([]byte, 4096)
+	authURL := ""
+	for authURL == "" {
+		n, err := stdout.Read(buf)
+		out.Write(buf[:n])
+		if err != nil {
+			t.Fatalf("connect ended before printing the URL:\n%s", out.String())
+		}
+		for _, f := range strings.Fields(out.String()) {
+			if strings.HasPrefix(f, fake.AuthURL()) && strings.Contains(out.String(), "Waiting") {
+				authURL = f
+			}
+		}
+	}
+	resp, err := http.Get(authURL) // the fake redirects to the command's listener
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("following the consent redirect: %d", resp.StatusCode)
+	}
+	rest, _ := io.ReadAll(stdout)
+	out.Write(rest)
+	if err := cmd.Wait(); err != nil || !strings.Contains(out.String(), "Connected google-health for patient-3") {
+		t.Fatalf("connect: %v\n%s", err, out.String())
+	}
+
+	got, code := runBin(t, "pull", "google-health", "--data", dir, "--config", cfgFile)
+	if code != 0 || !strings.Contains(got, "1 connections, 50 points") {
+		t.Fatalf("pull (%d):\n%s", code, got)
+	}
+	got, code = runBin(t, "connect", "list", "--data", dir)
+	m := regexp.MustCompile(`(?m)^([0-9a-f]{12})\s+google-health\s+patient-3\s+ok\s`).FindStringSubmatch(got)
+	if code != 0 || m == nil {
+		t.Fatalf("connect list (%d):\n%s", code, got)
+	}
+	got, code = runBin(t, "connect", "revoke", m[1], "--data", dir, "--config", cfgFile)
+	if code != 0 || !strings.Contains(got, "revoked "+m[1]) {
+		t.Fatalf("connect revoke (%d):\n%s", code, got)
+	}
+	if got, _ := runBin(t, "connect", "list", "--data", dir); strings.Contains(got, "patient-3") {
+		t.Fatalf("the connection is still listed:\n%s", got)
 	}
 }

@@ -111,8 +111,8 @@ func (c Connectors) validate(ps *Problems) {
 		if d := p.c.InitialWindow.D(); d < time.Hour || d > 10*365*24*time.Hour {
 			ps.Add(p.key+".initial_window", "must be 1h..3650d, got %s", d)
 		}
-		if d := p.c.Lookback.D(); d < 0 || d > p.c.InitialWindow.D() {
-			ps.Add(p.key+".lookback", "must be 0..initial_window (%s), got %s", p.c.InitialWindow.D(), d)
+		if d := p.c.Lookback.D(); d < 0 || d > 10*365*24*time.Hour {
+			ps.Add(p.key+".lookback", "must be 0..3650d, got %s", d)
 		}
 		if p.c.MaxRetries < 0 || p.c.MaxRetries > 20 {
 			ps.Add(p.key+".max_retries", "must be 0..20, got %d", p.c.MaxRetries)

@@ -16,7 +16,7 @@ func TestConnectorsConfig(t *testing.T) {
 		{"defaults, off", "", nil},
 		{"google on", "connectors:\n  google_health:\n    client_id: x\n    client_secret_file: /s\n", nil},
 		{"no secret file", "connectors:\n  withings:\n    client_id: x\n", []string{":3: connectors.withings.client_id"}},
-		{"bad values", "connectors:\n  google_health:\n    client_id: x\n    client_secret_file: /s\n    api_url: ftp://x\n    every: 0s\n    lookback: 40d\n    data_types: [heart-rate, heart-rate]\n",
+		{"bad values", "connectors:\n  google_health:\n    client_id: x\n    client_secret_file: /s\n    api_url: ftp://x\n    every: 0s\n    lookback: -1h\n    data_types: [heart-rate, heart-rate]\n",
 			[]string{":5: connectors.google_health.api_url", ":6: connectors.google_health.every", ":7: connectors.google_health.lookback", ":8: connectors.google_health.data_types[1]"}},
 		{"unknown key", "connectors:\n  google_health:\n    client_secret: inline\n", []string{":3: connectors.google_health.client_secret"}},
 		{"bad duration", "connectors:\n  withings:\n    lookback: 7 days\n", []string{":3: connectors.withings.lookback"}},
