@@ -313,8 +313,8 @@ connectors:
 
 // TestConnectCLILoopback connects without serve: `pulselake connect` prints the consent URL
 // and receives the redirect on its own listener at the redirect URL's port; `pulselake pull`
-// then pulls from the stream directly; `connect revoke` revokes the grant at Google and
-// removes the connection.
+// then pulls from the stream directly; erase removes the subject's token, cursor and
+// connection.
 func TestConnectCLILoopback(t *testing.T) {
 	bin, err := buildOnce()
 	if err != nil {
@@ -388,11 +388,31 @@ connectors:
 	if code != 0 || m == nil {
 		t.Fatalf("connect list (%d):\n%s", code, got)
 	}
-	got, code = runBin(t, "connect", "revoke", m[1], "--data", dir, "--config", cfgFile)
-	if code != 0 || !strings.Contains(got, "revoked "+m[1]) {
-		t.Fatalf("connect revoke (%d):\n%s", code, got)
+	if got, code := runBin(t, "connect", "revoke", "0123456789ab", "--data", dir, "--config", cfgFile); code != 1 || !strings.Contains(got, "no such connection") {
+		t.Fatalf("revoking an unknown connection (%d):\n%s", code, got)
+	}
+
+	// Erasure takes the subject's token, cursor and connection.
+	got, code = runBin(t, "erase", "--subject", "patient-3", "--data", dir)
+	if code != 0 {
+		t.Fatalf("erase (%d):\n%s", code, got)
+	}
+	rows := eraseRows(t, got)
+	for _, place := range []string{"connector tokens", "connector cursors", "connector connections"} {
+		found := false
+		for p, ba := range rows {
+			if strings.HasPrefix(p, place) {
+				found = true
+				if ba != [2]int64{1, 0} {
+					t.Errorf("erase: %s before/after %v, want 1/0", p, ba)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("erase's report lacks %q:\n%s", place, got)
+		}
 	}
 	if got, _ := runBin(t, "connect", "list", "--data", dir); strings.Contains(got, "patient-3") {
-		t.Fatalf("the connection is still listed:\n%s", got)
+		t.Fatalf("the connection is still listed after erase:\n%s", got)
 	}
 }
