@@ -205,7 +205,7 @@ func (e *Engine) syncConnection(ctx context.Context, p Provider, c Connection, o
 		return 0, 0, []error{fmt.Errorf("%s %s: %w", c.Provider, c.Subject, err)}
 	}
 	t := e.timing(c.Provider)
-	src := oauth2.ReuseTokenSource(tok, &savingSource{ctx: ctx, m: e.o.Manager, id: c.ID, src: p.TokenSource(ctx, tok), last: tok.AccessToken})
+	src := oauth2.ReuseTokenSource(tok, &savingSource{m: e.o.Manager, id: c.ID, src: p.TokenSource(ctx, tok), last: tok.AccessToken})
 	tr := &Transport{Base: e.o.Base, Limiter: e.limiter(p, c.Subject), MaxRetries: t.MaxRetries,
 		OnAttempt: func(status int, retry bool) {
 			e.m.requests.WithLabelValues(c.Provider, fmt.Sprint(status)).Inc()
@@ -413,10 +413,12 @@ func (e *Engine) Wake(provider string) {
 	}
 }
 
+// saveTimeout bounds sealing a refreshed token.
+const saveTimeout = 10 * time.Second
+
 // savingSource seals a refreshed token (providers may rotate the refresh token) before
 // handing it on.
 type savingSource struct {
-	ctx  context.Context // the pull's, which the source is used within
 	m    *Manager
 	id   string
 	src  oauth2.TokenSource
@@ -432,7 +434,10 @@ func (s *savingSource) Token() (*oauth2.Token, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if t.AccessToken != s.last {
-		if err := s.m.saveToken(s.ctx, s.id, t); err != nil {
+		// oauth2.TokenSource passes no context; the store's write is bounded here.
+		ctx, cancel := context.WithTimeout(context.Background(), saveTimeout)
+		defer cancel()
+		if err := s.m.saveToken(ctx, s.id, t); err != nil {
 			return nil, fmt.Errorf("keeping the refreshed token: %w", err)
 		}
 		s.last = t.AccessToken

@@ -473,3 +473,37 @@ func TestEraseAndRevoke(t *testing.T) {
 		t.Fatalf("revoking twice: %v", err)
 	}
 }
+
+// TestRunWakesForNewConnection: Run pulls at start, then waits its interval (an hour here);
+// Wake makes it pull a new connection at once; cancelling ctx stops it.
+func TestRunWakesForNewConnection(t *testing.T) {
+	h := newHarness(t, Timing{Every: time.Hour, InitialWindow: 24 * time.Hour})
+	h.connect(t, "p1")
+	h.seed("p1", h.now.Add(-time.Hour), h.now)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.e.Run(ctx) }()
+	stored := func() int { h.sink.mu.Lock(); defer h.sink.mu.Unlock(); return len(h.sink.ids) }
+	deadline := time.Now().Add(10 * time.Second)
+	for stored() < 60 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the first pull stored %d points, want 60", stored())
+		}
+		time.Sleep(10 * time.Millisecond) // polling, bounded by the deadline
+	}
+	h.connect(t, "p2")
+	h.seed("p2", h.now.Add(-time.Hour), h.now)
+	h.e.Wake("test-cloud")
+	for stored() < 120 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after Wake %d points stored, want 120", stored())
+		}
+		time.Sleep(10 * time.Millisecond) // polling, bounded by the deadline
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not stop after its context ended")
+	}
+}
