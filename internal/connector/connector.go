@@ -97,6 +97,26 @@ type Connection struct {
 	StatusSince time.Time `json:"status_since,omitzero"`
 }
 
+// MarshalJSON writes every field, last_sync as null before the first pull and last_error as
+// "" when there is none, so clients see one shape.
+func (c Connection) MarshalJSON() ([]byte, error) {
+	type plain Connection
+	var last any
+	if !c.LastSync.IsZero() {
+		last = c.LastSync
+	}
+	types := c.DataTypes
+	if types == nil {
+		types = []string{}
+	}
+	return json.Marshal(struct {
+		plain
+		DataTypes []string `json:"data_types"`
+		LastSync  any      `json:"last_sync"`
+		LastError string   `json:"last_error"`
+	}{plain(c), types, last, c.LastError})
+}
+
 // IsInvalidGrant reports whether err is the authorization server refusing a grant.
 func IsInvalidGrant(err error) bool {
 	var re *oauth2.RetrieveError

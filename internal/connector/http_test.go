@@ -101,3 +101,21 @@ func TestHTTP(t *testing.T) {
 		}
 	}
 }
+
+func TestConnectionJSON(t *testing.T) {
+	b, _ := json.Marshal(Connection{ID: "x", Provider: "withings", Subject: "s", Status: StatusOK})
+	var m map[string]any
+	json.Unmarshal(b, &m)
+	for _, k := range []string{"id", "provider", "subject", "status", "data_types", "created", "last_sync", "last_error"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("%s lacks %q", b, k)
+		}
+	}
+	if m["last_sync"] != nil || m["last_error"] != "" {
+		t.Errorf("%s: want last_sync null and last_error empty", b)
+	}
+	var back Connection
+	if err := json.Unmarshal(b, &back); err != nil || back.ID != "x" || !back.LastSync.IsZero() {
+		t.Fatalf("round trip: %+v %v", back, err)
+	}
+}
