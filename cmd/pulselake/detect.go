@@ -19,15 +19,20 @@ func newDetectCmd(g *globals) *cobra.Command {
 		sets                  []string
 	)
 	cmd := &cobra.Command{
-		Use:   "detect --method iforest|holt-winters|cv|timeshift [--set k=v]... --input F.csv [--output F.csv]",
-		Short: "Score a CSV time series for anomalies (Isolation Forest, Graphite Holt-Winters, cv, timeshift)",
+		Use:   "detect --method online|iforest|holt-winters|cv|timeshift [--set k=v]... --input F.csv [--output F.csv]",
+		Short: "Score a CSV time series for anomalies (online detector, Isolation Forest, Graphite Holt-Winters, cv, timeshift)",
 		Long: `Reads a CSV with a header (timestamp,value as in the Numenta Anomaly Benchmark, or several
 value columns; an empty value is a missing point) and writes the input columns plus score (0..1,
 higher is more anomalous), anomaly (0/1) and the method's own columns:
+  online        expected,scale,p,component     (forecast, its typical error, tail probability,
+                                                the view that explains the score)
   iforest       decision                       (scikit-learn's decision_function)
   holt-winters  forecast,lower,upper,aberration (Graphite's holtWinters* functions)
   cv            cv                             (stdev / mean over a sliding window)
   timeshift     shifted,change                 (|x - x(t-shift)| / x)
+Rows out of time order are sorted (stable) and rows with the same timestamp are scored once, on
+the mean of their values, with a warning on stderr. The online method takes no parameters: it
+scores each row using only earlier rows and infers step, scales and a daily season.
 Parameters (--set): iforest n_estimators=100 max_samples=auto contamination=auto max_features
 bootstrap=false seed=0; holt-winters seasonality=1d delta=3; cv window=1h window_tolerance=0.1
 threshold=0.15; timeshift shift=7d threshold=0.3; any method columns=a,b time_column=t step=5s.
@@ -51,15 +56,15 @@ See docs/anomaly.md.`,
 				in = f
 			}
 			if output == "" || output == "-" {
-				return detectErr(input, anomaly.RunDetect(cfg, in, g.stdout))
+				return detectErr(input, anomaly.RunDetectWarn(cfg, in, g.stdout, g.stderr))
 			}
 			return durable.Replace(output, 0o600, func(w io.Writer) error {
-				return detectErr(input, anomaly.RunDetect(cfg, in, w))
+				return detectErr(input, anomaly.RunDetectWarn(cfg, in, w, g.stderr))
 			})
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&method, "method", "", "iforest, holt-winters, cv or timeshift")
+	f.StringVar(&method, "method", "", "online, iforest, holt-winters, cv or timeshift")
 	f.StringArrayVar(&sets, "set", nil, "method parameter key=value (repeatable)")
 	f.StringVar(&input, "input", "", "input CSV file (- for stdin)")
 	f.StringVar(&output, "output", "", "output CSV file (default stdout)")

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -22,7 +23,7 @@ type DetectorSpec struct {
 	Kind   string   `yaml:"kind"`
 	Value  string   `yaml:"value"`  // the value of the kind to watch
 	Values []string `yaml:"values"` // iforest only: several values, one feature each (instead of value)
-	Method string   `yaml:"method"` // iforest, holt-winters, cv or timeshift
+	Method string   `yaml:"method"` // online, iforest, holt-winters, cv or timeshift
 	// Params are the method's parameters, with the names and syntax of `pulselake detect
 	// --set` (e.g. contamination: 0.08, seasonality: 1d, window: 1h, shift: 7d) plus step
 	// (the series' period, default 1m) and, for iforest, window (training points, default
@@ -140,7 +141,7 @@ func compileDetector(p string, s DetectorSpec, field func(kind, value string) er
 		}
 	}
 	if !slices.Contains(Methods(), s.Method) {
-		bad("method", "want one of iforest, holt-winters, cv, timeshift; got %q", s.Method)
+		bad("method", "want one of %s; got %q", strings.Join(Methods(), ", "), s.Method)
 		return nil, errs
 	}
 	if d.Name == "" && len(d.Values) > 0 {
@@ -271,6 +272,8 @@ func windowPoints(w string, step time.Duration) (int, error) {
 func (d *Detector) New() (Streaming, error) {
 	c := d.cfg
 	switch d.Method {
+	case "online":
+		return NewOnline(OnlineOptions{Step: c.Step}), nil // no step given: inferred
 	case "iforest":
 		o := StreamIForestOptions{Forest: c.IForest, RefitEvery: c.RefitEvery, MinFit: c.MinFit}
 		if c.Window != "" {
@@ -334,6 +337,8 @@ func (d *Detector) BaselineBytes() int64 {
 		return overhead + 8*int64(n)
 	case "timeshift":
 		return overhead + 16*(int64(c.Shift/d.Step)+1)
+	case "online":
+		return overhead + OnlineStateBytes
 	}
 	return overhead
 }

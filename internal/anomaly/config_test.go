@@ -83,7 +83,7 @@ func TestCompileDetectorsErrors(t *testing.T) {
 	}
 	text := strings.Join(all, "\n")
 	for _, want := range []string{
-		`detectors[0].method: want one of iforest, holt-winters, cv, timeshift; got "arima"`,
+		`detectors[0].method: want one of online, iforest, holt-winters, cv, timeshift; got "arima"`,
 		`detectors[1].value: no numeric value pulse`,
 		`detectors[2].params.contamination: want 'auto' or a fraction in (0, 0.5]`,
 		`detectors[2].params.seasonality: not a parameter of iforest`,

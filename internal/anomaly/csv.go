@@ -3,10 +3,12 @@ package anomaly
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -59,6 +61,95 @@ func (t *Table) Column(c int) []float64 {
 		out[i] = t.Values[i*d+c]
 	}
 	return out
+}
+
+// SortByTime puts the rows in time order, keeping the input order of rows with the same
+// timestamp (a stable sort), and returns how many rows had a timestamp earlier than a row above
+// them. A table already in order is left as it is.
+func (t *Table) SortByTime() int {
+	back := 0
+	latest := int64(math.MinInt64)
+	for _, ts := range t.Times {
+		if ts < latest {
+			back++
+		}
+		latest = max(latest, ts)
+	}
+	if back == 0 {
+		return 0
+	}
+	n, d := t.Rows(), t.Dim()
+	order := make([]int, n)
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(t.Times[a], t.Times[b]) })
+	times := make([]int64, n)
+	values := make([]float64, len(t.Values))
+	lines := make([]int32, n)
+	raw := make([]byte, 0, len(t.raw))
+	ends := make([]int, n)
+	for k, i := range order {
+		times[k] = t.Times[i]
+		copy(values[k*d:(k+1)*d], t.Values[i*d:(i+1)*d])
+		lines[k] = t.LineNo[i]
+		raw = append(raw, t.line(i)...)
+		ends[k] = len(raw)
+	}
+	t.Times, t.Values, t.LineNo, t.raw, t.ends = times, values, lines, raw, ends
+	return back
+}
+
+// RepeatedRows returns how many rows of a time-ordered table have the timestamp of the row
+// before them.
+func (t *Table) RepeatedRows() int {
+	n := 0
+	for i := 1; i < len(t.Times); i++ {
+		if t.Times[i] == t.Times[i-1] {
+			n++
+		}
+	}
+	return n
+}
+
+// mergeRepeated returns a time-ordered table with one row per distinct timestamp, each value
+// the mean of that timestamp's present values (NaN when none is present), and for every row of
+// t the row of the merged table it went into. When no timestamp repeats it returns t and nil.
+// The merged table carries no raw lines: it is for scoring, not for writing.
+func (t *Table) mergeRepeated() (*Table, []int) {
+	if t.RepeatedRows() == 0 {
+		return t, nil
+	}
+	d := t.Dim()
+	m := &Table{Header: t.Header, TimeName: t.TimeName, TimeIndex: t.TimeIndex, ValueNames: t.ValueNames, ValueIndex: t.ValueIndex}
+	group := make([]int, t.Rows())
+	counts := make([]int, d)
+	for i := 0; i < t.Rows(); {
+		j := i
+		for j < t.Rows() && t.Times[j] == t.Times[i] {
+			group[j] = len(m.Times)
+			j++
+		}
+		m.Times = append(m.Times, t.Times[i])
+		m.LineNo = append(m.LineNo, t.LineNo[i])
+		for c := range d {
+			sum := 0.0
+			counts[c] = 0
+			for k := i; k < j; k++ {
+				if v := t.Values[k*d+c]; !math.IsNaN(v) {
+					sum += v
+					counts[c]++
+				}
+			}
+			mean := math.NaN()
+			if counts[c] > 0 {
+				mean = sum / float64(counts[c])
+			}
+			m.Values = append(m.Values, mean)
+		}
+		i = j
+	}
+	return m, group
 }
 
 func (t *Table) line(i int) []byte {
@@ -389,11 +480,13 @@ func parseTimestamp(f []byte) (int64, error) {
 }
 
 // OutColumn is one column detect appends to the input: NaN is written as an empty field; Int
-// columns are written as integers.
+// columns are written as integers. A column with Text is written from it (words without commas
+// or quotes) instead of Values.
 type OutColumn struct {
 	Name   string
 	Values []float64
 	Int    bool
+	Text   []string
 }
 
 // WriteCSV writes the input lines of t followed by cols, header first.
@@ -416,6 +509,10 @@ func WriteCSV(w io.Writer, t *Table, cols []OutColumn) error {
 		buf = append(buf, t.line(i)...)
 		for _, c := range cols {
 			buf = append(buf, ',')
+			if c.Text != nil {
+				buf = append(buf, c.Text[i]...)
+				continue
+			}
 			v := c.Values[i]
 			switch {
 			case math.IsNaN(v):

@@ -12,7 +12,7 @@ import (
 )
 
 // Methods returns the names of the detect methods.
-func Methods() []string { return []string{"iforest", "holt-winters", "cv", "timeshift"} }
+func Methods() []string { return []string{"online", "iforest", "holt-winters", "cv", "timeshift"} }
 
 // Default thresholds of the cv and timeshift methods: where their score crosses 0.5 and a point
 // is flagged. They are starting points for heart rate, not clinical limits.
@@ -51,6 +51,8 @@ type DetectConfig struct {
 // methodParams lists the --set keys a method accepts besides commonParams.
 func methodParams(method string) ([]string, bool) {
 	switch method {
+	case "online":
+		return nil, true // it infers what it needs
 	case "iforest":
 		return []string{"n_estimators", "max_samples", "contamination", "max_features", "bootstrap", "seed", "random_state", "n_jobs"}, true
 	case "holt-winters":
@@ -310,12 +312,25 @@ func InferStep(times []int64) time.Duration {
 }
 
 // RunDetect reads a CSV from r, runs the configured method and writes the result CSV to w.
-// Input problems are *ParseError; parameter problems that depend on the data (a season
-// shorter than 2 points) wrap ErrInvalidParam.
+// Input problems are *ParseError; parameter problems that depend on the data (a season shorter
+// than 2 points) wrap ErrInvalidParam.
 func RunDetect(cfg DetectConfig, r io.Reader, w io.Writer) error {
+	return RunDetectWarn(cfg, r, w, nil)
+}
+
+// RunDetectWarn is RunDetect with a note on warn (when not nil) for rows out of time order,
+// which are sorted, and repeated timestamps, which are merged (see Detect), saying how many
+// rows that concerned.
+func RunDetectWarn(cfg DetectConfig, r io.Reader, w, warn io.Writer) error {
 	t, err := ReadCSV(r, ReadOptions{TimeColumn: cfg.TimeColumn, Columns: cfg.Columns, RequireValues: cfg.Method == "iforest"})
 	if err != nil {
 		return err
+	}
+	if n := t.SortByTime(); n > 0 && warn != nil {
+		fmt.Fprintf(warn, "warning: %d of %d rows have a timestamp earlier than a row above them; rows are sorted by time (stable) and written in that order\n", n, t.Rows())
+	}
+	if n := t.RepeatedRows(); n > 0 && warn != nil && cfg.Method != "iforest" {
+		fmt.Fprintf(warn, "warning: %d rows repeat the timestamp of the row before; each timestamp is scored once, on the mean of its rows' values, and its rows share the result\n", n)
 	}
 	cols, err := Detect(cfg, t)
 	if err != nil {
@@ -325,8 +340,43 @@ func RunDetect(cfg DetectConfig, r io.Reader, w io.Writer) error {
 }
 
 // Detect runs the configured method over t and returns the columns to append: score, anomaly,
-// then the method's own.
+// then the method's own. It first sorts t by time (stable) if its rows are out of order. The
+// time-series methods then see one point per distinct timestamp: rows with the same timestamp
+// are merged into one point whose values are the means of their present values (missing when
+// none is), and every one of those rows gets that point's result. Isolation Forest scores every
+// row as it is (order and repeats do not matter to it).
 func Detect(cfg DetectConfig, t *Table) ([]OutColumn, error) {
+	t.SortByTime()
+	if cfg.Method == "iforest" {
+		return detectPoints(cfg, t)
+	}
+	m, group := t.mergeRepeated()
+	cols, err := detectPoints(cfg, m)
+	if err != nil || group == nil {
+		return cols, err
+	}
+	for c := range cols {
+		if cols[c].Values != nil {
+			v := make([]float64, len(group))
+			for i, g := range group {
+				v[i] = cols[c].Values[g]
+			}
+			cols[c].Values = v
+		}
+		if cols[c].Text != nil {
+			v := make([]string, len(group))
+			for i, g := range group {
+				v[i] = cols[c].Text[g]
+			}
+			cols[c].Text = v
+		}
+	}
+	return cols, nil
+}
+
+// detectPoints runs the method over a time-ordered table with distinct timestamps (any table
+// for iforest).
+func detectPoints(cfg DetectConfig, t *Table) ([]OutColumn, error) {
 	n := t.Rows()
 	score := make([]float64, n)
 	flag := make([]float64, n)
@@ -336,13 +386,33 @@ func Detect(cfg DetectConfig, t *Table) ([]OutColumn, error) {
 			ErrInvalidParam, cfg.Method, t.Dim(), strings.Join(t.ValueNames, ","))
 	}
 	step := cfg.Step
-	if step == 0 && cfg.Method != "iforest" {
+	if step == 0 && cfg.Method != "iforest" && cfg.Method != "online" {
 		step = InferStep(t.Times)
 		if step == 0 {
 			step = time.Second // one row or constant timestamps: any step will do
 		}
 	}
 	switch cfg.Method {
+	case "online":
+		expected := make([]float64, n)
+		scale := make([]float64, n)
+		pval := make([]float64, n)
+		component := make([]string, n)
+		d := NewOnline(OnlineOptions{Step: step})
+		for i, x := range t.Values {
+			r := d.Step(t.Times[i], x)
+			score[i], expected[i], scale[i], pval[i] = r.Score, r.Expected, r.Scale, r.P
+			if r.Anomaly {
+				flag[i] = 1
+			}
+			component[i] = r.Component.String()
+		}
+		out = append(out,
+			OutColumn{Name: "expected", Values: expected},
+			OutColumn{Name: "scale", Values: scale},
+			OutColumn{Name: "p", Values: pval},
+			OutColumn{Name: "component", Text: component})
+
 	case "iforest":
 		if n == 0 {
 			return out, nil
@@ -407,12 +477,6 @@ func Detect(cfg DetectConfig, t *Table) ([]OutColumn, error) {
 		out = append(out, OutColumn{Name: "cv", Values: cv})
 
 	case "timeshift":
-		for i := 1; i < n; i++ {
-			if t.Times[i] < t.Times[i-1] {
-				return nil, &ParseError{Line: int(t.LineNo[i]), Column: t.TimeIndex + 1, Name: t.TimeName,
-					Err: errors.New("timestamps go backwards; timeshift needs rows in time order")}
-			}
-		}
 		tol := cfg.Tolerance
 		if tol == 0 {
 			tol = step / 2

@@ -3,6 +3,8 @@ package anomaly
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -77,6 +79,7 @@ func TestRunDetect(t *testing.T) {
 		{"holt-winters", []string{"seasonality=1h"}, gappy, "timestamp,value,score,anomaly,forecast,lower,upper,aberration"},
 		{"cv", []string{"window=10min", "threshold=0.05"}, gappy, "timestamp,value,score,anomaly,cv"},
 		{"timeshift", []string{"shift=1h"}, gappy, "timestamp,value,score,anomaly,shifted,change"},
+		{"online", nil, gappy, "timestamp,value,score,anomaly,expected,scale,p,component"},
 	} {
 		t.Run(c.method, func(t *testing.T) {
 			cfg, err := ParseDetectConfig(c.method, c.sets)
@@ -87,7 +90,7 @@ func TestRunDetect(t *testing.T) {
 			if err := RunDetect(cfg, strings.NewReader(c.input), &out); err != nil {
 				t.Fatal(err)
 			}
-			tab, err := ReadCSV(&out, ReadOptions{Columns: []string{"score", "anomaly"}})
+			tab, err := ReadCSV(bytes.NewReader(out.Bytes()), ReadOptions{Columns: []string{"score", "anomaly"}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -136,9 +139,102 @@ func TestRunDetectErrors(t *testing.T) {
 	if !errors.As(err, &pe) || pe.Line != 3 {
 		t.Errorf("missing value for iforest: %v", err)
 	}
-	cfg, _ = ParseDetectConfig("timeshift", nil)
-	err = RunDetect(cfg, strings.NewReader("timestamp,value\n5,1\n2,1\n"), &bytes.Buffer{})
-	if !errors.As(err, &pe) || pe.Line != 3 {
-		t.Errorf("backwards time for timeshift: %v", err)
+	_, err = ParseDetectConfig("online", []string{"seasonality=1d"})
+	if !errors.Is(err, ErrInvalidParam) {
+		t.Errorf("online takes no seasonality: %v", err)
+	}
+}
+
+// TestDetectUnorderedRows checks every method on rows out of time order and with repeated
+// timestamps: each gives the result of the sorted input with repeated timestamps merged into
+// their mean, the rows are written in time order, and the warnings count the rows.
+func TestDetectUnorderedRows(t *testing.T) {
+	const n = 2000
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	values, _ := syntheticHR(n, 11)
+	var sorted strings.Builder
+	sorted.WriteString("timestamp,value\n")
+	type row struct{ ts, line string }
+	var rows []row
+	for i, v := range values {
+		ts := t0.Add(time.Duration(i) * time.Minute).Format("2006-01-02 15:04:05")
+		fmt.Fprintf(&sorted, "%s,%g\n", ts, v)
+		rows = append(rows, row{ts, fmt.Sprintf("%s,%g", ts, v)})
+		if i%100 == 50 {
+			// A repeated timestamp: two rows whose mean is the sorted input's value.
+			rows[len(rows)-1].line = fmt.Sprintf("%s,%g", ts, v-1)
+			rows = append(rows, row{ts, fmt.Sprintf("%s,%g", ts, v+1)})
+		}
+	}
+	// Swap neighbours every 7 rows (not within a repeated pair): out of order, not shuffled.
+	for i := 3; i+1 < len(rows); i += 7 {
+		if rows[i].ts != rows[i+1].ts {
+			rows[i], rows[i+1] = rows[i+1], rows[i]
+		}
+	}
+	var messy strings.Builder
+	messy.WriteString("timestamp,value\n")
+	for _, r := range rows {
+		messy.WriteString(r.line + "\n")
+	}
+	for _, c := range []struct {
+		method string
+		sets   []string
+	}{
+		{"online", nil},
+		{"holt-winters", []string{"seasonality=1h"}},
+		{"cv", []string{"window=10"}},
+		{"timeshift", []string{"shift=1h"}},
+		{"iforest", []string{"seed=1"}},
+	} {
+		t.Run(c.method, func(t *testing.T) {
+			cfg, err := ParseDetectConfig(c.method, c.sets)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want, got, warn bytes.Buffer
+			if err := RunDetect(cfg, strings.NewReader(sorted.String()), &want); err != nil {
+				t.Fatal(err)
+			}
+			if err := RunDetectWarn(cfg, strings.NewReader(messy.String()), &got, &warn); err != nil {
+				t.Fatalf("unordered rows refused: %v", err)
+			}
+			if !strings.Contains(warn.String(), "rows are sorted by time") {
+				t.Errorf("no warning about the order: %q", warn.String())
+			}
+			repeated := strings.Contains(warn.String(), "20 rows repeat the timestamp")
+			if repeated == (c.method == "iforest") {
+				t.Errorf("warning about repeated timestamps %v for %s: %q", repeated, c.method, warn.String())
+			}
+			wt, err := ReadCSV(&want, ReadOptions{Columns: []string{"score"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			gt, err := ReadCSV(&got, ReadOptions{Columns: []string{"score"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if gt.Rows() != n+20 {
+				t.Fatalf("%d rows written, want %d", gt.Rows(), n+20)
+			}
+			for i := 1; i < gt.Rows(); i++ {
+				if gt.Times[i] < gt.Times[i-1] {
+					t.Fatalf("row %d written out of time order", i)
+				}
+			}
+			if c.method == "iforest" {
+				return // it scores every row as it is; its forest differs with the rows
+			}
+			j := 0
+			for i := range gt.Rows() {
+				for wt.Times[j] != gt.Times[i] {
+					j++
+				}
+				a, b := gt.Values[i], wt.Values[j]
+				if a != b && !(math.IsNaN(a) && math.IsNaN(b)) {
+					t.Fatalf("row %d (%s): score %g, want the sorted input's %g", i, time.Unix(0, gt.Times[i]).UTC(), a, b)
+				}
+			}
+		})
 	}
 }

@@ -1,6 +1,11 @@
-// Package anomaly finds unusual points in sensor time series with four detectors, each in a
+// Package anomaly finds unusual points in sensor time series with five detectors, each in a
 // batch form (whole series in memory, allocation-aware) and a streaming form (one observation at
 // a time, O(1) or amortized O(1) work and bounded memory):
+//
+// Online (online.go): pulselake's own parameter-free detector. Each point is scored from the
+// past only, by five views — residual against a bank of smoothed forecasts with a learned daily
+// profile, volatility, level drift, stuck values and gaps — each calibrated to a tail
+// probability on the series' own past, combined by a Bonferroni minimum.
 //
 // Isolation Forest, with scikit-learn's IsolationForest semantics. Each of n_estimators trees is
 // grown on max_samples rows ('auto' = min(256, n)) drawn without replacement (with, for
@@ -50,6 +55,9 @@
 // in units of it, so a point exactly on the threshold scores 0.5 and is not flagged:
 // Holt-Winters r = |x - forecast| / (δ·deviation) (flag: aberration ≠ 0), cv r = |cv| /
 // threshold, timeshift r = change / threshold.
+//
+// Detect sorts rows out of time order (stable) and, for the time-series methods, merges rows
+// with the same timestamp into one point holding the mean of their values.
 //
 // Concurrency: a fitted IsolationForest is read-only and safe for concurrent scoring; every
 // other type is for one goroutine at a time. StreamIForest owns one refit goroutine, stopped by
