@@ -81,6 +81,7 @@ var (
 	ErrNotFound        = errors.New("no such connection")
 	ErrNeedsConsent    = errors.New("the provider refused the refresh token (invalid_grant): the grant was revoked or expired; connect again")
 	ErrBadSubject      = errors.New("invalid subject")
+	ErrTooManyPending  = errors.New("too many authorization requests in progress")
 )
 
 // Connection is one subject's grant at one provider (the token is kept apart, sealed).

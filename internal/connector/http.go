@@ -104,6 +104,9 @@ func (m *Manager) BeginHandler(w http.ResponseWriter, r *http.Request, tok token
 		httpapi.WriteError(w, http.StatusNotFound, "unknown-provider", err.Error())
 	case errors.Is(err, ErrBadSubject):
 		httpapi.WriteError(w, http.StatusBadRequest, "invalid-subject", err.Error()+" (?subject=...)")
+	case errors.Is(err, ErrTooManyPending):
+		w.Header().Set("Retry-After", "60")
+		httpapi.WriteError(w, http.StatusTooManyRequests, "too-many-pending", err.Error())
 	case err != nil:
 		httpapi.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 	default:

@@ -132,6 +132,9 @@ func (m *Manager) Begin(ctx context.Context, provider, subject string) (authURL,
 	if err := CheckSubject(subject); err != nil {
 		return "", "", err
 	}
+	if n := m.dropExpiredStates(ctx); n >= MaxPendingStates {
+		return "", "", fmt.Errorf("%w: %d authorization requests are pending; wait until some complete or expire (%s)", ErrTooManyPending, n, m.o.StateTTL)
+	}
 	b := make([]byte, 24)
 	if _, err := rand.Read(b); err != nil {
 		return "", "", fmt.Errorf("generating state: %w", err)
@@ -142,17 +145,20 @@ func (m *Manager) Begin(ctx context.Context, provider, subject string) (authURL,
 	if _, err := m.o.States.Create(ctx, state, req); err != nil {
 		return "", "", fmt.Errorf("storing authorization state: %w", err)
 	}
-	m.dropExpiredStates(ctx)
 	return p.AuthCodeURL(state, verifier), state, nil
 }
 
-// dropExpiredStates removes authorization requests nobody completed.
-func (m *Manager) dropExpiredStates(ctx context.Context) {
+// MaxPendingStates bounds the authorization requests in progress at once.
+const MaxPendingStates = 1000
+
+// dropExpiredStates removes authorization requests nobody completed and returns how many
+// are still pending.
+func (m *Manager) dropExpiredStates(ctx context.Context) int {
 	keys, err := listKeys(ctx, m.o.States)
 	if err != nil {
-		return
+		return 0
 	}
-	now := m.o.Now()
+	now, pending := m.o.Now(), 0
 	for _, k := range keys {
 		e, err := m.o.States.Get(ctx, k)
 		if err != nil {
@@ -160,9 +166,12 @@ func (m *Manager) dropExpiredStates(ctx context.Context) {
 		}
 		var r authRequest
 		if json.Unmarshal(e.Value(), &r) != nil || now.After(r.Expires) {
-			_ = m.o.States.Delete(ctx, k, jetstream.LastRevision(e.Revision()))
+			_ = m.o.States.Purge(ctx, k, jetstream.LastRevision(e.Revision()))
+			continue
 		}
+		pending++
 	}
+	return pending
 }
 
 // Complete finishes connecting: it consumes state (once), exchanges code for a token, seals
