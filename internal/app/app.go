@@ -26,6 +26,7 @@ import (
 	"github.com/pulselake/pulselake/internal/config"
 	"github.com/pulselake/pulselake/internal/connector"
 	"github.com/pulselake/pulselake/internal/durable"
+	"github.com/pulselake/pulselake/internal/imports"
 	"github.com/pulselake/pulselake/internal/ingest"
 	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/rules"
@@ -62,21 +63,23 @@ type Running struct {
 // (stopped after intake, before the lake writer's final flush) and register cleanups with
 // onClose. The HTTP routes of every part are mounted in one place, mountRoutes.
 type node struct {
-	ctx        context.Context
-	log        *slog.Logger
-	reg        prometheus.Registerer
-	cfg        *config.Config
-	dataDir    string
-	conn       *stream.Conn
-	kinds      *reading.Registry
-	hub        *web.Hub
-	lake       *lakeParts
-	alerting   *alerting
-	runProc    func(name string, run func(context.Context) error)
-	closers    []func()
-	erasers    []memoryEraser // parts of memory that hold subjects' data (erase.go)
-	in         *ingest.Ingester
-	connectors *connector.Manager // wearable connections (connectors.go)
+	ctx      context.Context
+	log      *slog.Logger
+	reg      prometheus.Registerer
+	cfg      *config.Config
+	dataDir  string
+	conn     *stream.Conn
+	kinds    *reading.Registry
+	hub      *web.Hub
+	lake     *lakeParts
+	alerting *alerting
+	runProc  func(name string, run func(context.Context) error)
+	closers  []func()
+	erasers  []memoryEraser // parts of memory that hold subjects' data (erase.go)
+	ingester *ingest.Ingester
+	imports  *imports.Manager // uploaded exports (imports.go)
+	// connectors are the wearable connections (connectors.go).
+	connectors *connector.Manager
 }
 
 // onClose registers f to run when serve stops, after the processors stopped.
@@ -89,7 +92,7 @@ func (n *node) close() {
 }
 
 // parts are the optional parts of serve, started in this order.
-var parts = []func(*node) error{startDetectors, startECG, startPipelines, startConnectors, startErase}
+var parts = []func(*node) error{startDetectors, startECG, startPipelines, startConnectors, startErase, startImports}
 
 // lakeStopTimeout bounds the lake writer's final flush at shutdown; what it could not
 // write stays in the stream and is written on the next start.
@@ -271,7 +274,7 @@ func Run(ctx context.Context, o Options) error {
 		}},
 	})
 	n := &node{ctx: ctx, log: log, reg: reg, cfg: cfg, dataDir: o.DataDir, conn: conn, kinds: kinds, hub: hub,
-		lake: lk, alerting: alerting, runProc: runProc, in: in}
+		lake: lk, alerting: alerting, runProc: runProc, ingester: in}
 	defer n.close()
 	for _, start := range parts {
 		if err := start(n); err != nil {

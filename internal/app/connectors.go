@@ -49,7 +49,7 @@ func startConnectors(n *node) error {
 		return nil
 	}
 	eng, err := connector.NewEngine(log, n.reg, connector.EngineOptions{
-		Manager: mgr, Timing: timings(n.cfg), Ingest: ingestReadings(n.in),
+		Manager: mgr, Timing: timings(n.cfg), Ingest: ingestReadings(n.ingester),
 		Record: func(r connector.RunRecord) {
 			n.lake.ops.Add(lake.ZoneOps, "connector_runs", connectorRunColumns, connectorRunRow(r))
 		},
