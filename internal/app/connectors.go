@@ -72,7 +72,7 @@ func OpenConnectors(ctx context.Context, log *slog.Logger, reg prometheus.Regist
 		return nil, err
 	}
 	mo := connector.ManagerOptions{Providers: providers, DataTypes: types,
-		Secrets: &lazySecrets{log: log, reg: reg, dataDir: dataDir, conn: conn}}
+		Secrets: &connectorSecrets{log: log, reg: reg, dataDir: dataDir, conn: conn}}
 	if err := connector.OpenBuckets(ctx, conn.KV, &mo); err != nil {
 		return nil, err
 	}
@@ -242,9 +242,9 @@ func (n *node) notifyAlert(ctx context.Context, log *slog.Logger, from string, a
 	}
 }
 
-// lazySecrets opens the secret store (master key from PULSELAKE_MASTER_KEY or
-// <data>/master.key) on first use: a data directory with no connection needs no master key.
-type lazySecrets struct {
+// connectorSecrets opens the secret store (OpenSecrets) on first use: a data directory with
+// no connection needs no master key.
+type connectorSecrets struct {
 	log     *slog.Logger
 	reg     prometheus.Registerer
 	dataDir string
@@ -253,24 +253,13 @@ type lazySecrets struct {
 	store   *secret.Store
 }
 
-func (s *lazySecrets) open(ctx context.Context) (*secret.Store, error) {
+func (s *connectorSecrets) open(ctx context.Context) (*secret.Store, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.store != nil {
 		return s.store, nil
 	}
-	key, created, err := secret.LoadMasterKey(s.dataDir, os.Getenv)
-	if err != nil {
-		return nil, err
-	}
-	if created {
-		s.log.Warn("created a new master key for the secret store; back it up", "file", filepath.Join(s.dataDir, secret.KeyFile))
-	}
-	kv, err := s.conn.KV(ctx, secret.Bucket, "pulselake secrets (AES-256-GCM)")
-	if err != nil {
-		return nil, err
-	}
-	st, err := secret.Open(ctx, s.log.With("component", "secret"), s.reg, kv, secret.Options{MasterKey: key})
+	st, err := OpenSecrets(ctx, s.log, s.reg, s.dataDir, s.conn)
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +267,7 @@ func (s *lazySecrets) open(ctx context.Context) (*secret.Store, error) {
 	return st, nil
 }
 
-func (s *lazySecrets) Get(ctx context.Context, name string) ([]byte, error) {
+func (s *connectorSecrets) Get(ctx context.Context, name string) ([]byte, error) {
 	st, err := s.open(ctx)
 	if err != nil {
 		return nil, err
@@ -286,7 +275,7 @@ func (s *lazySecrets) Get(ctx context.Context, name string) ([]byte, error) {
 	return st.Get(ctx, name)
 }
 
-func (s *lazySecrets) Put(ctx context.Context, name string, v []byte) error {
+func (s *connectorSecrets) Put(ctx context.Context, name string, v []byte) error {
 	st, err := s.open(ctx)
 	if err != nil {
 		return err
@@ -294,7 +283,7 @@ func (s *lazySecrets) Put(ctx context.Context, name string, v []byte) error {
 	return st.Put(ctx, name, v)
 }
 
-func (s *lazySecrets) Delete(ctx context.Context, name string) error {
+func (s *connectorSecrets) Delete(ctx context.Context, name string) error {
 	st, err := s.open(ctx)
 	if err != nil {
 		return err

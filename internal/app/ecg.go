@@ -78,7 +78,7 @@ func startECG(n *node) error {
 	var cl ecg.BatchClassifier
 	if c.KServeURL != "" {
 		k, err := ecg.NewKServe(ecg.KServeOptions{URL: c.KServeURL, Model: c.KServeModel, Version: c.KServeVersion,
-			Tensor: c.KServeTensor, Input: c.KServeInput, Timeout: c.KServeTimeout, Batch: c.KServeBatch})
+			Tensor: c.KServeTensor, Input: c.KServeInput, Timeout: c.KServeTimeout.D(), Batch: c.KServeBatch})
 		if err != nil {
 			return fmt.Errorf("ecg: %w", err)
 		}
@@ -98,7 +98,7 @@ func startECG(n *node) error {
 		cl = l
 	}
 	p := &ecgPart{n: n, cl: cl, cfg: c, kinds: n.kinds,
-		live: ecg.NewLive(ecg.LiveOptions{MaxDevices: c.MaxDevices, MaxStreams: c.MaxStreams, IdleTimeout: c.IdleTimeout}),
+		live: ecg.NewLive(ecg.LiveOptions{MaxDevices: c.MaxDevices, MaxStreams: c.MaxStreams, IdleTimeout: c.IdleTimeout.D()}),
 		mBeats: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulselake_ecg_beats_total",
 			Help: "Heartbeats classified by streaming classification, by predicted class."}, []string{"class"}),
 		mErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "pulselake_ecg_errors_total",

@@ -24,7 +24,7 @@ func TestConnectorsConfig(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "c.yaml")
 			os.WriteFile(path, []byte(tc.yaml), 0o600)
-			_, err := Check(path)
+			_, err := Check(path, nil)
 			got := ""
 			if err != nil {
 				got = err.Error()

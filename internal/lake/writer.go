@@ -125,7 +125,7 @@ func New(log *slog.Logger, reg prometheus.Registerer, o Options) (*Writer, error
 	if o.Conn == nil || o.Registry == nil {
 		return nil, errors.New("creating lake writer: a stream connection and a kind registry are required")
 	}
-	o.Config.ApplyDefaults(o.DataDir)
+	o.Config = o.Config.WithDefaults(o.DataDir)
 	if ps := o.Config.Validate(); len(ps) > 0 {
 		return nil, fmt.Errorf("creating lake writer: %w", ps)
 	}
@@ -191,7 +191,7 @@ func (w *Writer) Run(ctx context.Context) error {
 	if err := w.loadRepairs(ctx); err != nil {
 		return err
 	}
-	nextCompact := time.Now().Add(cfg.CompactInterval)
+	nextCompact := time.Now().Add(cfg.CompactInterval.D())
 	draining := false
 	// flush commits buf to every table that is not catching up. A table that keeps failing
 	// while others commit is set aside (it catches up from the stream later, see repair.go),
@@ -258,7 +258,7 @@ func (w *Writer) Run(ctx context.Context) error {
 		}
 		wait := time.Second
 		if len(buf) > 0 {
-			wait = min(wait, cfg.FlushInterval-time.Since(first))
+			wait = min(wait, cfg.FlushInterval.D()-time.Since(first))
 		}
 		wait = max(wait, 50*time.Millisecond)
 		if draining {
@@ -310,7 +310,7 @@ func (w *Writer) Run(ctx context.Context) error {
 			}
 			return nil
 		}
-		if len(buf) > 0 && (bufBytes >= cfg.FlushBytes || time.Since(first) >= cfg.FlushInterval) {
+		if len(buf) > 0 && (bufBytes >= cfg.FlushBytes || time.Since(first) >= cfg.FlushInterval.D()) {
 			if err := flush(); err != nil {
 				return nil // ctx ended while retrying
 			}
@@ -324,7 +324,7 @@ func (w *Writer) Run(ctx context.Context) error {
 		}
 		if cfg.CompactInterval > 0 && time.Now().After(nextCompact) && len(buf) == 0 {
 			w.Compact(ctx)
-			nextCompact = time.Now().Add(cfg.CompactInterval)
+			nextCompact = time.Now().Add(cfg.CompactInterval.D())
 		}
 	}
 }
