@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/pulselake/pulselake/internal/config"
+	"github.com/pulselake/pulselake/internal/connector"
 	"github.com/pulselake/pulselake/internal/durable"
 	"github.com/pulselake/pulselake/internal/imports"
 	"github.com/pulselake/pulselake/internal/ingest"
@@ -80,6 +81,8 @@ type node struct {
 	erasers    []memoryEraser // parts of memory that hold subjects' data (erase.go)
 	ingester   *ingest.Ingester
 	imports    *imports.Manager // uploaded exports (imports.go)
+	// connectors are the wearable connections (connectors.go).
+	connectors *connector.Manager
 }
 
 // onClose registers f to run when serve stops, after the processors stopped.
@@ -92,7 +95,7 @@ func (n *node) close() {
 }
 
 // parts are the optional parts of serve, started in this order.
-var parts = []func(*node) error{startDetectors, startECG, startPipelines, startErase, startImports}
+var parts = []func(*node) error{startDetectors, startECG, startPipelines, startConnectors, startErase, startImports}
 
 // lakeStopTimeout bounds the lake writer's final flush at shutdown; what it could not
 // write stays in the stream and is written on the next start.

@@ -96,8 +96,7 @@ func (e *eraser) eraseSteps() []EraseStep {
 		{"alert state", e.alertState},
 		{"notification log", e.notificationLog},
 		{"silences", e.silences},
-		// Connector credentials and cursors: no connector keeps per-subject state yet; a
-		// connector package adds its step here.
+		{"connectors", e.connectors}, // credentials, cursors and connections (connectors.go)
 	}
 	steps = append(steps, EraseStep{"stream", e.stream})
 	return append(steps,
