@@ -15,6 +15,7 @@ import (
 
 	"github.com/pulselake/pulselake/internal/alert"
 	"github.com/pulselake/pulselake/internal/anomaly"
+	"github.com/pulselake/pulselake/internal/detectors"
 	"github.com/pulselake/pulselake/internal/notify"
 	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/rules"
@@ -88,13 +89,13 @@ func TestRuleAndDetectorAlertsLookAlike(t *testing.T) {
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	det, err := newAnomalyRunner(log, nil, ds, anomalyOutputs{alerts: out})
+	detNow := now
+	det, err := detectors.New(log, nil, detectors.Options{Detectors: ds, Out: detectors.Outputs{Alerts: out},
+		Now: func() time.Time { return detNow }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	detNow := now
-	det.now = func() time.Time { return detNow }
-	defer det.close()
+	defer det.Close()
 
 	// The series: steady, then a jump that both the rule (> 150) and the detector flag.
 	t0 := now.Add(-5 * time.Minute)
@@ -102,7 +103,7 @@ func TestRuleAndDetectorAlertsLookAlike(t *testing.T) {
 		hr("s1", "w1", t0.Add(2*time.Minute), 70), hr("s1", "w1", t0.Add(3*time.Minute), 200)}
 	b := &stream.Batch{Source: stream.SourceHTTP, Received: now}
 	for _, r := range series {
-		det.observe(ctx, r)
+		det.Observe(ctx, r)
 		raw, _ := json.Marshal(map[string]any{"subject": r.Subject, "device": r.Device, "kind": r.Kind, "time": r.Time.UnixMilli(), "values": r.Values})
 		b.Entries = append(b.Entries, stream.Entry{Identity: r.Identity(), Reading: r, Raw: raw})
 	}
@@ -157,7 +158,7 @@ func TestRuleAndDetectorAlertsLookAlike(t *testing.T) {
 		t.Fatal(err)
 	}
 	detNow = detNow.Add(30 * time.Second)
-	det.tick(ctx)
+	det.Tick(ctx)
 	for time.Now().Before(deadline) {
 		if got = listed(); got["hr-high"]["state"] == "resolved" {
 			break
@@ -195,4 +196,8 @@ func TestRuleAndDetectorAlertsLookAlike(t *testing.T) {
 	if want := []string{"hr-high:firing>resolved", "hr-high:inactive>firing", "hr-shift:firing>resolved", "hr-shift:inactive>firing"}; !slices.Equal(froms, want) {
 		t.Errorf("recorded transitions %v, want %v", froms, want)
 	}
+}
+
+func hr(subject, device string, at time.Time, bpm float64) *reading.Reading {
+	return &reading.Reading{Subject: subject, Device: device, Kind: "heart_rate", Time: at, Values: map[string]float64{"bpm": bpm}}
 }

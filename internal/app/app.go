@@ -26,6 +26,7 @@ import (
 	"github.com/pulselake/pulselake/internal/config"
 	"github.com/pulselake/pulselake/internal/durable"
 	"github.com/pulselake/pulselake/internal/ingest"
+	"github.com/pulselake/pulselake/internal/lake"
 	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/rules"
 	"github.com/pulselake/pulselake/internal/stream"
@@ -72,8 +73,10 @@ type node struct {
 	lake     *lakeParts
 	alerting *alerting
 	runProc  func(name string, run func(context.Context) error)
-	closers  []func()
-	erasers  []memoryEraser // parts of memory that hold subjects' data (erase.go)
+	// quarantine records the stream messages a processor terminated (quarantine.poison).
+	quarantine func(context.Context, stream.Poisoned) error
+	closers    []func()
+	erasers    []memoryEraser // parts of memory that hold subjects' data (erase.go)
 }
 
 // onClose registers f to run when serve stops, after the processors stopped.
@@ -249,7 +252,8 @@ func Run(ctx context.Context, o Options) error {
 	}
 	runProc("lake-ops", lk.ops.Run)
 	runProc("stream-loss", loss.Run)
-	alerting, err := startAlerting(ctx, log, reg, cfg, conn, kinds, hub, ws0(cfg), lk.recordAlerts)
+	quarantine := quarantineTo(lk.ops)
+	alerting, err := startAlerting(ctx, log, reg, cfg, conn, kinds, hub, ws0(cfg), lk.recordAlerts, quarantine)
 	if err != nil {
 		return err
 	}
@@ -268,7 +272,7 @@ func Run(ctx context.Context, o Options) error {
 		}},
 	})
 	n := &node{ctx: ctx, log: log, reg: reg, cfg: cfg, dataDir: o.DataDir, conn: conn, kinds: kinds, hub: hub,
-		lake: lk, alerting: alerting, runProc: runProc}
+		lake: lk, alerting: alerting, runProc: runProc, quarantine: quarantine}
 	defer n.close()
 	for _, start := range parts {
 		if err := start(n); err != nil {
@@ -319,6 +323,17 @@ func Run(ctx context.Context, o Options) error {
 	procs.Wait()
 	log.Info("processors stopped; closing the stream")
 	return nil
+}
+
+// quarantineTo records the stream messages processors terminated in quarantine.poison,
+// committed with the ops rows.
+func quarantineTo(ops *lake.RowBuffer) func(context.Context, stream.Poisoned) error {
+	return func(_ context.Context, p stream.Poisoned) error {
+		if !ops.Add(lake.ZoneQuarantine, lake.PoisonTable, lake.PoisonColumns, lake.PoisonRow(p, time.Now())) {
+			return errors.New("the lake's row buffer is full; the record is dropped (the message stays in the stream for its retention)")
+		}
+		return nil
+	}
 }
 
 func off(addr string) string {
