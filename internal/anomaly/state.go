@@ -156,6 +156,16 @@ func (r *stateReader) f64() float64 {
 	return v
 }
 
+// count reads a non-negative count (bounded far below overflow).
+func (r *stateReader) count(what string) int {
+	v := r.int()
+	if r.err == nil && (v < 0 || v >= 1<<62) {
+		r.fail("bad %s %d", what, v)
+		return 0
+	}
+	return int(v)
+}
+
 // length reads a slice length of elements of size bytes each.
 func (r *stateReader) length(size int) int {
 	n := r.int()
@@ -289,17 +299,18 @@ func (d *Online) UnmarshalBinary(data []byte) error {
 	var s Online
 	s.o = d.o
 	r.same("configured step (ns)", r.int(), int64(d.o.Step))
-	s.step = r.int()
-	s.ngaps = int(r.int())
-	if r.err == nil && (s.ngaps < 0 || s.ngaps > stepGaps) {
+	s.step = int64(r.count("step"))
+	s.ngaps = r.count("gap count")
+	if s.ngaps > stepGaps {
 		r.fail("bad gap count %d", s.ngaps)
+		s.ngaps = 0
 	}
 	for i := range s.ngaps {
 		s.gaps[i] = r.int()
 	}
 	s.lastTime = r.int()
 	s.started = r.bool()
-	s.n = int(r.int())
+	s.n = r.count("point count")
 	for i := range s.pred {
 		p := &s.pred[i]
 		p.level = r.f64()
@@ -339,7 +350,7 @@ func (d *Online) UnmarshalBinary(data []byte) error {
 		c.u = r.f64()
 		c.sigma = r.f64()
 		c.xi = r.f64()
-		c.since = int(r.int())
+		c.since = r.count("refit count")
 	}
 	for _, rs := range []*runs{&s.stuckRuns, &s.gapRuns} {
 		for j := range rs.count {
@@ -349,8 +360,8 @@ func (d *Online) UnmarshalBinary(data []byte) error {
 		rs.weight = r.f64()
 		rs.decay = r.f64()
 	}
-	s.stuck = int(r.int())
-	s.missing = int(r.int())
+	s.stuck = r.count("stuck run")
+	s.missing = r.count("gap run")
 	if err := r.done(); err != nil {
 		return err
 	}
@@ -390,15 +401,12 @@ func (s *StreamHoltWinters) UnmarshalBinary(data []byte) error {
 	r.sameF("delta", r.f64(), h.o.Delta)
 	started, last := r.time()
 	n := HoltWinters{o: h.o, seasonals: make([]float64, len(h.seasonals)), deviations: make([]float64, len(h.deviations))}
-	n.i = int(r.int())
+	n.i = r.count("point index")
 	n.intercept = r.f64()
 	n.slope = r.f64()
 	n.nextPred = r.f64()
 	r.f64sInto(n.seasonals, "season")
 	r.f64sInto(n.deviations, "deviations")
-	if r.err == nil && n.i < 0 {
-		r.fail("negative point index")
-	}
 	if err := r.done(); err != nil {
 		return err
 	}
@@ -434,12 +442,12 @@ func (s *StreamCV) UnmarshalBinary(data []byte) error {
 	r.sameF("threshold", r.f64(), m.o.Threshold)
 	started, last := r.time()
 	n := MovingCV{o: m.o, ring: make([]float64, len(m.ring))}
-	n.i = int(r.int())
-	n.valid = int(r.int())
+	n.i = r.count("point index")
+	n.valid = r.count("valid points")
 	n.sum = r.f64()
 	n.sumSq = r.f64()
 	r.f64sInto(n.ring, "window")
-	if r.err == nil && (n.i < 0 || n.valid < 0 || n.valid > len(n.ring)) {
+	if r.err == nil && n.valid > len(n.ring) {
 		r.fail("bad window counts")
 	}
 	if err := r.done(); err != nil {
@@ -541,7 +549,7 @@ func (s *StreamIForest) UnmarshalBinary(data []byte) error {
 	r := openState(data, "iforest")
 	r.same("number of values", r.int(), int64(s.d))
 	r.same("window", r.int(), int64(s.o.Window))
-	count, since := int(r.int()), int(r.int())
+	count, since := r.count("point count"), r.count("refit count")
 	ring := make([]float64, len(s.ring))
 	r.f64sInto(ring, "window")
 	var fit *fitted
@@ -564,9 +572,6 @@ func (s *StreamIForest) UnmarshalBinary(data []byte) error {
 			}
 			fit = &fitted{forest: f, X: X}
 		}
-	}
-	if r.err == nil && (count < 0 || since < 0) {
-		r.fail("bad counts")
 	}
 	if err := r.done(); err != nil {
 		return err

@@ -59,6 +59,10 @@ type Config struct {
 
 	// Detectors are the streaming anomaly detectors of serve (docs/anomaly.md).
 	Detectors []anomaly.DetectorSpec `yaml:"detectors"`
+	// DetectorsCheckpoint is how often serve saves the detectors' baselines and alerts to
+	// the KV bucket pulselake_detectors (default 30s; also on a clean shutdown). After a crash
+	// at most this much learning is lost.
+	DetectorsCheckpoint yamlconf.Duration `yaml:"detectors_checkpoint"`
 
 	// Pipelines are the model folders serve runs on schedules (SPEC §6, docs/pipelines.md).
 	Pipelines []pipeline.Folder `yaml:"pipelines"`
@@ -230,8 +234,9 @@ func Default() *Config {
 			DedupWindow:      yamlconf.Duration(2 * time.Minute),
 			DedupMaxEntries:  2_000_000,
 		},
-		Runtime: Runtime{MemoryLimit: "768MiB"},
-		Log:     Log{Level: "info", Format: "text"},
+		Runtime:             Runtime{MemoryLimit: "768MiB"},
+		Log:                 Log{Level: "info", Format: "text"},
+		DetectorsCheckpoint: yamlconf.Duration(30 * time.Second),
 	}
 }
 
@@ -348,6 +353,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Ingest.DedupWindow.D() < 0 {
 		add("ingest.dedup_window", "must not be negative")
+	}
+	if d := c.DetectorsCheckpoint.D(); d < time.Second || d > time.Hour {
+		add("detectors_checkpoint", "must be 1s..1h, got %s", d)
 	}
 	if c.Ingest.DedupMaxEntries < 0 {
 		add("ingest.dedup_max_entries", "must not be negative")
