@@ -68,7 +68,9 @@ func (w *stateWriter) bool(v bool) {
 		w.b = append(w.b, 0)
 	}
 }
-func (w *stateWriter) f64(v float64) { w.b = binary.LittleEndian.AppendUint64(w.b, math.Float64bits(v)) }
+func (w *stateWriter) f64(v float64) {
+	w.b = binary.LittleEndian.AppendUint64(w.b, math.Float64bits(v))
+}
 func (w *stateWriter) f64s(v []float64) {
 	w.int(int64(len(v)))
 	for _, x := range v {

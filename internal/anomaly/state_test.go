@@ -99,8 +99,8 @@ func TestStateRoundTrip(t *testing.T) {
 			for _, cut := range []int{0, 1, 40, len(ts) / 2, len(ts) - 1} {
 				whole, first := newDet(t, d), newDet(t, d)
 				for i := range cut {
-					whole.Observe(ts[i], vs[i : i+1])
-					first.Observe(ts[i], vs[i : i+1])
+					whole.Observe(ts[i], vs[i:i+1])
+					first.Observe(ts[i], vs[i:i+1])
 					settle(t, whole)
 					settle(t, first)
 				}

@@ -184,11 +184,11 @@ type StreamIForestOptions struct {
 type StreamIForest struct {
 	o      StreamIForestOptions
 	d      int
-	ring   []float64 // Window·d values, oldest overwritten
-	count  int       // observations so far
-	since  int       // observations since the last refit request
+	ring   []float64              // Window·d values, oldest overwritten
+	count  int                    // observations so far
+	since  int                    // observations since the last refit request
 	fitted atomic.Pointer[fitted] // the forest scoring, with the window it was fitted on
-	busy   atomic.Bool             // a refit is requested or running
+	busy   atomic.Bool            // a refit is requested or running
 	req    chan []float64
 	stop   chan struct{}
 	errs   atomic.Pointer[error]
