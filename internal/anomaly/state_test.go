@@ -80,6 +80,12 @@ func settle(t *testing.T, s Streaming) {
 	}
 }
 
+// justRefitted reports whether the last observation of an Isolation Forest requested a refit.
+func justRefitted(s Streaming) bool {
+	f, ok := s.(*StreamIForest)
+	return ok && f.since == 0
+}
+
 var stateSpecs = []DetectorSpec{
 	{Method: "online"},
 	{Method: "online", Params: map[string]any{"step": "1m"}},
@@ -120,8 +126,14 @@ func TestStateRoundTrip(t *testing.T) {
 				for i := cut; i < len(ts); i++ {
 					s1, f1 := whole.Observe(ts[i], vs[i:i+1])
 					s2, f2 := rest.Observe(ts[i], vs[i:i+1])
+					refit := justRefitted(whole) || justRefitted(rest)
 					settle(t, whole)
 					settle(t, rest)
+					if refit {
+						// Scored while a refit ran: with the old forest or, if the fit was
+						// quicker than the score, the new one. Not comparable.
+						continue
+					}
 					if math.Float64bits(s1) != math.Float64bits(s2) || f1 != f2 {
 						t.Fatalf("cut %d point %d: uninterrupted %v %v, restored %v %v", cut, i, s1, f1, s2, f2)
 					}
