@@ -118,4 +118,3 @@ func hasAlert(t *testing.T, base, subject string) bool {
 	}
 	return false
 }
-
