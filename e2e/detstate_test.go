@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +19,8 @@ import (
 // SIGKILL after a checkpoint, and started again on the same data directory. The firing alert
 // is still listed, and the other subject's first abnormal reading after the restart fires at
 // once: a fresh timeshift baseline has no reading an hour earlier and could not flag it.
+// Erasing a subject then removes its checkpointed baseline and alert: a further restart does
+// not bring them back.
 func TestDetectorStateSurvivesRestart(t *testing.T) {
 	bin, err := buildOnce()
 	if err != nil {
@@ -104,6 +107,36 @@ detectors:
 			waitUntil(t, 30*time.Second, "bob's alert firing after the restart", func() bool { return hasAlert(t, base, "bob") })
 			if n := metric(t, base, points); n != 1 {
 				t.Errorf("the restarted serve scored %v readings, want only bob's new one (the others were acknowledged)", n)
+			}
+
+			// Erasing ann removes her checkpointed baseline and alert too: a restart does not
+			// bring them back, and bob's stay.
+			out, code := runBin(t, "erase", "--data", dir, "--config", cfgFile, "--subject", "ann")
+			if code != 0 {
+				t.Fatalf("erase exited %d:\n%s", code, out)
+			}
+			for _, place := range []string{"anomaly detectors: checkpointed alerts, baselines (KV pulselake_detectors)",
+				"anomaly detector baselines and alerts (KV pulselake_detectors)"} {
+				var before, after int
+				found := false
+				for _, line := range strings.Split(out, "\n") {
+					if rest, ok := strings.CutPrefix(line, place); ok {
+						_, err := fmt.Sscan(rest, &before, &after)
+						found = err == nil
+					}
+				}
+				if !found || before != 2 || after != 0 { // ann's baseline and alert
+					t.Errorf("erase report for %q: before %d after %d (found %v), want 2 and 0:\n%s", place, before, after, found, out)
+				}
+			}
+			if hasAlert(t, base, "ann") {
+				t.Error("ann's alert is listed after erase")
+			}
+			running.Process.Signal(syscall.SIGTERM)
+			running.Wait()
+			running = startServeWith(t, bin, dir, addr, "--config", cfgFile)
+			if hasAlert(t, base, "ann") || !hasAlert(t, base, "bob") {
+				t.Errorf("after erase and a restart: alerts %+v, want bob's only", firingAlerts(t, base))
 			}
 		})
 	}

@@ -252,3 +252,28 @@ func FuzzUnmarshalState(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkOnlineState: saving and restoring one online baseline (a checkpoint copies this
+// under the detectors' lock).
+func BenchmarkOnlineState(b *testing.B) {
+	ts, vs := stateSeries(5000, time.Minute)
+	d := NewOnline(OnlineOptions{})
+	for i := range ts {
+		d.Observe(ts[i], vs[i:i+1])
+	}
+	data, _ := d.MarshalBinary()
+	b.Run("marshal", func(b *testing.B) {
+		for b.Loop() {
+			d.MarshalBinary()
+		}
+		b.ReportMetric(float64(len(data)), "bytes/state")
+	})
+	b.Run("unmarshal", func(b *testing.B) {
+		r := NewOnline(OnlineOptions{})
+		for b.Loop() {
+			if err := r.UnmarshalBinary(data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
