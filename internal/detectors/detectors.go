@@ -138,7 +138,8 @@ type Options struct {
 }
 
 // Runner feeds readings to per-baseline streaming detectors and keeps the state of the
-// detectors' alerts (in memory only). All methods are safe for concurrent use.
+// detectors' alerts (in memory, checkpointed with Options.State). All methods are safe for
+// concurrent use.
 type Runner struct {
 	log      *slog.Logger
 	dets     []*detectorState
