@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -76,6 +77,8 @@ type checkpointer struct {
 
 	mu    sync.Mutex        // one checkpoint or erasure of the bucket at a time
 	saved map[string]uint64 // key -> what it holds: the baseline's last time, or the alert's hash
+	// closed: the runner dropped its baselines (Close); a checkpoint now would purge them.
+	closed atomic.Bool
 
 	mWrites   prometheus.Counter
 	mBytes    prometheus.Counter
@@ -154,6 +157,9 @@ func (r *Runner) Checkpoint(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closed.Load() {
+		return nil
+	}
 	start := time.Now()
 	err := r.checkpointLocked(ctx)
 	c.mDuration.Observe(time.Since(start).Seconds())
@@ -239,7 +245,7 @@ func (r *Runner) checkpointLocked(ctx context.Context) error {
 		c.mBytes.Add(float64(len(w.value)))
 	}
 	for key := range c.saved {
-		if held[key] {
+		if held[key] || c.closed.Load() {
 			continue
 		}
 		if err := purgeKey(ctx, c.kv, key); err != nil {

@@ -120,7 +120,7 @@ func waitFits(t *testing.T, r *Runner) {
 // TestCheckpointRestore: a runner checkpoints to a KV bucket mid-series and stops; a new
 // runner restores and scores the rest of the series exactly like a runner that never stopped
 // (every method, per-subject and per-device baselines), and lists the firing alert; a second
-// checkpoint with nothing new writes nothing.
+// checkpoint with nothing new writes nothing, and one after Close purges nothing.
 func TestCheckpointRestore(t *testing.T) {
 	kv := testBucket(t)
 	ctx := context.Background()
@@ -154,6 +154,10 @@ func TestCheckpointRestore(t *testing.T) {
 		t.Errorf("a checkpoint with nothing new wrote %v entries (%v)", counterValue(first.ck.mWrites)-writes, err)
 	}
 	first.Close()
+	// A checkpoint after Close (which dropped the baselines) must not purge them.
+	if err := first.Checkpoint(ctx); err != nil || float64(len(bucketKeys(t, kv))) != writes {
+		t.Fatalf("after Close a checkpoint left %d entries of %v (%v)", len(bucketKeys(t, kv)), writes, err)
+	}
 
 	second, secondRows := stateRunner(t, checkpointSpecs, kv, &now)
 	if err := second.Restore(ctx); err != nil {

@@ -498,8 +498,12 @@ func (r *Runner) emit(ctx context.Context, ts []alert.Transition, resend []notif
 	}
 }
 
-// Close stops the detectors' background work (Isolation Forest refits).
+// Close stops the detectors' background work (Isolation Forest refits); no checkpoint is
+// written after it.
 func (r *Runner) Close() {
+	if r.ck != nil {
+		r.ck.closed.Store(true)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range r.dets {
