@@ -2,20 +2,31 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/pulselake/pulselake/internal/app"
+	"github.com/pulselake/pulselake/internal/imports"
 	"github.com/pulselake/pulselake/internal/ingest"
+	"github.com/pulselake/pulselake/internal/reading"
 )
 
 func newIngestCmd(g *globals) *cobra.Command {
-	var subject string
+	var subject, format, timezone string
 	cmd := &cobra.Command{
-		Use:   "ingest FILE|DIR...",
-		Short: "Import readings from files: NDJSON, JSON arrays, CSV (generic, Fitbit heart rate, home blood-pressure logs), WFDB records (.hea)",
-		Args:  cobra.MinimumNArgs(1),
+		Use:   "ingest [--format apple-health|google-takeout] [--subject S] FILE|DIR...",
+		Short: "Import readings from files: NDJSON, JSON arrays, CSV (generic, Fitbit heart rate, home blood-pressure logs), WFDB records (.hea), Apple Health exports and Google Takeout archives",
+		Long: `Import readings from files. Exports of wearable apps are detected by their contents, or named
+with --format: an Apple Health export (export.zip or export.xml) or a Google Takeout archive of
+Fitbit data (Takeout.zip or its folder); they need --subject. Importing again stores nothing twice.`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConfig(g)
 			if err != nil {
@@ -24,9 +35,26 @@ func newIngestCmd(g *globals) *cobra.Command {
 			if err := validate(cfg); err != nil {
 				return err
 			}
+			if subject != "" {
+				if err := reading.CheckIdent("--subject", subject); err != nil {
+					return usageError{err}
+				}
+			}
+			var loc *time.Location
+			if timezone != "" {
+				if loc, err = time.LoadLocation(timezone); err != nil {
+					return usageError{fmt.Errorf("--timezone %q is not an IANA time zone name such as Europe/Berlin", timezone)}
+				}
+			}
 			kinds, err := cfg.Registry()
 			if err != nil {
 				return err
+			}
+			if os.Getenv("GOMEMLIMIT") == "" {
+				// A multi-gigabyte export streams through: keep the heap (the embedded stream
+				// server's caches included) near ingestMemoryLimit rather than letting it
+				// double between collections.
+				debug.SetMemoryLimit(ingestMemoryLimit)
 			}
 			log := newLogger(cfg, g.stderr)
 			conn, closeConn, err := app.Dial(cmd.Context(), log, g.dataDir, cfg)
@@ -43,12 +71,16 @@ func newIngestCmd(g *globals) *cobra.Command {
 			if err := in.Recover(cmd.Context(), conn); err != nil {
 				return err
 			}
-			results, err := in.Import(cmd.Context(), args, ingest.ImportOptions{Subject: subject})
+			prog := newImportProgress(g.stderr)
+			results, err := in.Import(cmd.Context(), args, ingest.ImportOptions{
+				Subject: subject, Format: format, Exports: imports.Exports(), Location: loc, Progress: prog.update,
+			})
+			prog.finish()
 			for _, r := range results {
-				fmt.Fprintf(g.stdout, "%s: %d accepted, %d duplicates, %d rejected\n", r.Path, r.Accepted, r.Duplicates, len(r.Rejected))
+				fmt.Fprintf(g.stdout, "%s: %d accepted, %d duplicates, %d rejected\n", r.Path, r.Accepted, r.Duplicates, len(r.Rejected)+r.MoreRejected)
 				for i, rej := range r.Rejected {
 					if i == 5 {
-						fmt.Fprintf(g.stdout, "  ... %d more (all kept in quarantine)\n", len(r.Rejected)-5)
+						fmt.Fprintf(g.stdout, "  ... %d more (all kept in quarantine)\n", len(r.Rejected)+r.MoreRejected-5)
 						break
 					}
 					fmt.Fprintf(g.stdout, "  record %d: %s %s: %s\n", rej.Index, rej.Code, rej.Path, rej.Message)
@@ -57,6 +89,82 @@ func newIngestCmd(g *globals) *cobra.Command {
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&subject, "subject", "", "subject for files that name none (home blood-pressure logs)")
+	cmd.Flags().StringVar(&subject, "subject", "", "subject of the readings of files that name none (exports, home blood-pressure logs)")
+	cmd.Flags().StringVar(&format, "format", "", "export format: apple-health or google-takeout (default: detected from the contents)")
+	cmd.Flags().StringVar(&timezone, "timezone", "", "IANA time zone of export times written without an offset (legacy Fitbit data) when the archive's Profile.csv names none (default UTC)")
 	return cmd
+}
+
+// ingestMemoryLimit is the soft limit of the Go heap of pulselake ingest (GOMEMLIMIT
+// overrides it); docs/benchmarks.md, "Imports", measures the trade.
+const ingestMemoryLimit = 200 << 20
+
+// importProgress shows an export's import: a progress bar by bytes read, with rate and ETA,
+// on a terminal; otherwise a plain line every plainEvery.
+type importProgress struct {
+	w        io.Writer
+	tty      bool
+	bar      *progressbar.ProgressBar
+	path     string
+	start    time.Time
+	lastLine time.Time
+	last     ingest.ImportProgress
+}
+
+const plainEvery = 10 * time.Second
+
+func newImportProgress(w io.Writer) *importProgress {
+	f, ok := w.(*os.File)
+	return &importProgress{w: w, tty: ok && term.IsTerminal(int(f.Fd()))}
+}
+
+func (p *importProgress) update(ip ingest.ImportProgress) {
+	if ip.Path != p.path {
+		p.finish()
+		p.path, p.start, p.lastLine = ip.Path, time.Now(), time.Now()
+		if p.tty {
+			p.bar = progressbar.NewOptions64(ip.BytesTotal, progressbar.OptionSetWriter(p.w),
+				progressbar.OptionSetDescription(ip.Format), progressbar.OptionShowBytes(true), progressbar.OptionSetPredictTime(true),
+				progressbar.OptionShowElapsedTimeOnFinish(), progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionFullWidth(),
+				progressbar.OptionShowDescriptionAtLineEnd())
+		}
+	}
+	p.last = ip
+	if p.bar != nil {
+		_ = p.bar.Set64(ip.Bytes)
+		p.bar.Describe(fmt.Sprintf("%s: %d records", ip.Format, ip.Records))
+		return
+	}
+	if time.Since(p.lastLine) >= plainEvery {
+		p.lastLine = time.Now()
+		p.line()
+	}
+}
+
+func (p *importProgress) line() {
+	ip := p.last
+	el := time.Since(p.start).Seconds()
+	pct, eta := 0.0, "?"
+	if ip.BytesTotal > 0 {
+		pct = 100 * float64(ip.Bytes) / float64(ip.BytesTotal)
+	}
+	if ip.Bytes > 0 && el > 0 {
+		eta = time.Duration(float64(ip.BytesTotal-ip.Bytes) / (float64(ip.Bytes) / el) * float64(time.Second)).Round(time.Second).String()
+	}
+	fmt.Fprintf(p.w, "%s (%s): %.0f%% of %.1f MiB, %d records (%.0f/s), ETA %s\n", ip.Path, ip.Format, pct,
+		float64(ip.BytesTotal)/(1<<20), ip.Records, float64(ip.Records)/max(el, 1e-9), eta)
+}
+
+func (p *importProgress) finish() {
+	if p.path == "" {
+		return
+	}
+	if p.bar != nil {
+		_ = p.bar.Finish()
+		fmt.Fprintln(p.w)
+		p.bar = nil
+	} else {
+		p.line()
+	}
+	p.path = ""
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/pulselake/pulselake/internal/config"
 	"github.com/pulselake/pulselake/internal/durable"
+	"github.com/pulselake/pulselake/internal/imports"
 	"github.com/pulselake/pulselake/internal/ingest"
 	"github.com/pulselake/pulselake/internal/lake"
 	"github.com/pulselake/pulselake/internal/reading"
@@ -77,6 +78,8 @@ type node struct {
 	quarantine func(context.Context, stream.Poisoned) error
 	closers    []func()
 	erasers    []memoryEraser // parts of memory that hold subjects' data (erase.go)
+	ingester   *ingest.Ingester
+	imports    *imports.Manager // uploaded exports (imports.go)
 }
 
 // onClose registers f to run when serve stops, after the processors stopped.
@@ -89,7 +92,7 @@ func (n *node) close() {
 }
 
 // parts are the optional parts of serve, started in this order.
-var parts = []func(*node) error{startDetectors, startECG, startPipelines, startErase}
+var parts = []func(*node) error{startDetectors, startECG, startPipelines, startErase, startImports}
 
 // lakeStopTimeout bounds the lake writer's final flush at shutdown; what it could not
 // write stays in the stream and is written on the next start.
@@ -272,7 +275,7 @@ func Run(ctx context.Context, o Options) error {
 		}},
 	})
 	n := &node{ctx: ctx, log: log, reg: reg, cfg: cfg, dataDir: o.DataDir, conn: conn, kinds: kinds, hub: hub,
-		lake: lk, alerting: alerting, runProc: runProc, quarantine: quarantine}
+		lake: lk, alerting: alerting, runProc: runProc, quarantine: quarantine, ingester: in}
 	defer n.close()
 	for _, start := range parts {
 		if err := start(n); err != nil {

@@ -20,11 +20,16 @@ func mountRoutes(ws *web.Server, n *node) {
 	ws.HandlePublic("GET /metrics", ws.Metrics())
 	ws.HandlePublic("GET /assets/", http.StripPrefix("/assets/", web.Assets()))
 	ws.HandlePublic("GET /{$}", web.Dashboard())
+	ws.HandlePublic("GET /sources", web.Sources())
 
 	// Readings in, events out, SQL over the lake.
 	ws.Handle("POST /v1/readings", token.ScopeIngest, ws.PostReadings)
 	ws.Handle("GET /v1/events", token.ScopeRead, ws.Events(n.hub))
 	ws.Handle("POST /v1/query", token.ScopeRead, n.lake.engine.Handler(queryLimits(n.cfg)))
+
+	// Wearable exports uploaded for import, and their progress.
+	ws.Handle("POST /v1/imports", token.ScopeIngest, n.imports.Post)
+	ws.Handle("GET /v1/imports/{id}", token.ScopeIngest, n.imports.Get)
 
 	// Alerts and silences.
 	ws.Handle("GET /v1/alerts", token.ScopeRead, n.alerting.listAlerts)

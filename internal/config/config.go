@@ -67,6 +67,9 @@ type Config struct {
 	// Pipelines are the model folders serve runs on schedules (SPEC §6, docs/pipelines.md).
 	Pipelines []pipeline.Folder `yaml:"pipelines"`
 
+	// Imports bounds exports uploaded to POST /v1/imports (docs/sources-exports.md).
+	Imports Imports `yaml:"imports"`
+
 	file string    // path of the file loaded, "" for defaults
 	ast  *ast.File // its syntax tree, for line numbers
 }
@@ -101,6 +104,16 @@ type NATS struct {
 	// the ingest stream, oldest first; after a failed write (disk full) JetStream is turned
 	// on again once this much is free.
 	MinFreeBytes int64 `yaml:"min_free_bytes"`
+}
+
+// Imports bounds the wearable exports uploaded to serve.
+type Imports struct {
+	// MaxBytes is the largest upload (default 10 GiB); larger ones get 413. Uploads are
+	// spooled to <data>/imports until imported.
+	MaxBytes int64 `yaml:"max_bytes"`
+	// MaxQueued is the most imports waiting or running at once (default 4; one per
+	// subject); more get 429.
+	MaxQueued int `yaml:"max_queued"`
 }
 
 // Ingest configures the front doors.
@@ -234,6 +247,7 @@ func Default() *Config {
 			DedupWindow:      yamlconf.Duration(2 * time.Minute),
 			DedupMaxEntries:  2_000_000,
 		},
+		Imports:             Imports{MaxBytes: 10 << 30, MaxQueued: 4},
 		Runtime:             Runtime{MemoryLimit: "768MiB"},
 		Log:                 Log{Level: "info", Format: "text"},
 		DetectorsCheckpoint: yamlconf.Duration(30 * time.Second),
@@ -333,6 +347,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Ingest.MaxBodyBytes < 1024 || c.Ingest.MaxBodyBytes > 1<<30 {
 		add("ingest.max_body_bytes", "must be 1 KiB..1 GiB, got %d", c.Ingest.MaxBodyBytes)
+	}
+	if c.Imports.MaxBytes < 1<<20 || c.Imports.MaxBytes > 1<<40 {
+		add("imports.max_bytes", "must be 1 MiB..1 TiB, got %d", c.Imports.MaxBytes)
+	}
+	if c.Imports.MaxQueued < 1 || c.Imports.MaxQueued > 100 {
+		add("imports.max_queued", "must be 1..100, got %d", c.Imports.MaxQueued)
 	}
 	if c.Ingest.MaxBatch < 1 || c.Ingest.MaxBatch > 1_000_000 {
 		add("ingest.max_batch", "must be 1..1000000, got %d", c.Ingest.MaxBatch)

@@ -12,8 +12,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pulselake/pulselake/internal/stream"
@@ -25,13 +27,61 @@ type ImportOptions struct {
 	Subject string
 	// Chunk is the number of records stored per batch (default 5000).
 	Chunk int
+	// Exports are the export formats of wearable apps that may be imported; the formats
+	// themselves live in their own packages (internal/connector/...).
+	Exports []Export
+	// Format names the export format of every path ("" detects it: an export whose Detect
+	// accepts the path, else a file format by extension).
+	Format string
+	// Location of export times written without an offset, for formats that have them.
+	Location *time.Location
+	// Progress, when set, is called as an export is read and stored (from two goroutines,
+	// never at the same time). It must be quick.
+	Progress func(ImportProgress)
+}
+
+// Export is one export format of a wearable app (an archive or folder of files).
+type Export struct {
+	Format string // name given to --format, e.g. apple-health
+	Source string // batch source of its readings (landing.<source>)
+	// Detect reports whether the file or folder at path is of this format.
+	Detect func(path string) bool
+	// Read emits the export's readings (wire format v1) in order.
+	Read func(ctx context.Context, path string, o ExportOptions, emit func(raw []byte, origin string) error) error
+}
+
+// ExportOptions are what Export.Read is given.
+type ExportOptions struct {
+	Subject  string
+	Location *time.Location
+	// Progress is called with the bytes of the file (or folder) read so far.
+	Progress func(read int64)
+}
+
+// ImportProgress is how far the import of one path has got.
+type ImportProgress struct {
+	Path, Format      string
+	Bytes, BytesTotal int64 // read so far, size of the file or folder
+	Records           int64 // records stored (accepted, duplicates and rejected)
+	Accepted          int64
+	Duplicates        int64
+	Rejected          int64
 }
 
 // FileResult is the outcome of importing one file.
 type FileResult struct {
 	Path string
 	Result
+	// MoreRejected counts rejected records of an export beyond the first maxListedRejections
+	// listed in Rejected (all of them are kept in quarantine).
+	MoreRejected int
 }
+
+// exportStorers is how many chunks of an export are being stored at once.
+const exportStorers = 4
+
+// maxListedRejections bounds the rejections an export's result lists.
+const maxListedRejections = 1000
 
 // Import reads files and directories (recursively) of readings and stores them like
 // readings sent over HTTP, with source "import". Formats, by extension: .ndjson/.jsonl
@@ -47,6 +97,16 @@ func (in *Ingester) Import(ctx context.Context, paths []string, o ImportOptions)
 		st, err := os.Stat(root)
 		if err != nil {
 			return out, fmt.Errorf("importing %s: %w", root, err)
+		}
+		if exp, ok, err := exportFor(root, o); err != nil {
+			return out, err
+		} else if ok {
+			res, err := in.importExport(ctx, root, st, exp, o)
+			out = append(out, res)
+			if err != nil {
+				return out, err
+			}
+			continue
 		}
 		if !st.IsDir() {
 			res, err := in.importFile(ctx, root, o)
@@ -72,6 +132,158 @@ func (in *Ingester) Import(ctx context.Context, paths []string, o ImportOptions)
 		}
 	}
 	return out, nil
+}
+
+// exportFor returns the export format of root: the one named by o.Format, else the first
+// whose Detect accepts root.
+func exportFor(root string, o ImportOptions) (Export, bool, error) {
+	if o.Format != "" {
+		names := make([]string, 0, len(o.Exports))
+		for _, e := range o.Exports {
+			if e.Format == o.Format {
+				return e, true, nil
+			}
+			names = append(names, e.Format)
+		}
+		return Export{}, false, fmt.Errorf("unknown import format %q; want one of %s, or leave the format out to detect it", o.Format, strings.Join(names, ", "))
+	}
+	for _, e := range o.Exports {
+		if e.Detect(root) {
+			return e, true, nil
+		}
+	}
+	return Export{}, false, nil
+}
+
+// importExport reads an export with its format's reader and stores its readings in chunks,
+// with the format's source.
+func (in *Ingester) importExport(ctx context.Context, root string, st fs.FileInfo, exp Export, o ImportOptions) (FileResult, error) {
+	res := FileResult{Path: root, Result: Result{Rejected: []Rejection{}}}
+	if o.Subject == "" {
+		return res, fmt.Errorf("importing %s: a %s export names no subject; pass --subject", root, exp.Format)
+	}
+	p := ImportProgress{Path: root, Format: exp.Format, BytesTotal: st.Size()}
+	if st.IsDir() {
+		p.BytesTotal = 0
+		_ = filepath.WalkDir(root, func(_ string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				if info, err := d.Info(); err == nil {
+					p.BytesTotal += info.Size()
+				}
+			}
+			return nil
+		})
+	}
+	// The export is read on its own goroutine while earlier chunks are being stored, so
+	// parsing and storing use two cores; at most exportStorers chunks wait between them.
+	var mu sync.Mutex // guards res, p and storeErr, and serializes o.Progress
+	report := func() {
+		if o.Progress != nil {
+			o.Progress(p)
+		}
+	}
+	readCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type work struct {
+		recs   []Record
+		offset int // index of the chunk's first record in the export
+	}
+	chunks := make(chan work, exportStorers)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(chunks)
+		var chunk []Record
+		offset := 0
+		send := func() error {
+			select {
+			case chunks <- work{chunk, offset}:
+				offset += len(chunk)
+				chunk = make([]Record, 0, o.Chunk)
+				return nil
+			case <-readCtx.Done():
+				return readCtx.Err()
+			}
+		}
+		emit := func(raw []byte, origin string) error {
+			chunk = append(chunk, Record{Raw: raw, Origin: origin})
+			if len(chunk) >= o.Chunk {
+				return send()
+			}
+			return nil
+		}
+		eo := ExportOptions{Subject: o.Subject, Location: o.Location, Progress: func(n int64) {
+			mu.Lock()
+			p.Bytes = min(n, p.BytesTotal)
+			report()
+			mu.Unlock()
+		}}
+		err := exp.Read(readCtx, root, eo, emit)
+		if err == nil && len(chunk) > 0 {
+			err = send()
+		}
+		readErr <- err
+	}()
+	mu.Lock()
+	report()
+	mu.Unlock()
+	// Several chunks are stored at once: each waits for its fsync, and the order does not
+	// matter (every reading has its own identity).
+	var storeErr error
+	var wg sync.WaitGroup
+	for range exportStorers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for w := range chunks {
+				mu.Lock()
+				failed := storeErr != nil
+				mu.Unlock()
+				if failed {
+					continue // drain until the reader sees the cancellation
+				}
+				r, err := in.ingestWaiting(readCtx, exp.Source, w.recs)
+				mu.Lock()
+				if err != nil {
+					if storeErr == nil {
+						storeErr = fmt.Errorf("importing %s: %w", root, err)
+					}
+					mu.Unlock()
+					cancel()
+					continue
+				}
+				res.Accepted += r.Accepted
+				res.Duplicates += r.Duplicates
+				for _, rej := range r.Rejected {
+					if len(res.Rejected) == maxListedRejections {
+						res.MoreRejected++
+						continue
+					}
+					rej.Index += w.offset
+					res.Rejected = append(res.Rejected, rej)
+				}
+				p.Records += int64(len(w.recs))
+				p.Accepted += int64(r.Accepted)
+				p.Duplicates += int64(r.Duplicates)
+				p.Rejected += int64(len(w.recs) - r.Accepted - r.Duplicates)
+				report()
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	slices.SortFunc(res.Rejected, func(a, b Rejection) int { return a.Index - b.Index })
+	err := <-readErr
+	if storeErr != nil {
+		return res, storeErr
+	}
+	if err != nil {
+		return res, fmt.Errorf("importing %s as %s: %w", root, exp.Format, err)
+	}
+	mu.Lock()
+	p.Bytes = p.BytesTotal
+	report()
+	mu.Unlock()
+	return res, nil
 }
 
 func formatOfFile(path string) string {

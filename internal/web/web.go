@@ -101,6 +101,16 @@ func Dashboard() http.Handler {
 	})
 }
 
+// Sources serves the sources page (/sources): wearable cloud connections and uploads of
+// exports.
+func Sources() http.Handler {
+	assets, _ := fs.Sub(assetFS, "assets")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'")
+		http.ServeFileFS(w, r, assets, "sources.html")
+	})
+}
+
 // Events serves the live feed of h (GET /v1/events) until the client goes away or the
 // server shuts down.
 func (s *Server) Events(h *Hub) Handler {

@@ -1,0 +1,380 @@
+// Command import benchmarks the import of a large Apple Health export. It generates an
+// export.xml of the requested size (with the internal DTD, offsets, devices, metadata
+// children, blood-pressure correlations and their top-level copies, types that are not
+// imported), then measures:
+//
+//  1. the parser alone, in this process: records/s and readings/s, and this process's peak RSS;
+//  2. `pulselake ingest --subject bench export.xml` as a separate process on a fresh data
+//     directory: records/s and its peak RSS (rusage);
+//  3. with -serve, the same file uploaded to a separate `pulselake serve` (POST /v1/imports,
+//     polling GET /v1/imports/{id}): records/s and serve's peak RSS (VmHWM).
+//
+// The generated file is written under -dir (default a temporary directory) and removed
+// afterwards unless -keep is set.
+//
+//	go build -o pulselake ./cmd/pulselake
+//	go run ./bench/import -bin ./pulselake -size 1GB -serve
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pulselake/pulselake/internal/connector/applehealth"
+)
+
+func main() {
+	bin := flag.String("bin", "./pulselake", "pulselake binary")
+	sizeFlag := flag.String("size", "1GB", "size of the generated export.xml (e.g. 200MB, 1GB)")
+	dir := flag.String("dir", "", "directory for the export and data directories (default a temporary one)")
+	keep := flag.Bool("keep", false, "keep the generated files")
+	serve := flag.Bool("serve", false, "also import through serve (POST /v1/imports)")
+	cli := flag.Bool("cli", true, "import with pulselake ingest")
+	flag.Parse()
+	size, err := parseSize(*sizeFlag)
+	if err != nil {
+		fatal(err)
+	}
+	if *dir == "" {
+		d, err := os.MkdirTemp("", "pulselake-import-bench-")
+		if err != nil {
+			fatal(err)
+		}
+		*dir = d
+	}
+	if err := os.MkdirAll(*dir, 0o755); err != nil {
+		fatal(err)
+	}
+	if !*keep {
+		defer os.RemoveAll(*dir)
+	}
+	xmlPath := filepath.Join(*dir, "export.xml")
+	t0 := time.Now()
+	n, err := generate(xmlPath, size)
+	if err != nil {
+		fatal(err)
+	}
+	fi, _ := os.Stat(xmlPath)
+	fmt.Printf("generated %s: %.0f MB, %d records in %.1fs\n", xmlPath, float64(fi.Size())/1e6, n, time.Since(t0).Seconds())
+
+	// 1. Parser alone.
+	cpu0 := selfCPU()
+	t0 = time.Now()
+	var readings int64
+	st, err := applehealth.Read(context.Background(), xmlPath, applehealth.Options{Subject: "bench"}, func([]byte, string) error { readings++; return nil })
+	if err != nil {
+		fatal(err)
+	}
+	el := time.Since(t0).Seconds()
+	cpu := selfCPU() - cpu0
+	fmt.Printf("parser: %d records, %d readings in %.1fs: %.0f records/s, %.0f readings/s, %.0f MB/s; CPU %.1fs (%.0f records per CPU-second); peak RSS of this process %d MB (GOMAXPROCS %d)\n",
+		st.Records, readings, el, float64(st.Records)/el, float64(readings)/el, float64(fi.Size())/1e6/el, cpu, float64(st.Records)/cpu, selfPeakRSS()/1e6, runtime.GOMAXPROCS(0))
+
+	// 2. pulselake ingest.
+	if *cli {
+		data := filepath.Join(*dir, "data-cli")
+		t0 = time.Now()
+		cmd := exec.Command(*bin, "ingest", "--data", data, "--subject", "bench", "--format", "apple-health", xmlPath)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			fatal(fmt.Errorf("pulselake ingest: %v\n%s", err, out.String()))
+		}
+		el = time.Since(t0).Seconds()
+		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+		cpu := (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
+		fmt.Printf("pulselake ingest: %.1fs, %.0f records/s, %.0f readings/s; CPU %.1fs (%.0f records per CPU-second); peak RSS %d MB\n  %s",
+			el, float64(st.Records)/el, float64(readings)/el, cpu, float64(st.Records)/cpu, ru.Maxrss/1000, lastLines(out.String(), 2))
+	}
+
+	// 3. Through serve.
+	if *serve {
+		if err := viaServe(*bin, filepath.Join(*dir, "data-serve"), xmlPath, st.Records, readings); err != nil {
+			fatal(err)
+		}
+	}
+}
+
+func viaServe(bin, data, xmlPath string, records, readings int64) error {
+	cmd := exec.Command(bin, "serve", "--data", data, "--http", "127.0.0.1:0", "--mqtt", "off")
+	cmd.Env = append(os.Environ(), "PULSELAKE_ADMIN_TOKEN=bench-admin-token-0123456789abcdef")
+	logf, _ := os.Create(filepath.Join(filepath.Dir(data), "serve.log"))
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+	}()
+	var base string
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		b, err := os.ReadFile(filepath.Join(data, "serve.json"))
+		if err != nil {
+			continue
+		}
+		var info struct {
+			HTTPURL string `json:"http"`
+		}
+		if json.Unmarshal(b, &info) == nil && info.HTTPURL != "" {
+			base = info.HTTPURL
+			break
+		}
+	}
+	if base == "" {
+		return fmt.Errorf("serve did not start; see %s", logf.Name())
+	}
+	tok := "bench-admin-token-0123456789abcdef"
+	f, err := os.Open(xmlPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	t0 := time.Now()
+	req, _ := http.NewRequest("POST", base+"/v1/imports?subject=bench&format=apple-health", f)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	var created struct{ ID string }
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 202 || json.Unmarshal(body, &created) != nil {
+		return fmt.Errorf("POST /v1/imports: %d %s", resp.StatusCode, body)
+	}
+	uploaded := time.Since(t0).Seconds()
+	var peak int64
+	for {
+		if r := vmHWM(cmd.Process.Pid); r > peak {
+			peak = r
+		}
+		req, _ := http.NewRequest("GET", base+"/v1/imports/"+created.ID, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		var st struct {
+			State    string
+			Error    string
+			Accepted int64
+		}
+		json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if st.State == "failed" {
+			return fmt.Errorf("import failed: %s", st.Error)
+		}
+		if st.State == "done" {
+			el := time.Since(t0).Seconds()
+			fmt.Printf("serve (POST /v1/imports): upload %.1fs, total %.1fs, %.0f records/s, %.0f readings/s, %d accepted; serve peak RSS (VmHWM) %d MB\n",
+				uploaded, el, float64(records)/el, float64(readings)/el, st.Accepted, peak/1000)
+			return nil
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// vmHWM is a process's peak resident set in kB.
+func vmHWM(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmHWM:") {
+			n, _ := strconv.ParseInt(strings.Fields(l)[1], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+func selfPeakRSS() int64 { return vmHWM(os.Getpid()) * 1000 }
+
+// selfCPU is this process's user and system CPU time in seconds.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n  ") + "\n"
+}
+
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	u := strings.ToUpper(s)
+	switch {
+	case strings.HasSuffix(u, "GB"):
+		mult, u = 1e9, strings.TrimSuffix(u, "GB")
+	case strings.HasSuffix(u, "MB"):
+		mult, u = 1e6, strings.TrimSuffix(u, "MB")
+	}
+	n, err := strconv.ParseFloat(u, 64)
+	if err != nil {
+		return 0, fmt.Errorf("-size %q: want a number of bytes, MB or GB", s)
+	}
+	return int64(n * float64(mult)), nil
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "bench/import:", err)
+	os.Exit(1)
+}
+
+const header = `<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE HealthData [
+<!-- HealthKit Export Version: 14 -->
+<!ELEMENT HealthData (ExportDate,Me,(Record|Correlation|Workout|ActivitySummary|ClinicalRecord|Audiogram|VisionPrescription)*)>
+<!ATTLIST HealthData
+  locale CDATA #REQUIRED
+>
+<!ELEMENT Record ((MetadataEntry|HeartRateVariabilityMetadataList)*)>
+<!ATTLIST Record
+  type          CDATA #REQUIRED
+  unit          CDATA #IMPLIED
+  value         CDATA #IMPLIED
+  sourceName    CDATA #REQUIRED
+  sourceVersion CDATA #IMPLIED
+  device        CDATA #IMPLIED
+  creationDate  CDATA #IMPLIED
+  startDate     CDATA #REQUIRED
+  endDate       CDATA #REQUIRED
+>
+<!ELEMENT Correlation ((MetadataEntry|Record)*)>
+<!ATTLIST Correlation
+  type          CDATA #REQUIRED
+  sourceName    CDATA #REQUIRED
+  sourceVersion CDATA #IMPLIED
+  device        CDATA #IMPLIED
+  creationDate  CDATA #IMPLIED
+  startDate     CDATA #REQUIRED
+  endDate       CDATA #REQUIRED
+>
+]>
+<HealthData locale="en_US">
+ <ExportDate value="2026-03-20 08:00:00 -0400"/>
+ <Me HKCharacteristicTypeIdentifierDateOfBirth="1980-01-01"/>
+`
+
+const (
+	watch = `&lt;&lt;HKDevice: 0x283f0d0e0&gt;, name:Apple Watch, manufacturer:Apple Inc., model:Watch, hardware:Watch6,1, software:9.1&gt;`
+	phone = `&lt;&lt;HKDevice: 0x283f0d1a0&gt;, name:iPhone, manufacturer:Apple Inc., model:iPhone, hardware:iPhone14,2, software:16.1&gt;`
+)
+
+// generate writes an export.xml of about size bytes in Apple's order (records grouped by
+// type, correlations after the records) and returns the number of Record and Correlation
+// elements at the top level.
+func generate(p string, size int64) (int64, error) {
+	f, err := os.Create(p)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	w := bufio.NewWriterSize(f, 1<<20)
+	w.WriteString(header)
+	var written, n int64
+	count := func(s string) { written += int64(len(s)) }
+	base := time.Date(2021, 1, 1, 0, 0, 0, 0, time.FixedZone("", -4*3600))
+	ts := func(i int64, step time.Duration) string {
+		return base.Add(time.Duration(i) * step).Format("2006-01-02 15:04:05 -0700")
+	}
+	// Shares of the file by type, as in a real export: mostly heart rate and steps.
+	type part struct {
+		share float64
+		rec   func(i int64) string
+	}
+	parts := []part{
+		{0.55, func(i int64) string {
+			t := ts(i, 5*time.Second)
+			return fmt.Sprintf(` <Record type="HKQuantityTypeIdentifierHeartRate" sourceName="Alice’s Apple Watch" sourceVersion="9.1" device="%s" unit="count/min" creationDate="%s" startDate="%s" endDate="%s" value="%d">
+  <MetadataEntry key="HKMetadataKeyHeartRateMotionContext" value="0"/>
+ </Record>
+`, watch, t, t, t, 55+i%60)
+		}},
+		{0.15, func(i int64) string {
+			s, e := ts(i, time.Minute), ts(i+1, time.Minute)
+			return fmt.Sprintf(` <Record type="HKQuantityTypeIdentifierStepCount" sourceName="Alice’s iPhone" sourceVersion="16.1" device="%s" unit="count" creationDate="%s" startDate="%s" endDate="%s" value="%d"/>
+`, phone, e, s, e, i%120)
+		}},
+		{0.15, func(i int64) string {
+			s, e := ts(i, time.Minute), ts(i+1, time.Minute)
+			return fmt.Sprintf(` <Record type="HKQuantityTypeIdentifierStepCount" sourceName="Alice’s Apple Watch" sourceVersion="9.1" device="%s" unit="count" creationDate="%s" startDate="%s" endDate="%s" value="%d"/>
+`, watch, e, s, e, i%110)
+		}},
+		{0.05, func(i int64) string {
+			t := ts(i, 10*time.Minute)
+			return fmt.Sprintf(` <Record type="HKQuantityTypeIdentifierOxygenSaturation" sourceName="Alice’s Apple Watch" sourceVersion="9.1" device="%s" unit="%%" creationDate="%s" startDate="%s" endDate="%s" value="0.%d"/>
+`, watch, t, t, t, 93+i%7)
+		}},
+		{0.04, func(i int64) string {
+			s, e := ts(i, 10*time.Minute), ts(i+1, 10*time.Minute)
+			stages := []string{"AsleepCore", "AsleepDeep", "AsleepREM", "Awake", "InBed"}
+			return fmt.Sprintf(` <Record type="HKCategoryTypeIdentifierSleepAnalysis" sourceName="Alice’s Apple Watch" sourceVersion="9.1" device="%s" creationDate="%s" startDate="%s" endDate="%s" value="HKCategoryValueSleepAnalysis%s"/>
+`, watch, e, s, e, stages[i%5])
+		}},
+		{0.04, func(i int64) string {
+			s, e := ts(i, time.Minute), ts(i+1, time.Minute)
+			return fmt.Sprintf(` <Record type="HKQuantityTypeIdentifierActiveEnergyBurned" sourceName="Alice’s Apple Watch" sourceVersion="9.1" device="%s" unit="kcal" creationDate="%s" startDate="%s" endDate="%s" value="0.%d"/>
+`, watch, e, s, e, i%1000)
+		}},
+	}
+	bpShare := int64(float64(size) * 0.02)
+	body := size - int64(len(header)) - bpShare
+	for _, p := range parts {
+		limit := written + int64(float64(body)*p.share)
+		for i := int64(0); written < limit; i++ {
+			s := p.rec(i)
+			w.WriteString(s)
+			count(s)
+			n++
+		}
+	}
+	// Blood pressure: top-level copies first (as Apple writes them), then the correlations.
+	bpLimit := bpShare / 3
+	var bp int64
+	for start := written; written-start < bpLimit; bp++ {
+		t := ts(bp, 30*time.Minute)
+		s := fmt.Sprintf(` <Record type="HKQuantityTypeIdentifierBloodPressureSystolic" sourceName="OMRON connect" unit="mmHg" startDate="%s" endDate="%s" value="%d"/>
+ <Record type="HKQuantityTypeIdentifierBloodPressureDiastolic" sourceName="OMRON connect" unit="mmHg" startDate="%s" endDate="%s" value="%d"/>
+`, t, t, 110+bp%50, t, t, 70+bp%30)
+		w.WriteString(s)
+		count(s)
+		n += 2
+	}
+	for i := int64(0); i < bp; i++ {
+		t := ts(i, 30*time.Minute)
+		s := fmt.Sprintf(` <Correlation type="HKCorrelationTypeIdentifierBloodPressure" sourceName="OMRON connect" creationDate="%s" startDate="%s" endDate="%s">
+  <MetadataEntry key="HKWasUserEntered" value="0"/>
+  <Record type="HKQuantityTypeIdentifierBloodPressureDiastolic" sourceName="OMRON connect" unit="mmHg" startDate="%s" endDate="%s" value="%d"/>
+  <Record type="HKQuantityTypeIdentifierBloodPressureSystolic" sourceName="OMRON connect" unit="mmHg" startDate="%s" endDate="%s" value="%d"/>
+ </Correlation>
+`, t, t, t, t, t, 70+i%30, t, t, 110+i%50)
+		w.WriteString(s)
+		count(s)
+		n++
+	}
+	w.WriteString("</HealthData>\n")
+	return n, w.Flush()
+}
