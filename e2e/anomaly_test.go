@@ -185,11 +185,7 @@ func TestAnomalyDetectorConfigErrors(t *testing.T) {
     value: pulse
     method: holt-winters
 `), 0o600)
-	cfg, err := config.Load(cfgFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = cfg.Validate()
+	_, err := config.Check(cfgFile, nil)
 	if err == nil {
 		t.Fatal("invalid detectors accepted")
 	}

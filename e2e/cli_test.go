@@ -143,6 +143,77 @@ lake:
 	}
 }
 
+// check config reads the rule files the configuration names and the detectors' parameters
+// too: a YAML syntax error in a rule file, an unknown key, a bad duration, a value out of
+// range, a route to a channel that does not exist and a bad detector parameter are listed
+// in one run, each with its file:line, and it exits 2.
+func TestCheckConfigRuleFilesAndDetectors(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "pulselake.yaml")
+	os.WriteFile(filepath.Join(dir, "ward.rules.yaml"), []byte(`rules:
+  - name: fever
+    kind: body_temperature
+    when: celsius > 38.5
+    for: [5m
+`), 0o600)
+	os.WriteFile(cfg, []byte(`rule_files: [ward.rules.yaml]
+ingest:
+  colour: red
+lake:
+  flush_interval: 5 seconds
+nats:
+  replicas: 9
+notify:
+  - name: ward
+    log: {}
+route:
+  receiver: pager
+detectors:
+  - kind: heart_rate
+    value: bpm
+    method: iforest
+    params:
+      contamination: 0.9
+`), 0o600)
+	out, code := runBin(t, "check", "config", "--config", cfg)
+	if code != 2 {
+		t.Errorf("exit %d, want 2", code)
+	}
+	want := []string{
+		"pulselake.yaml:3: ingest.colour: unknown field",
+		"pulselake.yaml:5: lake.flush_interval: want a duration",
+		"pulselake.yaml:7: nats.replicas: must be 1..5",
+		"pulselake.yaml:12: route.receiver: no channel named \"pager\"",
+		"pulselake.yaml:18: detectors[0].params.contamination: want 'auto' or a fraction in (0, 0.5]",
+		"ward.rules.yaml:5: ",
+	}
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("missing %q in:\n%s", w, out)
+		}
+	}
+	if n := strings.Count(out, ".yaml:"); n != len(want) {
+		t.Errorf("%d problems listed, want %d:\n%s", n, len(want), out)
+	}
+}
+
+// serve checks its flags together with the file: a bad --http and the file's own mistakes
+// are listed in one run (not the file's first, then the flag's on the next try), exit 2.
+func TestCheckConfigServeFlagsInOnePass(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(cfg, []byte("ingest:\n  colour: red\nnats:\n  replicas: 9\n"), 0o600)
+	out, code := runBin(t, "serve", "--data", filepath.Join(dir, "data"), "--config", cfg, "--http", "nowhere", "--mqtt", "off")
+	if code != 2 {
+		t.Errorf("exit %d, want 2:\n%s", code, out)
+	}
+	for _, w := range []string{"bad.yaml:2: ingest.colour: unknown field", "bad.yaml:4: nats.replicas: must be 1..5", "--http: want host:port"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("missing %q in:\n%s", w, out)
+		}
+	}
+}
+
 func TestTokenCommands(t *testing.T) {
 	dir := t.TempDir()
 	out, code := runBin(t, "token", "create", "--scope", "ingest", "--name", "cuffs", "--data", dir)

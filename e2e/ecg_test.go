@@ -20,6 +20,7 @@ import (
 	"github.com/pulselake/pulselake/internal/ecg/excerpt"
 	"github.com/pulselake/pulselake/internal/ecg/wfdb"
 	"github.com/pulselake/pulselake/internal/rules"
+	"github.com/pulselake/pulselake/internal/yamlconf"
 )
 
 // ventricularRun is the example rule of docs/ecg.md.
@@ -322,7 +323,7 @@ func TestStreamingECGKServe(t *testing.T) {
 	defer v2.Close()
 
 	cfg := config.Default()
-	cfg.Lake.FlushInterval = time.Second
+	cfg.Lake.FlushInterval = yamlconf.Duration(time.Second)
 	cfg.ECG.KServeURL, cfg.ECG.KServeModel = v2.URL, "ecg-gbt"
 	srv := startServerWith(t, t.TempDir(), cfg)
 	defer srv.stop()

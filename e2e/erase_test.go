@@ -255,7 +255,7 @@ func referencedFiles(t *testing.T, dir, table string) map[string]bool {
 	t.Helper()
 	ctx := context.Background()
 	lc := config.Default().Lake
-	lc.ApplyDefaults(dir)
+	lc = lc.WithDefaults(dir)
 	st, err := lake.Open(ctx, quietLog(), lc)
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"github.com/pulselake/pulselake/internal/query"
 	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/token"
+	"github.com/pulselake/pulselake/internal/yamlconf"
 )
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -97,7 +98,7 @@ func queryCount(t *testing.T, dir, sql string) (int64, string) {
 // POST /v1/query.
 func TestLakeQueryAfterPost(t *testing.T) {
 	cfg := config.Default()
-	cfg.Lake.FlushInterval = time.Second
+	cfg.Lake.FlushInterval = yamlconf.Duration(time.Second)
 	dir := t.TempDir()
 	srv := startServerWith(t, dir, cfg)
 	defer srv.stop()

@@ -58,7 +58,7 @@ func lfPost(t *testing.T, url string, lines [][]byte) {
 func lfRows(t *testing.T, dir, zone, name string) int64 {
 	t.Helper()
 	cfg := lake.Config{}
-	cfg.ApplyDefaults(dir)
+	cfg = cfg.WithDefaults(dir)
 	st, err := lake.Open(context.Background(), quietLog(), cfg)
 	if err != nil {
 		return -1
@@ -202,7 +202,7 @@ func TestLakeBrokenTableIsolated(t *testing.T) {
 
 	// Damage trusted.heart_rate's current manifest list, keeping the original to repair.
 	cfg := lake.Config{}
-	cfg.ApplyDefaults(dir)
+	cfg = cfg.WithDefaults(dir)
 	st, err := lake.Open(context.Background(), quietLog(), cfg)
 	if err != nil {
 		t.Fatal(err)

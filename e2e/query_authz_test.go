@@ -20,6 +20,7 @@ import (
 	"github.com/pulselake/pulselake/internal/lake"
 	"github.com/pulselake/pulselake/internal/query"
 	"github.com/pulselake/pulselake/internal/token"
+	"github.com/pulselake/pulselake/internal/yamlconf"
 )
 
 // sqlAnswer is one answer of POST /v1/query.
@@ -65,7 +66,7 @@ func postSQL(t *testing.T, baseURL, tok, sql string) sqlAnswer {
 func authzLake(t *testing.T) (*server, string) {
 	t.Helper()
 	cfg := config.Default()
-	cfg.Lake.FlushInterval = 500 * time.Millisecond
+	cfg.Lake.FlushInterval = yamlconf.Duration(500 * time.Millisecond)
 	dir := t.TempDir()
 	srv := startServerWith(t, dir, cfg)
 	t.Cleanup(srv.stop)
@@ -87,7 +88,7 @@ func authzLake(t *testing.T) (*server, string) {
 		return len(r) == 1 && r[0][0] == float64(18)
 	})
 	var lc lake.Config
-	lc.ApplyDefaults(dir)
+	lc = lc.WithDefaults(dir)
 	ctx := context.Background()
 	s, err := query.OpenSession(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)), query.Options{Lake: lc, DataDir: dir})
 	if err != nil {
@@ -313,7 +314,7 @@ func TestQueryMemoryLimit(t *testing.T) {
 	}
 	// A large table: 400,000 rows of 100-byte text, written as a pipeline writes.
 	var lc lake.Config
-	lc.ApplyDefaults(dir)
+	lc = lc.WithDefaults(dir)
 	ctx := context.Background()
 	s, err := query.OpenSession(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)), query.Options{Lake: lc, DataDir: dir})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pulselake/pulselake/internal/config"
 	"github.com/pulselake/pulselake/internal/token"
+	"github.com/pulselake/pulselake/internal/yamlconf"
 )
 
 // TestRESTCatalogServed posts readings to serve, then queries them with `pulselake query` on
@@ -21,7 +22,7 @@ import (
 // catalog (403), an admin token can, and a request without a token is refused (401).
 func TestRESTCatalogServed(t *testing.T) {
 	cfg := config.Default()
-	cfg.Lake.FlushInterval = time.Second
+	cfg.Lake.FlushInterval = yamlconf.Duration(time.Second)
 	dir := t.TempDir()
 	srv := startServerWith(t, dir, cfg)
 	defer srv.stop()

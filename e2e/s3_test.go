@@ -270,8 +270,7 @@ log:
 
 	// The replaced objects are deleted from the bucket: the table's data folder holds
 	// exactly the files of its current snapshot.
-	lc := cfg.Lake
-	lc.ApplyDefaults(dir)
+	lc := cfg.Lake.WithDefaults(dir)
 	st, err := lake.Open(context.Background(), quietLog(), lc)
 	if err != nil {
 		t.Fatal(err)

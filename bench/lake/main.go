@@ -45,6 +45,7 @@ import (
 	"github.com/pulselake/pulselake/internal/query"
 	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/stream"
+	"github.com/pulselake/pulselake/internal/yamlconf"
 )
 
 func main() {
@@ -137,8 +138,8 @@ func benchWrite(log *slog.Logger, dir string, n int) {
 		_, err := conn.Publish(ctx, &batch)
 		check(err)
 	}
-	lc := lake.Config{FlushInterval: 5 * time.Second, CompactInterval: -1}
-	lc.ApplyDefaults(dir)
+	lc := lake.Config{FlushInterval: yamlconf.Duration(5 * time.Second), CompactInterval: -1}
+	lc = lc.WithDefaults(dir)
 	wlog := log
 	if os.Getenv("BENCH_DEBUG") != "" {
 		wlog = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -216,7 +217,7 @@ FROM %s GROUP BY ALL ORDER BY device, day`
 func benchQuery(log *slog.Logger, dir string, rows, devices int) {
 	ctx := context.Background()
 	lc := lake.Config{}
-	lc.ApplyDefaults(dir)
+	lc = lc.WithDefaults(dir)
 	st, err := lake.Open(ctx, log, lc)
 	check(err)
 	defer st.Close()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pulselake/pulselake/internal/app"
 	"github.com/pulselake/pulselake/internal/catalog"
 	"github.com/pulselake/pulselake/internal/lake"
 )
@@ -29,9 +30,7 @@ func withStore(cmd *cobra.Command, g *globals, f func(*lake.Store) error) error 
 	if err != nil {
 		return err
 	}
-	lc := cfg.Lake
-	lc.ApplyDefaults(g.dataDir)
-	st, err := lake.Open(cmd.Context(), log.With("component", "lake"), lc)
+	st, err := app.OpenLake(cmd.Context(), log, g.dataDir, cfg)
 	if err != nil {
 		return err
 	}

@@ -38,7 +38,7 @@ func TestCatalogCommand(t *testing.T) {
 
 	// An Iceberg table of the lake next to the crawled one.
 	var lc lake.Config
-	lc.ApplyDefaults(data)
+	lc = lc.WithDefaults(data)
 	st, err := lake.Open(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil)), lc)
 	if err != nil {
 		t.Fatal(err)

@@ -71,6 +71,14 @@ func addTrainFlags(cmd *cobra.Command, opt *ecg.TrainOptions) {
 	f.Float64Var(&opt.ClassWeight, "class-weight", 0, "weigh beats by (count of N / count of their class)^W; 0 = equal weights, 1 = balanced")
 }
 
+// loadECGModel loads the model file of --model, or the model embedded in the binary.
+func loadECGModel(file string) (*ecg.Model, error) {
+	if file != "" {
+		return ecg.LoadModel(file)
+	}
+	return ecg.DefaultModel()
+}
+
 func newECGEvalCmd(g *globals) *cobra.Command {
 	var (
 		dir, list, modelFile, split string
@@ -102,12 +110,7 @@ command trains fresh models instead and evaluates them honestly:
 			var e ecg.Evaluation
 			switch split {
 			case "":
-				var m *ecg.Model
-				if modelFile != "" {
-					m, err = ecg.LoadModel(modelFile)
-				} else {
-					m, err = ecg.DefaultModel()
-				}
+				m, err := loadECGModel(modelFile)
 				if err != nil {
 					return err
 				}
@@ -131,26 +134,8 @@ command trains fresh models instead and evaluates them honestly:
 				if withoutRR {
 					dropRR(beats) // the model trained below is then a shape-only model
 				}
-				if split == "random" {
-					if !(testShare > 0 && testShare < 1) {
-						return usagef("ecg eval: --test-share must be between 0 and 1")
-					}
-					train, test := ecg.SplitRandom(beats, testShare, opt.Seed)
-					m, err := ecg.Train(cmd.Context(), train, opt)
-					if err != nil {
-						return err
-					}
-					e = ecg.EvaluateBeats(m, test).Evaluate(records)
-				} else {
-					c, err := ecg.CrossValidateRecords(cmd.Context(), beats, ecg.CVOptions{Folds: folds, Train: opt,
-						Progress: func(fold int, recs []string, c ecg.Confusion) {
-							f := c.Evaluate(recs)
-							fmt.Fprintf(g.stderr, "fold %d %v: %d beats, accuracy %.4f\n", fold, recs, f.Beats, f.Accuracy)
-						}})
-					if err != nil {
-						return err
-					}
-					e = c.Evaluate(records)
+				if e, err = evalTrained(cmd, g, beats, records, split, testShare, folds, opt); err != nil {
+					return err
 				}
 			default:
 				return usagef("ecg eval: --split %q, want random or records", split)
@@ -173,6 +158,31 @@ command trains fresh models instead and evaluates them honestly:
 	f.BoolVar(&withoutRR, "without-rr", false, "drop the beats' RR features, as for ecg_beat readings without them (evaluates the shape-only model)")
 	addTrainFlags(cmd, &opt)
 	return cmd
+}
+
+// evalTrained trains fresh models on the beats and evaluates them on beats they did not
+// see: a random share of them (split random) or each fold of records in turn (split records).
+func evalTrained(cmd *cobra.Command, g *globals, beats []ecg.Beat, records []string, split string, testShare float64, folds int, opt ecg.TrainOptions) (ecg.Evaluation, error) {
+	if split == "random" {
+		if !(testShare > 0 && testShare < 1) {
+			return ecg.Evaluation{}, usagef("ecg eval: --test-share must be between 0 and 1")
+		}
+		train, test := ecg.SplitRandom(beats, testShare, opt.Seed)
+		m, err := ecg.Train(cmd.Context(), train, opt)
+		if err != nil {
+			return ecg.Evaluation{}, err
+		}
+		return ecg.EvaluateBeats(m, test).Evaluate(records), nil
+	}
+	c, err := ecg.CrossValidateRecords(cmd.Context(), beats, ecg.CVOptions{Folds: folds, Train: opt,
+		Progress: func(fold int, recs []string, c ecg.Confusion) {
+			f := c.Evaluate(recs)
+			fmt.Fprintf(g.stderr, "fold %d %v: %d beats, accuracy %.4f\n", fold, recs, f.Beats, f.Accuracy)
+		}})
+	if err != nil {
+		return ecg.Evaluation{}, err
+	}
+	return c.Evaluate(records), nil
 }
 
 func dropRR(beats []ecg.Beat) {
@@ -199,15 +209,7 @@ INPUT is one of:
 Without --model the default model embedded in the binary is used.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var (
-				m   *ecg.Model
-				err error
-			)
-			if modelFile != "" {
-				m, err = ecg.LoadModel(modelFile)
-			} else {
-				m, err = ecg.DefaultModel()
-			}
+			m, err := loadECGModel(modelFile)
 			if err != nil {
 				return err
 			}

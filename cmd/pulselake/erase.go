@@ -1,13 +1,8 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -50,9 +45,6 @@ reports pending ones. Revoke the subject's tokens first so that nothing new arri
 			rep, eraseErr := app.Erase(cmd.Context(), log, g.dataDir, cfg, subject, app.EraseOptions{DryRun: dryRun, Stream: purgeStream})
 			if rep != nil {
 				printErasure(g, rep.Rows, dryRun)
-				if err := dropCachedCopies(g.dataDir, rep.Removed); err != nil && eraseErr == nil {
-					eraseErr = err
-				}
 			}
 			if eraseErr != nil {
 				return eraseErr
@@ -86,24 +78,6 @@ reports pending ones. Revoke the subject's tokens first so that nothing new arri
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "only count what each place holds of the subject; change nothing")
 	cmd.Flags().BoolVar(&purgeStream, "stream", false, "also delete the subject's messages from the ingest stream")
 	return cmd
-}
-
-// dropCachedCopies deletes the SQL engine's local copies of removed S3 data files: the
-// engine keeps them in <data>/cache/lake named by the first 12 bytes of the SHA-256 of
-// the location, in hex (internal/query, Engine.localPath).
-func dropCachedCopies(dataDir string, removed []string) error {
-	dir := filepath.Join(dataDir, "cache", "lake")
-	for _, loc := range removed {
-		if strings.HasPrefix(loc, "file:") || strings.HasPrefix(loc, "/") {
-			continue
-		}
-		sum := sha256.Sum256([]byte(loc))
-		err := os.Remove(filepath.Join(dir, hex.EncodeToString(sum[:12])+".parquet"))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("deleting the query cache's copy of %s: %w", loc, err)
-		}
-	}
-	return nil
 }
 
 func printErasure(g *globals, rows []app.EraseRow, dryRun bool) {

@@ -1,24 +1,16 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"text/tabwriter"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/pulselake/pulselake/internal/app"
-	"github.com/pulselake/pulselake/internal/config"
-	"github.com/pulselake/pulselake/internal/lake"
 	"github.com/pulselake/pulselake/internal/pipeline"
-	"github.com/pulselake/pulselake/internal/query"
-	"github.com/pulselake/pulselake/internal/secret"
 )
 
 // defaultPipelineDir is the folder `pipeline run` and `list` read without --dir.
@@ -42,17 +34,11 @@ func newPipelineCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			open, closeLake, err := openLakeSessions(cmd.Context(), log, g, cfg)
+			r, closeRunner, err := app.OpenPipelines(cmd.Context(), log, g.dataDir, cfg)
 			if err != nil {
 				return err
 			}
-			defer closeLake()
-			secrets := &lazySecrets{log: log, g: g, cfg: cfg}
-			defer secrets.close()
-			r, err := pipeline.NewRunner(log, prometheus.NewRegistry(), pipeline.Options{Open: open, Secrets: secrets})
-			if err != nil {
-				return err
-			}
+			defer closeRunner()
 			rep, err := r.Run(cmd.Context(), p, args)
 			if rep != nil {
 				if perr := rep.Print(g.stdout); perr != nil {
@@ -108,70 +94,4 @@ func loadPipeline(dir string) (*pipeline.Project, error) {
 		return nil, err
 	}
 	return p, nil
-}
-
-// lazySecrets opens the secret store (and the stream it lives in) only when a model calls
-// pseudonymize(), so other pipelines run without touching the stream.
-type lazySecrets struct {
-	log   *slog.Logger
-	g     *globals
-	cfg   *config.Config
-	once  sync.Once
-	store *secret.Store
-	done  func()
-	err   error
-}
-
-func (l *lazySecrets) Create(ctx context.Context, name string, value []byte) ([]byte, bool, error) {
-	l.once.Do(func() {
-		key, created, err := secret.LoadMasterKey(l.g.dataDir, os.Getenv)
-		if err != nil {
-			l.err = err
-			return
-		}
-		if created {
-			l.log.Warn("created a new master key for the secret store; back it up", "path", l.g.dataDir+"/"+secret.KeyFile)
-		}
-		conn, closeConn, err := app.Dial(ctx, l.log, l.g.dataDir, l.cfg)
-		if err != nil {
-			l.err = err
-			return
-		}
-		kv, err := conn.KV(ctx, secret.Bucket, "pulselake secrets (AES-256-GCM)")
-		if err == nil {
-			l.store, err = secret.Open(ctx, l.log, nil, kv, secret.Options{MasterKey: key})
-		}
-		if err != nil {
-			closeConn()
-			l.err = err
-			return
-		}
-		l.done = closeConn
-	})
-	if l.err != nil {
-		return nil, false, l.err
-	}
-	return l.store.Create(ctx, name, value)
-}
-
-func (l *lazySecrets) close() {
-	if l.done != nil {
-		l.done()
-	}
-}
-
-// openLakeSessions returns the session opener over the data directory's lake. Each session
-// has its own SQL engine; the catalog is shared and closed by the returned function.
-func openLakeSessions(ctx context.Context, log *slog.Logger, g *globals, cfg *config.Config) (pipeline.OpenSession, func(), error) {
-	lc := cfg.Lake
-	lc.ApplyDefaults(g.dataDir)
-	st, err := lake.Open(ctx, log, lc)
-	if err != nil {
-		return nil, nil, err
-	}
-	o := query.Options{Lake: lc, DataDir: g.dataDir, Store: st, Config: cfg.Query}
-	open := func(ctx context.Context) (pipeline.Session, error) {
-		return query.OpenSession(ctx, log, o)
-	}
-	return open, func() { st.Close() }, nil
 }

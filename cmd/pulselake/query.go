@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pulselake/pulselake/internal/app"
 	"github.com/pulselake/pulselake/internal/query"
 )
 
@@ -57,7 +58,7 @@ subject sees only that subject's rows.`,
 			} else {
 				var eng *query.Engine
 				log.Debug("opening the lake", "data", g.dataDir)
-				eng, err = query.Open(cmd.Context(), log, nil, query.Options{Lake: cfg.Lake, DataDir: g.dataDir, Config: cfg.Query})
+				eng, err = app.OpenQuery(cmd.Context(), log, g.dataDir, cfg)
 				if err != nil {
 					return err
 				}

@@ -1,15 +1,15 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/pulselake/pulselake/internal/query"
+	"github.com/pulselake/pulselake/internal/app"
 	"github.com/pulselake/pulselake/internal/report"
 )
 
@@ -66,49 +66,9 @@ The Isolation Forest is scikit-learn's (contamination 0.08, seed 1 unless set) o
 			if !(contamination > 0 && contamination <= 0.5) {
 				return usagef("--contamination %g: want a fraction in (0, 0.5]", contamination)
 			}
-			var rs []report.Reading
-			if input != "" {
-				f, err := os.Open(input)
-				if err != nil {
-					return fmt.Errorf("opening --input: %w", err)
-				}
-				rs, err = report.ReadFitbitCSV(f, subject)
-				f.Close()
-				if err != nil {
-					return fmt.Errorf("reading %s: %w", input, err)
-				}
-				rs = between(rs, lo, hi)
-			} else {
-				cfg, log, err := setup(g)
-				if err != nil {
-					return err
-				}
-				eng, err := query.Open(cmd.Context(), log, nil, query.Options{Lake: cfg.Lake, DataDir: g.dataDir, Config: cfg.Query})
-				if err != nil {
-					return err
-				}
-				defer eng.Close()
-				sql := "SELECT time, bpm FROM trusted.heart_rate WHERE subject = " + sqlString(subject)
-				if !lo.IsZero() {
-					sql += " AND time >= " + sqlTimestamp(lo)
-				}
-				if !hi.IsZero() {
-					sql += " AND time < " + sqlTimestamp(hi)
-				}
-				res, err := eng.Query(cmd.Context(), sql+" ORDER BY time", query.Limits{MaxRows: report.MaxCSVRows, Timeout: 10 * time.Minute})
-				if err != nil {
-					return fmt.Errorf("reading trusted.heart_rate: %w", err)
-				}
-				if res.Truncated {
-					return usagef("subject %s has more than %d heart-rate readings in that period; give --from and --to", subject, report.MaxCSVRows)
-				}
-				for _, row := range res.Rows {
-					t, ok1 := row[0].(time.Time)
-					v, ok2 := row[1].(float64)
-					if ok1 && ok2 {
-						rs = append(rs, report.Reading{Time: t, BPM: v})
-					}
-				}
+			rs, err := heartReadings(cmd, g, input, subject, lo, hi)
+			if err != nil {
+				return err
 			}
 			if len(rs) < 2 {
 				where := "trusted.heart_rate in " + g.dataDir
@@ -140,6 +100,37 @@ The Isolation Forest is scikit-learn's (contamination 0.08, seed 1 unless set) o
 	return cmd
 }
 
+// heartReadings reads the subject's heart rate in [lo, hi) from the Fitbit CSV input, or
+// from the lake when input is empty.
+func heartReadings(cmd *cobra.Command, g *globals, input, subject string, lo, hi time.Time) ([]report.Reading, error) {
+	if input != "" {
+		f, err := os.Open(input)
+		if err != nil {
+			return nil, fmt.Errorf("opening --input: %w", err)
+		}
+		defer f.Close()
+		rs, err := report.ReadFitbitCSV(f, subject)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", input, err)
+		}
+		return between(rs, lo, hi), nil
+	}
+	cfg, log, err := setup(g)
+	if err != nil {
+		return nil, err
+	}
+	eng, err := app.OpenQuery(cmd.Context(), log, g.dataDir, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer eng.Close()
+	rs, err := report.LakeHeartRate(cmd.Context(), eng, subject, lo, hi)
+	if errors.Is(err, report.ErrTooManyRows) {
+		return nil, usageError{err}
+	}
+	return rs, err
+}
+
 func parseReportTime(s string) (time.Time, error) {
 	for _, layout := range []string{time.RFC3339Nano, time.DateOnly, time.DateTime} {
 		if t, err := time.Parse(layout, s); err == nil {
@@ -157,10 +148,4 @@ func between(rs []report.Reading, lo, hi time.Time) []report.Reading {
 		}
 	}
 	return out
-}
-
-func sqlString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
-
-func sqlTimestamp(t time.Time) string {
-	return "TIMESTAMP '" + t.UTC().Format("2006-01-02 15:04:05.999999") + "'"
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,7 +12,9 @@ import (
 	"github.com/pulselake/pulselake/internal/config"
 )
 
-// loadConfig loads --config over the defaults; apply flags, then call validate.
+// loadConfig loads --config over the defaults; apply flags, then call validate. Commands
+// with flags that override the file should rather give them to config.Check, which lists
+// the problems of both in one pass.
 func loadConfig(g *globals) (*config.Config, error) {
 	cfg, err := config.Load(g.configFile)
 	if err != nil {
@@ -40,11 +43,38 @@ func setup(g *globals) (*config.Config, *slog.Logger, error) {
 // checkConfig loads and validates --config (no flags to apply between), returning every
 // problem of both as a usage error.
 func checkConfig(g *globals) (*config.Config, error) {
-	cfg, err := config.Check(g.configFile)
+	return checkConfigWith(g, nil, nil)
+}
+
+// checkConfigWith loads --config, applies a command's flags over it (apply) and validates
+// the result, returning every problem of the file, its rule files and the flags as one
+// usage error. flags maps the YAML path of each setting a flag gave to the flag's name, so
+// that its problems name the flag instead of a line of the file.
+func checkConfigWith(g *globals, apply func(*config.Config), flags map[string]string) (*config.Config, error) {
+	cfg, err := config.Check(g.configFile, apply)
+	var ps config.Problems
+	if errors.As(err, &ps) {
+		for i, p := range ps {
+			if flag, ok := flags[p.Path]; ok {
+				ps[i] = config.Problem{Path: flag, Msg: p.Msg}
+			}
+		}
+	}
 	if err != nil {
 		return nil, usageError{fmt.Errorf("invalid configuration:\n%w", err)}
 	}
 	return cfg, nil
+}
+
+// changedFlags maps the YAML path of each setting to its flag, for the flags given.
+func changedFlags(cmd *cobra.Command, paths map[string]string) map[string]string {
+	out := map[string]string{}
+	for path, flag := range paths {
+		if cmd.Flags().Changed(flag) {
+			out[path] = "--" + flag
+		}
+	}
+	return out
 }
 
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
@@ -64,20 +94,18 @@ func newServeCmd(g *globals) *cobra.Command {
 		Short: "Run everything: stream, ingest (HTTP, MQTT), API and dashboard",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(g)
+			cfg, err := checkConfigWith(g, func(cfg *config.Config) {
+				if cmd.Flags().Changed("http") {
+					cfg.HTTP.Listen = httpAddr
+				}
+				if cmd.Flags().Changed("mqtt") {
+					cfg.MQTT.Listen = mqttAddr
+				}
+				if cmd.Flags().Changed("nats-url") {
+					cfg.NATS.URL = natsURL
+				}
+			}, changedFlags(cmd, map[string]string{"http.listen": "http", "mqtt.listen": "mqtt", "nats.url": "nats-url"}))
 			if err != nil {
-				return err
-			}
-			if cmd.Flags().Changed("http") {
-				cfg.HTTP.Listen = httpAddr
-			}
-			if cmd.Flags().Changed("mqtt") {
-				cfg.MQTT.Listen = mqttAddr
-			}
-			if cmd.Flags().Changed("nats-url") {
-				cfg.NATS.URL = natsURL
-			}
-			if err := validate(cfg); err != nil {
 				return err
 			}
 			return app.Run(cmd.Context(), app.Options{DataDir: g.dataDir, Config: cfg, Log: newLogger(cfg, g.stderr)})

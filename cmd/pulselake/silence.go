@@ -32,7 +32,11 @@ func withSilences(cmd *cobra.Command, g *globals, f func(*notify.Silences) error
 
 func newSilenceCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "silence", Short: "Add, list and expire alert silences"}
+	cmd.AddCommand(newSilenceAddCmd(g), newSilenceListCmd(g), newSilenceExpireCmd(g))
+	return cmd
+}
 
+func newSilenceAddCmd(g *globals) *cobra.Command {
 	var matchers []string
 	var duration time.Duration
 	var comment, author string
@@ -79,7 +83,10 @@ func newSilenceCmd(g *globals) *cobra.Command {
 	add.Flags().StringVar(&comment, "comment", "", "why the alerts are muted (required)")
 	add.Flags().StringVar(&author, "author", os.Getenv("USER"), "who created the silence")
 	_ = add.MarkFlagRequired("duration")
+	return add
+}
 
+func newSilenceListCmd(g *globals) *cobra.Command {
 	var format string
 	list := &cobra.Command{
 		Use:   "list [--format table|json]",
@@ -120,8 +127,11 @@ func newSilenceCmd(g *globals) *cobra.Command {
 		},
 	}
 	list.Flags().StringVar(&format, "format", "table", "table or json")
+	return list
+}
 
-	expire := &cobra.Command{
+func newSilenceExpireCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
 		Use:   "expire ID",
 		Short: "End a silence now (its alerts notify again)",
 		Args:  cobra.ExactArgs(1),
@@ -139,8 +149,6 @@ func newSilenceCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(add, list, expire)
-	return cmd
 }
 
 func matchersString(ms notify.Matchers) string {

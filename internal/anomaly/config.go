@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pulselake/pulselake/internal/yamlconf"
 )
 
 // DetectorSpec is one streaming detector of the configuration file's `detectors:` list: a
@@ -27,8 +29,9 @@ type DetectorSpec struct {
 	// Params are the method's parameters, with the names and syntax of `pulselake detect
 	// --set` (e.g. contamination: 0.08, seasonality: 1d, window: 1h, shift: 7d) plus step
 	// (the series' period, default 1m) and, for iforest, window (training points, default
-	// 4096), refit_every (default window/4) and min_fit (default min(256, window)).
-	Params map[string]any `yaml:"params"`
+	// 4096), refit_every (default window/4) and min_fit (default min(256, window)); decoded
+	// into the method's parameter struct (see Params).
+	Params Params `yaml:"params"`
 	// Threshold on the 0..1 score above which a point is an anomaly (0 < threshold < 1).
 	// Unset: the method's own rule (iforest: decision_function < 0; holt-winters: outside the
 	// confidence bands; cv and timeshift: above their threshold parameter), which all score
@@ -41,12 +44,12 @@ type DetectorSpec struct {
 	Severity string            `yaml:"severity"`
 	Labels   map[string]string `yaml:"labels"`
 	// ResolveAfter: an alert resolves once its series had no anomaly for this long (default 5m).
-	ResolveAfter string `yaml:"resolve_after"`
+	ResolveAfter Duration `yaml:"resolve_after"`
 	// MaxSubjects bounds the number of baselines kept (default: as many as fit in
 	// DefaultBaselineBudget by BaselineBytes, at most 10000); IdleAfter drops a baseline that saw
 	// no reading for this long (default 24h). When full, the baseline idle longest is dropped.
-	MaxSubjects int    `yaml:"max_subjects"`
-	IdleAfter   string `yaml:"idle_after"`
+	MaxSubjects int      `yaml:"max_subjects"`
+	IdleAfter   Duration `yaml:"idle_after"`
 }
 
 // Detector is a validated DetectorSpec: it makes the streaming detector of one baseline.
@@ -74,125 +77,124 @@ const DefaultBaselineBudget = 256 << 20
 
 var nameRe = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.:-]{0,127}$`)
 
-// streamingParams are the keys a streaming detector accepts besides the method's own.
-func streamingParams(method string) []string {
-	if method == "iforest" {
-		return []string{"step", "window", "refit_every", "min_fit"}
-	}
-	return []string{"step"}
-}
-
 // CompileDetectors validates specs; field(kind, value) reports whether kind has a numeric
-// value of that name. Errors start with the YAML path of the offending key
-// ("detectors[2].params.contamination: ...").
-func CompileDetectors(specs []DetectorSpec, field func(kind, value string) error) ([]*Detector, []error) {
+// value of that name. Each problem is at the YAML path of the offending key
+// ("detectors[2].params.contamination"); the caller locates them in its file.
+func CompileDetectors(specs []DetectorSpec, field func(kind, value string) error) ([]*Detector, yamlconf.Problems) {
 	var out []*Detector
-	var errs []error
+	var all yamlconf.Problems
 	names := map[string]int{}
 	for i, s := range specs {
 		p := fmt.Sprintf("detectors[%d]", i)
-		d, es := compileDetector(p, s, field)
-		errs = append(errs, es...)
+		d, ps := compileDetector(s, field)
+		for _, pr := range ps {
+			pr.Path = p + "." + pr.Path
+			all = append(all, pr)
+		}
 		if d == nil {
 			continue
 		}
 		if j, dup := names[d.Name]; dup {
-			errs = append(errs, fmt.Errorf("%s.name: %q is also the name of detectors[%d]; names must be unique", p, d.Name, j))
+			all.Add(p+".name", "%q is also the name of detectors[%d]; names must be unique", d.Name, j)
 			continue
 		}
 		names[d.Name] = i
 		out = append(out, d)
 	}
-	return out, errs
+	return out, all
 }
 
-func compileDetector(p string, s DetectorSpec, field func(kind, value string) error) (*Detector, []error) {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s.%s: %s", p, key, fmt.Sprintf(format, args...)))
-	}
+// compileDetector checks one spec and builds its detector, in steps: what it watches, its
+// method and parameters, how it alerts, and how many baselines it keeps. Problems are at
+// paths inside the spec ("params.window"); the detector is nil when there is any.
+func compileDetector(s DetectorSpec, field func(kind, value string) error) (*Detector, yamlconf.Problems) {
+	var ps yamlconf.Problems
 	d := &Detector{Name: s.Name, Kind: s.Kind, Method: s.Method, Severity: s.Severity, Labels: s.Labels,
 		ResolveAfter: 5 * time.Minute, IdleAfter: 24 * time.Hour, Threshold: math.NaN(), Step: time.Minute}
-	if s.Kind == "" {
-		bad("kind", "missing: name the kind of reading to watch (e.g. heart_rate)")
-	}
-	switch {
-	case s.Value != "" && len(s.Values) > 0:
-		bad("values", "give value or values, not both")
-	case s.Value != "":
-		d.Values = []string{s.Value}
-	case len(s.Values) > 0:
-		d.Values = slices.Clone(s.Values)
-		if len(s.Values) > 1 && s.Method != "iforest" {
-			bad("values", "only iforest takes several values; %s watches one", s.Method)
-		}
-	default:
-		bad("value", "missing: name the value of the kind to watch (e.g. bpm)")
-	}
-	if s.Kind != "" && field != nil {
-		for j, v := range d.Values {
-			if err := field(s.Kind, v); err != nil {
-				key := "value"
-				if len(s.Values) > 0 {
-					key = fmt.Sprintf("values[%d]", j)
-				}
-				bad(key, "%v", err)
-			}
-		}
-	}
-	if !slices.Contains(Methods(), s.Method) {
-		bad("method", "want one of %s; got %q", strings.Join(Methods(), ", "), s.Method)
-		return nil, errs
+	d.compileValues(s, field, &ps)
+	if _, ok := newParams(s.Method); !ok {
+		ps.Add("method", "want one of %s; got %q", strings.Join(Methods(), ", "), s.Method)
+		return nil, ps
 	}
 	if d.Name == "" && len(d.Values) > 0 {
 		d.Name = s.Method + "-" + s.Kind + "-" + d.Values[0]
 	}
 	if !nameRe.MatchString(d.Name) {
-		bad("name", "%q: want a letter then up to 127 letters, digits or _ . : -", d.Name)
+		ps.Add("name", "%q: want a letter then up to 127 letters, digits or _ . : -", d.Name)
 	}
-	// Parameters, with the syntax of `detect --set`.
-	sets := make([]string, 0, len(s.Params))
-	for _, k := range slices.Sorted(maps.Keys(s.Params)) {
-		v := s.Params[k]
-		var text string
-		switch v := v.(type) {
-		case string:
-			text = v
-		case float64:
-			text = strconv.FormatFloat(v, 'g', -1, 64)
-		case int, int64, uint64, bool:
-			text = fmt.Sprint(v)
-		default:
-			bad("params."+k, "want a number, a duration or a word, got %v", v)
-			continue
+	d.compileParams(s, &ps)
+	d.compileAlerts(s, &ps)
+	d.compileLimits(s, &ps)
+	if len(ps) > 0 {
+		return nil, ps
+	}
+	return d, nil
+}
+
+// compileValues checks the kind and the value (or values) watched.
+func (d *Detector) compileValues(s DetectorSpec, field func(kind, value string) error, ps *yamlconf.Problems) {
+	if s.Kind == "" {
+		ps.Add("kind", "missing: name the kind of reading to watch (e.g. heart_rate)")
+	}
+	switch {
+	case s.Value != "" && len(s.Values) > 0:
+		ps.Add("values", "give value or values, not both")
+	case s.Value != "":
+		d.Values = []string{s.Value}
+	case len(s.Values) > 0:
+		d.Values = slices.Clone(s.Values)
+		if len(s.Values) > 1 && s.Method != "iforest" {
+			ps.Add("values", "only iforest takes several values; %s watches one", s.Method)
 		}
-		sets = append(sets, k+"="+text)
+	default:
+		ps.Add("value", "missing: name the value of the kind to watch (e.g. bpm)")
 	}
-	cfg, perrs := parseParams(s.Method, sets, streamingParams(s.Method), func(kv string) string {
-		k, _, _ := cutEq(kv)
-		return p + ".params." + k
-	})
-	errs = append(errs, perrs...)
-	if len(perrs) == 0 {
-		if err := cfg.check(); err != nil {
-			bad("params", "%v", err)
+	if s.Kind == "" || field == nil {
+		return
+	}
+	for j, v := range d.Values {
+		if err := field(s.Kind, v); err != nil {
+			key := "value"
+			if len(s.Values) > 0 {
+				key = fmt.Sprintf("values[%d]", j)
+			}
+			ps.Add(key, "%v", err)
 		}
 	}
+}
+
+// compileParams turns the method's parameters into its settings and checks them together,
+// building one detector for what depends on the step (a season of 2+ points).
+func (d *Detector) compileParams(s DetectorSpec, ps *yamlconf.Problems) {
+	mp := s.Params.Set
+	if mp == nil {
+		mp, _ = newParams(s.Method) // none given: the method's defaults
+	}
+	n := len(*ps)
+	cfg := mp.detectConfig(func(key, format string, args ...any) { ps.Add("params."+key, format, args...) })
+	d.cfg = cfg
 	if cfg.Step > 0 {
 		d.Step = cfg.Step
 	}
-	d.cfg = cfg
-	if len(perrs) == 0 {
-		// Building one detector checks what depends on the step (a season of 2+ points).
-		if det, err := d.New(); err != nil {
-			bad("params", "%v", err)
-		} else if c, ok := det.(io.Closer); ok {
-			c.Close()
-		}
+	if len(*ps) > n {
+		return
 	}
+	if err := cfg.check(); err != nil {
+		ps.Add("params", "%v", err)
+		return
+	}
+	if det, err := d.New(); err != nil {
+		ps.Add("params", "%v", err)
+	} else if c, ok := det.(io.Closer); ok {
+		c.Close()
+	}
+}
+
+// compileAlerts checks what the detector's alerts carry and when they resolve.
+func (d *Detector) compileAlerts(s DetectorSpec, ps *yamlconf.Problems) {
 	if s.Threshold != nil {
 		if t := *s.Threshold; !(t > 0 && t < 1) {
-			bad("threshold", "want a score threshold between 0 and 1, got %g", t)
+			ps.Add("threshold", "want a score threshold between 0 and 1, got %g", t)
 		}
 		d.Threshold = *s.Threshold
 	}
@@ -201,54 +203,34 @@ func compileDetector(p string, s DetectorSpec, field func(kind, value string) er
 	case "device":
 		d.PerDevice = true
 	default:
-		bad("baseline", "want subject or device, got %q", s.Baseline)
+		ps.Add("baseline", "want subject or device, got %q", s.Baseline)
 	}
 	if d.Severity == "" {
 		d.Severity = "warning"
 	}
-	for k := range s.Labels {
+	for _, k := range slices.Sorted(maps.Keys(s.Labels)) {
 		if !nameRe.MatchString(k) {
-			bad("labels", "label name %q: want a letter then letters, digits or _ . : -", k)
+			ps.Add("labels", "label name %q: want a letter then letters, digits or _ . : -", k)
 		}
 		switch k {
 		case "alertname", "subject", "device", "kind", "severity", "detector":
-			bad("labels", "%q is set by the detector; choose another label name", k)
+			ps.Add("labels", "%q is set by the detector; choose another label name", k)
 		}
 	}
-	if s.ResolveAfter != "" {
-		if v, err := ParseDuration(s.ResolveAfter); err != nil {
-			bad("resolve_after", "%v", err)
-		} else {
-			d.ResolveAfter = v
-		}
-	}
-	if s.IdleAfter != "" {
-		if v, err := ParseDuration(s.IdleAfter); err != nil {
-			bad("idle_after", "%v", err)
-		} else {
-			d.IdleAfter = v
-		}
-	}
-	if s.MaxSubjects < 0 || s.MaxSubjects > 10_000_000 {
-		bad("max_subjects", "want 1..10000000 (0 for the default 10000), got %d", s.MaxSubjects)
-	} else if s.MaxSubjects > 0 {
-		d.MaxSubjects = s.MaxSubjects
-	} else {
-		d.MaxSubjects = int(min(10000, max(1, DefaultBaselineBudget/d.BaselineBytes())))
-	}
-	if len(errs) > 0 {
-		return nil, errs
-	}
-	return d, nil
+	d.ResolveAfter = s.ResolveAfter.Or(d.ResolveAfter)
 }
 
-func cutEq(kv string) (string, string, bool) {
-	for i := range len(kv) {
-		if kv[i] == '=' {
-			return kv[:i], kv[i+1:], true
-		}
+// compileLimits checks the bounds of the detector's baselines.
+func (d *Detector) compileLimits(s DetectorSpec, ps *yamlconf.Problems) {
+	d.IdleAfter = s.IdleAfter.Or(d.IdleAfter)
+	switch {
+	case s.MaxSubjects < 0 || s.MaxSubjects > 10_000_000:
+		ps.Add("max_subjects", "want 1..10000000 (0 for the default 10000), got %d", s.MaxSubjects)
+	case s.MaxSubjects > 0:
+		d.MaxSubjects = s.MaxSubjects
+	default:
+		d.MaxSubjects = int(min(10000, max(1, DefaultBaselineBudget/d.BaselineBytes())))
 	}
-	return kv, "", false
 }
 
 // windowPoints converts a window given as a point count or a duration into points of step.

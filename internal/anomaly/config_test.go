@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pulselake/pulselake/internal/yamlconf"
 )
 
 func fieldCheck(kind, value string) error {
@@ -16,14 +18,35 @@ func fieldCheck(kind, value string) error {
 	return errors.New("no numeric value " + value)
 }
 
+// compileYAML decodes a detectors: list as the configuration file does and compiles it,
+// returning the problems of both with their lines.
+func compileYAML(t *testing.T, text string) ([]*Detector, yamlconf.Problems) {
+	t.Helper()
+	f, err := yamlconf.Parse("d.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type file struct {
+		Detectors []DetectorSpec `yaml:"detectors"`
+	}
+	v, ps := yamlconf.Decode("d.yaml", f, func() *file { return &file{} })
+	ds, cps := CompileDetectors(v.Detectors, fieldCheck)
+	cps.Locate("d.yaml", f)
+	return ds, append(ps, cps...)
+}
+
 func TestCompileDetectorsDefaults(t *testing.T) {
-	thr := 0.9
-	ds, errs := CompileDetectors([]DetectorSpec{
-		{Kind: "heart_rate", Value: "bpm", Method: "holt-winters"},
-		{Name: "hr-if", Kind: "activity", Values: []string{"hr", "steps"}, Method: "iforest",
-			Params: map[string]any{"contamination": 0.05, "window": 1000, "step": "10s"}, Threshold: &thr, Baseline: "device"},
-		{Kind: "heart_rate", Value: "bpm", Method: "timeshift", Params: map[string]any{"shift": "1d", "step": "5min"}, MaxSubjects: 7},
-	}, fieldCheck)
+	ds, errs := compileYAML(t, `detectors:
+  - {kind: heart_rate, value: bpm, method: holt-winters}
+  - name: hr-if
+    kind: activity
+    values: [hr, steps]
+    method: iforest
+    params: {contamination: 0.05, window: 1000, step: 10s}
+    threshold: 0.9
+    baseline: device
+  - {kind: heart_rate, value: bpm, method: timeshift, params: {shift: 1d, step: 5min}, max_subjects: 7}
+`)
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
@@ -65,47 +88,63 @@ func TestCompileDetectorsDefaults(t *testing.T) {
 }
 
 func TestCompileDetectorsErrors(t *testing.T) {
-	bad := -1.0
-	_, errs := CompileDetectors([]DetectorSpec{
-		{Kind: "heart_rate", Value: "bpm", Method: "arima"},
-		{Kind: "heart_rate", Value: "pulse", Method: "cv"},
-		{Kind: "heart_rate", Value: "bpm", Method: "iforest", Params: map[string]any{"contamination": 0.9, "seasonality": "1d"}},
-		{Kind: "heart_rate", Values: []string{"bpm", "bpm"}, Method: "cv"},
-		{Kind: "heart_rate", Value: "bpm", Method: "holt-winters", Params: map[string]any{"seasonality": "1min"}},
-		{Kind: "heart_rate", Value: "bpm", Method: "cv", Threshold: &bad, Baseline: "ward", Labels: map[string]string{"subject": "x"}},
-		{Name: "dup", Kind: "heart_rate", Value: "bpm", Method: "cv"},
-		{Name: "dup", Kind: "heart_rate", Value: "bpm", Method: "cv", ResolveAfter: "soon", MaxSubjects: -1},
-		{Method: "cv"},
-	}, fieldCheck)
+	_, errs := compileYAML(t, `detectors:
+  - {kind: heart_rate, value: bpm, method: arima}
+  - {kind: heart_rate, value: pulse, method: cv}
+  - kind: heart_rate
+    value: bpm
+    method: iforest
+    params:
+      contamination: 0.9
+      seasonality: 1d
+      n_estimators: -3
+      max_samples: 2.5
+  - {kind: heart_rate, values: [bpm, bpm], method: cv}
+  - {kind: heart_rate, value: bpm, method: holt-winters, params: {seasonality: 1min}}
+  - kind: heart_rate
+    value: bpm
+    method: cv
+    threshold: -1
+    baseline: ward
+    labels: {subject: x}
+  - {name: dup, kind: heart_rate, value: bpm, method: cv}
+  - {name: dup, kind: heart_rate, value: bpm, method: cv, resolve_after: soon, max_subjects: -1}
+  - {method: cv}
+  - {kind: heart_rate, value: bpm, method: cv, params: {window: [1, 2], threshold: many}}
+`)
 	var all []string
 	for _, e := range errs {
 		all = append(all, e.Error())
 	}
 	text := strings.Join(all, "\n")
 	for _, want := range []string{
-		`detectors[0].method: want one of online, iforest, holt-winters, cv, timeshift; got "arima"`,
-		`detectors[1].value: no numeric value pulse`,
-		`detectors[2].params.contamination: want 'auto' or a fraction in (0, 0.5]`,
-		`detectors[2].params.seasonality: not a parameter of iforest`,
-		`detectors[3].values: only iforest takes several values`,
-		`detectors[4].params: invalid parameter: seasonality 1m0s must be at least two steps of 1m0s`,
-		`detectors[5].threshold: want a score threshold between 0 and 1, got -1`,
-		`detectors[5].baseline: want subject or device, got "ward"`,
-		`detectors[5].labels: "subject" is set by the detector`,
-		`detectors[7].resolve_after:`,
-		`detectors[7].max_subjects:`,
-		`detectors[8].kind: missing`,
-		`detectors[8].value: missing`,
+		`d.yaml:2: detectors[0].method: want one of online, iforest, holt-winters, cv, timeshift; got "arima"`,
+		`d.yaml:3: detectors[1].value: no numeric value pulse`,
+		`d.yaml:8: detectors[2].params.contamination: want 'auto' or a fraction in (0, 0.5]`,
+		`d.yaml:9: detectors[2].params.seasonality: "seasonality" is not a parameter of iforest`,
+		`d.yaml:10: detectors[2].params.n_estimators: want a positive number, got -3`,
+		`d.yaml:11: detectors[2].params.max_samples: want a positive integer or a fraction in (0, 1], got 2.5`,
+		`d.yaml:12: detectors[3].values: only iforest takes several values`,
+		`d.yaml:13: detectors[4].params: invalid parameter: seasonality 1m0s must be at least two steps of 1m0s`,
+		`d.yaml:17: detectors[5].threshold: want a score threshold between 0 and 1, got -1`,
+		`d.yaml:18: detectors[5].baseline: want subject or device, got "ward"`,
+		`d.yaml:19: detectors[5].labels: "subject" is set by the detector`,
+		`d.yaml:21: detectors[7].resolve_after: "soon" is not a positive duration`,
+		`d.yaml:21: detectors[7].max_subjects:`,
+		`d.yaml:22: detectors[8].kind: missing`,
+		`d.yaml:22: detectors[8].value: missing`,
+		`d.yaml:23: detectors[9].params.window: want a number of points or a duration`,
+		`d.yaml:23: detectors[9].params.threshold: want a number`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("errors do not contain %q:\n%s", want, text)
 		}
 	}
 	// A duplicate name is reported only when the rest of the detector is valid.
-	_, errs = CompileDetectors([]DetectorSpec{
-		{Name: "dup", Kind: "heart_rate", Value: "bpm", Method: "cv"},
-		{Name: "dup", Kind: "heart_rate", Value: "bpm", Method: "timeshift"},
-	}, fieldCheck)
+	_, errs = compileYAML(t, `detectors:
+  - {name: dup, kind: heart_rate, value: bpm, method: cv}
+  - {name: dup, kind: heart_rate, value: bpm, method: timeshift}
+`)
 	if len(errs) != 1 || !strings.Contains(errs[0].Error(), `detectors[1].name: "dup" is also the name of detectors[0]`) {
 		t.Errorf("duplicate names: %v", errs)
 	}
@@ -114,8 +153,7 @@ func TestCompileDetectorsErrors(t *testing.T) {
 // TestHoltWintersDetectorBootstrap: a holt-winters detector reports nothing during its first
 // season (which the bare recurrence flags nearly everywhere), then the recurrence's verdicts.
 func TestHoltWintersDetectorBootstrap(t *testing.T) {
-	ds, errs := CompileDetectors([]DetectorSpec{{Kind: "heart_rate", Value: "bpm", Method: "holt-winters",
-		Params: map[string]any{"seasonality": "10m", "step": "1m"}}}, fieldCheck)
+	ds, errs := compileYAML(t, "detectors:\n  - {kind: heart_rate, value: bpm, method: holt-winters, params: {seasonality: 10m, step: 1m}}\n")
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}

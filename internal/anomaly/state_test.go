@@ -88,11 +88,11 @@ func justRefitted(s Streaming) bool {
 
 var stateSpecs = []DetectorSpec{
 	{Method: "online"},
-	{Method: "online", Params: map[string]any{"step": "1m"}},
-	{Method: "holt-winters", Params: map[string]any{"seasonality": "2h"}},
-	{Method: "cv", Params: map[string]any{"window": "30m", "threshold": 0.05}},
-	{Method: "timeshift", Params: map[string]any{"shift": "1h", "threshold": 0.2}},
-	{Method: "iforest", Params: map[string]any{"window": 128, "refit_every": 32, "min_fit": 64, "n_estimators": 20}},
+	{Method: "online", Params: Params{Set: &OnlineParams{Step: Duration(time.Minute)}}},
+	{Method: "holt-winters", Params: Params{Set: &HoltWintersParams{Seasonality: Duration(2 * time.Hour)}}},
+	{Method: "cv", Params: Params{Set: &CVParams{Window: "30m", Threshold: new(0.05)}}},
+	{Method: "timeshift", Params: Params{Set: &TimeShiftParams{Shift: Duration(time.Hour), Threshold: new(0.2)}}},
+	{Method: "iforest", Params: Params{Set: &IForestParams{Window: "128", RefitEvery: new(32), MinFit: new(64), NEstimators: new(20)}}},
 }
 
 // TestStateRoundTrip: a detector saved mid-series and restored into a fresh one scores the rest
@@ -175,13 +175,13 @@ func TestStateRefused(t *testing.T) {
 	}{
 		{"cv into online", online, saved[3], ErrStateMismatch},
 		{"online with a step into one without", online, saved[1], ErrStateMismatch},
-		{"other season", compileOne(t, DetectorSpec{Method: "holt-winters", Params: map[string]any{"seasonality": "3h"}}),
+		{"other season", compileOne(t, DetectorSpec{Method: "holt-winters", Params: Params{Set: &HoltWintersParams{Seasonality: Duration(3 * time.Hour)}}}),
 			saved[2], ErrStateMismatch},
-		{"other cv threshold", compileOne(t, DetectorSpec{Method: "cv", Params: map[string]any{"window": "30m", "threshold": 0.06}}),
+		{"other cv threshold", compileOne(t, DetectorSpec{Method: "cv", Params: Params{Set: &CVParams{Window: "30m", Threshold: new(0.06)}}}),
 			saved[3], ErrStateMismatch},
-		{"other shift", compileOne(t, DetectorSpec{Method: "timeshift", Params: map[string]any{"shift": "2h", "threshold": 0.2}}),
+		{"other shift", compileOne(t, DetectorSpec{Method: "timeshift", Params: Params{Set: &TimeShiftParams{Shift: Duration(2 * time.Hour), Threshold: new(0.2)}}}),
 			saved[4], ErrStateMismatch},
-		{"other iforest window", compileOne(t, DetectorSpec{Method: "iforest", Params: map[string]any{"window": 256, "n_estimators": 20}}),
+		{"other iforest window", compileOne(t, DetectorSpec{Method: "iforest", Params: Params{Set: &IForestParams{Window: "256", NEstimators: new(20)}}}),
 			saved[5], ErrStateMismatch},
 		{"future version", online, append([]byte("PLDS\x02"), saved[0][5:]...), ErrStateMismatch},
 		{"empty", online, nil, ErrStateCorrupt},

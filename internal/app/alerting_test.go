@@ -85,7 +85,8 @@ func TestRuleAndDetectorAlertsLookAlike(t *testing.T) {
 
 	now := time.Now().UTC().Truncate(time.Second)
 	ds, errs := anomaly.CompileDetectors([]anomaly.DetectorSpec{{Name: "hr-shift", Kind: "heart_rate", Value: "bpm", Method: "timeshift",
-		Params: map[string]any{"shift": "2m", "step": "1m"}, Severity: "critical", Labels: map[string]string{"team": "cardio"}, ResolveAfter: "30s"}}, nil)
+		Params:   anomaly.Params{Set: &anomaly.TimeShiftParams{Shift: anomaly.Duration(2 * time.Minute), Step: anomaly.Duration(time.Minute)}},
+		Severity: "critical", Labels: map[string]string{"team": "cardio"}, ResolveAfter: anomaly.Duration(30 * time.Second)}}, nil)
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/pulselake/pulselake/internal/detectors"
 	"github.com/pulselake/pulselake/internal/lake"
 	"github.com/pulselake/pulselake/internal/notify"
+	"github.com/pulselake/pulselake/internal/query"
 	"github.com/pulselake/pulselake/internal/rules"
 	"github.com/pulselake/pulselake/internal/stream"
 )
@@ -54,7 +55,7 @@ type EraseRow struct {
 // EraseReport is the outcome of Erase.
 type EraseReport struct {
 	Rows []EraseRow
-	// Removed lists the lake files deleted (their copies in a query cache must go too).
+	// Removed lists the lake files deleted; Erase deletes their copies in the query cache.
 	Removed []string
 	// StreamPending is the number of stream messages of the subject not yet processed by
 	// every consumer (left in place: erase again after the lake flush).
@@ -119,9 +120,7 @@ func Erase(ctx context.Context, log *slog.Logger, dataDir string, cfg *config.Co
 		return nil, err
 	}
 	defer closeConn()
-	lc := cfg.Lake
-	lc.ApplyDefaults(dataDir)
-	st, err := lake.Open(ctx, log, lc)
+	st, err := OpenLake(ctx, log, dataDir, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -173,11 +172,11 @@ func Erase(ctx context.Context, log *slog.Logger, dataDir string, cfg *config.Co
 		}
 		if err != nil {
 			e.rep.Rows = mergeRows(order, before, after)
-			return e.rep, fmt.Errorf("erasing %s: %w", s.Name, err)
+			return e.rep, errors.Join(fmt.Errorf("erasing %s: %w", s.Name, err), query.DropCachedCopies(dataDir, e.rep.Removed))
 		}
 	}
 	e.rep.Rows = mergeRows(order, before, after)
-	return e.rep, nil
+	return e.rep, query.DropCachedCopies(dataDir, e.rep.Removed)
 }
 
 func mergeRows(order []string, before map[string]int64, after map[string]EraseRow) []EraseRow {

@@ -28,9 +28,8 @@ type lakeParts struct {
 }
 
 func openLake(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, cfg *config.Config, dataDir string, conn *stream.Conn, kinds *reading.Registry) (*lakeParts, error) {
-	lc := cfg.Lake
-	lc.ApplyDefaults(dataDir)
-	st, err := lake.Open(ctx, log.With("component", "lake"), lc)
+	lc := cfg.Lake.WithDefaults(dataDir)
+	st, err := OpenLake(ctx, log, dataDir, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -40,12 +39,12 @@ func openLake(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, 
 		st.Close()
 		return nil, err
 	}
-	eng, err := query.Open(ctx, log.With("component", "query"), reg, query.Options{Lake: lc, DataDir: dataDir, Store: st, Config: cfg.Query})
+	eng, err := query.Open(ctx, log.With("component", "query"), reg, queryOptions(dataDir, cfg, st))
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
-	ops := lake.NewRowBuffer(log.With("component", "lake"), reg, st, lc.FlushInterval, 0)
+	ops := lake.NewRowBuffer(log.With("component", "lake"), reg, st, lc.FlushInterval.D(), 0)
 	return &lakeParts{store: st, writer: w, ops: ops, engine: eng}, nil
 }
 

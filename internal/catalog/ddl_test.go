@@ -154,7 +154,7 @@ func TestIcebergDDL(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	var lc lake.Config
-	lc.ApplyDefaults(dir)
+	lc = lc.WithDefaults(dir)
 	st, err := lake.Open(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)), lc)
 	if err != nil {
 		t.Fatal(err)

@@ -1,8 +1,9 @@
 // Package config is pulselake's configuration: the YAML schema, its defaults, Load (strict:
 // unknown keys are errors) and Validate, which reports every problem with file:line.
 //
-// Flags override the file: commands load the file first, then apply the flags they were
-// given, then validate.
+// Flags override the file: Check loads the file, applies the flags a command was given and
+// validates the result, listing every problem of the file, its rule files and the flags at
+// once.
 package config
 
 import (
@@ -11,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -279,14 +281,19 @@ func Load(path string) (*Config, error) {
 	return c, nil
 }
 
-// Check loads the file and validates it, and returns every problem of both, sorted by line:
-// what `pulselake check config` lists. A value problem at a key that could not be read is
+// Check loads the file, applies the command's flags over it (apply; nil when it takes
+// none), reads the rule files it names and validates the whole, and returns every problem of
+// all of them, sorted by file and line: what `pulselake check config` lists, and what serve
+// and every command stop at, in one pass. A value problem at a key that could not be read is
 // left out (it would only repeat the reading problem).
-func Check(path string) (*Config, error) {
+func Check(path string, apply func(*Config)) (*Config, error) {
 	c, err := Load(path)
 	var ps Problems
 	if err != nil && (c == nil || !errors.As(err, &ps)) {
 		return nil, err
+	}
+	if apply != nil {
+		apply(c)
 	}
 	var vps Problems
 	if err := c.Validate(); err != nil && !errors.As(err, &vps) {
@@ -297,8 +304,71 @@ func Check(path string) (*Config, error) {
 			ps = append(ps, v)
 		}
 	}
-	ps.Sort()
+	ps = append(ps, c.checkRuleFiles()...)
+	sort.SliceStable(ps, func(i, j int) bool {
+		if ps[i].File != ps[j].File {
+			return ps[i].File == c.file // the configuration file first, then each rule file
+		}
+		return ps[i].Line < ps[j].Line
+	})
 	return c, ps.Err()
+}
+
+// checkRuleFiles reads every rule file of rule_files (glob patterns, relative to the
+// configuration file) as serve would, and returns the problems of each with its file:line:
+// YAML syntax, unknown keys, bad values and rules that do not compile.
+func (c *Config) checkRuleFiles() Problems {
+	reg, err := c.Registry()
+	if err != nil {
+		return nil // reported at kinds
+	}
+	var ps Problems
+	for i, pattern := range c.RuleFiles {
+		if pattern == "" {
+			continue // reported by Validate
+		}
+		if !filepath.IsAbs(pattern) {
+			pattern = filepath.Join(c.Dir(), pattern)
+		}
+		matches, err := filepath.Glob(pattern)
+		if err != nil {
+			ps.Add(fmt.Sprintf("rule_files[%d]", i), "pattern %q: %v", pattern, err)
+			continue
+		}
+		if len(matches) == 0 && !strings.ContainsAny(pattern, "*?[") {
+			matches = []string{pattern}
+		}
+		for _, m := range matches {
+			ps = append(ps, checkRuleFile(m, reg)...)
+		}
+	}
+	ps.Locate(c.file, c.ast)
+	return ps
+}
+
+// checkRuleFile returns the problems of one rule file, located in it.
+func checkRuleFile(name string, reg *reading.Registry) Problems {
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return Problems{{File: name, Msg: fmt.Sprintf("reading rule file: %v (check rule_files)", err)}}
+	}
+	f, err := yamlconf.Parse(name, data)
+	if err != nil {
+		var ps Problems
+		if errors.As(err, &ps) {
+			return ps
+		}
+		return Problems{{File: name, Msg: err.Error()}}
+	}
+	rf, ps := yamlconf.Decode(name, f, func() *rules.File { return &rules.File{} })
+	_, cps := rules.Compile(rf.Rules, reg)
+	cps.Locate(name, f)
+	for _, p := range cps {
+		if !under(p.Path, ps) {
+			ps = append(ps, p)
+		}
+	}
+	return ps
 }
 
 // under tells whether path is the path of one of the problems or inside it.
@@ -320,13 +390,36 @@ type Problems = yamlconf.Problems
 // Validate checks every value and returns all problems with file:line, or nil.
 func (c *Config) Validate() error {
 	var ps Problems
-	add := ps.Add
+	c.validateListeners(&ps)
+	c.validateIngest(&ps)
+	c.validateKinds(&ps)
+	c.validateAlerting(&ps)
+	lc := c.Lake.WithDefaults(os.TempDir()) // the data directory only fills defaults that are always valid
+	ps = append(ps, lc.Validate()...)
+	ps = append(ps, c.ECG.Validate()...)
+	ps = append(ps, pipeline.ValidateFolders(c.Pipelines)...)
+	c.validateQuery(&ps)
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		ps.Add("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		ps.Add("log.format", "want text or json, got %q", c.Log.Format)
+	}
+	ps.Locate(c.file, c.ast)
+	ps.Sort()
+	return ps.Err()
+}
+
+// validateListeners checks the HTTP, MQTT and NATS settings.
+func (c *Config) validateListeners(ps *Problems) {
 	checkAddr := func(path, addr string, allowOff bool) {
 		if allowOff && addr == "off" {
 			return
 		}
 		if _, _, err := splitAddr(addr); err != nil {
-			add(path, "want host:port (e.g. 127.0.0.1:8080): %v", err)
+			ps.Add(path, "want host:port (e.g. 127.0.0.1:8080): %v", err)
 		}
 	}
 	checkAddr("http.listen", c.HTTP.Listen, false)
@@ -334,141 +427,126 @@ func (c *Config) Validate() error {
 	if c.NATS.URL == "" {
 		checkAddr("nats.listen", c.NATS.Listen, true)
 	} else if !strings.HasPrefix(c.NATS.URL, "nats://") && !strings.HasPrefix(c.NATS.URL, "tls://") {
-		add("nats.url", "want nats://host:port or tls://host:port, got %q", c.NATS.URL)
+		ps.Add("nats.url", "want nats://host:port or tls://host:port, got %q", c.NATS.URL)
 	}
 	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
-		add("nats.replicas", "must be 1..5, got %d", c.NATS.Replicas)
+		ps.Add("nats.replicas", "must be 1..5, got %d", c.NATS.Replicas)
 	}
 	if c.NATS.Retention.D() < time.Hour {
-		add("nats.retention", "must be at least 1h so the lake can catch up after downtime, got %s", c.NATS.Retention.D())
+		ps.Add("nats.retention", "must be at least 1h so the lake can catch up after downtime, got %s", c.NATS.Retention.D())
 	}
 	if c.NATS.MinFreeBytes < 1<<20 {
-		add("nats.min_free_bytes", "must be at least 1 MiB (1048576), got %d", c.NATS.MinFreeBytes)
+		ps.Add("nats.min_free_bytes", "must be at least 1 MiB (1048576), got %d", c.NATS.MinFreeBytes)
 	}
-	if c.Ingest.MaxBodyBytes < 1024 || c.Ingest.MaxBodyBytes > 1<<30 {
-		add("ingest.max_body_bytes", "must be 1 KiB..1 GiB, got %d", c.Ingest.MaxBodyBytes)
+}
+
+// validateIngest checks the front doors' limits and the Go runtime's memory limit.
+func (c *Config) validateIngest(ps *Problems) {
+	in := c.Ingest
+	if in.MaxBodyBytes < 1024 || in.MaxBodyBytes > 1<<30 {
+		ps.Add("ingest.max_body_bytes", "must be 1 KiB..1 GiB, got %d", in.MaxBodyBytes)
 	}
 	if c.Imports.MaxBytes < 1<<20 || c.Imports.MaxBytes > 1<<40 {
-		add("imports.max_bytes", "must be 1 MiB..1 TiB, got %d", c.Imports.MaxBytes)
+		ps.Add("imports.max_bytes", "must be 1 MiB..1 TiB, got %d", c.Imports.MaxBytes)
 	}
 	if c.Imports.MaxQueued < 1 || c.Imports.MaxQueued > 100 {
-		add("imports.max_queued", "must be 1..100, got %d", c.Imports.MaxQueued)
+		ps.Add("imports.max_queued", "must be 1..100, got %d", c.Imports.MaxQueued)
 	}
-	if c.Ingest.MaxBatch < 1 || c.Ingest.MaxBatch > 1_000_000 {
-		add("ingest.max_batch", "must be 1..1000000, got %d", c.Ingest.MaxBatch)
+	if in.MaxBatch < 1 || in.MaxBatch > 1_000_000 {
+		ps.Add("ingest.max_batch", "must be 1..1000000, got %d", in.MaxBatch)
 	}
-	if c.Ingest.MaxInflightBytes < c.Ingest.MaxBodyBytes {
-		add("ingest.max_inflight_bytes", "must be at least ingest.max_body_bytes (%d), got %d", c.Ingest.MaxBodyBytes, c.Ingest.MaxInflightBytes)
+	if in.MaxInflightBytes < in.MaxBodyBytes {
+		ps.Add("ingest.max_inflight_bytes", "must be at least ingest.max_body_bytes (%d), got %d", in.MaxBodyBytes, in.MaxInflightBytes)
 	}
-	if d := c.Ingest.BodyTimeout.D(); d < time.Second || d > time.Hour {
-		add("ingest.body_timeout", "must be 1s..1h, got %s", d)
+	if d := in.BodyTimeout.D(); d < time.Second || d > time.Hour {
+		ps.Add("ingest.body_timeout", "must be 1s..1h, got %s", d)
 	}
-	if d := c.Ingest.PublishWait.D(); d < time.Millisecond || d > time.Minute {
-		add("ingest.publish_wait", "must be 1ms..1m, got %s", d)
+	if d := in.PublishWait.D(); d < time.Millisecond || d > time.Minute {
+		ps.Add("ingest.publish_wait", "must be 1ms..1m, got %s", d)
 	}
 	if m, err := ParseBytes(c.Runtime.MemoryLimit); err != nil {
-		add("runtime.memory_limit", "%v", err)
+		ps.Add("runtime.memory_limit", "%v", err)
 	} else if m != 0 && m < 64<<20 {
-		add("runtime.memory_limit", "must be 0 (off) or at least 64MiB, got %q", c.Runtime.MemoryLimit)
+		ps.Add("runtime.memory_limit", "must be 0 (off) or at least 64MiB, got %q", c.Runtime.MemoryLimit)
 	}
-	if c.Ingest.DedupWindow.D() < 0 {
-		add("ingest.dedup_window", "must not be negative")
+	if in.DedupWindow.D() < 0 {
+		ps.Add("ingest.dedup_window", "must not be negative")
+	}
+	if in.DedupMaxEntries < 0 {
+		ps.Add("ingest.dedup_max_entries", "must not be negative")
 	}
 	if d := c.DetectorsCheckpoint.D(); d < time.Second || d > time.Hour {
-		add("detectors_checkpoint", "must be 1s..1h, got %s", d)
+		ps.Add("detectors_checkpoint", "must be 1s..1h, got %s", d)
 	}
-	if c.Ingest.DedupMaxEntries < 0 {
-		add("ingest.dedup_max_entries", "must not be negative")
-	}
+}
+
+// validateKinds checks the declared kinds of reading.
+func (c *Config) validateKinds(ps *Problems) {
 	if _, err := c.Registry(); err != nil {
-		add("kinds", "%v", err)
+		ps.Add("kinds", "%v", err)
 	}
 	for i, k := range c.Kinds {
 		for j, v := range k.Values {
 			if v.Type != "" && v.Type != "number" && v.Type != "string" {
-				add(fmt.Sprintf("kinds[%d].values[%d].type", i, j), "want number or string, got %q", v.Type)
+				ps.Add(fmt.Sprintf("kinds[%d].values[%d].type", i, j), "want number or string, got %q", v.Type)
 			}
 		}
 	}
-	if reg, err := c.Registry(); err == nil {
+}
+
+// validateAlerting checks the rules, the notification settings and the detectors.
+func (c *Config) validateAlerting(ps *Problems) {
+	if reg, err := c.Registry(); err == nil { // else reported once, at kinds
 		_, errs := rules.Compile(c.Rules, reg)
-		ps = append(ps, errs...)
+		*ps = append(*ps, errs...)
+		_, dps := c.compileDetectors()
+		*ps = append(*ps, dps...)
 	}
 	for i, f := range c.RuleFiles {
 		if f == "" {
-			add(fmt.Sprintf("rule_files[%d]", i), "empty path")
+			ps.Add(fmt.Sprintf("rule_files[%d]", i), "empty path")
 		}
 	}
 	nc := c.NotifyConfig()
-	ps = append(ps, nc.Validate()...)
-	lc := c.Lake
-	lc.ApplyDefaults(os.TempDir()) // the data directory only fills defaults that are always valid
-	ps = append(ps, lc.Validate()...)
-	ps = append(ps, c.ECG.Validate()...)
-	ps = append(ps, c.detectorProblems(c.detectorErrors())...)
-	ps = append(ps, pipeline.ValidateFolders(c.Pipelines)...)
-	if c.Query.MaxRows < 0 {
-		add("query.max_rows", "must not be negative")
-	}
-	if c.Query.Timeout.D() < 0 {
-		add("query.timeout", "must not be negative")
-	}
-	if n, err := ParseBytes(c.Query.MemoryLimit); err != nil {
-		add("query.memory_limit", "%v", err)
-	} else if c.Query.MemoryLimit != "" && n < 64<<20 {
-		add("query.memory_limit", "must be at least 64MiB, got %q", c.Query.MemoryLimit)
-	}
-	if c.Query.TempDirMaxBytes < 0 {
-		add("query.temp_dir_max_bytes", "must not be negative (0 means the default, 4 GiB)")
-	}
-	if c.Query.Threads < 0 || c.Query.Threads > 1024 {
-		add("query.threads", "must be 0 (one per CPU) .. 1024, got %d", c.Query.Threads)
-	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		add("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
-	}
-	if c.Log.Format != "text" && c.Log.Format != "json" {
-		add("log.format", "want text or json, got %q", c.Log.Format)
-	}
-	ps.Locate(c.file, c.ast)
-	ps.Sort()
-	return ps.Err()
+	*ps = append(*ps, nc.Validate()...)
 }
 
-// detectorProblems turns the detectors' errors, which say "path: message" (their parameters
-// are checked by the detectors' own parser, which knows no YAML), into problems at that path
-// in the file; other errors are kept without a path.
-func (c *Config) detectorProblems(errs []error) Problems {
-	var ps Problems
-	for _, err := range errs {
-		path, msg, ok := strings.Cut(err.Error(), ": ")
-		if !ok || strings.ContainsAny(path, " \t") {
-			ps = append(ps, Problem{Msg: err.Error()})
-			continue
-		}
-		ps = append(ps, Problem{Path: path, Msg: msg})
+// validateQuery checks the SQL engine's limits.
+func (c *Config) validateQuery(ps *Problems) {
+	q := c.Query
+	if q.MaxRows < 0 {
+		ps.Add("query.max_rows", "must not be negative")
 	}
-	ps.Locate(c.file, c.ast)
-	return ps
+	if q.Timeout.D() < 0 {
+		ps.Add("query.timeout", "must not be negative")
+	}
+	if n, err := ParseBytes(q.MemoryLimit); err != nil {
+		ps.Add("query.memory_limit", "%v", err)
+	} else if q.MemoryLimit != "" && n < 64<<20 {
+		ps.Add("query.memory_limit", "must be at least 64MiB, got %q", q.MemoryLimit)
+	}
+	if q.TempDirMaxBytes < 0 {
+		ps.Add("query.temp_dir_max_bytes", "must not be negative (0 means the default, 4 GiB)")
+	}
+	if q.Threads < 0 || q.Threads > 1024 {
+		ps.Add("query.threads", "must be 0 (one per CPU) .. 1024, got %d", q.Threads)
+	}
 }
 
 // CompiledDetectors returns the validated streaming anomaly detectors.
 func (c *Config) CompiledDetectors() ([]*anomaly.Detector, error) {
-	ds, errs := c.compileDetectors()
-	if len(errs) > 0 {
-		return nil, c.detectorProblems(errs)
+	ds, ps := c.compileDetectors()
+	if len(ps) > 0 {
+		ps.Locate(c.file, c.ast)
+		return nil, ps
 	}
 	return ds, nil
 }
 
-func (c *Config) detectorErrors() []error { _, errs := c.compileDetectors(); return errs }
-
-func (c *Config) compileDetectors() ([]*anomaly.Detector, []error) {
+func (c *Config) compileDetectors() ([]*anomaly.Detector, Problems) {
 	reg, err := c.Registry()
 	if err != nil {
-		return nil, []error{err}
+		return nil, Problems{{Path: "kinds", Msg: err.Error()}}
 	}
 	return anomaly.CompileDetectors(c.Detectors, func(kind, value string) error {
 		k, ok := reg.Kind(kind)

@@ -184,11 +184,14 @@ func TestCheckListsEveryMistake(t *testing.T) {
 			{Line: 5, Path: "rules[0].for"}, {Line: 7, Path: "rules[1].kind"}}},
 		{"notify", "notify:\n  - name: ward\n    webhook: {url: 'http://x', timeout: later}\nroute:\n  receiver: pager\n  group_wait: -1s\n", []Problem{
 			{Line: 3, Path: "notify[0].webhook.timeout"}, {Line: 5, Path: "route.receiver"}, {Line: 6, Path: "route.group_wait"}}},
+		{"detectors", "detectors:\n  - kind: heart_rate\n    value: bpm\n    method: cv\n    params:\n      window: soon\n      shift: 1d\n      threshold: -2\n    idle_after: 5 seconds\n", []Problem{
+			{Line: 6, Path: "detectors[0].params.window"}, {Line: 7, Path: "detectors[0].params.shift"},
+			{Line: 8, Path: "detectors[0].params.threshold"}, {Line: 9, Path: "detectors[0].idle_after"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := write(t, tt.yaml)
-			_, err := Check(path)
+			_, err := Check(path, nil)
 			var ps Problems
 			if tt.want == nil {
 				if err != nil {

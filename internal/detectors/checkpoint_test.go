@@ -57,10 +57,10 @@ func stateRunner(t *testing.T, specs []anomaly.DetectorSpec, kv jetstream.KeyVal
 
 var checkpointSpecs = []anomaly.DetectorSpec{
 	{Name: "hr-online", Kind: "heart_rate", Value: "bpm", Method: "online"},
-	{Name: "hr-hw", Kind: "heart_rate", Value: "bpm", Method: "holt-winters", Params: map[string]any{"seasonality": "1h"}, Baseline: "device"},
-	{Name: "hr-cv", Kind: "heart_rate", Value: "bpm", Method: "cv", Params: map[string]any{"window": "20m", "threshold": 0.08}},
-	{Name: "hr-shift", Kind: "heart_rate", Value: "bpm", Method: "timeshift", Params: map[string]any{"shift": "30m", "threshold": 0.3}},
-	{Name: "hr-if", Kind: "heart_rate", Value: "bpm", Method: "iforest", Params: map[string]any{"window": 64, "min_fit": 32, "refit_every": 100000, "n_estimators": 20}},
+	{Name: "hr-hw", Kind: "heart_rate", Value: "bpm", Method: "holt-winters", Params: anomaly.Params{Set: &anomaly.HoltWintersParams{Seasonality: anomaly.Duration(time.Hour)}}, Baseline: "device"},
+	{Name: "hr-cv", Kind: "heart_rate", Value: "bpm", Method: "cv", Params: anomaly.Params{Set: &anomaly.CVParams{Window: "20m", Threshold: new(0.08)}}},
+	{Name: "hr-shift", Kind: "heart_rate", Value: "bpm", Method: "timeshift", Params: anomaly.Params{Set: &anomaly.TimeShiftParams{Shift: anomaly.Duration(30 * time.Minute), Threshold: new(0.3)}}},
+	{Name: "hr-if", Kind: "heart_rate", Value: "bpm", Method: "iforest", Params: anomaly.Params{Set: &anomaly.IForestParams{Window: "64", MinFit: new(32), RefitEvery: new(100000), NEstimators: new(20)}}},
 }
 
 // checkpointFeed is a minute series for two subjects with spikes every 41 minutes.
@@ -203,7 +203,7 @@ func TestCheckpointDiscardsMismatch(t *testing.T) {
 	t0 := time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)
 	now := t0
 	specs := []anomaly.DetectorSpec{
-		{Name: "hr-cv", Kind: "heart_rate", Value: "bpm", Method: "cv", Params: map[string]any{"window": "20m", "threshold": 0.08}},
+		{Name: "hr-cv", Kind: "heart_rate", Value: "bpm", Method: "cv", Params: anomaly.Params{Set: &anomaly.CVParams{Window: "20m", Threshold: new(0.08)}}},
 		{Name: "hr-old", Kind: "heart_rate", Value: "bpm", Method: "online"},
 	}
 	r, _ := stateRunner(t, specs, kv, &now)
@@ -214,7 +214,7 @@ func TestCheckpointDiscardsMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Close()
-	changed := []anomaly.DetectorSpec{{Name: "hr-cv", Kind: "heart_rate", Value: "bpm", Method: "cv", Params: map[string]any{"window": "10m", "threshold": 0.08}}}
+	changed := []anomaly.DetectorSpec{{Name: "hr-cv", Kind: "heart_rate", Value: "bpm", Method: "cv", Params: anomaly.Params{Set: &anomaly.CVParams{Window: "10m", Threshold: new(0.08)}}}}
 	r2, _ := stateRunner(t, changed, kv, &now)
 	if err := r2.Restore(ctx); err != nil {
 		t.Fatal(err)
@@ -241,7 +241,7 @@ func TestCheckpointErase(t *testing.T) {
 	t0 := time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)
 	now := t0
 	specs := []anomaly.DetectorSpec{{Name: "hr-shift", Kind: "heart_rate", Value: "bpm", Method: "timeshift",
-		Params: map[string]any{"shift": "2m", "threshold": 0.3}, Baseline: "device"}}
+		Params: anomaly.Params{Set: &anomaly.TimeShiftParams{Shift: anomaly.Duration(2 * time.Minute), Threshold: new(0.3)}}, Baseline: "device"}}
 	r, _ := stateRunner(t, specs, kv, &now)
 	for _, subj := range []string{"ann", "bob", "cat"} {
 		for i, v := range []float64{70, 70, 70, 200} {

@@ -73,7 +73,7 @@ func hr(subject, device string, at time.Time, bpm float64) *reading.Reading {
 func TestAnomalyRunnerAlertLifecycle(t *testing.T) {
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	r, c := newTestRunner(t, []anomaly.DetectorSpec{{Name: "hr-shift", Kind: "heart_rate", Value: "bpm", Method: "timeshift",
-		Params: map[string]any{"shift": "2m", "step": "1m"}, Severity: "critical", Labels: map[string]string{"team": "cardio"}, ResolveAfter: "30s"}}, &now)
+		Params: anomaly.Params{Set: &anomaly.TimeShiftParams{Shift: anomaly.Duration(2 * time.Minute), Step: anomaly.Duration(time.Minute)}}, Severity: "critical", Labels: map[string]string{"team": "cardio"}, ResolveAfter: anomaly.Duration(30 * time.Second)}}, &now)
 	ctx := context.Background()
 	t0 := now.Add(-10 * time.Minute)
 	for i, v := range []float64{70, 70, 70, 70, 100, 100} { // minute 4: |100-70|/100 = 0.3, not > 0.3; minute 5 too
@@ -165,8 +165,8 @@ func TestAnomalyRunnerAlertLifecycle(t *testing.T) {
 func TestAnomalyRunnerBaselines(t *testing.T) {
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	r, _ := newTestRunner(t, []anomaly.DetectorSpec{
-		{Name: "cv", Kind: "heart_rate", Value: "bpm", Method: "cv", MaxSubjects: 2, IdleAfter: "10m"},
-		{Name: "if", Kind: "heart_rate", Value: "bpm", Method: "iforest", Baseline: "device", Params: map[string]any{"window": 64, "min_fit": 32}},
+		{Name: "cv", Kind: "heart_rate", Value: "bpm", Method: "cv", MaxSubjects: 2, IdleAfter: anomaly.Duration(10 * time.Minute)},
+		{Name: "if", Kind: "heart_rate", Value: "bpm", Method: "iforest", Baseline: "device", Params: anomaly.Params{Set: &anomaly.IForestParams{Window: "64", MinFit: new(32)}}},
 	}, &now)
 	ctx := context.Background()
 	cvs, ifs := r.dets[0], r.dets[1]

@@ -12,7 +12,7 @@ import (
 func TestAnomalyRunnerEraseSubject(t *testing.T) {
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	r, c := newTestRunner(t, []anomaly.DetectorSpec{{Name: "hr-shift", Kind: "heart_rate", Value: "bpm", Method: "timeshift",
-		Params: map[string]any{"shift": "2m", "step": "1m"}, Baseline: "device"}}, &now)
+		Params: anomaly.Params{Set: &anomaly.TimeShiftParams{Shift: anomaly.Duration(2 * time.Minute), Step: anomaly.Duration(time.Minute)}}, Baseline: "device"}}, &now)
 	ctx := context.Background()
 	t0 := now.Add(-10 * time.Minute)
 	for _, subj := range []string{"a", "b"} {

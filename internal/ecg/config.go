@@ -24,7 +24,7 @@ type Config struct {
 	// KServeVersion optionally pins a model version.
 	KServeVersion string `yaml:"kserve_version"`
 	// KServeTimeout bounds one inference request (default 5s).
-	KServeTimeout time.Duration `yaml:"kserve_timeout"`
+	KServeTimeout yamlconf.Duration `yaml:"kserve_timeout"`
 	// KServeBatch is the most beats per inference request (default 256).
 	KServeBatch int `yaml:"kserve_batch"`
 	// KServeInput is how a beat is sent: "window_rr" (default; 191 values: the 187 window
@@ -40,7 +40,7 @@ type Config struct {
 	// (default 1000, about 75 KB each at 360 Hz).
 	MaxStreams int `yaml:"max_streams"`
 	// IdleTimeout evicts the state of devices not heard from for this long (default 10m).
-	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	IdleTimeout yamlconf.Duration `yaml:"idle_timeout"`
 }
 
 // Defaults of Config.
@@ -59,7 +59,7 @@ func (c Config) On() bool { return c.Enabled == nil || *c.Enabled }
 // WithDefaults returns c with zero values replaced by the defaults.
 func (c Config) WithDefaults() Config {
 	if c.KServeTimeout == 0 {
-		c.KServeTimeout = DefaultKServeTimeout
+		c.KServeTimeout = yamlconf.Duration(DefaultKServeTimeout)
 	}
 	if c.KServeBatch == 0 {
 		c.KServeBatch = DefaultKServeBatch
@@ -77,7 +77,7 @@ func (c Config) WithDefaults() Config {
 		c.MaxStreams = DefaultMaxStreams
 	}
 	if c.IdleTimeout == 0 {
-		c.IdleTimeout = DefaultIdleTimeout
+		c.IdleTimeout = yamlconf.Duration(DefaultIdleTimeout)
 	}
 	return c
 }

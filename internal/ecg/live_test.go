@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pulselake/pulselake/internal/reading"
+	"github.com/pulselake/pulselake/internal/yamlconf"
 )
 
 var t0 = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
@@ -244,7 +245,7 @@ func TestConfigValidate(t *testing.T) {
 		{Config{KServeInput: "image"}, "ecg.kserve_input"},
 		{Config{KServeBatch: -1}, "ecg.kserve_batch"},
 		{Config{KServeModel: "a/b", KServeURL: "http://h:1"}, "ecg.kserve_model"},
-		{Config{IdleTimeout: -time.Second}, "ecg.idle_timeout"},
+		{Config{IdleTimeout: yamlconf.Duration(-time.Second)}, "ecg.idle_timeout"},
 	} {
 		errs := tc.c.Validate()
 		got := ""

@@ -117,7 +117,7 @@ func New(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, o Opt
 		return nil, err
 	}
 	p := &Classifier{log: log, cl: cl, out: o.Out, parser: reading.NewParser(o.Kinds),
-		live: ecg.NewLive(ecg.LiveOptions{MaxDevices: c.MaxDevices, MaxStreams: c.MaxStreams, IdleTimeout: c.IdleTimeout}),
+		live: ecg.NewLive(ecg.LiveOptions{MaxDevices: c.MaxDevices, MaxStreams: c.MaxStreams, IdleTimeout: c.IdleTimeout.D()}),
 		mBeats: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulselake_ecg_beats_total",
 			Help: "Heartbeats classified by streaming classification, by predicted class."}, []string{"class"}),
 		mErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "pulselake_ecg_errors_total",
@@ -158,7 +158,7 @@ func New(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, o Opt
 func openClassifier(ctx context.Context, log *slog.Logger, c ecg.Config, dir string) (ecg.BatchClassifier, error) {
 	if c.KServeURL != "" {
 		k, err := ecg.NewKServe(ecg.KServeOptions{URL: c.KServeURL, Model: c.KServeModel, Version: c.KServeVersion,
-			Tensor: c.KServeTensor, Input: c.KServeInput, Timeout: c.KServeTimeout, Batch: c.KServeBatch})
+			Tensor: c.KServeTensor, Input: c.KServeInput, Timeout: c.KServeTimeout.D(), Batch: c.KServeBatch})
 		if err != nil {
 			return nil, fmt.Errorf("ecg: %w", err)
 		}

@@ -19,7 +19,7 @@ func (w *Writer) Compact(ctx context.Context) {
 	if err != nil {
 		w.log.Warn("lake compaction", "err", err)
 	}
-	if age := w.store.cfg.OrphanAge; age > 0 {
+	if age := w.store.cfg.OrphanAge.D(); age > 0 {
 		if _, err := w.store.RemoveOrphans(ctx, OrphanOptions{OlderThan: age}); err != nil {
 			w.log.Warn("removing unreferenced lake files", "err", err)
 		}

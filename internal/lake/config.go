@@ -30,7 +30,7 @@ const (
 )
 
 // Config is the `lake:` section of the configuration file. Zero values take the documented
-// defaults (ApplyDefaults).
+// defaults (WithDefaults).
 type Config struct {
 	// Warehouse is where table data and metadata live: file:///abs/dir or s3://bucket/prefix.
 	// Default file://<data>/lake.
@@ -41,12 +41,12 @@ type Config struct {
 	S3 S3Config `yaml:"s3"`
 	// FlushInterval bounds how long an accepted reading waits before it is committed and
 	// queryable. Default 5s.
-	FlushInterval time.Duration `yaml:"flush_interval"`
+	FlushInterval yamlconf.Duration `yaml:"flush_interval"`
 	// FlushBytes flushes earlier when this many bytes of batches are buffered. Default 64 MiB.
 	FlushBytes int64 `yaml:"flush_bytes"`
 	// CompactInterval is how often small files are rewritten into larger ones; negative
 	// disables compaction. Default 1h.
-	CompactInterval time.Duration `yaml:"compact_interval"`
+	CompactInterval yamlconf.Duration `yaml:"compact_interval"`
 	// CompactMinFiles is the number of small files in one partition that triggers compaction.
 	// Default 8.
 	CompactMinFiles int `yaml:"compact_min_files"`
@@ -54,7 +54,7 @@ type Config struct {
 	// no retained metadata refers to (leftovers of failed flushes and commits) once they
 	// are this old; negative disables that. Erase deletes those holding the subject at any
 	// age. Default 24h.
-	OrphanAge time.Duration `yaml:"orphan_age"`
+	OrphanAge yamlconf.Duration `yaml:"orphan_age"`
 	// TargetFileSize is the size compaction aims for. Default 128 MiB.
 	TargetFileSize int64 `yaml:"target_file_size"`
 	// DedupDays is how many day partitions per kind keep their identity index in memory.
@@ -91,8 +91,10 @@ type S3Config struct {
 	VirtualHosted bool `yaml:"virtual_hosted"`
 }
 
-// ApplyDefaults fills unset fields; dataDir is the --data directory.
-func (c *Config) ApplyDefaults(dataDir string) {
+// WithDefaults returns c with its unset fields filled in: the lake of the data directory
+// dataDir (the --data flag) as configured. It is the one way a command or serve resolves the
+// `lake:` section before opening the lake.
+func (c Config) WithDefaults(dataDir string) Config {
 	if c.Warehouse == "" {
 		abs, err := filepath.Abs(filepath.Join(dataDir, "lake"))
 		if err != nil {
@@ -109,31 +111,26 @@ func (c *Config) ApplyDefaults(dataDir string) {
 	if c.Catalog.Type == "sql" && c.Catalog.URI == "" {
 		c.Catalog.URI = filepath.Join(dataDir, "lake", "catalog.db")
 	}
-	if c.FlushInterval == 0 {
-		c.FlushInterval = DefaultFlushInterval
-	}
-	if c.FlushBytes == 0 {
-		c.FlushBytes = DefaultFlushBytes
-	}
-	if c.CompactInterval == 0 {
-		c.CompactInterval = DefaultCompactInterval
-	}
-	if c.CompactMinFiles == 0 {
-		c.CompactMinFiles = DefaultCompactMinFiles
-	}
-	if c.TargetFileSize == 0 {
-		c.TargetFileSize = DefaultTargetFileSize
-	}
-	if c.OrphanAge == 0 {
-		c.OrphanAge = DefaultOrphanAge
-	}
-	if c.DedupDays == 0 {
-		c.DedupDays = DefaultDedupDays
+	setDefault(&c.FlushInterval, yamlconf.Duration(DefaultFlushInterval))
+	setDefault(&c.FlushBytes, DefaultFlushBytes)
+	setDefault(&c.CompactInterval, yamlconf.Duration(DefaultCompactInterval))
+	setDefault(&c.CompactMinFiles, DefaultCompactMinFiles)
+	setDefault(&c.TargetFileSize, DefaultTargetFileSize)
+	setDefault(&c.OrphanAge, yamlconf.Duration(DefaultOrphanAge))
+	setDefault(&c.DedupDays, DefaultDedupDays)
+	return c
+}
+
+// setDefault sets *v to def when it is the zero value.
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
 	}
 }
 
 // Validate returns every problem of c; each message starts with the YAML path of the field.
-// Call it after ApplyDefaults.
+// Call it on WithDefaults' result.
 func (c *Config) Validate() yamlconf.Problems {
 	var errs yamlconf.Problems
 	bad := func(path, format string, args ...any) { errs.Add("lake."+path, format, args...) }
@@ -161,7 +158,7 @@ func (c *Config) Validate() yamlconf.Problems {
 	default:
 		bad("catalog.type", "%q is not one of sql, rest", c.Catalog.Type)
 	}
-	if c.FlushInterval <= 0 {
+	if c.FlushInterval.D() <= 0 {
 		bad("flush_interval", "must be > 0")
 	}
 	if c.FlushBytes <= 0 {
@@ -173,8 +170,8 @@ func (c *Config) Validate() yamlconf.Problems {
 	if c.TargetFileSize < 1<<20 {
 		bad("target_file_size", "must be >= 1 MiB")
 	}
-	if c.OrphanAge > 0 && c.OrphanAge < time.Minute {
-		bad("orphan_age", "%s is too short: a file being written may be taken for a leftover; use at least 1m (default 24h), or a negative value to disable", c.OrphanAge)
+	if c.OrphanAge > 0 && c.OrphanAge.D() < time.Minute {
+		bad("orphan_age", "%s is too short: a file being written may be taken for a leftover; use at least 1m (default 24h), or a negative value to disable", c.OrphanAge.D())
 	}
 	if c.DedupDays < 1 {
 		bad("dedup_days", "must be >= 1")

@@ -163,9 +163,11 @@ func CountSubject(ctx context.Context, t *table.Table, subject string) (int64, e
 	return n, nil
 }
 
+// eraseTable removes the subject's rows from one table in four steps: the delete commit,
+// the merge of its manifests, the expiry of the snapshots before it, and the check that the
+// removed files are gone from storage.
 func (s *Store) eraseTable(ctx context.Context, t *table.Table, subject string, o EraseOptions, te *TableErasure) error {
-	zone, name := te.Zone, te.Name
-	defer s.forget(zone + "." + name) // this process's cached handle is stale after a commit
+	defer s.forget(te.Zone + "." + te.Name) // this process's cached handle is stale after a commit
 	before, err := CountSubject(ctx, t, subject)
 	if err != nil {
 		return err
@@ -178,178 +180,191 @@ func (s *Store) eraseTable(ctx context.Context, t *table.Table, subject string, 
 	if err != nil {
 		return fmt.Errorf("opening the table's storage: %w", err)
 	}
-	// Delete, retried on the reloaded table while other processes commit concurrently. A
-	// redone delete re-plans against the new snapshot, so rows of the subject that a
-	// concurrent append brought in are removed too. The files and manifests it writes are
-	// unreferenced until their commits: the write gate keeps orphan sweeps away meanwhile.
+	// The files and manifests the delete writes are unreferenced until their commits: the
+	// write gate keeps orphan sweeps away meanwhile.
 	release, err := s.gate.hold(ctx, false)
 	if err != nil {
 		return err
 	}
 	defer release()
-	var erased *table.Table
-	var removed map[string]struct{}
-	for attempt := 1; ; attempt++ {
-		te.Attempts = attempt
-		if attempt > 1 {
-			if t, err = s.Load(ctx, zone, name); err != nil {
-				return err
-			}
-		}
-		baseFiles, err := snapshotFiles(fio, t.CurrentSnapshot())
-		if err != nil {
-			return err
-		}
-		tx := t.NewTransaction()
-		if err := tx.Delete(ctx, deleteFilter(subject), iceberg.Properties{PropOperation: "erase"}); err != nil {
-			return fmt.Errorf("rewriting files: %w", err)
-		}
-		staged, err := tx.StagedTable()
-		if err != nil {
-			return fmt.Errorf("staging the delete: %w", err)
-		}
-		stagedFiles, err := snapshotFiles(fio, staged.CurrentSnapshot())
-		if err != nil {
-			return err
-		}
-		nt, err := tx.Commit(ctx)
-		if err == nil {
-			erased = nt
-			removed = minus(baseFiles, stagedFiles)
-			break
-		}
-		if !conflicted(err) {
-			// The catalog may have accepted the commit: keep every file it may refer to.
-			return fmt.Errorf("committing the delete: %w", err)
-		}
-		// A clean conflict committed nothing, so the files this attempt wrote are referenced
-		// by nothing; delete them (they hold other subjects' rows only).
-		for f := range minus(stagedFiles, baseFiles) {
-			_ = fio.Remove(f)
-		}
-		if attempt >= o.MaxAttempts {
-			return fmt.Errorf("committing the delete: still conflicting after %d attempts: %w", attempt, err)
-		}
-		s.log.Info("erase commit conflicted with a concurrent commit; retrying on the reloaded table", "table", zone+"."+name, "attempt", attempt)
-		if err := sleepCtx(ctx, backoff(attempt)); err != nil {
-			return err
-		}
+	erased, removed, err := s.deleteSubject(ctx, fio, t, subject, o.MaxAttempts, te)
+	if err != nil {
+		return err
 	}
 	te.Rewritten = len(removed)
-
-	// The delete's manifests still list the removed files as deleted entries, with their
-	// column bounds (which can be the subject itself). Merging the manifests drops those
-	// entries; the snapshot holding them is then expired with the others below. (iceberg-go
-	// leaves a table's only manifest as it is; see docs/lake.md.)
-	t = erased
-	if emptied(erased) {
-		// Nothing is left but that manifest, which no merge rewrites: the table goes back
-		// to having no snapshot (its main branch is removed, unless a commit came in since),
-		// and the expiry below removes every snapshot.
-		nt, err := s.unsetMain(ctx, zone, name, erased)
-		switch {
-		case err == nil:
-			t = nt
-		case !conflicted(err):
-			return fmt.Errorf("emptying the table: %w", err)
-		default: // a concurrent commit added files (and a manifest): the merge below works
-			if t, err = s.Load(ctx, zone, name); err != nil {
-				return err
-			}
-		}
+	t, err = s.mergeDeleteManifests(ctx, te, erased, o.MaxAttempts)
+	if err != nil {
+		return err
 	}
-	for attempt := 1; ; attempt++ {
-		if attempt > 1 {
-			if t, err = s.Load(ctx, zone, name); err != nil {
-				return err
-			}
-		}
-		tx := t.NewTransaction()
-		res, err := tx.RewriteManifests(ctx)
-		if err != nil {
-			return fmt.Errorf("rewriting manifests: %w", err)
-		}
-		if res.IsNoOp() {
-			break
-		}
-		nt, err := tx.Commit(ctx)
-		if err == nil {
-			t = nt
-			break
-		}
-		if !conflicted(err) || attempt >= o.MaxAttempts {
-			return fmt.Errorf("rewriting manifests (attempt %d): %w", attempt, err)
-		}
-		if err := sleepCtx(ctx, backoff(attempt)); err != nil {
-			return err
-		}
-	}
-
-	// Expire every snapshot older than the delete: they refer to the removed files, which
-	// iceberg-go deletes from storage once no retained snapshot refers to them.
-	del := erased.CurrentSnapshot().TimestampMs
-	for time.Now().UnixMilli() <= del { // "older than" is strict: let the clock pass the delete
-		if err := sleepCtx(ctx, time.Millisecond); err != nil {
-			return err
-		}
-	}
-	for attempt := 1; ; attempt++ {
-		if attempt > 1 {
-			if t, err = s.Load(ctx, zone, name); err != nil {
-				return err
-			}
-		}
-		// Older than the delete: every snapshot taken at or before it. Snapshots committed
-		// after it (a concurrent append) may go as well except the current one, which is
-		// always kept; they refer to the rewritten files, not the removed ones.
-		age := time.Duration(time.Now().UnixMilli()-del-1) * time.Millisecond
-		tx := t.NewTransaction()
-		if err := tx.ExpireSnapshots(table.WithOlderThan(age), table.WithRetainLast(1)); err != nil {
-			return fmt.Errorf("expiring old snapshots: %w", err)
-		}
-		nsnap := len(t.Metadata().Snapshots())
-		nt, err := tx.Commit(ctx)
-		if err == nil {
-			te.Expired = nsnap - len(nt.Metadata().Snapshots())
-			t = nt
-			break
-		}
-		if nt != nil { // committed; deleting the unreferenced files afterwards failed
-			if !onlyNotExist(err) {
-				return fmt.Errorf("expired old snapshots but deleting their files failed: %w", err)
-			}
-			// Files an earlier erase already deleted: expired manifests list them again.
-			te.Expired = nsnap - len(nt.Metadata().Snapshots())
-			t = nt
-			break
-		}
-		if !conflicted(err) || attempt >= o.MaxAttempts {
-			return fmt.Errorf("expiring old snapshots (attempt %d): %w", attempt, err)
-		}
-		if err := sleepCtx(ctx, backoff(attempt)); err != nil {
-			return err
-		}
-	}
-	for _, snap := range t.Metadata().Snapshots() {
-		if snap.TimestampMs <= del && snap.SnapshotID != erased.CurrentSnapshot().SnapshotID && snap.SnapshotID != currentID(t) {
-			return fmt.Errorf("snapshot %d from before the erase is still retained (is it referenced by a tag or branch?)", snap.SnapshotID)
-		}
+	if t, err = s.expireBefore(ctx, t, erased, o.MaxAttempts, te); err != nil {
+		return err
 	}
 	for f := range removed {
-		err := fileGone(fio, f)
-		if err != nil {
+		if err := fileGone(fio, f); err != nil {
 			return err
 		}
 		te.PurgedFiles++
 		te.Removed = append(te.Removed, f)
 	}
 	slices.Sort(te.Removed)
-	after, err := CountSubject(ctx, t, subject)
-	if err != nil {
-		return err
+	te.After, err = CountSubject(ctx, t, subject)
+	return err
+}
+
+// deleteSubject commits the copy-on-write delete of the subject's rows and returns the table
+// after it and the data files it removed. A delete redone after a conflict re-plans against
+// the new snapshot, so rows of the subject that a concurrent append brought in go too.
+func (s *Store) deleteSubject(ctx context.Context, fio iceio.IO, t *table.Table, subject string, maxAttempts int, te *TableErasure) (*table.Table, map[string]struct{}, error) {
+	var removed map[string]struct{}
+	erased, attempts, err := s.retryOnConflict(ctx, te, t, maxAttempts, func(t *table.Table, attempt int) (*table.Table, error) {
+		baseFiles, err := snapshotFiles(fio, t.CurrentSnapshot())
+		if err != nil {
+			return nil, err
+		}
+		tx := t.NewTransaction()
+		if err := tx.Delete(ctx, deleteFilter(subject), iceberg.Properties{PropOperation: "erase"}); err != nil {
+			return nil, fmt.Errorf("rewriting files: %w", err)
+		}
+		staged, err := tx.StagedTable()
+		if err != nil {
+			return nil, fmt.Errorf("staging the delete: %w", err)
+		}
+		stagedFiles, err := snapshotFiles(fio, staged.CurrentSnapshot())
+		if err != nil {
+			return nil, err
+		}
+		nt, err := tx.Commit(ctx)
+		if err == nil {
+			removed = minus(baseFiles, stagedFiles)
+			return nt, nil
+		}
+		if conflicted(err) {
+			// A clean conflict committed nothing, so the files this attempt wrote are
+			// referenced by nothing; delete them (they hold other subjects' rows only).
+			// After any other failure the catalog may have accepted the commit: every file
+			// it may refer to is kept.
+			for f := range minus(stagedFiles, baseFiles) {
+				_ = fio.Remove(f)
+			}
+			s.log.Info("erase commit conflicted with a concurrent commit", "table", te.Zone+"."+te.Name, "attempt", attempt)
+		}
+		return nil, err
+	})
+	te.Attempts = attempts
+	switch {
+	case err != nil && conflicted(err):
+		return nil, nil, fmt.Errorf("committing the delete: still conflicting after %d attempts: %w", attempts, err)
+	case err != nil:
+		return nil, nil, fmt.Errorf("committing the delete: %w", err)
 	}
-	te.After = after
-	return nil
+	return erased, removed, nil
+}
+
+// mergeDeleteManifests drops the delete's entries for the removed files from the manifests:
+// they list them as deleted entries, with their column bounds (which can be the subject
+// itself). Merging the manifests drops those entries; the snapshot holding them is expired
+// with the others afterwards. (iceberg-go leaves a table's only manifest as it is; see
+// docs/lake.md.)
+func (s *Store) mergeDeleteManifests(ctx context.Context, te *TableErasure, erased *table.Table, maxAttempts int) (*table.Table, error) {
+	zone, name := te.Zone, te.Name
+	t := erased
+	if emptied(erased) {
+		// Nothing is left but that manifest, which no merge rewrites: the table goes back
+		// to having no snapshot (its main branch is removed, unless a commit came in since),
+		// and the expiry removes every snapshot.
+		nt, err := s.unsetMain(ctx, zone, name, erased)
+		switch {
+		case err == nil:
+			t = nt
+		case !conflicted(err):
+			return nil, fmt.Errorf("emptying the table: %w", err)
+		default: // a concurrent commit added files (and a manifest): the merge works
+			if t, err = s.Load(ctx, zone, name); err != nil {
+				return nil, err
+			}
+		}
+	}
+	nt, attempts, err := s.retryOnConflict(ctx, te, t, maxAttempts, func(t *table.Table, _ int) (*table.Table, error) {
+		tx := t.NewTransaction()
+		res, err := tx.RewriteManifests(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if res.IsNoOp() {
+			return t, nil
+		}
+		return tx.Commit(ctx)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rewriting manifests (attempt %d): %w", attempts, err)
+	}
+	return nt, nil
+}
+
+// expireBefore expires every snapshot older than the delete (the current snapshot of
+// erased): they refer to the removed files, which iceberg-go deletes from storage once no
+// retained snapshot refers to them. It returns the table after the expiry.
+func (s *Store) expireBefore(ctx context.Context, t, erased *table.Table, maxAttempts int, te *TableErasure) (*table.Table, error) {
+	del := erased.CurrentSnapshot().TimestampMs
+	for time.Now().UnixMilli() <= del { // "older than" is strict: let the clock pass the delete
+		if err := sleepCtx(ctx, time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+	t, attempts, err := s.retryOnConflict(ctx, te, t, maxAttempts, func(t *table.Table, _ int) (*table.Table, error) {
+		// Older than the delete: every snapshot taken at or before it. Snapshots committed
+		// after it (a concurrent append) may go as well except the current one, which is
+		// always kept; they refer to the rewritten files, not the removed ones.
+		age := time.Duration(time.Now().UnixMilli()-del-1) * time.Millisecond
+		tx := t.NewTransaction()
+		if err := tx.ExpireSnapshots(table.WithOlderThan(age), table.WithRetainLast(1)); err != nil {
+			return nil, err
+		}
+		nsnap := len(t.Metadata().Snapshots())
+		nt, err := tx.Commit(ctx)
+		if nt != nil && err != nil { // committed; deleting the unreferenced files afterwards failed
+			if !onlyNotExist(err) {
+				return nil, fmt.Errorf("expired old snapshots but deleting their files failed: %w", err)
+			}
+			err = nil // files an earlier erase already deleted: expired manifests list them again
+		}
+		if err != nil {
+			return nil, err
+		}
+		te.Expired = nsnap - len(nt.Metadata().Snapshots())
+		return nt, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("expiring old snapshots (attempt %d): %w", attempts, err)
+	}
+	for _, snap := range t.Metadata().Snapshots() {
+		if snap.TimestampMs <= del && snap.SnapshotID != erased.CurrentSnapshot().SnapshotID && snap.SnapshotID != currentID(t) {
+			return nil, fmt.Errorf("snapshot %d from before the erase is still retained (is it referenced by a tag or branch?)", snap.SnapshotID)
+		}
+	}
+	return t, nil
+}
+
+// retryOnConflict calls commit with t (the table of te), and again with t reloaded from the
+// catalog after each attempt that conflicted with a concurrent commit, waiting with back-off
+// between them, until an attempt does not conflict or maxAttempts did. It returns the last
+// attempt's result and the number of attempts.
+func (s *Store) retryOnConflict(ctx context.Context, te *TableErasure, t *table.Table, maxAttempts int, commit func(t *table.Table, attempt int) (*table.Table, error)) (*table.Table, int, error) {
+	for attempt := 1; ; attempt++ {
+		if attempt > 1 {
+			var err error
+			if t, err = s.Load(ctx, te.Zone, te.Name); err != nil {
+				return nil, attempt, err
+			}
+		}
+		nt, err := commit(t, attempt)
+		if err == nil || !conflicted(err) || attempt >= maxAttempts {
+			return nt, attempt, err
+		}
+		if err := sleepCtx(ctx, backoff(attempt)); err != nil {
+			return nil, attempt, err
+		}
+	}
 }
 
 // onlyNotExist reports whether every error joined in err is about a file that does not exist.

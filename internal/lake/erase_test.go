@@ -27,7 +27,7 @@ import (
 func eraseStore(t *testing.T, dir string) *Store {
 	t.Helper()
 	cfg := Config{}
-	cfg.ApplyDefaults(dir)
+	cfg = cfg.WithDefaults(dir)
 	s, err := Open(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil)), cfg)
 	if err != nil {
 		t.Fatal(err)

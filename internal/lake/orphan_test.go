@@ -12,6 +12,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 
 	"github.com/pulselake/pulselake/internal/reading"
+	"github.com/pulselake/pulselake/internal/yamlconf"
 )
 
 // orphanFixture is a trusted-like table with committed rows of three subjects, plus the
@@ -255,7 +256,7 @@ func TestCompactRemovesOldOrphans(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := f.s.cfg
-	cfg.OrphanAge = 2 * time.Hour
+	cfg.OrphanAge = yamlconf.Duration(2 * time.Hour)
 	f.s.cfg = cfg
 	w, err := New(discard(), nil, Options{Config: cfg, DataDir: t.TempDir(), Conn: testStream(t, t.TempDir()), Registry: reg, Store: f.s})
 	if err != nil {

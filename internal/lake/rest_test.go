@@ -25,7 +25,7 @@ func restLake(t *testing.T, dir string) (rest, backing *Store) {
 	var bc Config
 	bc.Warehouse = warehouse
 	bc.Catalog.URI = filepath.Join(dir, "server", "catalog.db")
-	bc.ApplyDefaults(dir)
+	bc = bc.WithDefaults(dir)
 	backing, err := Open(ctx, discard(), bc)
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +35,7 @@ func restLake(t *testing.T, dir string) (rest, backing *Store) {
 	t.Cleanup(srv.Close)
 
 	rc := Config{Warehouse: warehouse, Catalog: CatalogConfig{Type: "rest", URI: srv.URL}, CompactInterval: -1}
-	rc.ApplyDefaults(dir)
+	rc = rc.WithDefaults(dir)
 	rest, err = Open(ctx, discard(), rc)
 	if err != nil {
 		t.Fatal(err)

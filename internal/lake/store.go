@@ -55,7 +55,7 @@ type Store struct {
 	tables map[string]*table.Table // cache of loaded tables by zone.name
 }
 
-// Open opens (creating if needed) the catalog and warehouse of cfg. ApplyDefaults must have
+// Open opens (creating if needed) the catalog and warehouse of cfg. WithDefaults must have
 // been called. The zones are created as namespaces.
 func Open(ctx context.Context, log *slog.Logger, cfg Config) (*Store, error) {
 	if ps := cfg.Validate(); len(ps) > 0 {

@@ -131,7 +131,7 @@ func New(log *slog.Logger, reg prometheus.Registerer, o Options) (*Writer, error
 	if o.Conn == nil || o.Registry == nil {
 		return nil, errors.New("creating lake writer: a stream connection and a kind registry are required")
 	}
-	o.Config.ApplyDefaults(o.DataDir)
+	o.Config = o.Config.WithDefaults(o.DataDir)
 	if ps := o.Config.Validate(); len(ps) > 0 {
 		return nil, fmt.Errorf("creating lake writer: %w", ps)
 	}
@@ -156,7 +156,7 @@ func New(log *slog.Logger, reg prometheus.Registerer, o Options) (*Writer, error
 	var err error
 	w.loop, err = stream.NewConsumer(log, reg, stream.ConsumerOptions{Name: ConsumerName, Kinds: o.Registry,
 		Mode: stream.ModeRetryInPlace, HandleBatch: w.commit, KeepUndecodable: true, DecodeWorkers: len(parsers),
-		FlushBytes: o.Config.FlushBytes, FlushInterval: o.Config.FlushInterval, FetchMessages: o.FetchBatch, FetchBytes: o.FetchBytes,
+		FlushBytes: o.Config.FlushBytes, FlushInterval: o.Config.FlushInterval.D(), FetchMessages: o.FetchBatch, FetchBytes: o.FetchBytes,
 		Backoff: stream.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second}, Stop: w.stop, DrainAttempts: drainAttempts,
 		Between: w.housekeep})
 	if err != nil {
@@ -224,7 +224,7 @@ func (w *Writer) Run(ctx context.Context) error {
 	if err := w.loadRepairs(ctx); err != nil {
 		return err
 	}
-	w.nextCompact = time.Now().Add(w.o.Config.CompactInterval)
+	w.nextCompact = time.Now().Add(w.o.Config.CompactInterval.D())
 	clear(w.committed)
 	err = w.loop.Run(cctx, w.cons)
 	select {
@@ -292,7 +292,7 @@ func (w *Writer) housekeep(ctx context.Context, draining bool, held int) {
 	}
 	if cfg := w.o.Config; cfg.CompactInterval > 0 && time.Now().After(w.nextCompact) && held == 0 {
 		w.Compact(ctx)
-		w.nextCompact = time.Now().Add(cfg.CompactInterval)
+		w.nextCompact = time.Now().Add(cfg.CompactInterval.D())
 	}
 }
 

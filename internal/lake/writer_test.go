@@ -14,6 +14,7 @@ import (
 
 	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/stream"
+	"github.com/pulselake/pulselake/internal/yamlconf"
 )
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -101,7 +102,7 @@ func runUntilDrained(t *testing.T, o Options) {
 func scan(t *testing.T, dir, zone, name string, cols ...string) [][]string {
 	t.Helper()
 	var c Config
-	c.ApplyDefaults(dir)
+	c = c.WithDefaults(dir)
 	st, err := Open(context.Background(), discard(), c)
 	if err != nil {
 		t.Fatal(err)
@@ -206,7 +207,7 @@ func TestWriterEvolvesAndSkipsRedelivered(t *testing.T) {
 func TestRowBufferCommitsPerInterval(t *testing.T) {
 	dir := t.TempDir()
 	var c Config
-	c.ApplyDefaults(dir)
+	c = c.WithDefaults(dir)
 	st, err := Open(context.Background(), discard(), c)
 	if err != nil {
 		t.Fatal(err)
@@ -245,7 +246,7 @@ func TestLeaseOneActiveWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	newWriter := func() (*Writer, chan error) {
-		w, err := New(discard(), nil, Options{Config: Config{CompactInterval: -1, FlushInterval: 100 * time.Millisecond}, DataDir: dir, Conn: conn, Registry: reg, Lease: true})
+		w, err := New(discard(), nil, Options{Config: Config{CompactInterval: -1, FlushInterval: yamlconf.Duration(100 * time.Millisecond)}, DataDir: dir, Conn: conn, Registry: reg, Lease: true})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -42,7 +42,7 @@ func newLakeEnv(tb testing.TB) *lakeEnv {
 	ctx := context.Background()
 	log := quiet()
 	env := &lakeEnv{dataDir: tb.TempDir()}
-	env.lake.ApplyDefaults(env.dataDir)
+	env.lake = env.lake.WithDefaults(env.dataDir)
 	st, err := lake.Open(ctx, log, env.lake)
 	if err != nil {
 		tb.Fatal(err)

@@ -180,7 +180,27 @@ func parseModel(file, src string) (*Model, LoadErrors) {
 	if m.Name == RunsTable {
 		fail(1, "%s is where pipeline runs are recorded; choose another name", RunsTable)
 	}
-	// Directives: comment lines before the first SQL line.
+	m.parseDirectives(src, fail)
+	toks, err := scanSQL(src)
+	if err == nil {
+		err = checkSingleSelect(toks)
+	}
+	if err != nil {
+		line := 1
+		var se *sqlError
+		if errors.As(err, &se) {
+			line = se.line
+		}
+		fail(line, "%v", err)
+		return m, errs
+	}
+	m.findReads(toks, fail)
+	return m, errs
+}
+
+// parseDirectives reads the model's directives: the "-- key: value" comment lines before the
+// first SQL line.
+func (m *Model) parseDirectives(src string, fail func(line int, format string, args ...any)) {
 	for i, line := range strings.Split(src, "\n") {
 		ln := i + 1
 		line = strings.TrimSpace(line)
@@ -224,19 +244,12 @@ func parseModel(file, src string) (*Model, LoadErrors) {
 			fail(ln, "unknown directive %q; known: incremental, expect, schedule, description (write prose comments without a leading \"word:\")", d[1])
 		}
 	}
-	toks, err := scanSQL(src)
-	if err == nil {
-		err = checkSingleSelect(toks)
-	}
-	if err != nil {
-		line := 1
-		var se *sqlError
-		if errors.As(err, &se) {
-			line = se.line
-		}
-		fail(line, "%v", err)
-		return m, errs
-	}
+}
+
+// findReads records the lake tables the model's query reads (sorted), leaving out common
+// table expressions and other schemas; a model other than an incremental one may not read
+// its own table.
+func (m *Model) findReads(toks []token, fail func(line int, format string, args ...any)) {
 	refs, ctes := tableRefs(toks)
 	seen := map[string]bool{}
 	for _, r := range refs {
@@ -259,7 +272,6 @@ func parseModel(file, src string) (*Model, LoadErrors) {
 		}
 	}
 	sort.Strings(m.Reads)
-	return m, errs
 }
 
 // columnList parses "a, b" into column names.

@@ -458,6 +458,7 @@ func (r *Runner) check(ctx context.Context, s Session, m *Model, table string, t
 	var failed []error
 	for _, e := range m.Expects {
 		ae := &AssertionError{Model: m.Name, Expect: e}
+		var base, order string // the offending rows, and how to show the first of them
 		switch e.Kind {
 		case ExpectRows:
 			if total >= e.Min && (e.Max < 0 || total <= e.Max) {
@@ -466,39 +467,39 @@ func (r *Runner) check(ctx context.Context, s Session, m *Model, table string, t
 			ae.Offending = total
 		case ExpectUnique:
 			cols := quoteAll(e.Columns)
-			base := fmt.Sprintf("SELECT %s, count(*) AS copies FROM %s GROUP BY ALL HAVING count(*) > 1", cols, table)
-			n, err := countQuery(ctx, s, base)
-			if err != nil {
-				return fmt.Errorf("line %d: checking %s: %w", e.Line, e.Text, err)
-			}
-			if n == 0 {
-				continue
-			}
-			ae.Offending = n
-			if ae.Cols, ae.Rows, err = s.Query(ctx, fmt.Sprintf("%s ORDER BY copies DESC, %s LIMIT %d", base, cols, r.o.ShowRows)); err != nil {
-				return fmt.Errorf("line %d: checking %s: %w", e.Line, e.Text, err)
-			}
+			base = fmt.Sprintf("SELECT %s, count(*) AS copies FROM %s GROUP BY ALL HAVING count(*) > 1", cols, table)
+			order = " ORDER BY copies DESC, " + cols
 		case ExpectNotNull:
 			var conds []string
 			for _, c := range e.Columns {
 				conds = append(conds, quoteIdent(c)+" IS NULL")
 			}
-			base := fmt.Sprintf("SELECT * FROM %s WHERE %s", table, strings.Join(conds, " OR "))
-			n, err := countQuery(ctx, s, base)
+			base = fmt.Sprintf("SELECT * FROM %s WHERE %s", table, strings.Join(conds, " OR "))
+		}
+		if base != "" {
+			ok, err := r.offending(ctx, s, ae, base, order)
 			if err != nil {
 				return fmt.Errorf("line %d: checking %s: %w", e.Line, e.Text, err)
 			}
-			if n == 0 {
+			if ok {
 				continue
-			}
-			ae.Offending = n
-			if ae.Cols, ae.Rows, err = s.Query(ctx, fmt.Sprintf("%s LIMIT %d", base, r.o.ShowRows)); err != nil {
-				return fmt.Errorf("line %d: checking %s: %w", e.Line, e.Text, err)
 			}
 		}
 		failed = append(failed, ae)
 	}
 	return errors.Join(failed...)
+}
+
+// offending counts the rows of base (the rows breaking an assertion) into ae and keeps the
+// first ShowRows of them, in order; it reports whether there are none.
+func (r *Runner) offending(ctx context.Context, s Session, ae *AssertionError, base, order string) (none bool, err error) {
+	n, err := countQuery(ctx, s, base)
+	if err != nil || n == 0 {
+		return n == 0, err
+	}
+	ae.Offending = n
+	ae.Cols, ae.Rows, err = s.Query(ctx, fmt.Sprintf("%s%s LIMIT %d", base, order, r.o.ShowRows))
+	return false, err
 }
 
 func quoteAll(cols []string) string {

@@ -25,7 +25,9 @@ type token struct {
 // scanSQL splits SQL into tokens, dropping comments and whitespace. It understands -- and
 // /* */ comments (nested, as DuckDB and PostgreSQL allow), 'strings' with ” escapes,
 // E'strings' with backslash escapes, $tag$dollar strings$tag$ and "identifiers" with ""
-// escapes. An unterminated string, identifier or comment is an error with its line.
+// escapes. An unterminated string, identifier or comment is an error with its line. It is
+// one loop over the text with a case per token kind, as lexers are: split, the cases would
+// only pass the position back and forth.
 func scanSQL(src string) ([]token, error) {
 	var toks []token
 	line := 1
@@ -176,92 +178,127 @@ type frame struct {
 // read_csv(...)) or is a parenthesised subquery, which is scanned like the outer query.
 // FROM inside a function's arguments (EXTRACT(year FROM t), TRIM(x FROM s)) is not a clause.
 func tableRefs(toks []token) (refs []TableRef, ctes map[string]bool) {
-	ctes = map[string]bool{}
-	seen := map[string]bool{}
-	stack := []frame{{query: true}}
-	top := func() *frame { return &stack[len(stack)-1] }
-	// readName reads a possibly qualified name starting at toks[i] and returns its parts and
-	// the index after it.
-	readName := func(i int) ([]string, int) {
-		var parts []string
-		for i < len(toks) && toks[i].ident() {
-			parts = append(parts, toks[i].text)
-			if i+2 < len(toks) && toks[i+1].punct(".") && toks[i+2].ident() {
-				i += 2
-				continue
-			}
-			i++
-			break
-		}
-		return parts, i
+	r := &refScanner{toks: toks, stack: []frame{{query: true}}, seen: map[string]bool{}, ctes: map[string]bool{}}
+	for i := range toks {
+		r.scan(i)
 	}
-	addRef := func(i int) {
-		for i < len(toks) && (toks[i].is("lateral") || toks[i].is("only")) {
-			i++
+	return r.refs, r.ctes
+}
+
+// refScanner is the state of tableRefs: the parenthesis levels open and what was found.
+type refScanner struct {
+	toks  []token
+	stack []frame
+	refs  []TableRef
+	seen  map[string]bool // zone.table of refs
+	ctes  map[string]bool
+}
+
+func (r *refScanner) top() *frame { return &r.stack[len(r.stack)-1] }
+
+// scan takes in the token toks[i].
+func (r *refScanner) scan(i int) {
+	t := r.toks[i]
+	f := r.top()
+	switch {
+	case t.punct("("):
+		r.open(i)
+	case t.punct(")"):
+		if len(r.stack) > 1 {
+			r.stack = r.stack[:len(r.stack)-1]
 		}
-		if i >= len(toks) || !toks[i].ident() {
-			return // a subquery or something else; its tokens are scanned anyway
-		}
-		parts, next := readName(i)
-		if next < len(toks) && toks[next].punct("(") {
-			return // table function
-		}
-		ref := TableRef{Table: parts[len(parts)-1], Line: toks[i].line}
-		if len(parts) >= 2 {
-			ref.Zone = parts[len(parts)-2]
-		}
-		key := ref.Zone + "." + ref.Table
-		if !seen[key] {
-			seen[key] = true
-			refs = append(refs, ref)
-		}
-	}
-	for i := 0; i < len(toks); i++ {
-		t := toks[i]
-		f := top()
-		switch {
-		case t.punct("("):
-			// A query in parentheses starts with SELECT, WITH, FROM, VALUES or another '('.
-			q := i+1 < len(toks) && (toks[i+1].is("select") || toks[i+1].is("with") || toks[i+1].is("from") || toks[i+1].is("values"))
-			// A parenthesised join, FROM (a JOIN b ON ...), lists tables itself.
-			joinGroup := !q && f.query && i > 0 && (toks[i-1].is("from") || toks[i-1].is("join") || (f.inFrom && toks[i-1].punct(",")))
-			stack = append(stack, frame{query: q || joinGroup, inFrom: joinGroup})
-			if joinGroup {
-				addRef(i + 1)
-			}
-		case t.punct(")"):
-			if len(stack) > 1 {
-				stack = stack[:len(stack)-1]
-			}
-			if f := top(); f.inWith {
-				f.expectCT = false
-			}
-		case !f.query:
-			// function arguments: FROM here is not a clause
-		case t.is("with"):
-			f.inWith, f.expectCT = true, true
-		case f.inWith && t.is("recursive"):
-		case f.inWith && f.expectCT && t.ident():
-			ctes[t.text] = true
+		if f := r.top(); f.inWith {
 			f.expectCT = false
-		case f.inWith && t.punct(","):
-			f.expectCT = true
-		case f.inWith && (t.is("select") || t.is("from")) && !f.expectCT:
-			f.inWith = false
-			if t.is("from") {
-				f.inFrom = true
-				addRef(i + 1)
-			}
-		case t.is("from") || t.is("join"):
-			f.inFrom = true
-			addRef(i + 1)
-		case f.inFrom && t.punct(","):
-			addRef(i + 1)
-		case f.inFrom && t.kind == tokWord && fromEnders[t.text]:
-			f.inFrom = false
 		}
+	case !f.query:
+		// function arguments: FROM here is not a clause
+	case t.is("with"):
+		f.inWith, f.expectCT = true, true
+	case f.inWith && r.withList(i):
+	case t.is("from") || t.is("join"):
+		f.inFrom = true
+		r.addRef(i + 1)
+	case f.inFrom && t.punct(","):
+		r.addRef(i + 1)
+	case f.inFrom && t.kind == tokWord && fromEnders[t.text]:
+		f.inFrom = false
 	}
-	return refs, ctes
+}
+
+// open enters the parenthesis at toks[i]: a query in parentheses starts with SELECT, WITH,
+// FROM, VALUES or another '('; a parenthesised join, FROM (a JOIN b ON ...), lists tables
+// itself; anything else holds a function's arguments or an expression.
+func (r *refScanner) open(i int) {
+	toks, f := r.toks, r.top()
+	q := i+1 < len(toks) && (toks[i+1].is("select") || toks[i+1].is("with") || toks[i+1].is("from") || toks[i+1].is("values"))
+	joinGroup := !q && f.query && i > 0 && (toks[i-1].is("from") || toks[i-1].is("join") || (f.inFrom && toks[i-1].punct(",")))
+	r.stack = append(r.stack, frame{query: q || joinGroup, inFrom: joinGroup})
+	if joinGroup {
+		r.addRef(i + 1)
+	}
+}
+
+// withList takes in toks[i] inside a WITH list (CTE names, up to the main query) and
+// reports whether it was part of the list.
+func (r *refScanner) withList(i int) bool {
+	t, f := r.toks[i], r.top()
+	switch {
+	case t.is("recursive"):
+	case f.expectCT && t.ident():
+		r.ctes[t.text] = true
+		f.expectCT = false
+	case t.punct(","):
+		f.expectCT = true
+	case (t.is("select") || t.is("from")) && !f.expectCT:
+		f.inWith = false
+		if t.is("from") {
+			f.inFrom = true
+			r.addRef(i + 1)
+		}
+	default:
+		return false
+	}
+	return true
+}
+
+// addRef records the table named at toks[i] (after LATERAL or ONLY), unless it is a table
+// function or a subquery (whose tokens are scanned anyway).
+func (r *refScanner) addRef(i int) {
+	toks := r.toks
+	for i < len(toks) && (toks[i].is("lateral") || toks[i].is("only")) {
+		i++
+	}
+	if i >= len(toks) || !toks[i].ident() {
+		return
+	}
+	parts, next := r.readName(i)
+	if next < len(toks) && toks[next].punct("(") {
+		return // table function
+	}
+	ref := TableRef{Table: parts[len(parts)-1], Line: toks[i].line}
+	if len(parts) >= 2 {
+		ref.Zone = parts[len(parts)-2]
+	}
+	if key := ref.Zone + "." + ref.Table; !r.seen[key] {
+		r.seen[key] = true
+		r.refs = append(r.refs, ref)
+	}
+}
+
+// readName reads a possibly qualified name starting at toks[i] and returns its parts and the
+// index after it.
+func (r *refScanner) readName(i int) ([]string, int) {
+	var parts []string
+	for i < len(r.toks) && r.toks[i].ident() {
+		parts = append(parts, r.toks[i].text)
+		if i+2 < len(r.toks) && r.toks[i+1].punct(".") && r.toks[i+2].ident() {
+			i += 2
+			continue
+		}
+		i++
+		break
+	}
+	return parts, i
 }
 
 // checkSingleSelect verifies toks hold exactly one query statement (SELECT, WITH ... SELECT,

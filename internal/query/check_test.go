@@ -22,7 +22,7 @@ func lakeEngine(t *testing.T, qc config.Query) *Engine {
 	ctx := context.Background()
 	dir := t.TempDir()
 	var lc lake.Config
-	lc.ApplyDefaults(dir)
+	lc = lc.WithDefaults(dir)
 	e, err := Open(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, Options{Lake: lc, DataDir: dir, Config: qc})
 	if err != nil {
 		t.Fatal(err)

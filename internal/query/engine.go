@@ -22,10 +22,8 @@ package query
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
 	"database/sql/driver"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -131,9 +129,9 @@ type brokenView struct {
 
 // Open starts an in-memory DuckDB over the lake.
 func Open(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, o Options) (*Engine, error) {
-	o.Lake.ApplyDefaults(o.DataDir)
+	o.Lake = o.Lake.WithDefaults(o.DataDir)
 	if o.CacheDir == "" {
-		o.CacheDir = filepath.Join(o.DataDir, "cache", "lake")
+		o.CacheDir = CacheDir(o.DataDir)
 	}
 	e := &Engine{log: log, o: o, store: o.Store, views: map[string]string{},
 		tables: map[string]tableInfo{}, files: map[string][]string{}, broken: map[string]brokenView{},
@@ -228,7 +226,7 @@ func (e *Engine) openDB(ctx context.Context, ext []catalog.Table) error {
 	// unqualified name a trusted table.
 	connector, err := duckdb.NewConnector("", func(ex driver.ExecerContext) error {
 		for _, z := range lake.Zones {
-			if _, err := ex.ExecContext(context.Background(), "CREATE SCHEMA IF NOT EXISTS "+ident(z), nil); err != nil {
+			if _, err := ex.ExecContext(context.Background(), "CREATE SCHEMA IF NOT EXISTS "+Ident(z), nil); err != nil {
 				return err
 			}
 		}
@@ -259,7 +257,7 @@ func (e *Engine) openDB(ctx context.Context, ext []catalog.Table) error {
 	}
 	setup := []string{
 		fmt.Sprintf("SET memory_limit = '%dB'", mem),
-		"SET temp_directory = " + literal(e.tmp),
+		"SET temp_directory = " + Literal(e.tmp),
 		fmt.Sprintf("SET max_temp_directory_size = '%dB'", spill),
 	}
 	if o.Config.Threads > 0 {
@@ -375,7 +373,7 @@ func (e *Engine) query(ctx context.Context, query string, lim Limits, c Caller) 
 	// The subject every view filters on: set for a bound caller, cleared otherwise. A
 	// connection that cannot be cleared afterwards is dropped from the pool.
 	if c.Subject != "" {
-		if _, err := conn.ExecContext(ctx, "SET VARIABLE "+subjectVar+" = "+literal(c.Subject)); err != nil {
+		if _, err := conn.ExecContext(ctx, "SET VARIABLE "+subjectVar+" = "+Literal(c.Subject)); err != nil {
 			return nil, fmt.Errorf("binding the query to its subject: %w", err)
 		}
 		defer func() {
@@ -533,7 +531,7 @@ func (e *Engine) Refresh(ctx context.Context) error {
 	for key := range e.tables {
 		if !seen[key] {
 			z, n, _ := strings.Cut(key, ".")
-			if _, err := e.db.ExecContext(ctx, "DROP VIEW IF EXISTS "+ident(z)+"."+ident(n)); err != nil {
+			if _, err := e.db.ExecContext(ctx, "DROP VIEW IF EXISTS "+Ident(z)+"."+Ident(n)); err != nil {
 				return fmt.Errorf("dropping view %s: %w", key, err)
 			}
 			delete(e.views, key)
@@ -594,10 +592,10 @@ func (e *Engine) markBroken(ctx context.Context, key string, err error) {
 	}
 	z, n, _ := strings.Cut(key, ".")
 	msg := (&BrokenTableError{Table: key, Err: err}).Error()
-	stmt := "CREATE OR REPLACE VIEW " + ident(z) + "." + ident(n) + " AS SELECT NULL AS unreadable FROM range(1) WHERE error(" + literal(msg) + ")"
+	stmt := "CREATE OR REPLACE VIEW " + Ident(z) + "." + Ident(n) + " AS SELECT NULL AS unreadable FROM range(1) WHERE error(" + Literal(msg) + ")"
 	if _, xerr := e.db.ExecContext(ctx, stmt); xerr != nil {
 		e.log.Warn("replacing the view of an unreadable table", "table", key, "err", xerr)
-		_, _ = e.db.ExecContext(ctx, "DROP VIEW IF EXISTS "+ident(z)+"."+ident(n))
+		_, _ = e.db.ExecContext(ctx, "DROP VIEW IF EXISTS "+Ident(z)+"."+Ident(n))
 	}
 }
 
@@ -608,7 +606,7 @@ func viewFilter(subjectCol string) string {
 	if subjectCol == "" {
 		return " WHERE getvariable('" + subjectVar + "') IS NULL"
 	}
-	return " WHERE getvariable('" + subjectVar + "') IS NULL OR " + ident(subjectCol) + " = getvariable('" + subjectVar + "')"
+	return " WHERE getvariable('" + subjectVar + "') IS NULL OR " + Ident(subjectCol) + " = getvariable('" + subjectVar + "')"
 }
 
 // viewSQL is the statement creating the view of an Iceberg table, the local files it reads
@@ -630,12 +628,12 @@ func (e *Engine) viewSQL(ctx context.Context, zone, name string, t *table.Table)
 			subject = f.Name
 		}
 		if len(files) == 0 {
-			sel = append(sel, fmt.Sprintf("CAST(NULL AS %s) AS %s", typ, ident(f.Name)))
+			sel = append(sel, fmt.Sprintf("CAST(NULL AS %s) AS %s", typ, Ident(f.Name)))
 		} else {
-			sel = append(sel, ident(f.Name))
+			sel = append(sel, Ident(f.Name))
 		}
 	}
-	view := "CREATE OR REPLACE VIEW " + ident(zone) + "." + ident(name) + " AS SELECT " + strings.Join(sel, ", ")
+	view := "CREATE OR REPLACE VIEW " + Ident(zone) + "." + Ident(name) + " AS SELECT " + strings.Join(sel, ", ")
 	if len(files) == 0 {
 		return view + " WHERE false", nil, subject != "", nil
 	}
@@ -652,15 +650,15 @@ func (e *Engine) viewSQL(ctx context.Context, zone, name string, t *table.Table)
 
 // localPath returns a path DuckDB can read for a data file location.
 func (e *Engine) localPath(ctx context.Context, loc string) (string, error) {
-	u, err := url.Parse(loc)
+	name, remote, err := cacheName(loc)
 	if err != nil {
-		return "", fmt.Errorf("parsing data file location %q: %w", loc, err)
+		return "", err
 	}
-	if u.Scheme == "file" || u.Scheme == "" {
+	if !remote {
+		u, _ := url.Parse(loc)
 		return u.Path, nil
 	}
-	sum := sha256.Sum256([]byte(loc))
-	dst := filepath.Join(e.o.CacheDir, hex.EncodeToString(sum[:12])+".parquet")
+	dst := filepath.Join(e.o.CacheDir, name)
 	if _, err := os.Stat(dst); err == nil {
 		return dst, nil
 	}
@@ -719,7 +717,7 @@ func duckType(t iceberg.Type) (string, error) {
 
 func externalViewSQL(x catalog.Table) string {
 	var from string
-	glob := literal(x.Glob())
+	glob := Literal(x.Glob())
 	hive := "false"
 	if len(x.Partitions) > 0 {
 		hive = "true"
@@ -732,17 +730,13 @@ func externalViewSQL(x catalog.Table) string {
 	default:
 		from = fmt.Sprintf("read_json_auto(%s, format = 'newline_delimited', union_by_name = true, hive_partitioning = %s)", glob, hive)
 	}
-	return "CREATE OR REPLACE VIEW " + ident(x.Zone) + "." + ident(x.Name) + " AS SELECT * FROM " + from
+	return "CREATE OR REPLACE VIEW " + Ident(x.Zone) + "." + Ident(x.Name) + " AS SELECT * FROM " + from
 }
-
-func ident(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
-
-func literal(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 func joinLiterals(ss []string) string {
 	out := make([]string, len(ss))
 	for i, s := range ss {
-		out[i] = literal(s)
+		out[i] = Literal(s)
 	}
 	return strings.Join(out, ", ")
 }

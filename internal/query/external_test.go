@@ -24,7 +24,7 @@ func crawledEngine(t *testing.T, dataDir string, crawls ...catalog.Options) *Eng
 		}
 	}
 	var lc lake.Config
-	lc.ApplyDefaults(dataDir)
+	lc = lc.WithDefaults(dataDir)
 	e, err := Open(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil)), nil, Options{Lake: lc, DataDir: dataDir})
 	if err != nil {
 		t.Fatal(err)

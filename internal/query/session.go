@@ -185,7 +185,7 @@ func (s *Session) write(ctx context.Context, name, q string, replace bool) error
 	s.n++
 	path := filepath.Join(s.stage, fmt.Sprintf("%s.%s-%d.parquet", zone, tbl, s.n))
 	defer os.Remove(path)
-	if _, err := s.conn.ExecContext(ctx, "COPY ("+sel+") TO "+literal(path)+" (FORMAT parquet, COMPRESSION zstd)"); err != nil {
+	if _, err := s.conn.ExecContext(ctx, "COPY ("+sel+") TO "+Literal(path)+" (FORMAT parquet, COMPRESSION zstd)"); err != nil {
 		return fmt.Errorf("writing the result: %w", err)
 	}
 	f, err := os.Open(path)
@@ -247,9 +247,9 @@ func (s *Session) storable(ctx context.Context, q string) (string, error) {
 			return "", fmt.Errorf("column %s: %w", col, err)
 		}
 		if to == typ {
-			sel = append(sel, ident(col))
+			sel = append(sel, Ident(col))
 		} else {
-			sel = append(sel, "CAST("+ident(col)+" AS "+to+") AS "+ident(col))
+			sel = append(sel, "CAST("+Ident(col)+" AS "+to+") AS "+Ident(col))
 		}
 	}
 	return "SELECT " + strings.Join(sel, ", ") + " FROM (" + q + ")", nil

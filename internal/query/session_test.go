@@ -24,7 +24,7 @@ func testEngine(t *testing.T) *Engine {
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var lc lake.Config
-	lc.ApplyDefaults(dir)
+	lc = lc.WithDefaults(dir)
 	e, err := Open(context.Background(), log, nil, Options{Lake: lc, DataDir: dir})
 	if err != nil {
 		t.Fatal(err)

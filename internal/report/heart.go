@@ -113,57 +113,17 @@ func Heart(readings []Reading, dir string, o HeartOptions) (*Summary, error) {
 		return nil, fmt.Errorf("creating the report directory: %w", err)
 	}
 
-	// Isolation Forest verdicts.
 	X := make([]float64, len(rs))
 	for i, r := range rs {
 		X[i] = r.BPM
 	}
-	f, err := anomaly.NewIsolationForest(anomaly.IForestOptions{Contamination: o.Contamination, Seed: o.Seed})
+	anomalous, err := isolationVerdicts(X, o)
 	if err != nil {
 		return nil, err
 	}
-	scores, err := f.FitScoreSamples(X, 1, nil)
-	if err != nil {
-		return nil, err
-	}
-	anomalous := make([]bool, len(rs))
 	s := &Summary{Subject: o.Subject, Readings: len(rs), First: rs[0].Time, Last: rs[len(rs)-1].Time,
-		Contamination: o.Contamination, Seed: o.Seed, Min: math.Inf(1), Max: math.Inf(-1)}
-	for i, sc := range scores {
-		anomalous[i] = sc-f.Offset() < 0
-		if anomalous[i] {
-			s.Anomalies++
-		}
-	}
-
-	// Numbers.
-	sorted := slices.Clone(X)
-	slices.Sort(sorted)
-	s.Min, s.Max, s.Median = sorted[0], sorted[len(sorted)-1], quantile(sorted, 0.5)
-	s.Mean = mean(X)
-	var byWeekday [7][]float64
-	for i := 0; i < len(rs); {
-		date := rs[i].Time.Format(time.DateOnly)
-		j := i
-		for j < len(rs) && rs[j].Time.Format(time.DateOnly) == date {
-			j++
-		}
-		vals := slices.Clone(X[i:j])
-		slices.Sort(vals)
-		d := Day{Date: date, Readings: j - i, Mean: mean(X[i:j]), Resting: quantile(vals, o.RestingQuantile), Min: vals[0], Max: vals[len(vals)-1]}
-		for k := i; k < j; k++ {
-			if anomalous[k] {
-				d.Anomalies++
-			}
-		}
-		s.Days = append(s.Days, d)
-		i = j
-	}
-	for _, r := range rs {
-		w := mondayFirst(r.Time.Weekday())
-		byWeekday[w] = append(byWeekday[w], r.BPM)
-		s.Weekdays[w]++
-	}
+		Contamination: o.Contamination, Seed: o.Seed}
+	byWeekday := summarize(s, rs, X, anomalous, o.RestingQuantile)
 
 	title := "Heart rate"
 	if o.Subject != "" {
@@ -199,6 +159,62 @@ func Heart(readings []Reading, dir string, o HeartOptions) (*Summary, error) {
 	}
 	s.Files = append(s.Files, FileHTML)
 	return s, nil
+}
+
+// isolationVerdicts flags the anomalous heart rates of X with scikit-learn's Isolation
+// Forest (decision_function < 0) of o's contamination and seed.
+func isolationVerdicts(X []float64, o HeartOptions) ([]bool, error) {
+	f, err := anomaly.NewIsolationForest(anomaly.IForestOptions{Contamination: o.Contamination, Seed: o.Seed})
+	if err != nil {
+		return nil, err
+	}
+	scores, err := f.FitScoreSamples(X, 1, nil)
+	if err != nil {
+		return nil, err
+	}
+	anomalous := make([]bool, len(X))
+	for i, sc := range scores {
+		anomalous[i] = sc-f.Offset() < 0
+	}
+	return anomalous, nil
+}
+
+// summarize fills in the numbers of s from the readings rs (in time order, UTC), their heart
+// rates X and verdicts: overall, per day and per weekday; it returns the heart rates of each
+// weekday (Monday first).
+func summarize(s *Summary, rs []Reading, X []float64, anomalous []bool, restingQ float64) (byWeekday [7][]float64) {
+	for _, a := range anomalous {
+		if a {
+			s.Anomalies++
+		}
+	}
+	sorted := slices.Clone(X)
+	slices.Sort(sorted)
+	s.Min, s.Max, s.Median = sorted[0], sorted[len(sorted)-1], quantile(sorted, 0.5)
+	s.Mean = mean(X)
+	for i := 0; i < len(rs); {
+		date := rs[i].Time.Format(time.DateOnly)
+		j := i
+		for j < len(rs) && rs[j].Time.Format(time.DateOnly) == date {
+			j++
+		}
+		vals := slices.Clone(X[i:j])
+		slices.Sort(vals)
+		d := Day{Date: date, Readings: j - i, Mean: mean(X[i:j]), Resting: quantile(vals, restingQ), Min: vals[0], Max: vals[len(vals)-1]}
+		for k := i; k < j; k++ {
+			if anomalous[k] {
+				d.Anomalies++
+			}
+		}
+		s.Days = append(s.Days, d)
+		i = j
+	}
+	for _, r := range rs {
+		w := mondayFirst(r.Time.Weekday())
+		byWeekday[w] = append(byWeekday[w], r.BPM)
+		s.Weekdays[w]++
+	}
+	return byWeekday
 }
 
 func mean(xs []float64) float64 {
