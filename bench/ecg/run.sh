@@ -1,7 +1,7 @@
 #!/bin/sh
 # Reproduces the ECG figures in docs/ecg.md and docs/benchmarks.md (section "ECG").
 # Usage: bench/ecg/run.sh [DATA_DIR]   (default: ../shared/data/mitdb-ds1 beside the checkout)
-# Output goes to bench/ecg/out/. Takes about two minutes on two cores.
+# Output goes to bench/ecg/out/. Takes about five minutes on two cores (longer when loaded).
 set -eu
 cd "$(dirname "$0")/../.."
 data=${1:-../shared/data/mitdb-ds1}

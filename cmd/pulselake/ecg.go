@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -69,6 +70,8 @@ func addTrainFlags(cmd *cobra.Command, opt *ecg.TrainOptions) {
 	f.IntVar(&opt.MaxDepth, "depth", 6, "maximum tree depth")
 	f.IntVar(&opt.Workers, "workers", 2, "goroutines used for training")
 	f.Float64Var(&opt.ClassWeight, "class-weight", 0, "weigh beats by (count of N / count of their class)^W; 0 = equal weights, 1 = balanced")
+	f.BoolVar(&opt.PatientOnly, "patient-only", false, "classify beats with RR intervals by patient-relative features only (no raw window samples)")
+	f.IntVar(&opt.TuneFolds, "tune-folds", 0, "tune the decision rule by a leave-records-out cross-validation with this many folds over the training records (0 = off)")
 }
 
 // loadECGModel loads the model file of --model, or the model embedded in the binary.
@@ -113,6 +116,10 @@ command trains fresh models instead and evaluates them honestly:
 				m, err := loadECGModel(modelFile)
 				if err != nil {
 					return err
+				}
+				if seen := ecg.TrainingOverlap(m, records); len(seen) > 0 {
+					fmt.Fprintf(g.stderr, "warning: the model was trained on %d of the evaluated records (%s): these figures are not those of new patients; use --split records for an honest estimate\n",
+						len(seen), strings.Join(seen, ","))
 				}
 				beats, err := ecg.LoadBeats(dir, records)
 				if err != nil {

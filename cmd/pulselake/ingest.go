@@ -28,11 +28,8 @@ with --format: an Apple Health export (export.zip or export.xml) or a Google Tak
 Fitbit data (Takeout.zip or its folder); they need --subject. Importing again stores nothing twice.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig(g)
+			cfg, err := checkConfig(g)
 			if err != nil {
-				return err
-			}
-			if err := validate(cfg); err != nil {
 				return err
 			}
 			if subject != "" {

@@ -12,22 +12,15 @@ import (
 	"github.com/pulselake/pulselake/internal/config"
 )
 
-// loadConfig loads --config over the defaults; apply flags, then call validate. Commands
-// with flags that override the file should rather give them to config.Check, which lists
-// the problems of both in one pass.
+// loadConfig loads --config over the defaults without validating it (rules test needs only
+// the kinds). Commands that run anything use checkConfig or checkConfigWith, which list the
+// problems of the file and the flags in one pass.
 func loadConfig(g *globals) (*config.Config, error) {
 	cfg, err := config.Load(g.configFile)
 	if err != nil {
 		return nil, usageError{err}
 	}
 	return cfg, nil
-}
-
-func validate(cfg *config.Config) error {
-	if err := cfg.Validate(); err != nil {
-		return usageError{fmt.Errorf("invalid configuration:\n%w", err)}
-	}
-	return nil
 }
 
 // setup loads and validates the configuration, listing every problem of both, and returns

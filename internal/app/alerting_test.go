@@ -82,6 +82,15 @@ func TestRuleAndDetectorAlertsLookAlike(t *testing.T) {
 	}()
 	defer wg.Wait()
 	defer cancel()
+	// The engine's consumer delivers what is stored after it exists: wait for it.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := conn.JS.Consumer(ctx, stream.IngestStream, "rules-test"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the rule engine did not create its consumer")
+		}
+	}
 
 	now := time.Now().UTC().Truncate(time.Second)
 	ds, errs := anomaly.CompileDetectors([]anomaly.DetectorSpec{{Name: "hr-shift", Kind: "heart_rate", Value: "bpm", Method: "timeshift",

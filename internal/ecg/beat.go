@@ -3,7 +3,6 @@ package ecg
 import (
 	"fmt"
 	"math"
-	"sort"
 	"strings"
 
 	"github.com/pulselake/pulselake/internal/ecg/wfdb"
@@ -78,12 +77,18 @@ func AAMIClass(label string) (c Class, ok bool) {
 	return 0, false
 }
 
-// RRFeatures are the RR-interval features of one beat, in seconds. Zero means unknown.
+// RRFeatures are the RR-interval features of one beat, in seconds (zero means unknown), and
+// its morphology relative to the same patient's dominant beat (known only for beats cut from a
+// raw signal: BeatsFromPeaks, BeatStream).
 type RRFeatures struct {
-	Pre     float64 `json:"pre"`     // from the previous R peak to this one
-	Post    float64 `json:"post"`    // from this R peak to the next
-	Local   float64 `json:"local"`   // mean of the last (up to) 10 RR intervals, including Pre
-	Average float64 `json:"average"` // mean of the last (up to) 300 RR intervals (about five minutes)
+	Pre     float64 `json:"pre"`              // from the previous R peak to this one
+	Post    float64 `json:"post"`             // from this R peak to the next
+	Local   float64 `json:"local"`            // mean of the last (up to) 10 RR intervals, including Pre
+	Average float64 `json:"average"`          // mean of the last (up to) 300 RR intervals (about five minutes)
+	Prev    float64 `json:"prev,omitempty"`   // the previous beat's Pre
+	Median  float64 `json:"median,omitempty"` // median of the last (up to) 32 RR intervals, including Pre
+
+	Morph MorphFeatures `json:"-"`
 }
 
 // Beat is a heartbeat window with its RR features and, when known, its reference label.
@@ -157,19 +162,6 @@ func (t *rrTracker) last(k int) float64 {
 	return s / float64(k)
 }
 
-func (t *rrTracker) median(k int) float64 {
-	k = min(k, t.n)
-	if k == 0 {
-		return 0
-	}
-	v := make([]float64, k)
-	for i := 1; i <= k; i++ {
-		v[i-1] = t.hist[(t.pos-i+len(t.hist))%len(t.hist)]
-	}
-	sort.Float64s(v)
-	return v[k/2]
-}
-
 func (t *rrTracker) average() float64 {
 	if t.n == 0 {
 		return 0
@@ -179,21 +171,23 @@ func (t *rrTracker) average() float64 {
 
 // BeatsFromPeaks cuts heartbeat windows around R peaks (sorted sample indices into x, sampled
 // at fs Hz). labels, when not nil, holds the MIT-BIH label of each peak; peaks whose label has
-// no AAMI class still count for RR intervals but yield no beat. The last peak yields no beat
-// because its post-RR interval is unknown.
+// no AAMI class still count for the RR intervals and the template but yield no beat. The last
+// peak yields no beat because its post-RR interval is unknown.
 func BeatsFromPeaks(x []float64, fs float64, peaks []int64, labels []string, record string) []Beat {
-	var t rrTracker
+	var t beatTracker
+	var seg [segLen]float64
+	at := func(i int64) float64 { return x[i] }
 	out := make([]Beat, 0, len(peaks))
 	for i := 0; i+1 < len(peaks); i++ {
 		var pre float64
 		if i > 0 {
 			pre = float64(peaks[i]-peaks[i-1]) / fs
-			t.add(pre)
 		}
 		post := float64(peaks[i+1]-peaks[i]) / fs
-		if i == 0 {
-			pre = post
+		if len(x) > 0 {
+			cutSegment(&seg, at, 0, int64(len(x)), peaks[i], fs)
 		}
+		rr, period := t.next(pre, post, &seg)
 		label := ""
 		cls := ClassN
 		if labels != nil {
@@ -203,14 +197,6 @@ func BeatsFromPeaks(x []float64, fs float64, peaks []int64, labels []string, rec
 				continue
 			}
 			cls = c
-		}
-		rr := RRFeatures{Pre: pre, Post: post, Local: t.last(10), Average: t.average()}
-		if rr.Local == 0 {
-			rr.Local, rr.Average = post, post
-		}
-		period := t.median(9)
-		if period == 0 {
-			period = post
 		}
 		b := Beat{RR: rr, Class: cls, Label: label, Record: record, Sample: peaks[i]}
 		CutWindow(&b.Samples, x, fs, peaks[i], period)

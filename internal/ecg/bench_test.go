@@ -99,3 +99,37 @@ func syntheticBeats(n int) []Beat {
 	}
 	return b
 }
+
+// BenchmarkBeatFeatures measures the per-beat work the patient-relative features add to
+// cutting a beat (raw segment, RR medians, template comparison and update), on one goroutine.
+func BenchmarkBeatFeatures(b *testing.B) {
+	x := syntheticECG(360 * 60)
+	var tr beatTracker
+	var seg [segLen]float64
+	at := func(i int64) float64 { return x[i] }
+	for i := 0; b.Loop(); i++ {
+		r := int64(1000 + (i%60)*300)
+		cutSegment(&seg, at, 0, int64(len(x)), r, 360)
+		tr.next(0.83, 0.83, &seg)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "beats/s")
+}
+
+// BenchmarkClassifyRecordBeats measures classification of the beats of record 208 as training
+// and streaming cut them (RR intervals and morphology known, so by the first ensemble) with
+// the default model, on one goroutine.
+func BenchmarkClassifyRecordBeats(b *testing.B) {
+	beats, err := RecordBeats(needData(b), "208")
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := DefaultModel()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; b.Loop(); i++ {
+		bt := &beats[i%len(beats)]
+		m.ClassifyWindow(&bt.Samples, bt.RR)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "beats/s")
+}

@@ -273,6 +273,9 @@ func FuzzReadModel(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(b.Bytes())
+	if v1, err := os.ReadFile("testdata/model_v1.bin"); err == nil {
+		f.Add(v1) // a version 1 file
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := ReadModel(bytes.NewReader(data))
 		if err != nil {

@@ -2,13 +2,18 @@ package ecg
 
 import "strconv"
 
-// Feature layout: every featureStride-th window sample, then RR-interval ratios and the
-// window width.
+// Feature layout: every featureStride-th window sample, RR-interval ratios and the window
+// width (the 70 features of model files of version 1), then the RR intervals relative to the
+// patient's median rhythm and the morphology relative to the patient's dominant beat.
 const (
 	featureStride = 3
 	numWaveFeat   = (WindowLen + featureStride - 1) / featureStride
+	// numV1Features is the length of the feature vector of version 1 model files, a prefix of
+	// the current one.
+	numV1Features = numWaveFeat + 7
+	numRRFeat     = 3
 	// NumFeatures is the length of the feature vector the classifier sees.
-	NumFeatures = numWaveFeat + 7
+	NumFeatures = numV1Features + numRRFeat + NumMorph
 )
 
 // FeatureNames returns the names of the features, in order.
@@ -17,11 +22,14 @@ func FeatureNames() []string {
 	for i := 0; i < WindowLen; i += featureStride {
 		out = append(out, "w"+strconv.Itoa(i))
 	}
-	return append(out, "pre/local", "post/local", "pre/avg", "post/avg", "local/avg", "post/pre", "width")
+	out = append(out, "pre/local", "post/local", "pre/avg", "post/avg", "local/avg", "post/pre", "width",
+		"pre/median", "post/median", "prev/local")
+	return append(out, morphNames()...)
 }
 
 // Features writes the feature vector of a beat window and its RR features into f, which must
-// have length NumFeatures. Unknown RR values (zero) give zero ratios.
+// have length NumFeatures. Unknown RR values (zero) give zero ratios; unknown morphology
+// gives neutralMorph.
 func Features(f []float32, w *[WindowLen]float32, rr RRFeatures) {
 	j := 0
 	for i := 0; i < WindowLen; i += featureStride {
@@ -44,7 +52,25 @@ func Features(f []float32, w *[WindowLen]float32, rr RRFeatures) {
 	f[j+4] = div32(rr.Local, rr.Average)
 	f[j+5] = div32(rr.Post, rr.Pre)
 	f[j+6] = float32(width) / WindowFs
+	f[j+7] = div32(rr.Pre, rr.Median)
+	f[j+8] = div32(rr.Post, rr.Median)
+	f[j+9] = div32(rr.Prev, rr.Local)
+	j += 7 + numRRFeat
+	if rr.Morph.Known {
+		copy(f[j:], rr.Morph.Values[:])
+	} else {
+		copy(f[j:], neutralMorph[:])
+	}
 }
+
+// neutralMorph stands for unknown morphology features (no template yet, or a beat without its
+// raw signal): the values of a beat identical to its patient's dominant beat, so that such
+// beats are classified by their RR intervals and window shape.
+var neutralMorph = func() (v [NumMorph]float32) {
+	v[0], v[1], v[2] = 1, 1, 1 // correlations
+	v[4], v[5] = 1, 1          // amplitude and variation ratios; distance and differences 0
+	return v
+}()
 
 func div32(a, b float64) float32 {
 	if b <= 0 || a <= 0 {

@@ -22,8 +22,18 @@ type TrainOptions struct {
 	// ClassWeight scales each row's gradient by (count of N / count of its class)^ClassWeight;
 	// 0 (the default) weighs every beat equally, 1 balances the classes.
 	ClassWeight float64
+	// TuneFolds, when 2 or more, tunes the decision rule (per-class score offsets) on
+	// out-of-fold predictions of a cross-validation over the training beats' records, with
+	// that many folds; 0 (the default) leaves the offsets at zero. It costs TuneFolds extra
+	// trainings of the RR ensemble.
+	TuneFolds int `json:",omitempty"`
+	// PatientOnly restricts the RR ensemble to the features that describe a beat relative to
+	// its own patient (RR ratios, morphology against the patient's template), leaving out the
+	// window samples, whose absolute shape differs from patient to patient.
+	PatientOnly bool `json:",omitempty"`
 	// RROnly skips the second, shape-only ensemble that classifies beats without RR features
-	// (used by evaluations, whose beats always have them).
+	// and the third, for beats with RR features but no morphology (used by evaluations, whose
+	// beats always have both).
 	RROnly  bool
 	Seed    uint64 // seeds row subsampling; training is deterministic for a seed
 	Workers int    // goroutines building histograms; default 2
@@ -79,13 +89,16 @@ type trainer struct {
 	bins   []uint8     // row-major n x f
 	edges  [][]float32 // per feature: upper edge of each bin but the last
 	nb     []int       // bins per feature
+	skip   []bool      // features not used for splits
 	g, h   []float64
 	rowTmp []int32
 }
 
 // Train fits a multi-class gradient-boosted tree model (softmax loss, histogram splits) on
 // beats: one ensemble on all features and, unless opt.RROnly, a second one on the window shape
-// alone for beats that come without RR features. It stops early with ctx's error.
+// alone for beats that come without RR features and a third one on the window and the four
+// intervals for beats whose morphology is unknown. With opt.TuneFolds the first ensemble's
+// decision offsets are tuned on the training records. It stops early with ctx's error.
 func Train(ctx context.Context, beats []Beat, opt TrainOptions) (*Model, error) {
 	opt = opt.withDefaults()
 	if len(beats) == 0 {
@@ -95,22 +108,44 @@ func Train(ctx context.Context, beats []Beat, opt TrainOptions) (*Model, error) 
 	for _, b := range beats {
 		m.Meta.ClassCounts[b.Class]++
 	}
-	e, err := trainEnsemble(ctx, beats, opt, false)
+	e, err := trainEnsemble(ctx, beats, opt, allFeatures)
 	if err != nil {
 		return nil, err
 	}
-	m.ens = append(m.ens, e)
-	if !opt.RROnly {
-		e, err := trainEnsemble(ctx, beats, opt, true)
+	if opt.TuneFolds >= 2 {
+		scores, err := outOfFoldScores(ctx, beats, opt, opt.TuneFolds)
 		if err != nil {
 			return nil, err
 		}
-		m.ens = append(m.ens, e)
+		y := make([]Class, len(beats))
+		for i := range beats {
+			y[i] = beats[i].Class
+		}
+		e.Offset = tuneOffsets(scores, y)
+	}
+	m.ens = append(m.ens, e)
+	if !opt.RROnly {
+		for _, mode := range []ensembleMode{shapeOnly, withoutMorph} {
+			e, err := trainEnsemble(ctx, beats, opt, mode)
+			if err != nil {
+				return nil, err
+			}
+			m.ens = append(m.ens, e)
+		}
 	}
 	return m, nil
 }
 
-func trainEnsemble(ctx context.Context, beats []Beat, opt TrainOptions, shapeOnly bool) (*ensemble, error) {
+// ensembleMode selects the features an ensemble is trained on.
+type ensembleMode int
+
+const (
+	allFeatures  ensembleMode = iota
+	shapeOnly                 // window shape only (RR features and morphology unknown)
+	withoutMorph              // only the four intervals of RRFeatures.fourIntervals
+)
+
+func trainEnsemble(ctx context.Context, beats []Beat, opt TrainOptions, mode ensembleMode) (*ensemble, error) {
 	rng := rand.New(rand.NewPCG(opt.Seed, 0x9e3779b97f4a7c15))
 	n, f := len(beats), NumFeatures
 	x := make([]float32, n*f)
@@ -118,8 +153,11 @@ func trainEnsemble(ctx context.Context, beats []Beat, opt TrainOptions, shapeOnl
 	var counts [NumClasses]int
 	for i := range beats {
 		rr := beats[i].RR
-		if shapeOnly {
+		switch mode {
+		case shapeOnly:
 			rr = RRFeatures{}
+		case withoutMorph:
+			rr = rr.fourIntervals()
 		}
 		Features(x[i*f:(i+1)*f], &beats[i].Samples, rr)
 		y[i] = int(beats[i].Class)
@@ -128,6 +166,13 @@ func trainEnsemble(ctx context.Context, beats []Beat, opt TrainOptions, shapeOnl
 	t := &trainer{opt: opt, n: n, f: f, bins: make([]uint8, n*f), edges: make([][]float32, f), nb: make([]int, f),
 		g: make([]float64, n), h: make([]float64, n)}
 	t.quantize(x)
+	t.skip = make([]bool, f)
+	if opt.PatientOnly && mode == allFeatures {
+		for j := 0; j < numWaveFeat; j++ {
+			t.skip[j] = true
+		}
+		t.skip[numV1Features-1] = true // window width
+	}
 
 	weight := make([]float64, NumClasses)
 	for c := range weight {
@@ -291,6 +336,9 @@ func (t *trainer) grow(tr *tree, rows []int32, hist [][]binStat, depth int) int3
 	parent := G * G / (H + lam)
 	bestGain, bestF, bestB := 1e-9, -1, -1
 	for j := 0; j < t.f; j++ {
+		if t.skip[j] {
+			continue
+		}
 		var gl, hl float64
 		for b := 0; b < t.nb[j]-1; b++ {
 			gl += hist[j][b].g

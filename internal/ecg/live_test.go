@@ -219,7 +219,8 @@ func TestLocalMatchesModel(t *testing.T) {
 func syntheticLiveBeats(n int) []LiveBeat {
 	var out []LiveBeat
 	for i, b := range syntheticBeats(n) {
-		rr := b.RR
+		// The four intervals the KServe protocol carries (no medians, no morphology).
+		rr := RRFeatures{Pre: b.RR.Pre, Post: b.RR.Post, Local: b.RR.Local, Average: b.RR.Average}
 		if i%3 == 0 {
 			rr = RRFeatures{} // some beats without RR features
 		}

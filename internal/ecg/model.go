@@ -16,8 +16,9 @@ import (
 	"strings"
 )
 
-// ModelVersion is the version of the model file format this package writes and reads.
-const ModelVersion = 1
+// ModelVersion is the version of the model file format this package writes. It also reads
+// version 1 files (70 features, no decision offsets).
+const ModelVersion = 2
 
 const modelMagic = "PLECGGBT"
 
@@ -48,15 +49,19 @@ type Model struct {
 	NumFeatures int
 	Meta        ModelMeta
 	// ens[0] uses every feature; ens[1], when present, only the window shape, for beats
-	// without RR features.
+	// without RR features; ens[2], when present, every feature but the morphology, for beats
+	// with RR features but unknown morphology.
 	ens []*ensemble
 }
 
 // ensemble is one boosted tree ensemble: a score per class is its base plus the leaf values
 // of the class's trees.
 type ensemble struct {
-	Base  [NumClasses]float32
-	Trees []tree
+	Base [NumClasses]float32
+	// Offset is the decision rule: added to the class scores before the softmax and the
+	// arg max (a prior shift tuned on training records only; zero in version 1 files).
+	Offset [NumClasses]float32
+	Trees  []tree
 
 	// flat holds every tree's nodes with absolute child indices; roots[c] lists class c's roots.
 	flat  []flatNode
@@ -73,7 +78,8 @@ func (m *Model) NumTrees() int {
 	return n
 }
 
-// HasShapeModel reports whether m has an ensemble for beats without RR features.
+// HasShapeModel reports whether m has an ensemble for beats without RR features (and, in
+// version 2 files, one for beats without morphology).
 func (m *Model) HasShapeModel() bool { return len(m.ens) > 1 }
 
 // flatNode is the compact inference form of a node (16 bytes): the two children of a split
@@ -140,24 +146,50 @@ func (m *Model) Classify(beat []float64, rr RRFeatures) Prediction {
 	return m.ClassifyWindow(&w, rr)
 }
 
+// fourIntervals keeps only Pre, Post, Local and Average: what beats that come without their
+// raw signal carry (CSV and NDJSON input, the KServe protocol).
+func (rr RRFeatures) fourIntervals() RRFeatures {
+	return RRFeatures{Pre: rr.Pre, Post: rr.Post, Local: rr.Local, Average: rr.Average}
+}
+
 // RRKnown reports whether rr holds all four intervals (all positive).
 func (rr RRFeatures) RRKnown() bool {
 	return rr.Pre > 0 && rr.Post > 0 && rr.Local > 0 && rr.Average > 0
 }
 
 // ClassifyWindow classifies a window without copying it. Beats whose RR features are not all
-// known go to the shape-only ensemble when the model has one.
+// known go to the shape-only ensemble, beats with RR features but unknown morphology to the
+// ensemble without morphology, when the model has them.
 func (m *Model) ClassifyWindow(w *[WindowLen]float32, rr RRFeatures) Prediction {
 	var f [NumFeatures]float32
 	e := m.ens[0]
-	if !rr.RRKnown() && len(m.ens) > 1 {
+	switch {
+	case !rr.RRKnown() && len(m.ens) > 1:
 		e, rr = m.ens[1], RRFeatures{}
+	case !rr.Morph.Known && len(m.ens) > 2:
+		e, rr = m.ens[2], rr.fourIntervals()
 	}
 	Features(f[:], w, rr)
 	return e.predict(&f)
 }
 
 func (m *ensemble) predict(f *[NumFeatures]float32) Prediction {
+	s := m.scores(f)
+	for c := range s {
+		s[c] += float64(m.Offset[c])
+	}
+	var p Prediction
+	softmax(p.Probs[:], s[:])
+	for c := 1; c < NumClasses; c++ {
+		if p.Probs[c] > p.Probs[p.Class] {
+			p.Class = Class(c)
+		}
+	}
+	return p
+}
+
+// scores returns the class scores of a feature vector, without the decision offsets.
+func (m *ensemble) scores(f *[NumFeatures]float32) [NumClasses]float64 {
 	var s [NumClasses]float64
 	flat := m.flat
 	for c := 0; c < NumClasses; c++ {
@@ -185,14 +217,7 @@ func (m *ensemble) predict(f *[NumFeatures]float32) Prediction {
 		}
 		s[c] = acc
 	}
-	var p Prediction
-	softmax(p.Probs[:], s[:])
-	for c := 1; c < NumClasses; c++ {
-		if p.Probs[c] > p.Probs[p.Class] {
-			p.Class = Class(c)
-		}
-	}
-	return p
+	return s
 }
 
 func step(flat []flatNode, f *[NumFeatures]float32, i int32) int32 {
@@ -206,10 +231,25 @@ func step(flat []flatNode, f *[NumFeatures]float32, i int32) int32 {
 
 // WriteTo writes the model in the pulselake ECG model format (see docs/ecg.md): a gzip stream
 // holding the magic "PLECGGBT", uint32 version, uint32 length + JSON metadata, uint32 number of
-// classes, uint32 number of features, float32 base scores, uint32 number of trees, then each
-// tree as uint32 class, uint32 node count and nodes of (int16 feature, float32 threshold,
-// int32 left, int32 right, float32 value). All integers and floats are little-endian.
+// classes, uint32 number of features, uint32 number of ensembles, and per ensemble float32 base
+// scores, float32 decision offsets (version 2), uint32 number of trees, then each tree as
+// uint32 class, uint32 node count and nodes of (int16 feature, float32 threshold, int32 left,
+// int32 right, float32 value). All integers and floats are little-endian. A model read from a
+// version 1 file is written as version 1.
 func (m *Model) WriteTo(w io.Writer) (int64, error) {
+	version := ModelVersion
+	switch m.NumFeatures {
+	case NumFeatures:
+	case numV1Features:
+		version = 1
+		for _, e := range m.ens {
+			if e.Offset != [NumClasses]float32{} {
+				return 0, errors.New("writing model: a version 1 model cannot hold decision offsets")
+			}
+		}
+	default:
+		return 0, fmt.Errorf("writing model: %d features, want %d", m.NumFeatures, NumFeatures)
+	}
 	var buf bytes.Buffer
 	le := binary.LittleEndian
 	buf.WriteString(modelMagic)
@@ -218,7 +258,7 @@ func (m *Model) WriteTo(w io.Writer) (int64, error) {
 		return 0, fmt.Errorf("encoding model metadata: %w", err)
 	}
 	put := func(v any) { _ = binary.Write(&buf, le, v) }
-	put(uint32(ModelVersion))
+	put(uint32(version))
 	put(uint32(len(meta)))
 	buf.Write(meta)
 	put(uint32(NumClasses))
@@ -226,6 +266,9 @@ func (m *Model) WriteTo(w io.Writer) (int64, error) {
 	put(uint32(len(m.ens)))
 	for _, e := range m.ens {
 		put(e.Base)
+		if version >= 2 {
+			put(e.Offset)
+		}
 		put(uint32(len(e.Trees)))
 		for _, t := range e.Trees {
 			put(uint32(t.Class))
@@ -336,8 +379,8 @@ func ReadModel(r io.Reader) (*Model, error) {
 	if err := binary.Read(br, le, &version); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrModelFormat, err)
 	}
-	if version != ModelVersion {
-		return nil, fmt.Errorf("%w: version %d, this build reads version %d", ErrModelFormat, version, ModelVersion)
+	if version != 1 && version != ModelVersion {
+		return nil, fmt.Errorf("%w: version %d, this build reads versions 1 to %d", ErrModelFormat, version, ModelVersion)
 	}
 	if err := binary.Read(br, le, &metaLen); err != nil || metaLen > maxMetaBytes {
 		return nil, fmt.Errorf("%w: metadata length", ErrModelFormat)
@@ -354,16 +397,21 @@ func ReadModel(r io.Reader) (*Model, error) {
 	if err := binary.Read(br, le, &nc); err != nil || nc != NumClasses {
 		return nil, fmt.Errorf("%w: number of classes", ErrModelFormat)
 	}
-	if err := binary.Read(br, le, &nf); err != nil || nf != NumFeatures {
-		return nil, fmt.Errorf("%w: %d features, this build computes %d", ErrModelFormat, nf, NumFeatures)
+	// Version 1 models use the first numV1Features features, which have not changed.
+	wantNF := uint32(NumFeatures)
+	if version == 1 {
+		wantNF = numV1Features
+	}
+	if err := binary.Read(br, le, &nf); err != nil || nf != wantNF {
+		return nil, fmt.Errorf("%w: %d features, version %d models have %d", ErrModelFormat, nf, version, wantNF)
 	}
 	m.NumFeatures = int(nf)
 	var ne uint32
-	if err := binary.Read(br, le, &ne); err != nil || ne < 1 || ne > 2 {
+	if err := binary.Read(br, le, &ne); err != nil || ne < 1 || ne > 3 || (version == 1 && ne > 2) {
 		return nil, fmt.Errorf("%w: number of ensembles", ErrModelFormat)
 	}
 	for range ne {
-		e, err := readEnsemble(br)
+		e, err := readEnsemble(br, int(version), int(nf))
 		if err != nil {
 			return nil, err
 		}
@@ -375,12 +423,22 @@ func ReadModel(r io.Reader) (*Model, error) {
 	return m, nil
 }
 
-func readEnsemble(br *bytes.Reader) (*ensemble, error) {
+func readEnsemble(br *bytes.Reader, version, nf int) (*ensemble, error) {
 	le := binary.LittleEndian
 	m := &ensemble{}
 	var nt uint32
 	if err := binary.Read(br, le, &m.Base); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrModelFormat, err)
+	}
+	if version >= 2 {
+		if err := binary.Read(br, le, &m.Offset); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrModelFormat, err)
+		}
+	}
+	for c := range m.Base {
+		if !finite32(m.Base[c]) || !finite32(m.Offset[c]) {
+			return nil, fmt.Errorf("%w: base score or offset not finite", ErrModelFormat)
+		}
 	}
 	if err := binary.Read(br, le, &nt); err != nil || nt > maxModelTrees {
 		return nil, fmt.Errorf("%w: number of trees", ErrModelFormat)
@@ -404,7 +462,7 @@ func readEnsemble(br *bytes.Reader) (*ensemble, error) {
 			}
 			if nd.Feat >= 0 {
 				// Children come after their parent, so every walk ends at a leaf.
-				if int(nd.Feat) >= NumFeatures || nd.Left <= int32(i) || nd.Right <= int32(i) || nd.Left >= int32(nn) || nd.Right >= int32(nn) {
+				if int(nd.Feat) >= nf || nd.Left <= int32(i) || nd.Right <= int32(i) || nd.Left >= int32(nn) || nd.Right >= int32(nn) {
 					return nil, fmt.Errorf("%w: tree %d node %d: bad split", ErrModelFormat, k, i)
 				}
 			}
@@ -418,11 +476,13 @@ func readEnsemble(br *bytes.Reader) (*ensemble, error) {
 	return m, nil
 }
 
+func finite32(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
+
 //go:embed default_model.bin
 var defaultModelFile string // a string so that the embedded bytes cannot be modified
 
 // DefaultModel decodes the model embedded in the binary, trained on all 22 DS1 records
-// (see docs/ecg.md for how it was made and how good it is).
+// (see docs/ecg.md for how it was made and how good it is; Meta.Records lists them).
 func DefaultModel() (*Model, error) {
 	m, err := ReadModel(strings.NewReader(defaultModelFile))
 	if err != nil {

@@ -3,6 +3,7 @@ package ecg
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/pulselake/pulselake/internal/ecg/wfdb"
@@ -54,4 +55,16 @@ func EvaluateRecords(m *Model, dir string, records []string) (Evaluation, error)
 		return Evaluation{}, err
 	}
 	return EvaluateBeats(m, beats).Evaluate(records), nil
+}
+
+// TrainingOverlap returns the records, in the order given, that m was trained on (as listed in
+// its metadata): evaluating m on them does not measure how it does on new patients.
+func TrainingOverlap(m *Model, records []string) []string {
+	var out []string
+	for _, r := range records {
+		if slices.Contains(m.Meta.Records, r) {
+			out = append(out, r)
+		}
+	}
+	return out
 }

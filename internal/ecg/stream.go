@@ -12,15 +12,16 @@ type StreamBeat struct {
 // full window have arrived. Delay is bounded by the detector's delay plus 1.5 s; memory by a
 // ring of ringSeconds*2 of samples. A BeatStream is not safe for concurrent use.
 type BeatStream struct {
-	fs      float64
-	det     *QRSDetector
-	buf     []float64 // ring of raw samples
-	n       int64
-	peaks   []int64 // confirmed R peaks not yet emitted (at most a few)
-	rr      rrTracker
-	lastPre float64
-	scratch []float64
-	newPk   []int64
+	fs       float64
+	det      *QRSDetector
+	buf      []float64 // ring of raw samples
+	n        int64
+	peaks    []int64 // confirmed R peaks not yet emitted (at most a few)
+	tr       beatTracker
+	lastPost float64 // post-RR of the last emitted beat: the next one's pre-RR
+	scratch  []float64
+	seg      [segLen]float64
+	newPk    []int64
 }
 
 // NewBeatStream returns a BeatStream for a signal sampled at fs Hz (at least 100).
@@ -29,7 +30,8 @@ func NewBeatStream(fs float64) *BeatStream {
 		fs = 100
 	}
 	det := NewQRSDetector(fs)
-	size := int(float64(det.Delay())+2*fs) + WindowLen*int(fs/WindowFs+1)
+	// The ring holds the detector's delay, the segment before the R peak and the window after it.
+	size := int(float64(det.Delay())+2*fs) + (WindowLen+segPre)*int(fs/WindowFs+1)
 	return &BeatStream{fs: fs, det: det, buf: make([]float64, size), scratch: make([]float64, 0, size)}
 }
 
@@ -43,32 +45,24 @@ func (s *BeatStream) Push(x float64, dst []StreamBeat) []StreamBeat {
 	for len(s.peaks) >= 2 && s.n > s.peaks[0]+span+1 {
 		r, next := s.peaks[0], s.peaks[1]
 		s.peaks = s.peaks[1:]
-		if s.n-r > int64(len(s.buf))-1 {
+		post := float64(next-r) / s.fs
+		before := int64(segPre*s.fs/WindowFs) + 2
+		if s.n-r+before > int64(len(s.buf)) {
+			s.lastPost = post
 			continue // fell out of the ring (only after a very long gap)
 		}
-		post := float64(next-r) / s.fs
-		pre := s.lastPre
-		if pre == 0 {
-			pre = post
-		}
-		period := s.rr.median(9)
-		if period == 0 {
-			period = post
-		}
-		rr := RRFeatures{Pre: pre, Post: post, Local: s.rr.last(10), Average: s.rr.average()}
-		if rr.Local == 0 {
-			rr.Local, rr.Average = post, post
-		}
+		size := int64(len(s.buf))
+		cutSegment(&s.seg, func(i int64) float64 { return s.buf[i%size] }, max(0, s.n-size), s.n, r, s.fs)
+		rr, period := s.tr.next(s.lastPost, post, &s.seg)
+		s.lastPost = post
 		b := StreamBeat{Sample: r, RR: rr}
 		// Copy the window's span out of the ring; CutWindow indexes from the R peak.
 		s.scratch = s.scratch[:0]
 		for k := r; k < min(s.n, r+span+2); k++ {
-			s.scratch = append(s.scratch, s.buf[k%int64(len(s.buf))])
+			s.scratch = append(s.scratch, s.buf[k%size])
 		}
 		CutWindow(&b.Samples, s.scratch, s.fs, 0, period)
 		dst = append(dst, b)
-		s.rr.add(post)
-		s.lastPre = post
 	}
 	if len(s.peaks) > 64 {
 		s.peaks = s.peaks[len(s.peaks)-64:]

@@ -532,6 +532,11 @@ func (w *Writer) flush(ctx context.Context, msgs []*stream.Msg, only string) (re
 	if err := passes.Wait(); err != nil {
 		return res, err
 	}
+	// The rows are built: the decoded readings are not needed during the commits.
+	batches = nil
+	for _, m := range msgs {
+		m.Release()
+	}
 	built := time.Since(start)
 	// Tables commit in parallel (each writes its own Parquet files; the catalog serialises
 	// the metadata swaps). A table that fails leaves the messages unacknowledged; the

@@ -118,6 +118,14 @@ type Msg struct {
 	Stored    time.Time
 	Delivered uint64 // deliveries to this consumer, this one included
 	m         jetstream.Msg
+	decoded   bool
+}
+
+// Release drops the decoded envelope once the handler no longer needs it (the lake writer,
+// before its commits: decoded readings take twice the memory of the raw message). If the
+// batch is handed to the handler again, it is decoded again.
+func (m *Msg) Release() {
+	m.Batch, m.decoded = Batch{}, false
 }
 
 // Wrap reads a fetched JetStream message's metadata into a Msg (not yet decoded), for code
@@ -135,8 +143,8 @@ func Wrap(m jetstream.Msg) (*Msg, error) {
 // Ack is for messages obtained with Wrap.
 func (m *Msg) Ack() error { return m.m.Ack() }
 
-// DecodeAll decodes the envelopes of msgs on len(parsers) goroutines, one parser each. A
-// message that is not an envelope gets its error in Err.
+// DecodeAll decodes the envelopes of msgs not yet decoded on len(parsers) goroutines, one
+// parser each. A message that is not an envelope gets its error in Err.
 func DecodeAll(msgs []*Msg, parsers []*reading.Parser) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -144,8 +152,11 @@ func DecodeAll(msgs []*Msg, parsers []*reading.Parser) {
 		wg.Go(func() {
 			for i := int(next.Add(1) - 1); i < len(msgs); i = int(next.Add(1) - 1) {
 				m := msgs[i]
+				if m.decoded {
+					continue
+				}
 				m.Batch, m.Err = Decode(m.Data, p)
-				m.Batch.Seq = m.Seq
+				m.Batch.Seq, m.decoded = m.Seq, true
 			}
 		})
 	}
@@ -341,6 +352,7 @@ func (c *Consumer) Run(ctx context.Context, cons jetstream.Consumer) error {
 		if err := c.handleBatch(ctx, held, draining); err != nil {
 			return err
 		}
+		clear(held) // the decoded batches go now, not when their slots are reused
 		held, heldBytes = held[:0], 0
 		c.setHeldSince(time.Time{})
 		return nil
@@ -508,6 +520,9 @@ func (c *Consumer) handleBatch(ctx context.Context, msgs []*Msg, draining bool) 
 		live = append(live, m)
 	}
 	for attempt := 1; ; attempt++ {
+		if attempt > 1 {
+			DecodeAll(live, c.parsers) // what the handler released
+		}
 		err := c.o.HandleBatch(ctx, live)
 		if err == nil {
 			for _, m := range live {

@@ -1,0 +1,223 @@
+package ecg
+
+import (
+	"math"
+	"slices"
+	"strconv"
+)
+
+// Patient-relative features. A beat is described against the same patient's own recent
+// rhythm and own dominant beat, which is what lets a classifier trained on some patients
+// hold on a new one (de Chazal et al. 2004; Llamedo & Martínez 2011; Mondéjar-Guerra et al.
+// 2019): an ectopic beat is premature for this patient and shaped unlike this patient's
+// usual beat, whatever the usual rhythm and shape are. Everything here is computed online
+// from the past (and the next R peak, which the post-RR interval needs anyway), by the same
+// code in training (BeatsFromPeaks), evaluation and streaming (BeatStream).
+
+// Raw-signal segment around the R peak, resampled to WindowFs: segPre samples before the
+// peak (P wave and PR segment) and segPost from it (QRS and the start of the T wave).
+const (
+	segPre  = 32 // 256 ms
+	segPost = 48 // 384 ms
+	segLen  = segPre + segPost
+	// Parts of the segment compared separately with the template.
+	pLo, pHi     = 0, segPre - 10           // R-256 ms .. R-80 ms: P wave
+	qrsLo, qrsHi = segPre - 10, segPre + 15 // R-80 ms .. R+120 ms: QRS complex
+	// segStride is the spacing of the per-sample template differences.
+	segStride  = 8
+	numSegDiff = segLen / segStride
+
+	// NumMorph is the number of morphology features (MorphFeatures.Values).
+	NumMorph = 6 + numSegDiff
+
+	// templateMin is how many beats the template averages before its features are used.
+	templateMin = 4
+	// templateMaxWeight caps the template's memory: beats enter with weight at least 1/32.
+	templateMaxWeight = 32
+	// rrMedianLen is the number of recent intervals whose median is the patient's rhythm.
+	rrMedianLen = 32
+)
+
+// MorphFeatures compare a beat with the running template of the same patient's dominant
+// beats. Known is false until the template holds templateMin beats (and for beats that do not
+// come from a raw signal, such as ecg_beat readings or CSV input); the values are then zero.
+type MorphFeatures struct {
+	Known  bool
+	Values [NumMorph]float32
+}
+
+// morphNames are the names of MorphFeatures.Values, in order.
+func morphNames() []string {
+	out := []string{"corr", "corr_qrs", "corr_p", "dist", "amp_qrs", "tv_qrs"}
+	for k := 0; k < numSegDiff; k++ {
+		out = append(out, "d"+strconv.Itoa(k*segStride-segPre))
+	}
+	return out
+}
+
+// sampleFunc returns sample i of a signal; callers clamp i to the samples they hold.
+type sampleFunc func(i int64) float64
+
+// cutSegment fills seg with the signal around the R peak r (sampled at fs Hz), resampled to
+// WindowFs by linear interpolation; positions outside [lo, hi) take the nearest held sample.
+// The segment's mean is subtracted.
+func cutSegment(seg *[segLen]float64, at sampleFunc, lo, hi int64, r int64, fs float64) {
+	step := fs / WindowFs
+	var sum float64
+	for k := range seg {
+		t := float64(r) + float64(k-segPre)*step
+		i := int64(math.Floor(t))
+		f := t - float64(i)
+		a := at(min(max(i, lo), hi-1))
+		b := at(min(max(i+1, lo), hi-1))
+		seg[k] = a*(1-f) + b*f
+		sum += seg[k]
+	}
+	mean := sum / segLen
+	for k := range seg {
+		seg[k] -= mean
+	}
+}
+
+// beatTracker holds one patient's (one signal's) recent rhythm and dominant beat.
+type beatTracker struct {
+	rr      rrTracker
+	prevPre float64 // pre-RR of the previous beat
+	tpl     [segLen]float64
+	tplN    int
+	med     [rrMedianLen]float64 // scratch for medians
+}
+
+// next returns the features of the beat whose R peak is preceded by pre seconds (0 for the
+// first beat) and followed by post seconds, with seg its raw segment, and the local median
+// RR interval that sets its window length; then it updates the tracker with the beat.
+func (t *beatTracker) next(pre, post float64, seg *[segLen]float64) (RRFeatures, float64) {
+	if pre > 0 {
+		t.rr.add(pre)
+	}
+	if pre == 0 {
+		pre = post
+	}
+	rr := RRFeatures{Pre: pre, Post: post, Local: t.rr.last(10), Average: t.rr.average(),
+		Prev: t.prevPre, Median: t.median(rrMedianLen)}
+	if rr.Local == 0 {
+		rr.Local, rr.Average, rr.Median = post, post, post
+	}
+	period := t.median(9)
+	if period == 0 {
+		period = post
+	}
+	var corr float64
+	if t.tplN >= templateMin {
+		rr.Morph = t.morph(seg)
+		corr = float64(rr.Morph.Values[0])
+	}
+	// The template follows beats of the usual rhythm that look like it (any beat of the usual
+	// rhythm while it is still young), so that ectopic beats do not pull it away.
+	regular := rr.Pre/rr.Median >= 0.85 && rr.Pre/rr.Median <= 1.2
+	if regular && (t.tplN < templateMin || corr >= 0.9) {
+		t.tplN++
+		w := 1 / float64(min(t.tplN, templateMaxWeight))
+		for k := range t.tpl {
+			t.tpl[k] += w * (seg[k] - t.tpl[k])
+		}
+	}
+	if rr.Prev == 0 {
+		rr.Prev = pre
+	}
+	t.prevPre = pre
+	return rr, period
+}
+
+// median returns the median of the last k intervals (without allocating).
+func (t *beatTracker) median(k int) float64 {
+	k = min(k, t.rr.n, len(t.med))
+	if k == 0 {
+		return 0
+	}
+	v := t.med[:k]
+	for i := 1; i <= k; i++ {
+		v[i-1] = t.rr.hist[(t.rr.pos-i+len(t.rr.hist))%len(t.rr.hist)]
+	}
+	slices.Sort(v)
+	return v[k/2]
+}
+
+// morph compares seg with the template.
+func (t *beatTracker) morph(seg *[segLen]float64) MorphFeatures {
+	m := MorphFeatures{Known: true}
+	tp := &t.tpl
+	std := math.Sqrt(meanSquare(tp[:]))
+	var dist float64
+	for k := range seg {
+		d := seg[k] - tp[k]
+		dist += d * d
+	}
+	dist = math.Sqrt(dist / segLen)
+	v := &m.Values
+	v[0] = float32(pearson(seg[:], tp[:]))
+	v[1] = float32(pearson(seg[qrsLo:qrsHi], tp[qrsLo:qrsHi]))
+	v[2] = float32(pearson(seg[pLo:pHi], tp[pLo:pHi]))
+	v[3] = float32(safeDiv(dist, std))
+	v[4] = float32(safeDiv(span(seg[qrsLo:qrsHi]), span(tp[qrsLo:qrsHi])))
+	v[5] = float32(safeDiv(totalVariation(seg[qrsLo:qrsHi]), totalVariation(tp[qrsLo:qrsHi])))
+	for k := 0; k < numSegDiff; k++ {
+		i := k * segStride
+		v[6+k] = float32(safeDiv(seg[i]-tp[i], std))
+	}
+	return m
+}
+
+// pearson is the correlation coefficient of a and b (0 when either is constant).
+func pearson(a, b []float64) float64 {
+	n := float64(len(a))
+	var sa, sb float64
+	for i := range a {
+		sa += a[i]
+		sb += b[i]
+	}
+	ma, mb := sa/n, sb/n
+	var cov, va, vb float64
+	for i := range a {
+		da, db := a[i]-ma, b[i]-mb
+		cov += da * db
+		va += da * da
+		vb += db * db
+	}
+	if va <= 0 || vb <= 0 {
+		return 0
+	}
+	return cov / math.Sqrt(va*vb)
+}
+
+func meanSquare(a []float64) float64 {
+	var s float64
+	for _, v := range a {
+		s += v * v
+	}
+	return s / float64(len(a))
+}
+
+func span(a []float64) float64 {
+	lo, hi := a[0], a[0]
+	for _, v := range a[1:] {
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	return hi - lo
+}
+
+func totalVariation(a []float64) float64 {
+	var s float64
+	for i := 1; i < len(a); i++ {
+		s += math.Abs(a[i] - a[i-1])
+	}
+	return s
+}
+
+// safeDiv is a/b, or 0 when b is not positive.
+func safeDiv(a, b float64) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return a / b
+}

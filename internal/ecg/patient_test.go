@@ -1,0 +1,368 @@
+package ecg
+
+import (
+	"bytes"
+	"context"
+	"math"
+	"os"
+	"slices"
+	"testing"
+)
+
+func near(a, b, tol float64) bool { return math.Abs(a-b) <= tol }
+
+func TestSignalHelpers(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		a, b     []float64
+		wantCorr float64
+		wantSpan float64
+		wantTV   float64
+	}{
+		{"proportional", []float64{1, 2, 3}, []float64{2, 4, 6}, 1, 2, 2},
+		{"reversed", []float64{1, 2, 3}, []float64{3, 2, 1}, -1, 2, 2},
+		{"orthogonal", []float64{1, 0, -1, 0}, []float64{0, 1, 0, -1}, 0, 2, 3},
+		{"constant", []float64{5, 5, 5}, []float64{1, 2, 3}, 0, 0, 0},
+		// a = (1,3,2,4): mean 2.5, deviations (-1.5,.5,-.5,1.5); b = (1,2,3,4): (-1.5,-.5,.5,1.5);
+		// cov = 2.25-.25-.25+2.25 = 4, var = 5 each: r = 0.8.
+		{"partial", []float64{1, 3, 2, 4}, []float64{1, 2, 3, 4}, 0.8, 3, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := pearson(tc.a, tc.b); !near(got, tc.wantCorr, 1e-12) {
+				t.Errorf("pearson = %v, want %v", got, tc.wantCorr)
+			}
+			if got := span(tc.a); got != tc.wantSpan {
+				t.Errorf("span = %v, want %v", got, tc.wantSpan)
+			}
+			if got := totalVariation(tc.a); got != tc.wantTV {
+				t.Errorf("totalVariation = %v, want %v", got, tc.wantTV)
+			}
+		})
+	}
+	if safeDiv(1, 0) != 0 || safeDiv(3, 2) != 1.5 {
+		t.Error("safeDiv")
+	}
+}
+
+func TestCutSegment(t *testing.T) {
+	x := make([]float64, 1000)
+	for i := range x {
+		x[i] = float64(i)
+	}
+	at := func(i int64) float64 { return x[i] }
+	var seg [segLen]float64
+	// At 250 Hz a segment sample is 2 signal samples: seg[k] = r + 2(k-32); its mean is
+	// r + 2(39.5-32) = r + 15, so after removing it seg[k] = 2(k-32) - 15.
+	cutSegment(&seg, at, 0, int64(len(x)), 500, 250)
+	for k, v := range seg {
+		if want := 2*float64(k-segPre) - 15; !near(v, want, 1e-9) {
+			t.Fatalf("seg[%d] = %v, want %v", k, v, want)
+		}
+	}
+	// Near the start the samples before 0 take x[0]: r=10 covers 10-64..10+94, clamped to 0.
+	cutSegment(&seg, at, 0, int64(len(x)), 10, 250)
+	if seg[0] != seg[1] || seg[0] != seg[27] || seg[27] == seg[28] {
+		t.Fatalf("clamped start: %v", seg[:30])
+	}
+}
+
+// shapeSeg is a beat-like segment: a narrow R wave at the peak and a P wave 160 ms before.
+func shapeSeg(scale float64) [segLen]float64 {
+	var s [segLen]float64
+	var sum float64
+	for k := range s {
+		d := float64(k - segPre)
+		s[k] = scale * (math.Exp(-d*d/4) + 0.2*math.Exp(-(d+20)*(d+20)/8))
+		sum += s[k]
+	}
+	for k := range s {
+		s[k] -= sum / segLen
+	}
+	return s
+}
+
+func TestBeatTrackerRR(t *testing.T) {
+	seg := shapeSeg(1)
+	var tr beatTracker
+	type step struct {
+		pre, post                                float64
+		wantPre, wantLocal, wantMedian, wantPrev float64
+	}
+	for i, s := range []step{
+		{0, 1.0, 1.0, 1.0, 1.0, 1.0},       // first beat: pre := post, history empty
+		{1.0, 1.0, 1.0, 1.0, 1.0, 1.0},     // history [1]
+		{1.0, 0.6, 1.0, 1.0, 1.0, 1.0},     // history [1 1]
+		{0.6, 1.4, 0.6, 2.6 / 3, 1.0, 1.0}, // history [1 1 .6]: mean .8667, median 1
+		{1.4, 1.0, 1.4, 4.0 / 4, 1.0, 0.6}, // history [1 1 .6 1.4]: median of sorted [.6 1 1 1.4] = v[2] = 1
+	} {
+		rr, _ := tr.next(s.pre, s.post, &seg)
+		if !near(rr.Pre, s.wantPre, 1e-12) || !near(rr.Local, s.wantLocal, 1e-12) ||
+			!near(rr.Median, s.wantMedian, 1e-12) || !near(rr.Prev, s.wantPrev, 1e-12) || rr.Post != s.post {
+			t.Errorf("beat %d: %+v; want pre %v local %v median %v prev %v", i, rr, s.wantPre, s.wantLocal, s.wantMedian, s.wantPrev)
+		}
+		if i == 3 {
+			var f [NumFeatures]float32
+			var w [WindowLen]float32
+			Features(f[:], &w, rr)
+			names := FeatureNames()
+			want := map[string]float64{"pre/median": 0.6, "post/median": 1.4, "prev/local": 1 / (2.6 / 3), "pre/local": 0.6 / (2.6 / 3)}
+			for name, v := range want {
+				j := slices.Index(names, name)
+				if j < 0 || !near(float64(f[j]), v, 1e-6) {
+					t.Errorf("feature %s (index %d) = %v, want %v", name, j, f[j], v)
+				}
+			}
+		}
+	}
+}
+
+func TestMorphFeatures(t *testing.T) {
+	base := shapeSeg(1)
+	std := math.Sqrt(meanSquare(base[:]))
+	var tr beatTracker
+	for i := 0; i < templateMin; i++ {
+		rr, _ := tr.next(1, 1, &base)
+		if rr.Morph.Known {
+			t.Fatalf("beat %d: morphology known before the template holds %d beats", i, templateMin)
+		}
+	}
+	double, flipped := shapeSeg(2), shapeSeg(-1)
+	names := morphNames()
+	for _, tc := range []struct {
+		name string
+		seg  [segLen]float64
+		want map[string]float64
+	}{
+		{"same", base, map[string]float64{"corr": 1, "corr_qrs": 1, "corr_p": 1, "dist": 0, "amp_qrs": 1, "tv_qrs": 1, "d0": 0}},
+		// Twice as tall: same shape, double QRS amplitude and variation; the difference is the
+		// template itself, whose RMS is its std, so dist = 1 and d0 = T[R]/std.
+		{"double", double, map[string]float64{"corr": 1, "corr_qrs": 1, "dist": 1, "amp_qrs": 2, "tv_qrs": 2, "d0": base[segPre] / std}},
+		{"flipped", flipped, map[string]float64{"corr": -1, "corr_qrs": -1, "corr_p": -1, "dist": 2, "amp_qrs": 1, "d0": -2 * base[segPre] / std}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := tr // the template stays as trained above
+			// Premature (pre/median 0.6): the beat must not enter the template.
+			rr, _ := tr.next(0.6, 1.4, &tc.seg)
+			if !rr.Morph.Known {
+				t.Fatal("morphology unknown")
+			}
+			for name, want := range tc.want {
+				j := slices.Index(names, name)
+				if got := float64(rr.Morph.Values[j]); !near(got, want, 1e-5) {
+					t.Errorf("%s = %v, want %v", name, got, want)
+				}
+			}
+			if tr.tplN != templateMin {
+				t.Errorf("a premature beat entered the template (%d beats)", tr.tplN)
+			}
+		})
+	}
+	// A regular beat unlike the template (correlation < 0.9) is not averaged in either; a
+	// regular beat like it is.
+	tr2 := tr
+	tr2.next(1, 1, &flipped)
+	if tr2.tplN != templateMin {
+		t.Errorf("an unlike beat entered the template")
+	}
+	tr2.next(1, 1, &double)
+	if tr2.tplN != templateMin+1 {
+		t.Errorf("a like regular beat did not enter the template")
+	}
+}
+
+func TestFeatureLayout(t *testing.T) {
+	names := FeatureNames()
+	if len(names) != NumFeatures {
+		t.Fatalf("%d names for %d features", len(names), NumFeatures)
+	}
+	if names[numV1Features-1] != "width" || names[numV1Features] != "pre/median" || names[len(names)-1] != "d40" {
+		t.Fatalf("layout: %v", names[numV1Features-2:])
+	}
+	var f [NumFeatures]float32
+	for i := range f {
+		f[i] = -1
+	}
+	var w [WindowLen]float32
+	Features(f[:], &w, RRFeatures{Pre: 1, Post: 1, Local: 1, Average: 1})
+	// Unknown morphology reads as a beat identical to the template.
+	for j := numV1Features + numRRFeat; j < NumFeatures; j++ {
+		want := float32(0)
+		switch names[j] {
+		case "corr", "corr_qrs", "corr_p", "amp_qrs", "tv_qrs":
+			want = 1
+		}
+		if f[j] != want {
+			t.Fatalf("unknown morphology: feature %s = %v, want %v", names[j], f[j], want)
+		}
+	}
+	if f[numV1Features+2] != 0 {
+		t.Fatalf("unknown prev: prev/local = %v", f[numV1Features+2])
+	}
+}
+
+// TestStreamFeaturesMatchBatch checks that BeatStream (serve) computes the same RR and
+// morphology features as BeatsFromPeaks (training, evaluation) at the same R peaks.
+func TestStreamFeaturesMatchBatch(t *testing.T) {
+	x := syntheticECG(360 * 60)
+	for i := range x {
+		if (i/300)%5 == 3 { // some beats taller, to vary the morphology
+			x[i] *= 1.5
+		}
+	}
+	bs := NewBeatStream(360)
+	var got []StreamBeat
+	for _, v := range x {
+		got = bs.Push(v, got)
+	}
+	if len(got) < 60 {
+		t.Fatalf("%d stream beats", len(got))
+	}
+	peaks := make([]int64, len(got)+1)
+	for i, b := range got {
+		peaks[i] = b.Sample
+	}
+	peaks[len(got)] = got[len(got)-1].Sample + int64(got[len(got)-1].RR.Post*360+0.5)
+	want := BeatsFromPeaks(x, 360, peaks, nil, "syn")
+	if len(want) != len(got) {
+		t.Fatalf("%d batch beats, %d stream beats", len(want), len(got))
+	}
+	known := 0
+	for i := range got {
+		if got[i].RR.Morph.Known {
+			known++
+		}
+		a, b := got[i].RR, want[i].RR
+		if !near(a.Pre, b.Pre, 1e-9) || !near(a.Median, b.Median, 1e-9) || !near(a.Prev, b.Prev, 1e-9) || a.Morph.Known != b.Morph.Known {
+			t.Fatalf("beat %d: stream %+v, batch %+v", i, a, b)
+		}
+		for k := range a.Morph.Values {
+			if !near(float64(a.Morph.Values[k]), float64(b.Morph.Values[k]), 1e-5) {
+				t.Fatalf("beat %d morph %d: stream %v, batch %v", i, k, a.Morph.Values[k], b.Morph.Values[k])
+			}
+		}
+		if got[i].Samples != want[i].Samples {
+			t.Fatalf("beat %d: windows differ", i)
+		}
+	}
+	if known < len(got)-templateMin-1 {
+		t.Errorf("morphology known for %d of %d beats", known, len(got))
+	}
+}
+
+func TestTuneOffsets(t *testing.T) {
+	// N beats score S 3 below N, S beats 1 below: an S offset in (1, 3) separates them all;
+	// the smallest on the grid is 1.25. V, F and Q never win and keep offset 0.
+	var scores [][NumClasses]float64
+	var y []Class
+	for i := 0; i < 100; i++ {
+		scores = append(scores, [NumClasses]float64{0, -3, -20, -20, -20})
+		y = append(y, ClassN)
+	}
+	for i := 0; i < 10; i++ {
+		scores = append(scores, [NumClasses]float64{0, -1, -20, -20, -20})
+		y = append(y, ClassS)
+	}
+	off := tuneOffsets(scores, y)
+	if off != [NumClasses]float32{0, 1.25, 0, 0, 0} {
+		t.Fatalf("offsets %v, want [0 1.25 0 0 0]", off)
+	}
+	// The offsets are the decision rule of predict: class = arg max(score + offset).
+	m := &ensemble{Base: [NumClasses]float32{0, -1, -20, -20, -20}, Offset: off, Trees: []tree{{Class: 0, Nodes: []node{{Feat: -1}}}}}
+	m.flatten()
+	var f [NumFeatures]float32
+	if p := m.predict(&f); p.Class != ClassS || !near(p.Probs[ClassS], 1/(1+math.Exp(-0.25)), 1e-6) {
+		t.Fatalf("prediction with offsets: %+v", p)
+	}
+	m.Offset = [NumClasses]float32{}
+	if p := m.predict(&f); p.Class != ClassN {
+		t.Fatalf("prediction without offsets: %+v", p)
+	}
+}
+
+// TestModelV1File reads a version 1 model file written by the previous format (70 features,
+// no decision offsets) and checks its predictions against those it gave then.
+func TestModelV1File(t *testing.T) {
+	m, err := LoadModel("testdata/model_v1.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Version != 1 || m.NumFeatures != numV1Features || len(m.Meta.Records) != 1 {
+		t.Fatalf("version %d, %d features, records %v", m.Version, m.NumFeatures, m.Meta.Records)
+	}
+	check := func(m *Model) {
+		t.Helper()
+		var out bytes.Buffer
+		if _, err := ClassifyFile(m, "testdata/beats_v1.csv", &out); err != nil {
+			t.Fatal(err)
+		}
+		want, err := os.ReadFile("testdata/model_v1_predictions.ndjson")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.String() != string(want) {
+			t.Fatalf("predictions differ from those of the version 1 reader:\n%s\nwant:\n%s", out.String(), want)
+		}
+	}
+	check(m)
+	// Written again, it stays a version 1 file.
+	var b bytes.Buffer
+	if _, err := m.WriteTo(&b); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := ReadModel(&b)
+	if err != nil || m2.Version != 1 {
+		t.Fatalf("rewritten: %v, %+v", err, m2)
+	}
+	check(m2)
+}
+
+func TestModelRoundTrip(t *testing.T) {
+	beats := syntheticBeats(600)
+	for i := range beats {
+		beats[i].Record = []string{"a", "b", "c"}[i%3]
+	}
+	m, err := Train(context.Background(), beats, TrainOptions{Rounds: 5, MaxDepth: 3, Seed: 1, TuneFolds: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.ens[0].Offset = [NumClasses]float32{0, 0.5, -0.25, 1, 0} // distinct values survive the trip
+	var b bytes.Buffer
+	if _, err := m.WriteTo(&b); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := ReadModel(bytes.NewReader(b.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m2.Version != ModelVersion || m2.ens[0].Offset != m.ens[0].Offset || !m2.HasShapeModel() || m2.Meta.Options.TuneFolds != 3 {
+		t.Fatalf("read back: version %d offsets %v options %+v", m2.Version, m2.ens[0].Offset, m2.Meta.Options)
+	}
+	for i := range beats {
+		p, q := m.ClassifyWindow(&beats[i].Samples, beats[i].RR), m2.ClassifyWindow(&beats[i].Samples, beats[i].RR)
+		if p != q {
+			t.Fatalf("beat %d: %+v before, %+v after", i, p, q)
+		}
+	}
+	// Tuning needs at least as many training records as folds.
+	if _, err := Train(context.Background(), beats, TrainOptions{Rounds: 2, TuneFolds: 4}); err == nil {
+		t.Error("tuning with 4 folds over 3 records succeeded")
+	}
+}
+
+func TestTrainingOverlap(t *testing.T) {
+	m := &Model{Meta: ModelMeta{Records: []string{"101", "106", "208"}}}
+	for _, tc := range []struct {
+		eval, want []string
+	}{
+		{[]string{"208", "209"}, []string{"208"}},
+		{[]string{"100", "232"}, nil},
+		{[]string{"106", "101"}, []string{"106", "101"}},
+	} {
+		if got := TrainingOverlap(m, tc.eval); !slices.Equal(got, tc.want) {
+			t.Errorf("TrainingOverlap(%v) = %v, want %v", tc.eval, got, tc.want)
+		}
+	}
+	if got := TrainingOverlap(&Model{}, []string{"101"}); got != nil {
+		t.Errorf("model without records: %v", got)
+	}
+}
