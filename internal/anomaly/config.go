@@ -287,8 +287,8 @@ func (d *Detector) New() (Streaming, error) {
 	return nil, errors.New("unknown method " + d.Method)
 }
 
-// BaselineBytes estimates the memory of one baseline's detector state: for iforest the
-// training window plus two forests (the one scoring and the one being refitted, 2·max_samples-1
+// BaselineBytes estimates the memory of one baseline's detector state: for iforest two
+// training windows (the rolling one and the one the scoring forest was fitted on) plus two forests (the one scoring and the one being refitted, 2·max_samples-1
 // nodes of 24 bytes per tree); for holt-winters two season-long rings; for cv the window ring;
 // for timeshift one bucket (16 bytes) per step of the shift.
 func (d *Detector) BaselineBytes() int64 {
@@ -311,7 +311,7 @@ func (d *Detector) BaselineBytes() int64 {
 		if trees == 0 {
 			trees = 100
 		}
-		return overhead + window*int64(len(d.Values))*8 + 2*trees*(2*ms-1)*24
+		return overhead + 2*window*int64(len(d.Values))*8 + 2*trees*(2*ms-1)*24
 	case "holt-winters":
 		return overhead + 2*8*int64(c.Seasonality/d.Step)
 	case "cv":

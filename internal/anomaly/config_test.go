@@ -63,7 +63,7 @@ func TestCompileDetectorsDefaults(t *testing.T) {
 		t.Errorf("holt-winters max subjects %d", hw.MaxSubjects)
 	}
 	// iforest: window 1000 of 2 values (16,000 B) + 2 forests of 100 trees of 511 nodes · 24 B.
-	if b, want := ifo.BaselineBytes(), int64(512+16000+2*100*511*24); b != want {
+	if b, want := ifo.BaselineBytes(), int64(512+2*16000+2*100*511*24); b != want {
 		t.Errorf("iforest baseline bytes %d, want %d", b, want)
 	}
 	if ifo.MaxSubjects != int(DefaultBaselineBudget/ifo.BaselineBytes()) || ifo.Threshold != 0.9 || !ifo.PerDevice || ifo.Step != 10*time.Second {

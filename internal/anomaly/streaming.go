@@ -184,11 +184,11 @@ type StreamIForestOptions struct {
 type StreamIForest struct {
 	o      StreamIForestOptions
 	d      int
-	ring   []float64 // Window·d values, oldest overwritten
-	count  int       // observations so far
-	since  int       // observations since the last refit request
-	forest atomic.Pointer[IsolationForest]
-	busy   atomic.Bool // a refit is requested or running
+	ring   []float64              // Window·d values, oldest overwritten
+	count  int                    // observations so far
+	since  int                    // observations since the last refit request
+	fitted atomic.Pointer[fitted] // the forest scoring, with the window it was fitted on
+	busy   atomic.Bool            // a refit is requested or running
 	req    chan []float64
 	stop   chan struct{}
 	errs   atomic.Pointer[error]
@@ -237,13 +237,13 @@ func (s *StreamIForest) refitLoop() {
 			if err == nil {
 				err = f.Fit(X, s.d)
 			}
-			s.busy.Store(false)
 			if err != nil {
 				err = fmt.Errorf("refitting isolation forest: %w", err)
 				s.errs.Store(&err)
-				continue
+			} else {
+				s.fitted.Store(&fitted{forest: f, X: X})
 			}
-			s.forest.Store(f)
+			s.busy.Store(false) // after the store: a caller seeing !busy sees the new forest
 		}
 	}
 }
@@ -259,7 +259,7 @@ func (s *StreamIForest) Observe(_ time.Time, v []float64) (float64, bool) {
 	copy(s.ring[(s.count%s.o.Window)*s.d:], v[:s.d])
 	s.count++
 	s.since++
-	if s.count >= s.o.MinFit && (s.since >= s.o.RefitEvery || s.forest.Load() == nil) && !s.busy.Load() {
+	if s.count >= s.o.MinFit && (s.since >= s.o.RefitEvery || s.fitted.Load() == nil) && !s.busy.Load() {
 		// The snapshot costs O(window) once per RefitEvery observations: amortized O(1).
 		n := min(s.count, s.o.Window)
 		snap := make([]float64, n*s.d)
@@ -268,10 +268,11 @@ func (s *StreamIForest) Observe(_ time.Time, v []float64) (float64, bool) {
 		s.req <- snap // never blocks: only one request is in flight
 		s.since = 0
 	}
-	f := s.forest.Load()
-	if f == nil {
+	fit := s.fitted.Load()
+	if fit == nil {
 		return 0, false
 	}
+	f := fit.forest
 	sc := f.ScoreOne(v[:s.d])
 	return -sc, sc-f.Offset() < 0
 }
@@ -285,7 +286,15 @@ func (s *StreamIForest) Err() error {
 }
 
 // Ready reports whether a forest has been fitted.
-func (s *StreamIForest) Ready() bool { return s.forest.Load() != nil }
+func (s *StreamIForest) Ready() bool { return s.fitted.Load() != nil }
+
+// fitted is a fitted forest and the training window it was fitted on: with the forest's seed,
+// the window is enough to rebuild the same forest (a saved state holds the window, not the
+// trees).
+type fitted struct {
+	forest *IsolationForest
+	X      []float64
+}
 
 // Close stops the refit goroutine and waits for it. Observe must not be called during or after
 // Close.

@@ -6,6 +6,8 @@ import (
 	"github.com/pulselake/pulselake/internal/web"
 )
 
+const detectorsBucketDescription = "pulselake streaming anomaly detectors: baselines and alerts"
+
 // startDetectors runs the configured streaming anomaly detectors (config key detectors).
 func startDetectors(n *node) error {
 	ds, err := n.cfg.CompiledDetectors()
@@ -15,8 +17,12 @@ func startDetectors(n *node) error {
 	if len(ds) == 0 {
 		return nil
 	}
+	kv, err := n.conn.KV(n.ctx, detectors.Bucket, detectorsBucketDescription)
+	if err != nil {
+		return err
+	}
 	r, err := detectors.New(n.log.With("component", "anomaly"), n.reg, detectors.Options{
-		Detectors: ds, JS: n.conn.JS, Kinds: n.kinds,
+		Detectors: ds, JS: n.conn.JS, Kinds: n.kinds, State: kv, CheckpointEvery: n.cfg.DetectorsCheckpoint.D(),
 		Out: detectors.Outputs{
 			Row: func(table string, cols []lake.Column, row []any) {
 				n.lake.ops.Add(lake.ZoneOps, table, cols, row)
@@ -31,6 +37,7 @@ func startDetectors(n *node) error {
 	}
 	n.alerting.addSource(r.Alerts)
 	n.addEraser("anomaly detectors: alerts, baselines (serve memory)", r.EraseSubject)
+	n.addEraser("anomaly detectors: checkpointed alerts, baselines (KV "+detectors.Bucket+")", r.EraseCheckpoint)
 	n.onClose(r.Close)
 	n.runProc("anomaly", r.Run)
 	return nil

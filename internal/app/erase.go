@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/pulselake/pulselake/internal/config"
+	"github.com/pulselake/pulselake/internal/detectors"
 	"github.com/pulselake/pulselake/internal/lake"
 	"github.com/pulselake/pulselake/internal/notify"
 	"github.com/pulselake/pulselake/internal/query"
@@ -94,6 +95,7 @@ func (e *eraser) eraseSteps() []EraseStep {
 	steps := []EraseStep{
 		{"serve memory", e.serveMemory},
 		{"alert state", e.alertState},
+		{"detector state", e.detectorState},
 		{"notification log", e.notificationLog},
 		{"silences", e.silences},
 		{"connectors", e.connectors}, // credentials, cursors and connections (connectors.go)
@@ -242,6 +244,17 @@ func (e *eraser) alertState(ctx context.Context, subject string, dryRun bool) ([
 	}
 	row.After, err = count()
 	return []EraseRow{row}, err
+}
+
+// detectorState removes the subject's checkpointed detector baselines and alerts (a running
+// serve has already purged them in its serve-memory step).
+func (e *eraser) detectorState(ctx context.Context, subject string, dryRun bool) ([]EraseRow, error) {
+	kv, err := e.conn.KV(ctx, detectors.Bucket, detectorsBucketDescription)
+	if err != nil {
+		return nil, err
+	}
+	b, a, err := detectors.EraseState(ctx, kv, subject, dryRun)
+	return []EraseRow{{Place: "anomaly detector baselines and alerts (KV " + detectors.Bucket + ")", Before: int64(b), After: int64(a)}}, err
 }
 
 func (e *eraser) notificationLog(ctx context.Context, subject string, dryRun bool) ([]EraseRow, error) {

@@ -61,6 +61,10 @@ type Config struct {
 
 	// Detectors are the streaming anomaly detectors of serve (docs/anomaly.md).
 	Detectors []anomaly.DetectorSpec `yaml:"detectors"`
+	// DetectorsCheckpoint is how often serve saves the detectors' baselines and alerts to
+	// the KV bucket pulselake_detectors (default 30s; also on a clean shutdown). After a crash
+	// at most this much learning is lost.
+	DetectorsCheckpoint yamlconf.Duration `yaml:"detectors_checkpoint"`
 
 	// Pipelines are the model folders serve runs on schedules (SPEC §6, docs/pipelines.md).
 	Pipelines []pipeline.Folder `yaml:"pipelines"`
@@ -248,10 +252,11 @@ func Default() *Config {
 			DedupWindow:      yamlconf.Duration(2 * time.Minute),
 			DedupMaxEntries:  2_000_000,
 		},
-		Imports:    Imports{MaxBytes: 10 << 30, MaxQueued: 4},
-		Runtime:    Runtime{MemoryLimit: "768MiB"},
-		Log:        Log{Level: "info", Format: "text"},
-		Connectors: defaultConnectors(),
+		Imports:             Imports{MaxBytes: 10 << 30, MaxQueued: 4},
+		Runtime:             Runtime{MemoryLimit: "768MiB"},
+		Log:                 Log{Level: "info", Format: "text"},
+		DetectorsCheckpoint: yamlconf.Duration(30 * time.Second),
+		Connectors:          defaultConnectors(),
 	}
 }
 
@@ -474,6 +479,9 @@ func (c *Config) validateIngest(ps *Problems) {
 	}
 	if in.DedupMaxEntries < 0 {
 		ps.Add("ingest.dedup_max_entries", "must not be negative")
+	}
+	if d := c.DetectorsCheckpoint.D(); d < time.Second || d > time.Hour {
+		ps.Add("detectors_checkpoint", "must be 1s..1h, got %s", d)
 	}
 }
 

@@ -7,8 +7,9 @@
 //
 // Invariants: baselines are bounded (max_subjects per detector, least recently seen out, idle
 // ones dropped); readings older than an hour train baselines and are recorded but raise no
-// alert; a reading not after its baseline's last one is not scored. Alert state is kept in
-// memory only.
+// alert; a reading not after its baseline's last one is not scored. With a KV bucket
+// (Options.State) the baselines and alerts are checkpointed to it and restored when Run
+// starts (checkpoint.go).
 //
 // Concurrency: every method of Runner is safe for concurrent use; Run owns its goroutines
 // and waits for them.
@@ -129,10 +130,16 @@ type Options struct {
 	Out   Outputs
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// State is the KV bucket (Bucket) Run restores the baselines and alerts from and
+	// checkpoints them to every CheckpointEvery (default 30s) and when it ends; nil keeps
+	// them in memory only.
+	State           jetstream.KeyValue
+	CheckpointEvery time.Duration
 }
 
 // Runner feeds readings to per-baseline streaming detectors and keeps the state of the
-// detectors' alerts (in memory only). All methods are safe for concurrent use.
+// detectors' alerts (in memory, checkpointed with Options.State). All methods are safe for
+// concurrent use.
 type Runner struct {
 	log      *slog.Logger
 	dets     []*detectorState
@@ -140,6 +147,7 @@ type Runner struct {
 	now      func() time.Time
 	js       jetstream.JetStream
 	consumer *stream.Consumer // nil without JS
+	ck       *checkpointer    // nil without Options.State
 
 	mu       sync.Mutex
 	alerts   map[alert.Key]*alert.Alert // firing and recently resolved alerts
@@ -199,6 +207,9 @@ func New(log *slog.Logger, reg prometheus.Registerer, o Options) (*Runner, error
 	for _, d := range o.Detectors {
 		r.dets = append(r.dets, &detectorState{d: d, base: map[string]*list.Element{}, lru: list.New(), value: make([]float64, len(d.Values))})
 	}
+	if o.State != nil {
+		r.ck = newCheckpointer(o.State, o.CheckpointEvery)
+	}
 	if reg != nil {
 		gauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pulselake_anomaly_baselines", Help: "Baselines held by the streaming anomaly detectors."},
 			func() float64 {
@@ -210,7 +221,11 @@ func New(log *slog.Logger, reg prometheus.Registerer, o Options) (*Runner, error
 				}
 				return float64(n)
 			})
-		for _, c := range []prometheus.Collector{r.mPoints, r.mAnomalies, r.mEvicted, r.mOrder, gauge} {
+		cs := []prometheus.Collector{r.mPoints, r.mAnomalies, r.mEvicted, r.mOrder, gauge}
+		if r.ck != nil {
+			cs = append(cs, r.ck.collectors()...)
+		}
+		for _, c := range cs {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("registering anomaly metrics: %w", err)
 			}
@@ -239,8 +254,15 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := r.Restore(ctx); err != nil {
+		r.log.Error("restoring the detectors' checkpoint failed; baselines start afresh", "err", err)
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	if r.ck != nil {
+		wg.Go(func() { r.runCheckpoints(ctx) })
+		defer r.finalCheckpoint(ctx) // after the consumer stopped
+	}
 	wg.Go(func() {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
@@ -476,8 +498,12 @@ func (r *Runner) emit(ctx context.Context, ts []alert.Transition, resend []notif
 	}
 }
 
-// Close stops the detectors' background work (Isolation Forest refits).
+// Close stops the detectors' background work (Isolation Forest refits); no checkpoint is
+// written after it.
 func (r *Runner) Close() {
+	if r.ck != nil {
+		r.ck.closed.Store(true)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range r.dets {
