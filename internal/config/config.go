@@ -69,7 +69,7 @@ type Config struct {
 	// Pipelines are the model folders serve runs on schedules (SPEC §6, docs/pipelines.md).
 	Pipelines []pipeline.Folder `yaml:"pipelines"`
 
-	// Imports bounds exports uploaded to POST /v1/imports (docs/sources-exports.md).
+	// Imports bounds exports uploaded to POST /v1/imports (docs/sources.md).
 	Imports Imports `yaml:"imports"`
 
 	// Connectors are the wearable clouds pulled on a schedule (SPEC §10, docs/sources.md).
