@@ -337,53 +337,77 @@ func (in *Ingester) importFile(ctx context.Context, path string, o ImportOptions
 		}
 		return nil
 	}
+	if err := readRecords(f, path, o.Subject, emit); err != nil {
+		return res, err
+	}
+	return res, flush()
+}
+
+// readRecords emits the records of the file at path, read from f, by the format its name
+// says. Errors of emit are returned as they are; others name path.
+func readRecords(f *os.File, path, subject string, emit func([]byte, string) error) error {
 	base := filepath.Base(path)
 	switch formatOfFile(path) {
 	case "ndjson":
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 64<<10), maxImportLine)
-		for n := 1; sc.Scan(); n++ {
-			line := bytes.TrimSpace(sc.Bytes())
-			if len(line) == 0 {
-				continue
-			}
-			if err := emit(bytes.Clone(line), fmt.Sprintf("%s:%d", base, n)); err != nil {
-				return res, err
-			}
-		}
-		if err := sc.Err(); err != nil {
-			return res, fmt.Errorf("importing %s: %w", path, err)
-		}
+		return ndjsonRecords(f, path, emit)
 	case "json":
-		dec := json.NewDecoder(bufio.NewReader(f))
-		tok, err := dec.Token()
-		if err != nil {
-			return res, fmt.Errorf("importing %s: not JSON: %w", path, err)
-		}
-		if tok != json.Delim('[') {
-			return res, fmt.Errorf("importing %s: want an array of readings (use .ndjson for one per line)", path)
-		}
-		for n := 0; dec.More(); n++ {
-			var raw json.RawMessage
-			if err := dec.Decode(&raw); err != nil {
-				return res, fmt.Errorf("importing %s: element %d: %w", path, n, err)
-			}
-			if err := emit(raw, fmt.Sprintf("%s[%d]", base, n)); err != nil {
-				return res, err
-			}
-		}
+		return jsonArrayRecords(f, path, emit)
 	case "csv":
-		if err := csvRecords(f, base, o.Subject, emit); err != nil {
-			return res, fmt.Errorf("importing %s: %w", path, err)
+		if err := csvRecords(f, base, subject, emit); err != nil {
+			return fmt.Errorf("importing %s: %w", path, err)
 		}
+		return nil
 	case "wfdb":
-		if err := wfdbRecords(path, o.Subject, emit); err != nil {
-			return res, fmt.Errorf("importing %s: %w", path, err)
+		if err := wfdbRecords(path, subject, emit); err != nil {
+			return fmt.Errorf("importing %s: %w", path, err)
 		}
+		return nil
 	default:
-		return res, fmt.Errorf("importing %s: unknown file type; want .ndjson, .jsonl, .json, .csv or a WFDB record's .hea", path)
+		return fmt.Errorf("importing %s: unknown file type; want .ndjson, .jsonl, .json, .csv or a WFDB record's .hea", path)
 	}
-	return res, flush()
+}
+
+// ndjsonRecords emits each non-blank line of r, the file at path, as one record.
+func ndjsonRecords(r io.Reader, path string, emit func([]byte, string) error) error {
+	base := filepath.Base(path)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), maxImportLine)
+	for n := 1; sc.Scan(); n++ {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		if err := emit(bytes.Clone(line), fmt.Sprintf("%s:%d", base, n)); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("importing %s: %w", path, err)
+	}
+	return nil
+}
+
+// jsonArrayRecords emits each element of the JSON array r, the file at path, as one record.
+func jsonArrayRecords(r io.Reader, path string, emit func([]byte, string) error) error {
+	base := filepath.Base(path)
+	dec := json.NewDecoder(bufio.NewReader(r))
+	tok, err := dec.Token()
+	if err != nil {
+		return fmt.Errorf("importing %s: not JSON: %w", path, err)
+	}
+	if tok != json.Delim('[') {
+		return fmt.Errorf("importing %s: want an array of readings (use .ndjson for one per line)", path)
+	}
+	for n := 0; dec.More(); n++ {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return fmt.Errorf("importing %s: element %d: %w", path, n, err)
+		}
+		if err := emit(raw, fmt.Sprintf("%s[%d]", base, n)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // csvRecords turns CSV rows into readings. Recognised headers:
