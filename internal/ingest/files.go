@@ -157,133 +157,176 @@ func exportFor(root string, o ImportOptions) (Export, bool, error) {
 
 // importExport reads an export with its format's reader and stores its readings in chunks,
 // with the format's source.
+//
+// The export is read on its own goroutine while earlier chunks are being stored, so
+// parsing and storing use two cores; at most exportStorers chunks wait between them.
 func (in *Ingester) importExport(ctx context.Context, root string, st fs.FileInfo, exp Export, o ImportOptions) (FileResult, error) {
 	res := FileResult{Path: root, Result: Result{Rejected: []Rejection{}}}
 	if o.Subject == "" {
 		return res, fmt.Errorf("importing %s: a %s export names no subject; pass --subject", root, exp.Format)
 	}
-	p := ImportProgress{Path: root, Format: exp.Format, BytesTotal: st.Size()}
-	if st.IsDir() {
-		p.BytesTotal = 0
-		_ = filepath.WalkDir(root, func(_ string, d fs.DirEntry, err error) error {
-			if err == nil && !d.IsDir() {
-				if info, err := d.Info(); err == nil {
-					p.BytesTotal += info.Size()
-				}
-			}
-			return nil
-		})
-	}
-	// The export is read on its own goroutine while earlier chunks are being stored, so
-	// parsing and storing use two cores; at most exportStorers chunks wait between them.
-	var mu sync.Mutex // guards res, p and storeErr, and serializes o.Progress
-	report := func() {
-		if o.Progress != nil {
-			o.Progress(p)
-		}
+	t := &exportTally{
+		res:      res,
+		p:        ImportProgress{Path: root, Format: exp.Format, BytesTotal: exportSize(root, st)},
+		progress: o.Progress,
 	}
 	readCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	type work struct {
-		recs   []Record
-		offset int // index of the chunk's first record in the export
-	}
-	chunks := make(chan work, exportStorers)
+	chunks := make(chan exportChunk, exportStorers)
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(chunks)
-		var chunk []Record
-		offset := 0
-		send := func() error {
-			select {
-			case chunks <- work{chunk, offset}:
-				offset += len(chunk)
-				chunk = make([]Record, 0, o.Chunk)
-				return nil
-			case <-readCtx.Done():
-				return readCtx.Err()
-			}
-		}
-		emit := func(raw []byte, origin string) error {
-			chunk = append(chunk, Record{Raw: raw, Origin: origin})
-			if len(chunk) >= o.Chunk {
-				return send()
-			}
-			return nil
-		}
-		eo := ExportOptions{Subject: o.Subject, Location: o.Location, Progress: func(n int64) {
-			mu.Lock()
-			p.Bytes = min(n, p.BytesTotal)
-			report()
-			mu.Unlock()
-		}}
-		err := exp.Read(readCtx, root, eo, emit)
-		if err == nil && len(chunk) > 0 {
-			err = send()
-		}
-		readErr <- err
+		readErr <- readExport(readCtx, root, exp, o, t, chunks)
 	}()
-	mu.Lock()
-	report()
-	mu.Unlock()
+	t.mu.Lock()
+	t.report()
+	t.mu.Unlock()
 	// Several chunks are stored at once: each waits for its fsync, and the order does not
 	// matter (every reading has its own identity).
-	var storeErr error
 	var wg sync.WaitGroup
 	for range exportStorers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for w := range chunks {
-				mu.Lock()
-				failed := storeErr != nil
-				mu.Unlock()
-				if failed {
-					continue // drain until the reader sees the cancellation
-				}
-				r, err := in.ingestWaiting(readCtx, exp.Source, w.recs)
-				mu.Lock()
-				if err != nil {
-					if storeErr == nil {
-						storeErr = fmt.Errorf("importing %s: %w", root, err)
-					}
-					mu.Unlock()
-					cancel()
-					continue
-				}
-				res.Accepted += r.Accepted
-				res.Duplicates += r.Duplicates
-				for _, rej := range r.Rejected {
-					if len(res.Rejected) == maxListedRejections {
-						res.MoreRejected++
-						continue
-					}
-					rej.Index += w.offset
-					res.Rejected = append(res.Rejected, rej)
-				}
-				p.Records += int64(len(w.recs))
-				p.Accepted += int64(r.Accepted)
-				p.Duplicates += int64(r.Duplicates)
-				p.Rejected += int64(len(w.recs) - r.Accepted - r.Duplicates)
-				report()
-				mu.Unlock()
-			}
+			in.storeExportChunks(readCtx, cancel, root, exp.Source, chunks, t)
 		}()
 	}
 	wg.Wait()
+	res = t.res
 	slices.SortFunc(res.Rejected, func(a, b Rejection) int { return a.Index - b.Index })
 	err := <-readErr
-	if storeErr != nil {
-		return res, storeErr
+	if t.storeErr != nil {
+		return res, t.storeErr
 	}
 	if err != nil {
 		return res, fmt.Errorf("importing %s as %s: %w", root, exp.Format, err)
 	}
-	mu.Lock()
-	p.Bytes = p.BytesTotal
-	report()
-	mu.Unlock()
+	t.mu.Lock()
+	t.p.Bytes = t.p.BytesTotal
+	t.report()
+	t.mu.Unlock()
 	return res, nil
+}
+
+// exportChunk is a chunk of an export's records on its way to be stored.
+type exportChunk struct {
+	recs   []Record
+	offset int // index of the chunk's first record in the export
+}
+
+// exportTally is what the reader and the storers of one export share.
+type exportTally struct {
+	mu       sync.Mutex // guards res, p and storeErr, and serializes progress
+	res      FileResult
+	p        ImportProgress
+	storeErr error // the first chunk that failed to be stored
+	progress func(ImportProgress)
+}
+
+// report hands the progress to the caller's callback, if any. The caller holds t.mu.
+func (t *exportTally) report() {
+	if t.progress != nil {
+		t.progress(t.p)
+	}
+}
+
+// exportSize is the size of the file st, or the total size of the files under the folder
+// root (unreadable ones counted as empty).
+func exportSize(root string, st fs.FileInfo) int64 {
+	if !st.IsDir() {
+		return st.Size()
+	}
+	var total int64
+	_ = filepath.WalkDir(root, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if info, err := d.Info(); err == nil {
+				total += info.Size()
+			}
+		}
+		return nil
+	})
+	return total
+}
+
+// readExport reads the export at root and sends its records in chunks of o.Chunk, until
+// ctx is cancelled, reporting the bytes read through t.
+func readExport(ctx context.Context, root string, exp Export, o ImportOptions, t *exportTally, chunks chan<- exportChunk) error {
+	var chunk []Record
+	offset := 0
+	send := func() error {
+		select {
+		case chunks <- exportChunk{chunk, offset}:
+			offset += len(chunk)
+			chunk = make([]Record, 0, o.Chunk)
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	emit := func(raw []byte, origin string) error {
+		chunk = append(chunk, Record{Raw: raw, Origin: origin})
+		if len(chunk) >= o.Chunk {
+			return send()
+		}
+		return nil
+	}
+	eo := ExportOptions{Subject: o.Subject, Location: o.Location, Progress: func(n int64) {
+		t.mu.Lock()
+		t.p.Bytes = min(n, t.p.BytesTotal)
+		t.report()
+		t.mu.Unlock()
+	}}
+	err := exp.Read(ctx, root, eo, emit)
+	if err == nil && len(chunk) > 0 {
+		err = send()
+	}
+	return err
+}
+
+// storeExportChunks stores the chunks it receives with the given source and adds their
+// outcome to t, until chunks is closed. The first failure is kept in t.storeErr and
+// cancels the reading; later chunks are drained unstored.
+func (in *Ingester) storeExportChunks(ctx context.Context, cancel context.CancelFunc, root, source string, chunks <-chan exportChunk, t *exportTally) {
+	for w := range chunks {
+		t.mu.Lock()
+		failed := t.storeErr != nil
+		t.mu.Unlock()
+		if failed {
+			continue // drain until the reader sees the cancellation
+		}
+		r, err := in.ingestWaiting(ctx, source, w.recs)
+		t.mu.Lock()
+		if err != nil {
+			if t.storeErr == nil {
+				t.storeErr = fmt.Errorf("importing %s: %w", root, err)
+			}
+			t.mu.Unlock()
+			cancel()
+			continue
+		}
+		t.add(w, r)
+		t.report()
+		t.mu.Unlock()
+	}
+}
+
+// add counts the outcome r of storing chunk w, listing at most maxListedRejections
+// rejections. The caller holds t.mu.
+func (t *exportTally) add(w exportChunk, r Result) {
+	t.res.Accepted += r.Accepted
+	t.res.Duplicates += r.Duplicates
+	for _, rej := range r.Rejected {
+		if len(t.res.Rejected) == maxListedRejections {
+			t.res.MoreRejected++
+			continue
+		}
+		rej.Index += w.offset
+		t.res.Rejected = append(t.res.Rejected, rej)
+	}
+	t.p.Records += int64(len(w.recs))
+	t.p.Accepted += int64(r.Accepted)
+	t.p.Duplicates += int64(r.Duplicates)
+	t.p.Rejected += int64(len(w.recs) - r.Accepted - r.Duplicates)
 }
 
 func formatOfFile(path string) string {
@@ -337,53 +380,77 @@ func (in *Ingester) importFile(ctx context.Context, path string, o ImportOptions
 		}
 		return nil
 	}
+	if err := readRecords(f, path, o.Subject, emit); err != nil {
+		return res, err
+	}
+	return res, flush()
+}
+
+// readRecords emits the records of the file at path, read from f, by the format its name
+// says. Errors of emit are returned as they are; others name path.
+func readRecords(f *os.File, path, subject string, emit func([]byte, string) error) error {
 	base := filepath.Base(path)
 	switch formatOfFile(path) {
 	case "ndjson":
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 64<<10), maxImportLine)
-		for n := 1; sc.Scan(); n++ {
-			line := bytes.TrimSpace(sc.Bytes())
-			if len(line) == 0 {
-				continue
-			}
-			if err := emit(bytes.Clone(line), fmt.Sprintf("%s:%d", base, n)); err != nil {
-				return res, err
-			}
-		}
-		if err := sc.Err(); err != nil {
-			return res, fmt.Errorf("importing %s: %w", path, err)
-		}
+		return ndjsonRecords(f, path, emit)
 	case "json":
-		dec := json.NewDecoder(bufio.NewReader(f))
-		tok, err := dec.Token()
-		if err != nil {
-			return res, fmt.Errorf("importing %s: not JSON: %w", path, err)
-		}
-		if tok != json.Delim('[') {
-			return res, fmt.Errorf("importing %s: want an array of readings (use .ndjson for one per line)", path)
-		}
-		for n := 0; dec.More(); n++ {
-			var raw json.RawMessage
-			if err := dec.Decode(&raw); err != nil {
-				return res, fmt.Errorf("importing %s: element %d: %w", path, n, err)
-			}
-			if err := emit(raw, fmt.Sprintf("%s[%d]", base, n)); err != nil {
-				return res, err
-			}
-		}
+		return jsonArrayRecords(f, path, emit)
 	case "csv":
-		if err := csvRecords(f, base, o.Subject, emit); err != nil {
-			return res, fmt.Errorf("importing %s: %w", path, err)
+		if err := csvRecords(f, base, subject, emit); err != nil {
+			return fmt.Errorf("importing %s: %w", path, err)
 		}
+		return nil
 	case "wfdb":
-		if err := wfdbRecords(path, o.Subject, emit); err != nil {
-			return res, fmt.Errorf("importing %s: %w", path, err)
+		if err := wfdbRecords(path, subject, emit); err != nil {
+			return fmt.Errorf("importing %s: %w", path, err)
 		}
+		return nil
 	default:
-		return res, fmt.Errorf("importing %s: unknown file type; want .ndjson, .jsonl, .json, .csv or a WFDB record's .hea", path)
+		return fmt.Errorf("importing %s: unknown file type; want .ndjson, .jsonl, .json, .csv or a WFDB record's .hea", path)
 	}
-	return res, flush()
+}
+
+// ndjsonRecords emits each non-blank line of r, the file at path, as one record.
+func ndjsonRecords(r io.Reader, path string, emit func([]byte, string) error) error {
+	base := filepath.Base(path)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), maxImportLine)
+	for n := 1; sc.Scan(); n++ {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		if err := emit(bytes.Clone(line), fmt.Sprintf("%s:%d", base, n)); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("importing %s: %w", path, err)
+	}
+	return nil
+}
+
+// jsonArrayRecords emits each element of the JSON array r, the file at path, as one record.
+func jsonArrayRecords(r io.Reader, path string, emit func([]byte, string) error) error {
+	base := filepath.Base(path)
+	dec := json.NewDecoder(bufio.NewReader(r))
+	tok, err := dec.Token()
+	if err != nil {
+		return fmt.Errorf("importing %s: not JSON: %w", path, err)
+	}
+	if tok != json.Delim('[') {
+		return fmt.Errorf("importing %s: want an array of readings (use .ndjson for one per line)", path)
+	}
+	for n := 0; dec.More(); n++ {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return fmt.Errorf("importing %s: element %d: %w", path, n, err)
+		}
+		if err := emit(raw, fmt.Sprintf("%s[%d]", base, n)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // csvRecords turns CSV rows into readings. Recognised headers:

@@ -270,19 +270,43 @@ type Result struct {
 // written when it is bound to one. On error nothing of the batch is acknowledged.
 func (in *Ingester) Ingest(ctx context.Context, source string, tok token.Token, recs []Record) (Result, error) {
 	start := time.Now()
-	cost := int64(costPerRecord * len(recs))
-	for _, rec := range recs {
-		cost += costPerByte * int64(len(rec.Raw))
-	}
+	cost := batchCost(recs)
 	if !in.charge(cost) {
 		in.m.overload.Inc()
 		return Result{}, ErrOverloaded
 	}
 	defer in.uncharge(cost)
-	p := in.parsers.Get().(*reading.Parser)
-	defer in.parsers.Put(p)
 
 	res := Result{Rejected: []Rejection{}}
+	entries, ids := in.parseRecords(tok, recs, &res)
+	mine, dup := in.win.claim(ids)
+	batch := &stream.Batch{Source: source, Received: start.UTC(), Token: tok.ID}
+	index := in.dropDuplicates(batch, entries, dup, &res)
+	_, err := in.publish(ctx, batch)
+	in.win.settle(mine, err == nil)
+	if err != nil {
+		return Result{}, in.publishError(ctx, source, len(recs), index, err)
+	}
+	in.countStored(source, batch)
+	in.m.latency.WithLabelValues(source).Observe(time.Since(start).Seconds())
+	return res, nil
+}
+
+// batchCost is what recs are charged against the intake budget.
+func batchCost(recs []Record) int64 {
+	cost := int64(costPerRecord * len(recs))
+	for _, rec := range recs {
+		cost += costPerByte * int64(len(rec.Raw))
+	}
+	return cost
+}
+
+// parseRecords turns each record into a stream entry: a parsed reading the token may
+// write, or the payload with its errors, which are also added to res. It returns the
+// entries, one per record, and the identities of the accepted ones in order.
+func (in *Ingester) parseRecords(tok token.Token, recs []Record, res *Result) ([]stream.Entry, []reading.ID) {
+	p := in.parsers.Get().(*reading.Parser)
+	defer in.parsers.Put(p)
 	entries := make([]stream.Entry, len(recs))
 	ids := make([]reading.ID, 0, len(recs))
 	readings := make([]reading.Reading, len(recs))
@@ -313,10 +337,15 @@ func (in *Ingester) Ingest(ctx context.Context, source string, tok token.Token, 
 		e.Identity = r.Identity()
 		ids = append(ids, e.Identity)
 	}
+	return entries, ids
+}
 
-	mine, dup := in.win.claim(ids)
-	batch := &stream.Batch{Source: source, Received: start.UTC(), Token: tok.ID, Entries: entries[:0]}
-	index := make([]int32, 0, len(entries)) // request index of each batch entry
+// dropDuplicates fills batch with the entries except the accepted readings dup marks as
+// already stored (dup has one flag per accepted entry, in order), counting both kinds in
+// res. It returns the request index of each batch entry. batch.Entries reuses entries.
+func (in *Ingester) dropDuplicates(batch *stream.Batch, entries []stream.Entry, dup []bool, res *Result) []int32 {
+	batch.Entries = entries[:0]
+	index := make([]int32, 0, len(entries))
 	j := 0
 	for i := range entries {
 		e := entries[i]
@@ -325,7 +354,7 @@ func (in *Ingester) Ingest(ctx context.Context, source string, tok token.Token, 
 			j++
 			if isDup {
 				res.Duplicates++
-				in.m.readings.WithLabelValues(source, e.Reading.Kind, "duplicate").Inc()
+				in.m.readings.WithLabelValues(batch.Source, e.Reading.Kind, "duplicate").Inc()
 				continue
 			}
 			res.Accepted++
@@ -333,26 +362,32 @@ func (in *Ingester) Ingest(ctx context.Context, source string, tok token.Token, 
 		batch.Entries = append(batch.Entries, e)
 		index = append(index, int32(i))
 	}
-	_, err := in.publish(ctx, batch)
-	in.win.settle(mine, err == nil)
-	if err != nil {
-		var tooLarge *stream.RecordTooLargeError
-		switch {
-		case errors.As(err, &tooLarge):
-			return Result{}, &RecordTooLargeError{Index: int(index[tooLarge.Entry]), Size: tooLarge.Size, Limit: tooLarge.Limit}
-		case errors.Is(err, stream.ErrBusy):
-			in.m.overload.Inc()
-			return Result{}, fmt.Errorf("%w (%v)", ErrOverloaded, err)
-		case ctx.Err() != nil: // the sender went away or serve is stopping: nothing was acknowledged
-			in.log.Info("batch not acknowledged: its request ended first; the sender sends it again", "source", source, "records", len(recs), "err", err)
-		default:
-			in.log.Error("storing batch failed", "source", source, "records", len(recs), "err", err)
-		}
-		if errors.Is(err, stream.ErrUnconfirmed) {
-			return Result{}, fmt.Errorf("%w (%v)", ErrUnconfirmed, err)
-		}
-		return Result{}, fmt.Errorf("%w: nothing of the batch was stored (%v)", ErrUnavailable, err)
+	return index
+}
+
+// publishError logs a batch of n records that was not stored and returns the error the
+// caller sees; index maps batch entries back to request indexes.
+func (in *Ingester) publishError(ctx context.Context, source string, n int, index []int32, err error) error {
+	var tooLarge *stream.RecordTooLargeError
+	switch {
+	case errors.As(err, &tooLarge):
+		return &RecordTooLargeError{Index: int(index[tooLarge.Entry]), Size: tooLarge.Size, Limit: tooLarge.Limit}
+	case errors.Is(err, stream.ErrBusy):
+		in.m.overload.Inc()
+		return fmt.Errorf("%w (%v)", ErrOverloaded, err)
+	case ctx.Err() != nil: // the sender went away or serve is stopping: nothing was acknowledged
+		in.log.Info("batch not acknowledged: its request ended first; the sender sends it again", "source", source, "records", n, "err", err)
+	default:
+		in.log.Error("storing batch failed", "source", source, "records", n, "err", err)
 	}
+	if errors.Is(err, stream.ErrUnconfirmed) {
+		return fmt.Errorf("%w (%v)", ErrUnconfirmed, err)
+	}
+	return fmt.Errorf("%w: nothing of the batch was stored (%v)", ErrUnavailable, err)
+}
+
+// countStored counts the readings of a stored batch by outcome.
+func (in *Ingester) countStored(source string, batch *stream.Batch) {
 	for _, e := range batch.Entries {
 		if e.Accepted() {
 			in.m.readings.WithLabelValues(source, e.Reading.Kind, "accepted").Inc()
@@ -361,8 +396,6 @@ func (in *Ingester) Ingest(ctx context.Context, source string, tok token.Token, 
 			in.m.rejects.WithLabelValues(source, e.Errors[0].Code).Inc()
 		}
 	}
-	in.m.latency.WithLabelValues(source).Observe(time.Since(start).Seconds())
-	return res, nil
 }
 
 // ingestWaiting is Ingest for sources that can wait instead of being refused (files,

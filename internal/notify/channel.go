@@ -79,16 +79,37 @@ func newEmail(c *EmailConfig) (*emailSender, error) {
 	return s, nil
 }
 
+// send renders the notification as one plain-text message and hands it to the SMTP
+// server for every recipient.
 func (s *emailSender) send(ctx context.Context, d *Data, _ []Alert) error {
+	from, msg, err := s.message(d)
+	if err != nil {
+		return err
+	}
+	c, err := s.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := s.transmit(c, from, msg); err != nil {
+		return err
+	}
+	_ = c.Quit()
+	return nil
+}
+
+// message renders d into the sender address and the message with its headers, lines
+// ended by CRLF. A template that fails is a permanent error.
+func (s *emailSender) message(d *Data) (from string, msg []byte, err error) {
 	subject, err := execute(s.subject, d)
 	if err != nil {
-		return permanentError{err}
+		return "", nil, permanentError{err}
 	}
 	body, err := execute(s.body, d)
 	if err != nil {
-		return permanentError{err}
+		return "", nil, permanentError{err}
 	}
-	from := s.cfg.From
+	from = s.cfg.From
 	if from == "" {
 		h, _ := os.Hostname()
 		if h == "" {
@@ -96,25 +117,45 @@ func (s *emailSender) send(ctx context.Context, d *Data, _ []Alert) error {
 		}
 		from = "pulselake@" + h
 	}
-	var msg bytes.Buffer
+	var b bytes.Buffer
 	var id [12]byte
 	_, _ = rand.Read(id[:])
-	fmt.Fprintf(&msg, "From: %s\r\nTo: %s\r\nSubject: %s\r\nDate: %s\r\nMessage-ID: <%s@pulselake>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
+	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\nSubject: %s\r\nDate: %s\r\nMessage-ID: <%s@pulselake>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
 		from, strings.Join(s.cfg.To, ", "), mime.QEncoding.Encode("utf-8", strings.ReplaceAll(subject, "\n", " ")),
 		time.Now().UTC().Format(time.RFC1123Z), hex.EncodeToString(id[:]))
-	msg.WriteString(strings.ReplaceAll(strings.ReplaceAll(body, "\r\n", "\n"), "\n", "\r\n"))
+	b.WriteString(strings.ReplaceAll(strings.ReplaceAll(body, "\r\n", "\n"), "\n", "\r\n"))
+	return from, b.Bytes(), nil
+}
 
+// connect opens a session with the SMTP server, ready to send: greeted, on TLS as
+// email.tls asks, and authenticated when a username is set.
+func (s *emailSender) connect(ctx context.Context) (*smtp.Client, error) {
 	host, _, _ := net.SplitHostPort(s.cfg.SMTP)
 	tlsCfg := &tls.Config{ServerName: host, InsecureSkipVerify: s.cfg.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+	c, err := s.dial(ctx, host, tlsCfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.greet(c, host, tlsCfg); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// dial connects to the SMTP server (over TLS when email.tls is tls) with a deadline for
+// the whole session, and reads its greeting.
+func (s *emailSender) dial(ctx context.Context, host string, tlsCfg *tls.Config) (*smtp.Client, error) {
 	dl := net.Dialer{Timeout: 10 * time.Second}
 	var conn net.Conn
+	var err error
 	if s.cfg.TLS == "tls" {
 		conn, err = (&tls.Dialer{NetDialer: &dl, Config: tlsCfg}).DialContext(ctx, "tcp", s.cfg.SMTP)
 	} else {
 		conn, err = dl.DialContext(ctx, "tcp", s.cfg.SMTP)
 	}
 	if err != nil {
-		return fmt.Errorf("connecting to SMTP server %s: %w", s.cfg.SMTP, err)
+		return nil, fmt.Errorf("connecting to SMTP server %s: %w", s.cfg.SMTP, err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -124,9 +165,14 @@ func (s *emailSender) send(ctx context.Context, d *Data, _ []Alert) error {
 	c, err := smtp.NewClient(conn, host)
 	if err != nil {
 		conn.Close()
-		return fmt.Errorf("greeting SMTP server %s: %w", s.cfg.SMTP, err)
+		return nil, fmt.Errorf("greeting SMTP server %s: %w", s.cfg.SMTP, err)
 	}
-	defer c.Close()
+	return c, nil
+}
+
+// greet sends EHLO, starts TLS when the server offers it (unless email.tls is tls or
+// none; starttls-required fails permanently without it), and authenticates.
+func (s *emailSender) greet(c *smtp.Client, host string, tlsCfg *tls.Config) error {
 	hello := s.cfg.Hello
 	if hello == "" {
 		hello = "localhost"
@@ -148,6 +194,11 @@ func (s *emailSender) send(ctx context.Context, d *Data, _ []Alert) error {
 			return fmt.Errorf("authenticating to %s as %s: %w", s.cfg.SMTP, s.cfg.Username, err)
 		}
 	}
+	return nil
+}
+
+// transmit sends msg from from to every recipient over the session c.
+func (s *emailSender) transmit(c *smtp.Client, from string, msg []byte) error {
 	if err := c.Mail(addrOnly(from)); err != nil {
 		return fmt.Errorf("sending MAIL FROM to %s: %w", s.cfg.SMTP, err)
 	}
@@ -160,13 +211,12 @@ func (s *emailSender) send(ctx context.Context, d *Data, _ []Alert) error {
 	if err != nil {
 		return fmt.Errorf("sending DATA to %s: %w", s.cfg.SMTP, err)
 	}
-	if _, err := w.Write(msg.Bytes()); err != nil {
+	if _, err := w.Write(msg); err != nil {
 		return fmt.Errorf("writing message to %s: %w", s.cfg.SMTP, err)
 	}
 	if err := w.Close(); err != nil {
 		return fmt.Errorf("finishing message to %s: %w", s.cfg.SMTP, err)
 	}
-	_ = c.Quit()
 	return nil
 }
 

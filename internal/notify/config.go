@@ -111,97 +111,115 @@ type InhibitRule struct {
 // Validate returns every problem, each at its YAML path ("notify[0].email.smtp"), or nil.
 func (c *Config) Validate() yamlconf.Problems {
 	var errs yamlconf.Problems
-	add := errs.Add
 	names := map[string]bool{}
 	for i, ch := range c.Channels {
 		p := fmt.Sprintf("notify[%d]", i)
 		if ch.Name == "" {
-			add(p+".name", "required")
+			errs.Add(p+".name", "required")
 		} else if names[ch.Name] {
-			add(p+".name", "channel %q is defined twice", ch.Name)
+			errs.Add(p+".name", "channel %q is defined twice", ch.Name)
 		}
 		names[ch.Name] = true
-		n := 0
-		if ch.Email != nil {
-			n++
-			e := ch.Email
-			if len(e.To) == 0 {
-				add(p+".email.to", "at least one address required")
-			}
-			for j, to := range e.To {
-				if !strings.Contains(to, "@") {
-					add(fmt.Sprintf("%s.email.to[%d]", p, j), "want an email address, got %q", to)
-				}
-			}
-			if _, _, err := net.SplitHostPort(e.SMTP); err != nil {
-				add(p+".email.smtp", "want host:port of the SMTP server, got %q", e.SMTP)
-			}
-			switch e.TLS {
-			case "", "starttls", "starttls-required", "tls", "none":
-			default:
-				add(p+".email.tls", "want starttls, starttls-required, tls or none, got %q", e.TLS)
-			}
-			if e.PasswordFile != "" {
-				if e.Username == "" {
-					add(p+".email.username", "required with password_file")
-				}
-				if _, err := os.Stat(e.PasswordFile); err != nil {
-					add(p+".email.password_file", "%v", err)
-				}
-			}
-			checkTemplate(&errs, p+".email.subject", e.Subject)
-			checkTemplate(&errs, p+".email.body", e.Body)
-		}
-		if ch.Webhook != nil {
-			n++
-			checkURL(&errs, p+".webhook.url", ch.Webhook.URL)
-			if f := ch.Webhook.Format; f != "" && f != "alertmanager" && f != "slack" {
-				add(p+".webhook.format", "want alertmanager or slack, got %q", f)
-			}
-			if ch.Webhook.BearerTokenFile != "" {
-				if _, err := os.Stat(ch.Webhook.BearerTokenFile); err != nil {
-					add(p+".webhook.bearer_token_file", "%v", err)
-				}
-			}
-			checkTemplate(&errs, p+".webhook.text", ch.Webhook.Text)
-		}
-		if ch.Alertmanager != nil {
-			n++
-			checkURL(&errs, p+".alertmanager.url", ch.Alertmanager.URL)
-		}
-		if ch.Log != nil {
-			n++
-			if l := ch.Log.Level; l != "" && l != "info" && l != "warn" {
-				add(p+".log.level", "want info or warn, got %q", l)
-			}
-		}
-		if n != 1 {
-			add(p, "want exactly one of email, webhook, alertmanager or log, got %d", n)
-		}
+		ch.validate(&errs, p)
 	}
 	if c.Route != nil {
 		c.validateRoute(&errs, "route", c.Route, names, true)
 	}
 	for i, r := range c.InhibitRules {
-		p := fmt.Sprintf("inhibit_rules[%d]", i)
-		if len(r.SourceMatchers) == 0 {
-			add(p+".source_matchers", "at least one matcher required")
-		}
-		if len(r.TargetMatchers) == 0 {
-			add(p+".target_matchers", "at least one matcher required")
-		}
-		for j, s := range r.SourceMatchers {
-			if _, err := ParseMatcher(s); err != nil {
-				add(fmt.Sprintf("%s.source_matchers[%d]", p, j), "%v", err)
-			}
-		}
-		for j, s := range r.TargetMatchers {
-			if _, err := ParseMatcher(s); err != nil {
-				add(fmt.Sprintf("%s.target_matchers[%d]", p, j), "%v", err)
-			}
-		}
+		r.validate(&errs, fmt.Sprintf("inhibit_rules[%d]", i))
 	}
 	return errs
+}
+
+// validate adds the problems of a channel at YAML path p other than its name: it must
+// have exactly one kind, set up correctly.
+func (ch *Channel) validate(errs *yamlconf.Problems, p string) {
+	n := 0
+	if ch.Email != nil {
+		n++
+		ch.Email.validate(errs, p+".email")
+	}
+	if ch.Webhook != nil {
+		n++
+		ch.Webhook.validate(errs, p+".webhook")
+	}
+	if ch.Alertmanager != nil {
+		n++
+		checkURL(errs, p+".alertmanager.url", ch.Alertmanager.URL)
+	}
+	if ch.Log != nil {
+		n++
+		if l := ch.Log.Level; l != "" && l != "info" && l != "warn" {
+			errs.Add(p+".log.level", "want info or warn, got %q", l)
+		}
+	}
+	if n != 1 {
+		errs.Add(p, "want exactly one of email, webhook, alertmanager or log, got %d", n)
+	}
+}
+
+// validate adds the problems of an email channel at YAML path p.
+func (e *EmailConfig) validate(errs *yamlconf.Problems, p string) {
+	if len(e.To) == 0 {
+		errs.Add(p+".to", "at least one address required")
+	}
+	for j, to := range e.To {
+		if !strings.Contains(to, "@") {
+			errs.Add(fmt.Sprintf("%s.to[%d]", p, j), "want an email address, got %q", to)
+		}
+	}
+	if _, _, err := net.SplitHostPort(e.SMTP); err != nil {
+		errs.Add(p+".smtp", "want host:port of the SMTP server, got %q", e.SMTP)
+	}
+	switch e.TLS {
+	case "", "starttls", "starttls-required", "tls", "none":
+	default:
+		errs.Add(p+".tls", "want starttls, starttls-required, tls or none, got %q", e.TLS)
+	}
+	if e.PasswordFile != "" {
+		if e.Username == "" {
+			errs.Add(p+".username", "required with password_file")
+		}
+		if _, err := os.Stat(e.PasswordFile); err != nil {
+			errs.Add(p+".password_file", "%v", err)
+		}
+	}
+	checkTemplate(errs, p+".subject", e.Subject)
+	checkTemplate(errs, p+".body", e.Body)
+}
+
+// validate adds the problems of a webhook channel at YAML path p.
+func (w *WebhookConfig) validate(errs *yamlconf.Problems, p string) {
+	checkURL(errs, p+".url", w.URL)
+	if f := w.Format; f != "" && f != "alertmanager" && f != "slack" {
+		errs.Add(p+".format", "want alertmanager or slack, got %q", f)
+	}
+	if w.BearerTokenFile != "" {
+		if _, err := os.Stat(w.BearerTokenFile); err != nil {
+			errs.Add(p+".bearer_token_file", "%v", err)
+		}
+	}
+	checkTemplate(errs, p+".text", w.Text)
+}
+
+// validate adds the problems of an inhibit rule at YAML path p.
+func (r *InhibitRule) validate(errs *yamlconf.Problems, p string) {
+	if len(r.SourceMatchers) == 0 {
+		errs.Add(p+".source_matchers", "at least one matcher required")
+	}
+	if len(r.TargetMatchers) == 0 {
+		errs.Add(p+".target_matchers", "at least one matcher required")
+	}
+	for j, s := range r.SourceMatchers {
+		if _, err := ParseMatcher(s); err != nil {
+			errs.Add(fmt.Sprintf("%s.source_matchers[%d]", p, j), "%v", err)
+		}
+	}
+	for j, s := range r.TargetMatchers {
+		if _, err := ParseMatcher(s); err != nil {
+			errs.Add(fmt.Sprintf("%s.target_matchers[%d]", p, j), "%v", err)
+		}
+	}
 }
 
 func (c *Config) validateRoute(errs *yamlconf.Problems, p string, r *Route, names map[string]bool, root bool) {

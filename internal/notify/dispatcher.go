@@ -444,107 +444,13 @@ func (d *Dispatcher) flushDue() time.Time {
 // resolvedRetention bounds how long a resolved alert waits for its notice to be delivered.
 const resolvedRetention = time.Hour
 
+// flushLocked sends each receiver of g the notification it is due, if any, and lets the
+// resolved alerts no receiver still has to hear about leave the group.
 func (d *Dispatcher) flushLocked(g *group, now time.Time) {
-	type fa struct {
-		fp string
-		a  *storedAlert
-	}
-	var firing, resolved []fa
-	for fp := range g.alerts {
-		a := d.alerts[fp]
-		if a == nil {
-			delete(g.alerts, fp)
-			continue
-		}
-		if a.Resolved(now) {
-			resolved = append(resolved, fa{fp.String(), a})
-		} else if d.mutedLocked(a, now) {
-			d.mMuted.Inc()
-		} else {
-			firing = append(firing, fa{fp.String(), a})
-		}
-	}
-	sortFA := func(s []fa) {
-		slices.SortFunc(s, func(x, y fa) int {
-			if c := x.a.StartsAt.Compare(y.a.StartsAt); c != 0 {
-				return c
-			}
-			return strings.Compare(x.fp, y.fp)
-		})
-	}
-	sortFA(firing)
-	sortFA(resolved)
+	firing, resolved := d.partitionLocked(g, now)
 	stillNeeded := map[string]bool{}
 	for _, recv := range g.route.receivers {
-		nk := recv + "\x00" + g.key
-		e := d.nflog[nk]
-		if d.inflight[nk] {
-			// A notification of this group is being delivered and its log entry is not
-			// written yet: alerts that resolved meanwhile may be listed in it as firing, so
-			// they wait for the flush after the delivery instead of leaving unannounced.
-			for _, r := range resolved {
-				stillNeeded[r.fp] = true
-			}
-			continue
-		}
-		var sendRes []fa
-		for _, r := range resolved {
-			if slices.Contains(e.Firing, r.fp) {
-				sendRes = append(sendRes, r)
-				stillNeeded[r.fp] = true
-			}
-		}
-		newFiring := false
-		for _, f := range firing {
-			if !slices.Contains(e.Firing, f.fp) {
-				newFiring = true
-				break
-			}
-		}
-		repeat := len(firing) > 0 && now.Sub(e.At) >= g.route.repeatInterval
-		wantResolved := len(sendRes) > 0 && d.cfg.resolved[recv]
-		if !newFiring && !repeat && !wantResolved {
-			if len(sendRes) > 0 {
-				// The receiver does not want resolved notices: forget those alerts quietly.
-				e.Firing = slices.DeleteFunc(slices.Clone(e.Firing), func(fp string) bool {
-					return slices.ContainsFunc(sendRes, func(r fa) bool { return r.fp == fp })
-				})
-				d.nflog[nk] = e
-				for _, r := range sendRes {
-					delete(stillNeeded, r.fp)
-				}
-			}
-			continue
-		}
-		if !d.cfg.resolved[recv] {
-			sendRes = nil
-		}
-		j := &job{receiver: recv, key: nk, groupKey: g.key, enqueued: now}
-		data := &Data{Receiver: recv, Status: StatusResolved, GroupKey: g.key, GroupLabels: g.labels, ExternalURL: d.opts.ExternalURL}
-		if len(firing) > 0 {
-			data.Status = StatusFiring
-		}
-		for _, list := range [][]fa{firing, sendRes} {
-			for _, f := range list {
-				j.alerts = append(j.alerts, f.a.Alert)
-				status := f.a.Status(now)
-				if status == StatusFiring {
-					j.firing = append(j.firing, f.fp)
-				}
-				data.Alerts = append(data.Alerts, TemplateAlert{Status: status, Labels: f.a.Labels, Annotations: f.a.Annotations,
-					Values: f.a.Values, StartsAt: f.a.StartsAt, EndsAt: f.a.EndsAt, Fingerprint: f.fp, GeneratorURL: f.a.GeneratorURL})
-			}
-		}
-		data.CommonLabels, data.CommonAnnotations = common(j.alerts)
-		j.data = data
-		select {
-		case d.queue <- j:
-			d.inflight[nk] = true
-		default:
-			d.mDropped.Inc()
-			d.log.Warn("notification queue full; dropping notification, will retry at the next group interval",
-				"receiver", recv, "group", g.key)
-		}
+		d.notifyReceiverLocked(g, recv, firing, resolved, stillNeeded, now)
 	}
 	// Resolved alerts leave the group once no receiver's log still lists them as firing.
 	for _, r := range resolved {
@@ -555,6 +461,126 @@ func (d *Dispatcher) flushLocked(g *group, now time.Time) {
 				delete(d.alerts, fp)
 			}
 		}
+	}
+}
+
+// groupAlert is an alert of a group with its fingerprint as text.
+type groupAlert struct {
+	fp string
+	a  *storedAlert
+}
+
+// partitionLocked sorts g's alerts into firing (not muted) and resolved, each ordered by
+// start time then fingerprint, counting the muted ones and dropping those already gone.
+func (d *Dispatcher) partitionLocked(g *group, now time.Time) (firing, resolved []groupAlert) {
+	for fp := range g.alerts {
+		a := d.alerts[fp]
+		if a == nil {
+			delete(g.alerts, fp)
+			continue
+		}
+		if a.Resolved(now) {
+			resolved = append(resolved, groupAlert{fp.String(), a})
+		} else if d.mutedLocked(a, now) {
+			d.mMuted.Inc()
+		} else {
+			firing = append(firing, groupAlert{fp.String(), a})
+		}
+	}
+	sortByStart(firing)
+	sortByStart(resolved)
+	return firing, resolved
+}
+
+// sortByStart orders alerts by start time, then fingerprint.
+func sortByStart(s []groupAlert) {
+	slices.SortFunc(s, func(x, y groupAlert) int {
+		if c := x.a.StartsAt.Compare(y.a.StartsAt); c != 0 {
+			return c
+		}
+		return strings.Compare(x.fp, y.fp)
+	})
+}
+
+// notifyReceiverLocked queues the notification of g that recv is due: when an alert fires
+// that its log does not list, when the repeat interval has passed, or when alerts it was
+// told of resolved and it wants to hear so. It marks in stillNeeded the resolved alerts
+// recv may yet be told of.
+func (d *Dispatcher) notifyReceiverLocked(g *group, recv string, firing, resolved []groupAlert, stillNeeded map[string]bool, now time.Time) {
+	nk := recv + "\x00" + g.key
+	e := d.nflog[nk]
+	if d.inflight[nk] {
+		// A notification of this group is being delivered and its log entry is not
+		// written yet: alerts that resolved meanwhile may be listed in it as firing, so
+		// they wait for the flush after the delivery instead of leaving unannounced.
+		for _, r := range resolved {
+			stillNeeded[r.fp] = true
+		}
+		return
+	}
+	var sendRes []groupAlert
+	for _, r := range resolved {
+		if slices.Contains(e.Firing, r.fp) {
+			sendRes = append(sendRes, r)
+			stillNeeded[r.fp] = true
+		}
+	}
+	newFiring := slices.ContainsFunc(firing, func(f groupAlert) bool { return !slices.Contains(e.Firing, f.fp) })
+	repeat := len(firing) > 0 && now.Sub(e.At) >= g.route.repeatInterval
+	wantResolved := len(sendRes) > 0 && d.cfg.resolved[recv]
+	if !newFiring && !repeat && !wantResolved {
+		if len(sendRes) > 0 {
+			// The receiver does not want resolved notices: forget those alerts quietly.
+			e.Firing = slices.DeleteFunc(slices.Clone(e.Firing), func(fp string) bool {
+				return slices.ContainsFunc(sendRes, func(r groupAlert) bool { return r.fp == fp })
+			})
+			d.nflog[nk] = e
+			for _, r := range sendRes {
+				delete(stillNeeded, r.fp)
+			}
+		}
+		return
+	}
+	if !d.cfg.resolved[recv] {
+		sendRes = nil
+	}
+	d.enqueueLocked(d.newJob(g, recv, nk, firing, sendRes, now))
+}
+
+// newJob builds the notification to recv of g listing firing, then resolved; nk is its
+// notification log key.
+func (d *Dispatcher) newJob(g *group, recv, nk string, firing, resolved []groupAlert, now time.Time) *job {
+	j := &job{receiver: recv, key: nk, groupKey: g.key, enqueued: now}
+	data := &Data{Receiver: recv, Status: StatusResolved, GroupKey: g.key, GroupLabels: g.labels, ExternalURL: d.opts.ExternalURL}
+	if len(firing) > 0 {
+		data.Status = StatusFiring
+	}
+	for _, list := range [][]groupAlert{firing, resolved} {
+		for _, f := range list {
+			j.alerts = append(j.alerts, f.a.Alert)
+			status := f.a.Status(now)
+			if status == StatusFiring {
+				j.firing = append(j.firing, f.fp)
+			}
+			data.Alerts = append(data.Alerts, TemplateAlert{Status: status, Labels: f.a.Labels, Annotations: f.a.Annotations,
+				Values: f.a.Values, StartsAt: f.a.StartsAt, EndsAt: f.a.EndsAt, Fingerprint: f.fp, GeneratorURL: f.a.GeneratorURL})
+		}
+	}
+	data.CommonLabels, data.CommonAnnotations = common(j.alerts)
+	j.data = data
+	return j
+}
+
+// enqueueLocked hands j to the senders and marks its group in flight for its receiver; when
+// the queue is full it drops j, and the next group interval tries again.
+func (d *Dispatcher) enqueueLocked(j *job) {
+	select {
+	case d.queue <- j:
+		d.inflight[j.key] = true
+	default:
+		d.mDropped.Inc()
+		d.log.Warn("notification queue full; dropping notification, will retry at the next group interval",
+			"receiver", j.receiver, "group", j.groupKey)
 	}
 }
 

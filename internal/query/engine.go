@@ -326,13 +326,11 @@ func (e *Engine) QueryAs(ctx context.Context, query string, lim Limits, c Caller
 	return res, err
 }
 
+// query runs one read-only statement for c within lim: the catalog is refreshed, the
+// tables it reads are checked against what c may see, and the connection is bound to c's
+// subject for the views to filter on.
 func (e *Engine) query(ctx context.Context, query string, lim Limits, c Caller) (*Result, error) {
-	if lim.MaxRows <= 0 {
-		lim.MaxRows = DefaultMaxRows
-	}
-	if lim.Timeout <= 0 {
-		lim.Timeout = DefaultTimeout
-	}
+	lim = lim.withDefaults()
 	if c.Subject != "" {
 		c.Restricted = true
 	}
@@ -351,6 +349,50 @@ func (e *Engine) query(ctx context.Context, query string, lim Limits, c Caller) 
 		return nil, fmt.Errorf("connecting to DuckDB: %w", err)
 	}
 	defer conn.Close()
+	refs, err := e.checkTables(ctx, conn, query, c)
+	if err != nil {
+		return nil, err
+	}
+	release, err := bindSubject(ctx, conn, c.Subject)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if err := checkType(ctx, conn, query); err != nil {
+		if errors.Is(err, ErrNotReadOnly) {
+			return nil, err
+		}
+		return nil, e.queryErr(ctx, lim, refs, err)
+	}
+	rows, err := conn.QueryContext(ctx, query)
+	if err != nil {
+		return nil, e.queryErr(ctx, lim, refs, err)
+	}
+	defer rows.Close()
+	res, err := readRows(rows, lim.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, e.queryErr(ctx, lim, refs, err)
+	}
+	return res, nil
+}
+
+// withDefaults fills in the limits left zero.
+func (lim Limits) withDefaults() Limits {
+	if lim.MaxRows <= 0 {
+		lim.MaxRows = DefaultMaxRows
+	}
+	if lim.Timeout <= 0 {
+		lim.Timeout = DefaultTimeout
+	}
+	return lim
+}
+
+// checkTables parses query and returns the tables it reads, failing when c may not read
+// one of them or one is broken.
+func (e *Engine) checkTables(ctx context.Context, conn *sql.Conn, query string, c Caller) (*refs, error) {
 	stmt, err := parse(ctx, conn, query)
 	if err != nil {
 		return nil, err
@@ -370,31 +412,32 @@ func (e *Engine) query(ctx context.Context, query string, lim Limits, c Caller) 
 			return nil, &BrokenTableError{Table: key, Err: b}
 		}
 	}
-	// The subject every view filters on: set for a bound caller, cleared otherwise. A
-	// connection that cannot be cleared afterwards is dropped from the pool.
-	if c.Subject != "" {
-		if _, err := conn.ExecContext(ctx, "SET VARIABLE "+subjectVar+" = "+Literal(c.Subject)); err != nil {
-			return nil, fmt.Errorf("binding the query to its subject: %w", err)
+	return refs, nil
+}
+
+// bindSubject sets the subject every view filters on: subject for a bound caller, cleared
+// otherwise. Call release when the query is done: it clears a subject set, and drops from
+// the pool a connection that cannot be cleared.
+func bindSubject(ctx context.Context, conn *sql.Conn, subject string) (release func(), err error) {
+	if subject == "" {
+		if _, err := conn.ExecContext(ctx, "RESET VARIABLE "+subjectVar); err != nil {
+			return nil, fmt.Errorf("preparing the connection: %w", err)
 		}
-		defer func() {
-			if _, err := conn.ExecContext(context.Background(), "RESET VARIABLE "+subjectVar); err != nil {
-				_ = conn.Raw(func(any) error { return driver.ErrBadConn })
-			}
-		}()
-	} else if _, err := conn.ExecContext(ctx, "RESET VARIABLE "+subjectVar); err != nil {
-		return nil, fmt.Errorf("preparing the connection: %w", err)
+		return func() {}, nil
 	}
-	if err := checkType(ctx, conn, query); err != nil {
-		if errors.Is(err, ErrNotReadOnly) {
-			return nil, err
+	if _, err := conn.ExecContext(ctx, "SET VARIABLE "+subjectVar+" = "+Literal(subject)); err != nil {
+		return nil, fmt.Errorf("binding the query to its subject: %w", err)
+	}
+	return func() {
+		if _, err := conn.ExecContext(context.Background(), "RESET VARIABLE "+subjectVar); err != nil {
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
-		return nil, e.queryErr(ctx, lim, refs, err)
-	}
-	rows, err := conn.QueryContext(ctx, query)
-	if err != nil {
-		return nil, e.queryErr(ctx, lim, refs, err)
-	}
-	defer rows.Close()
+	}, nil
+}
+
+// readRows reads the columns and up to maxRows rows of rows, marking the result truncated
+// when there are more. The caller checks rows.Err.
+func readRows(rows *sql.Rows, maxRows int) (*Result, error) {
 	cols, err := rows.ColumnTypes()
 	if err != nil {
 		return nil, fmt.Errorf("reading result columns: %w", err)
@@ -405,7 +448,7 @@ func (e *Engine) query(ctx context.Context, query string, lim Limits, c Caller) 
 		res.Types = append(res.Types, c.DatabaseTypeName())
 	}
 	for rows.Next() {
-		if len(res.Rows) == lim.MaxRows {
+		if len(res.Rows) == maxRows {
 			res.Truncated = true
 			break
 		}
@@ -418,9 +461,6 @@ func (e *Engine) query(ctx context.Context, query string, lim Limits, c Caller) 
 			return nil, fmt.Errorf("reading result row: %w", err)
 		}
 		res.Rows = append(res.Rows, vals)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, e.queryErr(ctx, lim, refs, err)
 	}
 	return res, nil
 }

@@ -101,33 +101,63 @@ func (p *Parser) Parse(data []byte) (Reading, Errors) {
 // the MQTT topic readings/<kind>/<device>: a payload without them takes these; a payload
 // with different ones is rejected.
 func (p *Parser) ParseWith(data []byte, kind, device string) (Reading, Errors) {
+	obj, errs := p.parseObject(data)
+	if errs != nil {
+		return Reading{}, errs
+	}
+	var r Reading
+	values, seen, errs := p.readFields(obj, &r)
+	seen, errs = takeFromTopic(&r, seen, kind, device, errs)
+	errs = missingFields(seen, errs)
+	if seen&hasKind != 0 && r.Kind != "" {
+		errs = p.readKindValues(&r, values, errs)
+	}
+	if len(errs) > 0 {
+		return Reading{}, errs
+	}
+	return r, nil
+}
+
+// fieldSet records which top-level fields a payload named.
+type fieldSet uint8
+
+const (
+	hasSubject fieldSet = 1 << iota
+	hasDevice
+	hasKind
+	hasTime
+	hasValues
+)
+
+// requiredFields lists the top-level fields every reading needs, in the order their
+// absence is reported.
+var requiredFields = [...]struct {
+	bit  fieldSet
+	name string
+}{{hasSubject, "subject"}, {hasDevice, "device"}, {hasKind, "kind"}, {hasTime, "time"}, {hasValues, "values"}}
+
+// parseObject parses data as one JSON object in which no object names a key twice.
+func (p *Parser) parseObject(data []byte) (*fastjson.Object, Errors) {
 	v, err := p.p.ParseBytes(data)
 	if err != nil {
-		return Reading{}, Errors{{Code: CodeInvalidJSON, Message: jsonErrorMessage(err)}}
+		return nil, Errors{{Code: CodeInvalidJSON, Message: jsonErrorMessage(err)}}
 	}
 	obj, err := v.Object()
 	if err != nil {
-		return Reading{}, Errors{{Code: CodeInvalidJSON, Message: "expected a JSON object {\"subject\":...,\"device\":...,\"kind\":...,\"time\":...,\"values\":{...}}, got " + v.Type().String()}}
+		return nil, Errors{{Code: CodeInvalidJSON, Message: "expected a JSON object {\"subject\":...,\"device\":...,\"kind\":...,\"time\":...,\"values\":{...}}, got " + v.Type().String()}}
 	}
 	// A key named twice means the payload kept as received says something other than the
 	// reading stored (parsers disagree on which one wins): reject it.
 	if path, key, dup := p.duplicateKey(v); dup {
-		return Reading{}, Errors{{Code: CodeInvalidJSON, Path: path,
+		return nil, Errors{{Code: CodeInvalidJSON, Path: path,
 			Message: fmt.Sprintf("key %q appears more than once in one object; send each key once", key)}}
 	}
-	var (
-		r      Reading
-		errs   Errors
-		seen   uint8
-		values *fastjson.Object
-	)
-	const (
-		hasSubject = 1 << iota
-		hasDevice
-		hasKind
-		hasTime
-		hasValues
-	)
+	return obj, nil
+}
+
+// readFields sets r's top-level fields from obj. It returns the values object (nil when
+// absent or not an object), which fields were present, and the errors found.
+func (p *Parser) readFields(obj *fastjson.Object, r *Reading) (values *fastjson.Object, seen fieldSet, errs Errors) {
 	obj.Visit(func(key []byte, fv *fastjson.Value) {
 		switch string(key) {
 		case "id":
@@ -163,6 +193,12 @@ func (p *Parser) ParseWith(data []byte, kind, device string) (Reading, Errors) {
 				fmt.Sprintf("unknown field %q; a reading has id, subject, device, kind, time and values", key)})
 		}
 	})
+	return values, seen, errs
+}
+
+// takeFromTopic fills in the kind and device the payload left out from the ones given
+// beside it (the MQTT topic), and reports those that differ.
+func takeFromTopic(r *Reading, seen fieldSet, kind, device string, errs Errors) (fieldSet, Errors) {
 	if kind != "" {
 		if seen&hasKind == 0 {
 			r.Kind, seen = kind, seen|hasKind
@@ -182,30 +218,35 @@ func (p *Parser) ParseWith(data []byte, kind, device string) (Reading, Errors) {
 			errs = append(errs, FieldError{CodeInconsistent, "/device", fmt.Sprintf("device %q differs from %q in the topic", r.Device, device)})
 		}
 	}
-	for _, f := range []struct {
-		bit  uint8
-		name string
-	}{{hasSubject, "subject"}, {hasDevice, "device"}, {hasKind, "kind"}, {hasTime, "time"}, {hasValues, "values"}} {
+	return seen, errs
+}
+
+// missingFields reports each required top-level field not in seen.
+func missingFields(seen fieldSet, errs Errors) Errors {
+	for _, f := range requiredFields {
 		if seen&f.bit == 0 {
 			errs = append(errs, FieldError{CodeMissingField, "/" + f.name, "field " + f.name + " is required"})
 		}
 	}
-	if seen&hasKind != 0 && r.Kind != "" {
-		kind, ok := p.reg.Kind(r.Kind)
-		if !ok {
-			errs = append(errs, FieldError{CodeUnknownKind, "/kind",
-				fmt.Sprintf("unknown kind %q; known kinds: %s (declare more under kinds: in the config)", r.Kind, strings.Join(p.reg.Names(), ", "))})
-		} else if values != nil {
-			errs = parseValues(kind, values, &r, errs)
-			if len(errs) == 0 && kind.Check != nil {
-				errs = append(errs, kind.Check(&r)...)
-			}
-		}
+	return errs
+}
+
+// readKindValues looks up r's kind and, when values is present, sets r's values from it
+// and runs the kind's own check on a reading with no errors so far.
+func (p *Parser) readKindValues(r *Reading, values *fastjson.Object, errs Errors) Errors {
+	kind, ok := p.reg.Kind(r.Kind)
+	if !ok {
+		return append(errs, FieldError{CodeUnknownKind, "/kind",
+			fmt.Sprintf("unknown kind %q; known kinds: %s (declare more under kinds: in the config)", r.Kind, strings.Join(p.reg.Names(), ", "))})
 	}
-	if len(errs) > 0 {
-		return Reading{}, errs
+	if values == nil {
+		return errs
 	}
-	return r, nil
+	errs = parseValues(kind, values, r, errs)
+	if len(errs) == 0 && kind.Check != nil {
+		errs = append(errs, kind.Check(r)...)
+	}
+	return errs
 }
 
 // duplicateKey finds a key named twice in one object, at any depth of v. It returns the
@@ -248,82 +289,25 @@ func (p *Parser) duplicateKey(v *fastjson.Value) (path, key string, dup bool) {
 	return path, key, dup
 }
 
+// parseValues sets r's values from values, each checked against its field of kind, and
+// reports the values kind does not have and the required ones missing.
 func parseValues(kind *Kind, values *fastjson.Object, r *Reading, errs Errors) Errors {
 	var present uint64
 	values.Visit(func(key []byte, fv *fastjson.Value) {
 		i, ok := kind.index[string(key)]
-		path := func() string { return "/values/" + escapePointer(string(key)) } // only for errors
 		if !ok {
-			names := make([]string, len(kind.Fields))
-			for j, f := range kind.Fields {
-				names[j] = f.Name
-			}
-			errs = append(errs, FieldError{CodeUnknownField, path(),
-				fmt.Sprintf("kind %s has no value %q; its values are %s", kind.Name, key, strings.Join(names, ", "))})
+			errs = append(errs, unknownValue(kind, key))
 			return
 		}
 		present |= 1 << i
-		f := kind.Fields[i]
+		f := &kind.Fields[i]
 		switch f.Type {
 		case Number:
-			n, err := fv.Float64()
-			if err != nil {
-				errs = append(errs, FieldError{CodeInvalidType, path(), fmt.Sprintf("%s must be a number (%s), got %s", f.Name, f.Unit, fv.Type())})
-				return
-			}
-			if msg, ok := f.checkNumber(n); !ok {
-				errs = append(errs, FieldError{CodeOutOfRange, path(), f.Name + " " + msg})
-				return
-			}
-			if r.Values == nil {
-				r.Values = make(map[string]float64, len(kind.Fields))
-			}
-			r.Values[f.Name] = n
+			errs = parseNumber(f, fv, key, r, len(kind.Fields), errs)
 		case Text:
-			s, ok := str(fv, path(), &errs)
-			if !ok {
-				return
-			}
-			switch {
-			case len(f.Enum) > 0 && !f.allows(s):
-				errs = append(errs, FieldError{CodeInvalidValue, path(), fmt.Sprintf("%s %q is not one of %s", f.Name, s, strings.Join(f.Enum, ", "))})
-				return
-			case s == "" || len(s) > MaxTextLen || !printable(s):
-				errs = append(errs, FieldError{CodeInvalidValue, path(), fmt.Sprintf("%s must be 1..%d printable characters", f.Name, MaxTextLen)})
-				return
-			}
-			if r.Text == nil {
-				r.Text = make(map[string]string, 1)
-			}
-			r.Text[f.Name] = s
+			errs = parseText(f, fv, key, r, errs)
 		case Samples:
-			arr, err := fv.Array()
-			if err != nil {
-				errs = append(errs, FieldError{CodeInvalidType, path(), fmt.Sprintf("%s must be an array of numbers, got %s", f.Name, fv.Type())})
-				return
-			}
-			if (f.Len > 0 && len(arr) != f.Len) || len(arr) == 0 || len(arr) > MaxSamples {
-				want := fmt.Sprintf("1..%d", MaxSamples)
-				if f.Len > 0 {
-					want = strconv.Itoa(f.Len)
-				}
-				errs = append(errs, FieldError{CodeInvalidLength, path(), fmt.Sprintf("%s has %d samples, want %s", f.Name, len(arr), want)})
-				return
-			}
-			samples := make([]float64, len(arr))
-			for j, e := range arr {
-				n, err := e.Float64()
-				if err != nil {
-					errs = append(errs, FieldError{CodeInvalidType, path() + "/" + strconv.Itoa(j), "sample must be a number, got " + e.Type().String()})
-					return
-				}
-				if msg, ok := f.checkNumber(n); !ok {
-					errs = append(errs, FieldError{CodeOutOfRange, path() + "/" + strconv.Itoa(j), "sample " + msg})
-					return
-				}
-				samples[j] = n
-			}
-			r.Samples = samples
+			errs = parseSamples(f, fv, key, r, errs)
 		}
 	})
 	for i, f := range kind.Fields {
@@ -332,6 +316,84 @@ func parseValues(kind *Kind, values *fastjson.Object, r *Reading, errs Errors) E
 				fmt.Sprintf("kind %s requires value %s (%s)", kind.Name, f.Name, f.Unit)})
 		}
 	}
+	return errs
+}
+
+// valuePath is the JSON pointer of the value named key; it is built only for errors.
+func valuePath(key []byte) string { return "/values/" + escapePointer(string(key)) }
+
+// unknownValue reports a value kind has no field for, naming the ones it has.
+func unknownValue(kind *Kind, key []byte) FieldError {
+	names := make([]string, len(kind.Fields))
+	for j, f := range kind.Fields {
+		names[j] = f.Name
+	}
+	return FieldError{CodeUnknownField, valuePath(key),
+		fmt.Sprintf("kind %s has no value %q; its values are %s", kind.Name, key, strings.Join(names, ", "))}
+}
+
+// parseNumber sets the number field f of r from fv if it is a number within f's range;
+// nfields sizes r.Values when it is made.
+func parseNumber(f *Field, fv *fastjson.Value, key []byte, r *Reading, nfields int, errs Errors) Errors {
+	n, err := fv.Float64()
+	if err != nil {
+		return append(errs, FieldError{CodeInvalidType, valuePath(key), fmt.Sprintf("%s must be a number (%s), got %s", f.Name, f.Unit, fv.Type())})
+	}
+	if msg, ok := f.checkNumber(n); !ok {
+		return append(errs, FieldError{CodeOutOfRange, valuePath(key), f.Name + " " + msg})
+	}
+	if r.Values == nil {
+		r.Values = make(map[string]float64, nfields)
+	}
+	r.Values[f.Name] = n
+	return errs
+}
+
+// parseText sets the text field f of r from fv if it is a printable string f allows.
+func parseText(f *Field, fv *fastjson.Value, key []byte, r *Reading, errs Errors) Errors {
+	s, ok := str(fv, valuePath(key), &errs)
+	if !ok {
+		return errs
+	}
+	switch {
+	case len(f.Enum) > 0 && !f.allows(s):
+		return append(errs, FieldError{CodeInvalidValue, valuePath(key), fmt.Sprintf("%s %q is not one of %s", f.Name, s, strings.Join(f.Enum, ", "))})
+	case s == "" || len(s) > MaxTextLen || !printable(s):
+		return append(errs, FieldError{CodeInvalidValue, valuePath(key), fmt.Sprintf("%s must be 1..%d printable characters", f.Name, MaxTextLen)})
+	}
+	if r.Text == nil {
+		r.Text = make(map[string]string, 1)
+	}
+	r.Text[f.Name] = s
+	return errs
+}
+
+// parseSamples sets r.Samples from fv if it is an array of the length f wants whose every
+// element is a number within f's range; it reports the first bad sample only.
+func parseSamples(f *Field, fv *fastjson.Value, key []byte, r *Reading, errs Errors) Errors {
+	arr, err := fv.Array()
+	if err != nil {
+		return append(errs, FieldError{CodeInvalidType, valuePath(key), fmt.Sprintf("%s must be an array of numbers, got %s", f.Name, fv.Type())})
+	}
+	if (f.Len > 0 && len(arr) != f.Len) || len(arr) == 0 || len(arr) > MaxSamples {
+		want := fmt.Sprintf("1..%d", MaxSamples)
+		if f.Len > 0 {
+			want = strconv.Itoa(f.Len)
+		}
+		return append(errs, FieldError{CodeInvalidLength, valuePath(key), fmt.Sprintf("%s has %d samples, want %s", f.Name, len(arr), want)})
+	}
+	samples := make([]float64, len(arr))
+	for j, e := range arr {
+		n, err := e.Float64()
+		if err != nil {
+			return append(errs, FieldError{CodeInvalidType, valuePath(key) + "/" + strconv.Itoa(j), "sample must be a number, got " + e.Type().String()})
+		}
+		if msg, ok := f.checkNumber(n); !ok {
+			return append(errs, FieldError{CodeOutOfRange, valuePath(key) + "/" + strconv.Itoa(j), "sample " + msg})
+		}
+		samples[j] = n
+	}
+	r.Samples = samples
 	return errs
 }
 

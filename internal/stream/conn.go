@@ -297,22 +297,11 @@ func (c *Conn) Publish(ctx context.Context, b *Batch) (dupMsgs int, err error) {
 	if len(b.Entries) == 0 {
 		return 0, nil
 	}
-	// Room in the window is taken before encoding, by an estimate (an entry is about twice
-	// its raw payload), so that batches waiting for room hold no envelope.
-	size := int64(0)
-	for i := range b.Entries {
-		size += 2*int64(len(b.Entries[i].Raw)) + 160
-	}
-	wctx, cancel := context.WithTimeout(ctx, c.opts.PublishWait)
-	err = c.window.Acquire(wctx, min(size, c.opts.PublishWindow))
-	cancel()
+	held, err := c.reserve(ctx, b)
 	if err != nil {
-		if ctx.Err() != nil {
-			return 0, fmt.Errorf("%w: %w", ErrNotStored, ctx.Err())
-		}
-		return 0, fmt.Errorf("%w (no room in %s for %s)", ErrBusy, c.opts.PublishWait, byteSize(size))
+		return 0, err
 	}
-	defer c.window.Release(min(size, c.opts.PublishWindow))
+	defer c.window.Release(held)
 	msgs, err := c.encode(b)
 	if err != nil {
 		return 0, err
@@ -327,71 +316,101 @@ func (c *Conn) Publish(ctx context.Context, b *Batch) (dupMsgs int, err error) {
 			futures[i], maybe[i] = f, true
 		}
 	}
-	fail := func(err error) (int, error) {
-		if slices.Contains(maybe, true) {
-			return dupMsgs, fmt.Errorf("%w: storing batch in %s: %w", ErrUnconfirmed, IngestStream, err)
-		}
-		return dupMsgs, fmt.Errorf("%w: storing batch in %s: %w", ErrNotStored, IngestStream, err)
-	}
 	for i, m := range msgs {
-		f := futures[i]
-		if f != nil {
-			maybe[i] = false // known again once its answer is read
+		dup, mayBeStored, err := c.confirm(sctx, m, futures[i])
+		maybe[i] = mayBeStored
+		if err != nil {
+			if slices.Contains(maybe, true) {
+				return dupMsgs, fmt.Errorf("%w: storing batch in %s: %w", ErrUnconfirmed, IngestStream, err)
+			}
+			return dupMsgs, fmt.Errorf("%w: storing batch in %s: %w", ErrNotStored, IngestStream, err)
 		}
-		for {
-			if f == nil { // (re)send, once connected
-				if !c.pubNC.IsConnected() && !c.waitConnected(sctx) {
-					return fail(fmt.Errorf("not connected: %w", sctx.Err()))
-				}
-				var err error
-				if f, err = c.pubJS.PublishMsgAsync(m); err != nil {
-					f = nil
-					if !sleep(sctx, 100*time.Millisecond) {
-						return fail(err)
-					}
-					continue
-				}
-			}
-			var err error
-			select {
-			case ack := <-f.Ok():
-				if ack.Duplicate {
-					dupMsgs++
-				}
-				for seq := c.lastAcked.Load(); ack.Sequence > seq && !c.lastAcked.CompareAndSwap(seq, ack.Sequence); {
-					seq = c.lastAcked.Load()
-				}
-				maybe[i] = true
-			case err = <-f.Err():
-			case <-sctx.Done():
-				maybe[i] = true
-				return fail(sctx.Err())
-			}
-			if err == nil {
-				break
-			}
-			var apiErr *jetstream.APIError
-			if errors.As(err, &apiErr) { // JetStream answered: not stored
-				return fail(err)
-			}
-			if !errors.Is(err, nats.ErrNoResponders) { // sent, answer lost: ask again
-				maybe[i] = true
-			}
-			if c.opts.Server != nil { // the embedded store failed a write (disk full): it will not answer
-				if msg, _ := c.opts.Server.werr.get(); msg != "" {
-					return fail(fmt.Errorf("%w (the stream store failed a write: %s)", err, msg))
-				}
-			}
-			if !errors.Is(err, nats.ErrNoResponders) {
-				c.log.Warn("batch sent but not acknowledged; sending it again to learn whether it was stored", "err", err)
-			}
-			f = nil
-			if !sleep(sctx, 50*time.Millisecond) {
-				return fail(err)
-			}
+		if dup {
+			dupMsgs++
 		}
 	}
 	return dupMsgs, nil
+}
+
+// reserve takes room for b in the publish window, waiting up to PublishWait, and returns
+// how much it took. Room is taken before encoding, by an estimate (an entry is about twice
+// its raw payload), so that batches waiting for room hold no envelope.
+func (c *Conn) reserve(ctx context.Context, b *Batch) (int64, error) {
+	size := int64(0)
+	for i := range b.Entries {
+		size += 2*int64(len(b.Entries[i].Raw)) + 160
+	}
+	held := min(size, c.opts.PublishWindow)
+	wctx, cancel := context.WithTimeout(ctx, c.opts.PublishWait)
+	err := c.window.Acquire(wctx, held)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, fmt.Errorf("%w: %w", ErrNotStored, ctx.Err())
+		}
+		return 0, fmt.Errorf("%w (no room in %s for %s)", ErrBusy, c.opts.PublishWait, byteSize(size))
+	}
+	return held, nil
+}
+
+// confirm waits for JetStream's answer to message m, already sent as f (nil: not sent
+// yet), and sends m again, with the same ID, while the answer is lost, until ctx ends. It
+// reports whether JetStream called m a duplicate, and whether m may be stored (answered,
+// or sent with its outcome lost), which tells on error whether the batch is unconfirmed.
+func (c *Conn) confirm(ctx context.Context, m *nats.Msg, f jetstream.PubAckFuture) (dup, maybe bool, err error) {
+	for {
+		if f == nil { // (re)send, once connected
+			if !c.pubNC.IsConnected() && !c.waitConnected(ctx) {
+				return false, maybe, fmt.Errorf("not connected: %w", ctx.Err())
+			}
+			var err error
+			if f, err = c.pubJS.PublishMsgAsync(m); err != nil {
+				f = nil
+				if !sleep(ctx, 100*time.Millisecond) {
+					return false, maybe, err
+				}
+				continue
+			}
+		}
+		var err error
+		select {
+		case ack := <-f.Ok():
+			c.noteAcked(ack.Sequence)
+			return ack.Duplicate, true, nil
+		case err = <-f.Err():
+		case <-ctx.Done():
+			return false, true, ctx.Err()
+		}
+		if err == nil {
+			return false, maybe, nil
+		}
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) { // JetStream answered: not stored
+			return false, maybe, err
+		}
+		if !errors.Is(err, nats.ErrNoResponders) { // sent, answer lost: ask again
+			maybe = true
+		}
+		if c.opts.Server != nil { // the embedded store failed a write (disk full): it will not answer
+			if msg, _ := c.opts.Server.werr.get(); msg != "" {
+				return false, maybe, fmt.Errorf("%w (the stream store failed a write: %s)", err, msg)
+			}
+		}
+		if !errors.Is(err, nats.ErrNoResponders) {
+			c.log.Warn("batch sent but not acknowledged; sending it again to learn whether it was stored", "err", err)
+		}
+		f = nil
+		if !sleep(ctx, 50*time.Millisecond) {
+			return false, maybe, err
+		}
+	}
+}
+
+// noteAcked raises lastAcked to seq if it is higher.
+func (c *Conn) noteAcked(seq uint64) {
+	for last := c.lastAcked.Load(); seq > last && !c.lastAcked.CompareAndSwap(last, seq); {
+		last = c.lastAcked.Load()
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
