@@ -76,6 +76,8 @@ func newRootCmd(g *globals) *cobra.Command {
 		newReportCmd(g),
 		newSilenceCmd(g),
 		newVersionCmd(g),
+		newConnectCmd(g),
+		newPullCmd(g),
 	)
 	return root
 }

@@ -39,7 +39,7 @@ type alerting struct {
 // ws0 is the external URL put in notifications before the HTTP server is bound.
 func ws0(cfg *config.Config) string { return "http://" + cfg.HTTP.Listen }
 
-func startAlerting(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, cfg *config.Config, conn *stream.Conn, kinds *reading.Registry, hub *web.Hub, externalURL string, record func([]alert.Transition)) (*alerting, error) {
+func startAlerting(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, cfg *config.Config, conn *stream.Conn, kinds *reading.Registry, hub *web.Hub, externalURL string, record func([]alert.Transition), quarantine func(context.Context, stream.Poisoned) error) (*alerting, error) {
 	alertsKV, err := conn.KV(ctx, alertsBucket, "pulselake alert state")
 	if err != nil {
 		return nil, err
@@ -71,7 +71,7 @@ func startAlerting(ctx context.Context, log *slog.Logger, reg prometheus.Registe
 	}
 	eng, err := rules.NewEngine(ctx, log.With("component", "rules"), reg, rules.Options{
 		Rules: cfg.AllRules(), RuleFiles: cfg.RuleFiles, Dir: cfg.Dir(), WatchInterval: 5 * time.Second,
-		Registry: kinds, JS: conn.JS, State: alertsKV, Notify: out.Notify, Sink: out.Record,
+		Registry: kinds, JS: conn.JS, State: alertsKV, Notify: out.Notify, Sink: out.Record, Quarantine: quarantine,
 	})
 	if err != nil {
 		sil.Close()

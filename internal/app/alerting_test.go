@@ -15,6 +15,7 @@ import (
 
 	"github.com/pulselake/pulselake/internal/alert"
 	"github.com/pulselake/pulselake/internal/anomaly"
+	"github.com/pulselake/pulselake/internal/detectors"
 	"github.com/pulselake/pulselake/internal/notify"
 	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/rules"
@@ -81,6 +82,15 @@ func TestRuleAndDetectorAlertsLookAlike(t *testing.T) {
 	}()
 	defer wg.Wait()
 	defer cancel()
+	// The engine's consumer delivers what is stored after it exists: wait for it.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := conn.JS.Consumer(ctx, stream.IngestStream, "rules-test"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the rule engine did not create its consumer")
+		}
+	}
 
 	now := time.Now().UTC().Truncate(time.Second)
 	ds, errs := anomaly.CompileDetectors([]anomaly.DetectorSpec{{Name: "hr-shift", Kind: "heart_rate", Value: "bpm", Method: "timeshift",
@@ -89,13 +99,13 @@ func TestRuleAndDetectorAlertsLookAlike(t *testing.T) {
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	det, err := newAnomalyRunner(log, nil, ds, anomalyOutputs{alerts: out})
+	detNow := now
+	det, err := detectors.New(log, nil, detectors.Options{Detectors: ds, Out: detectors.Outputs{Alerts: out},
+		Now: func() time.Time { return detNow }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	detNow := now
-	det.now = func() time.Time { return detNow }
-	defer det.close()
+	defer det.Close()
 
 	// The series: steady, then a jump that both the rule (> 150) and the detector flag.
 	t0 := now.Add(-5 * time.Minute)
@@ -103,7 +113,7 @@ func TestRuleAndDetectorAlertsLookAlike(t *testing.T) {
 		hr("s1", "w1", t0.Add(2*time.Minute), 70), hr("s1", "w1", t0.Add(3*time.Minute), 200)}
 	b := &stream.Batch{Source: stream.SourceHTTP, Received: now}
 	for _, r := range series {
-		det.observe(ctx, r)
+		det.Observe(ctx, r)
 		raw, _ := json.Marshal(map[string]any{"subject": r.Subject, "device": r.Device, "kind": r.Kind, "time": r.Time.UnixMilli(), "values": r.Values})
 		b.Entries = append(b.Entries, stream.Entry{Identity: r.Identity(), Reading: r, Raw: raw})
 	}
@@ -158,7 +168,7 @@ func TestRuleAndDetectorAlertsLookAlike(t *testing.T) {
 		t.Fatal(err)
 	}
 	detNow = detNow.Add(30 * time.Second)
-	det.tick(ctx)
+	det.Tick(ctx)
 	for time.Now().Before(deadline) {
 		if got = listed(); got["hr-high"]["state"] == "resolved" {
 			break
@@ -196,4 +206,8 @@ func TestRuleAndDetectorAlertsLookAlike(t *testing.T) {
 	if want := []string{"hr-high:firing>resolved", "hr-high:inactive>firing", "hr-shift:firing>resolved", "hr-shift:inactive>firing"}; !slices.Equal(froms, want) {
 		t.Errorf("recorded transitions %v, want %v", froms, want)
 	}
+}
+
+func hr(subject, device string, at time.Time, bpm float64) *reading.Reading {
+	return &reading.Reading{Subject: subject, Device: device, Kind: "heart_rate", Time: at, Values: map[string]float64{"bpm": bpm}}
 }

@@ -24,9 +24,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/pulselake/pulselake/internal/config"
+	"github.com/pulselake/pulselake/internal/connector"
 	"github.com/pulselake/pulselake/internal/durable"
 	"github.com/pulselake/pulselake/internal/imports"
 	"github.com/pulselake/pulselake/internal/ingest"
+	"github.com/pulselake/pulselake/internal/lake"
 	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/rules"
 	"github.com/pulselake/pulselake/internal/stream"
@@ -73,10 +75,14 @@ type node struct {
 	lake     *lakeParts
 	alerting *alerting
 	runProc  func(name string, run func(context.Context) error)
-	closers  []func()
-	erasers  []memoryEraser // parts of memory that hold subjects' data (erase.go)
-	ingester *ingest.Ingester
-	imports  *imports.Manager // uploaded exports (imports.go)
+	// quarantine records the stream messages a processor terminated (quarantine.poison).
+	quarantine func(context.Context, stream.Poisoned) error
+	closers    []func()
+	erasers    []memoryEraser // parts of memory that hold subjects' data (erase.go)
+	ingester   *ingest.Ingester
+	imports    *imports.Manager // uploaded exports (imports.go)
+	// connectors are the wearable connections (connectors.go).
+	connectors *connector.Manager
 }
 
 // onClose registers f to run when serve stops, after the processors stopped.
@@ -89,7 +95,7 @@ func (n *node) close() {
 }
 
 // parts are the optional parts of serve, started in this order.
-var parts = []func(*node) error{startDetectors, startECG, startPipelines, startErase, startImports}
+var parts = []func(*node) error{startDetectors, startECG, startPipelines, startConnectors, startErase, startImports}
 
 // lakeStopTimeout bounds the lake writer's final flush at shutdown; what it could not
 // write stays in the stream and is written on the next start.
@@ -252,7 +258,8 @@ func Run(ctx context.Context, o Options) error {
 	}
 	runProc("lake-ops", lk.ops.Run)
 	runProc("stream-loss", loss.Run)
-	alerting, err := startAlerting(ctx, log, reg, cfg, conn, kinds, hub, ws0(cfg), lk.recordAlerts)
+	quarantine := quarantineTo(lk.ops)
+	alerting, err := startAlerting(ctx, log, reg, cfg, conn, kinds, hub, ws0(cfg), lk.recordAlerts, quarantine)
 	if err != nil {
 		return err
 	}
@@ -271,7 +278,7 @@ func Run(ctx context.Context, o Options) error {
 		}},
 	})
 	n := &node{ctx: ctx, log: log, reg: reg, cfg: cfg, dataDir: o.DataDir, conn: conn, kinds: kinds, hub: hub,
-		lake: lk, alerting: alerting, runProc: runProc, ingester: in}
+		lake: lk, alerting: alerting, runProc: runProc, quarantine: quarantine, ingester: in}
 	defer n.close()
 	for _, start := range parts {
 		if err := start(n); err != nil {
@@ -322,6 +329,19 @@ func Run(ctx context.Context, o Options) error {
 	procs.Wait()
 	log.Info("processors stopped; closing the stream")
 	return nil
+}
+
+// quarantineTo records the stream messages processors terminated in quarantine.poison,
+// committed with the ops rows.
+func quarantineTo(ops *lake.RowBuffer) func(context.Context, stream.Poisoned) error {
+	return func(_ context.Context, p stream.Poisoned) error {
+		for _, row := range lake.PoisonRows(p, time.Now()) {
+			if !ops.Add(lake.ZoneQuarantine, lake.PoisonTable, lake.PoisonColumns, row) {
+				return errors.New("the lake's row buffer is full; the record is dropped (the message stays in the stream for its retention)")
+			}
+		}
+		return nil
+	}
 }
 
 func off(addr string) string {

@@ -96,8 +96,7 @@ func (e *eraser) eraseSteps() []EraseStep {
 		{"alert state", e.alertState},
 		{"notification log", e.notificationLog},
 		{"silences", e.silences},
-		// Connector credentials and cursors: no connector keeps per-subject state yet; a
-		// connector package adds its step here.
+		{"connectors", e.connectors}, // credentials, cursors and connections (connectors.go)
 	}
 	steps = append(steps, EraseStep{"stream", e.stream})
 	return append(steps,
@@ -410,54 +409,4 @@ func (n *node) eraseMemory(ctx context.Context, subject string, dryRun bool) ([]
 		n.log.Info("erased a subject from memory", "places", len(rows))
 	}
 	return rows, nil
-}
-
-// eraseSubject drops the subject's alerts and baselines from the streaming detectors (no
-// notice is sent about them).
-func (r *anomalyRunner) eraseSubject(_ context.Context, subject string, dryRun bool) (before, after int, labels []map[string]string, err error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	count := func() int {
-		n := 0
-		for k := range r.alerts {
-			if k.Subject == subject {
-				n++
-			}
-		}
-		for _, s := range r.dets {
-			for key := range s.base {
-				if baselineOf(key, subject) {
-					n++
-				}
-			}
-		}
-		return n
-	}
-	before = count()
-	for k, a := range r.alerts {
-		if k.Subject == subject {
-			labels = append(labels, a.Labels)
-		}
-	}
-	if dryRun {
-		return before, before, labels, nil
-	}
-	for k := range r.alerts {
-		if k.Subject == subject {
-			delete(r.alerts, k)
-		}
-	}
-	for _, s := range r.dets {
-		for key, el := range s.base {
-			if baselineOf(key, subject) {
-				s.drop(el)
-			}
-		}
-	}
-	return before, count(), labels, nil
-}
-
-// baselineOf reports whether a baseline key (subject, or subject NUL device) is subject's.
-func baselineOf(key, subject string) bool {
-	return key == subject || strings.HasPrefix(key, subject+"\x00")
 }

@@ -37,6 +37,13 @@ func mountRoutes(ws *web.Server, n *node) {
 	ws.HandleUnbound("POST /v1/silences", token.ScopeAdmin, n.alerting.changeSilences())
 	ws.HandleUnbound("DELETE /v1/silences/{id}", token.ScopeAdmin, n.alerting.changeSilences())
 
+	// Wearable connections (docs/sources.md). The OAuth redirect needs no token: its
+	// single-use state authenticates it. Connecting needs admin or a token bound to the subject.
+	ws.HandlePublic("GET /v1/connect/{provider}/callback", http.HandlerFunc(n.connectors.Callback))
+	ws.Handle("POST /v1/connect/{provider}", token.ScopeRead, n.connectors.BeginHandler)
+	ws.Handle("GET /v1/connections", token.ScopeRead, n.connectors.ListHandler)
+	ws.HandleUnbound("DELETE /v1/connections/{id}", token.ScopeAdmin, n.connectors.DeleteHandler)
+
 	// The lake's catalog for other engines: table metadata and data files hold every
 	// subject's rows, so bound tokens are refused.
 	if h := restCatalog(n); h != nil {

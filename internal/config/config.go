@@ -68,6 +68,9 @@ type Config struct {
 	// Imports bounds exports uploaded to POST /v1/imports (docs/sources-exports.md).
 	Imports Imports `yaml:"imports"`
 
+	// Connectors are the wearable clouds pulled on a schedule (SPEC §10, docs/sources.md).
+	Connectors Connectors `yaml:"connectors"`
+
 	file string    // path of the file loaded, "" for defaults
 	ast  *ast.File // its syntax tree, for line numbers
 }
@@ -245,9 +248,10 @@ func Default() *Config {
 			DedupWindow:      yamlconf.Duration(2 * time.Minute),
 			DedupMaxEntries:  2_000_000,
 		},
-		Imports: Imports{MaxBytes: 10 << 30, MaxQueued: 4},
-		Runtime: Runtime{MemoryLimit: "768MiB"},
-		Log:     Log{Level: "info", Format: "text"},
+		Imports:    Imports{MaxBytes: 10 << 30, MaxQueued: 4},
+		Runtime:    Runtime{MemoryLimit: "768MiB"},
+		Log:        Log{Level: "info", Format: "text"},
+		Connectors: defaultConnectors(),
 	}
 }
 
@@ -393,6 +397,7 @@ func (c *Config) Validate() error {
 	ps = append(ps, lc.Validate()...)
 	ps = append(ps, c.ECG.Validate()...)
 	ps = append(ps, pipeline.ValidateFolders(c.Pipelines)...)
+	c.Connectors.validate(&ps)
 	c.validateQuery(&ps)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -389,6 +389,12 @@ func (in *Ingester) ingestWaiting(ctx context.Context, source string, recs []Rec
 	}
 }
 
+// IngestWaiting stores readings of an internal source (files, wearable connectors) that
+// can wait: see ingestWaiting.
+func (in *Ingester) IngestWaiting(ctx context.Context, source string, recs []Record) (Result, error) {
+	return in.ingestWaiting(ctx, source, recs)
+}
+
 // Recover rebuilds the de-duplication window from the batches stored in the last window,
 // so readings re-sent after a restart are still recognised as duplicates.
 func (in *Ingester) Recover(ctx context.Context, conn *stream.Conn) error {

@@ -66,28 +66,12 @@ type health struct {
 	mu      sync.Mutex
 	broken  map[string]string
 	stalled error
-	oldest  time.Time // stream time of the oldest message held and not committed
 }
 
 func (h *health) setStalled(err error) {
 	h.mu.Lock()
 	h.stalled = err
 	h.mu.Unlock()
-}
-
-func (h *health) setOldest(t time.Time) {
-	h.mu.Lock()
-	h.oldest = t
-	h.mu.Unlock()
-}
-
-func (h *health) lagSeconds() float64 {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.oldest.IsZero() {
-		return 0
-	}
-	return time.Since(h.oldest).Seconds()
 }
 
 // Health reports the tables the writer cannot write now and whether it writes at all.
@@ -175,11 +159,11 @@ func (w *Writer) recovered(key string) {
 // setAside sets aside the tables of failed that have failed often enough, each with a
 // durable consumer starting at the first message of msgs. It reports whether it set aside
 // every table of failed (so that the flush can go on without them).
-func (w *Writer) setAside(ctx context.Context, failed map[string]error, msgs []jetstream.Msg) bool {
+func (w *Writer) setAside(ctx context.Context, failed map[string]error, msgs []*stream.Msg) bool {
 	from := uint64(0)
 	for _, m := range msgs {
-		if meta, err := m.Metadata(); err == nil && (from == 0 || meta.Sequence.Stream < from) {
-			from = meta.Sequence.Stream
+		if from == 0 || m.Seq < from {
+			from = m.Seq
 		}
 	}
 	if from == 0 {
@@ -312,26 +296,33 @@ func (w *Writer) catchUp(ctx context.Context, ts *tableState) error {
 	if err != nil {
 		return fmt.Errorf("fetching for table %s: %w", ts.key, err)
 	}
-	var msgs []jetstream.Msg
+	var msgs []*stream.Msg
 	caughtUp := false
-	for m := range batch.Messages() {
-		meta, err := m.Metadata()
+	for jm := range batch.Messages() {
+		m, err := stream.Wrap(jm)
 		if err != nil {
 			continue
 		}
-		if meta.Sequence.Stream > w.ackedSeq {
+		if m.Seq > w.ackedSeq {
 			caughtUp = true // the main flow has this one (buffered or still to fetch)
 			continue
 		}
 		msgs = append(msgs, m)
 	}
 	if len(msgs) > 0 {
+		stream.DecodeAll(msgs, w.parsers)
 		res, err := w.flush(ctx, msgs, ts.key)
 		if err != nil {
 			return err
 		}
 		if ferr := res.failed[ts.key]; ferr != nil {
 			return ferr
+		}
+		for _, m := range msgs {
+			if err := m.Ack(); err != nil {
+				// The commit is durable; a lost ack only means a redelivery that the watermark skips.
+				w.log.Warn("acknowledging a stream message", "err", err)
+			}
 		}
 	}
 	if len(msgs) == 0 && !caughtUp {

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -66,9 +65,16 @@ type Writer struct {
 	// Run goroutine only: the state of tables that failed, and the highest stream sequence
 	// the writer's consumer has acknowledged (every message up to it is in every healthy
 	// table).
-	tables   map[string]*tableState
-	ackedSeq uint64
-	failing  int // consecutive flush attempts that failed for every table
+	tables    map[string]*tableState
+	ackedSeq  uint64
+	failing   int             // consecutive flush attempts that failed for every table
+	committed map[string]bool // tables that committed in some attempt of the batch being retried
+
+	// The consumer loop and the state of its housekeeping (Run goroutine only).
+	loop        *stream.Consumer
+	cons        jetstream.Consumer
+	lagAt       time.Time
+	nextCompact time.Time
 
 	health health // what /readyz and /metrics report; safe for concurrent use
 }
@@ -141,12 +147,30 @@ func New(log *slog.Logger, reg prometheus.Registerer, o Options) (*Writer, error
 	}
 	w := &Writer{log: log, o: o, store: o.Store, parsers: parsers, m: newMetrics(reg),
 		stop: make(chan struct{}), index: map[string]*kindIndex{}, trusted: map[string]*trustedTable{},
-		tables: map[string]*tableState{}}
+		tables: map[string]*tableState{}, committed: map[string]bool{}}
 	w.health.broken = map[string]string{}
+	// Batches are held up to flush_bytes or flush_interval and committed together; a batch
+	// whose every table fails is retried in place (stream order, which each table's
+	// watermark relies on, is kept), and nothing is ever terminated: a message that is not
+	// an envelope goes to quarantine.readings with the batch.
+	var err error
+	w.loop, err = stream.NewConsumer(log, reg, stream.ConsumerOptions{Name: ConsumerName, Kinds: o.Registry,
+		Mode: stream.ModeRetryInPlace, HandleBatch: w.commit, KeepUndecodable: true, DecodeWorkers: len(parsers),
+		FlushBytes: o.Config.FlushBytes, FlushInterval: o.Config.FlushInterval.D(), FetchMessages: o.FetchBatch, FetchBytes: o.FetchBytes,
+		Backoff: stream.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second}, Stop: w.stop, DrainAttempts: drainAttempts,
+		Between: w.housekeep})
+	if err != nil {
+		return nil, fmt.Errorf("creating lake writer: %w", err)
+	}
 	if reg != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pulselake_lake_writer_lag_seconds",
 			Help: "Age of the oldest ingest stream message the lake writer holds but has not committed (0 when it holds none)."},
-			w.health.lagSeconds))
+			func() float64 {
+				if t := w.loop.HeldSince(); !t.IsZero() {
+					return time.Since(t).Seconds()
+				}
+				return 0
+			}))
 	}
 	return w, nil
 }
@@ -156,7 +180,10 @@ func New(log *slog.Logger, reg prometheus.Registerer, o Options) (*Writer, error
 func (w *Writer) Stop() { w.stopOnce.Do(func() { close(w.stop) }) }
 
 // Run consumes until Stop (after a final flush, returning nil) or until ctx ends (without
-// flushing: unacknowledged messages are delivered again on the next start).
+// flushing: unacknowledged messages are delivered again on the next start). After Stop the
+// writer drains: it keeps fetching (with short waits) until the stream has nothing more for
+// it, then flushes once and returns, so that a clean shutdown leaves every stored reading in
+// the lake.
 func (w *Writer) Run(ctx context.Context) error {
 	if w.store == nil {
 		st, err := Open(ctx, w.log, w.o.Config)
@@ -166,180 +193,107 @@ func (w *Writer) Run(ctx context.Context) error {
 		w.store, w.ownStore = st, true
 		defer func() { st.Close(); w.store = nil }()
 	}
-	var leaseLost <-chan struct{}
+	var l *lease
 	if w.o.Lease {
-		l, err := w.acquireLease(ctx)
-		if err != nil || l == nil {
+		var err error
+		if l, err = w.acquireLease(ctx); err != nil || l == nil {
 			return err // stopped while standing by: nothing to flush
 		}
-		lctx, cancel := context.WithCancel(ctx)
-		defer func() { cancel(); l.release() }()
-		go l.keep(lctx)
-		leaseLost = l.lost
+		defer l.release()
 	}
-	cons, err := w.consumer(ctx)
-	if err != nil {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var leaseLost <-chan struct{}
+	if l != nil {
+		leaseLost = l.lost
+		wg.Go(func() { l.keep(cctx) })
+		wg.Go(func() { // unacknowledged messages go to the writer that took over
+			select {
+			case <-leaseLost:
+				cancel()
+			case <-cctx.Done():
+			}
+		})
+	}
+	var err error
+	if w.cons, err = w.consumer(ctx); err != nil {
 		return err
 	}
-	cfg := w.o.Config
-	var (
-		buf      []jetstream.Msg
-		bufBytes int64
-		first    time.Time
-		backoff  = 100 * time.Millisecond
-	)
 	if err := w.loadRepairs(ctx); err != nil {
 		return err
 	}
-	nextCompact := time.Now().Add(cfg.CompactInterval.D())
-	draining := false
-	// flush commits buf to every table that is not catching up. A table that keeps failing
-	// while others commit is set aside (it catches up from the stream later, see repair.go),
-	// so that one broken table does not stop the others; when every table fails, the
-	// messages stay unacknowledged and the flush is retried with back-off.
-	flush := func() error {
-		committed := map[string]bool{}
-		for attempt := 0; ; attempt++ {
-			res, err := w.flush(ctx, buf, "")
-			for k := range res.committed {
-				committed[k] = true
-			}
-			if err == nil && len(res.failed) == 0 {
-				w.ackedSeq = max(w.ackedSeq, res.maxSeq)
-				w.failing = 0
-				for key, ts := range w.tables {
-					if ts.repair == nil {
-						w.recovered(key)
-					}
-				}
-				w.health.setStalled(nil)
-				w.health.setOldest(time.Time{})
-				buf, bufBytes = buf[:0], 0
-				return nil
-			}
-			w.m.failures.Inc()
-			if err == nil {
-				err = w.tableFailures(res.failed, len(committed) > 0)
-				if len(committed) > 0 && w.setAside(ctx, res.failed, buf) {
-					continue // the other tables commit at once
-				}
-			}
-			w.failing++
-			if w.failing >= stalledAfter {
-				w.health.setStalled(err)
-			}
-			w.log.Error("lake flush failed; retrying", "err", err, "messages", len(buf), "attempt", attempt+1)
-			for _, m := range buf {
-				_ = m.InProgress()
-			}
-			if draining && attempt+1 >= drainAttempts {
-				return fmt.Errorf("giving up after %d attempts (the messages stay in the stream and are written on the next start): %w", attempt+1, err)
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(min(backoff<<min(attempt, 6), 10*time.Second)):
-			}
-		}
+	w.nextCompact = time.Now().Add(w.o.Config.CompactInterval.D())
+	clear(w.committed)
+	err = w.loop.Run(cctx, w.cons)
+	select {
+	case <-leaseLost:
+		return errLeaseLost
+	default:
 	}
-	// After Stop the writer drains: it keeps fetching (with short waits) until the stream
-	// has nothing more for it, then flushes once and returns, so that a clean shutdown
-	// leaves every stored reading in the lake.
-	lagAt := time.Time{}
+	if err != nil {
+		return fmt.Errorf("final lake flush: %w", err)
+	}
+	return nil
+}
+
+// commit writes a batch to every table that is not catching up; nil means every such table
+// committed (the loop then acknowledges the messages). A table that keeps failing while others
+// commit is set aside (it catches up from the stream later, see repair.go), so that one broken
+// table does not stop the others; when every table fails, the error makes the loop retry the
+// batch with back-off, its messages unacknowledged.
+func (w *Writer) commit(ctx context.Context, msgs []*stream.Msg) error {
 	for {
-		select {
-		case <-w.stop:
-			draining = true
-		case <-ctx.Done():
-			return nil
-		case <-leaseLost:
-			return errLeaseLost // unacknowledged messages go to the writer that took over
-		default:
+		res, err := w.flush(ctx, msgs, "")
+		for k := range res.committed {
+			w.committed[k] = true
 		}
-		wait := time.Second
-		if len(buf) > 0 {
-			wait = min(wait, cfg.FlushInterval.D()-time.Since(first))
-		}
-		wait = max(wait, 50*time.Millisecond)
-		if draining {
-			wait = 200 * time.Millisecond
-		}
-		fetched := len(buf)
-		// Fetch by count and by bytes (bounded client memory; big envelopes never overrun the
-		// connection's pending limits). FetchBytes alone would size its channels for a
-		// million messages on every call.
-		batch, err := cons.Fetch(w.o.FetchBatch, jetstream.FetchMaxBytes(w.o.FetchBytes), jetstream.FetchMaxWait(wait))
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			w.log.Warn("fetching from the ingest stream", "err", err)
-			if draining {
-				if len(buf) > 0 {
-					if err := flush(); err != nil {
-						return fmt.Errorf("final lake flush: %w", err)
-					}
-				}
-				return nil
-			}
-			select {
-			case <-ctx.Done():
-			case <-w.stop:
-			case <-time.After(time.Second):
-			}
-			continue
-		}
-		for m := range batch.Messages() {
-			if len(buf) == 0 {
-				first = time.Now()
-				if meta, err := m.Metadata(); err == nil {
-					w.health.setOldest(meta.Timestamp)
+		if err == nil && len(res.failed) == 0 {
+			w.ackedSeq = max(w.ackedSeq, res.maxSeq)
+			w.failing = 0
+			clear(w.committed)
+			for key, ts := range w.tables {
+				if ts.repair == nil {
+					w.recovered(key)
 				}
 			}
-			buf = append(buf, m)
-			bufBytes += int64(len(m.Data()))
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			w.log.Debug("fetch ended", "err", err)
-		}
-		if draining && len(buf) == fetched && w.delivered(ctx, cons) {
-			if len(buf) > 0 {
-				if err := flush(); err != nil {
-					return fmt.Errorf("final lake flush: %w", err)
-				}
-			}
+			w.health.setStalled(nil)
 			return nil
 		}
-		if len(buf) > 0 && (bufBytes >= cfg.FlushBytes || time.Since(first) >= cfg.FlushInterval.D()) {
-			if err := flush(); err != nil {
-				return nil // ctx ended while retrying
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		w.m.failures.Inc()
+		if err == nil {
+			err = w.tableFailures(res.failed, len(w.committed) > 0)
+			if len(w.committed) > 0 && w.setAside(ctx, res.failed, msgs) {
+				continue // the other tables commit at once
 			}
 		}
-		if !draining {
-			w.repairDue(ctx)
+		w.failing++
+		if w.failing >= stalledAfter {
+			w.health.setStalled(err)
 		}
-		if time.Since(lagAt) >= lagEvery {
-			w.updateLag(ctx, cons)
-			lagAt = time.Now()
-		}
-		if cfg.CompactInterval > 0 && time.Now().After(nextCompact) && len(buf) == 0 {
-			w.Compact(ctx)
-			nextCompact = time.Now().Add(cfg.CompactInterval.D())
-		}
+		w.log.Error("lake flush failed; retrying", "err", err, "messages", len(msgs), "attempt", w.failing)
+		return err
 	}
 }
 
-// delivered reports whether the consumer has been handed every message of the stream (so
-// that a draining writer may stop). It says yes when the stream cannot be asked.
-func (w *Writer) delivered(ctx context.Context, cons jetstream.Consumer) bool {
-	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	info, err := cons.Info(ictx)
-	if err != nil {
-		w.log.Warn("asking the stream what is left to write", "err", err)
-		return true
+// housekeep runs between fetches: tables set aside catch up, the lag gauge is updated, and
+// small files are compacted while nothing is held.
+func (w *Writer) housekeep(ctx context.Context, draining bool, held int) {
+	if !draining {
+		w.repairDue(ctx)
 	}
-	return info.NumPending == 0
+	if time.Since(w.lagAt) >= lagEvery {
+		w.updateLag(ctx, w.cons)
+		w.lagAt = time.Now()
+	}
+	if cfg := w.o.Config; cfg.CompactInterval > 0 && time.Now().After(w.nextCompact) && held == 0 {
+		w.Compact(ctx)
+		w.nextCompact = time.Now().Add(cfg.CompactInterval.D())
+	}
 }
 
 // consumer returns the durable consumer, re-created at the ack floor when messages were
@@ -529,10 +483,10 @@ func (f *flushState) fail(p *pending, err error) {
 }
 
 // flush writes msgs to their tables and commits each table on its own. Only when every
-// table that takes rows committed are the messages acknowledged; otherwise the result names
+// table that takes rows committed may the messages be acknowledged; otherwise the result names
 // the tables that failed (the others committed, and skip these messages by their watermark
 // when they come again). With only set (a catch-up), just that table is written.
-func (w *Writer) flush(ctx context.Context, msgs []jetstream.Msg, only string) (res flushResult, err error) {
+func (w *Writer) flush(ctx context.Context, msgs []*stream.Msg, only string) (res flushResult, err error) {
 	start := time.Now()
 	f := &flushState{w: w, ctx: ctx, only: only, tables: map[string]*pending{}, failed: map[string]error{}}
 	res = flushResult{committed: map[string]bool{}, failed: f.failed}
@@ -550,10 +504,7 @@ func (w *Writer) flush(ctx context.Context, msgs []jetstream.Msg, only string) (
 			w.index = map[string]*kindIndex{}
 		}
 	}()
-	batches, seqs, err := w.decode(msgs)
-	if err != nil {
-		return res, err
-	}
+	batches, seqs := w.envelopes(msgs)
 	f.expect(batches)
 	for _, seq := range seqs {
 		res.maxSeq = max(res.maxSeq, seq)
@@ -580,6 +531,11 @@ func (w *Writer) flush(ctx context.Context, msgs []jetstream.Msg, only string) (
 	})
 	if err := passes.Wait(); err != nil {
 		return res, err
+	}
+	// The rows are built: the decoded readings are not needed during the commits.
+	batches = nil
+	for _, m := range msgs {
+		m.Release()
 	}
 	built := time.Since(start)
 	// Tables commit in parallel (each writes its own Parquet files; the catalog serialises
@@ -613,12 +569,6 @@ func (w *Writer) flush(ctx context.Context, msgs []jetstream.Msg, only string) (
 	if len(f.failed) > 0 {
 		return res, nil
 	}
-	for _, m := range msgs {
-		if err := m.Ack(); err != nil {
-			// The commit is durable; a lost ack only means a redelivery that the watermark skips.
-			w.log.Warn("acknowledging a stream message", "err", err)
-		}
-	}
 	w.log.Debug("lake flush committed", "messages", len(msgs), "tables", len(f.order), "only", only, "duplicates", dups, "built", built, "took", time.Since(start))
 	w.m.duplicates.Add(float64(dups))
 	if only == "" {
@@ -630,34 +580,22 @@ func (w *Writer) flush(ctx context.Context, msgs []jetstream.Msg, only string) (
 	return res, nil
 }
 
-// decode decodes the messages' envelopes on every core (each worker with its own parser).
-// A message that is not an envelope becomes a one-entry batch for the quarantine zone.
-func (w *Writer) decode(msgs []jetstream.Msg) ([]stream.Batch, []uint64, error) {
+// envelopes are the decoded batches of msgs and their stream sequences. A message that is not
+// an envelope becomes a one-entry batch for the quarantine zone.
+func (w *Writer) envelopes(msgs []*stream.Msg) ([]stream.Batch, []uint64) {
 	batches := make([]stream.Batch, len(msgs))
 	seqs := make([]uint64, len(msgs))
-	var next atomic.Int64
-	var g errgroup.Group
-	for _, p := range w.parsers {
-		g.Go(func() error {
-			for i := int(next.Add(1) - 1); i < len(msgs); i = int(next.Add(1) - 1) {
-				m := msgs[i]
-				meta, err := m.Metadata()
-				if err != nil {
-					return fmt.Errorf("reading message metadata: %w", err)
-				}
-				seqs[i] = meta.Sequence.Stream
-				b, err := stream.Decode(m.Data(), p)
-				if err != nil {
-					w.log.Error("quarantining a stream message that is not a batch envelope", "seq", seqs[i], "err", err)
-					b = stream.Batch{Source: "unknown", Received: meta.Timestamp, Entries: []stream.Entry{{
-						Errors: reading.Errors{{Code: "invalid-envelope", Message: err.Error()}}, Raw: m.Data()}}}
-				}
-				batches[i] = b
-			}
-			return nil
-		})
+	for i, m := range msgs {
+		seqs[i] = m.Seq
+		if m.Err == nil {
+			batches[i] = m.Batch
+			continue
+		}
+		w.log.Error("quarantining a stream message that is not a batch envelope", "seq", m.Seq, "err", m.Err)
+		batches[i] = stream.Batch{Source: "unknown", Received: m.Stored, Entries: []stream.Entry{{
+			Errors: reading.Errors{{Code: "invalid-envelope", Message: m.Err.Error()}}, Raw: m.Data}}}
 	}
-	return batches, seqs, g.Wait()
+	return batches, seqs
 }
 
 // addReceived writes a batch's records to landing.<source> and its rejected ones to

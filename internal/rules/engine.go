@@ -58,12 +58,16 @@ type Options struct {
 	// SeenInterval is how often last-seen times of devices are saved (default 1m).
 	SeenInterval time.Duration
 	Now          func() time.Time
+	// Quarantine receives the stream messages the engine's consumer terminated (optional).
+	Quarantine func(ctx context.Context, p stream.Poisoned) error
 }
 
 // Engine runs the rules over the ingest stream.
 type Engine struct {
 	log  *slog.Logger
 	opts Options
+
+	consumer *stream.Consumer
 
 	mu        sync.Mutex
 	ev        *evaluator
@@ -144,6 +148,15 @@ func NewEngine(ctx context.Context, log *slog.Logger, reg prometheus.Registerer,
 	}
 	if err := e.restore(ctx); err != nil {
 		return nil, err
+	}
+	if o.JS != nil {
+		// A message whose alert state cannot be saved comes back with a back-off, for as long
+		// as the stream keeps it (the state store is down, not the message bad).
+		e.consumer, err = stream.NewConsumer(log, reg, stream.ConsumerOptions{Name: o.Consumer, Kinds: o.Registry,
+			Handle: e.handle, Quarantine: o.Quarantine})
+		if err != nil {
+			return nil, err
+		}
 	}
 	return e, nil
 }
@@ -382,22 +395,11 @@ func (e *Engine) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		it, err := cons.Messages(jetstream.PullMaxBytes(stream.FollowerPullBytes))
-		if err != nil {
-			return fmt.Errorf("consuming %s: %w", stream.IngestStream, err)
-		}
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			<-ctx.Done()
-			it.Stop()
-		}()
-		go func() {
-			defer wg.Done()
-			if err := e.consume(ctx, it); err != nil {
+		wg.Go(func() {
+			if err := e.consumer.Run(ctx, cons); err != nil {
 				errc <- err
 			}
-		}()
+		})
 	}
 	t := time.NewTicker(e.opts.TickInterval)
 	defer t.Stop()
@@ -441,34 +443,15 @@ func (e *Engine) reloadIfChanged() {
 	}
 }
 
-func (e *Engine) consume(ctx context.Context, it jetstream.MessagesContext) error {
-	parser := reading.NewParser(e.opts.Registry)
-	for {
-		msg, err := it.Next()
-		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
-				return nil
-			}
-			e.log.Warn("reading from the ingest stream", "err", err)
-			continue
-		}
-		e.handle(ctx, msg, parser)
-	}
-}
-
-func (e *Engine) handle(ctx context.Context, msg jetstream.Msg, parser *reading.Parser) {
+// handle evaluates the readings of one stream message; it returns an error (the message is
+// delivered again) when the alert state they changed could not be saved.
+func (e *Engine) handle(ctx context.Context, m *stream.Msg) error {
 	start := time.Now()
-	b, err := stream.Decode(msg.Data(), parser)
-	if err != nil {
-		e.log.Error("skipping undecodable ingest message", "subject", msg.Subject(), "err", err)
-		_ = msg.Term()
-		return
-	}
 	e.mu.Lock()
 	now := e.opts.Now()
 	n := 0
-	for i := range b.Entries {
-		r := b.Entries[i].Reading
+	for i := range m.Batch.Entries {
+		r := m.Batch.Entries[i].Reading
 		if r == nil {
 			continue
 		}
@@ -476,7 +459,7 @@ func (e *Engine) handle(ctx context.Context, msg jetstream.Msg, parser *reading.
 		e.ev.observe(r, now, now.Sub(r.Time) <= e.opts.MaxReadingAge)
 	}
 	ts := e.ev.takeTransitions()
-	err = e.persistLocked(ctx)
+	err := e.persistLocked(ctx)
 	if err == nil {
 		e.emitLocked(ctx, ts)
 	} else {
@@ -486,13 +469,11 @@ func (e *Engine) handle(ctx context.Context, msg jetstream.Msg, parser *reading.
 	e.mu.Unlock()
 	e.mReadings.Add(float64(n))
 	if err != nil {
-		e.log.Error("alert state not saved; the message will be redelivered", "err", err)
-		_ = msg.NakWithDelay(time.Second)
-		return
+		return fmt.Errorf("alert state not saved: %w", err)
 	}
 	e.sink(ctx, ts)
-	_ = msg.Ack()
 	e.mLatency.Observe(time.Since(start).Seconds())
+	return nil
 }
 
 // Tick applies the passage of time now (Run calls it every TickInterval).

@@ -1,6 +1,9 @@
 // Package stream is pulselake's durable log: an embedded NATS JetStream server (or a
 // connection to an external NATS cluster), the streams and key-value buckets pulselake uses,
-// and the batch envelope in which readings travel through the stream.
+// the batch envelope in which readings travel through the stream, and the consumer loop
+// (Consumer) every processor of the stream runs: byte-bounded pulls, decoding, the
+// processor's handler, acknowledgement after it, redelivery with back-off, and termination
+// and quarantine of poison messages.
 //
 // Invariants:
 //   - A batch is acknowledged to its producer only after JetStream stored it; in the

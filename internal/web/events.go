@@ -37,10 +37,13 @@ type Event struct {
 // subject-bound subscriber's readings out); the summary event always carries the full counts
 // of what the subscriber may see.
 type Hub struct {
-	conn    *stream.Conn
-	kinds   *reading.Registry
-	log     *slog.Logger
-	dropped prometheus.Counter
+	conn     *stream.Conn
+	consumer *stream.Consumer // live: acknowledges nothing, skips what it cannot decode
+	log      *slog.Logger
+	dropped  prometheus.Counter
+
+	tallyMu sync.Mutex
+	tally   tally
 
 	mu      sync.Mutex
 	subs    map[*subscriber]struct{}
@@ -60,13 +63,25 @@ const MaxReadingsPerSecond = 400
 
 const subscriberBuffer = 1024
 
-// NewHub returns a hub over the ingest stream.
+// liveConsumer names the live feed's consumer in logs and metrics.
+const liveConsumer = "live-feed"
+
+// NewHub returns a hub over the ingest stream (none when conn is nil). Like MustRegister, it
+// panics when its metrics cannot be registered.
 func NewHub(log *slog.Logger, reg prometheus.Registerer, conn *stream.Conn, kinds *reading.Registry) *Hub {
-	h := &Hub{conn: conn, kinds: kinds, log: log, subs: map[*subscriber]struct{}{}}
+	h := &Hub{conn: conn, log: log, subs: map[*subscriber]struct{}{}, tally: newTally()}
 	h.dropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "pulselake_events_dropped_total", Help: "Live events not delivered to a slow subscriber.",
 	})
 	reg.MustRegister(h.dropped)
+	if conn != nil {
+		c, err := stream.NewConsumer(log, reg, stream.ConsumerOptions{Name: liveConsumer, Kinds: kinds, Mode: stream.ModeLive,
+			Handle: h.handle, FetchMessages: 1000, FetchWait: 5 * time.Second})
+		if err != nil {
+			panic(err)
+		}
+		h.consumer = c
+	}
 	return h
 }
 
@@ -163,82 +178,91 @@ func (h *Hub) Close() {
 	}
 }
 
-// follow reads new batches from the ingest stream and publishes their readings.
+// follow reads new batches from the ingest stream and publishes their readings, and every
+// second the counts of what it saw.
 func (h *Hub) follow(ctx context.Context, done chan struct{}) {
 	defer close(done)
-	c, err := h.conn.JS.OrderedConsumer(ctx, stream.IngestStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{stream.IngestSubjects}, DeliverPolicy: jetstream.DeliverNewPolicy,
-	})
+	// An ordered consumer from the message after the stream's last one: it starts there
+	// again (not "new" at that later time) if it is reset before delivering anything.
+	s, err := h.conn.JS.Stream(ctx, stream.IngestStream)
+	var info *jetstream.StreamInfo
+	if err == nil {
+		info, err = s.Info(ctx)
+	}
+	var c jetstream.Consumer
+	if err == nil {
+		c, err = h.conn.JS.OrderedConsumer(ctx, stream.IngestStream, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{stream.IngestSubjects}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+			OptStartSeq: info.State.LastSeq + 1,
+		})
+	}
 	if err != nil {
 		h.log.Warn("live feed: following the stream", "err", err)
 		return
 	}
-	p := reading.NewParser(h.kinds)
-	counts, bySubject := map[string]int{}, map[string]map[string]int{}
-	rejected := 0
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	msgs, err := c.Messages(jetstream.PullMaxBytes(stream.FollowerPullBytes))
-	if err != nil {
-		h.log.Warn("live feed: following the stream", "err", err)
-		return
-	}
-	defer msgs.Stop()
-	next := make(chan jetstream.Msg)
-	go func() {
-		defer close(next)
+	h.tallyMu.Lock()
+	h.tally = newTally()
+	h.tallyMu.Unlock()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
 		for {
-			m, err := msgs.Next()
-			if err != nil {
-				return
-			}
 			select {
-			case next <- m:
 			case <-ctx.Done():
 				return
+			case <-tick.C:
+				h.tallyMu.Lock()
+				t := h.tally
+				h.tally = newTally()
+				h.tallyMu.Unlock()
+				h.publishSummary(time.Now().UTC(), t.counts, t.bySubject, t.rejected)
 			}
 		}
-	}()
-	for {
-		select {
-		case <-ctx.Done():
-			msgs.Stop()
-			for range next {
-			}
-			return
-		case <-tick.C:
-			h.publishSummary(time.Now().UTC(), counts, bySubject, rejected)
-			counts, bySubject, rejected = map[string]int{}, map[string]map[string]int{}, 0
-		case m, ok := <-next:
-			if !ok {
-				return
-			}
-			b, err := stream.Decode(m.Data(), p)
-			if err != nil {
-				continue
-			}
-			for _, e := range b.Entries {
-				if !e.Accepted() {
-					// A rejected record's subject is unvalidated: the event is nobody's, so
-					// subject-bound subscribers never get it.
-					rejected++
-					h.deliver(Event{Type: "rejected", Data: map[string]any{"source": b.Source, "errors": e.Errors, "origin": e.Origin}}, true)
-					continue
-				}
-				r := e.Reading
-				counts[r.Kind]++
-				own := bySubject[r.Subject]
-				if own == nil {
-					own = map[string]int{}
-					bySubject[r.Subject] = own
-				}
-				own[r.Kind]++
-				if r.Samples == nil {
-					h.deliver(Event{Type: "reading", Subject: r.Subject, Data: r}, true)
-				}
-			}
+	})
+	_ = h.consumer.Run(ctx, c) // a live consumer returns only when ctx ends
+}
+
+// tally counts what the feed saw in the current second.
+type tally struct {
+	counts    map[string]int            // by kind
+	bySubject map[string]map[string]int // by subject and kind
+	rejected  int
+}
+
+func newTally() tally {
+	return tally{counts: map[string]int{}, bySubject: map[string]map[string]int{}}
+}
+
+// handle publishes the records of one batch (sampled) and counts them.
+func (h *Hub) handle(_ context.Context, m *stream.Msg) error {
+	b := &m.Batch
+	for _, e := range b.Entries {
+		if !e.Accepted() {
+			// A rejected record's subject is unvalidated: the event is nobody's, so
+			// subject-bound subscribers never get it.
+			h.tallyMu.Lock()
+			h.tally.rejected++
+			h.tallyMu.Unlock()
+			h.deliver(Event{Type: "rejected", Data: map[string]any{"source": b.Source, "errors": e.Errors, "origin": e.Origin}}, true)
+			continue
+		}
+		r := e.Reading
+		h.tallyMu.Lock()
+		h.tally.counts[r.Kind]++
+		own := h.tally.bySubject[r.Subject]
+		if own == nil {
+			own = map[string]int{}
+			h.tally.bySubject[r.Subject] = own
+		}
+		own[r.Kind]++
+		h.tallyMu.Unlock()
+		if r.Samples == nil {
+			h.deliver(Event{Type: "reading", Subject: r.Subject, Data: r}, true)
 		}
 	}
+	return nil
 }
 
 // serveEvents streams events as text/event-stream until the client goes away.

@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,8 +22,36 @@ import (
 	"github.com/goccy/go-yaml/token"
 )
 
-// Duration is a time.Duration written like "30s", "5m" or "4h".
+// Duration is a time.Duration written like "30s", "5m", "4h" or "30d" (a day is 24h).
 type Duration time.Duration
+
+// parseDuration is time.ParseDuration that also takes whole or decimal days before the
+// rest: "30d", "1.5d", "1d12h".
+func parseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, 'd'); i > 0 {
+		days, err := strconv.ParseFloat(s[:i], 64)
+		if err != nil || !(days >= 0 && days <= 106751) { // also NaN
+			return 0, fmt.Errorf("bad number of days in %q", s)
+		}
+		if rest := s[i+1:]; rest != "" && (rest[0] == '-' || rest[0] == '+') {
+			return 0, fmt.Errorf("bad number of days in %q", s)
+		}
+		d := time.Duration(days * 24 * float64(time.Hour))
+		if rest := s[i+1:]; rest != "" {
+			r, err := time.ParseDuration(rest)
+			if err != nil {
+				return 0, err
+			}
+			if d+r < d {
+				return 0, fmt.Errorf("duration %q is too long", s)
+			}
+			d += r
+		}
+		return d, nil
+	}
+	return time.ParseDuration(s)
+}
 
 // UnmarshalYAML parses a Go duration string; its error carries the node's position.
 func (d *Duration) UnmarshalYAML(n ast.Node) error {
@@ -30,9 +59,9 @@ func (d *Duration) UnmarshalYAML(n ast.Node) error {
 	if !ok {
 		return &ValueError{Token: n.GetToken(), Msg: fmt.Sprintf("want a duration like 30s or 5m, got %s", n)}
 	}
-	v, err := time.ParseDuration(strings.TrimSpace(s.Value))
+	v, err := parseDuration(s.Value)
 	if err != nil {
-		return &ValueError{Token: n.GetToken(), Msg: fmt.Sprintf("want a duration like 30s or 5m (units ms, s, m, h), got %q", s.Value)}
+		return &ValueError{Token: n.GetToken(), Msg: fmt.Sprintf("want a duration like 30s, 5m or 30d (units ms, s, m, h, d), got %q", s.Value)}
 	}
 	*d = Duration(v)
 	return nil
@@ -43,9 +72,9 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d)
 
 // UnmarshalText parses a Go duration string (JSON, e.g. API bodies).
 func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(strings.TrimSpace(string(b)))
+	v, err := parseDuration(string(b))
 	if err != nil {
-		return fmt.Errorf("want a duration like 30s or 5m, got %q", b)
+		return fmt.Errorf("want a duration like 30s, 5m or 30d, got %q", b)
 	}
 	*d = Duration(v)
 	return nil

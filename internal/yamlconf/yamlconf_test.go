@@ -71,7 +71,7 @@ func TestDecodeMessages(t *testing.T) {
 		{"inner:\n  max: [1]\n", `want a whole number, got a list`},
 		{"inner:\n  names: {a: b}\n", `mapping was used where sequence is expected`},
 		{"flag: maybe\n", `want true or false, got "maybe"`},
-		{"inner:\n  wait: 5 seconds\n", `want a duration like 30s or 5m (units ms, s, m, h), got "5 seconds"`},
+		{"inner:\n  wait: 5 seconds\n", `want a duration like 30s, 5m or 30d (units ms, s, m, h, d), got "5 seconds"`},
 	}
 	for _, tt := range tests {
 		f, err := Parse("f.yaml", []byte(tt.yaml))

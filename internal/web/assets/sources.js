@@ -37,7 +37,7 @@
     note.textContent = "No connections yet.";
     for (const c of list) {
       const tr = document.createElement("tr");
-      cell(tr, c.provider); cell(tr, c.subject); cell(tr, c.status, c.status === "active" ? "" : "sev-warning");
+      cell(tr, c.provider); cell(tr, c.subject); cell(tr, c.status, c.status === "ok" ? "" : "sev-warning");
       cell(tr, (c.data_types || []).join(", ")); cell(tr, c.last_sync ? new Date(c.last_sync).toLocaleString() : "never");
       cell(tr, c.last_error || "", c.last_error ? "sev-critical" : "");
       tbody.appendChild(tr);

@@ -1,4 +1,4 @@
-package app
+package detectors
 
 import (
 	"context"
@@ -17,14 +17,14 @@ func TestAnomalyRunnerEraseSubject(t *testing.T) {
 	t0 := now.Add(-10 * time.Minute)
 	for _, subj := range []string{"a", "b"} {
 		for i, v := range []float64{70, 70, 70, 200} {
-			r.observe(ctx, hr(subj, "w1", t0.Add(time.Duration(i)*time.Minute), v))
+			r.Observe(ctx, hr(subj, "w1", t0.Add(time.Duration(i)*time.Minute), v))
 		}
 	}
-	r.observe(ctx, hr("a", "w2", t0, 70))
+	r.Observe(ctx, hr("a", "w2", t0, 70))
 	if len(r.Alerts("")) != 2 || len(c.transitions) != 2 {
 		t.Fatalf("fixture: alerts %+v", r.Alerts(""))
 	}
-	before, after, labels, err := r.eraseSubject(ctx, "a", false)
+	before, after, labels, err := r.EraseSubject(ctx, "a", false)
 	if err != nil || before != 3 || after != 0 || len(labels) != 1 || labels[0]["subject"] != "a" { // 1 alert, 2 baselines
 		t.Fatalf("erase: %d %d %v %v", before, after, labels, err)
 	}
@@ -35,7 +35,7 @@ func TestAnomalyRunnerEraseSubject(t *testing.T) {
 		t.Errorf("%d baselines left, want b's", n)
 	}
 	now = now.Add(time.Hour)
-	r.tick(ctx)
+	r.Tick(ctx)
 	for _, tr := range c.transitions[2:] {
 		if tr.Alert.Subject == "a" {
 			t.Errorf("a resolved notice about the erased subject: %+v", tr)

@@ -1,4 +1,4 @@
-package app
+package detectors
 
 import (
 	"context"
@@ -12,40 +12,45 @@ import (
 
 	"github.com/pulselake/pulselake/internal/alert"
 	"github.com/pulselake/pulselake/internal/anomaly"
+	"github.com/pulselake/pulselake/internal/lake"
 	"github.com/pulselake/pulselake/internal/notify"
 	"github.com/pulselake/pulselake/internal/reading"
 )
 
 type anomalyCapture struct {
-	rows        []AnomalyEvent
-	events      int
+	rows        [][]any   // ops.anomalies
+	events      []Anomaly // live feed
 	transitions []alert.Transition
 	notices     []notify.Alert
 }
 
-func newTestRunner(t *testing.T, specs []anomaly.DetectorSpec, now *time.Time) (*anomalyRunner, *anomalyCapture) {
+func newTestRunner(t *testing.T, specs []anomaly.DetectorSpec, now *time.Time) (*Runner, *anomalyCapture) {
 	t.Helper()
 	ds, errs := anomaly.CompileDetectors(specs, nil)
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
 	c := &anomalyCapture{}
-	r, err := newAnomalyRunner(slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), ds, anomalyOutputs{
-		record:  func(e AnomalyEvent, _ float64) { c.rows = append(c.rows, e) },
-		publish: func(AnomalyEvent) { c.events++ },
-		alerts: alert.Outputs{
+	r, err := New(slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), Options{Detectors: ds, Now: func() time.Time { return *now }, Out: Outputs{
+		Row: func(table string, cols []lake.Column, row []any) {
+			if table != AnomaliesTable || len(cols) != len(row) {
+				t.Errorf("row for %s: %d columns, %d values", table, len(cols), len(row))
+			}
+			c.rows = append(c.rows, row)
+		},
+		Event: func(e Anomaly) { c.events = append(c.events, e) },
+		Alerts: alert.Outputs{
 			Notify: func(_ context.Context, out []notify.Alert) error { c.notices = append(c.notices, out...); return nil },
 			Record: func(_ context.Context, ts []alert.Transition) error {
 				c.transitions = append(c.transitions, ts...)
 				return nil
 			},
 		},
-	})
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.now = func() time.Time { return *now }
-	t.Cleanup(r.close)
+	t.Cleanup(r.Close)
 	return r, c
 }
 
@@ -72,15 +77,16 @@ func TestAnomalyRunnerAlertLifecycle(t *testing.T) {
 	ctx := context.Background()
 	t0 := now.Add(-10 * time.Minute)
 	for i, v := range []float64{70, 70, 70, 70, 100, 100} { // minute 4: |100-70|/100 = 0.3, not > 0.3; minute 5 too
-		r.observe(ctx, hr("s1", "w1", t0.Add(time.Duration(i)*time.Minute), v))
+		r.Observe(ctx, hr("s1", "w1", t0.Add(time.Duration(i)*time.Minute), v))
 	}
 	if len(c.rows) != 0 {
 		t.Fatalf("flagged %v", c.rows)
 	}
-	r.observe(ctx, hr("s1", "w1", t0.Add(6*time.Minute), 200)) // vs 100 at minute 4: 0.5
-	r.observe(ctx, hr("s1", "w1", t0.Add(7*time.Minute), 210)) // vs 100 at minute 5: 0.52
-	if len(c.rows) != 2 || c.events != 2 || c.rows[0].Values["bpm"] != 200 || c.rows[0].Score != (0.5/0.3)/(1+0.5/0.3) {
-		t.Fatalf("rows %+v", c.rows)
+	r.Observe(ctx, hr("s1", "w1", t0.Add(6*time.Minute), 200)) // vs 100 at minute 4: 0.5
+	r.Observe(ctx, hr("s1", "w1", t0.Add(7*time.Minute), 210)) // vs 100 at minute 5: 0.52
+	if len(c.rows) != 2 || len(c.events) != 2 || c.events[0].Values["bpm"] != 200 || c.events[0].Score != (0.5/0.3)/(1+0.5/0.3) ||
+		c.rows[0][1] != "hr-shift" || c.rows[0][6] != 200.0 || c.rows[0][8] != c.events[0].Score || c.rows[0][9] != nil {
+		t.Fatalf("rows %+v events %+v", c.rows, c.events)
 	}
 	if len(c.transitions) != 1 || c.transitions[0].From != alert.StateInactive || c.transitions[0].Alert.State != alert.StateFiring {
 		t.Fatalf("transitions %+v", c.transitions)
@@ -101,17 +107,17 @@ func TestAnomalyRunnerAlertLifecycle(t *testing.T) {
 		t.Errorf("Alerts(pending) = %+v", as)
 	}
 	// Same time again: not scored.
-	r.observe(ctx, hr("s1", "w1", t0.Add(7*time.Minute), 500))
+	r.Observe(ctx, hr("s1", "w1", t0.Add(7*time.Minute), 500))
 	if len(c.rows) != 2 || counterValue(r.mOrder.WithLabelValues("hr-shift")) != 1 {
 		t.Errorf("out-of-order reading scored: %+v", c.rows)
 	}
 	now = now.Add(29 * time.Second)
-	r.tick(ctx)
+	r.Tick(ctx)
 	if len(c.transitions) != 1 {
 		t.Fatal("resolved before resolve_after")
 	}
 	now = now.Add(time.Second)
-	r.tick(ctx)
+	r.Tick(ctx)
 	if last := c.notices[len(c.notices)-1]; len(c.transitions) != 2 || c.transitions[1].From != alert.StateFiring ||
 		c.transitions[1].Alert.State != alert.StateResolved || !last.EndsAt.Equal(now) || !last.StartsAt.Equal(c.notices[0].StartsAt) {
 		t.Fatalf("transitions %+v notices %+v", c.transitions, c.notices)
@@ -124,7 +130,7 @@ func TestAnomalyRunnerAlertLifecycle(t *testing.T) {
 		t.Errorf("after resolution Alerts(firing) = %+v", as)
 	}
 	// A new anomaly after resolution starts a new alert.
-	r.observe(ctx, hr("s1", "w1", t0.Add(9*time.Minute), 500)) // vs 210 at minute 7: 0.58
+	r.Observe(ctx, hr("s1", "w1", t0.Add(9*time.Minute), 500)) // vs 210 at minute 7: 0.58
 	if len(c.transitions) != 3 || c.transitions[2].From != alert.StateInactive || c.transitions[2].Alert.State != alert.StateFiring ||
 		!c.transitions[2].Alert.ActiveAt.Equal(now) || !c.transitions[2].Alert.ResolvedAt.IsZero() {
 		t.Fatalf("re-firing: transitions %+v", c.transitions)
@@ -136,19 +142,19 @@ func TestAnomalyRunnerAlertLifecycle(t *testing.T) {
 	// re-sent to the notifier every minute like firing ones.
 	sent := len(c.notices)
 	now = now.Add(time.Minute)
-	r.tick(ctx)
+	r.Tick(ctx)
 	if len(c.transitions) != 4 || len(c.notices) != sent+1 || !c.notices[sent].EndsAt.Equal(now) {
 		t.Fatalf("second resolution: transitions %d notices %+v", len(c.transitions), c.notices[sent:])
 	}
 	now = now.Add(time.Minute)
-	r.tick(ctx)
+	r.Tick(ctx)
 	if len(c.notices) != sent+2 || c.notices[sent+1].Labels["alertname"] != "hr-shift" || !c.notices[sent+1].EndsAt.Equal(now.Add(-time.Minute)) {
 		t.Errorf("re-sent notices %+v", c.notices[sent:])
 	}
 	// A reading more than an hour old is recorded but raises no alert.
 	old := now.Add(-2 * time.Hour)
-	r.observe(ctx, hr("s2", "w2", old, 70))
-	r.observe(ctx, hr("s2", "w2", old.Add(2*time.Minute), 200))
+	r.Observe(ctx, hr("s2", "w2", old, 70))
+	r.Observe(ctx, hr("s2", "w2", old.Add(2*time.Minute), 200))
 	if len(c.rows) != 4 || len(c.transitions) != 4 {
 		t.Errorf("old reading: rows %d transitions %d", len(c.rows), len(c.transitions))
 	}
@@ -165,13 +171,13 @@ func TestAnomalyRunnerBaselines(t *testing.T) {
 	ctx := context.Background()
 	cvs, ifs := r.dets[0], r.dets[1]
 	for i, s := range []string{"a", "b", "a", "c"} { // c evicts b, the least recently seen
-		r.observe(ctx, hr(s, "d"+s, now.Add(time.Duration(i)*time.Minute), 70))
+		r.Observe(ctx, hr(s, "d"+s, now.Add(time.Duration(i)*time.Minute), 70))
 		now = now.Add(time.Minute)
 	}
 	if cvs.lru.Len() != 2 || cvs.base["b"] != nil || cvs.base["a"] == nil || counterValue(r.mEvicted.WithLabelValues("cv")) != 1 {
 		t.Errorf("cv baselines %v", cvs.base)
 	}
-	r.observe(ctx, hr("a", "other", now.Add(time.Hour), 70))
+	r.Observe(ctx, hr("a", "other", now.Add(time.Hour), 70))
 	if ifs.lru.Len() != 4 || ifs.base["a\x00da"] == nil || ifs.base["a\x00other"] == nil {
 		t.Errorf("iforest per-device baselines %d", ifs.lru.Len())
 	}
@@ -179,7 +185,7 @@ func TestAnomalyRunnerBaselines(t *testing.T) {
 	at := now.Add(2 * time.Hour)
 	for i := range 200 {
 		at = at.Add(time.Minute)
-		r.observe(ctx, hr("a", "da", at, 60+float64(i%10)))
+		r.Observe(ctx, hr("a", "da", at, 60+float64(i%10)))
 	}
 	b := ifs.base["a\x00da"].Value.(*baseline).det.(*anomaly.StreamIForest)
 	deadline := time.Now().Add(10 * time.Second)
@@ -192,7 +198,7 @@ func TestAnomalyRunnerBaselines(t *testing.T) {
 	// Idle: c and a were seen 1 and 0 minutes before the last cv reading; 11 minutes later both
 	// are idle for the cv detector (idle_after 10m).
 	now = now.Add(11 * time.Minute)
-	r.tick(ctx)
+	r.Tick(ctx)
 	if cvs.lru.Len() != 0 || ifs.lru.Len() != 4 {
 		t.Errorf("after idle sweep: cv %d iforest %d", cvs.lru.Len(), ifs.lru.Len())
 	}
