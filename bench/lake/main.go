@@ -113,7 +113,42 @@ func benchWrite(log *slog.Logger, dir string, n int) {
 	check(conn.Setup(ctx))
 	reg, err := reading.NewRegistry()
 	check(err)
-	p := reading.NewParser(reg)
+	fillStream(ctx, conn, reading.NewParser(reg), n)
+	lc := lake.Config{FlushInterval: yamlconf.Duration(5 * time.Second), CompactInterval: -1}
+	lc = lc.WithDefaults(dir)
+	wlog := log
+	if os.Getenv("BENCH_DEBUG") != "" {
+		wlog = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	w, err := lake.New(wlog, nil, lake.Options{Config: lc, DataDir: dir, Conn: conn, Registry: reg, FetchBatch: 1024})
+	check(err)
+	runtime.GC() // the fill's garbage is not the writer's
+	if profile != nil {
+		check(pprof.StartCPUProfile(profile))
+		defer pprof.StopCPUProfile()
+	}
+	t0, cpu0 := time.Now(), cpuTime()
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	heapPeak := watchHeapPeak()
+	w.Stop() // drain everything in the stream, flushing at 64 MiB, then return
+	check(<-done)
+	el, cpu := time.Since(t0), cpuTime()-cpu0
+	peak := heapPeak()
+	if memprofile != "" {
+		f, err := os.Create(memprofile)
+		check(err)
+		check(pprof.Lookup("allocs").WriteTo(f, 0))
+		f.Close()
+	}
+	size := dirSize(filepath.Join(dir, "lake"))
+	fmt.Printf("lake write: %d readings in %.2f s = %.0f readings/s into trusted, landing (raw) and Parquet; CPU %.2f s (%.2f µs/reading); warehouse %.1f MB (%.1f bytes/reading); Go heap in use at most %.0f MB\n",
+		n, el.Seconds(), float64(n)/el.Seconds(), cpu.Seconds(), cpu.Seconds()*1e6/float64(n), float64(size)/1e6, float64(size)/float64(n), float64(peak)/1e6)
+}
+
+// fillStream publishes n readings to the ingest stream in batches of 1,000, alternating
+// blood pressure and heart rate over 500 subjects, 100 ms apart.
+func fillStream(ctx context.Context, conn *stream.Conn, p *reading.Parser, n int) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	start := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	fmt.Printf("filling the stream with %d readings (blood pressure and heart rate, batches of 1,000)...\n", n)
@@ -138,24 +173,13 @@ func benchWrite(log *slog.Logger, dir string, n int) {
 		_, err := conn.Publish(ctx, &batch)
 		check(err)
 	}
-	lc := lake.Config{FlushInterval: yamlconf.Duration(5 * time.Second), CompactInterval: -1}
-	lc = lc.WithDefaults(dir)
-	wlog := log
-	if os.Getenv("BENCH_DEBUG") != "" {
-		wlog = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	w, err := lake.New(wlog, nil, lake.Options{Config: lc, DataDir: dir, Conn: conn, Registry: reg, FetchBatch: 1024})
-	check(err)
-	runtime.GC() // the fill's garbage is not the writer's
-	if profile != nil {
-		check(pprof.StartCPUProfile(profile))
-		defer pprof.StopCPUProfile()
-	}
-	t0, cpu0 := time.Now(), cpuTime()
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
+}
+
+// watchHeapPeak samples the Go heap in use every 20 ms (writing a heap profile at each new
+// peak when -heapprofile is set) until the returned func is called; that returns the peak.
+func watchHeapPeak() func() uint64 {
 	peak := make(chan uint64)
-	go func() { // the writer's peak heap: sampled every 20 ms
+	go func() {
 		var max uint64
 		var ms runtime.MemStats
 		for {
@@ -176,19 +200,7 @@ func benchWrite(log *slog.Logger, dir string, n int) {
 			}
 		}
 	}()
-	w.Stop() // drain everything in the stream, flushing at 64 MiB, then return
-	check(<-done)
-	el, cpu := time.Since(t0), cpuTime()-cpu0
-	heapPeak := <-peak
-	if memprofile != "" {
-		f, err := os.Create(memprofile)
-		check(err)
-		check(pprof.Lookup("allocs").WriteTo(f, 0))
-		f.Close()
-	}
-	size := dirSize(filepath.Join(dir, "lake"))
-	fmt.Printf("lake write: %d readings in %.2f s = %.0f readings/s into trusted, landing (raw) and Parquet; CPU %.2f s (%.2f µs/reading); warehouse %.1f MB (%.1f bytes/reading); Go heap in use at most %.0f MB\n",
-		n, el.Seconds(), float64(n)/el.Seconds(), cpu.Seconds(), cpu.Seconds()*1e6/float64(n), float64(size)/1e6, float64(size)/float64(n), float64(heapPeak)/1e6)
+	return func() uint64 { return <-peak }
 }
 
 // cpuTime is the CPU time (user and system) the process has used so far.
@@ -224,6 +236,49 @@ func benchQuery(log *slog.Logger, dir string, rows, devices int) {
 	kinds, err := reading.NewRegistry()
 	check(err)
 	kind, _ := kinds.Kind("blood_pressure")
+	writeBloodPressure(ctx, st, kind, rows, devices)
+
+	eng, err := query.Open(ctx, log, nil, query.Options{DataDir: dir, Store: st})
+	check(err)
+	defer eng.Close()
+	t, err := st.Load(ctx, lake.ZoneTrusted, "blood_pressure")
+	check(err)
+	files, err := lake.DataFiles(ctx, t)
+	check(err)
+	var lits []string
+	for _, f := range files {
+		lits = append(lits, "'"+strings.TrimPrefix(f, "file://")+"'")
+	}
+	direct, err := sql.Open("duckdb", "")
+	check(err)
+	defer direct.Close()
+	directSQL := fmt.Sprintf(dailyAggregate, "read_parquet(["+strings.Join(lits, ",")+"])")
+	engineSQL := fmt.Sprintf(dailyAggregate, "blood_pressure")
+	const runs = 5
+	// Engine and direct runs alternate, so drift in the machine's load hits both alike.
+	var te, td []float64
+	var nEngine, nDirect int
+	for range runs {
+		t0 := time.Now()
+		res, err := eng.Query(ctx, engineSQL, query.Limits{MaxRows: 1_000_000})
+		check(err)
+		te = append(te, time.Since(t0).Seconds())
+		nEngine = len(res.Rows)
+		t0 = time.Now()
+		nDirect = countRows(ctx, direct, directSQL)
+		td = append(td, time.Since(t0).Seconds())
+	}
+	sort.Float64s(te)
+	sort.Float64s(td)
+	fmt.Printf("daily per-device aggregate over %d rows in %d files (%d result rows; direct %d):\n", rows, len(files), nEngine, nDirect)
+	fmt.Printf("  pulselake query engine: median %.3f s (min %.3f, max %.3f)\n", te[runs/2], te[0], te[runs-1])
+	fmt.Printf("  DuckDB on the Parquet files directly: median %.3f s (min %.3f, max %.3f)\n", td[runs/2], td[0], td[runs-1])
+	fmt.Printf("  overhead ratio: %.2f\n", te[runs/2]/td[runs/2])
+}
+
+// writeBloodPressure appends rows trusted blood-pressure rows to st, spread over devices
+// and 90 days, in chunks of a million.
+func writeBloodPressure(ctx context.Context, st *lake.Store, kind *reading.Kind, rows, devices int) {
 	cols := lake.TrustedColumns(kind)
 	rng := rand.New(rand.NewPCG(5, 6))
 	start := time.Date(2026, 8, 1, 0, 0, 0, 0, time.UTC)
@@ -255,50 +310,19 @@ func benchQuery(log *slog.Logger, dir string, rows, devices int) {
 		check(st.AppendRows(ctx, lake.ZoneTrusted, "blood_pressure", cols, batch))
 	}
 	fmt.Printf("written in %.1f s\n", time.Since(t0).Seconds())
+}
 
-	eng, err := query.Open(ctx, log, nil, query.Options{DataDir: dir, Store: st})
+// countRows runs q on db and returns the number of result rows.
+func countRows(ctx context.Context, db *sql.DB, q string) int {
+	rs, err := db.QueryContext(ctx, q)
 	check(err)
-	defer eng.Close()
-	t, err := st.Load(ctx, lake.ZoneTrusted, "blood_pressure")
-	check(err)
-	files, err := lake.DataFiles(ctx, t)
-	check(err)
-	var lits []string
-	for _, f := range files {
-		lits = append(lits, "'"+strings.TrimPrefix(f, "file://")+"'")
+	defer rs.Close()
+	n := 0
+	for rs.Next() {
+		n++
 	}
-	direct, err := sql.Open("duckdb", "")
-	check(err)
-	defer direct.Close()
-	directSQL := fmt.Sprintf(dailyAggregate, "read_parquet(["+strings.Join(lits, ",")+"])")
-	engineSQL := fmt.Sprintf(dailyAggregate, "blood_pressure")
-	const runs = 5
-	var te, td []float64
-	var nEngine, nDirect int
-	for range runs {
-		t0 := time.Now()
-		res, err := eng.Query(ctx, engineSQL, query.Limits{MaxRows: 1_000_000})
-		check(err)
-		te = append(te, time.Since(t0).Seconds())
-		nEngine = len(res.Rows)
-		t0 = time.Now()
-		rs, err := direct.QueryContext(ctx, directSQL)
-		check(err)
-		n := 0
-		for rs.Next() {
-			n++
-		}
-		check(rs.Err())
-		rs.Close()
-		td = append(td, time.Since(t0).Seconds())
-		nDirect = n
-	}
-	sort.Float64s(te)
-	sort.Float64s(td)
-	fmt.Printf("daily per-device aggregate over %d rows in %d files (%d result rows; direct %d):\n", rows, len(files), nEngine, nDirect)
-	fmt.Printf("  pulselake query engine: median %.3f s (min %.3f, max %.3f)\n", te[runs/2], te[0], te[runs-1])
-	fmt.Printf("  DuckDB on the Parquet files directly: median %.3f s (min %.3f, max %.3f)\n", td[runs/2], td[0], td[runs-1])
-	fmt.Printf("  overhead ratio: %.2f\n", te[runs/2]/td[runs/2])
+	check(rs.Err())
+	return n
 }
 
 var (

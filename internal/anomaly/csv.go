@@ -238,111 +238,154 @@ func ReadCSV(r io.Reader, opts ReadOptions) (*Table, error) {
 	if maxLine <= 0 {
 		maxLine = DefaultMaxLineBytes
 	}
-	br := bufio.NewReaderSize(r, max(maxLine+2, 64<<10))
+	lr := &csvLines{br: bufio.NewReaderSize(r, max(maxLine+2, 64<<10)), maxLine: maxLine}
 	t := &Table{}
-	lineNo := 0
-	var fields [][]byte
-	var scratch []byte
-	readLine := func() ([]byte, error) {
-		for {
-			line, err := br.ReadSlice('\n')
-			if errors.Is(err, bufio.ErrBufferFull) || len(line) > maxLine+2 {
-				lineNo++
-				return nil, &ParseError{Line: lineNo, Err: fmt.Errorf("line longer than %d bytes", maxLine)}
-			}
-			if err != nil && (err != io.EOF || len(line) == 0) {
-				if err == io.EOF {
-					return nil, io.EOF
-				}
-				return nil, fmt.Errorf("reading line %d: %w", lineNo+1, err)
-			}
-			lineNo++
-			line = bytes.TrimSuffix(line, []byte{'\n'})
-			line = bytes.TrimSuffix(line, []byte{'\r'})
-			if len(line) > maxLine {
-				return nil, &ParseError{Line: lineNo, Err: fmt.Errorf("line longer than %d bytes", maxLine)}
-			}
-			if lineNo == 1 {
-				line = bytes.TrimPrefix(line, []byte("\xef\xbb\xbf"))
-			}
-			if len(bytes.TrimSpace(line)) == 0 {
-				if err == io.EOF {
-					return nil, io.EOF
-				}
-				continue // blank lines are skipped
-			}
-			return line, nil
-		}
-	}
-
-	head, err := readLine()
+	head, err := lr.next()
 	if err == io.EOF {
 		return nil, &ParseError{Line: 1, Err: errors.New("empty input: a header line is required (e.g. timestamp,value)")}
 	}
 	if err != nil {
 		return nil, err
 	}
-	var col int
-	fields, scratch, col, err = splitFields(head, fields, scratch)
+	fields, err := lr.split(head)
 	if err != nil {
-		return nil, &ParseError{Line: lineNo, Column: col, Err: err}
-	}
-	if len(fields) < 2 {
-		return nil, &ParseError{Line: lineNo, Err: errors.New("header needs a timestamp column and at least one value column")}
-	}
-	t.header = append([]byte(nil), head...)
-	seen := map[string]int{}
-	for i, f := range fields {
-		name := strings.TrimSpace(string(f))
-		if name == "" {
-			return nil, &ParseError{Line: lineNo, Column: i + 1, Err: errors.New("empty column name in header")}
-		}
-		if _, dup := seen[strings.ToLower(name)]; dup {
-			return nil, &ParseError{Line: lineNo, Column: i + 1, Name: name, Err: errors.New("duplicate column name in header")}
-		}
-		seen[strings.ToLower(name)] = i
-		t.Header = append(t.Header, name)
-	}
-	if err := t.pickColumns(opts, seen); err != nil {
 		return nil, err
 	}
-	ncol := len(t.Header)
-
+	if err := t.readHeader(head, fields, lr.lineNo); err != nil {
+		return nil, err
+	}
+	if err := t.pickColumns(opts, t.columnIndex()); err != nil {
+		return nil, err
+	}
 	for {
-		line, err := readLine()
+		line, err := lr.next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
 			return nil, err
 		}
-		fields, scratch, col, err = splitFields(line, fields, scratch)
+		fields, err := lr.split(line)
 		if err != nil {
-			return nil, &ParseError{Line: lineNo, Column: col, Err: err}
+			return nil, err
 		}
-		if len(fields) != ncol {
-			return nil, &ParseError{Line: lineNo, Err: fmt.Errorf("%d fields, the header has %d", len(fields), ncol)}
+		if err := t.readRow(line, fields, lr.lineNo, opts); err != nil {
+			return nil, err
 		}
-		ts, err := parseTimestamp(fields[t.TimeIndex])
-		if err != nil {
-			return nil, &ParseError{Line: lineNo, Column: t.TimeIndex + 1, Name: t.TimeName, Err: err}
-		}
-		t.Times = append(t.Times, ts)
-		for k, c := range t.ValueIndex {
-			v, err := parseValue(fields[c])
-			if err == nil && opts.RequireValues && math.IsNaN(v) {
-				err = errors.New("missing value; this method needs every value")
-			}
-			if err != nil {
-				return nil, &ParseError{Line: lineNo, Column: c + 1, Name: t.ValueNames[k], Err: err}
-			}
-			t.Values = append(t.Values, v)
-		}
-		t.LineNo = append(t.LineNo, int32(min(lineNo, math.MaxInt32)))
-		t.raw = append(t.raw, line...)
-		t.ends = append(t.ends, len(t.raw))
 	}
 	return t, nil
+}
+
+// csvLines reads the non-blank lines of a detect input, counting lines and bounding their length.
+type csvLines struct {
+	br      *bufio.Reader
+	maxLine int
+	lineNo  int // of the line last returned
+	fields  [][]byte
+	scratch []byte
+}
+
+// split splits a line of the input into its fields, valid until the following call.
+func (lr *csvLines) split(line []byte) ([][]byte, error) {
+	var col int
+	var err error
+	lr.fields, lr.scratch, col, err = splitFields(line, lr.fields, lr.scratch)
+	if err != nil {
+		return nil, &ParseError{Line: lr.lineNo, Column: col, Err: err}
+	}
+	return lr.fields, nil
+}
+
+// next returns the next non-blank line without its line ending (and, on line 1, without a UTF-8
+// byte order mark), or io.EOF. The slice is valid until the following call.
+func (lr *csvLines) next() ([]byte, error) {
+	for {
+		line, err := lr.br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) || len(line) > lr.maxLine+2 {
+			lr.lineNo++
+			return nil, &ParseError{Line: lr.lineNo, Err: fmt.Errorf("line longer than %d bytes", lr.maxLine)}
+		}
+		if err != nil && (err != io.EOF || len(line) == 0) {
+			if err == io.EOF {
+				return nil, io.EOF
+			}
+			return nil, fmt.Errorf("reading line %d: %w", lr.lineNo+1, err)
+		}
+		lr.lineNo++
+		line = bytes.TrimSuffix(line, []byte{'\n'})
+		line = bytes.TrimSuffix(line, []byte{'\r'})
+		if len(line) > lr.maxLine {
+			return nil, &ParseError{Line: lr.lineNo, Err: fmt.Errorf("line longer than %d bytes", lr.maxLine)}
+		}
+		if lr.lineNo == 1 {
+			line = bytes.TrimPrefix(line, []byte("\xef\xbb\xbf"))
+		}
+		if len(bytes.TrimSpace(line)) == 0 {
+			if err == io.EOF {
+				return nil, io.EOF
+			}
+			continue // blank lines are skipped
+		}
+		return line, nil
+	}
+}
+
+// readHeader sets t.Header from the header line head: at least two columns, each named, no
+// two names equal ignoring case.
+func (t *Table) readHeader(head []byte, fields [][]byte, lineNo int) error {
+	if len(fields) < 2 {
+		return &ParseError{Line: lineNo, Err: errors.New("header needs a timestamp column and at least one value column")}
+	}
+	t.header = append([]byte(nil), head...)
+	seen := map[string]bool{}
+	for i, f := range fields {
+		name := strings.TrimSpace(string(f))
+		if name == "" {
+			return &ParseError{Line: lineNo, Column: i + 1, Err: errors.New("empty column name in header")}
+		}
+		if seen[strings.ToLower(name)] {
+			return &ParseError{Line: lineNo, Column: i + 1, Name: name, Err: errors.New("duplicate column name in header")}
+		}
+		seen[strings.ToLower(name)] = true
+		t.Header = append(t.Header, name)
+	}
+	return nil
+}
+
+// columnIndex maps each lower-cased header name to its column.
+func (t *Table) columnIndex() map[string]int {
+	idx := make(map[string]int, len(t.Header))
+	for i, name := range t.Header {
+		idx[strings.ToLower(name)] = i
+	}
+	return idx
+}
+
+// readRow parses one data line into t: its timestamp, its chosen values, its line number and
+// its raw text.
+func (t *Table) readRow(line []byte, fields [][]byte, lineNo int, opts ReadOptions) error {
+	if len(fields) != len(t.Header) {
+		return &ParseError{Line: lineNo, Err: fmt.Errorf("%d fields, the header has %d", len(fields), len(t.Header))}
+	}
+	ts, err := parseTimestamp(fields[t.TimeIndex])
+	if err != nil {
+		return &ParseError{Line: lineNo, Column: t.TimeIndex + 1, Name: t.TimeName, Err: err}
+	}
+	t.Times = append(t.Times, ts)
+	for k, c := range t.ValueIndex {
+		v, err := parseValue(fields[c])
+		if err == nil && opts.RequireValues && math.IsNaN(v) {
+			err = errors.New("missing value; this method needs every value")
+		}
+		if err != nil {
+			return &ParseError{Line: lineNo, Column: c + 1, Name: t.ValueNames[k], Err: err}
+		}
+		t.Values = append(t.Values, v)
+	}
+	t.LineNo = append(t.LineNo, int32(min(lineNo, math.MaxInt32)))
+	t.raw = append(t.raw, line...)
+	t.ends = append(t.ends, len(t.raw))
+	return nil
 }
 
 func (t *Table) pickColumns(opts ReadOptions, seen map[string]int) error {

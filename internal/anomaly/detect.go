@@ -392,110 +392,137 @@ func detectPoints(cfg DetectConfig, t *Table) ([]OutColumn, error) {
 			step = time.Second // one row or constant timestamps: any step will do
 		}
 	}
+	var extra []OutColumn
+	var err error
 	switch cfg.Method {
 	case "online":
-		expected := make([]float64, n)
-		scale := make([]float64, n)
-		pval := make([]float64, n)
-		component := make([]string, n)
-		d := NewOnline(OnlineOptions{Step: step})
-		for i, x := range t.Values {
-			r := d.Step(t.Times[i], x)
-			score[i], expected[i], scale[i], pval[i] = r.Score, r.Expected, r.Scale, r.P
-			if r.Anomaly {
-				flag[i] = 1
-			}
-			component[i] = r.Component.String()
-		}
-		out = append(out,
-			OutColumn{Name: "expected", Values: expected},
-			OutColumn{Name: "scale", Values: scale},
-			OutColumn{Name: "p", Values: pval},
-			OutColumn{Name: "component", Text: component})
-
+		extra = detectOnline(t, step, score, flag)
 	case "iforest":
-		if n == 0 {
-			return out, nil
-		}
-		f, err := NewIsolationForest(cfg.IForest)
-		if err != nil {
-			return nil, err
-		}
-		s, err := f.FitScoreSamples(t.Values, t.Dim(), nil)
-		if err != nil {
-			return nil, fmt.Errorf("fitting isolation forest: %w", err)
-		}
-		dec := make([]float64, n)
-		for i, v := range s {
-			dec[i] = v - f.Offset()
-			score[i] = -v
-			if dec[i] < 0 {
-				flag[i] = 1
-			}
-		}
-		out = append(out, OutColumn{Name: "decision", Values: dec})
-
+		extra, err = detectIForest(cfg, t, score, flag)
 	case "holt-winters":
-		o := cfg.HoltWinters
-		o.SeasonLength = int(cfg.Seasonality / step)
-		var res HoltWintersResult
-		if err := HoltWintersAnalysis(t.Values, o, &res); err != nil {
-			return nil, fmt.Errorf("seasonality %v with step %v: %w", cfg.Seasonality, step, err)
-		}
-		delta := o.Delta
-		if delta == 0 {
-			delta = HoltWintersDelta
-		}
-		for i, v := range t.Values {
-			score[i] = HoltWintersScore(v, res.Forecast[i], res.Deviation[i], delta)
-			if res.Aberration[i] != 0 {
-				flag[i] = 1
-			}
-		}
-		out = append(out,
-			OutColumn{Name: "forecast", Values: res.Forecast},
-			OutColumn{Name: "lower", Values: res.Lower},
-			OutColumn{Name: "upper", Values: res.Upper},
-			OutColumn{Name: "aberration", Values: res.Aberration})
-
+		extra, err = detectHoltWinters(cfg, t, step, score, flag)
 	case "cv":
-		window, err := strconv.Atoi(cfg.Window)
-		if err != nil {
-			d, _ := ParseDuration(cfg.Window)
-			window = max(1, int(math.Round(float64(d)/float64(step))))
-		}
-		cv, err := CoefficientOfVariation(t.Values, CVOptions{Window: window, WindowTolerance: cfg.WindowTolerance, Threshold: cfg.Threshold}, nil)
-		if err != nil {
-			return nil, err
-		}
-		for i, c := range cv {
-			score[i] = CVScore(c, cfg.Threshold)
-			if math.Abs(c) > cfg.Threshold {
-				flag[i] = 1
-			}
-		}
-		out = append(out, OutColumn{Name: "cv", Values: cv})
-
+		extra, err = detectCV(cfg, t, step, score, flag)
 	case "timeshift":
-		tol := cfg.Tolerance
-		if tol == 0 {
-			tol = step / 2
-		}
-		idx := ShiftIndex(t.Times, int64(cfg.Shift), int64(tol), nil)
-		shifted := make([]float64, n)
-		change := make([]float64, n)
-		for i, j := range idx {
-			shifted[i] = math.NaN()
-			if j >= 0 {
-				shifted[i] = t.Values[j]
-			}
-			change[i] = TimeShiftChange(t.Values[i], shifted[i])
-			score[i] = TimeShiftScore(change[i], cfg.Threshold)
-			if change[i] > cfg.Threshold {
-				flag[i] = 1
-			}
-		}
-		out = append(out, OutColumn{Name: "shifted", Values: shifted}, OutColumn{Name: "change", Values: change})
+		extra = detectTimeShift(cfg, t, step, score, flag)
 	}
-	return out, nil
+	if err != nil {
+		return nil, err
+	}
+	return append(out, extra...), nil
+}
+
+// The detectXxx functions below run one method over t, fill score and flag (one entry per row)
+// and return the method's own columns.
+
+func detectOnline(t *Table, step time.Duration, score, flag []float64) []OutColumn {
+	n := t.Rows()
+	expected := make([]float64, n)
+	scale := make([]float64, n)
+	pval := make([]float64, n)
+	component := make([]string, n)
+	d := NewOnline(OnlineOptions{Step: step})
+	for i, x := range t.Values {
+		r := d.Step(t.Times[i], x)
+		score[i], expected[i], scale[i], pval[i] = r.Score, r.Expected, r.Scale, r.P
+		if r.Anomaly {
+			flag[i] = 1
+		}
+		component[i] = r.Component.String()
+	}
+	return []OutColumn{
+		{Name: "expected", Values: expected},
+		{Name: "scale", Values: scale},
+		{Name: "p", Values: pval},
+		{Name: "component", Text: component}}
+}
+
+func detectIForest(cfg DetectConfig, t *Table, score, flag []float64) ([]OutColumn, error) {
+	n := t.Rows()
+	if n == 0 {
+		return nil, nil
+	}
+	f, err := NewIsolationForest(cfg.IForest)
+	if err != nil {
+		return nil, err
+	}
+	s, err := f.FitScoreSamples(t.Values, t.Dim(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("fitting isolation forest: %w", err)
+	}
+	dec := make([]float64, n)
+	for i, v := range s {
+		dec[i] = v - f.Offset()
+		score[i] = -v
+		if dec[i] < 0 {
+			flag[i] = 1
+		}
+	}
+	return []OutColumn{{Name: "decision", Values: dec}}, nil
+}
+
+func detectHoltWinters(cfg DetectConfig, t *Table, step time.Duration, score, flag []float64) ([]OutColumn, error) {
+	o := cfg.HoltWinters
+	o.SeasonLength = int(cfg.Seasonality / step)
+	var res HoltWintersResult
+	if err := HoltWintersAnalysis(t.Values, o, &res); err != nil {
+		return nil, fmt.Errorf("seasonality %v with step %v: %w", cfg.Seasonality, step, err)
+	}
+	delta := o.Delta
+	if delta == 0 {
+		delta = HoltWintersDelta
+	}
+	for i, v := range t.Values {
+		score[i] = HoltWintersScore(v, res.Forecast[i], res.Deviation[i], delta)
+		if res.Aberration[i] != 0 {
+			flag[i] = 1
+		}
+	}
+	return []OutColumn{
+		{Name: "forecast", Values: res.Forecast},
+		{Name: "lower", Values: res.Lower},
+		{Name: "upper", Values: res.Upper},
+		{Name: "aberration", Values: res.Aberration}}, nil
+}
+
+func detectCV(cfg DetectConfig, t *Table, step time.Duration, score, flag []float64) ([]OutColumn, error) {
+	window, err := strconv.Atoi(cfg.Window)
+	if err != nil {
+		d, _ := ParseDuration(cfg.Window)
+		window = max(1, int(math.Round(float64(d)/float64(step))))
+	}
+	cv, err := CoefficientOfVariation(t.Values, CVOptions{Window: window, WindowTolerance: cfg.WindowTolerance, Threshold: cfg.Threshold}, nil)
+	if err != nil {
+		return nil, err
+	}
+	for i, c := range cv {
+		score[i] = CVScore(c, cfg.Threshold)
+		if math.Abs(c) > cfg.Threshold {
+			flag[i] = 1
+		}
+	}
+	return []OutColumn{{Name: "cv", Values: cv}}, nil
+}
+
+func detectTimeShift(cfg DetectConfig, t *Table, step time.Duration, score, flag []float64) []OutColumn {
+	n := t.Rows()
+	tol := cfg.Tolerance
+	if tol == 0 {
+		tol = step / 2
+	}
+	idx := ShiftIndex(t.Times, int64(cfg.Shift), int64(tol), nil)
+	shifted := make([]float64, n)
+	change := make([]float64, n)
+	for i, j := range idx {
+		shifted[i] = math.NaN()
+		if j >= 0 {
+			shifted[i] = t.Values[j]
+		}
+		change[i] = TimeShiftChange(t.Values[i], shifted[i])
+		score[i] = TimeShiftScore(change[i], cfg.Threshold)
+		if change[i] > cfg.Threshold {
+			flag[i] = 1
+		}
+	}
+	return []OutColumn{{Name: "shifted", Values: shifted}, {Name: "change", Values: change}}
 }

@@ -262,11 +262,51 @@ func newTreeBuilder(X []float64, n, d, ms, mf, maxDepth int) *treeBuilder {
 	}
 }
 
-// build grows one tree into nodes (whose first element has global index base).
+// build grows one tree into nodes (whose first element has global index base): it draws the
+// tree's rows and features, then splits nodes depth-first from an explicit stack.
 func (b *treeBuilder) build(nodes []node, pathLen []float64, base int32, seed, tree uint64, bootstrap bool) {
 	b.src.Seed(seed, 0x9e3779b97f4a7c15^tree)
+	b.sampleRows(bootstrap)
+	feats := b.sampleFeatures()
+
+	used := int32(1)
+	b.stack = append(b.stack[:0], buildItem{idx: 0, lo: 0, hi: int32(b.ms), depth: 0})
+	for len(b.stack) > 0 {
+		it := b.stack[len(b.stack)-1]
+		b.stack = b.stack[:len(b.stack)-1]
+		rows := b.rows[it.lo:it.hi]
+		nd := &nodes[it.idx]
+		feat, lo, hi := int32(-1), 0.0, 0.0
+		if len(rows) >= 2 && int(it.depth) < b.maxDepth {
+			feat, lo, hi = b.splitFeature(rows, feats)
+		}
+		if feat < 0 {
+			nd.feature = 0
+			nd.value = math.Inf(1)
+			nd.left = base + it.idx
+			pathLen[it.idx] = float64(it.depth) + averagePathLength(len(rows))
+			continue
+		}
+		thr := lo + b.rng.Float64()*(hi-lo)
+		if thr >= hi {
+			thr = lo
+		}
+		mid := it.lo + int32(b.partition(rows, feat, thr))
+		left := used
+		used += 2
+		nd.feature = feat
+		nd.value = thr
+		nd.left = base + left
+		b.stack = append(b.stack,
+			buildItem{idx: left + 1, lo: mid, hi: it.hi, depth: it.depth + 1},
+			buildItem{idx: left, lo: it.lo, hi: mid, depth: it.depth + 1})
+	}
+}
+
+// sampleRows fills b.rows with the tree's training rows: ms drawn with replacement for
+// bootstrap, else a uniform subset of size ms.
+func (b *treeBuilder) sampleRows(bootstrap bool) {
 	rng := b.rng
-	// Rows: with replacement for bootstrap, else a uniform subset of size ms.
 	switch {
 	case bootstrap:
 		for i := range b.rows {
@@ -304,82 +344,59 @@ func (b *treeBuilder) build(nodes []node, pathLen []float64, base int32, seed, t
 			k++
 		}
 	}
-	// Features for this tree: mf of d without replacement.
+}
+
+// sampleFeatures returns the tree's features: mf of d without replacement.
+func (b *treeBuilder) sampleFeatures() []int32 {
 	for i := range b.feats {
 		b.feats[i] = int32(i)
 	}
 	if b.mf < b.d {
 		for i := range b.mf {
-			j := i + rng.IntN(b.d-i)
+			j := i + b.rng.IntN(b.d-i)
 			b.feats[i], b.feats[j] = b.feats[j], b.feats[i]
 		}
 	}
-	feats := b.feats[:b.mf]
+	return b.feats[:b.mf]
+}
 
+// splitFeature draws features in random order until one is not constant over rows, like
+// scikit-learn's random splitter with max_features=1, and returns it with its range. It returns
+// feature -1 when every feature is constant.
+func (b *treeBuilder) splitFeature(rows, feats []int32) (feat int32, lo, hi float64) {
 	X, d := b.X, b.d
-	used := int32(1)
-	b.stack = append(b.stack[:0], buildItem{idx: 0, lo: 0, hi: int32(b.ms), depth: 0})
-	for len(b.stack) > 0 {
-		it := b.stack[len(b.stack)-1]
-		b.stack = b.stack[:len(b.stack)-1]
-		rows := b.rows[it.lo:it.hi]
-		nd := &nodes[it.idx]
-		leaf := len(rows) < 2 || int(it.depth) >= b.maxDepth
-		var feat int32 = -1
-		var lo, hi float64
-		if !leaf {
-			// Draw features in random order until one is not constant in this node, like
-			// scikit-learn's random splitter with max_features=1.
-			perm := b.perm
-			copy(perm, feats)
-			for k := len(perm); k > 0; k-- {
-				j := rng.IntN(k)
-				c := perm[j]
-				perm[j] = perm[k-1]
-				lo, hi = math.Inf(1), math.Inf(-1)
-				for _, r := range rows {
-					v := X[int(r)*d+int(c)]
-					lo = min(lo, v)
-					hi = max(hi, v)
-				}
-				if hi > lo+featureThreshold {
-					feat = c
-					break
-				}
-			}
-			leaf = feat < 0
+	perm := b.perm
+	copy(perm, feats)
+	for k := len(perm); k > 0; k-- {
+		j := b.rng.IntN(k)
+		c := perm[j]
+		perm[j] = perm[k-1]
+		lo, hi = math.Inf(1), math.Inf(-1)
+		for _, r := range rows {
+			v := X[int(r)*d+int(c)]
+			lo = min(lo, v)
+			hi = max(hi, v)
 		}
-		if leaf {
-			nd.feature = 0
-			nd.value = math.Inf(1)
-			nd.left = base + it.idx
-			pathLen[it.idx] = float64(it.depth) + averagePathLength(len(rows))
-			continue
+		if hi > lo+featureThreshold {
+			return c, lo, hi
 		}
-		thr := lo + rng.Float64()*(hi-lo)
-		if thr >= hi {
-			thr = lo
-		}
-		// Partition rows: x <= thr first.
-		i, j := 0, len(rows)-1
-		for i <= j {
-			if X[int(rows[i])*d+int(feat)] <= thr {
-				i++
-			} else {
-				rows[i], rows[j] = rows[j], rows[i]
-				j--
-			}
-		}
-		left := used
-		used += 2
-		nd.feature = feat
-		nd.value = thr
-		nd.left = base + left
-		mid := it.lo + int32(i)
-		b.stack = append(b.stack,
-			buildItem{idx: left + 1, lo: mid, hi: it.hi, depth: it.depth + 1},
-			buildItem{idx: left, lo: it.lo, hi: mid, depth: it.depth + 1})
 	}
+	return -1, lo, hi
+}
+
+// partition reorders rows so those with x[feat] <= thr come first and returns their count.
+func (b *treeBuilder) partition(rows []int32, feat int32, thr float64) int {
+	X, d := b.X, b.d
+	i, j := 0, len(rows)-1
+	for i <= j {
+		if X[int(rows[i])*d+int(feat)] <= thr {
+			i++
+		} else {
+			rows[i], rows[j] = rows[j], rows[i]
+			j--
+		}
+	}
+	return i
 }
 
 // ScoreSamples returns scikit-learn's score_samples for the n rows of X (row-major, d features

@@ -346,16 +346,48 @@ func (d *Online) Observe(t time.Time, v []float64) (float64, bool) {
 	return r.Score, r.Anomaly
 }
 
-// Step scores x observed at t (Unix ns; NaN = missing) and then learns from it.
+// Step scores x observed at t (Unix ns; NaN = missing) and then learns from it. Each view
+// fills its tail probability in pv; a value stuck for an unlikely long run is scored but not
+// learned from.
 func (d *Online) Step(t int64, x float64) OnlineResult {
 	res := OnlineResult{P: 1, Expected: math.NaN(), Scale: math.NaN()}
 	var pv [numViews]float64
 	for i := range pv {
 		pv[i] = 1
 	}
-
-	// Gaps: absent rows (by the step) and empty values.
 	warm := d.n >= OnlineWarmup
+	if !d.scoreGaps(t, x, warm, &pv) {
+		return d.finish(res, pv, warm)
+	}
+	d.scoreStuck(x, warm, &pv)
+	// A value stuck for an unlikely long run says nothing about the noise or the level: the
+	// other views score it but do not learn from it (or the first real value after it would
+	// look like an outlier against a scale shrunk to nothing).
+	frozen := pv[ComponentStuck-1] < stuckFreeze
+	s, bin := d.seasonAt(t)
+	if d.n == 0 {
+		for i := range d.pred {
+			d.pred[i].level = x
+		}
+		d.dayLevel, d.mid, d.long = x, x, x
+	}
+	d.scoreResidual(x, s, warm, frozen, &res, &pv)
+	d.scoreVolatility(x, warm, frozen, &pv)
+	if !frozen {
+		d.scoreLevel(t, x, s, warm, &pv)
+		d.learnPredictors(x, s)
+		if bin >= 0 {
+			d.learnSeason(t, x, s, bin)
+		}
+	}
+	d.last, d.haveLast = x, true
+	d.n++
+	return d.finish(res, pv, warm)
+}
+
+// scoreGaps counts the rows absent before t (by the step, learned from the first gaps) and an
+// empty x, and scores the run of missing points. It reports whether x is present.
+func (d *Online) scoreGaps(t int64, x float64, warm bool, pv *[numViews]float64) bool {
 	absent := 0
 	if d.started {
 		dt := t - d.lastTime
@@ -382,7 +414,7 @@ func (d *Online) Step(t int64, x float64) OnlineResult {
 		if warm {
 			pv[ComponentGap-1] = d.gapRuns.p(d.missing)
 		}
-		return d.finish(res, pv, warm)
+		return false
 	}
 	if d.missing > 0 {
 		if warm && absent > 0 {
@@ -392,8 +424,11 @@ func (d *Online) Step(t int64, x float64) OnlineResult {
 		d.gapRuns.end(d.missing)
 		d.missing = 0
 	}
+	return true
+}
 
-	// Stuck: repeats of the previous present value.
+// scoreStuck scores the run of repeats of the previous present value that x extends.
+func (d *Online) scoreStuck(x float64, warm bool, pv *[numViews]float64) {
 	d.stuckRuns.point()
 	if d.haveLast && x == d.last {
 		d.stuck++
@@ -404,30 +439,23 @@ func (d *Online) Step(t int64, x float64) OnlineResult {
 		d.stuckRuns.end(d.stuck)
 		d.stuck = 0
 	}
+}
 
-	// A value stuck for an unlikely long run says nothing about the noise or the level: the
-	// other views score it but do not learn from it (or the first real value after it would
-	// look like an outlier against a scale shrunk to nothing).
-	frozen := pv[ComponentStuck-1] < stuckFreeze
-
-	// Season of this point.
-	s, bin := 0.0, -1
-	if d.season != nil {
-		bin = int(floorMod(t, int64(day)) / d.seasonBin)
-		if bin >= len(d.season) {
-			bin = len(d.season) - 1
-		}
-		s = d.season[bin]
+// seasonAt returns the daily profile's value at t and its bin, or 0, -1 without a profile.
+func (d *Online) seasonAt(t int64) (float64, int) {
+	if d.season == nil {
+		return 0, -1
 	}
-
-	if d.n == 0 {
-		for i := range d.pred {
-			d.pred[i].level = x
-		}
-		d.dayLevel, d.mid, d.long = x, x, x
+	bin := int(floorMod(t, int64(day)) / d.seasonBin)
+	if bin >= len(d.season) {
+		bin = len(d.season) - 1
 	}
+	return d.season[bin], bin
+}
 
-	// Residual: the best predictor of the bank.
+// scoreResidual scores x against the forecast of the best predictor of the bank (s is the
+// season at x) and sets the result's expected value and scale.
+func (d *Online) scoreResidual(x, s float64, warm, frozen bool, res *OnlineResult, pv *[numViews]float64) {
 	best := 0
 	for i := 1; i < numPredictors; i++ {
 		if d.pred[i].err < d.pred[best].err {
@@ -447,92 +475,100 @@ func (d *Online) Step(t int64, x float64) OnlineResult {
 			d.calib[0].add(v)
 		}
 	}
+}
 
-	// Volatility: fast against slow mean absolute change (a spike moves the fast one little).
-	if d.haveLast && !frozen {
-		ch := math.Abs(x - d.last)
+// scoreVolatility scores the fast against the slow mean absolute change (a spike moves the
+// fast one little) and learns both.
+func (d *Online) scoreVolatility(x float64, warm, frozen bool, pv *[numViews]float64) {
+	if !d.haveLast || frozen {
+		return
+	}
+	ch := math.Abs(x - d.last)
+	if d.n == 1 {
+		d.volFast, d.volSlow = ch, ch
+	}
+	fch := ch
+	if d.volSlow > 0 {
+		fch = min(ch, 6*d.volSlow)
+	}
+	d.volFast += volFastRate * (fch - d.volFast)
+	d.volSlow += max(volSlowRate, 1/float64(d.n)) * (ch - d.volSlow)
+	if warm {
+		eps := 0.05*d.volSlow + 1e-12*(1+math.Abs(x))
+		v := math.Abs(math.Log((d.volFast + eps) / (d.volSlow + eps)))
+		pv[ComponentVolatility-1] = d.calib[1].p(v)
+		d.calib[1].add(v)
+	}
+}
+
+// scoreLevel scores the medium against the long-term mean of the deseasonalised value and
+// learns both; after an unlikely shift the new level becomes the norm.
+func (d *Online) scoreLevel(t int64, x, s float64, warm bool, pv *[numViews]float64) {
+	y := x
+	if d.seasonReady(t) {
+		y = x - s
+	}
+	d.mid += levelMidRate * (y - d.mid)
+	longRate := max(levelLongRate, 1/float64(d.n+1))
+	dev := y - d.long
+	d.long += longRate * dev
+	d.longVar += longRate * (dev*dev - d.longVar)
+	if warm {
+		v := math.Abs(d.mid-d.long) / math.Sqrt(max(d.longVar, 1e-24*(1+d.long*d.long)))
+		p := d.calib[2].p(v)
+		pv[ComponentLevel-1] = p
+		d.calib[2].add(v)
+		if p*numViews < levelReset {
+			d.long = d.mid // the new level is the norm from now on
+		}
+	}
+}
+
+// learnPredictors moves each predictor of the bank towards x (deseasonalised by s for the
+// seasonal half), clipping outliers and jumping to x after shiftRun on one side.
+func (d *Online) learnPredictors(x, s float64) {
+	for i := range d.pred {
+		p := &d.pred[i]
+		yy := x
+		if i >= numPredictors/2 {
+			yy = x - s
+		}
+		r := yy - p.level
 		if d.n == 1 {
-			d.volFast, d.volSlow = ch, ch
+			p.err = math.Abs(r)
 		}
-		fch := ch
-		if d.volSlow > 0 {
-			fch = min(ch, 6*d.volSlow)
+		lim := levelClip*p.err + 1e-9*(1+math.Abs(p.level))
+		if math.Abs(r) > lim {
+			sg := math.Copysign(1, r)
+			if p.over > 0 && sg == p.sign {
+				p.over++
+			} else {
+				p.over, p.sign = 1, sg
+			}
+		} else {
+			p.over = 0
 		}
-		d.volFast += volFastRate * (fch - d.volFast)
-		d.volSlow += max(volSlowRate, 1/float64(d.n)) * (ch - d.volSlow)
-		if warm {
-			eps := 0.05*d.volSlow + 1e-12*(1+math.Abs(x))
-			v := math.Abs(math.Log((d.volFast + eps) / (d.volSlow + eps)))
-			pv[ComponentVolatility-1] = d.calib[1].p(v)
-			d.calib[1].add(v)
+		if a := predictorAlpha[i%(numPredictors/2)]; a == 1 || p.over >= shiftRun {
+			p.level = yy
+			p.over = 0
+		} else {
+			p.level += a * max(-lim, min(lim, r))
+		}
+		if d.n > 1 {
+			p.err += errRate * (min(math.Abs(r), 2*lim) - p.err)
 		}
 	}
+}
 
-	if !frozen {
-		// Level: medium against long-term mean of the deseasonalised value.
-		y := x
-		if d.seasonReady(t) {
-			y = x - s
-		}
-		d.mid += levelMidRate * (y - d.mid)
-		longRate := max(levelLongRate, 1/float64(d.n+1))
-		dev := y - d.long
-		d.long += longRate * dev
-		d.longVar += longRate * (dev*dev - d.longVar)
-		if warm {
-			v := math.Abs(d.mid-d.long) / math.Sqrt(max(d.longVar, 1e-24*(1+d.long*d.long)))
-			p := d.calib[2].p(v)
-			pv[ComponentLevel-1] = p
-			d.calib[2].add(v)
-			if p*numViews < levelReset {
-				d.long = d.mid // the new level is the norm from now on
-			}
-		}
-
-		// Learn: predictors, season.
-		for i := range d.pred {
-			p := &d.pred[i]
-			yy := x
-			if i >= numPredictors/2 {
-				yy = x - s
-			}
-			r := yy - p.level
-			if d.n == 1 {
-				p.err = math.Abs(r)
-			}
-			lim := levelClip*p.err + 1e-9*(1+math.Abs(p.level))
-			if math.Abs(r) > lim {
-				sg := math.Copysign(1, r)
-				if p.over > 0 && sg == p.sign {
-					p.over++
-				} else {
-					p.over, p.sign = 1, sg
-				}
-			} else {
-				p.over = 0
-			}
-			if a := predictorAlpha[i%(numPredictors/2)]; a == 1 || p.over >= shiftRun {
-				p.level = yy
-				p.over = 0
-			} else {
-				p.level += a * max(-lim, min(lim, r))
-			}
-			if d.n > 1 {
-				p.err += errRate * (min(math.Abs(r), 2*lim) - p.err)
-			}
-		}
-		if bin >= 0 {
-			d.dayLevel += d.dayRate * (x - s - d.dayLevel)
-			// A bin learns the mean of its first day, then moves a third of the way to each
-			// new day's (a running mean over its first three days).
-			days := float64((t - d.seasonT0) / int64(day))
-			g := min(1, 1/(d.perBin*min(1+days, 3)))
-			d.season[bin] += g * (x - d.dayLevel - s)
-		}
-	}
-	d.last, d.haveLast = x, true
-	d.n++
-	return d.finish(res, pv, warm)
+// learnSeason learns the day's level and the daily profile's bin at t from x (s is the bin's
+// value before).
+func (d *Online) learnSeason(t int64, x, s float64, bin int) {
+	d.dayLevel += d.dayRate * (x - s - d.dayLevel)
+	// A bin learns the mean of its first day, then moves a third of the way to each new
+	// day's (a running mean over its first three days).
+	days := float64((t - d.seasonT0) / int64(day))
+	g := min(1, 1/(d.perBin*min(1+days, 3)))
+	d.season[bin] += g * (x - d.dayLevel - s)
 }
 
 // finish combines the views' tail probabilities into the score.

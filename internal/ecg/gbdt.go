@@ -145,42 +145,14 @@ const (
 	withoutMorph              // only the four intervals of RRFeatures.fourIntervals
 )
 
+// trainEnsemble fits a gradient-boosted ensemble on beats: per round, one regression tree per
+// class on the softmax gradients of a random share of the rows.
 func trainEnsemble(ctx context.Context, beats []Beat, opt TrainOptions, mode ensembleMode) (*ensemble, error) {
 	rng := rand.New(rand.NewPCG(opt.Seed, 0x9e3779b97f4a7c15))
 	n, f := len(beats), NumFeatures
-	x := make([]float32, n*f)
-	y := make([]int, n)
-	var counts [NumClasses]int
-	for i := range beats {
-		rr := beats[i].RR
-		switch mode {
-		case shapeOnly:
-			rr = RRFeatures{}
-		case withoutMorph:
-			rr = rr.fourIntervals()
-		}
-		Features(x[i*f:(i+1)*f], &beats[i].Samples, rr)
-		y[i] = int(beats[i].Class)
-		counts[y[i]]++
-	}
-	t := &trainer{opt: opt, n: n, f: f, bins: make([]uint8, n*f), edges: make([][]float32, f), nb: make([]int, f),
-		g: make([]float64, n), h: make([]float64, n)}
-	t.quantize(x)
-	t.skip = make([]bool, f)
-	if opt.PatientOnly && mode == allFeatures {
-		for j := 0; j < numWaveFeat; j++ {
-			t.skip[j] = true
-		}
-		t.skip[numV1Features-1] = true // window width
-	}
-
-	weight := make([]float64, NumClasses)
-	for c := range weight {
-		weight[c] = 1
-		if opt.ClassWeight > 0 && counts[c] > 0 {
-			weight[c] = math.Pow(float64(counts[ClassN])/float64(counts[c]), opt.ClassWeight)
-		}
-	}
+	x, y, counts := featureMatrix(beats, mode)
+	t := newTrainer(opt, x, n, f, mode)
+	weight := classWeights(opt, counts)
 	m := &ensemble{}
 	for c := 0; c < NumClasses; c++ {
 		p := (float64(counts[c]) + 1) / float64(n+NumClasses)
@@ -196,39 +168,12 @@ func trainEnsemble(ctx context.Context, beats []Beat, opt TrainOptions, mode ens
 	for i := range all {
 		all[i] = int32(i)
 	}
-	prob := make([]float64, NumClasses)
 	for round := 0; round < opt.Rounds; round++ {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("training: %w", err)
 		}
-		rows := all
-		if opt.Subsample < 1 {
-			// Partial Fisher-Yates: the first k rows of a fresh permutation, sorted for locality.
-			perm := slices.Clone(all)
-			k := int(opt.Subsample * float64(n))
-			for i := 0; i < k; i++ {
-				j := i + rng.IntN(n-i)
-				perm[i], perm[j] = perm[j], perm[i]
-			}
-			rows = perm[:k]
-			slices.Sort(rows)
-		}
-		// Softmax gradients for every class at once, from the scores before this round.
-		gAll := make([]float64, n*NumClasses)
-		hAll := make([]float64, n*NumClasses)
-		for _, r := range rows {
-			s := score[int(r)*NumClasses : int(r)*NumClasses+NumClasses]
-			softmax(prob, s)
-			w := weight[y[r]]
-			for c := 0; c < NumClasses; c++ {
-				yc := 0.0
-				if y[r] == c {
-					yc = 1
-				}
-				gAll[int(r)*NumClasses+c] = w * (prob[c] - yc)
-				hAll[int(r)*NumClasses+c] = w * math.Max(prob[c]*(1-prob[c]), 1e-6)
-			}
-		}
+		rows := subsample(rng, all, opt.Subsample)
+		gAll, hAll := softmaxGradients(rows, score, y, weight)
 		for c := 0; c < NumClasses; c++ {
 			for _, r := range rows {
 				t.g[r] = gAll[int(r)*NumClasses+c]
@@ -245,6 +190,97 @@ func trainEnsemble(ctx context.Context, beats []Beat, opt TrainOptions, mode ens
 	}
 	m.flatten()
 	return m, nil
+}
+
+// featureMatrix returns the features of beats (row-major, NumFeatures a row) as mode sees
+// them, their classes and the count of each class.
+func featureMatrix(beats []Beat, mode ensembleMode) (x []float32, y []int, counts [NumClasses]int) {
+	f := NumFeatures
+	x = make([]float32, len(beats)*f)
+	y = make([]int, len(beats))
+	for i := range beats {
+		rr := beats[i].RR
+		switch mode {
+		case shapeOnly:
+			rr = RRFeatures{}
+		case withoutMorph:
+			rr = rr.fourIntervals()
+		}
+		Features(x[i*f:(i+1)*f], &beats[i].Samples, rr)
+		y[i] = int(beats[i].Class)
+		counts[y[i]]++
+	}
+	return x, y, counts
+}
+
+// newTrainer quantizes x (n rows of f features) and marks the features trees may not split
+// on: with PatientOnly, the wave features and window width of the full model.
+func newTrainer(opt TrainOptions, x []float32, n, f int, mode ensembleMode) *trainer {
+	t := &trainer{opt: opt, n: n, f: f, bins: make([]uint8, n*f), edges: make([][]float32, f), nb: make([]int, f),
+		g: make([]float64, n), h: make([]float64, n)}
+	t.quantize(x)
+	t.skip = make([]bool, f)
+	if opt.PatientOnly && mode == allFeatures {
+		for j := 0; j < numWaveFeat; j++ {
+			t.skip[j] = true
+		}
+		t.skip[numV1Features-1] = true // window width
+	}
+	return t
+}
+
+// classWeights weighs each class by (count of N / its count)^ClassWeight, 1 when ClassWeight
+// is 0 or the class is absent.
+func classWeights(opt TrainOptions, counts [NumClasses]int) []float64 {
+	weight := make([]float64, NumClasses)
+	for c := range weight {
+		weight[c] = 1
+		if opt.ClassWeight > 0 && counts[c] > 0 {
+			weight[c] = math.Pow(float64(counts[ClassN])/float64(counts[c]), opt.ClassWeight)
+		}
+	}
+	return weight
+}
+
+// subsample returns all when share >= 1, else the first share of a fresh permutation of all
+// (partial Fisher-Yates), sorted for locality.
+func subsample(rng *rand.Rand, all []int32, share float64) []int32 {
+	if share >= 1 {
+		return all
+	}
+	n := len(all)
+	perm := slices.Clone(all)
+	k := int(share * float64(n))
+	for i := 0; i < k; i++ {
+		j := i + rng.IntN(n-i)
+		perm[i], perm[j] = perm[j], perm[i]
+	}
+	rows := perm[:k]
+	slices.Sort(rows)
+	return rows
+}
+
+// softmaxGradients returns the weighted softmax gradients and hessians of every class for
+// rows, from the scores before this round (row-major, NumClasses a row).
+func softmaxGradients(rows []int32, score []float64, y []int, weight []float64) (g, h []float64) {
+	n := len(score) / NumClasses
+	g = make([]float64, n*NumClasses)
+	h = make([]float64, n*NumClasses)
+	prob := make([]float64, NumClasses)
+	for _, r := range rows {
+		s := score[int(r)*NumClasses : int(r)*NumClasses+NumClasses]
+		softmax(prob, s)
+		w := weight[y[r]]
+		for c := 0; c < NumClasses; c++ {
+			yc := 0.0
+			if y[r] == c {
+				yc = 1
+			}
+			g[int(r)*NumClasses+c] = w * (prob[c] - yc)
+			h[int(r)*NumClasses+c] = w * math.Max(prob[c]*(1-prob[c]), 1e-6)
+		}
+	}
+	return g, h
 }
 
 func softmax(dst, s []float64) {
@@ -332,27 +368,7 @@ func (t *trainer) grow(tr *tree, rows []int32, hist [][]binStat, depth int) int3
 	if depth >= t.opt.MaxDepth || H < 2*t.opt.MinHessian || len(rows) < 2 {
 		return idx
 	}
-	lam := t.opt.Lambda
-	parent := G * G / (H + lam)
-	bestGain, bestF, bestB := 1e-9, -1, -1
-	for j := 0; j < t.f; j++ {
-		if t.skip[j] {
-			continue
-		}
-		var gl, hl float64
-		for b := 0; b < t.nb[j]-1; b++ {
-			gl += hist[j][b].g
-			hl += hist[j][b].h
-			hr := H - hl
-			if hl < t.opt.MinHessian || hr < t.opt.MinHessian {
-				continue
-			}
-			gr := G - gl
-			if gain := gl*gl/(hl+lam) + gr*gr/(hr+lam) - parent; gain > bestGain {
-				bestGain, bestF, bestB = gain, j, b
-			}
-		}
-	}
+	bestF, bestB := t.bestSplit(hist, G, H)
 	if bestF < 0 {
 		return idx
 	}
@@ -397,6 +413,35 @@ func (t *trainer) grow(tr *tree, rows []int32, hist [][]binStat, depth int) int3
 	r := t.grow(tr, right, hRight, depth+1)
 	tr.Nodes[idx].Left, tr.Nodes[idx].Right = l, r
 	return idx
+}
+
+// bestSplit returns the feature and bin (bin <= b goes left) whose split of a node with
+// histogram hist and gradient sums G, H gains the most, or -1, -1 when none gains or leaves
+// each side MinHessian.
+func (t *trainer) bestSplit(hist [][]binStat, G, H float64) (bestF, bestB int) {
+	lam := t.opt.Lambda
+	parent := G * G / (H + lam)
+	bestGain := 1e-9
+	bestF, bestB = -1, -1
+	for j := 0; j < t.f; j++ {
+		if t.skip[j] {
+			continue
+		}
+		var gl, hl float64
+		for b := 0; b < t.nb[j]-1; b++ {
+			gl += hist[j][b].g
+			hl += hist[j][b].h
+			hr := H - hl
+			if hl < t.opt.MinHessian || hr < t.opt.MinHessian {
+				continue
+			}
+			gr := G - gl
+			if gain := gl*gl/(hl+lam) + gr*gr/(hr+lam) - parent; gain > bestGain {
+				bestGain, bestF, bestB = gain, j, b
+			}
+		}
+	}
+	return bestF, bestB
 }
 
 func (tr *tree) predictBinned(row []uint8) float32 {

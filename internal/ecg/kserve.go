@@ -266,7 +266,26 @@ func DecodeKServeResponse(body []byte, n int) ([]Prediction, error) {
 	if len(o.Shape) != 2 || o.Shape[0] != int64(n) || o.Shape[1] != NumClasses {
 		return nil, fmt.Errorf("output %q has shape %v; want [%d, %d] (beats × classes N, S, V, F, Q)", o.Name, o.Shape, n, NumClasses)
 	}
-	vals := make([]float64, 0, n*NumClasses)
+	vals, err := flattenOutput(o.Data, n*NumClasses)
+	if err != nil {
+		return nil, fmt.Errorf("output %q: %v", o.Name, err)
+	}
+	if len(vals) != n*NumClasses {
+		return nil, fmt.Errorf("output %q holds %d values; want %d", o.Name, len(vals), n*NumClasses)
+	}
+	out := make([]Prediction, n)
+	for i := range out {
+		if err := out[i].fromScores(vals[i*NumClasses : (i+1)*NumClasses]); err != nil {
+			return nil, fmt.Errorf("output %q row %d %v", o.Name, i, err)
+		}
+	}
+	return out, nil
+}
+
+// flattenOutput returns the numbers of tensor data, flat or nested up to two levels, in
+// row-major order; more than limit of them is an error.
+func flattenOutput(data json.RawMessage, limit int) ([]float64, error) {
+	vals := make([]float64, 0, limit)
 	var flatten func(raw json.RawMessage, depth int) error
 	flatten = func(raw json.RawMessage, depth int) error {
 		raw = bytes.TrimSpace(raw)
@@ -290,42 +309,41 @@ func DecodeKServeResponse(body []byte, n int) ([]Prediction, error) {
 			return fmt.Errorf("output value %s is not a number", truncateBytes(raw))
 		}
 		if len(vals) == cap(vals) {
-			return fmt.Errorf("output %q holds more than %d values", o.Name, n*NumClasses)
+			return fmt.Errorf("holds more than %d values", limit)
 		}
 		vals = append(vals, v)
 		return nil
 	}
-	if err := flatten(o.Data, 0); err != nil {
-		return nil, fmt.Errorf("output %q: %v", o.Name, err)
+	if err := flatten(data, 0); err != nil {
+		return nil, err
 	}
-	if len(vals) != n*NumClasses {
-		return nil, fmt.Errorf("output %q holds %d values; want %d", o.Name, len(vals), n*NumClasses)
+	return vals, nil
+}
+
+// fromScores sets p from one row of class scores: taken as probabilities (renormalized) when
+// they are in [0, 1] and sum to 1, else as logits through softmax.
+func (p *Prediction) fromScores(row []float64) error {
+	sum, probs := 0.0, true
+	for _, v := range row {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("holds %v", v)
+		}
+		sum += v
+		probs = probs && v >= 0 && v <= 1
 	}
-	out := make([]Prediction, n)
-	for i := range out {
-		row := vals[i*NumClasses : (i+1)*NumClasses]
-		sum, probs := 0.0, true
-		for _, v := range row {
-			if math.IsNaN(v) || math.IsInf(v, 0) {
-				return nil, fmt.Errorf("output %q row %d holds %v", o.Name, i, v)
-			}
-			sum += v
-			probs = probs && v >= 0 && v <= 1
+	if probs && math.Abs(sum-1) <= 1e-3 {
+		for c, v := range row {
+			p.Probs[c] = v / sum
 		}
-		if probs && math.Abs(sum-1) <= 1e-3 {
-			for c, v := range row {
-				out[i].Probs[c] = v / sum
-			}
-		} else {
-			softmax(out[i].Probs[:], row)
-		}
-		for c := 1; c < NumClasses; c++ {
-			if out[i].Probs[c] > out[i].Probs[out[i].Class] {
-				out[i].Class = Class(c)
-			}
+	} else {
+		softmax(p.Probs[:], row)
+	}
+	for c := 1; c < NumClasses; c++ {
+		if p.Probs[c] > p.Probs[p.Class] {
+			p.Class = Class(c)
 		}
 	}
-	return out, nil
+	return nil
 }
 
 func truncateBytes(b []byte) string {

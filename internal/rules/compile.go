@@ -63,109 +63,137 @@ func Compile(rules []Rule, reg *reading.Registry) (*RuleSet, yamlconf.Problems) 
 	var errs yamlconf.Problems
 	seen := map[string]int{}
 	for i, r := range rules {
-		p := fmt.Sprintf("rules[%d]", i)
 		add := func(field, format string, args ...any) {
-			path := p
+			path := fmt.Sprintf("rules[%d]", i)
 			if field != "" {
 				path += "." + field
 			}
 			errs.Add(path, format, args...)
 		}
 		n0 := len(errs)
-		switch {
-		case r.Name == "":
-			add("name", "required")
-		case !nameRe.MatchString(r.Name):
-			add("name", "%q: use letters, digits, '-', '_', '.' and ':'", r.Name)
-		default:
-			if j, dup := seen[r.Name]; dup {
-				add("name", "%q is already the name of rules[%d]", r.Name, j)
-			}
-			seen[r.Name] = i
-		}
-		if r.For < 0 {
-			add("for", "must not be negative")
-		}
-		if r.KeepFiringFor < 0 {
-			add("keep_firing_for", "must not be negative")
-		}
-		if r.AbsentFor < 0 {
-			add("absent_for", "must not be negative")
-		}
-		if r.Severity != "" && !severities[r.Severity] {
-			add("severity", "want critical, warning or info, got %q", r.Severity)
-		}
-		for k := range r.Labels {
-			if !labelRe.MatchString(k) {
-				add("labels."+k, "label names are letters, digits and underscores")
-			} else if reserved[k] {
-				add("labels."+k, "%s is set by pulselake; choose another name", k)
-			}
-		}
-		var kind *reading.Kind
-		if r.Kind != "" {
-			k, ok := reg.Kind(r.Kind)
-			if !ok {
-				add("kind", "unknown kind %q (known: %s)", r.Kind, strings.Join(reg.Names(), ", "))
-			}
-			kind = k
-		}
-		c := &compiled{Rule: r}
-		if r.AbsentFor > 0 {
-			if r.When != "" || r.ResolveWhen != "" {
-				add("when", "an absent_for rule fires on missing readings; it takes no when or resolve_when")
-			}
-		} else {
-			if r.Kind == "" {
-				add("kind", "required (the kind of reading the rule looks at)")
-			}
-			if r.When == "" {
-				add("when", "required: a condition such as systolic >= 180 (or set absent_for for a no-data rule)")
-			}
-			if kind != nil && r.When != "" {
-				prog, w, err := compileExpr(r.When, kind)
-				if err != nil {
-					add("when", "%v", err)
-				}
-				c.when, c.window = prog, w
-			}
-			if kind != nil && r.ResolveWhen != "" {
-				prog, w, err := compileExpr(r.ResolveWhen, kind)
-				if err != nil {
-					add("resolve_when", "%v", err)
-				}
-				c.resolve, c.window = prog, max(c.window, w)
-			}
-		}
-		var err error
-		if c.summary, err = parseTemplate("summary", r.Summary); err != nil {
-			add("summary", "%v", err)
-		}
-		if c.descr, err = parseTemplate("description", r.Description); err != nil {
-			add("description", "%v", err)
-		}
+		checkName(r.Name, i, seen, add)
+		checkSettings(r, add)
+		kind := lookUpKind(r.Kind, reg, add)
+		c := compileRule(r, kind, add)
 		if len(errs) > n0 {
 			continue
 		}
-		set.rules = append(set.rules, c)
-		if r.AbsentFor > 0 {
-			set.absent = append(set.absent, c)
-		} else {
-			set.byKind[r.Kind] = append(set.byKind[r.Kind], c)
-			if _, ok := set.fields[r.Kind]; !ok {
-				for _, f := range kind.Fields {
-					if f.Type == reading.Number {
-						set.fields[r.Kind] = append(set.fields[r.Kind], f.Name)
-					}
-				}
-			}
-			set.window[r.Kind] = max(set.window[r.Kind], c.window)
-		}
+		set.add(c, kind)
 	}
 	if len(errs) > 0 {
 		return nil, errs
 	}
 	return set, nil
+}
+
+// problemAdder records a problem at a field of the rule being compiled.
+type problemAdder func(field, format string, args ...any)
+
+// checkName checks the name of rules[i] and that no earlier rule in seen has it.
+func checkName(name string, i int, seen map[string]int, add problemAdder) {
+	switch {
+	case name == "":
+		add("name", "required")
+	case !nameRe.MatchString(name):
+		add("name", "%q: use letters, digits, '-', '_', '.' and ':'", name)
+	default:
+		if j, dup := seen[name]; dup {
+			add("name", "%q is already the name of rules[%d]", name, j)
+		}
+		seen[name] = i
+	}
+}
+
+// checkSettings checks the durations, severity and labels of r.
+func checkSettings(r Rule, add problemAdder) {
+	if r.For < 0 {
+		add("for", "must not be negative")
+	}
+	if r.KeepFiringFor < 0 {
+		add("keep_firing_for", "must not be negative")
+	}
+	if r.AbsentFor < 0 {
+		add("absent_for", "must not be negative")
+	}
+	if r.Severity != "" && !severities[r.Severity] {
+		add("severity", "want critical, warning or info, got %q", r.Severity)
+	}
+	for k := range r.Labels {
+		if !labelRe.MatchString(k) {
+			add("labels."+k, "label names are letters, digits and underscores")
+		} else if reserved[k] {
+			add("labels."+k, "%s is set by pulselake; choose another name", k)
+		}
+	}
+}
+
+// lookUpKind returns the kind named name, or nil when name is empty or unknown.
+func lookUpKind(name string, reg *reading.Registry, add problemAdder) *reading.Kind {
+	if name == "" {
+		return nil
+	}
+	k, ok := reg.Kind(name)
+	if !ok {
+		add("kind", "unknown kind %q (known: %s)", name, strings.Join(reg.Names(), ", "))
+	}
+	return k
+}
+
+// compileRule compiles the conditions and templates of r; kind is nil when r names no known kind.
+func compileRule(r Rule, kind *reading.Kind, add problemAdder) *compiled {
+	c := &compiled{Rule: r}
+	if r.AbsentFor > 0 {
+		if r.When != "" || r.ResolveWhen != "" {
+			add("when", "an absent_for rule fires on missing readings; it takes no when or resolve_when")
+		}
+	} else {
+		if r.Kind == "" {
+			add("kind", "required (the kind of reading the rule looks at)")
+		}
+		if r.When == "" {
+			add("when", "required: a condition such as systolic >= 180 (or set absent_for for a no-data rule)")
+		}
+		if kind != nil && r.When != "" {
+			prog, w, err := compileExpr(r.When, kind)
+			if err != nil {
+				add("when", "%v", err)
+			}
+			c.when, c.window = prog, w
+		}
+		if kind != nil && r.ResolveWhen != "" {
+			prog, w, err := compileExpr(r.ResolveWhen, kind)
+			if err != nil {
+				add("resolve_when", "%v", err)
+			}
+			c.resolve, c.window = prog, max(c.window, w)
+		}
+	}
+	var err error
+	if c.summary, err = parseTemplate("summary", r.Summary); err != nil {
+		add("summary", "%v", err)
+	}
+	if c.descr, err = parseTemplate("description", r.Description); err != nil {
+		add("description", "%v", err)
+	}
+	return c
+}
+
+// add files a compiled rule by what triggers it: missing readings, or readings of its kind.
+func (s *RuleSet) add(c *compiled, kind *reading.Kind) {
+	s.rules = append(s.rules, c)
+	if c.AbsentFor > 0 {
+		s.absent = append(s.absent, c)
+		return
+	}
+	s.byKind[c.Kind] = append(s.byKind[c.Kind], c)
+	if _, ok := s.fields[c.Kind]; !ok {
+		for _, f := range kind.Fields {
+			if f.Type == reading.Number {
+				s.fields[c.Kind] = append(s.fields[c.Kind], f.Name)
+			}
+		}
+	}
+	s.window[c.Kind] = max(s.window[c.Kind], c.window)
 }
 
 func parseTemplate(name, text string) (*template.Template, error) {

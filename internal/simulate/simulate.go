@@ -47,6 +47,45 @@ type Stats struct {
 
 // Run simulates until the duration elapses or ctx ends, and returns the totals.
 func Run(ctx context.Context, log *slog.Logger, o Options) (Stats, error) {
+	o = o.withDefaults()
+	rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15))
+	devs, err := newFleet(o.Kind, o.Devices, rng)
+	if err != nil {
+		return Stats{}, err
+	}
+	send, closeSender, err := openSender(ctx, o)
+	if err != nil {
+		return Stats{}, err
+	}
+	defer closeSender()
+	// The duration ends production; batches already handed to the workers are still sent
+	// (under the caller's context), so a run's last batch is not counted as failed.
+	sendCtx := ctx
+	if o.Duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.Duration)
+		defer cancel()
+	}
+
+	var st statsCounter
+	// Readings are sent by a few workers so throughput does not wait on round trips.
+	batches := make(chan simBatch, 8)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sendBatches(sendCtx, log, send, batches, &st, o.OnResult)
+		}()
+	}
+	produce(ctx, o, rng, devs, batches)
+	close(batches)
+	wg.Wait()
+	return st.snapshot(), nil
+}
+
+// withDefaults returns o with its documented defaults filled in.
+func (o Options) withDefaults() Options {
 	if o.Devices <= 0 {
 		o.Devices = 10
 	}
@@ -59,90 +98,88 @@ func Run(ctx context.Context, log *slog.Logger, o Options) (Stats, error) {
 	if o.Start.IsZero() {
 		o.Start = time.Now()
 	}
-	rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15))
-	devs := make([]*device, o.Devices)
+	return o
+}
+
+// newFleet returns n devices of kind, numbered from 1.
+func newFleet(kind string, n int, rng *rand.Rand) ([]*device, error) {
+	devs := make([]*device, n)
 	for i := range devs {
-		d, err := newDevice(o.Kind, i+1, rng)
+		d, err := newDevice(kind, i+1, rng)
 		if err != nil {
-			return Stats{}, err
+			return nil, err
 		}
 		devs[i] = d
 	}
+	return devs, nil
+}
+
+// openSender connects to o.Target over HTTP or MQTT and returns the sender with a func that
+// closes it.
+func openSender(ctx context.Context, o Options) (sender, func(), error) {
 	u, err := url.Parse(o.Target)
 	if err != nil || u.Host == "" {
-		return Stats{}, fmt.Errorf("target %q: want http://host:port or mqtt://host:port", o.Target)
+		return nil, nil, fmt.Errorf("target %q: want http://host:port or mqtt://host:port", o.Target)
 	}
-	var send sender
 	switch u.Scheme {
 	case "http", "https":
-		send = newHTTPSender(strings.TrimSuffix(o.Target, "/")+"/v1/readings", o.Token)
+		return newHTTPSender(strings.TrimSuffix(o.Target, "/")+"/v1/readings", o.Token), func() {}, nil
 	case "mqtt", "tcp":
 		s, err := newMQTTSender(ctx, u.Host, o.Token, min(o.Devices, 32))
 		if err != nil {
-			return Stats{}, err
+			return nil, nil, err
 		}
-		defer s.close()
-		send = s
+		return s, s.close, nil
 	default:
-		return Stats{}, fmt.Errorf("target scheme %q: want http or mqtt", u.Scheme)
+		return nil, nil, fmt.Errorf("target scheme %q: want http or mqtt", u.Scheme)
 	}
-	// The duration ends production; batches already handed to the workers are still sent
-	// (under the caller's context), so a run's last batch is not counted as failed.
-	sendCtx := ctx
-	if o.Duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.Duration)
-		defer cancel()
-	}
+}
 
-	var st statsCounter
-	// Readings are produced on a 50 ms tick in proportion to the rate and sent by a few
-	// workers so throughput does not wait on round trips.
+// simBatch is one request's worth of readings. It carries its own abnormal/invalid counts,
+// added to the totals only when it is sent, so readings produced but never sent (at the
+// deadline) are not counted.
+type simBatch struct {
+	readings          []json.RawMessage
+	abnormal, invalid int64
+}
+
+// sendBatches sends batches until the channel closes, counting the outcomes in st.
+func sendBatches(ctx context.Context, log *slog.Logger, send sender, batches <-chan simBatch, st *statsCounter, onResult func(Stats)) {
+	for b := range batches {
+		res, err := send.send(ctx, b.readings)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("sending readings failed", "err", err)
+		}
+		st.abnormal.Add(b.abnormal)
+		st.invalid.Add(b.invalid)
+		st.add(res, err, len(b.readings))
+		if onResult != nil {
+			onResult(st.snapshot())
+		}
+	}
+}
+
+// produce makes readings round-robin over devs on a 50 ms tick, in proportion to o.Rate, and
+// hands them to batches in batches of at most o.Batch, until ctx ends.
+func produce(ctx context.Context, o Options, rng *rand.Rand, devs []*device, batches chan<- simBatch) {
 	const tick = 50 * time.Millisecond
-	// A batch carries its own abnormal/invalid counts, added to the totals only when it is
-	// sent, so readings produced but never sent (at the deadline) are not counted.
-	type batch struct {
-		readings          []json.RawMessage
-		abnormal, invalid int64
-	}
-	batches := make(chan batch, 8)
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for b := range batches {
-				res, err := send.send(sendCtx, b.readings)
-				if err != nil && sendCtx.Err() == nil {
-					log.Warn("sending readings failed", "err", err)
-				}
-				st.abnormal.Add(b.abnormal)
-				st.invalid.Add(b.invalid)
-				st.add(res, err, len(b.readings))
-				if o.OnResult != nil {
-					o.OnResult(st.snapshot())
-				}
-			}
-		}()
-	}
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	start, produced, next := time.Now(), 0.0, 0
-	var b batch
+	var b simBatch
 	flush := func() bool {
 		select {
 		case batches <- b:
-			b = batch{}
+			b = simBatch{}
 			return true
 		case <-ctx.Done():
 			return false
 		}
 	}
-loop:
 	for {
 		select {
 		case <-ctx.Done():
-			break loop
+			return
 		case now := <-t.C:
 			due := o.Rate * now.Sub(start).Seconds()
 			for produced < due {
@@ -163,17 +200,14 @@ loop:
 				}
 				b.readings = append(b.readings, r.AppendJSON(nil))
 				if len(b.readings) == o.Batch && !flush() {
-					break loop
+					return
 				}
 			}
 			if len(b.readings) > 0 && !flush() {
-				break loop
+				return
 			}
 		}
 	}
-	close(batches)
-	wg.Wait()
-	return st.snapshot(), nil
 }
 
 // corrupt makes a reading invalid: a value far outside its plausible range.

@@ -70,22 +70,14 @@ func ParseAnnotations(r io.Reader) ([]Annotation, error) {
 		out       []Annotation
 		t         int64
 		num, chn  int
-		pos       int
 		haveAnnot bool
 	)
-	word := func() (int, int, bool) {
-		if pos+2 > len(data) {
-			return 0, 0, false
-		}
-		w := binary.LittleEndian.Uint16(data[pos:])
-		pos += 2
-		return int(w >> 10), int(w & 0x3ff), true
-	}
+	ar := &annotationReader{data: data}
 	for {
-		start := pos
-		a, i, ok := word()
+		start := ar.pos
+		a, i, ok := ar.word()
 		if !ok {
-			if pos < len(data) {
+			if ar.pos < len(data) {
 				return nil, fmt.Errorf("parsing annotations at byte %d: odd trailing byte: %w", start, ErrSyntax)
 			}
 			// Some writers omit the end marker; accept a clean end of data.
@@ -95,17 +87,9 @@ func ParseAnnotations(r io.Reader) ([]Annotation, error) {
 		case a == 0 && i == 0:
 			return out, nil
 		case a == codeSkip:
-			if pos+4 > len(data) {
-				return nil, fmt.Errorf("parsing annotations at byte %d: truncated skip: %w", start, ErrSyntax)
-			}
-			// The interval is a PDP-11 long: high word first, each word little-endian.
-			hi := binary.LittleEndian.Uint16(data[pos:])
-			lo := binary.LittleEndian.Uint16(data[pos+2:])
-			pos += 4
-			d := int64(int32(uint32(hi)<<16 | uint32(lo)))
-			if d < 0 {
-				// Annotations are stored in time order; a backward skip means corrupt data.
-				return nil, fmt.Errorf("parsing annotations at byte %d: negative skip %d: %w", start, d, ErrSyntax)
+			d, err := ar.skip(start)
+			if err != nil {
+				return nil, err
 			}
 			t += d
 		case a == codeNum, a == codeSub, a == codeChn, a == codeAux:
@@ -123,21 +107,11 @@ func ParseAnnotations(r io.Reader) ([]Annotation, error) {
 				chn = i
 				last.Chan = chn
 			case codeAux:
-				if pos+i > len(data) {
-					return nil, fmt.Errorf("parsing annotations at byte %d: aux of %d bytes past the end: %w", start, i, ErrSyntax)
+				aux, err := ar.aux(start, i)
+				if err != nil {
+					return nil, err
 				}
-				b := data[pos : pos+i]
-				for k, c := range b { // aux strings are NUL-terminated when shorter than their field
-					if c == 0 {
-						b = b[:k]
-						break
-					}
-				}
-				last.Aux = string(b)
-				pos += i + i%2
-				if pos > len(data) {
-					pos = len(data)
-				}
+				last.Aux = aux
 			}
 		case a > MaxCode:
 			return nil, fmt.Errorf("parsing annotations at byte %d: reserved code %d: %w", start, a, ErrSyntax)
@@ -150,6 +124,57 @@ func ParseAnnotations(r io.Reader) ([]Annotation, error) {
 			haveAnnot = true
 		}
 	}
+}
+
+// annotationReader walks the words of an annotation file.
+type annotationReader struct {
+	data []byte
+	pos  int
+}
+
+// word returns the code (high 6 bits) and field (low 10 bits) of the next word, or false at
+// the end of data.
+func (r *annotationReader) word() (code, field int, ok bool) {
+	if r.pos+2 > len(r.data) {
+		return 0, 0, false
+	}
+	w := binary.LittleEndian.Uint16(r.data[r.pos:])
+	r.pos += 2
+	return int(w >> 10), int(w & 0x3ff), true
+}
+
+// skip reads the 32-bit time difference after a SKIP word that began at byte start.
+func (r *annotationReader) skip(start int) (int64, error) {
+	if r.pos+4 > len(r.data) {
+		return 0, fmt.Errorf("parsing annotations at byte %d: truncated skip: %w", start, ErrSyntax)
+	}
+	// The interval is a PDP-11 long: high word first, each word little-endian.
+	hi := binary.LittleEndian.Uint16(r.data[r.pos:])
+	lo := binary.LittleEndian.Uint16(r.data[r.pos+2:])
+	r.pos += 4
+	d := int64(int32(uint32(hi)<<16 | uint32(lo)))
+	if d < 0 {
+		// Annotations are stored in time order; a backward skip means corrupt data.
+		return 0, fmt.Errorf("parsing annotations at byte %d: negative skip %d: %w", start, d, ErrSyntax)
+	}
+	return d, nil
+}
+
+// aux reads the n-byte string (padded to an even length) after an AUX word that began at
+// byte start.
+func (r *annotationReader) aux(start, n int) (string, error) {
+	if r.pos+n > len(r.data) {
+		return "", fmt.Errorf("parsing annotations at byte %d: aux of %d bytes past the end: %w", start, n, ErrSyntax)
+	}
+	b := r.data[r.pos : r.pos+n]
+	for k, c := range b { // aux strings are NUL-terminated when shorter than their field
+		if c == 0 {
+			b = b[:k]
+			break
+		}
+	}
+	r.pos = min(r.pos+n+n%2, len(r.data))
+	return string(b), nil
 }
 
 // signed10 interprets a 10-bit field as written by the WFDB library for NUM and SUB

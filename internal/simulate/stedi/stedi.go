@@ -96,6 +96,27 @@ var lastNames = []string{"Doshi", "Aaron", "Davis", "Lincoln", "Mitra", "Miller"
 // Generate writes customer.json, step_trainer.json and accelerometer.json into dir (created
 // if missing) and returns their line counts.
 func Generate(dir string, o Options) (Counts, error) {
+	o = o.withDefaults()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return Counts{}, fmt.Errorf("creating output folder: %w", err)
+	}
+	g := newGenerator(o)
+	if err := g.open(dir); err != nil {
+		return Counts{}, err
+	}
+	for i := range o.Customers {
+		g.customer(i)
+	}
+	for _, w := range []*writer{g.cw, g.sw, g.aw} {
+		if err := w.close(); err != nil {
+			return g.c, err
+		}
+	}
+	return g.c, nil
+}
+
+// withDefaults returns o with its documented defaults filled in.
+func (o Options) withDefaults() Options {
 	if o.Customers <= 0 {
 		o.Customers = 1000
 	}
@@ -108,109 +129,140 @@ func Generate(dir string, o Options) (Counts, error) {
 	if o.ReadingsPerSession <= 0 {
 		o.ReadingsPerSession = 20
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return Counts{}, fmt.Errorf("creating output folder: %w", err)
-	}
+	return o
+}
+
+const day = int64(24 * time.Hour / time.Millisecond)
+
+// generator holds the state of one Generate run. Every random draw comes from rng in a fixed
+// order, so the same options give the same files.
+type generator struct {
+	o          Options
+	rng        *rand.Rand
+	serials    []string // step trainer serial numbers, each shared by about customersPerSN customers
+	start      int64    // o.Start in Unix milliseconds
+	clock      int64    // end of the last session
+	cw, sw, aw *writer  // customer, step trainer, accelerometer
+	c          Counts
+}
+
+func newGenerator(o Options) *generator {
 	rng := rand.New(rand.NewPCG(o.Seed, 0x57ed1))
 	serials := make([]string, max(3, o.Customers/customersPerSN))
 	for i := range serials {
 		serials[i] = uuid(rng)
 	}
 	start := o.Start.UnixMilli()
-	const day = int64(24 * time.Hour / time.Millisecond)
-
-	var c Counts
-	cw, err := newWriter(filepath.Join(dir, CustomerFile))
-	if err != nil {
-		return c, err
-	}
-	sw, err := newWriter(filepath.Join(dir, StepTrainerFile))
-	if err != nil {
-		cw.close()
-		return c, err
-	}
-	aw, err := newWriter(filepath.Join(dir, AccelerometerFile))
-	if err != nil {
-		cw.close()
-		sw.close()
-		return c, err
-	}
 	// Sessions never overlap in time, so every reading time is unique across the data set.
-	clock := start + 30*day
-	session := func(user, serial string) {
-		clock += int64(rng.IntN(3600_000)) + 60_000
-		for range o.ReadingsPerSession {
-			clock += readingStep
-			sw.put(StepTrainer{SensorReadingTime: clock, SerialNumber: serial, DistanceFromObject: 180 + rng.IntN(120)})
-			c.StepTrainer++
-			if user != "" {
-				a := Accelerometer{Timestamp: clock, User: user, X: round(rng.NormFloat64()), Y: round(rng.NormFloat64()), Z: round(rng.NormFloat64())}
-				aw.put(a)
-				c.Accelerometer++
-				if rng.Float64() < duplicateShare {
-					aw.put(a)
-					c.Accelerometer++
-				}
+	return &generator{o: o, rng: rng, serials: serials, start: start, clock: start + 30*day}
+}
+
+// open creates the three output files in dir.
+func (g *generator) open(dir string) error {
+	var err error
+	if g.cw, err = newWriter(filepath.Join(dir, CustomerFile)); err != nil {
+		return err
+	}
+	if g.sw, err = newWriter(filepath.Join(dir, StepTrainerFile)); err != nil {
+		g.cw.close()
+		return err
+	}
+	if g.aw, err = newWriter(filepath.Join(dir, AccelerometerFile)); err != nil {
+		g.cw.close()
+		g.sw.close()
+		return err
+	}
+	return nil
+}
+
+// session writes one step trainer session after the previous one, with the phone's
+// accelerometer readings when user is not empty (some of them twice).
+func (g *generator) session(user, serial string) {
+	rng := g.rng
+	g.clock += int64(rng.IntN(3600_000)) + 60_000
+	for range g.o.ReadingsPerSession {
+		g.clock += readingStep
+		g.sw.put(StepTrainer{SensorReadingTime: g.clock, SerialNumber: serial, DistanceFromObject: 180 + rng.IntN(120)})
+		g.c.StepTrainer++
+		if user != "" {
+			a := Accelerometer{Timestamp: g.clock, User: user, X: round(rng.NormFloat64()), Y: round(rng.NormFloat64()), Z: round(rng.NormFloat64())}
+			g.aw.put(a)
+			g.c.Accelerometer++
+			if rng.Float64() < duplicateShare {
+				g.aw.put(a)
+				g.c.Accelerometer++
 			}
 		}
 	}
-	for i := range o.Customers {
-		first, last := firstNames[rng.IntN(len(firstNames))], lastNames[rng.IntN(len(lastNames))]
-		cu := Customer{
-			SerialNumber:     serials[rng.IntN(len(serials))],
-			CustomerName:     first + " " + last,
-			Email:            fmt.Sprintf("%s.%s.%d@test.com", first, last, i),
-			Phone:            fmt.Sprintf("801555%04d", rng.IntN(10000)),
-			BirthDay:         time.Date(1930+rng.IntN(75), time.Month(1+rng.IntN(12)), 1+rng.IntN(28), 0, 0, 0, 0, time.UTC).Format("2006-01-02"),
-			RegistrationDate: start + int64(rng.IntN(30))*day + int64(rng.IntN(int(day))),
+}
+
+// customer writes customer i (sometimes twice) with their sessions, and now and then a
+// session of a trainer used without the app.
+func (g *generator) customer(i int) {
+	rng := g.rng
+	cu := g.newCustomer(i)
+	consented := rng.Float64() < consentShare
+	hasPhone := rng.Float64() < phoneShare
+	preConsent := rng.Float64() < preConsentShare
+	g.shareDates(&cu, consented)
+	if hasPhone {
+		if preConsent {
+			g.session(cu.Email, cu.SerialNumber) // recorded before consenting
 		}
-		cu.LastUpdateDate = cu.RegistrationDate + int64(rng.IntN(int(60*day)))
-		consented := rng.Float64() < consentShare
-		hasPhone := rng.Float64() < phoneShare
-		preConsent := rng.Float64() < preConsentShare
 		// The consent date lies in the session clock's range, so some readings precede it.
-		var consentAt int64
+		consentAt := g.clock + 1
+		g.session(cu.Email, cu.SerialNumber)
 		if consented {
-			at := cu.LastUpdateDate
-			cu.ShareWithResearchAsOfDate = &at
-		}
-		if rng.Float64() < 0.5 {
-			at := cu.RegistrationDate + int64(rng.IntN(int(day)))
-			cu.ShareWithPublicAsOfDate = &at
-		}
-		if rng.Float64() < 0.3 {
-			at := cu.RegistrationDate + int64(rng.IntN(int(day)))
-			cu.ShareWithFriendsAsOfDate = &at
-		}
-		if hasPhone {
-			if preConsent {
-				session(cu.Email, cu.SerialNumber) // recorded before consenting
-			}
-			consentAt = clock + 1
-			session(cu.Email, cu.SerialNumber)
-			if consented {
-				cu.ShareWithResearchAsOfDate = &consentAt
-				if cu.LastUpdateDate < consentAt {
-					cu.LastUpdateDate = consentAt
-				}
+			cu.ShareWithResearchAsOfDate = &consentAt
+			if cu.LastUpdateDate < consentAt {
+				cu.LastUpdateDate = consentAt
 			}
 		}
-		cw.put(cu)
-		c.Customers++
-		if rng.Float64() < duplicateShare {
-			cw.put(cu)
-			c.Customers++
-		}
-		if i%orphanTrainerPer == 0 {
-			session("", serials[rng.IntN(len(serials))]) // a trainer used without the app
-		}
 	}
-	for _, w := range []*writer{cw, sw, aw} {
-		if err := w.close(); err != nil {
-			return c, err
-		}
+	g.cw.put(cu)
+	g.c.Customers++
+	if rng.Float64() < duplicateShare {
+		g.cw.put(cu)
+		g.c.Customers++
 	}
-	return c, nil
+	if i%orphanTrainerPer == 0 {
+		g.session("", g.serials[rng.IntN(len(g.serials))]) // a trainer used without the app
+	}
+}
+
+// newCustomer returns customer i with a random name, trainer, phone, birthday and
+// registration.
+func (g *generator) newCustomer(i int) Customer {
+	rng := g.rng
+	first, last := firstNames[rng.IntN(len(firstNames))], lastNames[rng.IntN(len(lastNames))]
+	cu := Customer{
+		SerialNumber:     g.serials[rng.IntN(len(g.serials))],
+		CustomerName:     first + " " + last,
+		Email:            fmt.Sprintf("%s.%s.%d@test.com", first, last, i),
+		Phone:            fmt.Sprintf("801555%04d", rng.IntN(10000)),
+		BirthDay:         time.Date(1930+rng.IntN(75), time.Month(1+rng.IntN(12)), 1+rng.IntN(28), 0, 0, 0, 0, time.UTC).Format("2006-01-02"),
+		RegistrationDate: g.start + int64(rng.IntN(30))*day + int64(rng.IntN(int(day))),
+	}
+	cu.LastUpdateDate = cu.RegistrationDate + int64(rng.IntN(int(60*day)))
+	return cu
+}
+
+// shareDates sets the dates from which cu shares with research (when consented), the public
+// and friends.
+func (g *generator) shareDates(cu *Customer, consented bool) {
+	rng := g.rng
+	if consented {
+		at := cu.LastUpdateDate
+		cu.ShareWithResearchAsOfDate = &at
+	}
+	if rng.Float64() < 0.5 {
+		at := cu.RegistrationDate + int64(rng.IntN(int(day)))
+		cu.ShareWithPublicAsOfDate = &at
+	}
+	if rng.Float64() < 0.3 {
+		at := cu.RegistrationDate + int64(rng.IntN(int(day)))
+		cu.ShareWithFriendsAsOfDate = &at
+	}
 }
 
 func round(v float64) float64 { return math.Round(v*1000) / 1000 }

@@ -485,6 +485,8 @@ func (s *Server) issue(w http.ResponseWriter, g *grant, retires string, now time
 	}})
 }
 
+// measure serves Measure - Getmeas: the next queued fault if any, else the user's measure
+// groups that match the query, one page at a time.
 func (s *Server) measure(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
@@ -496,56 +498,109 @@ func (s *Server) measure(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	s.stats.Getmeas++
 	s.queries = append(s.queries, f)
-	if len(s.faults) > 0 {
-		ft := s.faults[0]
-		s.faults = s.faults[1:]
-		s.stats.Faults++
-		if ft.httpStatus != http.StatusOK {
-			if ft.retryAfter > 0 {
-				w.Header().Set("Retry-After", strconv.Itoa(int((ft.retryAfter+time.Second-1)/time.Second)))
-			}
-			w.Header().Set("Content-Type", "text/html")
-			w.WriteHeader(ft.httpStatus)
-			fmt.Fprintf(w, "<html><body>%d %s</body></html>", ft.httpStatus, http.StatusText(ft.httpStatus))
-			return
-		}
-		msg := "An unknown error occurred"
-		if ft.status == 601 {
-			msg = "Too Many Request"
-		}
-		envelope(w, ft.status, msg)
+	if s.writeFault(w) {
 		return
 	}
 	if f.Get("action") != "getmeas" {
 		envelope(w, 2554, "Wrong action or wrong webservice")
 		return
 	}
+	a := s.bearer(w, r, "user.metrics")
+	if a == nil {
+		return
+	}
+	q, err := parseMeasureQuery(f)
+	if err != nil {
+		envelope(w, 503, "Invalid Params")
+		return
+	}
+	matched := s.matchGroups(a.g.user, q)
+	body := map[string]any{
+		"updatetime":  s.opts.Now().Unix(),
+		"timezone":    s.opts.Timezone,
+		"measuregrps": []MeasureGroup{},
+		"more":        0,
+		"offset":      0,
+	}
+	if q.offset < int64(len(matched)) {
+		next := min(int(q.offset)+s.opts.PageSize, len(matched))
+		body["measuregrps"] = matched[q.offset:next]
+		if next < len(matched) {
+			body["more"] = 1
+			body["offset"] = next
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": 0, "body": body})
+}
+
+// writeFault answers with the next queued fault, if any, and reports whether it did: an HTTP
+// error page, or a Withings status in an HTTP 200 envelope. The caller holds s.mu.
+func (s *Server) writeFault(w http.ResponseWriter) bool {
+	if len(s.faults) == 0 {
+		return false
+	}
+	ft := s.faults[0]
+	s.faults = s.faults[1:]
+	s.stats.Faults++
+	if ft.httpStatus != http.StatusOK {
+		if ft.retryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int((ft.retryAfter+time.Second-1)/time.Second)))
+		}
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(ft.httpStatus)
+		fmt.Fprintf(w, "<html><body>%d %s</body></html>", ft.httpStatus, http.StatusText(ft.httpStatus))
+		return true
+	}
+	msg := "An unknown error occurred"
+	if ft.status == 601 {
+		msg = "Too Many Request"
+	}
+	envelope(w, ft.status, msg)
+	return true
+}
+
+// bearer returns the live access token of r's bearer header when its grant has scope, or
+// answers status 401 and returns nil. Using a refreshed token retires the refresh token it
+// replaced. The caller holds s.mu.
+func (s *Server) bearer(w http.ResponseWriter, r *http.Request, scope string) *accessToken {
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	a := s.access[tok]
 	if !ok || a == nil || a.g.revoked || !s.opts.Now().Before(a.expires) {
 		envelope(w, 401, "XRequestID: Not provided invalid_token: The access token provided is invalid")
-		return
+		return nil
 	}
 	if a.retires != "" {
 		delete(s.refresh, a.retires)
 		a.retires = ""
 	}
-	if !slices.Contains(a.g.scopes, "user.metrics") {
+	if !slices.Contains(a.g.scopes, scope) {
 		envelope(w, 401, "XRequestID: Not provided insufficient_scope: The request requires higher privileges than provided by the access token")
-		return
+		return nil
 	}
+	return a
+}
+
+// measureQuery is the filter of a getmeas request; -1 is an absent date.
+type measureQuery struct {
+	types                                    []int
+	category, start, end, lastupdate, offset int64
+}
+
+// parseMeasureQuery reads meastype(s), category, startdate/enddate (both or neither),
+// lastupdate and offset from f.
+func parseMeasureQuery(f url.Values) (measureQuery, error) {
+	q := measureQuery{category: 1, start: -1, end: -1, lastupdate: -1}
 	types, err := intList(f.Get("meastypes"))
 	if err == nil && f.Get("meastype") != "" {
 		var t []int
 		t, err = intList(f.Get("meastype"))
 		types = append(types, t...)
 	}
-	category := int64(1)
-	var start, end, lastupdate, offset int64 = -1, -1, -1, 0
+	q.types = types
 	for _, p := range []struct {
 		name string
 		dst  *int64
-	}{{"category", &category}, {"startdate", &start}, {"enddate", &end}, {"lastupdate", &lastupdate}, {"offset", &offset}} {
+	}{{"category", &q.category}, {"startdate", &q.start}, {"enddate", &q.end}, {"lastupdate", &q.lastupdate}, {"offset", &q.offset}} {
 		if err != nil {
 			break
 		}
@@ -556,22 +611,27 @@ func (s *Server) measure(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	if err == nil && (start >= 0) != (end >= 0) {
+	if err == nil && (q.start >= 0) != (q.end >= 0) {
 		err = fmt.Errorf("startdate and enddate go together")
 	}
-	if err != nil || offset < 0 {
-		envelope(w, 503, "Invalid Params")
-		return
+	if err == nil && q.offset < 0 {
+		err = fmt.Errorf("negative offset")
 	}
+	return q, err
+}
+
+// matchGroups returns user's measure groups that pass q, newest first, each holding only the
+// measures of q's types. The caller holds s.mu.
+func (s *Server) matchGroups(user string, q measureQuery) []MeasureGroup {
 	var matched []MeasureGroup
-	for _, g := range s.groups[a.g.user] { // kept newest first by AddMeasures
-		if int64(g.Category) != category ||
-			(start >= 0 && (g.Date < start || g.Date > end)) ||
-			(lastupdate >= 0 && g.Modified < lastupdate) {
+	for _, g := range s.groups[user] { // kept newest first by AddMeasures
+		if int64(g.Category) != q.category ||
+			(q.start >= 0 && (g.Date < q.start || g.Date > q.end)) ||
+			(q.lastupdate >= 0 && g.Modified < q.lastupdate) {
 			continue
 		}
-		if len(types) > 0 {
-			g.Measures = slices.DeleteFunc(slices.Clone(g.Measures), func(m Measure) bool { return !slices.Contains(types, m.Type) })
+		if len(q.types) > 0 {
+			g.Measures = slices.DeleteFunc(slices.Clone(g.Measures), func(m Measure) bool { return !slices.Contains(q.types, m.Type) })
 			if len(g.Measures) == 0 {
 				continue
 			}
@@ -581,22 +641,7 @@ func (s *Server) measure(w http.ResponseWriter, r *http.Request) {
 		}
 		matched = append(matched, g)
 	}
-	body := map[string]any{
-		"updatetime":  s.opts.Now().Unix(),
-		"timezone":    s.opts.Timezone,
-		"measuregrps": []MeasureGroup{},
-		"more":        0,
-		"offset":      0,
-	}
-	if offset < int64(len(matched)) {
-		next := min(int(offset)+s.opts.PageSize, len(matched))
-		body["measuregrps"] = matched[offset:next]
-		if next < len(matched) {
-			body["more"] = 1
-			body["offset"] = next
-		}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": 0, "body": body})
+	return matched
 }
 
 func intList(s string) ([]int, error) {
