@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -170,13 +171,24 @@ func (r *Runner) Checkpoint(ctx context.Context) error {
 	return nil
 }
 
+// checkpointLocked writes a checkpoint; c.mu is held.
 func (r *Runner) checkpointLocked(ctx context.Context) error {
-	c := r.ck
 	held := map[string]bool{}
-	var dirty []dirtyBaseline
-	var writes []entry
-	// Alerts are few: copied in one hold of the lock. Baselines: listed, then copied in chunks.
+	writes, dirty := r.listChanges(held)
+	writes = append(writes, r.copyBaselines(dirty)...)
+	errs := r.ck.write(ctx, r.log, writes)
+	errs = append(errs, r.ck.purgeUnheld(ctx, held)...)
+	return errors.Join(errs...)
+}
+
+// listChanges marks in held the keys of every alert and saveable baseline the runner holds, and
+// returns the alerts changed since they were written and the baselines that scored a reading
+// since. Alerts are few: copied in one hold of the lock. Baselines: listed, then copied in
+// chunks (copyBaselines).
+func (r *Runner) listChanges(held map[string]bool) (writes []entry, dirty []dirtyBaseline) {
+	c := r.ck
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	for k, a := range r.alerts {
 		key := alertKey(k)
 		held[key] = true
@@ -205,8 +217,13 @@ func (r *Runner) checkpointLocked(ctx context.Context) error {
 			dirty = append(dirty, dirtyBaseline{s: s, b: b, key: key})
 		}
 	}
-	r.mu.Unlock()
+	return writes, dirty
+}
 
+// copyBaselines saves the states of the dirty baselines still held, taking the runner's lock
+// once per chunk.
+func (r *Runner) copyBaselines(dirty []dirtyBaseline) []entry {
+	var writes []entry
 	for chunk := range slices.Chunk(dirty, snapshotChunk) {
 		r.mu.Lock()
 		for _, d := range chunk {
@@ -227,12 +244,17 @@ func (r *Runner) checkpointLocked(ctx context.Context) error {
 		}
 		r.mu.Unlock()
 	}
+	return writes
+}
 
+// write puts writes to the bucket, skipping values too large for it, and records what each
+// key now holds.
+func (c *checkpointer) write(ctx context.Context, log *slog.Logger, writes []entry) []error {
 	var errs []error
 	for _, w := range writes {
 		if len(w.value) > maxEntryBytes {
 			c.mSkipped.Inc()
-			r.log.Warn("an anomaly baseline is too large to checkpoint; it relearns after a restart", "bytes", len(w.value), "limit", maxEntryBytes)
+			log.Warn("an anomaly baseline is too large to checkpoint; it relearns after a restart", "bytes", len(w.value), "limit", maxEntryBytes)
 			c.saved[w.key] = w.mark
 			continue
 		}
@@ -244,6 +266,12 @@ func (r *Runner) checkpointLocked(ctx context.Context) error {
 		c.mWrites.Inc()
 		c.mBytes.Add(float64(len(w.value)))
 	}
+	return errs
+}
+
+// purgeUnheld purges the saved keys not in held, unless the runner closed meanwhile.
+func (c *checkpointer) purgeUnheld(ctx context.Context, held map[string]bool) []error {
+	var errs []error
 	for key := range c.saved {
 		if held[key] || c.closed.Load() {
 			continue
@@ -254,7 +282,7 @@ func (r *Runner) checkpointLocked(ctx context.Context) error {
 		}
 		delete(c.saved, key)
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // runCheckpoints checkpoints every CheckpointEvery until ctx is cancelled.
@@ -294,81 +322,113 @@ func (r *Runner) Restore(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	byName := map[string]*detectorState{}
+	rs := &restoring{r: r, byName: map[string]*detectorState{}, alerts: map[alert.Key]*alert.Alert{}}
 	for _, s := range r.dets {
-		byName[s.d.Name] = s
-	}
-	type restored struct {
-		s    *detectorState
-		b    *baseline
-		key  string
-		mark uint64
-	}
-	var bases []restored
-	alerts := map[alert.Key]*alert.Alert{}
-	discard := func(key, why string, err error) {
-		r.log.Info("discarding a checkpointed anomaly baseline; it starts afresh", "key", key, "reason", why, "err", err)
-		c.mRestored.WithLabelValues("discarded").Inc()
-		if err := purgeKey(ctx, c.kv, key); err != nil {
-			r.log.Warn("purging a discarded checkpoint entry", "key", key, "err", err)
-		}
+		rs.byName[s.d.Name] = s
 	}
 	err := eachEntry(ctx, c.kv, ">", func(key string, value []byte) error {
 		switch {
 		case strings.HasPrefix(key, "a."):
-			var a alert.Alert
-			if err := json.Unmarshal(value, &a); err != nil || alertKey(a.Key()) != key {
-				discard(key, "unreadable alert", err)
-				return nil
-			}
-			alerts[a.Key()] = &a
-			c.saved[key] = 0 // rewritten at the next checkpoint, purged if no longer held
+			rs.readAlert(ctx, key, value)
 		case strings.HasPrefix(key, "b."):
-			metaLine, state, ok := bytes.Cut(value, []byte{'\n'})
-			var m baselineMeta
-			if err := json.Unmarshal(metaLine, &m); !ok || err != nil || baselineKey(m.Detector, m.Subject, m.Device) != key {
-				discard(key, "unreadable baseline", err)
-				return nil
-			}
-			s := byName[m.Detector]
-			if s == nil || s.d.Method != m.Method || s.d.PerDevice != (m.Device != "") {
-				discard(key, "detector "+m.Detector+" is no longer configured like this", nil)
-				return nil
-			}
-			det, err := s.d.New()
-			if err != nil {
-				return fmt.Errorf("starting detector %s: %w", m.Detector, err)
-			}
-			u, ok := det.(encoding.BinaryUnmarshaler)
-			if !ok {
-				closeDet(det)
-				discard(key, "the detector cannot restore a state", nil)
-				return nil
-			}
-			if err := u.UnmarshalBinary(state); err != nil {
-				closeDet(det)
-				discard(key, "saved state does not fit the detector", err)
-				return nil
-			}
-			bk := m.Subject
-			if s.d.PerDevice {
-				bk += "\x00" + m.Device
-			}
-			bases = append(bases, restored{s: s, b: &baseline{key: bk, det: det, last: m.Last, lastSeen: m.LastSeen}, key: key,
-				mark: uint64(m.Last.UnixNano()) | 1})
+			return rs.readBaseline(ctx, key, value)
 		default:
-			discard(key, "unknown key", nil)
+			rs.discard(ctx, key, "unknown key", nil)
 		}
 		return nil
 	})
 	if err != nil {
-		for _, x := range bases {
+		for _, x := range rs.bases {
 			closeDet(x.b.det)
 		}
 		return fmt.Errorf("restoring anomaly detectors: %w", err)
 	}
+	r.install(rs.bases, rs.alerts)
+	r.log.Info("restored anomaly detectors", "baselines", len(rs.bases), "alerts", len(rs.alerts))
+	return nil
+}
+
+// restoredBaseline is a baseline read back from the bucket, not yet installed.
+type restoredBaseline struct {
+	s    *detectorState
+	b    *baseline
+	key  string
+	mark uint64
+}
+
+// restoring is what Restore has read so far.
+type restoring struct {
+	r      *Runner
+	byName map[string]*detectorState
+	bases  []restoredBaseline
+	alerts map[alert.Key]*alert.Alert
+}
+
+// discard purges an entry that cannot be restored.
+func (rs *restoring) discard(ctx context.Context, key, why string, err error) {
+	c := rs.r.ck
+	rs.r.log.Info("discarding a checkpointed anomaly baseline; it starts afresh", "key", key, "reason", why, "err", err)
+	c.mRestored.WithLabelValues("discarded").Inc()
+	if err := purgeKey(ctx, c.kv, key); err != nil {
+		rs.r.log.Warn("purging a discarded checkpoint entry", "key", key, "err", err)
+	}
+}
+
+// readAlert reads a checkpointed alert.
+func (rs *restoring) readAlert(ctx context.Context, key string, value []byte) {
+	var a alert.Alert
+	if err := json.Unmarshal(value, &a); err != nil || alertKey(a.Key()) != key {
+		rs.discard(ctx, key, "unreadable alert", err)
+		return
+	}
+	rs.alerts[a.Key()] = &a
+	rs.r.ck.saved[key] = 0 // rewritten at the next checkpoint, purged if no longer held
+}
+
+// readBaseline reads a checkpointed baseline into a new detector; it fails only when a
+// configured detector cannot be started.
+func (rs *restoring) readBaseline(ctx context.Context, key string, value []byte) error {
+	metaLine, state, ok := bytes.Cut(value, []byte{'\n'})
+	var m baselineMeta
+	if err := json.Unmarshal(metaLine, &m); !ok || err != nil || baselineKey(m.Detector, m.Subject, m.Device) != key {
+		rs.discard(ctx, key, "unreadable baseline", err)
+		return nil
+	}
+	s := rs.byName[m.Detector]
+	if s == nil || s.d.Method != m.Method || s.d.PerDevice != (m.Device != "") {
+		rs.discard(ctx, key, "detector "+m.Detector+" is no longer configured like this", nil)
+		return nil
+	}
+	det, err := s.d.New()
+	if err != nil {
+		return fmt.Errorf("starting detector %s: %w", m.Detector, err)
+	}
+	u, ok := det.(encoding.BinaryUnmarshaler)
+	if !ok {
+		closeDet(det)
+		rs.discard(ctx, key, "the detector cannot restore a state", nil)
+		return nil
+	}
+	if err := u.UnmarshalBinary(state); err != nil {
+		closeDet(det)
+		rs.discard(ctx, key, "saved state does not fit the detector", err)
+		return nil
+	}
+	bk := m.Subject
+	if s.d.PerDevice {
+		bk += "\x00" + m.Device
+	}
+	rs.bases = append(rs.bases, restoredBaseline{s: s, b: &baseline{key: bk, det: det, last: m.Last, lastSeen: m.LastSeen}, key: key,
+		mark: uint64(m.Last.UnixNano()) | 1})
+	return nil
+}
+
+// install adds the restored baselines (at most max_subjects per detector, the most recently
+// seen) and the alerts the runner does not hold yet; c.mu is held.
+func (r *Runner) install(bases []restoredBaseline, alerts map[alert.Key]*alert.Alert) {
+	c := r.ck
 	// Most recently seen first, so max_subjects keeps those.
-	slices.SortStableFunc(bases, func(x, y restored) int { return y.b.lastSeen.Compare(x.b.lastSeen) })
+	slices.SortStableFunc(bases, func(x, y restoredBaseline) int { return y.b.lastSeen.Compare(x.b.lastSeen) })
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, x := range bases {
@@ -388,8 +448,6 @@ func (r *Runner) Restore(ctx context.Context) error {
 			c.mRestored.WithLabelValues("restored").Inc()
 		}
 	}
-	r.log.Info("restored anomaly detectors", "baselines", len(bases), "alerts", len(alerts))
-	return nil
 }
 
 func closeDet(d any) {
