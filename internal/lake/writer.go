@@ -490,28 +490,59 @@ func (w *Writer) flush(ctx context.Context, msgs []*stream.Msg, only string) (re
 	start := time.Now()
 	f := &flushState{w: w, ctx: ctx, only: only, tables: map[string]*pending{}, failed: map[string]error{}}
 	res = flushResult{committed: map[string]bool{}, failed: f.failed}
-	defer func() {
-		for _, p := range f.order {
-			p.rb.release()
-		}
-		// A failed trusted table's identity index may hold identities of rows not committed.
-		for _, p := range f.order {
-			if p.failed != nil && p.kind != "" {
-				delete(w.index, p.kind)
-			}
-		}
-		if err != nil {
-			w.index = map[string]*kindIndex{}
-		}
-	}()
+	defer func() { w.endFlush(f, err) }()
 	batches, seqs := w.envelopes(msgs)
 	f.expect(batches)
 	for _, seq := range seqs {
 		res.maxSeq = max(res.maxSeq, seq)
 	}
+	dups, err := w.buildRows(f, batches, seqs)
+	if err != nil {
+		return res, err
+	}
+	// The rows are built: the decoded readings are not needed during the commits.
+	batches = nil
+	for _, m := range msgs {
+		m.Release()
+	}
+	built := time.Since(start)
+	w.commitTables(ctx, f, &res)
+	if len(f.failed) > 0 {
+		return res, nil
+	}
+	w.log.Debug("lake flush committed", "messages", len(msgs), "tables", len(f.order), "only", only, "duplicates", dups, "built", built, "took", time.Since(start))
+	w.m.duplicates.Add(float64(dups))
+	if only == "" {
+		w.m.commits.Inc()
+		w.m.commitDur.Observe(time.Since(start).Seconds())
+		w.m.lastCommit.SetToCurrentTime()
+	}
+	w.trimIndex()
+	return res, nil
+}
+
+// endFlush releases the row builders of a flush and drops the identity indexes it may have
+// left wrong: a failed trusted table's, or all of them when the flush failed (err).
+func (w *Writer) endFlush(f *flushState, err error) {
+	for _, p := range f.order {
+		p.rb.release()
+	}
+	// A failed trusted table's identity index may hold identities of rows not committed.
+	for _, p := range f.order {
+		if p.failed != nil && p.kind != "" {
+			delete(w.index, p.kind)
+		}
+	}
+	if err != nil {
+		w.index = map[string]*kindIndex{}
+	}
+}
+
+// buildRows adds the rows of batches (stream sequences seqs) to the tables of f and returns
+// how many readings were duplicates.
+func (w *Writer) buildRows(f *flushState, batches []stream.Batch, seqs []uint64) (dups int, err error) {
 	// Two passes over the decoded batches build their rows at the same time: landing and
 	// quarantine (every record as received), and trusted (valid readings, de-duplicated).
-	dups := 0
 	var passes errgroup.Group
 	passes.Go(func() error {
 		for i := range batches {
@@ -530,14 +561,14 @@ func (w *Writer) flush(ctx context.Context, msgs []*stream.Msg, only string) (re
 		return nil
 	})
 	if err := passes.Wait(); err != nil {
-		return res, err
+		return 0, err
 	}
-	// The rows are built: the decoded readings are not needed during the commits.
-	batches = nil
-	for _, m := range msgs {
-		m.Release()
-	}
-	built := time.Since(start)
+	return dups, nil
+}
+
+// commitTables commits every table of f that took rows, recording in res the tables that
+// committed and in f those that failed.
+func (w *Writer) commitTables(ctx context.Context, f *flushState, res *flushResult) {
 	// Tables commit in parallel (each writes its own Parquet files; the catalog serialises
 	// the metadata swaps). A table that fails leaves the messages unacknowledged; the
 	// tables that committed skip them on redelivery by their watermark.
@@ -566,18 +597,6 @@ func (w *Writer) flush(ctx context.Context, msgs []*stream.Msg, only string) (re
 		})
 	}
 	_ = g.Wait()
-	if len(f.failed) > 0 {
-		return res, nil
-	}
-	w.log.Debug("lake flush committed", "messages", len(msgs), "tables", len(f.order), "only", only, "duplicates", dups, "built", built, "took", time.Since(start))
-	w.m.duplicates.Add(float64(dups))
-	if only == "" {
-		w.m.commits.Inc()
-		w.m.commitDur.Observe(time.Since(start).Seconds())
-		w.m.lastCommit.SetToCurrentTime()
-	}
-	w.trimIndex()
-	return res, nil
 }
 
 // envelopes are the decoded batches of msgs and their stream sequences. A message that is not
