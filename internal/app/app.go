@@ -106,7 +106,6 @@ const internalUser = "pulselake"
 
 // Run serves until ctx is cancelled, then shuts down cleanly.
 func Run(ctx context.Context, o Options) error {
-	log, cfg := o.Log, o.Config
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data directory: %w", err)
 	}
@@ -116,82 +115,148 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer unlock()
 	os.Remove(filepath.Join(o.DataDir, serveInfoFile)) // left behind by a killed serve
-	kinds, err := cfg.Registry()
+	kinds, err := o.Config.Registry()
 	if err != nil {
 		return err
 	}
-	if m := cfg.Runtime.MemoryLimitBytes(); m > 0 && os.Getenv("GOMEMLIMIT") == "" {
+	if m := o.Config.Runtime.MemoryLimitBytes(); m > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(m) // docs/configuration.md, runtime.memory_limit
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	// Stream.
-	password := randomHex(24)
-	var tokens *token.Store
-	var tokensMu sync.RWMutex
-	verify := func(secret string) (token.Token, error) {
-		tokensMu.RLock()
-		defer tokensMu.RUnlock()
-		if tokens == nil {
-			return token.Token{}, token.ErrInvalid
+	s := &server{o: o, log: o.Log, cfg: o.Config, kinds: kinds, reg: prometheus.NewRegistry(), password: randomHex(24)}
+	defer s.cleanUp()
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, phase := range []func(context.Context) error{
+		s.openStream, s.openTokens, s.openFrontDoors, s.startLake, s.startProcessors, s.startParts, s.startIntake,
+	} {
+		if err := phase(ctx); err != nil {
+			return err
 		}
-		return tokens.Verify(secret)
 	}
-	var srv *stream.Server
+	<-ctx.Done()
+	s.shutDown()
+	return nil
+}
+
+// server is what Run starts, phase by phase. Each phase registers with deferred how to undo
+// what it started; cleanUp runs those in reverse order, as defers in one function would.
+type server struct {
+	o        Options
+	log      *slog.Logger
+	cfg      *config.Config
+	kinds    *reading.Registry
+	reg      *prometheus.Registry
+	password string // of the internal NATS user
+	deferred []func()
+
+	tokensMu sync.RWMutex
+	tokens   *token.Store // nil until openTokens
+
+	srv       *stream.Server // nil with an external NATS cluster
+	conn      *stream.Conn
+	space     *stream.SpaceGuard
+	loss      *stream.LossMonitor
+	adminFile string
+	in        *ingest.Ingester
+	hub       *web.Hub
+	lk        *lakeParts
+
+	procs     sync.WaitGroup
+	stopProcs context.CancelFunc
+	// runProc runs a processor until the processors stop (startProcessors).
+	runProc func(name string, run func(context.Context) error)
+	// quarantine records the stream messages a processor terminated (quarantine.poison).
+	quarantine func(context.Context, stream.Poisoned) error
+	alerting   *alerting
+
+	ws         *web.Server
+	started    atomic.Bool // set once serve.json is written, so CLI commands can reach us
+	intake     sync.WaitGroup
+	stopIntake context.CancelFunc
+}
+
+// deferLast registers f to run when Run returns, before everything registered earlier.
+func (s *server) deferLast(f func()) { s.deferred = append(s.deferred, f) }
+
+func (s *server) cleanUp() {
+	for i := len(s.deferred) - 1; i >= 0; i-- {
+		s.deferred[i]()
+	}
+}
+
+// verify checks the secret of an HTTP, MQTT or NATS client against the token store.
+func (s *server) verify(secret string) (token.Token, error) {
+	s.tokensMu.RLock()
+	defer s.tokensMu.RUnlock()
+	if s.tokens == nil {
+		return token.Token{}, token.ErrInvalid
+	}
+	return s.tokens.Verify(secret)
+}
+
+// openStream starts the embedded NATS server (unless an external one is configured),
+// connects to it, creates the streams, and watches its disk space and lost messages.
+func (s *server) openStream(ctx context.Context) error {
+	log, cfg := s.log, s.cfg
 	if cfg.NATS.URL == "" {
-		srv, err = stream.StartServer(log, stream.ServerOptions{
-			Dir:          filepath.Join(o.DataDir, "stream"),
+		srv, err := stream.StartServer(log, stream.ServerOptions{
+			Dir:          filepath.Join(s.o.DataDir, "stream"),
 			ClientListen: off(cfg.NATS.Listen),
 			MQTTListen:   off(cfg.MQTT.Listen),
-			Auth:         &ingest.Auth{Verify: verify, InternalUser: internalUser, InternalPassword: password, Log: log.With("component", "nats-auth")},
+			Auth:         &ingest.Auth{Verify: s.verify, InternalUser: internalUser, InternalPassword: s.password, Log: log.With("component", "nats-auth")},
 		})
 		if err != nil {
 			return err
 		}
-		defer srv.Shutdown(context.Background())
+		s.srv = srv
+		s.deferLast(func() { srv.Shutdown(context.Background()) })
 	}
 	conn, err := stream.Connect(ctx, log, stream.ConnOptions{
-		URL: cfg.NATS.URL, Server: srv, User: internalUserFor(cfg), Password: passwordFor(cfg, password),
+		URL: cfg.NATS.URL, Server: s.srv, User: internalUserFor(cfg), Password: passwordFor(cfg, s.password),
 		Name: "pulselake-serve", Replicas: cfg.NATS.Replicas, MaxAge: cfg.NATS.Retention.D(), MaxBytes: cfg.NATS.MaxBytes,
 		DuplicateWindow: cfg.Ingest.DedupWindow.D(), PublishWait: cfg.Ingest.PublishWait.D(),
 	})
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	s.conn = conn
+	s.deferLast(func() { conn.Close() })
 	if err := conn.Setup(ctx); err != nil {
 		return err
 	}
-	reg.MustRegister(stream.NewLagCollector(conn))
-	var space *stream.SpaceGuard
-	if srv != nil {
-		space = stream.NewSpaceGuard(log.With("component", "stream"), reg, srv, conn, cfg.NATS.MinFreeBytes)
+	s.reg.MustRegister(stream.NewLagCollector(conn))
+	if s.srv != nil {
+		space := stream.NewSpaceGuard(log.With("component", "stream"), s.reg, s.srv, conn, cfg.NATS.MinFreeBytes)
+		s.space = space
 		spaceCtx, stopSpace := context.WithCancel(context.Background())
 		spaceDone := make(chan struct{})
 		go func() { defer close(spaceDone); space.Run(spaceCtx) }()
-		defer func() { stopSpace(); <-spaceDone }() // before the server stops
+		s.deferLast(func() { stopSpace(); <-spaceDone }) // before the server stops
 	}
 	hwm := "" // the ingest stream's high-water mark lives beside an embedded store only
-	if srv != nil {
-		hwm = filepath.Join(o.DataDir, "stream", "ingest.hwm")
+	if s.srv != nil {
+		hwm = filepath.Join(s.o.DataDir, "stream", "ingest.hwm")
 	}
-	loss := stream.NewLossMonitor(log.With("component", "stream"), reg, conn, hwm)
-	if err := loss.Check(ctx); err != nil {
+	s.loss = stream.NewLossMonitor(log.With("component", "stream"), s.reg, conn, hwm)
+	if err := s.loss.Check(ctx); err != nil {
 		log.Warn("checking the streams for lost messages", "err", err)
 	}
+	return nil
+}
 
-	// Tokens.
-	ts, err := OpenTokens(ctx, log, conn)
+// openTokens opens the token store, closes the connections of revoked tokens, and creates
+// the first admin token.
+func (s *server) openTokens(ctx context.Context) error {
+	log := s.log
+	ts, err := OpenTokens(ctx, log, s.conn)
 	if err != nil {
 		return err
 	}
-	defer ts.Close()
-	tokensMu.Lock()
-	tokens = ts
-	tokensMu.Unlock()
-	if srv != nil {
+	s.deferLast(func() { ts.Close() })
+	s.tokensMu.Lock()
+	s.tokens = ts
+	s.tokensMu.Unlock()
+	if srv := s.srv; srv != nil {
 		ts.OnRevoke(func(t token.Token) {
 			n, err := ingest.DisconnectToken(srv.NATS(), t.ID)
 			switch {
@@ -202,34 +267,41 @@ func Run(ctx context.Context, o Options) error {
 			}
 		})
 	}
-	adminFile, err := bootstrapAdmin(ctx, log, ts, o.DataDir)
-	if err != nil {
-		return err
-	}
+	s.adminFile, err = bootstrapAdmin(ctx, log, ts, s.o.DataDir)
+	return err
+}
 
-	// Front doors.
-	in := ingest.New(log.With("component", "ingest"), reg, kinds, conn.Publish, ingest.Options{
+// openFrontDoors creates the ingester (recovering its de-duplication window) and the event hub.
+func (s *server) openFrontDoors(ctx context.Context) error {
+	cfg := s.cfg
+	s.in = ingest.New(s.log.With("component", "ingest"), s.reg, s.kinds, s.conn.Publish, ingest.Options{
 		MaxBatch: cfg.Ingest.MaxBatch, MaxBodyBytes: cfg.Ingest.MaxBodyBytes, MaxInflightBytes: cfg.Ingest.MaxInflightBytes,
 		DedupWindow: cfg.Ingest.DedupWindow.D(), DedupMaxEntries: cfg.Ingest.DedupMaxEntries, BodyTimeout: cfg.Ingest.BodyTimeout.D(),
 	})
-	if err := in.Recover(ctx, conn); err != nil {
+	if err := s.in.Recover(ctx, s.conn); err != nil {
 		return err
 	}
-	hub := web.NewHub(log.With("component", "events"), reg, conn, kinds)
-	defer hub.Close()
+	s.hub = web.NewHub(s.log.With("component", "events"), s.reg, s.conn, s.kinds)
+	s.deferLast(s.hub.Close)
+	return nil
+}
 
+// startLake opens the lake and starts its writer.
+func (s *server) startLake(ctx context.Context) error {
+	log := s.log
 	// Lake: the writer runs until the very end (after the processors, so that what they
 	// produced is flushed); the ops buffer is a processor.
-	lk, err := openLake(ctx, log, reg, cfg, o.DataDir, conn, kinds)
+	lk, err := openLake(ctx, log, s.reg, s.cfg, s.o.DataDir, s.conn, s.kinds)
 	if err != nil {
 		return err
 	}
-	defer lk.close()
+	s.lk = lk
+	s.deferLast(lk.close)
 	lakeCtx, cancelLake := context.WithCancel(context.Background())
-	defer cancelLake()
+	s.deferLast(cancelLake)
 	lakeDone := make(chan error, 1)
 	go func() { lakeDone <- lk.writer.Run(lakeCtx) }()
-	defer func() {
+	s.deferLast(func() {
 		lk.writer.Stop()
 		select {
 		case err := <-lakeDone:
@@ -241,94 +313,107 @@ func Run(ctx context.Context, o Options) error {
 			cancelLake()
 			<-lakeDone
 		}
-	}()
+	})
+	return nil
+}
 
+// startProcessors starts the lake's ops buffer, the loss monitor and alerting.
+func (s *server) startProcessors(ctx context.Context) error {
 	// Processors: they consume the stream and stop after intake (second phase).
 	procCtx, stopProcs := context.WithCancel(context.Background())
-	defer stopProcs()
-	var procs sync.WaitGroup
-	runProc := func(name string, run func(context.Context) error) {
-		procs.Add(1)
+	s.stopProcs = stopProcs
+	s.deferLast(stopProcs)
+	s.runProc = func(name string, run func(context.Context) error) {
+		s.procs.Add(1)
 		go func() {
-			defer procs.Done()
+			defer s.procs.Done()
 			if err := run(procCtx); err != nil && procCtx.Err() == nil {
-				log.Error("processor stopped", "component", name, "err", err)
+				s.log.Error("processor stopped", "component", name, "err", err)
 			}
 		}()
 	}
-	runProc("lake-ops", lk.ops.Run)
-	runProc("stream-loss", loss.Run)
-	quarantine := quarantineTo(lk.ops)
-	alerting, err := startAlerting(ctx, log, reg, cfg, conn, kinds, hub, ws0(cfg), lk.recordAlerts, quarantine)
+	s.runProc("lake-ops", s.lk.ops.Run)
+	s.runProc("stream-loss", s.loss.Run)
+	s.quarantine = quarantineTo(s.lk.ops)
+	alerting, err := startAlerting(ctx, s.log, s.reg, s.cfg, s.conn, s.kinds, s.hub, ws0(s.cfg), s.lk.recordAlerts, s.quarantine)
 	if err != nil {
 		return err
 	}
-	defer alerting.close()
-	runProc("notify", alerting.dispatcher.Run)
-	runProc("rules", alerting.engine.Run)
+	s.alerting = alerting
+	s.deferLast(alerting.close)
+	s.runProc("notify", alerting.dispatcher.Run)
+	s.runProc("rules", alerting.engine.Run)
+	return nil
+}
 
-	var started atomic.Bool // set once serve.json is written, so CLI commands can reach us
-	ws := web.New(log.With("component", "http"), reg, web.Options{
-		Listen: cfg.HTTP.Listen, Verify: verify, Ingester: in, Gatherer: reg,
-		Ready: map[string]web.Check{"stream": streamReady(conn, space), "lake": lk.ready(), "startup": func(context.Context) error {
-			if !started.Load() {
+// startParts creates the HTTP server, starts the optional parts, mounts the routes and
+// starts listening.
+func (s *server) startParts(ctx context.Context) error {
+	s.ws = web.New(s.log.With("component", "http"), s.reg, web.Options{
+		Listen: s.cfg.HTTP.Listen, Verify: s.verify, Ingester: s.in, Gatherer: s.reg,
+		Ready: map[string]web.Check{"stream": streamReady(s.conn, s.space), "lake": s.lk.ready(), "startup": func(context.Context) error {
+			if !s.started.Load() {
 				return errors.New("still starting")
 			}
 			return nil
 		}},
 	})
-	n := &node{ctx: ctx, log: log, reg: reg, cfg: cfg, dataDir: o.DataDir, conn: conn, kinds: kinds, hub: hub,
-		lake: lk, alerting: alerting, runProc: runProc, quarantine: quarantine, ingester: in}
-	defer n.close()
+	n := &node{ctx: ctx, log: s.log, reg: s.reg, cfg: s.cfg, dataDir: s.o.DataDir, conn: s.conn, kinds: s.kinds, hub: s.hub,
+		lake: s.lk, alerting: s.alerting, runProc: s.runProc, quarantine: s.quarantine, ingester: s.in}
+	s.deferLast(n.close)
 	for _, start := range parts {
 		if err := start(n); err != nil {
 			return err
 		}
 	}
-	mountRoutes(ws, n)
-	if err := ws.Start(); err != nil {
-		return err
-	}
+	mountRoutes(s.ws, n)
+	return s.ws.Start()
+}
 
+// startIntake starts MQTT intake, writes serve.json and reports that everything is ready.
+func (s *server) startIntake(context.Context) error {
 	intakeCtx, stopIntake := context.WithCancel(context.Background())
-	defer stopIntake()
-	var intake sync.WaitGroup
-	intake.Add(1)
+	s.stopIntake = stopIntake
+	s.deferLast(stopIntake)
+	s.intake.Add(1)
 	go func() {
-		defer intake.Done()
-		if err := in.RunMQTT(intakeCtx, conn); err != nil {
-			log.Error("MQTT intake stopped", "err", err)
+		defer s.intake.Done()
+		if err := s.in.RunMQTT(intakeCtx, s.conn); err != nil {
+			s.log.Error("MQTT intake stopped", "err", err)
 		}
 	}()
 
-	run := &Running{HTTPURL: ws.URL(), AdminTokenFile: adminFile, Gatherer: reg, Tokens: ts, NATSURL: cfg.NATS.URL, Events: hub, Alerts: alerting.engine}
-	if srv != nil {
-		run.MQTTAddr, run.NATSURL = srv.MQTTAddr(), srv.ClientURL()
+	run := &Running{HTTPURL: s.ws.URL(), AdminTokenFile: s.adminFile, Gatherer: s.reg, Tokens: s.tokens, NATSURL: s.cfg.NATS.URL, Events: s.hub, Alerts: s.alerting.engine}
+	if s.srv != nil {
+		run.MQTTAddr, run.NATSURL = s.srv.MQTTAddr(), s.srv.ClientURL()
 	}
-	if err := writeServeInfo(o.DataDir, run, password); err != nil {
+	if err := writeServeInfo(s.o.DataDir, run, s.password); err != nil {
 		return err
 	}
-	defer os.Remove(filepath.Join(o.DataDir, serveInfoFile))
-	started.Store(true)
-	log.Info("pulselake serving", "http", run.HTTPURL, "mqtt", run.MQTTAddr, "nats", run.NATSURL, "data", o.DataDir)
-	if o.OnReady != nil {
-		o.OnReady(run)
+	s.deferLast(func() { os.Remove(filepath.Join(s.o.DataDir, serveInfoFile)) })
+	s.started.Store(true)
+	s.log.Info("pulselake serving", "http", run.HTTPURL, "mqtt", run.MQTTAddr, "nats", run.NATSURL, "data", s.o.DataDir)
+	if s.o.OnReady != nil {
+		s.o.OnReady(run)
 	}
+	return nil
+}
 
-	<-ctx.Done()
-	log.Info("shutting down: stopping intake")
+// shutDown stops intake, then the processors; cleanUp then stops the rest, the lake
+// writer's final flush first and the stream last.
+func (s *server) shutDown() {
+	s.log.Info("shutting down: stopping intake")
 	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := ws.Shutdown(shutCtx); err != nil {
-		log.Warn("HTTP shutdown", "err", err)
+	if err := s.ws.Shutdown(shutCtx); err != nil {
+		s.log.Warn("HTTP shutdown", "err", err)
 	}
-	stopIntake()
-	intake.Wait()
-	log.Info("intake stopped; stopping processors")
-	stopProcs()
-	procs.Wait()
-	log.Info("processors stopped; closing the stream")
-	return nil
+	s.stopIntake()
+	s.intake.Wait()
+	s.log.Info("intake stopped; stopping processors")
+	s.stopProcs()
+	s.procs.Wait()
+	s.log.Info("processors stopped; closing the stream")
 }
 
 // quarantineTo records the stream messages processors terminated in quarantine.poison,
