@@ -86,53 +86,10 @@ func generate(typ string, step time.Duration, seed uint64) Series {
 	ons := onsets(r, n, perFile)
 	w := int(windowShare * float64(n) / float64(perFile))
 	span := w / 2 // how long the lasting anomalies last (level shift and drift stay)
-	period := make([]float64, n)
-	extraNoise := make([]float64, n)
-	offset := make([]float64, n)
-	for i := range period {
-		period[i] = fastPeriod
-	}
-	missing := make([]bool, n)
-	stuck := make([]bool, n)
 	for _, o := range ons {
 		s.Windows = append(s.Windows, windowFor(o, n, perFile))
-		sign := 1.0
-		if r.IntN(2) == 0 {
-			sign = -1
-		}
-		switch typ {
-		case "spike":
-			offset[o] += (6 + 3*r.Float64()) * sigma
-		case "dip":
-			offset[o] -= (6 + 3*r.Float64()) * sigma
-		case "level shift":
-			m := sign * (3 + 2*r.Float64()) * sigma
-			for i := o; i < n; i++ {
-				offset[i] += m
-			}
-		case "variance":
-			for i := o; i < min(n, o+span); i++ {
-				extraNoise[i] = math.Sqrt(8) // with it the noise deviation is 3σ
-			}
-		case "frequency":
-			for i := o; i < min(n, o+span); i++ {
-				period[i] = fastPeriod / 4
-			}
-		case "drift":
-			m := sign * (4 + 2*r.Float64()) * sigma
-			for i := o; i < n; i++ {
-				offset[i] += m * min(1, float64(i-o)/float64(span))
-			}
-		case "stuck":
-			for i := o; i < min(n, o+span); i++ {
-				stuck[i] = true
-			}
-		case "missing":
-			for i := o; i < min(n, o+span); i++ {
-				missing[i] = true
-			}
-		}
 	}
+	sh := injectAnomalies(r, typ, ons, n, span, sigma)
 	ar := 0.0
 	arSD := noiseSD * math.Sqrt(1-arCoef*arCoef)
 	fast := fphase
@@ -140,21 +97,85 @@ func generate(typ string, step time.Duration, seed uint64) Series {
 		t := time.Unix(t0, 0).Add(time.Duration(i) * step)
 		s.Times[i] = t.UnixNano()
 		ar = arCoef*ar + arSD*r.NormFloat64()
-		fast += 2 * math.Pi / period[i]
+		fast += 2 * math.Pi / sh.period[i]
 		dayAngle := 2*math.Pi*float64(t.Unix()%86400)/86400 + phase
 		noise := ar + whiteSD*r.NormFloat64()
-		noise += extraNoise[i] * sigma * r.NormFloat64()
-		v := 70 + 10*math.Sin(dayAngle) + 4*math.Sin(fast) + noise + offset[i]
+		noise += sh.extraNoise[i] * sigma * r.NormFloat64()
+		v := 70 + 10*math.Sin(dayAngle) + 4*math.Sin(fast) + noise + sh.offset[i]
 		v = math.Round(v/quantum) * quantum
 		switch {
-		case missing[i]:
+		case sh.missing[i]:
 			v = math.NaN()
-		case stuck[i]:
+		case sh.stuck[i]:
 			v = s.Values[i-1]
 		}
 		s.Values[i] = v
 	}
 	return s
+}
+
+// anomalyShape is what the anomalies of a series change at each point.
+type anomalyShape struct {
+	period     []float64 // period of the fast oscillation, points
+	extraNoise []float64 // added noise deviation, in units of σ
+	offset     []float64 // added to the value
+	missing    []bool    // the value is NaN
+	stuck      []bool    // the value repeats the previous one
+}
+
+// injectAnomalies returns the changes of an anomaly of type typ at each onset in ons: single
+// points (spike, dip), span points (variance, frequency, stuck, missing) or to the end
+// (level shift, drift reaching its full size after span points).
+func injectAnomalies(r *rand.Rand, typ string, ons []int, n, span int, sigma float64) anomalyShape {
+	sh := anomalyShape{
+		period:     make([]float64, n),
+		extraNoise: make([]float64, n),
+		offset:     make([]float64, n),
+		missing:    make([]bool, n),
+		stuck:      make([]bool, n),
+	}
+	for i := range sh.period {
+		sh.period[i] = fastPeriod
+	}
+	for _, o := range ons {
+		sign := 1.0
+		if r.IntN(2) == 0 {
+			sign = -1
+		}
+		switch typ {
+		case "spike":
+			sh.offset[o] += (6 + 3*r.Float64()) * sigma
+		case "dip":
+			sh.offset[o] -= (6 + 3*r.Float64()) * sigma
+		case "level shift":
+			m := sign * (3 + 2*r.Float64()) * sigma
+			for i := o; i < n; i++ {
+				sh.offset[i] += m
+			}
+		case "variance":
+			for i := o; i < min(n, o+span); i++ {
+				sh.extraNoise[i] = math.Sqrt(8) // with it the noise deviation is 3σ
+			}
+		case "frequency":
+			for i := o; i < min(n, o+span); i++ {
+				sh.period[i] = fastPeriod / 4
+			}
+		case "drift":
+			m := sign * (4 + 2*r.Float64()) * sigma
+			for i := o; i < n; i++ {
+				sh.offset[i] += m * min(1, float64(i-o)/float64(span))
+			}
+		case "stuck":
+			for i := o; i < min(n, o+span); i++ {
+				sh.stuck[i] = true
+			}
+		case "missing":
+			for i := o; i < min(n, o+span); i++ {
+				sh.missing[i] = true
+			}
+		}
+	}
+	return sh
 }
 
 func hash(s string) uint64 {

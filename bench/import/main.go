@@ -295,76 +295,93 @@ func generate(p string, size int64) (int64, error) {
 	w := bufio.NewWriterSize(f, 1<<20)
 	w.WriteString(header)
 	var written, n int64
-	count := func(s string) { written += int64(len(s)) }
-	base := time.Date(2021, 1, 1, 0, 0, 0, 0, time.FixedZone("", -4*3600))
-	ts := func(i int64, step time.Duration) string {
-		return base.Add(time.Duration(i) * step).Format("2006-01-02 15:04:05 -0700")
+	bpShare := int64(float64(size) * 0.02)
+	body := size - int64(len(header)) - bpShare
+	for _, p := range exportParts() {
+		limit := written + int64(float64(body)*p.share)
+		for i := int64(0); written < limit; i++ {
+			s := p.rec(i)
+			w.WriteString(s)
+			written += int64(len(s))
+			n++
+		}
 	}
-	// Shares of the file by type, as in a real export: mostly heart rate and steps.
-	type part struct {
-		share float64
-		rec   func(i int64) string
-	}
-	parts := []part{
+	n += writeBloodPressure(w, bpShare/3)
+	w.WriteString("</HealthData>\n")
+	return n, w.Flush()
+}
+
+// exportBase is the time of the generated export's first sample.
+var exportBase = time.Date(2021, 1, 1, 0, 0, 0, 0, time.FixedZone("", -4*3600))
+
+// exportTime is the i-th step after exportBase in the export's date format.
+func exportTime(i int64, step time.Duration) string {
+	return exportBase.Add(time.Duration(i) * step).Format("2006-01-02 15:04:05 -0700")
+}
+
+// exportPart is one record type of the generated export: its share of the file and its
+// i-th record.
+type exportPart struct {
+	share float64
+	rec   func(i int64) string
+}
+
+// exportParts are the shares of the file by type, as in a real export: mostly heart rate
+// and steps.
+func exportParts() []exportPart {
+	return []exportPart{
 		{0.55, func(i int64) string {
-			t := ts(i, 5*time.Second)
+			t := exportTime(i, 5*time.Second)
 			return fmt.Sprintf(` <Record type="HKQuantityTypeIdentifierHeartRate" sourceName="Alice’s Apple Watch" sourceVersion="9.1" device="%s" unit="count/min" creationDate="%s" startDate="%s" endDate="%s" value="%d">
   <MetadataEntry key="HKMetadataKeyHeartRateMotionContext" value="0"/>
  </Record>
 `, watch, t, t, t, 55+i%60)
 		}},
 		{0.15, func(i int64) string {
-			s, e := ts(i, time.Minute), ts(i+1, time.Minute)
+			s, e := exportTime(i, time.Minute), exportTime(i+1, time.Minute)
 			return fmt.Sprintf(` <Record type="HKQuantityTypeIdentifierStepCount" sourceName="Alice’s iPhone" sourceVersion="16.1" device="%s" unit="count" creationDate="%s" startDate="%s" endDate="%s" value="%d"/>
 `, phone, e, s, e, i%120)
 		}},
 		{0.15, func(i int64) string {
-			s, e := ts(i, time.Minute), ts(i+1, time.Minute)
+			s, e := exportTime(i, time.Minute), exportTime(i+1, time.Minute)
 			return fmt.Sprintf(` <Record type="HKQuantityTypeIdentifierStepCount" sourceName="Alice’s Apple Watch" sourceVersion="9.1" device="%s" unit="count" creationDate="%s" startDate="%s" endDate="%s" value="%d"/>
 `, watch, e, s, e, i%110)
 		}},
 		{0.05, func(i int64) string {
-			t := ts(i, 10*time.Minute)
+			t := exportTime(i, 10*time.Minute)
 			return fmt.Sprintf(` <Record type="HKQuantityTypeIdentifierOxygenSaturation" sourceName="Alice’s Apple Watch" sourceVersion="9.1" device="%s" unit="%%" creationDate="%s" startDate="%s" endDate="%s" value="0.%d"/>
 `, watch, t, t, t, 93+i%7)
 		}},
 		{0.04, func(i int64) string {
-			s, e := ts(i, 10*time.Minute), ts(i+1, 10*time.Minute)
+			s, e := exportTime(i, 10*time.Minute), exportTime(i+1, 10*time.Minute)
 			stages := []string{"AsleepCore", "AsleepDeep", "AsleepREM", "Awake", "InBed"}
 			return fmt.Sprintf(` <Record type="HKCategoryTypeIdentifierSleepAnalysis" sourceName="Alice’s Apple Watch" sourceVersion="9.1" device="%s" creationDate="%s" startDate="%s" endDate="%s" value="HKCategoryValueSleepAnalysis%s"/>
 `, watch, e, s, e, stages[i%5])
 		}},
 		{0.04, func(i int64) string {
-			s, e := ts(i, time.Minute), ts(i+1, time.Minute)
+			s, e := exportTime(i, time.Minute), exportTime(i+1, time.Minute)
 			return fmt.Sprintf(` <Record type="HKQuantityTypeIdentifierActiveEnergyBurned" sourceName="Alice’s Apple Watch" sourceVersion="9.1" device="%s" unit="kcal" creationDate="%s" startDate="%s" endDate="%s" value="0.%d"/>
 `, watch, e, s, e, i%1000)
 		}},
 	}
-	bpShare := int64(float64(size) * 0.02)
-	body := size - int64(len(header)) - bpShare
-	for _, p := range parts {
-		limit := written + int64(float64(body)*p.share)
-		for i := int64(0); written < limit; i++ {
-			s := p.rec(i)
-			w.WriteString(s)
-			count(s)
-			n++
-		}
-	}
-	// Blood pressure: top-level copies first (as Apple writes them), then the correlations.
-	bpLimit := bpShare / 3
-	var bp int64
-	for start := written; written-start < bpLimit; bp++ {
-		t := ts(bp, 30*time.Minute)
+}
+
+// writeBloodPressure writes about limit bytes of blood pressure readings: top-level copies
+// first (as Apple writes them), then the correlations. It returns the number of top-level
+// elements written.
+func writeBloodPressure(w *bufio.Writer, limit int64) int64 {
+	var n, written, bp int64
+	for ; written < limit; bp++ {
+		t := exportTime(bp, 30*time.Minute)
 		s := fmt.Sprintf(` <Record type="HKQuantityTypeIdentifierBloodPressureSystolic" sourceName="OMRON connect" unit="mmHg" startDate="%s" endDate="%s" value="%d"/>
  <Record type="HKQuantityTypeIdentifierBloodPressureDiastolic" sourceName="OMRON connect" unit="mmHg" startDate="%s" endDate="%s" value="%d"/>
 `, t, t, 110+bp%50, t, t, 70+bp%30)
 		w.WriteString(s)
-		count(s)
+		written += int64(len(s))
 		n += 2
 	}
 	for i := int64(0); i < bp; i++ {
-		t := ts(i, 30*time.Minute)
+		t := exportTime(i, 30*time.Minute)
 		s := fmt.Sprintf(` <Correlation type="HKCorrelationTypeIdentifierBloodPressure" sourceName="OMRON connect" creationDate="%s" startDate="%s" endDate="%s">
   <MetadataEntry key="HKWasUserEntered" value="0"/>
   <Record type="HKQuantityTypeIdentifierBloodPressureDiastolic" sourceName="OMRON connect" unit="mmHg" startDate="%s" endDate="%s" value="%d"/>
@@ -372,9 +389,8 @@ func generate(p string, size int64) (int64, error) {
  </Correlation>
 `, t, t, t, t, t, 70+i%30, t, t, 110+i%50)
 		w.WriteString(s)
-		count(s)
+		written += int64(len(s))
 		n++
 	}
-	w.WriteString("</HealthData>\n")
-	return n, w.Flush()
+	return n
 }

@@ -29,71 +29,81 @@ receives it at /v1/connect/<provider>/callback; without serve this command liste
 URL's host and port itself. The tokens are sealed in the encrypted secret store.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			provider := args[0]
-			if _, ok := (config.Connectors{}).ByName(provider); !ok {
-				return usagef("unknown provider %q: want google-health or withings", provider)
-			}
-			if err := connector.CheckSubject(subject); err != nil {
-				return usageError{fmt.Errorf("--subject: %w", err)}
-			}
-			cfg, log, err := setup(g)
-			if err != nil {
-				return err
-			}
-			pc, _ := cfg.Connectors.ByName(provider)
-			if !pc.Enabled() {
-				return usagef("%s is not configured: set connectors.%s.client_id and client_secret_file in the config file (docs/sources.md)",
-					provider, map[string]string{config.GoogleHealth: "google_health", config.Withings: "withings"}[provider])
-			}
-			_, serving := app.ServeHTTPURL(g.dataDir) // before Dial, which may lock the directory
-			ctx := cmd.Context()
-			conn, closeConn, err := app.Dial(ctx, log, g.dataDir, cfg)
-			if err != nil {
-				return err
-			}
-			defer closeConn()
-			mgr, err := app.OpenConnectors(ctx, log, nil, g.dataDir, cfg, conn)
-			if err != nil {
-				return err
-			}
-			if !serving {
-				// Listen before printing the URL, so the redirect finds us.
-				stop, err := listenCallback(pc.RedirectURL, provider, mgr)
-				if err != nil {
-					return err
-				}
-				defer stop()
-			}
-			authURL, state, err := mgr.Begin(ctx, provider, subject)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(g.stdout, "Open this URL as %s and grant access:\n\n  %s\n\n", subject, authURL)
-			if serving {
-				fmt.Fprintf(g.stdout, "Waiting for the redirect to reach serve at %s ...\n", pc.RedirectURL)
-			} else {
-				fmt.Fprintf(g.stdout, "Waiting for the redirect at %s ...\n", pc.RedirectURL)
-			}
-			wctx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
-			c, err := mgr.Wait(wctx, provider, subject, state)
-			if err != nil {
-				if errors.Is(err, context.DeadlineExceeded) {
-					return fmt.Errorf("no authorization arrived within %s; run pulselake connect again", timeout)
-				}
-				return err
-			}
-			fmt.Fprintf(g.stdout, "Connected %s for %s (connection %s); data types: %v.\n", c.Provider, c.Subject, c.ID, c.DataTypes)
-			if !serving {
-				fmt.Fprintln(g.stdout, "serve pulls it on its schedule; pulselake pull", provider, "--subject", subject, "pulls it now.")
-			}
-			return nil
+			return runConnect(cmd.Context(), g, args[0], subject, timeout)
 		},
 	}
 	cmd.Flags().StringVar(&subject, "subject", "", "the subject whose account is connected (required)")
 	cmd.Flags().DurationVar(&timeout, "timeout", connector.DefaultStateTTL, "how long to wait for the authorization")
 
-	list := &cobra.Command{
+	cmd.AddCommand(newConnectListCmd(g), newConnectRevokeCmd(g))
+	return cmd
+}
+
+// runConnect starts the OAuth flow for one subject at provider, prints the authorization URL
+// and waits up to timeout for the provider's redirect.
+func runConnect(ctx context.Context, g *globals, provider, subject string, timeout time.Duration) error {
+	if _, ok := (config.Connectors{}).ByName(provider); !ok {
+		return usagef("unknown provider %q: want google-health or withings", provider)
+	}
+	if err := connector.CheckSubject(subject); err != nil {
+		return usageError{fmt.Errorf("--subject: %w", err)}
+	}
+	cfg, log, err := setup(g)
+	if err != nil {
+		return err
+	}
+	pc, _ := cfg.Connectors.ByName(provider)
+	if !pc.Enabled() {
+		return usagef("%s is not configured: set connectors.%s.client_id and client_secret_file in the config file (docs/sources.md)",
+			provider, map[string]string{config.GoogleHealth: "google_health", config.Withings: "withings"}[provider])
+	}
+	_, serving := app.ServeHTTPURL(g.dataDir) // before Dial, which may lock the directory
+	conn, closeConn, err := app.Dial(ctx, log, g.dataDir, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+	mgr, err := app.OpenConnectors(ctx, log, nil, g.dataDir, cfg, conn)
+	if err != nil {
+		return err
+	}
+	if !serving {
+		// Listen before printing the URL, so the redirect finds us.
+		stop, err := listenCallback(pc.RedirectURL, provider, mgr)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	authURL, state, err := mgr.Begin(ctx, provider, subject)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "Open this URL as %s and grant access:\n\n  %s\n\n", subject, authURL)
+	if serving {
+		fmt.Fprintf(g.stdout, "Waiting for the redirect to reach serve at %s ...\n", pc.RedirectURL)
+	} else {
+		fmt.Fprintf(g.stdout, "Waiting for the redirect at %s ...\n", pc.RedirectURL)
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := mgr.Wait(wctx, provider, subject, state)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("no authorization arrived within %s; run pulselake connect again", timeout)
+		}
+		return err
+	}
+	fmt.Fprintf(g.stdout, "Connected %s for %s (connection %s); data types: %v.\n", c.Provider, c.Subject, c.ID, c.DataTypes)
+	if !serving {
+		fmt.Fprintln(g.stdout, "serve pulls it on its schedule; pulselake pull", provider, "--subject", subject, "pulls it now.")
+	}
+	return nil
+}
+
+// newConnectListCmd is "connect list": every connection with its status and last sync.
+func newConnectListCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
 		Use:   "list",
 		Short: "List connections: provider, subject, status, last sync, last error",
 		Args:  cobra.NoArgs,
@@ -116,7 +126,11 @@ URL's host and port itself. The tokens are sealed in the encrypted secret store.
 			})
 		},
 	}
-	revoke := &cobra.Command{
+}
+
+// newConnectRevokeCmd is "connect revoke ID": revokes the grant and deletes the connection.
+func newConnectRevokeCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
 		Use:   "revoke ID",
 		Short: "Remove a connection: revoke the grant at the provider where it can be, delete its tokens, cursors and metadata",
 		Args:  cobra.ExactArgs(1),
@@ -131,8 +145,6 @@ URL's host and port itself. The tokens are sealed in the encrypted secret store.
 			})
 		},
 	}
-	cmd.AddCommand(list, revoke)
-	return cmd
 }
 
 func orDash(s string) string {

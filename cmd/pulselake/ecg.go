@@ -113,22 +113,9 @@ command trains fresh models instead and evaluates them honestly:
 			var e ecg.Evaluation
 			switch split {
 			case "":
-				m, err := loadECGModel(modelFile)
-				if err != nil {
+				if e, err = evalModel(g, dir, records, modelFile, withoutRR); err != nil {
 					return err
 				}
-				if seen := ecg.TrainingOverlap(m, records); len(seen) > 0 {
-					fmt.Fprintf(g.stderr, "warning: the model was trained on %d of the evaluated records (%s): these figures are not those of new patients; use --split records for an honest estimate\n",
-						len(seen), strings.Join(seen, ","))
-				}
-				beats, err := ecg.LoadBeats(dir, records)
-				if err != nil {
-					return err
-				}
-				if withoutRR {
-					dropRR(beats)
-				}
-				e = ecg.EvaluateBeats(m, beats).Evaluate(records)
 			case "random", "records":
 				opt.RROnly = true // test beats always have RR features
 				if modelFile != "" {
@@ -165,6 +152,27 @@ command trains fresh models instead and evaluates them honestly:
 	f.BoolVar(&withoutRR, "without-rr", false, "drop the beats' RR features, as for ecg_beat readings without them (evaluates the shape-only model)")
 	addTrainFlags(cmd, &opt)
 	return cmd
+}
+
+// evalModel evaluates one model (the file's, or the embedded one) on the records' beats,
+// warning when the model was trained on some of them.
+func evalModel(g *globals, dir string, records []string, modelFile string, withoutRR bool) (ecg.Evaluation, error) {
+	m, err := loadECGModel(modelFile)
+	if err != nil {
+		return ecg.Evaluation{}, err
+	}
+	if seen := ecg.TrainingOverlap(m, records); len(seen) > 0 {
+		fmt.Fprintf(g.stderr, "warning: the model was trained on %d of the evaluated records (%s): these figures are not those of new patients; use --split records for an honest estimate\n",
+			len(seen), strings.Join(seen, ","))
+	}
+	beats, err := ecg.LoadBeats(dir, records)
+	if err != nil {
+		return ecg.Evaluation{}, err
+	}
+	if withoutRR {
+		dropRR(beats)
+	}
+	return ecg.EvaluateBeats(m, beats).Evaluate(records), nil
 }
 
 // evalTrained trains fresh models on the beats and evaluates them on beats they did not

@@ -414,6 +414,8 @@ var sleepStages = map[string]string{
 // export, value 0.97); readings carry percent.
 const percentPerFraction = 100
 
+// topRecord converts one top-level Record element: blood pressure halves wait for their pair,
+// the other supported types become one reading each.
 func (x *xmlReader) topRecord(r record, line int) error {
 	switch r.typ {
 	case typeHeartRate, typeSpO2, typeSteps, typeSleep, typeSystolic, typeDiastolic:
@@ -431,42 +433,9 @@ func (x *xmlReader) topRecord(r record, line int) error {
 	device := x.device(r.source, r.device)
 	switch r.typ {
 	case typeSystolic, typeDiastolic:
-		v, err := strconv.ParseFloat(r.value, 64)
-		if err != nil {
-			return x.reject(r, line, "unreadable value")
-		}
-		k := bpKey{device, start.UnixMicro(), end.UnixMicro()}
-		if _, ok := x.claimed[k]; ok {
-			x.st.Merged++
-			return nil
-		}
-		h := x.pending[k]
-		if h == nil {
-			if len(x.pending) >= maxPendingBP {
-				x.st.Ignored++
-				return nil
-			}
-			h = &bpHalf{line: line}
-			x.pending[k] = h
-		}
-		if r.typ == typeSystolic {
-			h.sys, h.hasSys = v, true
-		} else {
-			h.dia, h.hasDia = v, true
-		}
-		return nil
+		return x.bloodPressureHalf(r, line, device, start, end)
 	case typeSleep:
-		stage, ok := sleepStages[r.value]
-		if !ok {
-			x.st.Ignored++ // InBed, and values added by later iOS versions
-			return nil
-		}
-		b := x.begin(idOf(x.o.Subject, r.typ, device, start, end, r.value), device, "sleep", start)
-		b = append(b, `"stage":"`...)
-		b = append(b, stage...)
-		b = append(b, `","duration_s":`...)
-		b = appendNum(b, end.Sub(start).Seconds())
-		return x.finish(b, line)
+		return x.sleepStage(r, line, device, start, end)
 	}
 	v, err := strconv.ParseFloat(r.value, 64)
 	if err != nil {
@@ -493,6 +462,50 @@ func (x *xmlReader) topRecord(r record, line int) error {
 		b = append(b, `,"interval_s":`...)
 		b = appendNum(b, end.Sub(start).Seconds())
 	}
+	return x.finish(b, line)
+}
+
+// bloodPressureHalf holds a systolic or diastolic record until its other half arrives (or the
+// correlation that joins them has already been read: then it is merged).
+func (x *xmlReader) bloodPressureHalf(r record, line int, device string, start, end time.Time) error {
+	v, err := strconv.ParseFloat(r.value, 64)
+	if err != nil {
+		return x.reject(r, line, "unreadable value")
+	}
+	k := bpKey{device, start.UnixMicro(), end.UnixMicro()}
+	if _, ok := x.claimed[k]; ok {
+		x.st.Merged++
+		return nil
+	}
+	h := x.pending[k]
+	if h == nil {
+		if len(x.pending) >= maxPendingBP {
+			x.st.Ignored++
+			return nil
+		}
+		h = &bpHalf{line: line}
+		x.pending[k] = h
+	}
+	if r.typ == typeSystolic {
+		h.sys, h.hasSys = v, true
+	} else {
+		h.dia, h.hasDia = v, true
+	}
+	return nil
+}
+
+// sleepStage emits a sleep reading for a sleep-analysis record with a known stage.
+func (x *xmlReader) sleepStage(r record, line int, device string, start, end time.Time) error {
+	stage, ok := sleepStages[r.value]
+	if !ok {
+		x.st.Ignored++ // InBed, and values added by later iOS versions
+		return nil
+	}
+	b := x.begin(idOf(x.o.Subject, r.typ, device, start, end, r.value), device, "sleep", start)
+	b = append(b, `"stage":"`...)
+	b = append(b, stage...)
+	b = append(b, `","duration_s":`...)
+	b = appendNum(b, end.Sub(start).Seconds())
 	return x.finish(b, line)
 }
 

@@ -56,49 +56,88 @@ const (
 func ReadECG(r io.Reader, name string, o Options, emit Emit) (int, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), 64<<10)
-	var (
-		fs        float64
-		recorded  time.Time
-		hasTime   bool
-		unitScale = 1.0 / microvoltsPerMillivolt
-		hardware  string
-		line      int
-	)
-	// Header: key,value lines up to the first blank line.
+	h, err := readECGHeader(sc)
+	if err != nil {
+		return 0, err
+	}
+	samples, err := readECGSamples(sc, name, h)
+	if err != nil {
+		return 0, err
+	}
+	device := "Apple-Watch"
+	if h.hardware != "" {
+		device += "." + sanitize(h.hardware)
+	}
+	n := 0
+	for off := 0; off < len(samples) || off == 0; off += ecgChunk {
+		part := samples[off:min(off+ecgChunk, len(samples))]
+		t := h.recorded.Add(time.Duration(float64(off) / h.fs * float64(time.Second)))
+		if err := emit(ecgReading(o.Subject, device, t, h.fs, part), name); err != nil {
+			return n, err
+		}
+		n++
+		if len(samples) == 0 {
+			break
+		}
+	}
+	return n, nil
+}
+
+// ecgHeader is what the header of an electrocardiogram file says about its samples.
+type ecgHeader struct {
+	fs        float64   // sampling rate, Hz
+	recorded  time.Time // time of the first sample
+	unitScale float64   // multiplier from the file's unit to mV
+	hardware  string    // the watch model, when given
+	lines     int       // lines read, the blank separator included
+}
+
+// readECGHeader reads the key,value lines up to the first blank line. A file without a
+// sampling rate and a recording time is not an electrocardiogram (errNotECG).
+func readECGHeader(sc *bufio.Scanner) (ecgHeader, error) {
+	h := ecgHeader{unitScale: 1.0 / microvoltsPerMillivolt}
+	hasTime := false
 	for sc.Scan() {
-		line++
+		h.lines++
 		text := strings.TrimSpace(strings.TrimPrefix(sc.Text(), "\ufeff"))
 		if text == "" {
 			break
 		}
-		if line > maxECGHeader {
-			return 0, errNotECG
+		if h.lines > maxECGHeader {
+			return h, errNotECG
 		}
 		_, v, ok := strings.Cut(text, ",")
 		if !ok {
-			return 0, errNotECG
+			return h, errNotECG
 		}
 		v = unquote(strings.TrimSpace(v))
 		switch {
 		case rateRe.MatchString(v):
 			m := rateRe.FindStringSubmatch(v)
-			fs, _ = strconv.ParseFloat(strings.ReplaceAll(m[1], ",", "."), 64)
+			h.fs, _ = strconv.ParseFloat(strings.ReplaceAll(m[1], ",", "."), 64)
 		case v == "mV":
-			unitScale = 1
+			h.unitScale = 1
 		case v == "µV" || v == "μV" || v == "uV":
-			unitScale = 1.0 / microvoltsPerMillivolt
+			h.unitScale = 1.0 / microvoltsPerMillivolt
 		case hardwareRe.MatchString(v):
-			hardware = v
+			h.hardware = v
 		default:
 			if t, ok := parseTime(v); ok && !hasTime {
-				recorded, hasTime = t, true
+				h.recorded, hasTime = t, true
 			}
 		}
 	}
-	if fs == 0 || !hasTime {
-		return 0, errNotECG
+	if h.fs == 0 || !hasTime {
+		return h, errNotECG
 	}
+	return h, nil
+}
+
+// readECGSamples reads the sample lines after the header, one value a line (a decimal comma
+// is accepted), converted to mV.
+func readECGSamples(sc *bufio.Scanner, name string, h ecgHeader) ([]float64, error) {
 	var samples []float64
+	line := h.lines
 	for sc.Scan() {
 		line++
 		text := unquote(strings.TrimSpace(sc.Text()))
@@ -110,52 +149,40 @@ func ReadECG(r io.Reader, name string, o Options, emit Emit) (int, error) {
 		}
 		v, err := strconv.ParseFloat(text, 64)
 		if err != nil {
-			return 0, fmt.Errorf("reading %s line %d: %q is not a sample value", name, line, sc.Text())
+			return nil, fmt.Errorf("reading %s line %d: %q is not a sample value", name, line, sc.Text())
 		}
 		if len(samples) == maxECGSamples {
-			return 0, fmt.Errorf("reading %s: more than %d samples; not an Apple Watch recording", name, maxECGSamples)
+			return nil, fmt.Errorf("reading %s: more than %d samples; not an Apple Watch recording", name, maxECGSamples)
 		}
-		samples = append(samples, v*unitScale)
+		samples = append(samples, v*h.unitScale)
 	}
 	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("reading %s: %w", name, err)
+		return nil, fmt.Errorf("reading %s: %w", name, err)
 	}
-	device := "Apple-Watch"
-	if hardware != "" {
-		device += "." + sanitize(hardware)
+	return samples, nil
+}
+
+// ecgReading encodes one ecg reading of part, the samples starting at t.
+func ecgReading(subject, device string, t time.Time, fs float64, part []float64) []byte {
+	b := make([]byte, 0, 64+len(part)*10)
+	b = append(b, `{"id":"`...)
+	b = append(b, idOf(subject, "ecg", device, t, t, strconv.Itoa(len(part)))...)
+	b = append(b, `","subject":`...)
+	b = appendJSONString(b, subject)
+	b = append(b, `,"device":"`...)
+	b = append(b, device...)
+	b = append(b, `","kind":"ecg","time":"`...)
+	b = t.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","values":{"fs":`...)
+	b = appendNum(b, fs)
+	b = append(b, `,"samples":[`...)
+	for i, v := range part {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendFloat(b, float64(float32(v)), 'f', -1, 32)
 	}
-	n := 0
-	for off := 0; off < len(samples) || off == 0; off += ecgChunk {
-		part := samples[off:min(off+ecgChunk, len(samples))]
-		t := recorded.Add(time.Duration(float64(off) / fs * float64(time.Second)))
-		b := make([]byte, 0, 64+len(part)*10)
-		b = append(b, `{"id":"`...)
-		b = append(b, idOf(o.Subject, "ecg", device, t, t, strconv.Itoa(len(part)))...)
-		b = append(b, `","subject":`...)
-		b = appendJSONString(b, o.Subject)
-		b = append(b, `,"device":"`...)
-		b = append(b, device...)
-		b = append(b, `","kind":"ecg","time":"`...)
-		b = t.UTC().AppendFormat(b, time.RFC3339Nano)
-		b = append(b, `","values":{"fs":`...)
-		b = appendNum(b, fs)
-		b = append(b, `,"samples":[`...)
-		for i, v := range part {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = strconv.AppendFloat(b, float64(float32(v)), 'f', -1, 32)
-		}
-		b = append(b, "]}}"...)
-		if err := emit(b, name); err != nil {
-			return n, err
-		}
-		n++
-		if len(samples) == 0 {
-			break
-		}
-	}
-	return n, nil
+	return append(b, "]}}"...)
 }
 
 func unquote(s string) string {

@@ -61,7 +61,8 @@ const (
 )
 
 // next returns the next start or end tag. For tokStart and tokSelfClose, name and s.attrs
-// hold the element's name and attributes until the following call.
+// hold the element's name and attributes until the following call. It stays whole: it is
+// the lexer's one loop, a case per kind of markup, each keeping the element stack in step.
 func (s *scanner) next() (tokenKind, []byte, error) {
 	for {
 		// Text up to the next '<': only whitespace matters (line numbers).

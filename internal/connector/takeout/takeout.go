@@ -271,6 +271,8 @@ const (
 	sleepLayout  = "2006-01-02T15:04:05.000" // sleep levels
 )
 
+// file reads one data file of the given kind: a CSV file, or a JSON array read element by
+// element.
 func (r *reader) file(kind, name string, in io.Reader) error {
 	base := path.Base(name)
 	if strings.HasPrefix(kind, "csv:") {
@@ -286,89 +288,99 @@ func (r *reader) file(kind, name string, in io.Reader) error {
 	}
 	for i := 0; dec.More(); i++ {
 		origin := base + "[" + strconv.Itoa(i) + "]"
+		var err error
 		switch kind {
 		case "heart_rate":
-			var v struct {
-				DateTime string `json:"dateTime"`
-				Value    struct {
-					BPM json.Number `json:"bpm"`
-				} `json:"value"`
-			}
-			if err := dec.Decode(&v); err != nil {
-				return fmt.Errorf("reading %s element %d: %w", name, i, err)
-			}
-			t, err := time.ParseInLocation(legacyLayout, v.DateTime, r.loc)
-			bpm, err2 := v.Value.BPM.Float64()
-			if err != nil || err2 != nil {
-				if err := r.reject(origin, "heart_rate", v.DateTime, string(v.Value.BPM)); err != nil {
-					return err
-				}
-				continue
-			}
-			b := r.begin("heart_rate", t, string(v.Value.BPM))
-			b = append(b, `"bpm":`...)
-			b = appendNum(b, bpm)
-			if err := r.finish(b, origin); err != nil {
-				return err
-			}
+			err = r.heartRateElement(dec, name, i, origin)
 		case "steps":
-			var v struct {
-				DateTime string          `json:"dateTime"`
-				Value    json.RawMessage `json:"value"`
-			}
-			if err := dec.Decode(&v); err != nil {
-				return fmt.Errorf("reading %s element %d: %w", name, i, err)
-			}
-			t, err := time.ParseInLocation(legacyLayout, v.DateTime, r.loc)
-			s := strings.Trim(string(v.Value), `"`)
-			n, err2 := strconv.ParseFloat(s, 64)
-			if err != nil || err2 != nil {
-				if err := r.reject(origin, "steps", v.DateTime, s); err != nil {
-					return err
-				}
-				continue
-			}
-			b := r.begin("steps", t, s)
-			b = append(b, `"count":`...)
-			b = appendNum(b, n)
-			b = append(b, `,"interval_s":60`...)
-			if err := r.finish(b, origin); err != nil {
-				return err
-			}
+			err = r.stepsElement(dec, name, i, origin)
+		case "sleep":
+			err = r.sleepElement(dec, name, i, origin)
 		default:
 			return fmt.Errorf("reading %s: unknown data file type %q", name, kind)
-		case "sleep":
-			var v struct {
-				Levels struct {
-					Data []struct {
-						DateTime string  `json:"dateTime"`
-						Level    string  `json:"level"`
-						Seconds  float64 `json:"seconds"`
-					} `json:"data"`
-				} `json:"levels"`
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// heartRateElement reads one element of a legacy heart_rate-*.json file: a per-sample bpm.
+func (r *reader) heartRateElement(dec *json.Decoder, name string, i int, origin string) error {
+	var v struct {
+		DateTime string `json:"dateTime"`
+		Value    struct {
+			BPM json.Number `json:"bpm"`
+		} `json:"value"`
+	}
+	if err := dec.Decode(&v); err != nil {
+		return fmt.Errorf("reading %s element %d: %w", name, i, err)
+	}
+	t, err := time.ParseInLocation(legacyLayout, v.DateTime, r.loc)
+	bpm, err2 := v.Value.BPM.Float64()
+	if err != nil || err2 != nil {
+		return r.reject(origin, "heart_rate", v.DateTime, string(v.Value.BPM))
+	}
+	b := r.begin("heart_rate", t, string(v.Value.BPM))
+	b = append(b, `"bpm":`...)
+	b = appendNum(b, bpm)
+	return r.finish(b, origin)
+}
+
+// stepsElement reads one element of a legacy steps-*.json file: the steps of one minute.
+func (r *reader) stepsElement(dec *json.Decoder, name string, i int, origin string) error {
+	var v struct {
+		DateTime string          `json:"dateTime"`
+		Value    json.RawMessage `json:"value"`
+	}
+	if err := dec.Decode(&v); err != nil {
+		return fmt.Errorf("reading %s element %d: %w", name, i, err)
+	}
+	t, err := time.ParseInLocation(legacyLayout, v.DateTime, r.loc)
+	s := strings.Trim(string(v.Value), `"`)
+	n, err2 := strconv.ParseFloat(s, 64)
+	if err != nil || err2 != nil {
+		return r.reject(origin, "steps", v.DateTime, s)
+	}
+	b := r.begin("steps", t, s)
+	b = append(b, `"count":`...)
+	b = appendNum(b, n)
+	b = append(b, `,"interval_s":60`...)
+	return r.finish(b, origin)
+}
+
+// sleepElement reads one sleep log of a sleep-*.json file: a reading per level segment.
+func (r *reader) sleepElement(dec *json.Decoder, name string, i int, origin string) error {
+	var v struct {
+		Levels struct {
+			Data []struct {
+				DateTime string  `json:"dateTime"`
+				Level    string  `json:"level"`
+				Seconds  float64 `json:"seconds"`
+			} `json:"data"`
+		} `json:"levels"`
+	}
+	if err := dec.Decode(&v); err != nil {
+		return fmt.Errorf("reading %s element %d: %w", name, i, err)
+	}
+	for j, d := range v.Levels.Data {
+		o := origin + ".levels.data[" + strconv.Itoa(j) + "]"
+		t, err := time.ParseInLocation(sleepLayout, d.DateTime, r.loc)
+		stage, ok := sleepStages[d.Level]
+		if err != nil || !ok {
+			if err := r.reject(o, "sleep", d.DateTime, d.Level); err != nil {
+				return err
 			}
-			if err := dec.Decode(&v); err != nil {
-				return fmt.Errorf("reading %s element %d: %w", name, i, err)
-			}
-			for j, d := range v.Levels.Data {
-				o := origin + ".levels.data[" + strconv.Itoa(j) + "]"
-				t, err := time.ParseInLocation(sleepLayout, d.DateTime, r.loc)
-				stage, ok := sleepStages[d.Level]
-				if err != nil || !ok {
-					if err := r.reject(o, "sleep", d.DateTime, d.Level); err != nil {
-						return err
-					}
-					continue
-				}
-				b := r.begin("sleep", t, d.Level)
-				b = append(b, `"stage":"`...)
-				b = append(b, stage...)
-				b = append(b, `","duration_s":`...)
-				b = appendNum(b, d.Seconds)
-				if err := r.finish(b, o); err != nil {
-					return err
-				}
-			}
+			continue
+		}
+		b := r.begin("sleep", t, d.Level)
+		b = append(b, `"stage":"`...)
+		b = append(b, stage...)
+		b = append(b, `","duration_s":`...)
+		b = appendNum(b, d.Seconds)
+		if err := r.finish(b, o); err != nil {
+			return err
 		}
 	}
 	return nil
