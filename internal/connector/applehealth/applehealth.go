@@ -50,6 +50,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pulselake/pulselake/internal/connector/counting"
 )
 
 // Source is the batch source of imported readings (landing.apple_health).
@@ -151,7 +153,7 @@ func Read(ctx context.Context, p string, o Options, emit Emit) (Stats, error) {
 	if err != nil {
 		return st, err
 	}
-	cr := &countingReaderAt{r: f, progress: o.Progress}
+	cr := &counting.ReaderAt{R: f, Report: o.Progress}
 	zr, zerr := zip.NewReader(cr, fi.Size())
 	if zerr != nil {
 		// Not a zip: the XML file itself.
@@ -770,22 +772,6 @@ func sanitize(s string) string {
 		}
 	}
 	return strings.Trim(b.String(), "-._:@+")
-}
-
-// countingReaderAt reports the bytes read through it.
-type countingReaderAt struct {
-	r        io.ReaderAt
-	n        int64
-	progress func(int64)
-}
-
-func (c *countingReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	n, err := c.r.ReadAt(p, off)
-	c.n += int64(n)
-	if c.progress != nil {
-		c.progress(c.n)
-	}
-	return n, err
 }
 
 // appendJSONString appends s as a JSON string (invalid UTF-8 becomes U+FFFD).

@@ -45,6 +45,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pulselake/pulselake/internal/connector/counting"
 )
 
 // Source is the batch source of imported readings (landing.google_takeout).
@@ -142,7 +144,7 @@ func entries(p string, progress func(int64)) ([]entry, io.Closer, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	cr := &countingReaderAt{r: f, progress: progress}
+	cr := &counting.ReaderAt{R: f, Report: progress}
 	zr, err := zip.NewReader(cr, st.Size())
 	if err != nil {
 		f.Close()
@@ -564,21 +566,6 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	*c.n += int64(n)
 	if c.progress != nil {
 		c.progress(*c.n)
-	}
-	return n, err
-}
-
-type countingReaderAt struct {
-	r        io.ReaderAt
-	n        int64
-	progress func(int64)
-}
-
-func (c *countingReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	n, err := c.r.ReadAt(p, off)
-	c.n += int64(n)
-	if c.progress != nil {
-		c.progress(c.n)
 	}
 	return n, err
 }
