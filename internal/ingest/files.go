@@ -294,7 +294,7 @@ func (in *Ingester) storeExportChunks(ctx context.Context, cancel context.Cancel
 		if failed {
 			continue // drain until the reader sees the cancellation
 		}
-		r, err := in.ingestWaiting(ctx, source, w.recs)
+		r, err := in.IngestWaiting(ctx, source, w.recs)
 		t.mu.Lock()
 		if err != nil {
 			if t.storeErr == nil {
@@ -359,7 +359,7 @@ func (in *Ingester) importFile(ctx context.Context, path string, o ImportOptions
 		if len(chunk) == 0 {
 			return nil
 		}
-		r, err := in.ingestWaiting(ctx, stream.SourceImport, chunk)
+		r, err := in.IngestWaiting(ctx, stream.SourceImport, chunk)
 		if err != nil {
 			return fmt.Errorf("importing %s: %w", path, err)
 		}

@@ -398,10 +398,10 @@ func (in *Ingester) countStored(source string, batch *stream.Batch) {
 	}
 }
 
-// ingestWaiting is Ingest for sources that can wait instead of being refused (files,
+// IngestWaiting is Ingest for sources that can wait instead of being refused (files,
 // connectors, MQTT): when intake is overloaded it tries again until ctx ends, and a record
 // too large to store is kept rejected (Record.TooLarge) since no client can be told.
-func (in *Ingester) ingestWaiting(ctx context.Context, source string, recs []Record) (Result, error) {
+func (in *Ingester) IngestWaiting(ctx context.Context, source string, recs []Record) (Result, error) {
 	for {
 		res, err := in.Ingest(ctx, source, token.Token{}, recs)
 		var tooLarge *RecordTooLargeError
@@ -420,12 +420,6 @@ func (in *Ingester) ingestWaiting(ctx context.Context, source string, recs []Rec
 			return res, err
 		}
 	}
-}
-
-// IngestWaiting stores readings of an internal source (files, wearable connectors) that
-// can wait: see ingestWaiting.
-func (in *Ingester) IngestWaiting(ctx context.Context, source string, recs []Record) (Result, error) {
-	return in.ingestWaiting(ctx, source, recs)
 }
 
 // Recover rebuilds the de-duplication window from the batches stored in the last window,

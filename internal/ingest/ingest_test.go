@@ -203,7 +203,7 @@ func TestIngestWaitingKeepsOversizeRecordRejected(t *testing.T) {
 	}, Options{})
 	recs := records(ndjson(2, 4))
 	recs = append(recs, Record{Raw: bytes.Repeat([]byte("x"), 2<<20), Origin: "readings/heart_rate/d1"})
-	res, err := in.ingestWaiting(context.Background(), stream.SourceMQTT, recs)
+	res, err := in.IngestWaiting(context.Background(), stream.SourceMQTT, recs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -149,7 +149,7 @@ func (in *Ingester) ingestMQTT(ctx context.Context, msgs []jetstream.Msg) {
 	}
 	// Only unbound tokens can connect (Auth), so every subject is allowed here.
 	for {
-		_, err := in.ingestWaiting(ctx, stream.SourceMQTT, recs)
+		_, err := in.IngestWaiting(ctx, stream.SourceMQTT, recs)
 		if err == nil {
 			break
 		}
