@@ -116,6 +116,56 @@ func TestBeatTrackerRR(t *testing.T) {
 	}
 }
 
+// TestNormalTracker checks the patient's normal rhythm: premature beats, pauses and runs of
+// ectopic beats stay out of it, a lasting new rate replaces it, and the spread measures how
+// irregular the rhythm is.
+func TestNormalTracker(t *testing.T) {
+	rep := func(v float64, n int) []float64 { return slices.Repeat([]float64{v}, n) }
+	cat := func(s ...[]float64) []float64 { return slices.Concat(s...) }
+	for _, c := range []struct {
+		name       string
+		rr         []float64
+		wantNormal float64
+		wantSpread float64
+	}{
+		{"empty", nil, 0, 0},
+		{"regular", rep(0.8, 40), 0.8, 0},
+		{"isolated premature beats", cat(rep(1, 20), []float64{0.6, 1.4}, rep(1, 5), []float64{0.6, 1.4}), 1, 0},
+		// A run of 12 ectopic beats at 0.5 s is no new rhythm: the median of all of the
+		// last 32 intervals would be 0.5 by now.
+		{"run of ectopic beats", cat(rep(1, 20), rep(0.5, 12)), 1, 0},
+		{"pauses", cat(rep(1, 20), []float64{2.0}, rep(1, 3), []float64{1.8}), 1, 0},
+		{"lasting new rate", cat(rep(1, 20), rep(0.6, normalReset)), 0.6, 0},
+		{"irregular rhythm", func() (v []float64) {
+			for i := 0; i < 100; i++ {
+				v = append(v, 1+0.1*float64(i%3-1)) // 0.9, 1, 1.1: deviations 0.1, 0, 0.1
+			}
+			return v
+		}(), 1, 0.1},
+		{"gradual change is followed", func() (v []float64) {
+			for i := 0; i < 100; i++ {
+				v = append(v, 1-0.004*float64(i))
+			}
+			return v
+		}(), 1 - 0.004*83, 0.0854}, // the median of the last 32 lags 16 beats behind
+		// The deviations are 1 (1 against 0.5) and 0 (1 against the upper median 1).
+		{"warm-up takes the first intervals", []float64{0.5, 1, 1}, 1, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var tr normalTracker
+			for _, v := range c.rr {
+				tr.add(v)
+			}
+			if got := tr.normal(); !near(got, c.wantNormal, 1e-9) {
+				t.Errorf("normal %v, want %v", got, c.wantNormal)
+			}
+			if got := tr.spread(); !near(got, c.wantSpread, 1e-3) {
+				t.Errorf("spread %v, want %v", got, c.wantSpread)
+			}
+		})
+	}
+}
+
 func TestMorphFeatures(t *testing.T) {
 	base := shapeSeg(1)
 	std := math.Sqrt(meanSquare(base[:]))
@@ -175,7 +225,8 @@ func TestFeatureLayout(t *testing.T) {
 	if len(names) != NumFeatures {
 		t.Fatalf("%d names for %d features", len(names), NumFeatures)
 	}
-	if names[numV1Features-1] != "width" || names[numV1Features] != "pre/median" || names[len(names)-1] != "d40" {
+	if names[numV1Features-1] != "width" || names[numV1Features] != "pre/median" || names[numV2Features-1] != "d40" ||
+		names[numV2Features] != "amp_p" || names[len(names)-1] != "spread" {
 		t.Fatalf("layout: %v", names[numV1Features-2:])
 	}
 	var f [NumFeatures]float32
@@ -184,11 +235,12 @@ func TestFeatureLayout(t *testing.T) {
 	}
 	var w [WindowLen]float32
 	Features(f[:], &w, RRFeatures{Pre: 1, Post: 1, Local: 1, Average: 1})
-	// Unknown morphology reads as a beat identical to the template.
+	// Unknown morphology reads as a beat identical to the template; an unknown normal rhythm
+	// gives zero ratios.
 	for j := numV1Features + numRRFeat; j < NumFeatures; j++ {
 		want := float32(0)
 		switch names[j] {
-		case "corr", "corr_qrs", "corr_p", "amp_qrs", "tv_qrs":
+		case "corr", "corr_qrs", "corr_p", "amp_qrs", "tv_qrs", "amp_p":
 			want = 1
 		}
 		if f[j] != want {
