@@ -35,6 +35,9 @@ const (
 	templateMin = 4
 	// templateMaxWeight caps the template's memory: beats enter with weight at least 1/32.
 	templateMaxWeight = 32
+	// templateReset is how many beats in a row at the usual rhythm, unlike the template but
+	// like each other, replace it.
+	templateReset = 8
 	// rrMedianLen is the number of recent intervals whose median is the patient's rhythm.
 	rrMedianLen = 32
 
@@ -103,7 +106,11 @@ type beatTracker struct {
 	prevPre float64 // pre-RR of the previous beat
 	tpl     [segLen]float64
 	tplN    int
-	med     [rrMedianLen]float64 // scratch for medians
+	// cand averages the last candN beats, in a row, at the usual rhythm that were unlike the
+	// template but like each other: a possible new usual beat.
+	cand  [segLen]float64
+	candN int
+	med   [rrMedianLen]float64 // scratch for medians
 }
 
 // next returns the features of the beat whose R peak is preceded by pre seconds (0 for the
@@ -140,11 +147,30 @@ func (t *beatTracker) next(pre, post float64, seg *[segLen]float64) (RRFeatures,
 	// The template follows beats of the usual rhythm that look like it (any beat of the usual
 	// rhythm while it is still young), so that ectopic beats do not pull it away.
 	regular := rr.Pre/rr.Median >= 0.85 && rr.Pre/rr.Median <= 1.2
-	if regular && (t.tplN < templateMin || corr >= 0.9) {
+	switch {
+	case !regular:
+	case t.tplN < templateMin || corr >= 0.9:
+		t.candN = 0
 		t.tplN++
 		w := 1 / float64(min(t.tplN, templateMaxWeight))
 		for k := range t.tpl {
 			t.tpl[k] += w * (seg[k] - t.tpl[k])
+		}
+	default:
+		// A beat at the usual rhythm but unlike the template. When templateReset of them come
+		// in a row and look like each other, the patient's usual beat itself changed (the QRS
+		// axis turned, an electrode moved): their average becomes the template, rather than
+		// every later beat being called ectopic.
+		if t.candN > 0 && pearson(seg[:], t.cand[:]) < 0.9 {
+			t.candN = 0
+		}
+		t.candN++
+		w := 1 / float64(t.candN)
+		for k := range t.cand {
+			t.cand[k] += w * (seg[k] - t.cand[k])
+		}
+		if t.candN == templateReset {
+			t.tpl, t.tplN, t.candN = t.cand, t.candN, 0
 		}
 	}
 	if rr.Prev == 0 {

@@ -135,7 +135,7 @@ func TestNormalTracker(t *testing.T) {
 		// last 32 intervals would be 0.5 by now.
 		{"run of ectopic beats", cat(rep(1, 20), rep(0.5, 12)), 1, 0},
 		{"pauses", cat(rep(1, 20), []float64{2.0}, rep(1, 3), []float64{1.8}), 1, 0},
-		{"lasting new rate", cat(rep(1, 20), rep(0.6, normalReset)), 0.6, 0},
+		{"lasting new rate", cat(rep(1, 20), rep(0.6, normalReset)), 0.6, 0.4},
 		{"irregular rhythm", func() (v []float64) {
 			for i := 0; i < 100; i++ {
 				v = append(v, 1+0.1*float64(i%3-1)) // 0.9, 1, 1.1: deviations 0.1, 0, 0.1
@@ -217,6 +217,40 @@ func TestMorphFeatures(t *testing.T) {
 	tr2.next(1, 1, &double)
 	if tr2.tplN != templateMin+1 {
 		t.Errorf("a like regular beat did not enter the template")
+	}
+	// The usual beat itself changes (the QRS turns over): after templateReset unlike beats in
+	// a row at the usual rhythm the template starts over and learns the new shape. Premature
+	// unlike beats (ectopic beats) never restart it, however many.
+	tr3 := tr
+	for i := 0; i < 3*templateReset; i++ {
+		tr3.next(0.6, 1, &flipped)
+		tr3.next(1, 1, &base)
+	}
+	if tr3.tplN != templateMin+3*templateReset {
+		t.Errorf("ectopic beats restarted the template (%d beats)", tr3.tplN)
+	}
+	tr4 := tr
+	for i := 0; i < templateReset; i++ {
+		rr, _ := tr4.next(1, 1, &flipped)
+		if !rr.Morph.Known || !near(float64(rr.Morph.Values[0]), -1, 1e-5) {
+			t.Fatalf("beat %d of the new shape: %+v, want correlation -1 with the old template", i, rr.Morph)
+		}
+	}
+	if rr, _ := tr4.next(1, 1, &flipped); !rr.Morph.Known || !near(float64(rr.Morph.Values[0]), 1, 1e-5) {
+		t.Errorf("after the restart: %+v, want correlation 1 with the new template", rr.Morph)
+	}
+	// Unlike beats that are unlike each other too (noise, multiform beats) do not.
+	tr5 := tr
+	for i := 0; i < 2*templateReset; i++ {
+		seg := flipped
+		if i%2 == 1 {
+			seg = shapeSeg(1)
+			slices.Reverse(seg[:])
+		}
+		tr5.next(1, 1, &seg)
+	}
+	if tr5.tpl != tr.tpl {
+		t.Errorf("beats unlike each other replaced the template")
 	}
 }
 
