@@ -3,6 +3,7 @@ package ecg
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"math"
 	"os"
 	"slices"
@@ -450,5 +451,55 @@ func TestTrainingOverlap(t *testing.T) {
 	}
 	if got := TrainingOverlap(&Model{}, []string{"101"}); got != nil {
 		t.Errorf("model without records: %v", got)
+	}
+}
+
+// TestModelV2File checks that a version 2 model file (89 features, written by the version 2
+// code: three ensembles trained on record 208, an S offset) still reads and gives the
+// predictions the version 2 code gave on the first 300 beats of record 101, with all features,
+// without morphology and without RR features (one ensemble each).
+func TestModelV2File(t *testing.T) {
+	dir := needData(t)
+	m, err := LoadModel("testdata/model_v2.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Version != 2 || m.NumFeatures != numV2Features || len(m.ens) != 3 || m.ens[0].Offset[ClassS] != 0.5 {
+		t.Fatalf("version %d, %d features, %d ensembles, offsets %v", m.Version, m.NumFeatures, len(m.ens), m.ens[0].Offset)
+	}
+	beats, err := LoadBeats(dir, []string{"101"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile("testdata/model_v2_predictions.ndjson")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	for i := 0; dec.More(); i++ {
+		b := &beats[i/3]
+		rr := b.RR
+		switch i % 3 {
+		case 1:
+			rr.Morph = MorphFeatures{}
+		case 2:
+			rr = RRFeatures{}
+		}
+		var want Prediction
+		if err := dec.Decode(&want); err != nil {
+			t.Fatal(err)
+		}
+		got := m.ClassifyWindow(&b.Samples, rr)
+		if got.Class != want.Class || !slices.EqualFunc(got.Probs[:], want.Probs[:], func(a, b float64) bool { return near(a, b, 1e-9) }) {
+			t.Fatalf("beat %d, case %d: %+v, the version 2 code gave %+v", i/3, i%3, got, want)
+		}
+	}
+	// Written again, it stays a version 2 file.
+	var b bytes.Buffer
+	if _, err := m.WriteTo(&b); err != nil {
+		t.Fatal(err)
+	}
+	if m2, err := ReadModel(&b); err != nil || m2.Version != 2 {
+		t.Fatalf("rewritten: %v, %+v", err, m2)
 	}
 }
