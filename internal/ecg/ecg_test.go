@@ -273,8 +273,10 @@ func FuzzReadModel(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(b.Bytes())
-	if v1, err := os.ReadFile("testdata/model_v1.bin"); err == nil {
-		f.Add(v1) // a version 1 file
+	for _, name := range []string{"testdata/model_v1.bin", "testdata/model_v2.bin"} { // older versions
+		if old, err := os.ReadFile(name); err == nil {
+			f.Add(old)
+		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := ReadModel(bytes.NewReader(data))

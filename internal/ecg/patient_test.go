@@ -319,7 +319,8 @@ func TestStreamFeaturesMatchBatch(t *testing.T) {
 			known++
 		}
 		a, b := got[i].RR, want[i].RR
-		if !near(a.Pre, b.Pre, 1e-9) || !near(a.Median, b.Median, 1e-9) || !near(a.Prev, b.Prev, 1e-9) || a.Morph.Known != b.Morph.Known {
+		if !near(a.Pre, b.Pre, 1e-9) || !near(a.Median, b.Median, 1e-9) || !near(a.Prev, b.Prev, 1e-9) ||
+			!near(a.Normal, b.Normal, 1e-9) || !near(a.Spread, b.Spread, 1e-9) || a.Morph.Known != b.Morph.Known {
 			t.Fatalf("beat %d: stream %+v, batch %+v", i, a, b)
 		}
 		for k := range a.Morph.Values {
