@@ -136,7 +136,7 @@ func TestNormalTracker(t *testing.T) {
 		// last 32 intervals would be 0.5 by now.
 		{"run of ectopic beats", cat(rep(1, 20), rep(0.5, 12)), 1, 0},
 		{"pauses", cat(rep(1, 20), []float64{2.0}, rep(1, 3), []float64{1.8}), 1, 0},
-		{"lasting new rate", cat(rep(1, 20), rep(0.6, normalReset)), 0.6, 0.4},
+		{"lasting new rate", cat(rep(1, 10), rep(0.6, normalReset)), 0.6, 0.4},
 		{"irregular rhythm", func() (v []float64) {
 			for i := 0; i < 100; i++ {
 				v = append(v, 1+0.1*float64(i%3-1)) // 0.9, 1, 1.1: deviations 0.1, 0, 0.1
