@@ -12,9 +12,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
-	"regexp"
 	"strings"
 	"time"
 
@@ -22,6 +22,7 @@ import (
 
 	"github.com/pulselake/pulselake/internal/anomaly"
 	"github.com/pulselake/pulselake/internal/ecg"
+	"github.com/pulselake/pulselake/internal/fhir"
 	"github.com/pulselake/pulselake/internal/lake"
 	"github.com/pulselake/pulselake/internal/notify"
 	"github.com/pulselake/pulselake/internal/pipeline"
@@ -504,6 +505,22 @@ func (c *Config) validateKinds(ps *Problems) {
 		}
 		c.validateKindCode(ps, i, k)
 	}
+	if reg, err := c.Registry(); err == nil {
+		if _, err := fhir.NewMapper(reg, c.FHIRCodes()); err != nil {
+			ps.Add("kinds", "%v", err)
+		}
+	}
+}
+
+// FHIRCodes lists the declared kinds that name a LOINC code.
+func (c *Config) FHIRCodes() []fhir.Declared {
+	var out []fhir.Declared
+	for _, k := range c.Kinds {
+		if k.LOINC != "" {
+			out = append(out, fhir.Declared{Kind: k.Name, LOINC: k.LOINC, UCUM: k.UCUM})
+		}
+	}
+	return out
 }
 
 // loincRe is the form of a LOINC code: digits, a hyphen and the check digit.

@@ -52,7 +52,7 @@ func builtinCodes() []codeDef {
 				heartRate.withField("pulse"),
 			}},
 		{kind: "spo2", system: SystemLOINC, code: "2708-6", display: "Oxygen saturation in Arterial blood",
-			also: []Coding{{System: SystemLOINC, Code: "59408-5", Display: "Oxygen saturation in Arterial blood by Pulse oximetry"}},
+			also:  []Coding{{System: SystemLOINC, Code: "59408-5", Display: "Oxygen saturation in Arterial blood by Pulse oximetry"}},
 			value: &quantityDef{field: "percent", unit: "%", unitDisplay: "%", units: []string{"%"}}},
 		{kind: "steps", system: SystemLOINC, code: "55423-8", display: "Number of steps in unspecified time Pedometer", activity: true,
 			value: &quantityDef{field: "count", unit: "{steps}", unitDisplay: "steps", units: []string{"{steps}", "{step}", "{count}", "1"}}},
@@ -203,7 +203,7 @@ func (m *Mapper) Encode(r *reading.Reading, id string) (*Observation, bool) {
 		}
 		o.ValueQuantity = c.value.quantity(v)
 		if s, ok := r.Values["interval_s"]; ok && r.Kind == "steps" {
-			end := r.Time.Add(time.Duration(math.Round(s * 1e6)) * time.Microsecond)
+			end := r.Time.Add(time.Duration(math.Round(s*1e6)) * time.Microsecond)
 			o.EffectiveDateTime = ""
 			o.EffectivePeriod = &Period{Start: r.Time.UTC().Format(timeFormat), End: end.UTC().Format(timeFormat)}
 		}

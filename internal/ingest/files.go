@@ -56,6 +56,9 @@ type ExportOptions struct {
 	Location *time.Location
 	// Progress is called with the bytes of the file (or folder) read so far.
 	Progress func(read int64)
+	// EmitRecord stores a record the format parsed or refused itself (Record.Reading,
+	// Record.Rejected), in order with those of emit.
+	EmitRecord func(Record) error
 }
 
 // ImportProgress is how far the import of one path has got.
@@ -263,14 +266,15 @@ func readExport(ctx context.Context, root string, exp Export, o ImportOptions, t
 			return ctx.Err()
 		}
 	}
-	emit := func(raw []byte, origin string) error {
-		chunk = append(chunk, Record{Raw: raw, Origin: origin})
+	emitRecord := func(rec Record) error {
+		chunk = append(chunk, rec)
 		if len(chunk) >= o.Chunk {
 			return send()
 		}
 		return nil
 	}
-	eo := ExportOptions{Subject: o.Subject, Location: o.Location, Progress: func(n int64) {
+	emit := func(raw []byte, origin string) error { return emitRecord(Record{Raw: raw, Origin: origin}) }
+	eo := ExportOptions{Subject: o.Subject, Location: o.Location, EmitRecord: emitRecord, Progress: func(n int64) {
 		t.mu.Lock()
 		t.p.Bytes = min(n, t.p.BytesTotal)
 		t.report()
