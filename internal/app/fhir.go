@@ -137,9 +137,26 @@ func (a *fhirAPI) post(w http.ResponseWriter, r *http.Request, tok token.Token) 
 		writeOutcome(w, http.StatusRequestEntityTooLarge, fhir.Outcome(fhir.IssueTooCostly, "", bodyTooLarge(lim.MaxBodyBytes)))
 		return
 	}
-	body, release, err := a.in.ReadBody(http.MaxBytesReader(w, r.Body, lim.MaxBodyBytes+1), r.ContentLength)
+	// The body must arrive within ingest.body_timeout; the deadline is lifted once it has.
+	rc := http.NewResponseController(w)
+	deadline := time.Now().Add(lim.BodyTimeout)
+	_ = rc.SetReadDeadline(deadline)
+	body, release, err := a.in.ReadBody(r.Body, r.ContentLength)
 	defer release()
+	_ = rc.SetReadDeadline(time.Time{})
 	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) || time.Now().After(deadline) {
+			w.Header().Set("Connection", "close")
+			writeOutcome(w, http.StatusRequestTimeout, fhir.Outcome(fhir.IssueTransient, "",
+				fmt.Sprintf("the request body did not arrive within %s (ingest.body_timeout); send it in one go, or in smaller Bundles", lim.BodyTimeout)))
+			return
+		}
+		if !errors.Is(err, ingest.ErrBodyTooLarge) && !errors.Is(err, ingest.ErrOverloaded) {
+			w.Header().Set("Connection", "close")
+			writeOutcome(w, http.StatusBadRequest, fhir.Outcome(fhir.IssueInvalid, "", "reading the request body: "+err.Error()))
+			return
+		}
+		w.Header().Set("Connection", "close") // the rest of the body is not read
 		a.ingestError(w, err)
 		return
 	}
@@ -280,12 +297,7 @@ func (a *fhirAPI) ingestError(w http.ResponseWriter, err error) {
 		status, typ = http.StatusServiceUnavailable, fhir.IssueTransient
 		w.Header().Set("Retry-After", "1")
 	default:
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			status, typ, msg = http.StatusRequestEntityTooLarge, fhir.IssueTooCostly, bodyTooLarge(a.in.Limits().MaxBodyBytes)
-		} else {
-			a.log.Error("FHIR request failed", "err", err)
-		}
+		a.log.Error("FHIR request failed", "err", err)
 	}
 	writeOutcome(w, status, fhir.Outcome(typ, "", msg))
 }
