@@ -285,4 +285,8 @@ kinds:
 	if code != 0 || !strings.Contains(text, "34 accepted, 0 duplicates, 0 rejected") {
 		t.Fatalf("ingest --format fhir: exit %d: %s", code, text)
 	}
+	text, code = runBin(t, "ingest", "--subject", "p-a", "--data", t.TempDir(), "--config", cfgFile, filepath.Join(out, "Observation.ndjson"))
+	if code != 0 || !strings.Contains(text, "25 accepted, 0 duplicates, 9 rejected") || !strings.Contains(text, "subject-not-allowed") {
+		t.Fatalf("ingest of p-a's Observations only (format detected): exit %d: %s", code, text)
+	}
 }

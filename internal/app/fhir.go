@@ -54,7 +54,8 @@ func FHIRMapper(cfg *config.Config) (*fhir.Mapper, error) {
 }
 
 // FHIRExport is the FHIR file format of pulselake ingest (--format fhir): a Bundle (.json)
-// or Bulk Data NDJSON (.ndjson), or a folder of them. Observations that cannot become
+// or Bulk Data NDJSON (.ndjson), or a folder of them. Observations carry their subjects;
+// with --subject, those of other subjects are refused. Observations that cannot become
 // readings are kept in quarantine with the reason.
 func FHIRExport(cfg *config.Config) (ingest.Export, error) {
 	m, err := FHIRMapper(cfg)
@@ -62,9 +63,15 @@ func FHIRExport(cfg *config.Config) (ingest.Export, error) {
 		return ingest.Export{}, err
 	}
 	return ingest.Export{
-		Format: "fhir", Source: fhirSource, Detect: fhir.Detect,
+		Format: "fhir", Source: fhirSource, Detect: fhir.Detect, OwnSubjects: true,
 		Read: func(ctx context.Context, path string, o ingest.ExportOptions, _ func([]byte, string) error) error {
 			return m.NewDecoder().ReadPath(ctx, path, o.Progress, func(raw []byte, origin string, rs []reading.Reading, issues []fhir.Issue) error {
+				for _, r := range rs {
+					if o.Subject != "" && r.Subject != o.Subject && issues == nil {
+						issues = []fhir.Issue{{Type: fhir.IssueForbidden, Code: reading.CodeSubjectNotAllow, Expression: "subject.reference",
+							Message: fmt.Sprintf("the import is limited to Patient/%s (--subject)", o.Subject)}}
+					}
+				}
 				if issues != nil {
 					return o.EmitRecord(ingest.Record{Raw: raw, Origin: origin, Rejected: fhir.FieldErrors(issues)})
 				}

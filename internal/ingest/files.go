@@ -44,6 +44,8 @@ type ImportOptions struct {
 type Export struct {
 	Format string // name given to --format, e.g. apple-health
 	Source string // batch source of its readings (landing.<source>)
+	// OwnSubjects: the export's records name their subjects, so --subject is not needed.
+	OwnSubjects bool
 	// Detect reports whether the file or folder at path is of this format.
 	Detect func(path string) bool
 	// Read emits the export's readings (wire format v1) in order.
@@ -165,7 +167,7 @@ func exportFor(root string, o ImportOptions) (Export, bool, error) {
 // parsing and storing use two cores; at most exportStorers chunks wait between them.
 func (in *Ingester) importExport(ctx context.Context, root string, st fs.FileInfo, exp Export, o ImportOptions) (FileResult, error) {
 	res := FileResult{Path: root, Result: Result{Rejected: []Rejection{}}}
-	if o.Subject == "" {
+	if o.Subject == "" && !exp.OwnSubjects {
 		return res, fmt.Errorf("importing %s: a %s export names no subject; pass --subject", root, exp.Format)
 	}
 	t := &exportTally{
