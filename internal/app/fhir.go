@@ -704,39 +704,40 @@ func toInt(v any) int64 {
 // metadata serves GET /fhir/r4/metadata: the CapabilityStatement, exactly what is served.
 func (a *fhirAPI) metadata(w http.ResponseWriter, r *http.Request) {
 	codes := strings.Join(a.m.Codes(), ", ")
-	writeResource(w, http.StatusOK, map[string]any{
-		"resourceType": "CapabilityStatement",
-		"status":       "active",
-		"date":         time.Now().UTC().Format(time.DateOnly),
-		"kind":         "instance",
-		"software":     map[string]any{"name": "pulselake"},
-		"implementation": map[string]any{
-			"description": "pulselake: vital-sign Observations in and out of the lake",
-			"url":         baseURL(r) + fhirBase,
+	writeResource(w, http.StatusOK, &fhir.CapabilityStatement{
+		ResourceType: "CapabilityStatement",
+		Status:       "active",
+		Date:         time.Now().UTC().Format(time.DateOnly),
+		Kind:         "instance",
+		Software:     &fhir.CapabilitySoftware{Name: "pulselake"},
+		Implementation: &fhir.CapabilityImpl{
+			Description: "pulselake: vital-sign Observations in and out of the lake",
+			URL:         baseURL(r) + fhirBase,
 		},
-		"fhirVersion": "4.0.1",
-		"format":      []string{"json"},
-		"rest": []any{map[string]any{
-			"mode": "server",
-			"documentation": "Transaction (all or nothing) and batch Bundles of Observations are stored as readings; each entry must be " +
+		FHIRVersion: "4.0.1",
+		Format:      []string{"json"},
+		Rest: []fhir.CapabilityRest{{
+			Mode: "server",
+			Documentation: "Transaction (all or nothing) and batch Bundles of Observations are stored as readings; each entry must be " +
 				"POST Observation, optionally conditional on ifNoneExist identifier=system|value. Codes mapped: " + codes + ".",
-			"security": map[string]any{"description": "Authorization: Bearer <token>; POST needs scope ingest, reads scope read; a token bound to a subject reads and writes only Patient/<subject>."},
-			"resource": []any{map[string]any{
-				"type":              "Observation",
-				"profile":           fhir.ProfileVitalSigns,
-				"interaction":       []any{map[string]string{"code": "read"}, map[string]string{"code": "search-type"}},
-				"versioning":        "no-version",
-				"conditionalCreate": true,
-				"searchParam": []any{
-					map[string]string{"name": "subject", "type": "reference", "documentation": "Patient/<subject> or <subject>"},
-					map[string]string{"name": "patient", "type": "reference", "documentation": "the same as subject"},
-					map[string]string{"name": "code", "type": "token", "documentation": "system|code or code, comma-separated for any of them"},
-					map[string]string{"name": "date", "type": "date", "documentation": "prefixes eq, ge, gt, le, lt; repeat for a range"},
-					map[string]string{"name": "_count", "type": "number", "documentation": fmt.Sprintf("page size, 1..%d (default %d)", fhirMaxCount, fhirDefaultCount)},
-					map[string]string{"name": "_offset", "type": "number", "documentation": "entries to skip (the next link sets it)"},
+			Security: &fhir.CapabilitySecurity{Description: "Authorization: Bearer <token>; POST needs scope ingest, reads scope read; " +
+				"a token bound to a subject reads and writes only Patient/<subject>."},
+			Resource: []fhir.CapabilityResource{{
+				Type:              fhir.TypeObservation,
+				Profile:           fhir.ProfileVitalSigns,
+				Interaction:       []fhir.Interaction{{Code: "read"}, {Code: "search-type"}},
+				Versioning:        "no-version",
+				ConditionalCreate: true,
+				SearchParam: []fhir.SearchParam{
+					{Name: "subject", Type: "reference", Documentation: "Patient/<subject> or <subject>"},
+					{Name: "patient", Type: "reference", Documentation: "the same as subject"},
+					{Name: "code", Type: "token", Documentation: "system|code or code, comma-separated for any of them"},
+					{Name: "date", Type: "date", Documentation: "prefixes eq, ge, gt, le, lt; repeat for a range"},
+					{Name: "_count", Type: "number", Documentation: fmt.Sprintf("page size, 1..%d (default %d)", fhirMaxCount, fhirDefaultCount)},
+					{Name: "_offset", Type: "number", Documentation: "entries to skip (the next link sets it)"},
 				},
 			}},
-			"interaction": []any{map[string]string{"code": "transaction"}, map[string]string{"code": "batch"}},
+			Interaction: []fhir.Interaction{{Code: "transaction"}, {Code: "batch"}},
 		}},
 	})
 }

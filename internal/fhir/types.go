@@ -209,3 +209,63 @@ func Outcome(code, expression, diagnostics string) *OperationOutcome {
 	}
 	return &OperationOutcome{ResourceType: TypeOperationOutcome, Issue: []OutcomeIssue{iss}}
 }
+
+// CapabilityStatement is a FHIR R4 CapabilityStatement (the elements pulselake states).
+type CapabilityStatement struct {
+	ResourceType   string              `json:"resourceType"`
+	Status         string              `json:"status"`
+	Date           string              `json:"date"`
+	Kind           string              `json:"kind"`
+	Software       *CapabilitySoftware `json:"software,omitempty"`
+	Implementation *CapabilityImpl     `json:"implementation,omitempty"`
+	FHIRVersion    string              `json:"fhirVersion"`
+	Format         []string            `json:"format"`
+	Rest           []CapabilityRest    `json:"rest"`
+}
+
+// CapabilitySoftware is CapabilityStatement.software.
+type CapabilitySoftware struct {
+	Name string `json:"name"`
+}
+
+// CapabilityImpl is CapabilityStatement.implementation.
+type CapabilityImpl struct {
+	Description string `json:"description"`
+	URL         string `json:"url,omitempty"`
+}
+
+// CapabilityRest is CapabilityStatement.rest.
+type CapabilityRest struct {
+	Mode          string               `json:"mode"`
+	Documentation string               `json:"documentation,omitempty"`
+	Security      *CapabilitySecurity  `json:"security,omitempty"`
+	Resource      []CapabilityResource `json:"resource"`
+	Interaction   []Interaction        `json:"interaction,omitempty"`
+}
+
+// CapabilitySecurity is CapabilityStatement.rest.security.
+type CapabilitySecurity struct {
+	Description string `json:"description"`
+}
+
+// CapabilityResource is CapabilityStatement.rest.resource.
+type CapabilityResource struct {
+	Type              string        `json:"type"`
+	Profile           string        `json:"profile,omitempty"`
+	Interaction       []Interaction `json:"interaction"`
+	Versioning        string        `json:"versioning,omitempty"`
+	ConditionalCreate bool          `json:"conditionalCreate,omitempty"`
+	SearchParam       []SearchParam `json:"searchParam,omitempty"`
+}
+
+// Interaction is an interaction code (read, search-type, transaction, batch).
+type Interaction struct {
+	Code string `json:"code"`
+}
+
+// SearchParam is CapabilityStatement.rest.resource.searchParam.
+type SearchParam struct {
+	Name          string `json:"name"`
+	Type          string `json:"type"`
+	Documentation string `json:"documentation,omitempty"`
+}
