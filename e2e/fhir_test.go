@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pulselake/pulselake/internal/app"
+	"github.com/pulselake/pulselake/internal/config"
 	"github.com/pulselake/pulselake/internal/fhir"
 )
 
@@ -288,5 +292,52 @@ kinds:
 	text, code = runBin(t, "ingest", "--subject", "p-a", "--data", t.TempDir(), "--config", cfgFile, filepath.Join(out, "Observation.ndjson"))
 	if code != 0 || !strings.Contains(text, "25 accepted, 0 duplicates, 9 rejected") || !strings.Contains(text, "subject-not-allowed") {
 		t.Fatalf("ingest of p-a's Observations only (format detected): exit %d: %s", code, text)
+	}
+}
+
+// TestFHIRExportPages: export fhir reads the lake page by page (by key, not offset) and
+// writes every Observation once, in time order, with the subject filter applied.
+func TestFHIRExportPages(t *testing.T) {
+	dir := t.TempDir()
+	srv := startServerWith(t, dir, config.Default())
+	start := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+	var obs []any
+	for i := range 30 {
+		// Pairs of readings at the same time (two devices) cross page boundaries.
+		obs = append(obs, hrObservation("p-x", fmt.Sprintf("hr-%d", i%2), start.Add(time.Duration(i/2)*time.Minute), 60+i))
+	}
+	obs = append(obs, hrObservation("p-y", "hr-0", start, 99))
+	if code, resp := fhirCall(t, "POST", srv.HTTPURL+"/fhir/r4", adminToken, bundleOf("batch", obs...)); code != 200 {
+		t.Fatalf("post: %d %v", code, resp)
+	}
+	waitUntil(t, 30*time.Second, "the readings are in the lake", func() bool {
+		rows := apiQuery(t, srv.HTTPURL, "SELECT count(*) FROM trusted.heart_rate")
+		return fmt.Sprint(rows) == "[[31]]"
+	})
+	srv.stop()
+	out := t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	n, err := app.ExportFHIR(context.Background(), log, dir, config.Default(), app.ExportFHIROptions{Subject: "p-x", Output: out, PageSize: 7})
+	if err != nil || n != 30 {
+		t.Fatalf("export: %d, %v", n, err)
+	}
+	data, err := os.ReadFile(filepath.Join(out, "Observation.ndjson"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	ids, last := map[string]bool{}, ""
+	for _, l := range lines {
+		var o fhir.Observation
+		if err := json.Unmarshal([]byte(l), &o); err != nil {
+			t.Fatal(err)
+		}
+		if o.Subject.Reference != "Patient/p-x" || o.EffectiveDateTime < last {
+			t.Fatalf("line %s after %s", l, last)
+		}
+		last, ids[o.ID] = o.EffectiveDateTime, true
+	}
+	if len(lines) != 30 || len(ids) != 30 {
+		t.Fatalf("%d lines, %d distinct ids; want 30", len(lines), len(ids))
 	}
 }

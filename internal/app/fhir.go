@@ -317,12 +317,22 @@ type obsSearch struct {
 	id       string
 	count    int
 	offset   int
+	// after, when set, pages by key instead of offset: the entries after it in time,
+	// kind, id order; no total is counted.
+	after *obsKey
+}
+
+// obsKey is the position of an Observation in search order.
+type obsKey struct {
+	time     time.Time
+	kind, id string
 }
 
 // obsPage is a page of a search: the Observations and how many match in all.
 type obsPage struct {
 	total int
 	obs   []*fhir.Observation
+	last  *obsKey // the key of the last row read, nil when none
 }
 
 // search serves GET /fhir/r4/Observation: a searchset Bundle with total and paging links.
@@ -553,7 +563,14 @@ func searchLake(ctx context.Context, eng *query.Engine, m *fhir.Mapper, s obsSea
 		return obsPage{}, err
 	}
 	var page obsPage
-	if s.id == "" {
+	order := ""
+	if s.after != nil {
+		k := s.after
+		t := query.TimestampLiteral(k.time)
+		order = fmt.Sprintf(` WHERE "time" > %s OR ("time" = %s AND (kind > %s OR (kind = %s AND id > %s)))`,
+			t, t, query.Literal(k.kind), query.Literal(k.kind), query.Literal(k.id))
+	}
+	if s.id == "" && s.after == nil {
 		res, err := eng.QueryAs(ctx, "SELECT count(*) FROM ("+union+") AS o", lim, c)
 		if err != nil {
 			return page, err
@@ -566,12 +583,15 @@ func searchLake(ctx context.Context, eng *query.Engine, m *fhir.Mapper, s obsSea
 		}
 	}
 	lim.MaxRows = s.count
-	res, err := eng.QueryAs(ctx, fmt.Sprintf(`SELECT kind, subject, device, "time", id, v FROM (%s) AS o ORDER BY "time", kind, id LIMIT %d OFFSET %d`,
-		union, s.count, s.offset), lim, c)
+	res, err := eng.QueryAs(ctx, fmt.Sprintf(`SELECT kind, subject, device, "time", id, v FROM (%s) AS o%s ORDER BY "time", kind, id LIMIT %d OFFSET %d`,
+		union, order, s.count, s.offset), lim, c)
 	if err != nil {
 		return page, err
 	}
 	for _, row := range res.Rows {
+		if t, ok := row[3].(time.Time); ok {
+			page.last = &obsKey{time: t, kind: fmt.Sprint(row[0]), id: fmt.Sprint(row[4])}
+		}
 		o, err := observationOf(m, row)
 		if err != nil {
 			return page, err
@@ -795,9 +815,11 @@ type ExportFHIROptions struct {
 	Subject string    // only this subject ("" for all)
 	Since   time.Time // only readings at or after it (zero for all)
 	Output  string    // folder of the NDJSON files
+	// PageSize is how many Observations are read per query (default 5000).
+	PageSize int
 }
 
-// exportPage is how many Observations ExportFHIR reads per query.
+// exportPage is how many Observations ExportFHIR reads per query by default.
 const exportPage = 5000
 
 // ExportFHIR writes the lake's readings as FHIR Bulk Data NDJSON, one file per resource
@@ -824,6 +846,9 @@ func ExportFHIR(ctx context.Context, log *slog.Logger, dataDir string, cfg *conf
 	defer os.Remove(f.Name())
 	defer f.Close()
 	s := obsSearch{subject: o.Subject, from: o.Since, count: exportPage}
+	if o.PageSize > 0 {
+		s.count = o.PageSize
+	}
 	lim := queryLimits(cfg)
 	lim.Timeout = max(lim.Timeout, 10*time.Minute)
 	n := 0
@@ -842,10 +867,10 @@ func ExportFHIR(ctx context.Context, log *slog.Logger, dataDir string, cfg *conf
 			}
 			n++
 		}
-		s.offset += s.count
-		if s.offset >= page.total {
+		if page.last == nil {
 			break
 		}
+		s.after = page.last
 	}
 	if err := f.Sync(); err != nil {
 		return n, fmt.Errorf("writing %s: %w", final, err)

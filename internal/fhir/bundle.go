@@ -28,13 +28,9 @@ func tooManyEntries(n, limit int) *BundleError {
 // type is read for the resources of its entries (file imports).
 func ParseBundle(data []byte, maxEntries int, requests bool) (*Bundle, error) {
 	var b Bundle
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&b); err != nil {
+	if err := json.Unmarshal(data, &b); err != nil {
 		return nil, &BundleError{Status: 400, Issue: Issue{Type: IssueStructure, Code: reading.CodeInvalidJSON,
 			Message: "the body is not a JSON Bundle: " + shorten(err.Error())}}
-	}
-	if dec.More() {
-		return nil, &BundleError{Status: 400, Issue: Issue{Type: IssueStructure, Code: reading.CodeInvalidJSON, Message: "data after the Bundle"}}
 	}
 	if b.ResourceType != TypeBundle {
 		return nil, &BundleError{Status: 400, Issue: Issue{Type: IssueNotSupported, Code: CodeInvalidResource, Expression: "resourceType",

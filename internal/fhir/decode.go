@@ -1,7 +1,6 @@
 package fhir
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -44,12 +43,8 @@ var statuses = map[string]bool{"final": true, "amended": true, "corrected": true
 // failure it returns every issue found and no reading.
 func (d *Decoder) Observation(raw []byte, ifNoneExist string) ([]reading.Reading, []Issue) {
 	var o Observation
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if err := dec.Decode(&o); err != nil {
+	if err := json.Unmarshal(raw, &o); err != nil {
 		return nil, []Issue{{IssueStructure, CodeInvalidResource, "", "resource is not a JSON Observation: " + shorten(err.Error())}}
-	}
-	if dec.More() {
-		return nil, []Issue{{IssueStructure, CodeInvalidResource, "", "data after the resource"}}
 	}
 	if o.ResourceType != TypeObservation {
 		return nil, []Issue{{IssueNotSupported, CodeInvalidResource, "resourceType",
