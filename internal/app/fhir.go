@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,13 +34,6 @@ const fhirBase = "/fhir/r4"
 
 // fhirSource is the batch source (landing.fhir) of Observations posted or imported.
 const fhirSource = "fhir"
-
-// Search paging (docs/formats.md, FHIR R4).
-const (
-	fhirDefaultCount = 100
-	fhirMaxCount     = 1000
-	fhirMaxOffset    = 10_000_000
-)
 
 // FHIRMapper returns the FHIR mapping of cfg's kinds: the built-in ones and those declared
 // with a LOINC code.
@@ -337,11 +329,9 @@ type obsPage struct {
 
 // search serves GET /fhir/r4/Observation: a searchset Bundle with total and paging links.
 func (a *fhirAPI) search(w http.ResponseWriter, r *http.Request, tok token.Token) {
-	s, err := a.parseSearch(r.URL.Query(), tok)
-	if err != nil {
-		var se *searchError
-		errors.As(err, &se)
-		writeOutcome(w, se.status, fhir.Outcome(se.typ, se.param, se.msg))
+	s, serr := a.parseSearch(r.URL.Query(), tok)
+	if serr != nil {
+		writeOutcome(w, serr.Status, fhir.OutcomeOf([]fhir.Issue{serr.Issue}, ""))
 		return
 	}
 	page, err := searchLake(r.Context(), a.eng, a.m, s, query.CallerOf(tok), a.lim)
@@ -427,133 +417,22 @@ func (a *fhirAPI) queryError(w http.ResponseWriter, err error) {
 	writeOutcome(w, status, fhir.Outcome(typ, "", err.Error()))
 }
 
-// searchError is a search request pulselake does not serve.
-type searchError struct {
-	status     int
-	typ, param string
-	msg        string
-}
-
-func (e *searchError) Error() string { return e.msg }
-
-func badParam(param, format string, args ...any) error {
-	return &searchError{http.StatusBadRequest, fhir.IssueInvalid, param, fmt.Sprintf(format, args...)}
-}
-
-// parseSearch reads the search parameters: subject (or patient), code, date, _count, _offset.
-func (a *fhirAPI) parseSearch(q url.Values, tok token.Token) (obsSearch, error) {
-	s := obsSearch{count: fhirDefaultCount}
-	for name, vals := range q {
-		switch name {
-		case "subject", "patient":
-			if len(vals) != 1 || s.subject != "" {
-				return s, badParam(name, "give %s once", name)
-			}
-			v := strings.TrimPrefix(vals[0], "Patient/")
-			if err := reading.CheckIdent(name, v); err != nil {
-				return s, badParam(name, "%v", err)
-			}
-			s.subject = v
-		case "code":
-			s.kinds = []string{}
-			for _, v := range vals {
-				for _, c := range strings.Split(v, ",") {
-					s.kinds = append(s.kinds, a.m.KindsOf(c)...)
-				}
-			}
-		case "date":
-			for _, v := range vals {
-				if err := s.addDate(v); err != nil {
-					return s, err
-				}
-			}
-		case "_count":
-			n, err := strconv.Atoi(vals[0])
-			if err != nil || n < 1 || n > fhirMaxCount || len(vals) != 1 {
-				return s, badParam(name, "_count must be 1..%d", fhirMaxCount)
-			}
-			s.count = n
-		case "_offset":
-			n, err := strconv.Atoi(vals[0])
-			if err != nil || n < 0 || n > fhirMaxOffset || len(vals) != 1 {
-				return s, badParam(name, "_offset must be 0..%d", fhirMaxOffset)
-			}
-			s.offset = n
-		case "_format":
-		default:
-			return s, &searchError{http.StatusBadRequest, fhir.IssueNotSupported, name,
-				fmt.Sprintf("search parameter %q is not supported; Observation searches take subject (or patient), code, date, _count and _offset", name)}
-		}
+// parseSearch reads the search parameters; a token bound to a subject searches only it and
+// is refused others.
+func (a *fhirAPI) parseSearch(q url.Values, tok token.Token) (obsSearch, *fhir.SearchError) {
+	fs, serr := a.m.ParseSearch(q)
+	if serr != nil {
+		return obsSearch{}, serr
 	}
+	s := obsSearch{subject: fs.Subject, kinds: fs.Kinds, from: fs.From, to: fs.To, count: fs.Count, offset: fs.Offset}
 	if tok.Bound() {
 		if s.subject != "" && s.subject != tok.Subject {
-			return s, &searchError{http.StatusForbidden, fhir.IssueForbidden, "subject",
-				fmt.Sprintf("this token may only read Observations of Patient/%s", tok.Subject)}
+			return s, &fhir.SearchError{Status: http.StatusForbidden, Issue: fhir.Issue{Type: fhir.IssueForbidden, Code: reading.CodeSubjectNotAllow,
+				Expression: "subject", Message: fmt.Sprintf("this token may only read Observations of Patient/%s", tok.Subject)}}
 		}
 		s.subject = tok.Subject
 	}
 	return s, nil
-}
-
-var datePrefix = regexp.MustCompile(`^(eq|ge|gt|le|lt)?(.+)$`)
-
-// addDate narrows s by one date parameter: a prefix (eq, ge, gt, le, lt; none is eq) and
-// a date or dateTime, whose precision makes the range it stands for.
-func (s *obsSearch) addDate(v string) error {
-	m := datePrefix.FindStringSubmatch(v)
-	if m == nil {
-		return badParam("date", "date %q is not prefix (eq, ge, gt, le, lt) and date", v)
-	}
-	lo, hi, err := dateRange(m[2])
-	if err != nil {
-		return badParam("date", "%v", err)
-	}
-	narrowFrom := func(t time.Time) {
-		if s.from.IsZero() || t.After(s.from) {
-			s.from = t
-		}
-	}
-	narrowTo := func(t time.Time) {
-		if s.to.IsZero() || t.Before(s.to) {
-			s.to = t
-		}
-	}
-	switch m[1] {
-	case "", "eq":
-		narrowFrom(lo)
-		narrowTo(hi)
-	case "ge":
-		narrowFrom(lo)
-	case "gt":
-		narrowFrom(hi)
-	case "lt":
-		narrowTo(lo)
-	case "le":
-		narrowTo(hi)
-	}
-	return nil
-}
-
-// dateRange is the range [lo, hi) a FHIR date or dateTime stands for.
-func dateRange(v string) (lo, hi time.Time, err error) {
-	for _, f := range []struct {
-		layout string
-		add    func(time.Time) time.Time
-	}{
-		{"2006", func(t time.Time) time.Time { return t.AddDate(1, 0, 0) }},
-		{"2006-01", func(t time.Time) time.Time { return t.AddDate(0, 1, 0) }},
-		{time.DateOnly, func(t time.Time) time.Time { return t.AddDate(0, 0, 1) }},
-		{"2006-01-02T15:04Z07:00", func(t time.Time) time.Time { return t.Add(time.Minute) }},
-		{time.RFC3339, func(t time.Time) time.Time { return t.Add(time.Second) }},
-	} {
-		if t, err := time.Parse(f.layout, v); err == nil {
-			return t.UTC(), f.add(t).UTC(), nil
-		}
-	}
-	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-		return t.UTC(), t.Add(time.Microsecond).UTC(), nil
-	}
-	return lo, hi, fmt.Errorf("date %q is not YYYY, YYYY-MM, YYYY-MM-DD or a dateTime with zone (2026-11-23T10:00:00Z)", v)
 }
 
 // searchLake runs s over the trusted tables of the kinds that have a code, for caller c.
@@ -753,7 +632,7 @@ func (a *fhirAPI) metadata(w http.ResponseWriter, r *http.Request) {
 					{Name: "patient", Type: "reference", Documentation: "the same as subject"},
 					{Name: "code", Type: "token", Documentation: "system|code or code, comma-separated for any of them"},
 					{Name: "date", Type: "date", Documentation: "prefixes eq, ge, gt, le, lt; repeat for a range"},
-					{Name: "_count", Type: "number", Documentation: fmt.Sprintf("page size, 1..%d (default %d)", fhirMaxCount, fhirDefaultCount)},
+					{Name: "_count", Type: "number", Documentation: fmt.Sprintf("page size, 1..%d (default %d)", fhir.MaxCount, fhir.DefaultCount)},
 					{Name: "_offset", Type: "number", Documentation: "entries to skip (the next link sets it)"},
 				},
 			}},
