@@ -155,8 +155,10 @@ kinds:
 	if code, oo := fhirCall(t, "POST", base, "", bundleOf("batch", hrObservation("p-a", "hr-1", time.Now(), 70))); code != 401 || oo["resourceType"] != "OperationOutcome" {
 		t.Fatalf("no token: %d %v", code, oo)
 	}
-	if code, oo := fhirCall(t, "GET", base+"/Patient", adminToken, nil); code != 404 || oo["resourceType"] != "OperationOutcome" {
-		t.Fatalf("unknown route: %d %v", code, oo)
+	for _, r := range []struct{ method, path string }{{"GET", "/Patient"}, {"PUT", ""}, {"DELETE", "/Observation/x"}} {
+		if code, oo := fhirCall(t, r.method, base+r.path, adminToken, nil); code != 404 || oo["resourceType"] != "OperationOutcome" {
+			t.Fatalf("%s %s: %d %v", r.method, r.path, code, oo)
+		}
 	}
 
 	// A transaction with invalid entries: 400, every problem named, nothing stored.

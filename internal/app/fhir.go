@@ -103,10 +103,12 @@ func mountFHIR(ws *web.Server, n *node) {
 	ws.HandleWith("GET "+fhirBase+"/Observation", token.ScopeRead, outcomeErrors, a.search)
 	ws.HandleWith("GET "+fhirBase+"/Observation/{id}", token.ScopeRead, outcomeErrors, a.read)
 	ws.HandlePublic("GET "+fhirBase+"/metadata", http.HandlerFunc(a.metadata))
-	ws.HandlePublic(fhirBase+"/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	notServed := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusNotFound, fhir.Outcome(fhir.IssueNotSupported, "",
 			fmt.Sprintf("%s %s is not served; see GET %s/metadata for what is", r.Method, r.URL.Path, fhirBase)))
-	}))
+	})
+	ws.HandlePublic(fhirBase, notServed)
+	ws.HandlePublic(fhirBase+"/", notServed)
 }
 
 // writeResource writes a FHIR resource as application/fhir+json.
