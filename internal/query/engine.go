@@ -172,6 +172,7 @@ func Open(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, o Op
 		e.Close()
 		return nil, fmt.Errorf("creating the SQL engine's temp folder: %w", err)
 	}
+	migrateRegistry(log, o.DataDir, e.store)
 	ext, err := catalog.List(o.DataDir)
 	if err != nil {
 		e.Close()
@@ -182,6 +183,19 @@ func Open(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, o Op
 		return nil, err
 	}
 	return e, nil
+}
+
+// migrateRegistry rewrites absolute locations of the crawler's registry that point into the
+// data directory (or into the place it was moved from) as relative ones. A failure (a
+// read-only copy) is logged: the tables at other places still read.
+func migrateRegistry(log *slog.Logger, dataDir string, st *lake.Store) {
+	n, err := catalog.Migrate(dataDir, st.PreviousDataDir(dataDir))
+	switch {
+	case err != nil:
+		log.Warn("the crawled tables' registry could not be migrated to locations relative to the data directory", "err", err)
+	case n > 0:
+		log.Info("the crawled tables' registry now records locations relative to the data directory", "tables", n)
+	}
 }
 
 // removeDeadTemp removes the spill folders of engines whose process is gone (killed before
