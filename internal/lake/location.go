@@ -31,3 +31,13 @@ func (s *Store) PreviousDataDir(dataDir string) string {
 	}
 	return prev
 }
+
+// present returns where a location of the warehouse is now: in a moved or copied warehouse,
+// at the new place (the metadata keeps naming the old one, see relocate.go).
+func (s *Store) present(loc string) string {
+	from, to := s.props[propRelocateFrom], s.props[propRelocateTo]
+	if from == "" || to == "" || loc == "" {
+		return loc
+	}
+	return resolveLocation(relocFS{from: from, to: to}, loc)
+}
