@@ -101,16 +101,16 @@ func printCrawl(g *globals, res *catalog.Result) {
 	}
 	fmt.Fprintf(g.stdout, "%s %s: %d rows in %d %s files (%s) under %s\n", verb, t.Key(), t.Rows, t.Files, t.Format, catalog.HumanBytes(t.Bytes), t.Location)
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "COLUMN\tTYPE\t")
+	fmt.Fprintln(tw, "COLUMN\tTYPE\tSQL TYPE\t")
 	for _, c := range t.Columns {
 		note := ""
 		if c.Nested {
 			note = "JSON text"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", c.Name, c.Type, note)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, c.Type, catalog.SQLType(c.Type), note)
 	}
 	for _, c := range t.Partitions {
-		fmt.Fprintf(tw, "%s\t%s\tpartition\n", c.Name, c.Type)
+		fmt.Fprintf(tw, "%s\t%s\t%s\tpartition\n", c.Name, c.Type, catalog.SQLType(c.Type))
 	}
 	tw.Flush()
 	if res.Previous != nil {

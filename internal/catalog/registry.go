@@ -51,6 +51,24 @@ const (
 	TypeDate      = "date"
 )
 
+// SQLType is the SQL type the query engine reads a column of the portable type as: the
+// engine reads crawled files with these types, never with its own inference.
+func SQLType(portable string) string {
+	switch portable {
+	case TypeBigint:
+		return "BIGINT"
+	case TypeDouble:
+		return "DOUBLE"
+	case TypeBoolean:
+		return "BOOLEAN"
+	case TypeTimestamp:
+		return "TIMESTAMP"
+	case TypeDate:
+		return "DATE"
+	}
+	return "VARCHAR" // string, and the JSON text of nested values
+}
+
 // Column is one column of an external table.
 type Column struct {
 	Name string `json:"name"`

@@ -778,31 +778,13 @@ func duckType(t iceberg.Type) (string, error) {
 	return "", fmt.Errorf("type %s has no DuckDB mapping", t)
 }
 
-// ExternalType is the DuckDB type the engine reads a column of a crawled table as: the
-// catalog's portable type, never DuckDB's own inference.
-func ExternalType(portable string) string {
-	switch portable {
-	case catalog.TypeBigint:
-		return "BIGINT"
-	case catalog.TypeDouble:
-		return "DOUBLE"
-	case catalog.TypeBoolean:
-		return "BOOLEAN"
-	case catalog.TypeTimestamp:
-		return "TIMESTAMP"
-	case catalog.TypeDate:
-		return "DATE"
-	}
-	return "VARCHAR" // string, and JSON text of nested values
-}
-
 // typeStruct is a DuckDB struct literal {'name': 'TYPE', ...} of columns, as read_json's
 // columns, read_csv's types and the hive_types options take it. Timestamps in text files are
 // read as text and converted by the view (see timestampOf).
 func typeStruct(cols []catalog.Column, text bool) string {
 	parts := make([]string, len(cols))
 	for i, c := range cols {
-		typ := ExternalType(c.Type)
+		typ := catalog.SQLType(c.Type)
 		if text && c.Type == catalog.TypeTimestamp {
 			typ = "VARCHAR"
 		}
@@ -838,7 +820,7 @@ func externalViewSQL(x catalog.Table) string {
 			sel = append(sel, timestampOf(col)+" AS "+col)
 		case !text:
 			// Parquet files carry their own types: convert them to the recorded ones.
-			sel = append(sel, "CAST("+col+" AS "+ExternalType(c.Type)+") AS "+col)
+			sel = append(sel, "CAST("+col+" AS "+catalog.SQLType(c.Type)+") AS "+col)
 		default:
 			sel = append(sel, col)
 		}
