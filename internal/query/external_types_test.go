@@ -2,6 +2,7 @@ package query
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -145,7 +146,8 @@ func TestCrawledTablesTypedAsCatalog(t *testing.T) {
 
 // TestCrawledSchemaKeptUntilRecrawl: files added after a crawl do not change the table's
 // columns; a key only they have stays invisible and a value of another type fails the
-// query naming the file, until a new crawl reports the drift and records the new schema.
+// query as schema drift, which a check reports without changing the table, until a new
+// crawl records the new schema.
 func TestCrawledSchemaKeptUntilRecrawl(t *testing.T) {
 	data, src := t.TempDir(), t.TempDir()
 	writeFile(t, src, "a.json", `{"serialNumber":"`+serialA+`","distance":181}`+"\n")
@@ -169,13 +171,28 @@ func TestCrawledSchemaKeptUntilRecrawl(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "c.json") || !strings.Contains(err.Error(), "catalog crawl") {
 		t.Fatalf("a value that does not fit the recorded type: err %v, want one naming c.json and telling to crawl again", err)
 	}
+	if code, name := statusOf(err); !errors.Is(err, ErrSchemaDrift) || code != 422 || name != "schema-drift" {
+		t.Fatalf("the drift error maps to %d %s (errors.Is ErrSchemaDrift: %v)", code, name, errors.Is(err, ErrSchemaDrift))
+	}
 
-	res, err := catalog.Crawl(context.Background(), data, catalog.Options{Source: src, Zone: "landing", Name: "st"})
+	opts := catalog.Options{Source: src, Zone: "landing", Name: "st"}
+	checked, err := catalog.Check(context.Background(), data, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := res.Drift.String(); !strings.Contains(d, "+ battery double") || !strings.Contains(d, "~ distance bigint → string") {
-		t.Fatalf("drift report:\n%s", d)
+	if d := checked.Drift.String(); !strings.Contains(d, "+ battery double") || !strings.Contains(d, "~ distance bigint → string") {
+		t.Fatalf("drift reported by a check:\n%s", d)
+	}
+	if got := queryText(t, e, describe); got != before {
+		t.Fatalf("a check changed the columns to %q", got)
+	}
+
+	res, err := catalog.Crawl(context.Background(), data, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := res.Drift.String(); d != checked.Drift.String() {
+		t.Fatalf("the crawl reports\n%s\nthe check reported\n%s", d, checked.Drift)
 	}
 	if got, want := queryText(t, e, describe), "serialNumber VARCHAR\ndistance VARCHAR\nbattery DOUBLE"; got != want {
 		t.Fatalf("after the new crawl the columns are %q, want %q", got, want)
