@@ -868,7 +868,7 @@ func driftErr(r *refs, crawled map[string]catalog.Table, msg string) error {
 	// the user does not control here.
 	first, _, _ := strings.Cut(msg, "\n")
 	return fmt.Errorf("%w: %s.%s (crawled %s) is read with the types the catalog recorded, and a file holds a value of another type: %s; "+
-		"crawl it again to see the drift and record the new schema (pulselake catalog crawl --source %s --zone %s --table %s), or fix the file",
+		"crawl it again to see the drift and record the new schema (pulselake catalog crawl --source %s --zone %s --table %s; add --sample-rows N when the value is past the rows a crawl samples of each file), or fix the file",
 		ErrSchemaDrift, x.Zone, x.Name, x.CrawledAt, first, x.Location, x.Zone, x.Name)
 }
 
