@@ -198,6 +198,25 @@ func record(base, loc string) string {
 	return loc
 }
 
+// Moved maps the absolute locations of ts inside previous, the path the data directory had
+// before it was moved or copied ("" when unknown), to the same place inside dataDir: what
+// Migrate records, for a registry it could not rewrite (a read-only copy).
+func Moved(ts []Table, dataDir, previous string) []Table {
+	if previous == "" {
+		return ts
+	}
+	base, err := filepath.Abs(dataDir)
+	if err != nil {
+		return ts
+	}
+	for i := range ts {
+		if rel, ok := relative(previous, ts[i].Location); ok && filepath.IsAbs(ts[i].Location) {
+			ts[i].Location = resolve(base, rel)
+		}
+	}
+	return ts
+}
+
 // Migrate rewrites the absolute locations of a registry written before locations were
 // recorded relative to the data directory: those inside dataDir, and those inside
 // previous, the path dataDir had before it was moved or copied ("" when unknown), become

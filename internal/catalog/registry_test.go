@@ -101,6 +101,18 @@ func TestMigrateAbsoluteRegistry(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			if tt.moved {
+				// Before the migration (a read-only copy cannot be rewritten) the locations
+				// are mapped in memory.
+				ts, err := List(dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ts = Moved(ts, dir, previous)
+				if ts[0].Location != filepath.Join(dir, "files") || ts[1].Location != outside {
+					t.Fatalf("Moved: %s and %s", ts[0].Location, ts[1].Location)
+				}
+			}
 			n, err := Migrate(dir, previous)
 			if err != nil || n != 1 {
 				t.Fatalf("Migrate rewrote %d entries, err %v; want 1", n, err)

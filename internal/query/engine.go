@@ -116,6 +116,7 @@ type Engine struct {
 	broken   map[string]brokenView
 	external map[string]bool          // folders of external tables DuckDB may read
 	crawled  map[string]catalog.Table // zone.table → the registry entry its view reads
+	previous string                   // the data directory's path before it was moved ("" if not)
 	dbMu     sync.RWMutex             // queries hold it for reading; replacing db takes it for writing
 	// fixed keeps the database for the engine's life (sessions hold a connection to it);
 	// otherwise a newly crawled folder replaces the database.
@@ -173,11 +174,13 @@ func Open(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, o Op
 		return nil, fmt.Errorf("creating the SQL engine's temp folder: %w", err)
 	}
 	migrateRegistry(log, o.DataDir, e.store)
+	e.previous = e.store.PreviousDataDir(o.DataDir)
 	ext, err := catalog.List(o.DataDir)
 	if err != nil {
 		e.Close()
 		return nil, err
 	}
+	ext = catalog.Moved(ext, o.DataDir, e.previous)
 	if err := e.openDB(ctx, ext); err != nil {
 		e.Close()
 		return nil, err
@@ -533,6 +536,7 @@ func (e *Engine) Refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	ext = catalog.Moved(ext, e.o.DataDir, e.previous)
 	if !e.fixed {
 		for _, x := range ext {
 			if !e.external[x.Location] {
