@@ -447,3 +447,73 @@ func FuzzRedactDSN(f *testing.F) {
 	})
 }
 
+
+// TestPostgresCatalogCompactAndErase compacts and erases through one store of a shared
+// PostgreSQL catalog: the other store reads the same rows from the compacted snapshot, then
+// none of the erased subject's, and the files of the replaced snapshots are gone.
+func TestPostgresCatalogCompactAndErase(t *testing.T) {
+	pg := startTestPostgres(t)
+	dir := t.TempDir()
+	cfg := pgConfig(dir, pg.dsn())
+	cfg.CompactMinFiles = 2
+	a, b := openPG(t, cfg), openPG(t, cfg)
+	ctx := context.Background()
+	var want []string
+	for c := range 4 { // four commits: four small files in each day partition
+		var rows [][]any
+		for i := c * 30; i < (c+1)*30; i++ {
+			rows = append(rows, eraseTrustedRow(i, eraseSubject(i)))
+		}
+		appendWithSeq(t, a, ZoneTrusted, "heart_rate", eraseTrustedCols, rows, uint64(c+1), ColTime)
+		a.forget(ZoneTrusted + ".heart_rate")
+	}
+	before, err := b.Load(ctx, ZoneTrusted, "heart_rate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = tableRows(t, before)
+	if len(want) != 120 {
+		t.Fatalf("%d rows before compaction, want 120", len(want))
+	}
+	n, err := a.Compact(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 4 {
+		t.Errorf("compaction replaced %d files, want at least 4", n)
+	}
+	after, err := b.Load(ctx, ZoneTrusted, "heart_rate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.MetadataLocation() == before.MetadataLocation() {
+		t.Fatal("the other store still sees the snapshot before compaction")
+	}
+	if got := tableRows(t, after); !slices.Equal(got, want) {
+		t.Fatalf("rows changed by compaction: %d rows, want %d", len(got), len(want))
+	}
+	if files, was := len(currentFiles(t, after)), len(currentFiles(t, before)); files >= was {
+		t.Errorf("%d data files after compaction, %d before", files, was)
+	}
+
+	res, err := a.Erase(ctx, "p-2", EraseOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 1 || res[0].Before != 40 || res[0].After != 0 {
+		t.Errorf("erase: %+v", res)
+	}
+	erased, err := b.Load(ctx, ZoneTrusted, "heart_rate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := CountSubject(ctx, erased, "p-2"); err != nil || n != 0 {
+		t.Errorf("the other store counts %d rows of the erased subject (%v)", n, err)
+	}
+	if got := len(tableRows(t, erased)); got != 80 {
+		t.Errorf("%d rows after erase, want 80", got)
+	}
+	if onDisk, current := parquetOnDisk(t, erased), currentFiles(t, erased); !slices.Equal(onDisk, current) {
+		t.Errorf("files on disk %d, in the current snapshot %d", len(onDisk), len(current))
+	}
+}
