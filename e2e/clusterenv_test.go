@@ -256,3 +256,18 @@ func pgExec(t testing.TB, dsn string, stmt string, args ...any) {
 		t.Fatalf("%s: %v", stmt, err)
 	}
 }
+
+// pgCount runs a query returning one number on the database of dsn.
+func pgCount(t *testing.T, dsn, query string, args ...any) int {
+	t.Helper()
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(query, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
