@@ -181,12 +181,13 @@ func TestPostgresCatalogTwoServes(t *testing.T) {
 	}
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	conf := pgLakeConfig(t, endpoint, dsn, false)
-	var addrs []string
+	var addrs, logs []string
 	for range 2 {
 		addr := freeAddr(t)
 		cmd := startServeWith(t, bin, t.TempDir(), addr, "--config", conf, "--nats-url", natsURL)
 		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 		addrs = append(addrs, addr)
+		logs = append(logs, cmd.Stdout.(*os.File).Name())
 	}
 	start := time.Date(2026, 11, 21, 8, 0, 0, 0, time.UTC)
 	want := 0
@@ -201,6 +202,20 @@ func TestPostgresCatalogTwoServes(t *testing.T) {
 				return apiCount(t, addr, "SELECT count(*) FROM heart_rate") == int64(want)
 			})
 		}
+	}
+	// One process commits, the other stands by.
+	active, standby := 0, 0
+	for _, l := range logs {
+		b, _ := os.ReadFile(l)
+		if strings.Contains(string(b), "this process is the active lake writer") {
+			active++
+		}
+		if strings.Contains(string(b), "another process is the active lake writer; standing by") {
+			standby++
+		}
+	}
+	if active != 1 || standby != 1 {
+		t.Errorf("%d active lake writers and %d standing by, want 1 and 1", active, standby)
 	}
 	for _, addr := range addrs {
 		if n := apiCount(t, addr, "SELECT count(DISTINCT subject || '/' || CAST(\"time\" AS VARCHAR)) FROM heart_rate"); n != int64(want) {
