@@ -82,7 +82,8 @@ func pgTables(t *testing.T, dsn, namespace string) int {
 // PostgreSQL: posted readings are queryable, the tables are recorded in PostgreSQL and the
 // data is in the bucket (nothing in the data directory); after a restart, and from a new
 // data directory (another machine), the rows are still there; `pulselake erase` works on
-// that lake while serve runs; the password of the DSN is in no log line.
+// that lake while serve runs, and a pipeline run from another data directory writes a table
+// serve reads; the password of the DSN is in no log line.
 func TestPostgresCatalogServe(t *testing.T) {
 	endpoint, root := startVersitygwRoot(t)
 	dsn := startPostgres(t)
@@ -126,6 +127,20 @@ func TestPostgresCatalogServe(t *testing.T) {
 	}
 	waitUntil(t, 30*time.Second, "serve to answer without the erased subject", func() bool {
 		return apiCount(t, addr, "SELECT count(*) FROM heart_rate") == 200
+	})
+
+	// A pipeline run from another data directory (another machine) writes a curated table
+	// through the catalog; serve answers from it.
+	models := t.TempDir()
+	model := "-- description: readings per subject\nSELECT subject, count(*) AS readings FROM heart_rate GROUP BY subject\n"
+	if err := os.WriteFile(filepath.Join(models, "curated.hr_per_subject.sql"), []byte(model), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := runBin(t, "pipeline", "run", "--data", t.TempDir(), "--config", conf, "--dir", models); code != 0 {
+		t.Fatalf("pipeline run exited %d:\n%s", code, out)
+	}
+	waitUntil(t, 30*time.Second, "serve to answer from the pipeline's table", func() bool {
+		return apiCount(t, addr, "SELECT sum(readings) FROM curated.hr_per_subject") == 200
 	})
 	lfStop(t, srv)
 
