@@ -447,7 +447,6 @@ func FuzzRedactDSN(f *testing.F) {
 	})
 }
 
-
 // TestPostgresCatalogCompactAndErase compacts and erases through one store of a shared
 // PostgreSQL catalog: the other store reads the same rows from the compacted snapshot, then
 // none of the erased subject's, and the files of the replaced snapshots are gone.
