@@ -26,22 +26,7 @@ func pgLakeConfig(t *testing.T, endpoint, dsn string, dsnFile bool) string {
 		}
 		catalog = fmt.Sprintf("dsn_file: %s", f)
 	}
-	yaml := fmt.Sprintf(`lake:
-  warehouse: s3://%s/warehouse
-  flush_interval: 1s
-  catalog:
-    type: sql
-    driver: postgres
-    %s
-    max_conns: 3
-  s3:
-    endpoint: %s
-    region: us-east-1
-    access_key_id: %s
-    secret_access_key: %s
-log:
-  level: info
-`, s3Bucket, catalog, endpoint, s3Access, s3Secret)
+	yaml := lakeYAML(endpoint, s3Bucket, catalog) + "log:\n  level: info\n"
 	p := filepath.Join(dir, "serve.yaml")
 	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
