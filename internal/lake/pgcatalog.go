@@ -229,7 +229,7 @@ func openPostgresCatalog(ctx context.Context, log *slog.Logger, cfg Config, prop
 	}, func(err error) bool { return transientPG(err, true) || pgState(err, "23505", "42P07") })
 	if err != nil {
 		db.Close()
-		return nil, nil, c.wrap("opening", err)
+		return nil, nil, fmt.Errorf("opening the lake catalog: %w", c.wrap(err))
 	}
 	log.Info("lake catalog on PostgreSQL", "server", where, "max_conns", cfg.Catalog.MaxConns)
 	return c, db, nil
@@ -314,8 +314,8 @@ func (c *pgCatalog) retry(ctx context.Context, op string, fn func() error, again
 }
 
 // wrap names the server in an error of the database; the catalog's own outcomes (no such
-// table, commit conflict, ...) are returned as they are.
-func (c *pgCatalog) wrap(op string, err error) error {
+// table, commit conflict, ...) are returned as they are. Callers say what was being done.
+func (c *pgCatalog) wrap(err error) error {
 	if err == nil || errors.Is(err, catalog.ErrNoSuchTable) || errors.Is(err, catalog.ErrNoSuchNamespace) ||
 		errors.Is(err, catalog.ErrTableAlreadyExists) || errors.Is(err, catalog.ErrNamespaceAlreadyExists) ||
 		errors.Is(err, table.ErrCommitFailed) {
@@ -325,7 +325,7 @@ func (c *pgCatalog) wrap(op string, err error) error {
 	if transientPG(err, true) {
 		hint = "; check that the server is running and reachable from this machine"
 	}
-	return fmt.Errorf("%s on the PostgreSQL catalog %s: %w%s", op, c.where, err, hint)
+	return fmt.Errorf("PostgreSQL catalog %s: %w%s", c.where, err, hint)
 }
 
 // own makes a table of the inner catalog commit through c.
@@ -344,7 +344,7 @@ func (c *pgCatalog) LoadTable(ctx context.Context, id table.Identifier) (*table.
 		return err
 	}, func(err error) bool { return transientPG(err, true) })
 	if err != nil {
-		return nil, c.wrap("loading table "+strings.Join(id, "."), err)
+		return nil, c.wrap(err)
 	}
 	return c.own(t), nil
 }
@@ -357,7 +357,7 @@ func (c *pgCatalog) CreateTable(ctx context.Context, id table.Identifier, sc *ic
 		return err
 	}, func(err error) bool { return transientPG(err, false) })
 	if err != nil {
-		return nil, c.wrap("creating table "+strings.Join(id, "."), err)
+		return nil, c.wrap(err)
 	}
 	return c.own(t), nil
 }
@@ -376,7 +376,7 @@ func (c *pgCatalog) CommitTable(ctx context.Context, id table.Identifier, reqs [
 		return err
 	}, func(err error) bool { return transientPG(err, false) })
 	if err != nil {
-		return nil, "", c.wrap("committing to table "+strings.Join(id, "."), err)
+		return nil, "", c.wrap(err)
 	}
 	return meta, loc, nil
 }
@@ -396,7 +396,7 @@ func (c *pgCatalog) ListTables(ctx context.Context, ns table.Identifier) iter.Se
 			return nil
 		}, func(err error) bool { return transientPG(err, true) })
 		if err != nil {
-			yield(nil, c.wrap("listing zone "+strings.Join(ns, "."), err))
+			yield(nil, c.wrap(err))
 			return
 		}
 		for _, id := range ids {
@@ -414,7 +414,7 @@ func (c *pgCatalog) CheckTableExists(ctx context.Context, id table.Identifier) (
 		ok, err = c.Catalog.CheckTableExists(ctx, id)
 		return err
 	}, func(err error) bool { return transientPG(err, true) })
-	return ok, c.wrap("looking up table "+strings.Join(id, "."), err)
+	return ok, c.wrap(err)
 }
 
 // CreateNamespace creates a namespace, retrying failures that left nothing behind.
@@ -422,7 +422,7 @@ func (c *pgCatalog) CreateNamespace(ctx context.Context, ns table.Identifier, pr
 	err := c.retry(ctx, "creating a namespace", func() error {
 		return c.Catalog.CreateNamespace(ctx, ns, props)
 	}, func(err error) bool { return transientPG(err, false) })
-	return c.wrap("creating namespace "+strings.Join(ns, "."), err)
+	return c.wrap(err)
 }
 
 // ListNamespaces lists namespaces, retrying passing failures.
@@ -432,7 +432,7 @@ func (c *pgCatalog) ListNamespaces(ctx context.Context, parent table.Identifier)
 		ids, err = c.Catalog.ListNamespaces(ctx, parent)
 		return err
 	}, func(err error) bool { return transientPG(err, true) })
-	return ids, c.wrap("listing namespaces", err)
+	return ids, c.wrap(err)
 }
 
 var _ catalog.Catalog = (*pgCatalog)(nil)
