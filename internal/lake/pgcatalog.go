@@ -26,6 +26,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/apache/iceberg-go"
@@ -212,7 +213,7 @@ func openPostgresCatalog(ctx context.Context, log *slog.Logger, cfg Config, prop
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	db.SetConnMaxLifetime(30 * time.Minute) // follow a server's failover of its address
 
-	c := &pgCatalog{log: log, where: where, props: props}
+	c := &pgCatalog{log: log, where: where, props: props, db: db, loaded: map[string]*table.Table{}}
 	// Several processes may open an empty database at once: creating the catalog's
 	// tables then races in PostgreSQL's own catalog (a unique violation on pg_type);
 	// the loser finds them on its retry.
@@ -243,6 +244,13 @@ type pgCatalog struct {
 	log   *slog.Logger
 	where string
 	props iceberg.Properties
+	db    *sql.DB
+
+	mu sync.Mutex
+	// loaded is the last table loaded of each zone.name, returned again while the catalog
+	// still names its metadata file: every query loads every table, and a metadata file read
+	// from S3 costs a request where the catalog's row costs one indexed SELECT.
+	loaded map[string]*table.Table
 }
 
 // transientPG reports whether err is a failure that a new attempt may not meet. With
@@ -336,17 +344,50 @@ func (c *pgCatalog) own(t *table.Table) *table.Table {
 	return table.New(t.Identifier(), t.Metadata(), t.MetadataLocation(), iceio.LoadFSFunc(c.props, t.MetadataLocation()), c)
 }
 
-// LoadTable loads a table, retrying passing failures.
+// LoadTable loads a table, retrying passing failures. A table whose metadata location is
+// the one loaded last is not read again (metadata files never change).
 func (c *pgCatalog) LoadTable(ctx context.Context, id table.Identifier) (*table.Table, error) {
+	key := strings.Join(id, ".")
+	if loc, ok := c.currentLocation(ctx, id); ok {
+		c.mu.Lock()
+		t := c.loaded[key]
+		c.mu.Unlock()
+		if t != nil && t.MetadataLocation() == loc {
+			return t, nil
+		}
+	}
 	var t *table.Table
 	err := c.retry(ctx, "loading a table", func() (err error) {
 		t, err = c.Catalog.LoadTable(ctx, id)
 		return err
 	}, func(err error) bool { return transientPG(err, true) })
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if err != nil {
+		delete(c.loaded, key)
 		return nil, c.wrap(err)
 	}
-	return c.own(t), nil
+	t = c.own(t)
+	c.loaded[key] = t
+	return t, nil
+}
+
+// currentLocation reads the metadata location the catalog holds for a table of a zone; ok
+// is false when it cannot tell (a failure, a name the query does not cover), and the
+// caller loads the table in full.
+func (c *pgCatalog) currentLocation(ctx context.Context, id table.Identifier) (loc string, ok bool) {
+	// Zones are one plain word: their key in iceberg_tables is the name itself.
+	if len(id) != 2 || strings.Contains(id[0], ".") || strings.Contains(id[0], ":") {
+		return "", false
+	}
+	var v sql.NullString
+	err := c.db.QueryRowContext(ctx, `SELECT metadata_location FROM iceberg_tables
+		WHERE catalog_name = $1 AND table_namespace = $2 AND table_name = $3
+		AND (iceberg_type = $4 OR iceberg_type IS NULL)`, c.Name(), id[0], id[1], sqlcat.TableType).Scan(&v)
+	if err != nil || !v.Valid {
+		return "", false
+	}
+	return v.String, true
 }
 
 // CreateTable creates a table, retrying failures that left nothing behind.

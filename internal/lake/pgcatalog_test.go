@@ -263,6 +263,17 @@ func TestPostgresCatalogSharedByStores(t *testing.T) {
 	if got := streamSeq(tb); got != 20 {
 		t.Errorf("watermark seen by the first store %d, want 20", got)
 	}
+	// A load without a commit in between reuses the table loaded before; one after a
+	// commit reads the new metadata.
+	if again, err := a.Load(ctx, ZoneOps, "shared"); err != nil || again != tb {
+		t.Errorf("a second load without a commit read the table again (%v)", err)
+	}
+	if err := pgAppend(t, b, 150, 150, 25); err != nil { // an empty append: a new snapshot
+		t.Fatal(err)
+	}
+	if again, err := a.Load(ctx, ZoneOps, "shared"); err != nil || again == tb || streamSeq(again) != 25 {
+		t.Errorf("a load after a commit returned the table before it (%v)", err)
+	}
 
 	// Both commit from the snapshot they loaded before either committed.
 	staleA, err := a.ensure(ctx, ZoneOps, "shared", schemaOf(pgCols), "")
