@@ -260,26 +260,26 @@ func transientPG(err error, sent bool) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
-	if pgState(err, "40001", "40P01") { // serialization failure, deadlock: rolled back
-		return true
-	}
-	if pgconn.SafeToRetry(err) || errors.Is(err, driver.ErrBadConn) {
-		return true
-	}
 	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) {
-		return true
+	connecting := errors.As(err, &ce)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case pe.Code == "40001" || pe.Code == "40P01": // serialization failure, deadlock: rolled back
+			return true
+		case pe.Code == "57P03" || pe.Code == "53300": // starting up; too many connections
+			return connecting || sent
+		case pe.Code == "57P01" || pe.Code == "57P02" || strings.HasPrefix(pe.Code, "08"):
+			return connecting || sent // shutting down, crashed, connection failure
+		default: // the server refused: a wrong password, a missing database, a bad statement
+			return false
+		}
+	}
+	if connecting || pgconn.SafeToRetry(err) || errors.Is(err, driver.ErrBadConn) {
+		return true // nothing reached the server
 	}
 	if !sent {
 		return false
-	}
-	// The server is shutting down, starting or restarting, or the connection broke.
-	if pgState(err, "57P01", "57P02", "57P03") {
-		return true
-	}
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) && strings.HasPrefix(pe.Code, "08") {
-		return true
 	}
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, sql.ErrConnDone)

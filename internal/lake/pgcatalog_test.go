@@ -527,3 +527,42 @@ func TestPostgresCatalogCompactAndErase(t *testing.T) {
 		t.Errorf("files on disk %d, in the current snapshot %d", len(onDisk), len(current))
 	}
 }
+
+// TestPostgresCatalogPasswordOutsideDSN opens the catalog with a DSN without a password: the
+// password comes from PGPASSWORD, or from a password file named by PGPASSFILE, as with libpq.
+func TestPostgresCatalogPasswordOutsideDSN(t *testing.T) {
+	pg := startTestPostgres(t)
+	u, err := url.Parse(pg.dsn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User("lake")
+	passfile := filepath.Join(t.TempDir(), "pgpass")
+	host, port, _ := net.SplitHostPort(pg.addr)
+	if err := os.WriteFile(passfile, []byte(host+":"+port+":*:lake:"+testPGPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ name, env, value string }{
+		{"PGPASSWORD", "PGPASSWORD", testPGPassword},
+		{"PGPASSFILE", "PGPASSFILE", passfile},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(tt.env, tt.value)
+			s := openPG(t, pgConfig(t.TempDir(), u.String()))
+			if names, err := s.TableNames(context.Background(), ZoneOps); err != nil {
+				t.Errorf("listing with the password from %s: %v (%v)", tt.env, err, names)
+			}
+		})
+	}
+	// Without it the server refuses, and the error says so.
+	cfg := pgConfig(t.TempDir(), u.String())
+	start := time.Now()
+	_, err = Open(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil)), cfg)
+	if err == nil || !strings.Contains(err.Error(), pg.addr) {
+		t.Errorf("opening without a password: %v", err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("a refused password was retried: %s to fail (%v)", took, err)
+	}
+	t.Logf("without a password: %v", err)
+}
