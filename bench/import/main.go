@@ -101,6 +101,7 @@ func main() {
 	// 2. pulselake ingest.
 	if *cli {
 		data := filepath.Join(*dir, "data-cli")
+		os.RemoveAll(data) // a fresh data directory: nothing is a duplicate of an earlier run
 		t0 = time.Now()
 		cmd := exec.Command(*bin, append([]string{"ingest", "--data", data, "--subject", "bench", "--format", "apple-health", xmlPath}, configArgs...)...)
 		var out bytes.Buffer
@@ -124,6 +125,7 @@ func main() {
 }
 
 func viaServe(bin, data, xmlPath string, configArgs []string, records, readings int64) error {
+	os.RemoveAll(data) // a fresh data directory: nothing is a duplicate of an earlier run
 	cmd := exec.Command(bin, append([]string{"serve", "--data", data, "--http", "127.0.0.1:0", "--mqtt", "off"}, configArgs...)...)
 	cmd.Env = append(os.Environ(), "PULSELAKE_ADMIN_TOKEN=bench-admin-token-0123456789abcdef")
 	logf, _ := os.Create(filepath.Join(filepath.Dir(data), "serve.log"))
