@@ -3,12 +3,17 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"os/exec"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/pulselake/pulselake/internal/simulate"
 	"github.com/pulselake/pulselake/internal/token"
 )
 
@@ -81,4 +86,69 @@ func TestDashboardShowsLiveReadings(t *testing.T) {
 	if t.Failed() {
 		t.Logf("DOM:\n%s", dom)
 	}
+}
+
+// TestDashboardOverviewManyDevices runs the demo's fleets (80+ devices: blood pressure, heart
+// rate, accelerometer, ECG) against serve and loads the overview in headless Chromium: every
+// chart draws values (the per-kind aggregate does not depend on which devices were seen
+// last), the readings/s axis never goes below zero, the most abnormal devices are listed
+// with links to their subjects' views, and the favicon is served.
+func TestDashboardOverviewManyDevices(t *testing.T) {
+	browser := chromium(t)
+	srv := startServer(t, t.TempDir())
+	defer srv.stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	viewer, _, _ := srv.Tokens.Create(ctx, token.ScopeRead, "", "browser")
+	devices, _, _ := srv.Tokens.Create(ctx, token.ScopeIngest, "", "devices")
+	fleets := []simulate.Options{
+		{Kind: "bp", Devices: 20, Rate: 20, Abnormal: 0.02},
+		{Kind: "hr", Devices: 50, Rate: 200, Abnormal: 0.005},
+		{Kind: "accelerometer", Devices: 10, Rate: 100, Abnormal: 0.01},
+		{Kind: "ecg", Devices: 2, Rate: 2.4},
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for i, f := range fleets {
+		f.Target, f.Token, f.Seed = srv.HTTPURL, devices, uint64(i+1)
+		wg.Go(func() { _, _ = simulate.Run(ctx, log, f) })
+	}
+
+	charts := []string{"rateChart", "hrChart", "bpChart", "accChart", "beatChart"}
+	var dom string
+	var got map[string]int
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		dom = browse(t, browser, srv.HTTPURL+"/#token="+viewer, 10000, "--window-size=1280,1600", "--dump-dom")
+		got = chartPoints(dom)
+		if allDrawn(got, charts) && strings.Contains(dom, `href="/subjects/patient-`) {
+			break
+		}
+	}
+	for _, id := range charts {
+		if got[id] == 0 {
+			t.Errorf("chart %s drew no values", id)
+		}
+	}
+	if !strings.Contains(dom, `href="/subjects/patient-`) {
+		t.Error("no abnormal device listed with a link to its subject")
+	}
+	if m := regexp.MustCompile(`id="rateChart"[^>]*aria-label="[^"]*values from (-?[\d.]+)`).FindStringSubmatch(dom); m == nil || strings.HasPrefix(m[1], "-") {
+		t.Errorf("readings/s chart: values %v, want drawn and none below zero", m)
+	}
+	if t.Failed() {
+		t.Logf("DOM:\n%s", dom)
+	}
+	resp, err := http.Get(srv.HTTPURL + "/favicon.ico")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "image/svg+xml" {
+		t.Errorf("GET /favicon.ico: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	screenshot(t, browser, srv.HTTPURL+"/#token="+viewer, "dashboard-overview.png", 1280, 1300)
+	screenshot(t, browser, srv.HTTPURL+"/#token="+viewer, "dashboard-overview-phone.png", 390, 2400)
 }

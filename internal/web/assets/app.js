@@ -25,6 +25,45 @@
   const beatClasses = ["N", "S", "V", "F", "Q"];
   const beatNames = { N: "normal", S: "supraventricular", V: "ventricular", F: "fusion", Q: "unknown" };
 
+  // backfill fills the aggregate charts and the readings/s chart with the lake's last five
+  // minutes, so a page opened on a running system starts full; the live feed carries on.
+  async function backfill() {
+    const since = "now() - INTERVAL 5 MINUTE";
+    const sql = (metric, expr, table) => "SELECT epoch_ms(time_bucket(INTERVAL 5 SECOND, time)) AS t, quantile_cont(" + expr + ", 0.05), quantile_cont(" + expr + ", 0.5), quantile_cont(" + expr + ", 0.95) FROM " + table + " WHERE time >= " + since + " GROUP BY 1 ORDER BY 1";
+    const asks = [["bpm", sql("bpm", "bpm", "heart_rate")], ["systolic", sql("systolic", "systolic", "blood_pressure")], ["diastolic", sql("diastolic", "diastolic", "blood_pressure")],
+      ["magnitude", sql("magnitude", "sqrt(x*x + y*y + z*z)", "accelerometer")], ["spo2", sql("spo2", "percent", "spo2")]];
+    await Promise.all([backfillRates(since), ...asks.map(async ([metric, q]) => {
+      const rows = await query(q);
+      let m = state.buckets.get(metric);
+      if (!m) { m = new Map(); state.buckets.set(metric, m); }
+      for (const [t, p5, p50, p95] of rows) if (!m.has(t)) { const a = []; a.pre = [p5, p50, p95]; m.set(t, a); }
+    })]);
+  }
+
+  async function backfillRates(since) {
+    // Only the kinds with a table: a missing one would fail the whole query.
+    const kinds = (await query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'trusted'")).map((r) => r[0]).filter((k) => /^[a-z0-9_]+$/.test(k));
+    if (!kinds.length) return;
+    const rates = await query("SELECT kind, epoch_ms(date_trunc('second', received)) AS t, count(*) FROM (" +
+      kinds.map((k) => "SELECT '" + k + "' AS kind, ingest_time AS received FROM trusted." + k + " WHERE ingest_time >= " + since).join(" UNION ALL ") +
+      ") GROUP BY 1, 2 ORDER BY 2");
+    for (const [kind, t, n] of rates) {
+      const a = (state.rates[kind] = state.rates[kind] || []);
+      if (!a.length || a[0].t > t) a.push({ t, v: n });
+    }
+    for (const a of Object.values(state.rates)) a.sort((x, y) => x.t - y.t);
+  }
+
+  // query runs SQL through POST /v1/query and returns its rows; [] when it fails (a table
+  // not written yet).
+  async function query(sql) {
+    try {
+      const resp = await fetch("/v1/query", { method: "POST", headers: { Authorization: "Bearer " + PL.token(), "Content-Type": "application/json" }, body: JSON.stringify({ sql }) });
+      if (!resp.ok) return [];
+      return (await resp.json()).rows || [];
+    } catch (e) { return []; }
+  }
+
   function addValue(metric, t, v) {
     if (!isFinite(v)) return;
     let m = state.buckets.get(metric);
@@ -32,7 +71,7 @@
     const b = Math.floor(t / bucketMs) * bucketMs;
     let a = m.get(b);
     if (!a) { a = []; m.set(b, a); }
-    if (a.length < maxPerBucket) a.push(v);
+    if (a.length < maxPerBucket) { a.push(v); a.sorted = false; }
   }
 
   function onReading(r) {
@@ -50,7 +89,7 @@
         while (s.length && (s[0].t < t - recentMs || s.length > 120)) s.shift();
       }
     }
-    const vals = Object.entries(v).filter(([k]) => k !== "samples").map(([k, x]) => k + " " + x).join(", ");
+    const vals = Object.entries(v).filter(([k]) => k !== "samples" && k !== "source_id").map(([k, x]) => k + " " + (typeof x === "number" ? +x.toPrecision(4) : x)).join(", ");
     state.latest.unshift([new Date(t).toLocaleTimeString(), r.subject, r.device, r.kind, vals]);
     state.latest.length = Math.min(state.latest.length, 12);
   }
@@ -135,8 +174,13 @@
     const median = [], band = [], recent = [];
     for (const [b, a] of [...m].sort((x, y) => x[0] - y[0])) {
       if (b < now - windowMs - bucketMs) { m.delete(b); continue; }
-      if (!a.sorted) { a.sort((x, y) => x - y); a.sorted = true; }
       const t = b + bucketMs / 2;
+      if (a.pre && a.length < 3) { // from the lake, until the feed brings enough of its own
+        median.push({ t, v: a.pre[1] });
+        band.push({ t, lo: a.pre[0], hi: a.pre[2] });
+        continue;
+      }
+      if (!a.sorted) { a.sort((x, y) => x - y); a.sorted = true; }
       median.push({ t, v: PL.quantile(a, 0.5) });
       band.push({ t, lo: PL.quantile(a, 0.05), hi: PL.quantile(a, 0.95) });
       if (b >= now - recentMs) for (const v of a) recent.push(v);
@@ -319,6 +363,7 @@
     $("forget").hidden = false;
     openBoundSubject();
     loadAlerts();
+    backfill();
     PL.follow("/v1/events", (type, d) => {
       if (type === "reading") onReading(d);
       else if (type === "summary") onSummary(d);
