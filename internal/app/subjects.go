@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -606,7 +607,11 @@ func thresholds(rs []rules.Rule, k *reading.Kind) []Threshold {
 		if r.Kind != k.Name || r.When == "" {
 			continue
 		}
-		tree, err := parser.Parse(r.When)
+		src, err := rules.RewriteDurations(r.When)
+		if err != nil {
+			continue
+		}
+		tree, err := parser.Parse(src)
 		if err != nil {
 			continue // the rule engine reports its own errors
 		}
@@ -660,11 +665,14 @@ func (v *thresholdVisitor) fieldOf(n ast.Node) (field, expr string, ok bool) {
 	}
 	for _, f := range v.kind.Fields {
 		if f.Name == id.Value && f.Type == reading.Number {
-			return f.Name, n.String(), true
+			return f.Name, durationCall.ReplaceAllString(n.String(), "$1"), true
 		}
 	}
 	return "", "", false
 }
+
+// durationCall is a duration literal as RewriteDurations wrote it: duration("5m").
+var durationCall = regexp.MustCompile(`duration\("([0-9.a-z]+)"\)`)
 
 func number(n ast.Node) (float64, bool) {
 	switch x := n.(type) {
