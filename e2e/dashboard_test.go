@@ -6,8 +6,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"os/exec"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -151,4 +154,84 @@ func TestDashboardOverviewManyDevices(t *testing.T) {
 	}
 	screenshot(t, browser, srv.HTTPURL+"/#token="+viewer, "dashboard-overview.png", 1280, 1300)
 	screenshot(t, browser, srv.HTTPURL+"/#token="+viewer, "dashboard-overview-phone.png", 390, 2400)
+}
+
+// BenchmarkOverviewFirstPaint loads the overview in headless Chromium from a server on
+// loopback while the demo's fleets send readings, and reports the browser's own first paint
+// and first contentful paint (Paint Timing API, from navigation start) and the bytes of the
+// page and its assets.
+func BenchmarkOverviewFirstPaint(b *testing.B) {
+	browser := ""
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			browser = p
+			break
+		}
+	}
+	if browser == "" {
+		b.Skip("headless Chromium not found; install it with: apt-get install -y chromium")
+	}
+	srv := startServer(b, b.TempDir())
+	defer srv.stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	viewer, _, _ := srv.Tokens.Create(ctx, token.ScopeRead, "", "browser")
+	devices, _, _ := srv.Tokens.Create(ctx, token.ScopeIngest, "", "devices")
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for i, f := range []simulate.Options{{Kind: "bp", Devices: 20, Rate: 20}, {Kind: "hr", Devices: 50, Rate: 200}, {Kind: "accelerometer", Devices: 10, Rate: 100}} {
+		f.Target, f.Token, f.Seed = srv.HTTPURL, devices, uint64(i+1)
+		wg.Go(func() { _, _ = simulate.Run(ctx, log, f) })
+	}
+	waitUntil(b, 60*time.Second, "readings in the lake", func() bool {
+		return len(apiQuery(b, srv.HTTPURL, "SELECT 1 FROM heart_rate LIMIT 1")) > 0
+	})
+	var bytes int64
+	for _, p := range []string{"/", "/assets/style.css", "/assets/common.js", "/assets/app.js", "/assets/favicon.svg"} {
+		resp, err := http.Get(srv.HTTPURL + p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		bytes += n
+	}
+	re := regexp.MustCompile(`data-first-paint="(\d+)" data-first-contentful-paint="(\d+)"|data-first-contentful-paint="(\d+)" data-first-paint="(\d+)"`)
+	// paints loads url and returns its first paint and first contentful paint in ms.
+	paints := func(url string) (float64, float64) {
+		dir, _ := os.MkdirTemp("", "chromium-")
+		defer os.RemoveAll(dir)
+		out, err := exec.Command(browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+			"--user-data-dir="+dir, "--window-size=1280,1000", "--virtual-time-budget=3000", "--dump-dom", url).Output()
+		if err != nil {
+			b.Fatal(err)
+		}
+		m := re.FindStringSubmatch(string(out))
+		if m == nil {
+			b.Fatalf("no paint timing in the page:\n%.2000s", out)
+		}
+		p, c := m[1], m[2]
+		if p == "" {
+			p, c = m[4], m[3]
+		}
+		pv, _ := strconv.ParseFloat(p, 64)
+		cv, _ := strconv.ParseFloat(c, 64)
+		return pv, cv
+	}
+	// The reference, in the same run: a one-line page of no script but the timing observer.
+	blank := "data:text/html,<p>pulselake</p><script>new PerformanceObserver((l)=>{for(const e of l.getEntries())document.documentElement.dataset[e.name==='first-paint'?'firstPaint':'firstContentfulPaint']=e.startTime.toFixed(0)}).observe({type:'paint',buffered:true})</script>"
+	var fcp, ref []float64
+	for b.Loop() {
+		_, c := paints(srv.HTTPURL + "/#token=" + viewer)
+		_, r := paints(blank)
+		fcp, ref = append(fcp, c), append(ref, r)
+	}
+	slices.Sort(fcp)
+	slices.Sort(ref)
+	b.ReportMetric(fcp[len(fcp)/2], "first-contentful-paint-ms")
+	b.ReportMetric(fcp[len(fcp)-1], "max-first-contentful-paint-ms")
+	b.ReportMetric(ref[len(ref)/2], "blank-page-fcp-ms")
+	b.ReportMetric(float64(bytes), "page-bytes")
 }
