@@ -152,6 +152,13 @@ func TestDashboardOverviewManyDevices(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "image/svg+xml" {
 		t.Errorf("GET /favicon.ico: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
+	if os.Getenv("PULSELAKE_SCREENSHOTS") != "" {
+		// The pictures show a full window: three minutes of readings in the lake.
+		waitUntil(t, 5*time.Minute, "three minutes of readings", func() bool {
+			rows := apiQuery(t, srv.HTTPURL, "SELECT epoch(max(time)) - epoch(min(time)) FROM heart_rate")
+			return len(rows) == 1 && rows[0][0] != nil && rows[0][0].(float64) >= 180
+		})
+	}
 	screenshot(t, browser, srv.HTTPURL+"/#token="+viewer, "dashboard-overview.png", 1280, 1300)
 	screenshot(t, browser, srv.HTTPURL+"/#token="+viewer, "dashboard-overview-phone.png", 390, 2400)
 }
