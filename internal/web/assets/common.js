@@ -166,7 +166,16 @@
     if (spec.min !== undefined && vals[0] >= spec.min && lo > spec.min && lo - spec.min < (hi - lo) * 0.5) lo = spec.min;
     if (spec.max !== undefined) hi = Math.min(hi, spec.max);
     if (hi <= lo) hi = lo + 1;
-    const L = 44, R = 10, T = 18, B = 20;
+    // Legend items, in as many rows as the width needs (a phone wraps them).
+    const L = 44, R = 10, B = 20, legend = [];
+    let lx = L + 2, ly = 13;
+    for (const s of spec.series) {
+      if (!s.name) continue;
+      const iw = 13 + g.measureText(s.name).width + 12;
+      if (lx + iw > w - R && lx > L + 2) { lx = L + 2; ly += 14; }
+      legend.push({ s, x: lx, y: ly }); lx += iw;
+    }
+    const T = ly + 5;
     const x = (t) => L + (t - t0) / span * (w - L - R);
     const yRaw = (v) => T + (1 - (v - lo) / (hi - lo)) * (h - T - B);
     const y = (v) => Math.min(h - B, Math.max(T, yRaw(v)));
@@ -221,11 +230,10 @@
       }
     }
     // Legend.
-    let lx = L + 2;
-    for (const s of spec.series) {
-      if (!s.name) continue;
-      g.fillStyle = s.color; g.fillRect(lx, 5, 10, 8); lx += 13;
-      g.fillStyle = "#c9d1d9"; g.fillText(s.name, lx, 13); lx += g.measureText(s.name).width + 12;
+    g.font = "11px system-ui";
+    for (const { s, x: ix, y: iy } of legend) {
+      g.fillStyle = s.color; g.fillRect(ix, iy - 8, 10, 8);
+      g.fillStyle = "#c9d1d9"; g.fillText(s.name, ix + 13, iy);
     }
     canvas.setAttribute("aria-label", (canvas.dataset.title || "chart") + ": " + vals.length + " values from " + +vals[0].toFixed(2) + " to " + +vals[vals.length - 1].toFixed(2) + (spec.unit ? " " + spec.unit : ""));
   }
