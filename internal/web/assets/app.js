@@ -20,7 +20,6 @@
     devices: new Map(),   // device -> {subject, kind, metric -> [{t, v}] of the last minute}
     total: 0, rejected: 0, alerts: new Map(),
     beats: [],            // [{t, cls}] heartbeat predictions of the last window
-    latest: [],           // last readings for the table
   };
   const beatClasses = ["N", "S", "V", "F", "Q"];
   const beatNames = { N: "normal", S: "supraventricular", V: "ventricular", F: "fusion", Q: "unknown" };
@@ -90,8 +89,12 @@
       }
     }
     const vals = Object.entries(v).filter(([k]) => k !== "samples" && k !== "source_id").map(([k, x]) => k + " " + (typeof x === "number" ? +x.toPrecision(4) : x)).join(", ");
-    state.latest.unshift([new Date(t).toLocaleTimeString(), r.subject, r.device, r.kind, vals]);
-    state.latest.length = Math.min(state.latest.length, 12);
+    const tb = $("latest"), tr = document.createElement("tr");
+    [new Date(t).toLocaleTimeString(), r.subject, r.device, r.kind, vals].forEach((c, i) => {
+      const td = document.createElement("td"); td.textContent = c; if (i === 4) td.className = "wrap"; tr.appendChild(td);
+    });
+    tb.insertBefore(tr, tb.firstChild);
+    while (tb.children.length > 12) tb.removeChild(tb.lastChild);
   }
 
   function onSummary(s) {
@@ -262,7 +265,6 @@
     drawBeats($("beatChart"));
     $("beatTotal").textContent = state.beats.length.toLocaleString();
     renderTop();
-    renderLatest();
     for (const r of refreshTables) r();
   }
 
@@ -277,16 +279,6 @@
       tr.insertCell().textContent = d.kind;
       tr.insertCell().textContent = d.worst || "";
       tr.insertCell().textContent = d.score.toFixed(1);
-    }
-  }
-
-  function renderLatest() {
-    const tb = $("latest");
-    tb.innerHTML = "";
-    for (const row of state.latest) {
-      const tr = document.createElement("tr");
-      row.forEach((c, i) => { const td = document.createElement("td"); td.textContent = c; if (i === 4) td.className = "wrap"; tr.appendChild(td); });
-      tb.appendChild(tr);
     }
   }
 
