@@ -1,0 +1,191 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pulselake/pulselake/internal/config"
+	"github.com/pulselake/pulselake/internal/lake"
+	"github.com/pulselake/pulselake/internal/stream"
+)
+
+// On a cluster (serve --cluster, or several serve processes on one external NATS cluster),
+// every node takes readings, queries and API calls, but the processors whose effects must
+// happen once — the rule engine and the alerts it notifies, the streaming anomaly detectors,
+// streaming ECG classification, scheduled pipelines, wearable pulls — run only on the node
+// holding the processors lease, and the lake writer (with compaction) only on the node
+// holding the lake-writer lease. A node that dies keeps its leases at most cluster.lease_ttl;
+// another node then takes them over and resumes from the durable consumers and the state the
+// holder kept in KV (alert state, notification log, detector checkpoints). docs/scale-out.md.
+
+// processorsLease is the key of the processors lease in stream.LeaseBucket.
+const processorsLease = "processors"
+
+// shared reports whether other serve processes may consume the same stream, so that the
+// once-per-cluster work takes leases.
+func shared(cfg *config.Config) bool { return cfg.Cluster.Enabled || cfg.NATS.URL != "" }
+
+// leaseTTL is the leases' time to live: cluster.lease_ttl on a cluster, else the default.
+func leaseTTL(cfg *config.Config) time.Duration {
+	if cfg.Cluster.Enabled {
+		return cfg.Cluster.LeaseTTL.D()
+	}
+	return stream.DefaultLeaseTTL
+}
+
+// clusterServer is the embedded server's cluster options for serve --cluster, nil otherwise.
+func clusterServer(cfg *config.Config) *stream.ClusterOptions {
+	cl := cfg.Cluster
+	if !cl.Enabled {
+		return nil
+	}
+	return &stream.ClusterOptions{Name: cl.Name, ServerName: cl.Node(), Listen: cl.Listen, Advertise: cl.Advertise,
+		Routes: cl.Routes, Replicas: cl.Replicas, SyncAlways: cl.SyncAlways, SyncInterval: cl.SyncInterval.D(),
+		LeaderTimeout: cl.StartTimeout.D()}
+}
+
+// replicas of the streams and buckets: cluster.replicas on a cluster, else nats.replicas.
+func replicas(cfg *config.Config) int {
+	if cfg.Cluster.Enabled {
+		return cfg.Cluster.Replicas
+	}
+	return cfg.NATS.Replicas
+}
+
+// leaderProc is a processor that runs once per cluster.
+type leaderProc struct {
+	name string
+	run  func(context.Context) error
+	// standby, when set, runs while another node holds the lease (e.g. keeping what
+	// GET /v1/alerts lists in step with the alert state the holder saves).
+	standby func(context.Context) error
+}
+
+// leadership runs the once-per-cluster processors while this node holds the processors
+// lease, and stands by otherwise; a lost lease stops them, and the node stands by again.
+type leadership struct {
+	log   *slog.Logger
+	conn  *stream.Conn
+	ttl   time.Duration
+	procs []leaderProc
+	held  prometheus.Gauge
+}
+
+func newLeadership(log *slog.Logger, reg prometheus.Registerer, conn *stream.Conn, ttl time.Duration) *leadership {
+	l := &leadership{log: log, conn: conn, ttl: ttl, held: prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "pulselake_cluster_processors_leader",
+		Help: "1 while this node holds the processors lease (rules, notifications, detectors, ECG, pipelines, wearable pulls run here), else 0."})}
+	reg.MustRegister(l.held)
+	return l
+}
+
+func (l *leadership) add(p leaderProc) { l.procs = append(l.procs, p) }
+
+// Run alternates standing by and leading until ctx ends.
+func (l *leadership) Run(ctx context.Context) error {
+	if len(l.procs) == 0 {
+		return nil
+	}
+	for ctx.Err() == nil {
+		lease, err := l.standBy(ctx)
+		if err != nil || lease == nil {
+			return nil // ctx ended
+		}
+		l.lead(ctx, lease)
+	}
+	return nil
+}
+
+// standBy runs the standby functions until this node holds the lease.
+func (l *leadership) standBy(ctx context.Context) (*stream.Lease, error) {
+	sctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, p := range l.procs {
+		if p.standby != nil {
+			wg.Go(func() {
+				if err := p.standby(sctx); err != nil && sctx.Err() == nil {
+					l.log.Warn("standby of a processor stopped", "component", p.name, "err", err)
+				}
+			})
+		}
+	}
+	lease, err := l.conn.AcquireLease(ctx, l.log, stream.LeaseOptions{Key: processorsLease, TTL: l.ttl})
+	stop()
+	wg.Wait()
+	return lease, err
+}
+
+// lead runs the processors until ctx ends (then it releases the lease) or the lease is lost.
+func (l *leadership) lead(ctx context.Context, lease *stream.Lease) {
+	l.log.Info("this node runs the cluster's processors (rules, notifications, detectors, ECG, pipelines, wearable pulls)", "lease", lease.ID())
+	l.held.Set(1)
+	defer l.held.Set(0)
+	tctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { lease.Keep(tctx) })
+	for _, p := range l.procs {
+		wg.Go(func() {
+			if err := p.run(tctx); err != nil && tctx.Err() == nil {
+				l.log.Error("processor stopped", "component", p.name, "err", err)
+			}
+		})
+	}
+	select {
+	case <-ctx.Done():
+	case <-lease.Lost():
+		l.log.Error("lost the processors lease; stopping them here, another node takes over")
+	}
+	cancel()
+	wg.Wait()
+	if ctx.Err() != nil {
+		lease.Release() // a clean stop hands over at once
+	}
+}
+
+// runLakeWriter runs the lake writer until it is stopped; on a cluster a writer that lost its
+// lease stands by for it again.
+func runLakeWriter(ctx context.Context, log *slog.Logger, w *lake.Writer) error {
+	for {
+		err := w.Run(ctx)
+		if !errors.Is(err, lake.ErrLeaseLost) || ctx.Err() != nil {
+			return err
+		}
+		log.Error("the lake writer lost its lease; standing by to take it again", "err", err)
+	}
+}
+
+// runLeader runs p once per cluster: on the processors lease holder when the stream is
+// shared, else here like any processor.
+func (s *server) runLeader(p leaderProc) {
+	if s.leaders == nil {
+		s.runProc(p.name, p.run)
+		return
+	}
+	s.leaders.add(p)
+}
+
+// alertStateRefresh is how often a standby node re-reads the alert state for GET /v1/alerts.
+const alertStateRefresh = 5 * time.Second
+
+// followAlertState keeps a standby node's rule engine listing the alerts the processors'
+// node saves, so that GET /v1/alerts answers the same on every node (at most
+// alertStateRefresh behind).
+func followAlertState(ctx context.Context, log *slog.Logger, eng interface{ Restore(context.Context) error }) error {
+	t := time.NewTicker(alertStateRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := eng.Restore(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("reading the alert state the processors' node saved", "err", err)
+			}
+		}
+	}
+}
