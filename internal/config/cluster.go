@@ -175,7 +175,7 @@ func (c *Config) validateCluster(ps *Problems) {
 	if c.Lake.Warehouse == "" {
 		ps.Add("lake.warehouse", "every node of a cluster must write the same lake: set s3://bucket/prefix (or a file:// directory every node mounts)")
 	}
-	if c.Lake.Catalog.Type != "rest" && c.Lake.Catalog.URI == "" {
+	if cat := c.Lake.Catalog; cat.Type != "rest" && cat.Driver != "postgres" && cat.URI == "" {
 		ps.Add("lake.catalog", "every node of a cluster must use the same catalog, not one SQLite file per data directory: use a PostgreSQL catalog (type: sql, driver: postgres, dsn: ...), a REST catalog, or a uri every node shares")
 	}
 }
