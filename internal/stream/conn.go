@@ -207,15 +207,28 @@ func (c *Conn) Setup(ctx context.Context) error {
 // untilPlaced runs f until it succeeds, fails for a reason other than the cluster lacking
 // nodes or a leader, or ctx ends. Without replicas it runs f once.
 func (c *Conn) untilPlaced(ctx context.Context, f func(context.Context) error) error {
+	if c.opts.Replicas <= 1 {
+		return f(ctx)
+	}
 	logged := time.Time{}
 	for {
-		err := f(ctx)
-		var apiErr *jetstream.APIError
-		if err == nil || c.opts.Replicas <= 1 || !errors.As(err, &apiErr) {
+		// While the cluster assembles, a request may go unanswered: each attempt gets its own
+		// deadline.
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := f(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil {
 			return err
 		}
-		switch apiErr.ErrorCode {
-		case 10005, 10008, 10023: // no suitable peers, JetStream temporarily unavailable, insufficient resources
+		var apiErr *jetstream.APIError
+		switch {
+		case errors.As(err, &apiErr):
+			switch apiErr.ErrorCode {
+			case 10005, 10008, 10023: // no suitable peers, JetStream temporarily unavailable, insufficient resources
+			default:
+				return err
+			}
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrNoResponders):
 		default:
 			return err
 		}
