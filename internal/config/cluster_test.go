@@ -20,6 +20,8 @@ func TestClusterValidation(t *testing.T) {
 			yaml: "cluster:\n  listen: 127.0.0.1:6222\n  routes: [nats://127.0.0.1:6222, nats://127.0.0.1:6223, nats://127.0.0.1:6224]\n" + clusterLake},
 		{name: "two peers besides itself make three nodes", enabled: true,
 			yaml: "cluster:\n  listen: 0.0.0.0:6222\n  advertise: node-a:6222\n  routes: [nats://node-b:6222, nats://node-c:6222]\n" + clusterLake},
+		{name: "PostgreSQL catalog", enabled: true,
+			yaml: "cluster:\n  routes: [nats://a:6222, nats://b:6222, nats://c:6222]\nlake:\n  warehouse: s3://lake/x\n  catalog: {type: sql, driver: postgres, dsn: \"postgres://u@db/pl\"}\n"},
 		{name: "section without --cluster is checked but not required", enabled: false,
 			yaml: "cluster:\n  routes: [nats://node-a:6222]\n"},
 		{name: "replicas above the nodes", enabled: true,
