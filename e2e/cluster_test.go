@@ -90,8 +90,8 @@ func (n *clusterNode) signal(t *testing.T, sig syscall.Signal) {
 
 func tail(path string) string {
 	b, _ := os.ReadFile(path)
-	if len(b) > 6000 {
-		b = b[len(b)-6000:]
+	if len(b) > 12000 {
+		b = b[len(b)-12000:]
 	}
 	return string(b)
 }
@@ -453,6 +453,23 @@ lake:
 
 	// Every acknowledged reading is in the lake exactly once, seen from every node.
 	var present map[string]bool
+	defer func() {
+		if t.Failed() && present != nil {
+			missing := map[string]int{}
+			var sample []string
+			load.mu.Lock()
+			for d := range load.acked {
+				if !present[d] {
+					missing[d[:1]]++
+					if len(sample) < 10 {
+						sample = append(sample, d)
+					}
+				}
+			}
+			load.mu.Unlock()
+			t.Logf("acknowledged but not in the lake, by source (h: HTTP, m: MQTT): %v, e.g. %v", missing, sample)
+		}
+	}()
 	waitUntil(t, 3*time.Minute, "every acknowledged reading is in the lake", func() bool {
 		rows, ok := nodeQuery(nodes[2].http, "SELECT device FROM trusted.heart_rate")
 		if !ok {

@@ -244,8 +244,10 @@ func (s *server) openStream(ctx context.Context) error {
 		go func() { defer close(spaceDone); space.Run(spaceCtx) }()
 		s.deferLast(func() { stopSpace(); <-spaceDone }) // before the server stops
 	}
-	hwm := "" // the ingest stream's high-water mark lives beside an embedded store only
-	if s.srv != nil {
+	// The ingest stream's high-water mark lives beside an embedded store only; a cluster
+	// node's replica catches up from the others after a restart, so it is not compared.
+	hwm := ""
+	if s.srv != nil && !cfg.Cluster.Enabled {
 		hwm = filepath.Join(s.o.DataDir, "stream", "ingest.hwm")
 	}
 	s.loss = stream.NewLossMonitor(log.With("component", "stream"), s.reg, conn, hwm)

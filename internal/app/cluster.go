@@ -129,11 +129,7 @@ func (l *leadership) lead(ctx context.Context, lease *stream.Lease) {
 	var wg sync.WaitGroup
 	wg.Go(func() { lease.Keep(tctx) })
 	for _, p := range l.procs {
-		wg.Go(func() {
-			if err := p.run(tctx); err != nil && tctx.Err() == nil {
-				l.log.Error("processor stopped", "component", p.name, "err", err)
-			}
-		})
+		wg.Go(func() { l.keepRunning(tctx, p) })
 	}
 	select {
 	case <-ctx.Done():
@@ -144,6 +140,26 @@ func (l *leadership) lead(ctx context.Context, lease *stream.Lease) {
 	wg.Wait()
 	if ctx.Err() != nil {
 		lease.Release() // a clean stop hands over at once
+	}
+}
+
+// keepRunning runs p until ctx ends, starting it again (after a pause growing from 1 s to
+// 30 s) when it fails: a processor's first requests can time out while the cluster is still
+// electing the leaders of its streams, and once per cluster must not mean never.
+func (l *leadership) keepRunning(ctx context.Context, p leaderProc) {
+	pause := time.Second
+	for {
+		err := p.run(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		l.log.Error("processor stopped; starting it again", "component", p.name, "err", err, "in", pause)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 30*time.Second)
 	}
 }
 
