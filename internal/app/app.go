@@ -251,8 +251,12 @@ func (s *server) openStream(ctx context.Context) error {
 		hwm = filepath.Join(s.o.DataDir, "stream", "ingest.hwm")
 	}
 	s.loss = stream.NewLossMonitor(log.With("component", "stream"), s.reg, conn, hwm)
-	if err := s.loss.Check(ctx); err != nil {
-		log.Warn("checking the streams for lost messages", "err", err)
+	// A restarted cluster node's replicas are still catching up from the others: comparing
+	// them with the consumers' positions now would report losses that are not there.
+	if !cfg.Cluster.Enabled {
+		if err := s.loss.Check(ctx); err != nil {
+			log.Warn("checking the streams for lost messages", "err", err)
+		}
 	}
 	return nil
 }
@@ -313,8 +317,10 @@ func (s *server) startLake(ctx context.Context) error {
 	lakeCtx, cancelLake := context.WithCancel(context.Background())
 	s.deferLast(cancelLake)
 	lakeDone := make(chan error, 1)
-	go func() { lakeDone <- runLakeWriter(lakeCtx, log, lk.writer) }()
+	lakeStopped := make(chan struct{})
+	go func() { lakeDone <- runLakeWriter(lakeCtx, log, lk.writer, shared(s.cfg), lakeStopped) }()
 	s.deferLast(func() {
+		close(lakeStopped)
 		lk.writer.Stop()
 		select {
 		case err := <-lakeDone:

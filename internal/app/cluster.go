@@ -163,15 +163,34 @@ func (l *leadership) keepRunning(ctx context.Context, p leaderProc) {
 	}
 }
 
-// runLakeWriter runs the lake writer until it is stopped; on a cluster a writer that lost its
-// lease stands by for it again.
-func runLakeWriter(ctx context.Context, log *slog.Logger, w *lake.Writer) error {
+// runLakeWriter runs the lake writer until it is stopped. With a lease (a cluster), a writer
+// that lost its lease, or failed and so gave it up, stands by for it again: the lease passes
+// to another node meanwhile, and this node must not stop writing for good.
+func runLakeWriter(ctx context.Context, log *slog.Logger, w *lake.Writer, leased bool, stopped <-chan struct{}) error {
+	pause := time.Second
 	for {
 		err := w.Run(ctx)
-		if !errors.Is(err, lake.ErrLeaseLost) || ctx.Err() != nil {
+		if err == nil || !leased || ctx.Err() != nil {
 			return err
 		}
-		log.Error("the lake writer lost its lease; standing by to take it again", "err", err)
+		select {
+		case <-stopped:
+			return err
+		default:
+		}
+		if errors.Is(err, lake.ErrLeaseLost) {
+			log.Error("the lake writer lost its lease; standing by to take it again", "err", err)
+			continue
+		}
+		log.Error("the lake writer failed; it gave up its lease and stands by again", "err", err, "in", pause)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-stopped:
+			return err
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 30*time.Second)
 	}
 }
 
