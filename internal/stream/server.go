@@ -292,7 +292,8 @@ func clusterOpts(opts *server.Options, c *ClusterOptions) error {
 }
 
 // waitForMetaLeader waits until the cluster's JetStream has elected a meta leader (which
-// needs a majority of the nodes up): before that no stream can be created or found.
+// needs a majority of the nodes up) and this node is current with it: before that no stream
+// can be created or found.
 func (s *Server) waitForMetaLeader(c *ClusterOptions) error {
 	timeout := c.LeaderTimeout
 	if timeout <= 0 {
@@ -302,7 +303,9 @@ func (s *Server) waitForMetaLeader(c *ClusterOptions) error {
 	nextLog := time.Now().Add(5 * time.Second)
 	for {
 		info, err := s.ns.Jsz(&server.JSzOptions{})
-		if err == nil && info.Meta != nil && info.Meta.Leader != "" {
+		// Known leader, and this node has applied what it leads with: before that, requests
+		// about streams may find no responder.
+		if err == nil && info.Meta != nil && info.Meta.Leader != "" && s.ns.JetStreamIsCurrent() {
 			s.log.Info("joined the NATS cluster", "cluster", c.Name, "node", c.ServerName, "meta_leader", info.Meta.Leader,
 				"route_connections", s.ns.NumRoutes())
 			return nil
