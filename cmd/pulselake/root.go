@@ -78,6 +78,7 @@ func newRootCmd(g *globals) *cobra.Command {
 		newVersionCmd(g),
 		newConnectCmd(g),
 		newPullCmd(g),
+		newExportCmd(g),
 	)
 	return root
 }
