@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"fmt"
 	"net"
 	"net/url"
 	"os"
@@ -270,4 +271,30 @@ func pgCount(t *testing.T, dsn, query string, args ...any) int {
 		t.Fatalf("%s: %v", query, err)
 	}
 	return n
+}
+
+// clusterLakeYAML is the `lake:` section of a configuration that shares the lake between
+// serve processes: the warehouse in bucket on the S3 gateway at endpoint (startVersitygw)
+// and the catalog on PostgreSQL at dsn (startPostgres), flushed every second.
+func clusterLakeYAML(endpoint, bucket, dsn string) string {
+	return lakeYAML(endpoint, bucket, fmt.Sprintf("dsn: %q", dsn))
+}
+
+// lakeYAML is clusterLakeYAML with the catalog's DSN setting given as a line of YAML
+// (dsn: "…" or dsn_file: path).
+func lakeYAML(endpoint, bucket, dsnSetting string) string {
+	return fmt.Sprintf(`lake:
+  warehouse: s3://%s/warehouse
+  flush_interval: 1s
+  catalog:
+    type: sql
+    driver: postgres
+    %s
+    max_conns: 3
+  s3:
+    endpoint: %s
+    region: us-east-1
+    access_key_id: %s
+    secret_access_key: %s
+`, bucket, dsnSetting, endpoint, s3Access, s3Secret)
 }

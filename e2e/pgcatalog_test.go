@@ -26,22 +26,7 @@ func pgLakeConfig(t *testing.T, endpoint, dsn string, dsnFile bool) string {
 		}
 		catalog = fmt.Sprintf("dsn_file: %s", f)
 	}
-	yaml := fmt.Sprintf(`lake:
-  warehouse: s3://%s/warehouse
-  flush_interval: 1s
-  catalog:
-    type: sql
-    driver: postgres
-    %s
-    max_conns: 3
-  s3:
-    endpoint: %s
-    region: us-east-1
-    access_key_id: %s
-    secret_access_key: %s
-log:
-  level: info
-`, s3Bucket, catalog, endpoint, s3Access, s3Secret)
+	yaml := lakeYAML(endpoint, s3Bucket, catalog) + "log:\n  level: info\n"
 	p := filepath.Join(dir, "serve.yaml")
 	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -82,7 +67,8 @@ func pgTables(t *testing.T, dsn, namespace string) int {
 // PostgreSQL: posted readings are queryable, the tables are recorded in PostgreSQL and the
 // data is in the bucket (nothing in the data directory); after a restart, and from a new
 // data directory (another machine), the rows are still there; `pulselake erase` works on
-// that lake while serve runs; the password of the DSN is in no log line.
+// that lake while serve runs, and a pipeline run from another data directory writes a table
+// serve reads; the password of the DSN is in no log line.
 func TestPostgresCatalogServe(t *testing.T) {
 	endpoint, root := startVersitygwRoot(t)
 	dsn := startPostgres(t)
@@ -126,6 +112,20 @@ func TestPostgresCatalogServe(t *testing.T) {
 	}
 	waitUntil(t, 30*time.Second, "serve to answer without the erased subject", func() bool {
 		return apiCount(t, addr, "SELECT count(*) FROM heart_rate") == 200
+	})
+
+	// A pipeline run from another data directory (another machine) writes a curated table
+	// through the catalog; serve answers from it.
+	models := t.TempDir()
+	model := "-- description: readings per subject\nSELECT subject, count(*) AS readings FROM heart_rate GROUP BY subject\n"
+	if err := os.WriteFile(filepath.Join(models, "curated.hr_per_subject.sql"), []byte(model), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := runBin(t, "pipeline", "run", "--data", t.TempDir(), "--config", conf, "--dir", models); code != 0 {
+		t.Fatalf("pipeline run exited %d:\n%s", code, out)
+	}
+	waitUntil(t, 30*time.Second, "serve to answer from the pipeline's table", func() bool {
+		return apiCount(t, addr, "SELECT sum(readings) FROM curated.hr_per_subject") == 200
 	})
 	lfStop(t, srv)
 
@@ -181,12 +181,13 @@ func TestPostgresCatalogTwoServes(t *testing.T) {
 	}
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	conf := pgLakeConfig(t, endpoint, dsn, false)
-	var addrs []string
+	var addrs, logs []string
 	for range 2 {
 		addr := freeAddr(t)
 		cmd := startServeWith(t, bin, t.TempDir(), addr, "--config", conf, "--nats-url", natsURL)
 		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 		addrs = append(addrs, addr)
+		logs = append(logs, cmd.Stdout.(*os.File).Name())
 	}
 	start := time.Date(2026, 11, 21, 8, 0, 0, 0, time.UTC)
 	want := 0
@@ -201,6 +202,20 @@ func TestPostgresCatalogTwoServes(t *testing.T) {
 				return apiCount(t, addr, "SELECT count(*) FROM heart_rate") == int64(want)
 			})
 		}
+	}
+	// One process commits, the other stands by.
+	active, standby := 0, 0
+	for _, l := range logs {
+		b, _ := os.ReadFile(l)
+		if strings.Contains(string(b), "this process is the active lake writer") {
+			active++
+		}
+		if strings.Contains(string(b), "another process is the active lake writer; standing by") {
+			standby++
+		}
+	}
+	if active != 1 || standby != 1 {
+		t.Errorf("%d active lake writers and %d standing by, want 1 and 1", active, standby)
 	}
 	for _, addr := range addrs {
 		if n := apiCount(t, addr, "SELECT count(DISTINCT subject || '/' || CAST(\"time\" AS VARCHAR)) FROM heart_rate"); n != int64(want) {

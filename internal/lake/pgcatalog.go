@@ -26,6 +26,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/apache/iceberg-go"
@@ -212,7 +213,7 @@ func openPostgresCatalog(ctx context.Context, log *slog.Logger, cfg Config, prop
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	db.SetConnMaxLifetime(30 * time.Minute) // follow a server's failover of its address
 
-	c := &pgCatalog{log: log, where: where, props: props}
+	c := &pgCatalog{log: log, where: where, props: props, db: db, loaded: map[string]*table.Table{}}
 	// Several processes may open an empty database at once: creating the catalog's
 	// tables then races in PostgreSQL's own catalog (a unique violation on pg_type);
 	// the loser finds them on its retry.
@@ -229,7 +230,7 @@ func openPostgresCatalog(ctx context.Context, log *slog.Logger, cfg Config, prop
 	}, func(err error) bool { return transientPG(err, true) || pgState(err, "23505", "42P07") })
 	if err != nil {
 		db.Close()
-		return nil, nil, c.wrap("opening", err)
+		return nil, nil, fmt.Errorf("opening the lake catalog: %w", c.wrap(err))
 	}
 	log.Info("lake catalog on PostgreSQL", "server", where, "max_conns", cfg.Catalog.MaxConns)
 	return c, db, nil
@@ -243,6 +244,13 @@ type pgCatalog struct {
 	log   *slog.Logger
 	where string
 	props iceberg.Properties
+	db    *sql.DB
+
+	mu sync.Mutex
+	// loaded is the last table loaded of each zone.name, returned again while the catalog
+	// still names its metadata file: every query loads every table, and a metadata file read
+	// from S3 costs a request where the catalog's row costs one indexed SELECT.
+	loaded map[string]*table.Table
 }
 
 // transientPG reports whether err is a failure that a new attempt may not meet. With
@@ -252,26 +260,26 @@ func transientPG(err error, sent bool) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
-	if pgState(err, "40001", "40P01") { // serialization failure, deadlock: rolled back
-		return true
-	}
-	if pgconn.SafeToRetry(err) || errors.Is(err, driver.ErrBadConn) {
-		return true
-	}
 	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) {
-		return true
+	connecting := errors.As(err, &ce)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case pe.Code == "40001" || pe.Code == "40P01": // serialization failure, deadlock: rolled back
+			return true
+		case pe.Code == "57P03" || pe.Code == "53300": // starting up; too many connections
+			return connecting || sent
+		case pe.Code == "57P01" || pe.Code == "57P02" || strings.HasPrefix(pe.Code, "08"):
+			return connecting || sent // shutting down, crashed, connection failure
+		default: // the server refused: a wrong password, a missing database, a bad statement
+			return false
+		}
+	}
+	if connecting || pgconn.SafeToRetry(err) || errors.Is(err, driver.ErrBadConn) {
+		return true // nothing reached the server
 	}
 	if !sent {
 		return false
-	}
-	// The server is shutting down, starting or restarting, or the connection broke.
-	if pgState(err, "57P01", "57P02", "57P03") {
-		return true
-	}
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) && strings.HasPrefix(pe.Code, "08") {
-		return true
 	}
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, sql.ErrConnDone)
@@ -314,8 +322,8 @@ func (c *pgCatalog) retry(ctx context.Context, op string, fn func() error, again
 }
 
 // wrap names the server in an error of the database; the catalog's own outcomes (no such
-// table, commit conflict, ...) are returned as they are.
-func (c *pgCatalog) wrap(op string, err error) error {
+// table, commit conflict, ...) are returned as they are. Callers say what was being done.
+func (c *pgCatalog) wrap(err error) error {
 	if err == nil || errors.Is(err, catalog.ErrNoSuchTable) || errors.Is(err, catalog.ErrNoSuchNamespace) ||
 		errors.Is(err, catalog.ErrTableAlreadyExists) || errors.Is(err, catalog.ErrNamespaceAlreadyExists) ||
 		errors.Is(err, table.ErrCommitFailed) {
@@ -325,7 +333,7 @@ func (c *pgCatalog) wrap(op string, err error) error {
 	if transientPG(err, true) {
 		hint = "; check that the server is running and reachable from this machine"
 	}
-	return fmt.Errorf("%s on the PostgreSQL catalog %s: %w%s", op, c.where, err, hint)
+	return fmt.Errorf("PostgreSQL catalog %s: %w%s", c.where, err, hint)
 }
 
 // own makes a table of the inner catalog commit through c.
@@ -336,17 +344,50 @@ func (c *pgCatalog) own(t *table.Table) *table.Table {
 	return table.New(t.Identifier(), t.Metadata(), t.MetadataLocation(), iceio.LoadFSFunc(c.props, t.MetadataLocation()), c)
 }
 
-// LoadTable loads a table, retrying passing failures.
+// LoadTable loads a table, retrying passing failures. A table whose metadata location is
+// the one loaded last is not read again (metadata files never change).
 func (c *pgCatalog) LoadTable(ctx context.Context, id table.Identifier) (*table.Table, error) {
+	key := strings.Join(id, ".")
+	if loc, ok := c.currentLocation(ctx, id); ok {
+		c.mu.Lock()
+		t := c.loaded[key]
+		c.mu.Unlock()
+		if t != nil && t.MetadataLocation() == loc {
+			return t, nil
+		}
+	}
 	var t *table.Table
 	err := c.retry(ctx, "loading a table", func() (err error) {
 		t, err = c.Catalog.LoadTable(ctx, id)
 		return err
 	}, func(err error) bool { return transientPG(err, true) })
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if err != nil {
-		return nil, c.wrap("loading table "+strings.Join(id, "."), err)
+		delete(c.loaded, key)
+		return nil, c.wrap(err)
 	}
-	return c.own(t), nil
+	t = c.own(t)
+	c.loaded[key] = t
+	return t, nil
+}
+
+// currentLocation reads the metadata location the catalog holds for a table of a zone; ok
+// is false when it cannot tell (a failure, a name the query does not cover), and the
+// caller loads the table in full.
+func (c *pgCatalog) currentLocation(ctx context.Context, id table.Identifier) (loc string, ok bool) {
+	// Zones are one plain word: their key in iceberg_tables is the name itself.
+	if len(id) != 2 || strings.Contains(id[0], ".") || strings.Contains(id[0], ":") {
+		return "", false
+	}
+	var v sql.NullString
+	err := c.db.QueryRowContext(ctx, `SELECT metadata_location FROM iceberg_tables
+		WHERE catalog_name = $1 AND table_namespace = $2 AND table_name = $3
+		AND (iceberg_type = $4 OR iceberg_type IS NULL)`, c.Name(), id[0], id[1], sqlcat.TableType).Scan(&v)
+	if err != nil || !v.Valid {
+		return "", false
+	}
+	return v.String, true
 }
 
 // CreateTable creates a table, retrying failures that left nothing behind.
@@ -357,7 +398,7 @@ func (c *pgCatalog) CreateTable(ctx context.Context, id table.Identifier, sc *ic
 		return err
 	}, func(err error) bool { return transientPG(err, false) })
 	if err != nil {
-		return nil, c.wrap("creating table "+strings.Join(id, "."), err)
+		return nil, c.wrap(err)
 	}
 	return c.own(t), nil
 }
@@ -376,7 +417,7 @@ func (c *pgCatalog) CommitTable(ctx context.Context, id table.Identifier, reqs [
 		return err
 	}, func(err error) bool { return transientPG(err, false) })
 	if err != nil {
-		return nil, "", c.wrap("committing to table "+strings.Join(id, "."), err)
+		return nil, "", c.wrap(err)
 	}
 	return meta, loc, nil
 }
@@ -396,7 +437,7 @@ func (c *pgCatalog) ListTables(ctx context.Context, ns table.Identifier) iter.Se
 			return nil
 		}, func(err error) bool { return transientPG(err, true) })
 		if err != nil {
-			yield(nil, c.wrap("listing zone "+strings.Join(ns, "."), err))
+			yield(nil, c.wrap(err))
 			return
 		}
 		for _, id := range ids {
@@ -414,7 +455,7 @@ func (c *pgCatalog) CheckTableExists(ctx context.Context, id table.Identifier) (
 		ok, err = c.Catalog.CheckTableExists(ctx, id)
 		return err
 	}, func(err error) bool { return transientPG(err, true) })
-	return ok, c.wrap("looking up table "+strings.Join(id, "."), err)
+	return ok, c.wrap(err)
 }
 
 // CreateNamespace creates a namespace, retrying failures that left nothing behind.
@@ -422,7 +463,7 @@ func (c *pgCatalog) CreateNamespace(ctx context.Context, ns table.Identifier, pr
 	err := c.retry(ctx, "creating a namespace", func() error {
 		return c.Catalog.CreateNamespace(ctx, ns, props)
 	}, func(err error) bool { return transientPG(err, false) })
-	return c.wrap("creating namespace "+strings.Join(ns, "."), err)
+	return c.wrap(err)
 }
 
 // ListNamespaces lists namespaces, retrying passing failures.
@@ -432,7 +473,7 @@ func (c *pgCatalog) ListNamespaces(ctx context.Context, parent table.Identifier)
 		ids, err = c.Catalog.ListNamespaces(ctx, parent)
 		return err
 	}, func(err error) bool { return transientPG(err, true) })
-	return ids, c.wrap("listing namespaces", err)
+	return ids, c.wrap(err)
 }
 
 var _ catalog.Catalog = (*pgCatalog)(nil)

@@ -263,6 +263,17 @@ func TestPostgresCatalogSharedByStores(t *testing.T) {
 	if got := streamSeq(tb); got != 20 {
 		t.Errorf("watermark seen by the first store %d, want 20", got)
 	}
+	// A load without a commit in between reuses the table loaded before; one after a
+	// commit reads the new metadata.
+	if again, err := a.Load(ctx, ZoneOps, "shared"); err != nil || again != tb {
+		t.Errorf("a second load without a commit read the table again (%v)", err)
+	}
+	if err := pgAppend(t, b, 150, 150, 25); err != nil { // an empty append: a new snapshot
+		t.Fatal(err)
+	}
+	if again, err := a.Load(ctx, ZoneOps, "shared"); err != nil || again == tb || streamSeq(again) != 25 {
+		t.Errorf("a load after a commit returned the table before it (%v)", err)
+	}
 
 	// Both commit from the snapshot they loaded before either committed.
 	staleA, err := a.ensure(ctx, ZoneOps, "shared", schemaOf(pgCols), "")
@@ -447,7 +458,6 @@ func FuzzRedactDSN(f *testing.F) {
 	})
 }
 
-
 // TestPostgresCatalogCompactAndErase compacts and erases through one store of a shared
 // PostgreSQL catalog: the other store reads the same rows from the compacted snapshot, then
 // none of the erased subject's, and the files of the replaced snapshots are gone.
@@ -516,4 +526,43 @@ func TestPostgresCatalogCompactAndErase(t *testing.T) {
 	if onDisk, current := parquetOnDisk(t, erased), currentFiles(t, erased); !slices.Equal(onDisk, current) {
 		t.Errorf("files on disk %d, in the current snapshot %d", len(onDisk), len(current))
 	}
+}
+
+// TestPostgresCatalogPasswordOutsideDSN opens the catalog with a DSN without a password: the
+// password comes from PGPASSWORD, or from a password file named by PGPASSFILE, as with libpq.
+func TestPostgresCatalogPasswordOutsideDSN(t *testing.T) {
+	pg := startTestPostgres(t)
+	u, err := url.Parse(pg.dsn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User("lake")
+	passfile := filepath.Join(t.TempDir(), "pgpass")
+	host, port, _ := net.SplitHostPort(pg.addr)
+	if err := os.WriteFile(passfile, []byte(host+":"+port+":*:lake:"+testPGPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ name, env, value string }{
+		{"PGPASSWORD", "PGPASSWORD", testPGPassword},
+		{"PGPASSFILE", "PGPASSFILE", passfile},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(tt.env, tt.value)
+			s := openPG(t, pgConfig(t.TempDir(), u.String()))
+			if names, err := s.TableNames(context.Background(), ZoneOps); err != nil {
+				t.Errorf("listing with the password from %s: %v (%v)", tt.env, err, names)
+			}
+		})
+	}
+	// Without it the server refuses, and the error says so.
+	cfg := pgConfig(t.TempDir(), u.String())
+	start := time.Now()
+	_, err = Open(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil)), cfg)
+	if err == nil || !strings.Contains(err.Error(), pg.addr) {
+		t.Errorf("opening without a password: %v", err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("a refused password was retried: %s to fail (%v)", took, err)
+	}
+	t.Logf("without a password: %v", err)
 }
