@@ -271,7 +271,7 @@ func TestClusterSurvivesNodeLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three serve processes, PostgreSQL and versitygw (-short)")
 	}
-	endpoint, _ := startVersitygw(t)
+	endpoint, bucket := startVersitygw(t)
 	dsn := startPostgres(t)
 	bin, err := buildOnce()
 	if err != nil {
@@ -339,12 +339,7 @@ route:
   group_interval: 1s
   repeat_interval: 1h
 query: {max_rows: 1000000}
-lake:
-  warehouse: s3://%s/warehouse
-  flush_interval: 1s
-  catalog: {type: sql, driver: postgres, dsn: %q, max_conns: 3}
-  s3: {endpoint: %s, region: us-east-1, access_key_id: %s, secret_access_key: %s}
-`, n.mqtt, name, routePorts[i], strings.Join(routes, ", "), hook.URL, s3Bucket, dsn, endpoint, s3Access, s3Secret)
+`, n.mqtt, name, routePorts[i], strings.Join(routes, ", "), hook.URL) + clusterLakeYAML(endpoint, bucket, dsn)
 		if err := os.WriteFile(n.conf, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
 		}
