@@ -295,7 +295,7 @@ func (s *server) openFrontDoors(ctx context.Context) error {
 		MaxBatch: cfg.Ingest.MaxBatch, MaxBodyBytes: cfg.Ingest.MaxBodyBytes, MaxInflightBytes: cfg.Ingest.MaxInflightBytes,
 		DedupWindow: cfg.Ingest.DedupWindow.D(), DedupMaxEntries: cfg.Ingest.DedupMaxEntries, BodyTimeout: cfg.Ingest.BodyTimeout.D(),
 	})
-	if err := s.in.Recover(ctx, s.conn); err != nil {
+	if err := s.recoverDedup(ctx); err != nil {
 		return err
 	}
 	s.hub = web.NewHub(s.log.With("component", "events"), s.reg, s.conn, s.kinds)

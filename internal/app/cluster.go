@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pulselake/pulselake/internal/config"
@@ -221,6 +222,26 @@ func followAlertState(ctx context.Context, log *slog.Logger, eng interface{ Rest
 			if err := eng.Restore(ctx); err != nil && ctx.Err() == nil {
 				log.Warn("reading the alert state the processors' node saved", "err", err)
 			}
+		}
+	}
+}
+
+// recoverDedup rebuilds the ingester's de-duplication window from the stream. A cluster node
+// that just (re)joined may find no responder for the stream for a moment, while it catches up
+// with the assignments of the others; it tries again until cluster.start_timeout.
+func (s *server) recoverDedup(ctx context.Context) error {
+	deadline := time.Now().Add(s.cfg.Cluster.StartTimeout.D())
+	for {
+		err := s.in.Recover(ctx, s.conn)
+		if err == nil || !s.cfg.Cluster.Enabled || time.Now().After(deadline) ||
+			!(errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)) {
+			return err
+		}
+		s.log.Info("waiting for the stream to answer on this node", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
 		}
 	}
 }
