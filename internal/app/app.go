@@ -368,8 +368,11 @@ func (s *server) startProcessors(ctx context.Context) error {
 	s.runProc("notify", alerting.dispatcher.Run)
 	eng := alerting.engine
 	s.runLeader(leaderProc{name: "rules", run: func(ctx context.Context) error {
-		if s.leaders != nil { // another node may have run the rules since this one started
+		if s.leaders != nil { // another node may have run the rules and notified since this one started
 			if err := eng.Restore(ctx); err != nil {
+				return err
+			}
+			if err := alerting.dispatcher.ReloadLog(ctx); err != nil {
 				return err
 			}
 		}
