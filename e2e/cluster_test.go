@@ -320,7 +320,7 @@ cluster:
   node_name: %s
   listen: %s
   routes: [%s]
-  lease_ttl: 6s
+  lease_ttl: 15s
   start_timeout: 3m
 default_rules: false
 rules:
