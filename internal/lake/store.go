@@ -305,7 +305,7 @@ func Describe(zone, name string, t *table.Table) TableInfo {
 	return ti
 }
 
-// Tables describes every table of every zone.
+// Tables describes every table of every zone, with the locations where the files are now.
 func (s *Store) Tables(ctx context.Context) ([]TableInfo, error) {
 	var out []TableInfo
 	for _, z := range Zones {
@@ -318,7 +318,9 @@ func (s *Store) Tables(ctx context.Context) ([]TableInfo, error) {
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, Describe(z, n, t))
+			ti := Describe(z, n, t)
+			ti.Location, ti.MetadataLocation = s.present(ti.Location), s.present(ti.MetadataLocation)
+			out = append(out, ti)
 		}
 	}
 	return out, nil
