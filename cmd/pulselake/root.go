@@ -103,7 +103,7 @@ func checkDataDir(g *globals, cmd *cobra.Command) error {
 	for top.HasParent() && top.Parent().HasParent() {
 		top = top.Parent()
 	}
-	if !top.HasParent() || cmd.HasSubCommands() {
+	if !top.HasParent() || cmd.Annotations[helpOnly] != "" {
 		return nil // the root and command groups only print help
 	}
 	path := strings.TrimPrefix(cmd.CommandPath(), top.Parent().CommandPath()+" ")
@@ -125,7 +125,7 @@ func checkDataDir(g *globals, cmd *cobra.Command) error {
 	case errors.Is(err, fs.ErrNotExist):
 		abs, _ := filepath.Abs(g.dataDir)
 		return usagef("data directory %s does not exist; give the one serve uses with --data DIR (or $PULSELAKE_DATA), "+
-			"or create one by starting `pulselake serve --data %s` (or `pulselake demo --data %s`)", abs, g.dataDir, g.dataDir)
+			"or start a new one with `pulselake serve --data %s` (or `mkdir -p %s` for an empty lake)", abs, shellQuote(g.dataDir), shellQuote(g.dataDir))
 	default:
 		return fmt.Errorf("checking the data directory: %w", err)
 	}
@@ -162,7 +162,14 @@ func refuseUnknownSubcommands(cmd *cobra.Command) {
 		return usagef("%s (its commands: %s; see %s --help)", msg, strings.Join(names, ", "), c.CommandPath())
 	}
 	cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+	if cmd.Annotations == nil {
+		cmd.Annotations = map[string]string{}
+	}
+	cmd.Annotations[helpOnly] = "true"
 }
+
+// helpOnly annotates the command groups whose only action is printing their help.
+const helpOnly = "pulselake/help-only"
 
 func run(args []string, stdout, stderr io.Writer) int {
 	g := &globals{stdout: stdout, stderr: stderr}

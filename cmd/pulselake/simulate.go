@@ -17,7 +17,7 @@ func newSimulateCmd(g *globals) *cobra.Command {
 	var stediOut string
 	var stediCustomers int
 	cmd := &cobra.Command{
-		Use:   "simulate bp|hr|accelerometer|ecg --target URL|mqtt://HOST:PORT --token T | simulate stedi --out DIR",
+		Use: "simulate bp|hr|accelerometer|ecg --target URL|mqtt://HOST:PORT --token T | simulate stedi --out DIR",
 		Long: `Runs a fleet of simulated devices against a server: bp (blood-pressure cuffs), hr (heart-rate
 wearables), accelerometer, ecg (real MIT-BIH beats). With a wrong token (401 or 403) it stops at
 once; while the server cannot be reached it pauses and retries with back-off, saying so once.
