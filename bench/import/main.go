@@ -87,6 +87,9 @@ func main() {
 	// 2. pulselake ingest.
 	if *cli {
 		data := filepath.Join(*dir, "data-cli")
+		if err := os.MkdirAll(data, 0o700); err != nil { // ingest refuses a missing data directory
+			fatal(err)
+		}
 		t0 = time.Now()
 		cmd := exec.Command(*bin, "ingest", "--data", data, "--subject", "bench", "--format", "apple-health", xmlPath)
 		var out bytes.Buffer
