@@ -399,3 +399,15 @@ func TestReadingsStatusCodes(t *testing.T) {
 		}
 	}
 }
+
+// TestSimulateMQTTRefusedToken sends over MQTT with a token the server does not know: the
+// connection is refused (a CONNACK "not authorized", or the connection closed at CONNECT) and
+// the simulator says which token it needs instead of retrying.
+func TestSimulateMQTTRefusedToken(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	defer srv.stop()
+	out, code := runBin(t, "simulate", "hr", "--target", "mqtt://"+srv.MQTTAddr, "--token", "plk_not-a-real-token-000000", "--duration", "30s")
+	if code != 1 || !strings.Contains(out, "refused the token") || !strings.Contains(out, "token create --scope ingest") || !strings.Contains(out, srv.MQTTAddr) {
+		t.Errorf("exit %d, want 1 saying the token was refused and which to use:\n%s", code, out)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/pulselake/pulselake/internal/reading"
 )
@@ -432,7 +433,17 @@ func newMQTTSender(ctx context.Context, host, token string, conns int) (*mqttSen
 			if err == nil {
 				err = errors.New("timed out")
 			}
-			return nil, fmt.Errorf("connecting to MQTT %s: %w (is the token an ingest token?)", host, err)
+			switch {
+			case errors.Is(err, packets.ErrorRefusedNotAuthorised) || errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword):
+				return nil, fmt.Errorf("%w (MQTT %s: %v); simulate over MQTT needs an ingest token not bound to a subject: pulselake token create --scope ingest",
+					ErrTokenRefused, host, err)
+			case strings.HasSuffix(err.Error(), "EOF"):
+				// The NATS MQTT listener closes the connection on a token it refuses, often
+				// before the client reads its CONNACK.
+				return nil, fmt.Errorf("connecting to MQTT %s: the server closed the connection at CONNECT (%w): most likely it refused the token; simulate over MQTT needs an ingest token not bound to a subject: pulselake token create --scope ingest",
+					host, err)
+			}
+			return nil, fmt.Errorf("connecting to MQTT %s: %w (is serve running there with MQTT on?)", host, err)
 		}
 		s.clients = append(s.clients, c)
 	}
