@@ -21,11 +21,13 @@ import (
 func newIngestCmd(g *globals) *cobra.Command {
 	var subject, format, timezone string
 	cmd := &cobra.Command{
-		Use:   "ingest [--format apple-health|google-takeout] [--subject S] FILE|DIR...",
+		Use:   "ingest [--format apple-health|google-takeout|fhir] [--subject S] FILE|DIR...",
 		Short: "Import readings from files: NDJSON, JSON arrays, CSV (generic, Fitbit heart rate, home blood-pressure logs), WFDB records (.hea), Apple Health exports and Google Takeout archives",
 		Long: `Import readings from files. Exports of wearable apps are detected by their contents, or named
 with --format: an Apple Health export (export.zip or export.xml) or a Google Takeout archive of
-Fitbit data (Takeout.zip or its folder); they need --subject. Importing again stores nothing twice.`,
+Fitbit data (Takeout.zip or its folder); they need --subject. FHIR R4 Observations (a Bundle
+.json, Bulk Data .ndjson, or a folder of them) carry their subject. Importing again stores
+nothing twice.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := checkConfig(g)
@@ -68,9 +70,13 @@ Fitbit data (Takeout.zip or its folder); they need --subject. Importing again st
 			if err := in.Recover(cmd.Context(), conn); err != nil {
 				return err
 			}
+			fhirFormat, err := app.FHIRExport(cfg)
+			if err != nil {
+				return err
+			}
 			prog := newImportProgress(g.stderr)
 			results, err := in.Import(cmd.Context(), args, ingest.ImportOptions{
-				Subject: subject, Format: format, Exports: imports.Exports(), Location: loc, Progress: prog.update,
+				Subject: subject, Format: format, Exports: append(imports.Exports(), fhirFormat), Location: loc, Progress: prog.update,
 			})
 			prog.finish()
 			for _, r := range results {
@@ -87,7 +93,7 @@ Fitbit data (Takeout.zip or its folder); they need --subject. Importing again st
 		},
 	}
 	cmd.Flags().StringVar(&subject, "subject", "", "subject of the readings of files that name none (exports, home blood-pressure logs)")
-	cmd.Flags().StringVar(&format, "format", "", "export format: apple-health or google-takeout (default: detected from the contents)")
+	cmd.Flags().StringVar(&format, "format", "", "export format: apple-health, google-takeout or fhir (default: detected from the contents)")
 	cmd.Flags().StringVar(&timezone, "timezone", "", "IANA time zone of export times written without an offset (legacy Fitbit data) when the archive's Profile.csv names none (default UTC)")
 	return cmd
 }

@@ -81,6 +81,7 @@ func newRootCmd(g *globals) *cobra.Command {
 		newVersionCmd(g),
 		newConnectCmd(g),
 		newPullCmd(g),
+		newExportCmd(g),
 	)
 	refuseUnknownSubcommands(root)
 	return root

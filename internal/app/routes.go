@@ -50,6 +50,9 @@ func mountRoutes(ws *web.Server, n *node) {
 		ws.HandleUnbound(restCatalogPrefix+"/", token.ScopeRead, h)
 	}
 
+	// FHIR R4 vital-sign Observations (docs/formats.md); errors are OperationOutcomes.
+	mountFHIR(ws, n)
+
 	// Go runtime profiles.
 	ws.Handle("GET /debug/pprof/", token.ScopeAdmin, profile(pprof.Index)) // the list, and each named profile
 	ws.Handle("GET /debug/pprof/profile", token.ScopeAdmin, profile(pprof.Profile))

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/pulselake/pulselake/internal/anomaly"
 	"github.com/pulselake/pulselake/internal/ecg"
+	"github.com/pulselake/pulselake/internal/fhir"
 	"github.com/pulselake/pulselake/internal/lake"
 	"github.com/pulselake/pulselake/internal/notify"
 	"github.com/pulselake/pulselake/internal/pipeline"
@@ -165,6 +167,11 @@ func (r Runtime) MemoryLimitBytes() int64 {
 type KindConfig struct {
 	Name   string        `yaml:"name"`
 	Values []ValueConfig `yaml:"values"`
+	// LOINC is the LOINC code of a kind with one number value (e.g. 29463-7, body weight):
+	// FHIR Observations of that code become readings of the kind and back (docs/formats.md).
+	LOINC string `yaml:"loinc"`
+	// UCUM is the UCUM unit code of that value in FHIR (e.g. kg); required with loinc.
+	UCUM string `yaml:"ucum"`
 }
 
 // ValueConfig declares one value of an extra kind.
@@ -496,6 +503,45 @@ func (c *Config) validateKinds(ps *Problems) {
 				ps.Add(fmt.Sprintf("kinds[%d].values[%d].type", i, j), "want number or string, got %q", v.Type)
 			}
 		}
+		c.validateKindCode(ps, i, k)
+	}
+	if reg, err := c.Registry(); err == nil {
+		if _, err := fhir.NewMapper(reg, c.FHIRCodes()); err != nil {
+			ps.Add("kinds", "%v", err)
+		}
+	}
+}
+
+// FHIRCodes lists the declared kinds that name a LOINC code.
+func (c *Config) FHIRCodes() []fhir.Declared {
+	var out []fhir.Declared
+	for _, k := range c.Kinds {
+		if k.LOINC != "" {
+			out = append(out, fhir.Declared{Kind: k.Name, LOINC: k.LOINC, UCUM: k.UCUM})
+		}
+	}
+	return out
+}
+
+// loincRe is the form of a LOINC code: digits, a hyphen and the check digit.
+var loincRe = regexp.MustCompile(`^[0-9]{1,7}-[0-9]$`)
+
+// validateKindCode checks the FHIR code of declared kind i.
+func (c *Config) validateKindCode(ps *Problems, i int, k KindConfig) {
+	if k.LOINC == "" {
+		if k.UCUM != "" {
+			ps.Add(fmt.Sprintf("kinds[%d].ucum", i), "ucum needs loinc: name the kind's LOINC code too")
+		}
+		return
+	}
+	if !loincRe.MatchString(k.LOINC) {
+		ps.Add(fmt.Sprintf("kinds[%d].loinc", i), "want a LOINC code such as 29463-7, got %q", k.LOINC)
+	}
+	if k.UCUM == "" || strings.ContainsAny(k.UCUM, " \t") {
+		ps.Add(fmt.Sprintf("kinds[%d].ucum", i), "a kind with loinc needs its value's UCUM unit code without spaces (e.g. kg), got %q", k.UCUM)
+	}
+	if len(k.Values) != 1 || (k.Values[0].Type != "" && k.Values[0].Type != "number") {
+		ps.Add(fmt.Sprintf("kinds[%d].loinc", i), "a kind with a LOINC code must have exactly one number value (it becomes valueQuantity)")
 	}
 }
 

@@ -44,6 +44,8 @@ type ImportOptions struct {
 type Export struct {
 	Format string // name given to --format, e.g. apple-health
 	Source string // batch source of its readings (landing.<source>)
+	// OwnSubjects: the export's records name their subjects, so --subject is not needed.
+	OwnSubjects bool
 	// Detect reports whether the file or folder at path is of this format.
 	Detect func(path string) bool
 	// Read emits the export's readings (wire format v1) in order.
@@ -56,6 +58,9 @@ type ExportOptions struct {
 	Location *time.Location
 	// Progress is called with the bytes of the file (or folder) read so far.
 	Progress func(read int64)
+	// EmitRecord stores a record the format parsed or refused itself (Record.Reading,
+	// Record.Rejected), in order with those of emit.
+	EmitRecord func(Record) error
 }
 
 // ImportProgress is how far the import of one path has got.
@@ -162,7 +167,7 @@ func exportFor(root string, o ImportOptions) (Export, bool, error) {
 // parsing and storing use two cores; at most exportStorers chunks wait between them.
 func (in *Ingester) importExport(ctx context.Context, root string, st fs.FileInfo, exp Export, o ImportOptions) (FileResult, error) {
 	res := FileResult{Path: root, Result: Result{Rejected: []Rejection{}}}
-	if o.Subject == "" {
+	if o.Subject == "" && !exp.OwnSubjects {
 		return res, fmt.Errorf("importing %s: a %s export names no subject; pass --subject", root, exp.Format)
 	}
 	t := &exportTally{
@@ -263,14 +268,15 @@ func readExport(ctx context.Context, root string, exp Export, o ImportOptions, t
 			return ctx.Err()
 		}
 	}
-	emit := func(raw []byte, origin string) error {
-		chunk = append(chunk, Record{Raw: raw, Origin: origin})
+	emitRecord := func(rec Record) error {
+		chunk = append(chunk, rec)
 		if len(chunk) >= o.Chunk {
 			return send()
 		}
 		return nil
 	}
-	eo := ExportOptions{Subject: o.Subject, Location: o.Location, Progress: func(n int64) {
+	emit := func(raw []byte, origin string) error { return emitRecord(Record{Raw: raw, Origin: origin}) }
+	eo := ExportOptions{Subject: o.Subject, Location: o.Location, EmitRecord: emitRecord, Progress: func(n int64) {
 		t.mu.Lock()
 		t.p.Bytes = min(n, t.p.BytesTotal)
 		t.report()

@@ -246,6 +246,12 @@ type Record struct {
 	// earlier try): it is kept rejected, with code record-too-large and the first
 	// keptPrefix bytes of its payload. Used where no client can be told (MQTT).
 	TooLarge bool
+	// Reading, when set, is Raw already parsed, validated and normalized by the format's
+	// own reader (FHIR): it is stored as is, Raw kept beside it as received.
+	Reading *reading.Reading
+	// Rejected, when set, says why the format's own reader refused Raw: it is kept in
+	// quarantine with these errors.
+	Rejected reading.Errors
 }
 
 // keptPrefix is how much of a record too large to store is kept in quarantine.
@@ -264,6 +270,8 @@ type Result struct {
 	Accepted   int         `json:"accepted"`
 	Duplicates int         `json:"duplicates"`
 	Rejected   []Rejection `json:"rejected"`
+	// DuplicateIndexes are the request indexes of the duplicates, in order.
+	DuplicateIndexes []int `json:"-"`
 }
 
 // Ingest validates records and stores the batch. The token limits which subjects may be
@@ -320,7 +328,16 @@ func (in *Ingester) parseRecords(tok token.Token, recs []Record, res *Result) ([
 			res.Rejected = append(res.Rejected, Rejection{Index: i, Code: reading.CodeRecordTooLarge, Message: e.Errors[0].Message})
 			continue
 		}
-		r, errs := p.ParseWith(rec.Raw, rec.Kind, rec.Device)
+		var r reading.Reading
+		var errs reading.Errors
+		switch {
+		case rec.Rejected != nil:
+			errs = rec.Rejected
+		case rec.Reading != nil:
+			r = *rec.Reading
+		default:
+			r, errs = p.ParseWith(rec.Raw, rec.Kind, rec.Device)
+		}
 		if errs == nil && !tok.Sees(r.Subject) {
 			errs = reading.Errors{{Code: reading.CodeSubjectNotAllow, Path: "/subject",
 				Message: fmt.Sprintf("this token may only send readings of subject %q", tok.Subject)}}
@@ -354,6 +371,7 @@ func (in *Ingester) dropDuplicates(batch *stream.Batch, entries []stream.Entry, 
 			j++
 			if isDup {
 				res.Duplicates++
+				res.DuplicateIndexes = append(res.DuplicateIndexes, i)
 				in.m.readings.WithLabelValues(batch.Source, e.Reading.Kind, "duplicate").Inc()
 				continue
 			}

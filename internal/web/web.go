@@ -126,18 +126,24 @@ type Handler func(w http.ResponseWriter, r *http.Request, tok token.Token)
 // reaches h, which must show it only what the token Sees; routes that cannot filter by subject
 // use HandleUnbound.
 func (s *Server) Handle(pattern string, scope token.Scope, h Handler) {
-	s.handle(pattern, scope, false, h)
+	s.handle(pattern, scope, false, nil, h)
+}
+
+// HandleWith is Handle with every response of the route, authentication and scope errors
+// included, written through wrap (FHIR routes answer errors as OperationOutcomes).
+func (s *Server) HandleWith(pattern string, scope token.Scope, wrap func(http.Handler) http.Handler, h Handler) {
+	s.handle(pattern, scope, false, wrap, h)
 }
 
 // HandleUnbound mounts an API route that needs a token of the given scope and refuses
 // subject-bound tokens (403 subject-bound-token): for what cannot be filtered by subject.
 func (s *Server) HandleUnbound(pattern string, scope token.Scope, h Handler) {
-	s.handle(pattern, scope, true, h)
+	s.handle(pattern, scope, true, nil, h)
 }
 
-func (s *Server) handle(pattern string, scope token.Scope, unboundOnly bool, h Handler) {
+func (s *Server) handle(pattern string, scope token.Scope, unboundOnly bool, wrap func(http.Handler) http.Handler, h Handler) {
 	route := pattern
-	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+	var f http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		defer func() { s.reqs.WithLabelValues(route, fmt.Sprint(rw.code)).Inc() }()
 		secret, ok := BearerToken(r.Header.Get("Authorization"))
@@ -162,6 +168,10 @@ func (s *Server) handle(pattern string, scope token.Scope, unboundOnly bool, h H
 		}
 		h(rw, r, tok)
 	})
+	if wrap != nil {
+		f = wrap(f)
+	}
+	s.mux.Handle(pattern, f)
 }
 
 // BearerToken returns the token of an Authorization header value of the Bearer scheme

@@ -1,0 +1,177 @@
+// Command fhir benchmarks FHIR R4 ingest as a whole system: it starts `pulselake serve` as a
+// separate process on a fresh data directory and, in the same run, posts heart-rate readings
+// as NDJSON batches to POST /v1/readings and as batch Bundles of Observations to
+// POST /fhir/r4, the same number per request, reporting readings/s and per-request latency
+// of each (docs/benchmarks.md, "FHIR").
+//
+//	go build -o pulselake ./cmd/pulselake
+//	go run ./bench/fhir -bin ./pulselake -duration 15s
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+const token = "plk_bench-admin-token-0123456789abcdef"
+
+func main() {
+	bin := flag.String("bin", "./pulselake", "pulselake binary")
+	duration := flag.Duration("duration", 15*time.Second, "length of each phase")
+	batch := flag.Int("batch", 1000, "readings (Observations) per request")
+	clients := flag.Int("clients", 8, "concurrent HTTP clients")
+	flag.Parse()
+
+	dir, err := os.MkdirTemp("", "pulselake-bench-fhir-")
+	must(err)
+	defer os.RemoveAll(dir)
+	addr := freeAddr()
+	cmd := exec.Command(*bin, "serve", "--data", dir, "--http", addr, "--mqtt", "off")
+	cmd.Env = append(os.Environ(), "PULSELAKE_ADMIN_TOKEN="+token)
+	logf, err := os.Create(filepath.Join(dir, "serve.log"))
+	must(err)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	must(cmd.Start())
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	base := "http://" + addr
+	waitReady(base)
+
+	fmt.Printf("pulselake FHIR ingest benchmark, %s, %d readings per request, %d clients\n", time.Now().UTC().Format(time.RFC3339), *batch, *clients)
+	epoch := time.Now().Add(-2 * time.Hour).UTC()
+	for _, p := range []struct {
+		name, path, ctype string
+		body              func(client, seq int) []byte
+	}{
+		{"plain JSON (NDJSON, POST /v1/readings)", "/v1/readings", "application/x-ndjson", func(c, s int) []byte { return ndjson(epoch, c, s, *batch) }},
+		{"FHIR batch Bundle (POST /fhir/r4)", "/fhir/r4", "application/fhir+json", func(c, s int) []byte { return bundle(epoch, c, s, *batch) }},
+	} {
+		n, lat, el, bytesSent := run(base+p.path, p.ctype, *clients, *duration, *batch, p.body)
+		fmt.Printf("%s: %d readings in %.1fs = %.0f readings/s; %.0f bytes/reading; per-request latency p50 %.1f ms, p99 %.1f ms\n",
+			p.name, n, el.Seconds(), float64(n)/el.Seconds(), float64(bytesSent)/float64(max(n, 1)), ms(pct(lat, 50)), ms(pct(lat, 99)))
+	}
+}
+
+// run posts bodies from clients goroutines for d and counts the readings acknowledged.
+func run(url, ctype string, clients int, d time.Duration, per int, body func(client, seq int) []byte) (int64, []time.Duration, time.Duration, int64) {
+	var n, sent atomic.Int64
+	var mu sync.Mutex
+	var lat []time.Duration
+	var wg sync.WaitGroup
+	start := time.Now()
+	deadline := start.Add(d)
+	// The client id offsets the readings' times so that phases and clients never collide.
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			hc := &http.Client{Timeout: time.Minute}
+			for seq := 0; time.Now().Before(deadline); seq++ {
+				b := body(c, seq)
+				t0 := time.Now()
+				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(b))
+				req.Header.Set("Content-Type", ctype)
+				req.Header.Set("Authorization", "Bearer "+token)
+				resp, err := hc.Do(req)
+				must(err)
+				data, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 && resp.StatusCode != 202 {
+					must(fmt.Errorf("POST %s: %d %.300s", url, resp.StatusCode, data))
+				}
+				mu.Lock()
+				lat = append(lat, time.Since(t0))
+				mu.Unlock()
+				n.Add(int64(per))
+				sent.Add(int64(len(b)))
+			}
+		}()
+	}
+	wg.Wait()
+	return n.Load(), lat, time.Since(start), sent.Load()
+}
+
+// readingTime is the time of reading i of request seq of client c: unique per reading.
+func readingTime(epoch time.Time, c, seq, i, per int) time.Time {
+	return epoch.Add(time.Duration((seq*per+i)*64+c) * time.Microsecond)
+}
+
+func ndjson(epoch time.Time, c, seq, per int) []byte {
+	var b bytes.Buffer
+	for i := range per {
+		fmt.Fprintf(&b, `{"subject":"patient-%d","device":"hr-%d","kind":"heart_rate","time":%q,"values":{"bpm":%d}}`+"\n",
+			i%50, c, readingTime(epoch, c, seq, i, per).Format(time.RFC3339Nano), 60+i%40)
+	}
+	return b.Bytes()
+}
+
+func bundle(epoch time.Time, c, seq, per int) []byte {
+	entries := make([]any, per)
+	for i := range per {
+		entries[i] = map[string]any{
+			"fullUrl": fmt.Sprintf("urn:uuid:%08x-0000-4000-8000-%012x", c, seq*per+i),
+			"resource": map[string]any{
+				"resourceType": "Observation", "status": "final",
+				"category":          []any{map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}}}},
+				"code":              map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}}},
+				"subject":           map[string]any{"reference": fmt.Sprintf("Patient/patient-%d", i%50)},
+				"device":            map[string]any{"reference": fmt.Sprintf("Device/fhir-%d", c)},
+				"effectiveDateTime": readingTime(epoch, c, seq, i, per).Format(time.RFC3339Nano),
+				"valueQuantity":     map[string]any{"value": 60 + i%40, "unit": "beats/minute", "system": "http://unitsofmeasure.org", "code": "/min"},
+			},
+			"request": map[string]any{"method": "POST", "url": "Observation"},
+		}
+	}
+	b, err := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "batch", "entry": entries})
+	must(err)
+	return b
+}
+
+func pct(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	return d[min(len(d)-1, len(d)*p/100)]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func must(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitReady(url string) {
+	for range 600 {
+		if resp, err := http.Get(url + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond) // polling for readiness, bounded by the loop
+	}
+	must(fmt.Errorf("serve not ready in 60s"))
+}
