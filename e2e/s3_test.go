@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -20,65 +18,12 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/google/uuid"
 
 	"github.com/pulselake/pulselake/internal/config"
 	"github.com/pulselake/pulselake/internal/lake"
 )
-
-const (
-	s3Access = "pulselake-test-access"
-	s3Secret = "pulselake-test-secret-0123456789"
-	s3Bucket = "pulselake"
-)
-
-// startVersityGW starts the versitygw S3 gateway on a free port over a POSIX directory
-// (each bucket is a subdirectory, each object a file) and returns its endpoint and root.
-func startVersityGW(t *testing.T) (endpoint, root string) {
-	t.Helper()
-	bin, err := exec.LookPath("versitygw")
-	if err != nil {
-		t.Skip("versitygw is not on PATH; install it with `go install github.com/versity/versitygw/cmd/versitygw@v1.8.0` (see .ci/install)")
-	}
-	root = t.TempDir()
-	addr := freeAddr(t)
-	cmd := exec.Command(bin, "--access", s3Access, "--secret", s3Secret, "--port", addr, "--quiet", "posix", root)
-	logf, err := os.Create(filepath.Join(t.TempDir(), "versitygw.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		logf.Close()
-	})
-	waitUntil(t, 20*time.Second, "versitygw to accept connections", func() bool {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	endpoint = "http://" + addr
-	client := s3.New(s3.Options{
-		Region:       "us-east-1",
-		BaseEndpoint: aws.String(endpoint),
-		UsePathStyle: true,
-		Credentials:  credentials.NewStaticCredentialsProvider(s3Access, s3Secret, ""),
-	})
-	if _, err := client.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(s3Bucket)}); err != nil {
-		t.Fatalf("creating bucket: %v", err)
-	}
-	return endpoint, root
-}
 
 // s3Count runs a one-number query with the pulselake query command and a config file.
 func s3Count(t *testing.T, dir, cfgFile, sql string) (int64, string) {
@@ -123,7 +68,7 @@ func parquetUnder(t *testing.T, dir string) []string {
 // `pulselake erase` removes a subject there too, down to the replaced objects and an object
 // no snapshot refers to.
 func TestLakeOnS3(t *testing.T) {
-	endpoint, root := startVersityGW(t)
+	endpoint, root := startVersitygwRoot(t)
 	if _, err := buildOnce(); err != nil { // before serve starts: the waits below are not for the build
 		t.Fatal(err)
 	}

@@ -41,13 +41,15 @@ func withStore(cmd *cobra.Command, g *globals, f func(*lake.Store) error) error 
 func newCatalogCrawlCmd(g *globals) *cobra.Command {
 	var o catalog.Options
 	var format string
+	var check bool
 	cmd := &cobra.Command{
-		Use:   "crawl --source PATH|URL --zone landing|trusted|curated --table NAME",
+		Use:   "crawl --source PATH|URL --zone landing|trusted|curated --table NAME [--check]",
 		Short: "Infer the schema, partitions and row count of a folder of JSON-lines, CSV or Parquet files and register it as zone.table",
 		Long: `Walks the folder (a path or file:// URL), reads the Parquet footers and a sample of the
 rows of every JSON-lines and CSV file, turns hive k=v folders into partition columns and
-registers the table; SQL sees it as zone.table. Crawling a registered table again updates it
-and reports schema drift (columns added, removed or changed type). See docs/catalog.md.`,
+registers the table; SQL sees it as zone.table, with exactly the registered columns and types.
+Crawling a registered table again updates it and reports schema drift (columns added, removed
+or changed type); --check reports the drift without changing the table. See docs/catalog.md.`,
 		Example: `  pulselake catalog crawl --source ./exports/vitals --zone landing --table vitals
   pulselake query "SELECT day, count(*) FROM landing.vitals GROUP BY day"`,
 		Args: cobra.NoArgs,
@@ -73,13 +75,17 @@ and reports schema drift (columns added, removed or changed type). See docs/cata
 				if slices.Contains(names, o.Name) {
 					return usagef("%s.%s is an Iceberg table written by pulselake; choose another --table", o.Zone, o.Name)
 				}
-				res, err = catalog.Crawl(cmd.Context(), g.dataDir, o)
+				if check {
+					res, err = catalog.Check(cmd.Context(), g.dataDir, o)
+				} else {
+					res, err = catalog.Crawl(cmd.Context(), g.dataDir, o)
+				}
 				return err
 			})
 			if err != nil {
 				return err
 			}
-			printCrawl(g, res)
+			printCrawl(g, res, check)
 			return nil
 		},
 	}
@@ -90,27 +96,33 @@ and reports schema drift (columns added, removed or changed type). See docs/cata
 	f.StringVar(&format, "format", "", "json, csv or parquet (default: detected from the file names)")
 	f.IntVar(&o.SampleRows, "sample-rows", catalog.DefaultSampleRows, "rows of each JSON or CSV file read to infer types (all rows are counted)")
 	f.IntVar(&o.MaxFiles, "max-files", catalog.DefaultMaxFiles, "most files a table may have")
+	f.BoolVar(&check, "check", false, "report the schema drift since the last crawl without changing the registered table")
 	return cmd
 }
 
-func printCrawl(g *globals, res *catalog.Result) {
+func printCrawl(g *globals, res *catalog.Result, check bool) {
 	t := res.Table
 	verb := "registered"
-	if res.Previous != nil {
+	switch {
+	case check && res.Previous == nil:
+		verb = "not registered (--check)"
+	case check:
+		verb = "checked"
+	case res.Previous != nil:
 		verb = "updated"
 	}
 	fmt.Fprintf(g.stdout, "%s %s: %d rows in %d %s files (%s) under %s\n", verb, t.Key(), t.Rows, t.Files, t.Format, catalog.HumanBytes(t.Bytes), t.Location)
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "COLUMN\tTYPE\t")
+	fmt.Fprintln(tw, "COLUMN\tTYPE\tSQL TYPE\t")
 	for _, c := range t.Columns {
 		note := ""
 		if c.Nested {
 			note = "JSON text"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", c.Name, c.Type, note)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, c.Type, catalog.SQLType(c.Type), note)
 	}
 	for _, c := range t.Partitions {
-		fmt.Fprintf(tw, "%s\t%s\tpartition\n", c.Name, c.Type)
+		fmt.Fprintf(tw, "%s\t%s\t%s\tpartition\n", c.Name, c.Type, catalog.SQLType(c.Type))
 	}
 	tw.Flush()
 	if res.Previous != nil {
@@ -119,6 +131,9 @@ func printCrawl(g *globals, res *catalog.Result) {
 				res.Previous.CrawledAt, res.Previous.Rows, t.Rows, res.Previous.Files, t.Files)
 		} else {
 			fmt.Fprintf(g.stdout, "schema drift since the crawl of %s:\n%s", res.Previous.CrawledAt, res.Drift)
+			if check {
+				fmt.Fprintf(g.stdout, "the table keeps the schema of %s until it is crawled again without --check\n", res.Previous.CrawledAt)
+			}
 		}
 	}
 	for _, w := range res.Warnings {

@@ -27,10 +27,17 @@ func TestCatalogCommand(t *testing.T) {
 	put("day=2026-11-01/a.jsonl", `{"device":"hr-1","bpm":61}`+"\n"+`{"device":"hr-2","bpm":70}`+"\n")
 
 	code, out, errs := runCLI(t, "catalog", "crawl", "--data", data, "--source", src, "--table", "vitals")
-	if code != exitOK || !strings.Contains(out, "registered landing.vitals: 2 rows in 1 json files") || !strings.Contains(out, "day     date    partition") {
+	if code != exitOK || !strings.Contains(out, "registered landing.vitals: 2 rows in 1 json files") || !strings.Contains(out, "day     date    DATE      partition") {
 		t.Fatalf("crawl: exit %d\n%s\n%s", code, out, errs)
 	}
 	put("day=2026-11-02/b.jsonl", `{"device":"hr-1","bpm":62.5,"spo2":97}`+"\n")
+	code, out, errs = runCLI(t, "catalog", "crawl", "--data", data, "--source", src, "--table", "vitals", "--check")
+	if code != exitOK || !strings.Contains(out, "checked landing.vitals") || !strings.Contains(out, "~ bpm bigint → double") || !strings.Contains(out, "keeps the schema") {
+		t.Fatalf("crawl --check: exit %d\n%s\n%s", code, out, errs)
+	}
+	if x, err := catalog.Get(data, "landing", "vitals"); err != nil || x == nil || len(x.Columns) != 2 || x.Columns[1].Type != "bigint" {
+		t.Fatalf("crawl --check changed the registered table: %+v, %v", x, err)
+	}
 	code, out, errs = runCLI(t, "catalog", "crawl", "--data", data, "--source", src, "--table", "vitals")
 	if code != exitOK || !strings.Contains(out, "schema drift since the crawl of") || !strings.Contains(out, "+ spo2 bigint") || !strings.Contains(out, "~ bpm bigint → double") {
 		t.Fatalf("re-crawl: exit %d\n%s\n%s", code, out, errs)

@@ -3,7 +3,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -189,15 +191,33 @@ func evalTrained(cmd *cobra.Command, g *globals, beats []ecg.Beat, records []str
 		}
 		return ecg.EvaluateBeats(m, test).Evaluate(records), nil
 	}
+	var accs []float64
 	c, err := ecg.CrossValidateRecords(cmd.Context(), beats, ecg.CVOptions{Folds: folds, Train: opt,
 		Progress: func(fold int, recs []string, c ecg.Confusion) {
 			f := c.Evaluate(recs)
-			fmt.Fprintf(g.stderr, "fold %d %v: %d beats, accuracy %.4f\n", fold, recs, f.Beats, f.Accuracy)
+			s, v := f.Classes["S"], f.Classes["V"]
+			accs = append(accs, f.Accuracy)
+			fmt.Fprintf(g.stderr, "fold %d %v: %d beats, accuracy %.4f, S Se %.3f PPV %.3f (%d), V F1 %.3f (%d)\n",
+				fold, recs, f.Beats, f.Accuracy, s.Sensitivity, s.PPV, s.Support, v.F1, v.Support)
 		}})
 	if err != nil {
 		return ecg.Evaluation{}, err
 	}
+	mean, sd := meanSD(accs)
+	fmt.Fprintf(g.stderr, "per-fold accuracy: mean %.4f, standard deviation %.4f, range %.4f to %.4f\n", mean, sd, slices.Min(accs), slices.Max(accs))
 	return c.Evaluate(records), nil
+}
+
+// meanSD returns the mean and the (population) standard deviation of v.
+func meanSD(v []float64) (mean, sd float64) {
+	for _, x := range v {
+		mean += x
+	}
+	mean /= float64(len(v))
+	for _, x := range v {
+		sd += (x - mean) * (x - mean)
+	}
+	return mean, math.Sqrt(sd / float64(len(v)))
 }
 
 func dropRR(beats []ecg.Beat) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pulselake/pulselake/internal/catalog"
 	"github.com/pulselake/pulselake/internal/config"
 	"github.com/pulselake/pulselake/internal/lake"
 	"github.com/pulselake/pulselake/internal/pipeline"
@@ -83,8 +84,16 @@ func OpenTokens(ctx context.Context, log *slog.Logger, conn *stream.Conn) (*toke
 }
 
 // OpenLake opens the lake of the data directory as cfg configures it (lake: section).
+// The crawler's registry is migrated to locations relative to the data directory.
 func OpenLake(ctx context.Context, log *slog.Logger, dataDir string, cfg *config.Config) (*lake.Store, error) {
-	return lake.Open(ctx, log.With("component", "lake"), cfg.Lake.WithDefaults(dataDir))
+	st, err := lake.Open(ctx, log.With("component", "lake"), cfg.Lake.WithDefaults(dataDir))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := catalog.Migrate(dataDir, st.PreviousDataDir(dataDir)); err != nil {
+		log.Warn("the crawled tables' registry could not be migrated to locations relative to the data directory", "err", err)
+	}
+	return st, nil
 }
 
 // OpenQuery opens a SQL engine over the lake of the data directory for one command; it opens

@@ -93,6 +93,25 @@ func Crawl(ctx context.Context, dataDir string, opts Options) (*Result, error) {
 	return res, nil
 }
 
+// Check scans opts.Source like Crawl and reports the drift from the registered entry without
+// changing the registry: the table keeps the schema it was crawled with until a crawl
+// records the new one.
+func Check(ctx context.Context, dataDir string, opts Options) (*Result, error) {
+	t, warnings, err := Scan(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	prev, err := Get(dataDir, opts.Zone, opts.Name)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Table: t, Previous: prev, Warnings: warnings}
+	if prev != nil {
+		res.Drift = Diff(*prev, t)
+	}
+	return res, nil
+}
+
 // Scan reads opts.Source and returns the table it holds, without registering it.
 func Scan(ctx context.Context, opts Options) (Table, []string, error) {
 	opts.applyDefaults()

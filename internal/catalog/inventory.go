@@ -25,6 +25,18 @@ type Entry struct {
 	Location string `json:"location"`
 	// Shadowed marks a crawled table hidden in SQL by an Iceberg table of the same name.
 	Shadowed bool `json:"shadowed,omitempty"`
+	// Columns of a crawled table, partition columns last, with the SQL types queries see.
+	Columns []EntryColumn `json:"columns,omitempty"`
+}
+
+// EntryColumn is a column of a crawled table as `catalog list` shows it.
+type EntryColumn struct {
+	Name string `json:"name"`
+	Type string `json:"type"` // portable type the crawler recorded
+	// SQLType is the type SQL reads it as (DESCRIBE shows the same).
+	SQLType   string `json:"sql_type"`
+	Partition bool   `json:"partition,omitempty"`
+	Nested    bool   `json:"nested,omitempty"`
 }
 
 // Inventory lists Iceberg tables (statistics of their current snapshot) and crawled tables,
@@ -39,7 +51,7 @@ func Inventory(iceberg []lake.TableInfo, external []Table) []Entry {
 	}
 	for _, t := range external {
 		out = append(out, Entry{Zone: t.Zone, Name: t.Name, Kind: KindExternal, Format: string(t.Format),
-			Rows: t.Rows, Files: t.Files, Bytes: t.Bytes, Location: t.Location, Shadowed: seen[t.Key()]})
+			Rows: t.Rows, Files: t.Files, Bytes: t.Bytes, Location: t.Location, Shadowed: seen[t.Key()], Columns: entryColumns(t)})
 	}
 	zoneRank := func(z string) int {
 		if i := slices.Index(lake.Zones, z); i >= 0 {
@@ -56,5 +68,16 @@ func Inventory(iceberg []lake.TableInfo, external []Table) []Entry {
 		}
 		return strings.Compare(a.Kind, b.Kind)
 	})
+	return out
+}
+
+func entryColumns(t Table) []EntryColumn {
+	out := make([]EntryColumn, 0, len(t.Columns)+len(t.Partitions))
+	for _, c := range t.Columns {
+		out = append(out, EntryColumn{Name: c.Name, Type: c.Type, SQLType: SQLType(c.Type), Nested: c.Nested})
+	}
+	for _, c := range t.Partitions {
+		out = append(out, EntryColumn{Name: c.Name, Type: c.Type, SQLType: SQLType(c.Type), Partition: true})
+	}
 	return out
 }

@@ -8,6 +8,10 @@
 // new content replaces the file atomically (temporary file, fsync, rename, fsync of the
 // folder), so readers never see a partial file and concurrent crawls never lose each other's
 // tables. The query engine turns each entry into a view named zone.table.
+//
+// A folder inside the data directory is recorded relative to it, so a data directory that is
+// moved or copied keeps its crawled tables; a folder elsewhere is recorded as an absolute
+// path. Migrate rewrites the absolute paths of registries written before.
 package catalog
 
 import (
@@ -47,6 +51,24 @@ const (
 	TypeDate      = "date"
 )
 
+// SQLType is the SQL type the query engine reads a column of the portable type as: the
+// engine reads crawled files with these types, never with its own inference.
+func SQLType(portable string) string {
+	switch portable {
+	case TypeBigint:
+		return "BIGINT"
+	case TypeDouble:
+		return "DOUBLE"
+	case TypeBoolean:
+		return "BOOLEAN"
+	case TypeTimestamp:
+		return "TIMESTAMP"
+	case TypeDate:
+		return "DATE"
+	}
+	return "VARCHAR" // string, and the JSON text of nested values
+}
+
 // Column is one column of an external table.
 type Column struct {
 	Name string `json:"name"`
@@ -60,7 +82,8 @@ type Column struct {
 type Table struct {
 	Zone string `json:"zone"`
 	Name string `json:"name"`
-	// Location is the folder the table's files are under (absolute local path).
+	// Location is the folder the table's files are under: an absolute local path in memory;
+	// in the registry file, relative to the data directory when the folder is inside it.
 	Location string `json:"location"`
 	Format   Format `json:"format"`
 	// Columns are the data columns inferred from samples (partition columns excluded).
@@ -117,8 +140,24 @@ func ValidateName(zone, name string) error {
 func RegistryPath(dataDir string) string { return filepath.Join(dataDir, "catalog", "external.json") }
 
 // List returns the registered external tables of a data directory, sorted by zone and name
-// (none when the registry does not exist).
+// (none when the registry does not exist), with absolute locations.
 func List(dataDir string) ([]Table, error) {
+	ts, err := readRegistry(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	base, err := filepath.Abs(dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("reading the catalog registry: %w", err)
+	}
+	for i := range ts {
+		ts[i].Location = resolve(base, ts[i].Location)
+	}
+	return ts, nil
+}
+
+// readRegistry returns the entries as the file holds them.
+func readRegistry(dataDir string) ([]Table, error) {
 	b, err := os.ReadFile(RegistryPath(dataDir))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -131,6 +170,96 @@ func List(dataDir string) ([]Table, error) {
 		return nil, fmt.Errorf("reading the catalog registry %s: %w (fix or delete the file and crawl again)", RegistryPath(dataDir), err)
 	}
 	return ts, nil
+}
+
+// resolve returns the absolute path of a recorded location (base is the absolute data
+// directory).
+func resolve(base, loc string) string {
+	if filepath.IsAbs(loc) {
+		return loc
+	}
+	return filepath.Join(base, filepath.FromSlash(loc))
+}
+
+// relative returns loc relative to base (slash-separated) when loc is inside base.
+func relative(base, loc string) (string, bool) {
+	rel, err := filepath.Rel(base, loc)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
+		return "", false
+	}
+	return filepath.ToSlash(rel), true
+}
+
+// record returns the form of an absolute location the registry file keeps.
+func record(base, loc string) string {
+	if rel, ok := relative(base, loc); ok {
+		return rel
+	}
+	return loc
+}
+
+// Moved maps the absolute locations of ts inside previous, the path the data directory had
+// before it was moved or copied ("" when unknown), to the same place inside dataDir: what
+// Migrate records, for a registry it could not rewrite (a read-only copy).
+func Moved(ts []Table, dataDir, previous string) []Table {
+	if previous == "" {
+		return ts
+	}
+	base, err := filepath.Abs(dataDir)
+	if err != nil {
+		return ts
+	}
+	for i := range ts {
+		if rel, ok := relative(previous, ts[i].Location); ok && filepath.IsAbs(ts[i].Location) {
+			ts[i].Location = resolve(base, rel)
+		}
+	}
+	return ts
+}
+
+// Migrate rewrites the absolute locations of a registry written before locations were
+// recorded relative to the data directory: those inside dataDir, and those inside
+// previous, the path dataDir had before it was moved or copied ("" when unknown), become
+// relative to the data directory. It returns how many entries it rewrote.
+func Migrate(dataDir, previous string) (int, error) {
+	ts, err := readRegistry(dataDir)
+	if err != nil || len(ts) == 0 {
+		return 0, err
+	}
+	base, err := filepath.Abs(dataDir)
+	if err != nil {
+		return 0, fmt.Errorf("migrating the catalog registry: %w", err)
+	}
+	movable := func(loc string) bool {
+		if !filepath.IsAbs(loc) {
+			return false
+		}
+		if _, ok := relative(base, loc); ok {
+			return true
+		}
+		_, ok := relative(previous, loc)
+		return previous != "" && ok
+	}
+	if !slices.ContainsFunc(ts, func(t Table) bool { return movable(t.Location) }) {
+		return 0, nil
+	}
+	n := 0
+	err = updateRaw(dataDir, func(ts []Table) []Table {
+		for i := range ts {
+			loc := ts[i].Location
+			if !movable(loc) {
+				continue
+			}
+			if rel, ok := relative(base, loc); ok {
+				ts[i].Location = rel
+			} else if rel, ok := relative(previous, loc); ok {
+				ts[i].Location = rel
+			}
+			n++
+		}
+		return ts
+	})
+	return n, err
 }
 
 // Get returns the registered table zone.name, or nil when there is none.
@@ -189,8 +318,28 @@ func Remove(dataDir, zone, name string) error {
 	return err
 }
 
-// update applies f to the registry under the registry lock and writes the result atomically.
+// update applies f to the registry (absolute locations) under the registry lock and writes
+// the result atomically, with locations inside the data directory made relative.
 func update(dataDir string, f func([]Table) []Table) error {
+	base, err := filepath.Abs(dataDir)
+	if err != nil {
+		return fmt.Errorf("updating the catalog registry: %w", err)
+	}
+	return updateRaw(dataDir, func(ts []Table) []Table {
+		for i := range ts {
+			ts[i].Location = resolve(base, ts[i].Location)
+		}
+		ts = f(ts)
+		for i := range ts {
+			ts[i].Location = record(base, ts[i].Location)
+		}
+		return ts
+	})
+}
+
+// updateRaw applies f to the entries as the file holds them, under the registry lock, and
+// writes the result atomically.
+func updateRaw(dataDir string, f func([]Table) []Table) error {
 	path := RegistryPath(dataDir)
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -207,7 +356,7 @@ func update(dataDir string, f func([]Table) []Table) error {
 		return fmt.Errorf("locking the catalog registry: %w", err)
 	}
 	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) //nolint:errcheck // closing releases it too
-	ts, err := List(dataDir)
+	ts, err := readRegistry(dataDir)
 	if err != nil {
 		return err
 	}

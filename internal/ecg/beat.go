@@ -87,6 +87,13 @@ type RRFeatures struct {
 	Average float64 `json:"average"`          // mean of the last (up to) 300 RR intervals (about five minutes)
 	Prev    float64 `json:"prev,omitempty"`   // the previous beat's Pre
 	Median  float64 `json:"median,omitempty"` // median of the last (up to) 32 RR intervals, including Pre
+	// Normal is the patient's normal rhythm before this beat: the median of the last (up to) 32
+	// intervals that were neither premature nor pauses (see normalTracker), so that runs of
+	// ectopic beats do not pull it along as they pull Local and Median.
+	Normal float64 `json:"normal,omitempty"`
+	// Spread is how irregular the patient's rhythm is: the median of |pre/Normal − 1| over the
+	// last (up to) 64 beats before this one (small in sinus rhythm, large in atrial fibrillation).
+	Spread float64 `json:"spread,omitempty"`
 
 	Morph MorphFeatures `json:"-"`
 }

@@ -12,8 +12,13 @@ const (
 	// the current one.
 	numV1Features = numWaveFeat + 7
 	numRRFeat     = 3
+	// numV2Features is the length of the feature vector of version 2 model files (one
+	// morphology feature fewer than today), a prefix of the current one.
+	numV2Features = numV1Features + numRRFeat + NumMorph - 1
+	// numNormalFeat counts the features against the patient's normal rhythm (version 3).
+	numNormalFeat = 5
 	// NumFeatures is the length of the feature vector the classifier sees.
-	NumFeatures = numV1Features + numRRFeat + NumMorph
+	NumFeatures = numV2Features + 1 + numNormalFeat
 )
 
 // FeatureNames returns the names of the features, in order.
@@ -24,7 +29,8 @@ func FeatureNames() []string {
 	}
 	out = append(out, "pre/local", "post/local", "pre/avg", "post/avg", "local/avg", "post/pre", "width",
 		"pre/median", "post/median", "prev/local")
-	return append(out, morphNames()...)
+	out = append(out, morphNames()...)
+	return append(out, "pre/normal", "post/normal", "local/normal", "prematurity_z", "spread")
 }
 
 // Features writes the feature vector of a beat window and its RR features into f, which must
@@ -61,6 +67,19 @@ func Features(f []float32, w *[WindowLen]float32, rr RRFeatures) {
 	} else {
 		copy(f[j:], neutralMorph[:])
 	}
+	j += NumMorph
+	// Against the patient's normal rhythm: prematurity, the pause after, the local rhythm (low
+	// in a run of ectopic beats), and the prematurity in units of the rhythm's own spread, so
+	// that an irregular rhythm (atrial fibrillation) does not make every short interval look
+	// premature.
+	f[j+0] = div32(rr.Pre, rr.Normal)
+	f[j+1] = div32(rr.Post, rr.Normal)
+	f[j+2] = div32(rr.Local, rr.Normal)
+	f[j+3], f[j+4] = 0, 0
+	if rr.Pre > 0 && rr.Normal > 0 {
+		f[j+3] = float32((rr.Pre/rr.Normal - 1) / max(rr.Spread, minSpread))
+		f[j+4] = float32(rr.Spread)
+	}
 }
 
 // neutralMorph stands for unknown morphology features (no template yet, or a beat without its
@@ -69,6 +88,7 @@ func Features(f []float32, w *[WindowLen]float32, rr RRFeatures) {
 var neutralMorph = func() (v [NumMorph]float32) {
 	v[0], v[1], v[2] = 1, 1, 1 // correlations
 	v[4], v[5] = 1, 1          // amplitude and variation ratios; distance and differences 0
+	v[NumMorph-1] = 1          // P-wave amplitude ratio
 	return v
 }()
 

@@ -47,12 +47,13 @@ func TestInterPatientDS1(t *testing.T) {
 	}
 }
 
-// Floors of TestInterPatientDS1. Measured with this configuration: accuracy 0.9373, S
-// sensitivity 0.2810 and PPV 0.2682, V F1 0.8121 (training is deterministic for a seed; the
-// margin is for changes that should not matter, such as another bin or subsample draw).
+// Floors of TestInterPatientDS1. Measured with this configuration: accuracy 0.9564, S
+// sensitivity 0.400 and PPV 0.485, V F1 0.829 (training is deterministic for a seed; the
+// margin is for changes that should not matter, such as another bin or subsample draw, which
+// move S figures by about ±0.03).
 const (
-	floorAccuracy = 0.93
-	floorSSe      = 0.25
-	floorSPPV     = 0.23
-	floorVF1      = 0.79
+	floorAccuracy = 0.945
+	floorSSe      = 0.36
+	floorSPPV     = 0.43
+	floorVF1      = 0.80
 )

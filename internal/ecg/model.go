@@ -17,8 +17,12 @@ import (
 )
 
 // ModelVersion is the version of the model file format this package writes. It also reads
-// version 1 files (70 features, no decision offsets).
-const ModelVersion = 2
+// version 1 files (70 features, no decision offsets) and version 2 files (89 features).
+const ModelVersion = 3
+
+// modelFeatures is the number of features of each model file version; each is a prefix of
+// the next, so older models give the same predictions as before.
+var modelFeatures = map[int]int{1: numV1Features, 2: numV2Features, 3: NumFeatures}
 
 const modelMagic = "PLECGGBT"
 
@@ -237,18 +241,21 @@ func step(flat []flatNode, f *[NumFeatures]float32, i int32) int32 {
 // int32 right, float32 value). All integers and floats are little-endian. A model read from a
 // version 1 file is written as version 1.
 func (m *Model) WriteTo(w io.Writer) (int64, error) {
-	version := ModelVersion
-	switch m.NumFeatures {
-	case NumFeatures:
-	case numV1Features:
-		version = 1
+	version := 0
+	for v, nf := range modelFeatures {
+		if nf == m.NumFeatures {
+			version = v
+		}
+	}
+	if version == 0 {
+		return 0, fmt.Errorf("writing model: %d features, want %d", m.NumFeatures, NumFeatures)
+	}
+	if version == 1 {
 		for _, e := range m.ens {
 			if e.Offset != [NumClasses]float32{} {
 				return 0, errors.New("writing model: a version 1 model cannot hold decision offsets")
 			}
 		}
-	default:
-		return 0, fmt.Errorf("writing model: %d features, want %d", m.NumFeatures, NumFeatures)
 	}
 	var buf bytes.Buffer
 	le := binary.LittleEndian
@@ -379,7 +386,7 @@ func ReadModel(r io.Reader) (*Model, error) {
 	if err := binary.Read(br, le, &version); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrModelFormat, err)
 	}
-	if version != 1 && version != ModelVersion {
+	if version < 1 || version > ModelVersion {
 		return nil, fmt.Errorf("%w: version %d, this build reads versions 1 to %d", ErrModelFormat, version, ModelVersion)
 	}
 	if err := binary.Read(br, le, &metaLen); err != nil || metaLen > maxMetaBytes {
@@ -397,11 +404,8 @@ func ReadModel(r io.Reader) (*Model, error) {
 	if err := binary.Read(br, le, &nc); err != nil || nc != NumClasses {
 		return nil, fmt.Errorf("%w: number of classes", ErrModelFormat)
 	}
-	// Version 1 models use the first numV1Features features, which have not changed.
-	wantNF := uint32(NumFeatures)
-	if version == 1 {
-		wantNF = numV1Features
-	}
+	// Older models use a prefix of today's features, which has not changed.
+	wantNF := uint32(modelFeatures[int(version)])
 	if err := binary.Read(br, le, &nf); err != nil || nf != wantNF {
 		return nil, fmt.Errorf("%w: %d features, version %d models have %d", ErrModelFormat, nf, version, wantNF)
 	}

@@ -27,15 +27,35 @@ const (
 	segStride  = 8
 	numSegDiff = segLen / segStride
 
-	// NumMorph is the number of morphology features (MorphFeatures.Values).
-	NumMorph = 6 + numSegDiff
+	// NumMorph is the number of morphology features (MorphFeatures.Values); the last one,
+	// amp_p, is new in model version 3.
+	NumMorph = 6 + numSegDiff + 1
 
 	// templateMin is how many beats the template averages before its features are used.
 	templateMin = 4
 	// templateMaxWeight caps the template's memory: beats enter with weight at least 1/32.
 	templateMaxWeight = 32
+	// templateReset is how many beats in a row at the usual rhythm, unlike the template but
+	// like each other, replace it.
+	templateReset = 8
 	// rrMedianLen is the number of recent intervals whose median is the patient's rhythm.
 	rrMedianLen = 32
+
+	// The normal rhythm (RRFeatures.Normal): the median of the last normalLen intervals that
+	// were neither premature (below prematureRatio of the estimate before them) nor pauses
+	// (above pauseRatio of it). The first normalWarmup intervals are all taken; normalReset
+	// rejected intervals in a row mean the rhythm itself changed (a new sustained rate), and the
+	// estimate starts over from them.
+	normalLen      = 32
+	normalWarmup   = 8
+	normalReset    = 16
+	prematureRatio = 0.85
+	pauseRatio     = 1.5
+	// spreadLen is the number of recent beats whose median |pre/Normal − 1| is RRFeatures.Spread.
+	spreadLen = 64
+	// minSpread bounds the spread that standardises the prematurity, so that a perfectly
+	// regular rhythm does not turn tiny deviations into large ones.
+	minSpread = 0.02
 )
 
 // MorphFeatures compare a beat with the running template of the same patient's dominant
@@ -52,7 +72,7 @@ func morphNames() []string {
 	for k := 0; k < numSegDiff; k++ {
 		out = append(out, "d"+strconv.Itoa(k*segStride-segPre))
 	}
-	return out
+	return append(out, "amp_p")
 }
 
 // sampleFunc returns sample i of a signal; callers clamp i to the samples they hold.
@@ -82,26 +102,38 @@ func cutSegment(seg *[segLen]float64, at sampleFunc, lo, hi int64, r int64, fs f
 // beatTracker holds one patient's (one signal's) recent rhythm and dominant beat.
 type beatTracker struct {
 	rr      rrTracker
+	normal  normalTracker
 	prevPre float64 // pre-RR of the previous beat
 	tpl     [segLen]float64
 	tplN    int
-	med     [rrMedianLen]float64 // scratch for medians
+	// cand averages the last candN beats, in a row, at the usual rhythm that were unlike the
+	// template but like each other: a possible new usual beat.
+	cand  [segLen]float64
+	candN int
+	med   [rrMedianLen]float64 // scratch for medians
 }
 
 // next returns the features of the beat whose R peak is preceded by pre seconds (0 for the
 // first beat) and followed by post seconds, with seg its raw segment, and the local median
 // RR interval that sets its window length; then it updates the tracker with the beat.
 func (t *beatTracker) next(pre, post float64, seg *[segLen]float64) (RRFeatures, float64) {
+	// The normal rhythm and its spread are those before this beat: the beat is judged
+	// against them, then taken into them if it is normal.
+	normal, spread := t.normal.normal(), t.normal.spread()
 	if pre > 0 {
 		t.rr.add(pre)
+		t.normal.add(pre)
 	}
 	if pre == 0 {
 		pre = post
 	}
 	rr := RRFeatures{Pre: pre, Post: post, Local: t.rr.last(10), Average: t.rr.average(),
-		Prev: t.prevPre, Median: t.median(rrMedianLen)}
+		Prev: t.prevPre, Median: t.median(rrMedianLen), Normal: normal, Spread: spread}
 	if rr.Local == 0 {
 		rr.Local, rr.Average, rr.Median = post, post, post
+	}
+	if rr.Normal == 0 {
+		rr.Normal = rr.Median
 	}
 	period := t.median(9)
 	if period == 0 {
@@ -115,11 +147,30 @@ func (t *beatTracker) next(pre, post float64, seg *[segLen]float64) (RRFeatures,
 	// The template follows beats of the usual rhythm that look like it (any beat of the usual
 	// rhythm while it is still young), so that ectopic beats do not pull it away.
 	regular := rr.Pre/rr.Median >= 0.85 && rr.Pre/rr.Median <= 1.2
-	if regular && (t.tplN < templateMin || corr >= 0.9) {
+	switch {
+	case !regular:
+	case t.tplN < templateMin || corr >= 0.9:
+		t.candN = 0
 		t.tplN++
 		w := 1 / float64(min(t.tplN, templateMaxWeight))
 		for k := range t.tpl {
 			t.tpl[k] += w * (seg[k] - t.tpl[k])
+		}
+	default:
+		// A beat at the usual rhythm but unlike the template. When templateReset of them come
+		// in a row and look like each other, the patient's usual beat itself changed (the QRS
+		// axis turned, an electrode moved): their average becomes the template, rather than
+		// every later beat being called ectopic.
+		if t.candN > 0 && pearson(seg[:], t.cand[:]) < 0.9 {
+			t.candN = 0
+		}
+		t.candN++
+		w := 1 / float64(t.candN)
+		for k := range t.cand {
+			t.cand[k] += w * (seg[k] - t.cand[k])
+		}
+		if t.candN == templateReset {
+			t.tpl, t.tplN, t.candN = t.cand, t.candN, 0
 		}
 	}
 	if rr.Prev == 0 {
@@ -127,6 +178,69 @@ func (t *beatTracker) next(pre, post float64, seg *[segLen]float64) (RRFeatures,
 	}
 	t.prevPre = pre
 	return rr, period
+}
+
+// normalTracker estimates a patient's normal rhythm, robust to ectopic beats and runs of them,
+// and how irregular the rhythm is; its memory is bounded.
+type normalTracker struct {
+	hist      [normalLen]float64 // accepted intervals, a ring
+	n, pos    int
+	rejected  [normalReset]float64 // intervals rejected in a row
+	nRejected int
+	dev       [spreadLen]float64 // |rr/normal − 1| of recent intervals, a ring
+	nDev, pD  int
+	scratch   [spreadLen]float64
+}
+
+// normal returns the median of the accepted intervals, 0 before the first.
+func (t *normalTracker) normal() float64 {
+	return medianOf(t.scratch[:t.n], t.hist[:t.n])
+}
+
+// spread returns the median relative deviation of recent intervals from the normal rhythm,
+// 0 before the first.
+func (t *normalTracker) spread() float64 {
+	return medianOf(t.scratch[:t.nDev], t.dev[:t.nDev])
+}
+
+// add judges the interval rr against the normal rhythm and keeps it when it is normal.
+func (t *normalTracker) add(rr float64) {
+	ref := t.normal()
+	if ref > 0 {
+		t.dev[t.pD] = math.Abs(rr/ref - 1)
+		t.pD = (t.pD + 1) % spreadLen
+		t.nDev = min(t.nDev+1, spreadLen)
+	}
+	if t.n < normalWarmup || (rr >= prematureRatio*ref && rr <= pauseRatio*ref) {
+		t.accept(rr)
+		t.nRejected = 0
+		return
+	}
+	t.rejected[t.nRejected] = rr
+	t.nRejected++
+	if t.nRejected == normalReset {
+		t.n, t.pos, t.nRejected = 0, 0, 0
+		for _, v := range t.rejected {
+			t.accept(v)
+		}
+	}
+}
+
+func (t *normalTracker) accept(rr float64) {
+	t.hist[t.pos] = rr
+	t.pos = (t.pos + 1) % normalLen
+	t.n = min(t.n+1, normalLen)
+}
+
+// medianOf returns the median of v (the upper one for an even count), using scratch (of
+// len(v)) so that v keeps its order; 0 for no values.
+func medianOf(scratch, v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	copy(scratch, v)
+	slices.Sort(scratch)
+	return scratch[len(scratch)/2]
 }
 
 // median returns the median of the last k intervals (without allocating).
@@ -165,6 +279,9 @@ func (t *beatTracker) morph(seg *[segLen]float64) MorphFeatures {
 		i := k * segStride
 		v[6+k] = float32(safeDiv(seg[i]-tp[i], std))
 	}
+	// P-wave amplitude against the template's: an ectopic atrial beat has a P wave of another
+	// shape or none visible (hidden in the previous T wave).
+	v[6+numSegDiff] = float32(safeDiv(span(seg[pLo:pHi]), span(tp[pLo:pHi])))
 	return m
 }
 

@@ -3,6 +3,7 @@ package ecg
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"math"
 	"os"
 	"slices"
@@ -116,6 +117,56 @@ func TestBeatTrackerRR(t *testing.T) {
 	}
 }
 
+// TestNormalTracker checks the patient's normal rhythm: premature beats, pauses and runs of
+// ectopic beats stay out of it, a lasting new rate replaces it, and the spread measures how
+// irregular the rhythm is.
+func TestNormalTracker(t *testing.T) {
+	rep := func(v float64, n int) []float64 { return slices.Repeat([]float64{v}, n) }
+	cat := func(s ...[]float64) []float64 { return slices.Concat(s...) }
+	for _, c := range []struct {
+		name       string
+		rr         []float64
+		wantNormal float64
+		wantSpread float64
+	}{
+		{"empty", nil, 0, 0},
+		{"regular", rep(0.8, 40), 0.8, 0},
+		{"isolated premature beats", cat(rep(1, 20), []float64{0.6, 1.4}, rep(1, 5), []float64{0.6, 1.4}), 1, 0},
+		// A run of 12 ectopic beats at 0.5 s is no new rhythm: the median of all of the
+		// last 32 intervals would be 0.5 by now.
+		{"run of ectopic beats", cat(rep(1, 20), rep(0.5, 12)), 1, 0},
+		{"pauses", cat(rep(1, 20), []float64{2.0}, rep(1, 3), []float64{1.8}), 1, 0},
+		{"lasting new rate", cat(rep(1, 10), rep(0.6, normalReset)), 0.6, 0.4},
+		{"irregular rhythm", func() (v []float64) {
+			for i := 0; i < 100; i++ {
+				v = append(v, 1+0.1*float64(i%3-1)) // 0.9, 1, 1.1: deviations 0.1, 0, 0.1
+			}
+			return v
+		}(), 1, 0.1},
+		{"gradual change is followed", func() (v []float64) {
+			for i := 0; i < 100; i++ {
+				v = append(v, 1-0.004*float64(i))
+			}
+			return v
+		}(), 1 - 0.004*83, 0.0854}, // the median of the last 32 lags 16 beats behind
+		// The deviations are 1 (1 against 0.5) and 0 (1 against the upper median 1).
+		{"warm-up takes the first intervals", []float64{0.5, 1, 1}, 1, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var tr normalTracker
+			for _, v := range c.rr {
+				tr.add(v)
+			}
+			if got := tr.normal(); !near(got, c.wantNormal, 1e-9) {
+				t.Errorf("normal %v, want %v", got, c.wantNormal)
+			}
+			if got := tr.spread(); !near(got, c.wantSpread, 1e-3) {
+				t.Errorf("spread %v, want %v", got, c.wantSpread)
+			}
+		})
+	}
+}
+
 func TestMorphFeatures(t *testing.T) {
 	base := shapeSeg(1)
 	std := math.Sqrt(meanSquare(base[:]))
@@ -168,6 +219,40 @@ func TestMorphFeatures(t *testing.T) {
 	if tr2.tplN != templateMin+1 {
 		t.Errorf("a like regular beat did not enter the template")
 	}
+	// The usual beat itself changes (the QRS turns over): after templateReset unlike beats in
+	// a row at the usual rhythm the template starts over and learns the new shape. Premature
+	// unlike beats (ectopic beats) never restart it, however many.
+	tr3 := tr
+	for i := 0; i < 3*templateReset; i++ {
+		tr3.next(0.6, 1, &flipped)
+		tr3.next(1, 1, &base)
+	}
+	if tr3.tplN != templateMin+3*templateReset {
+		t.Errorf("ectopic beats restarted the template (%d beats)", tr3.tplN)
+	}
+	tr4 := tr
+	for i := 0; i < templateReset; i++ {
+		rr, _ := tr4.next(1, 1, &flipped)
+		if !rr.Morph.Known || !near(float64(rr.Morph.Values[0]), -1, 1e-5) {
+			t.Fatalf("beat %d of the new shape: %+v, want correlation -1 with the old template", i, rr.Morph)
+		}
+	}
+	if rr, _ := tr4.next(1, 1, &flipped); !rr.Morph.Known || !near(float64(rr.Morph.Values[0]), 1, 1e-5) {
+		t.Errorf("after the restart: %+v, want correlation 1 with the new template", rr.Morph)
+	}
+	// Unlike beats that are unlike each other too (noise, multiform beats) do not.
+	tr5 := tr
+	for i := 0; i < 2*templateReset; i++ {
+		seg := flipped
+		if i%2 == 1 {
+			seg = shapeSeg(1)
+			slices.Reverse(seg[:])
+		}
+		tr5.next(1, 1, &seg)
+	}
+	if tr5.tpl != tr.tpl {
+		t.Errorf("beats unlike each other replaced the template")
+	}
 }
 
 func TestFeatureLayout(t *testing.T) {
@@ -175,7 +260,8 @@ func TestFeatureLayout(t *testing.T) {
 	if len(names) != NumFeatures {
 		t.Fatalf("%d names for %d features", len(names), NumFeatures)
 	}
-	if names[numV1Features-1] != "width" || names[numV1Features] != "pre/median" || names[len(names)-1] != "d40" {
+	if names[numV1Features-1] != "width" || names[numV1Features] != "pre/median" || names[numV2Features-1] != "d40" ||
+		names[numV2Features] != "amp_p" || names[len(names)-1] != "spread" {
 		t.Fatalf("layout: %v", names[numV1Features-2:])
 	}
 	var f [NumFeatures]float32
@@ -184,11 +270,12 @@ func TestFeatureLayout(t *testing.T) {
 	}
 	var w [WindowLen]float32
 	Features(f[:], &w, RRFeatures{Pre: 1, Post: 1, Local: 1, Average: 1})
-	// Unknown morphology reads as a beat identical to the template.
+	// Unknown morphology reads as a beat identical to the template; an unknown normal rhythm
+	// gives zero ratios.
 	for j := numV1Features + numRRFeat; j < NumFeatures; j++ {
 		want := float32(0)
 		switch names[j] {
-		case "corr", "corr_qrs", "corr_p", "amp_qrs", "tv_qrs":
+		case "corr", "corr_qrs", "corr_p", "amp_qrs", "tv_qrs", "amp_p":
 			want = 1
 		}
 		if f[j] != want {
@@ -232,7 +319,8 @@ func TestStreamFeaturesMatchBatch(t *testing.T) {
 			known++
 		}
 		a, b := got[i].RR, want[i].RR
-		if !near(a.Pre, b.Pre, 1e-9) || !near(a.Median, b.Median, 1e-9) || !near(a.Prev, b.Prev, 1e-9) || a.Morph.Known != b.Morph.Known {
+		if !near(a.Pre, b.Pre, 1e-9) || !near(a.Median, b.Median, 1e-9) || !near(a.Prev, b.Prev, 1e-9) ||
+			!near(a.Normal, b.Normal, 1e-9) || !near(a.Spread, b.Spread, 1e-9) || a.Morph.Known != b.Morph.Known {
 			t.Fatalf("beat %d: stream %+v, batch %+v", i, a, b)
 		}
 		for k := range a.Morph.Values {
@@ -364,5 +452,55 @@ func TestTrainingOverlap(t *testing.T) {
 	}
 	if got := TrainingOverlap(&Model{}, []string{"101"}); got != nil {
 		t.Errorf("model without records: %v", got)
+	}
+}
+
+// TestModelV2File checks that a version 2 model file (89 features, written by the version 2
+// code: three ensembles trained on record 208, an S offset) still reads and gives the
+// predictions the version 2 code gave on the first 300 beats of record 101, with all features,
+// without morphology and without RR features (one ensemble each).
+func TestModelV2File(t *testing.T) {
+	dir := needData(t)
+	m, err := LoadModel("testdata/model_v2.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Version != 2 || m.NumFeatures != numV2Features || len(m.ens) != 3 || m.ens[0].Offset[ClassS] != 0.5 {
+		t.Fatalf("version %d, %d features, %d ensembles, offsets %v", m.Version, m.NumFeatures, len(m.ens), m.ens[0].Offset)
+	}
+	beats, err := LoadBeats(dir, []string{"101"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile("testdata/model_v2_predictions.ndjson")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	for i := 0; dec.More(); i++ {
+		b := &beats[i/3]
+		rr := b.RR
+		switch i % 3 {
+		case 1:
+			rr.Morph = MorphFeatures{}
+		case 2:
+			rr = RRFeatures{}
+		}
+		var want Prediction
+		if err := dec.Decode(&want); err != nil {
+			t.Fatal(err)
+		}
+		got := m.ClassifyWindow(&b.Samples, rr)
+		if got.Class != want.Class || !slices.EqualFunc(got.Probs[:], want.Probs[:], func(a, b float64) bool { return near(a, b, 1e-9) }) {
+			t.Fatalf("beat %d, case %d: %+v, the version 2 code gave %+v", i/3, i%3, got, want)
+		}
+	}
+	// Written again, it stays a version 2 file.
+	var b bytes.Buffer
+	if _, err := m.WriteTo(&b); err != nil {
+		t.Fatal(err)
+	}
+	if m2, err := ReadModel(&b); err != nil || m2.Version != 2 {
+		t.Fatalf("rewritten: %v, %+v", err, m2)
 	}
 }

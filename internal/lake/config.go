@@ -64,11 +64,29 @@ type Config struct {
 
 // CatalogConfig selects the Iceberg catalog.
 type CatalogConfig struct {
-	// Type is "sql" (SQLite, the default) or "rest".
+	// Type is "sql" (the default) or "rest".
 	Type string `yaml:"type"`
+	// Driver is the database of a sql catalog: "sqlite" (the default, a file beside the
+	// lake) or "postgres" (a server several serve processes share).
+	Driver string `yaml:"driver"`
 	// URI is the SQLite file for type sql (default <data>/lake/catalog.db) or the REST
 	// catalog's base URL for type rest.
 	URI string `yaml:"uri"`
+	// DSN is the PostgreSQL connection string of driver postgres, as a URL
+	// (postgres://user@host:5432/db?sslmode=verify-full) or in key=value form. It may hold
+	// the password; DSNFile keeps it out of the configuration file, and the libpq
+	// conventions (PGPASSWORD, ~/.pgpass) fill in a password the DSN leaves out.
+	DSN string `yaml:"dsn"`
+	// DSNFile is a file holding the DSN (read at start, trailing newline ignored); the
+	// alternative to DSN.
+	DSNFile string `yaml:"dsn_file"`
+	// MaxConns bounds the connections of this process to the catalog database. Default 4.
+	MaxConns int `yaml:"max_conns"`
+	// ConnectTimeout bounds establishing one connection. Default 10s.
+	ConnectTimeout yamlconf.Duration `yaml:"connect_timeout"`
+	// StatementTimeout bounds one statement on the server (PostgreSQL's statement_timeout);
+	// a transaction left idle as long is ended too. Default 30s.
+	StatementTimeout yamlconf.Duration `yaml:"statement_timeout"`
 	// Token is a bearer token for the REST catalog.
 	Token string `yaml:"token"`
 	// Credential is an OAuth2 client credential "id:secret" for the REST catalog.
@@ -76,6 +94,19 @@ type CatalogConfig struct {
 	// Name names the catalog in Iceberg metadata. Default "pulselake".
 	Name string `yaml:"name"`
 }
+
+// Catalog drivers of a sql catalog.
+const (
+	DriverSQLite   = "sqlite"
+	DriverPostgres = "postgres"
+)
+
+// Defaults of the PostgreSQL catalog's connections.
+const (
+	DefaultCatalogMaxConns         = 4
+	DefaultCatalogConnectTimeout   = 10 * time.Second
+	DefaultCatalogStatementTimeout = 30 * time.Second
+)
 
 // S3Config configures the S3 client for an s3:// warehouse.
 type S3Config struct {
@@ -108,8 +139,16 @@ func (c Config) WithDefaults(dataDir string) Config {
 	if c.Catalog.Name == "" {
 		c.Catalog.Name = "pulselake"
 	}
-	if c.Catalog.Type == "sql" && c.Catalog.URI == "" {
+	if c.Catalog.Type == "sql" && c.Catalog.Driver == "" {
+		c.Catalog.Driver = DriverSQLite
+	}
+	if c.Catalog.Type == "sql" && c.Catalog.Driver == DriverSQLite && c.Catalog.URI == "" {
 		c.Catalog.URI = filepath.Join(dataDir, "lake", "catalog.db")
+	}
+	if c.Catalog.Type == "sql" && c.Catalog.Driver == DriverPostgres {
+		setDefault(&c.Catalog.MaxConns, DefaultCatalogMaxConns)
+		setDefault(&c.Catalog.ConnectTimeout, yamlconf.Duration(DefaultCatalogConnectTimeout))
+		setDefault(&c.Catalog.StatementTimeout, yamlconf.Duration(DefaultCatalogStatementTimeout))
 	}
 	setDefault(&c.FlushInterval, yamlconf.Duration(DefaultFlushInterval))
 	setDefault(&c.FlushBytes, DefaultFlushBytes)
@@ -149,6 +188,7 @@ func (c *Config) Validate() yamlconf.Problems {
 	}
 	switch c.Catalog.Type {
 	case "", "sql":
+		c.validateSQLCatalog(&errs)
 	case "rest":
 		if c.Catalog.URI == "" {
 			bad("catalog.uri", "required for a rest catalog (e.g. http://127.0.0.1:8181)")

@@ -81,39 +81,20 @@ func Open(ctx context.Context, log *slog.Logger, cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("opening REST catalog %s: %w", cfg.Catalog.URI, err)
 		}
 		s.cat = cat
-	default:
-		if err := os.MkdirAll(filepath.Dir(cfg.Catalog.URI), 0o755); err != nil {
-			return nil, fmt.Errorf("creating catalog directory: %w", err)
-		}
-		// WAL lets `pulselake query` read while serve commits; the busy timeout makes
-		// concurrent writers (erase while serve runs) wait instead of failing.
-		dsn := "file:" + cfg.Catalog.URI + "?_pragma=busy_timeout(15000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"
-		db, err := sql.Open("sqlite", dsn)
-		if err != nil {
-			return nil, fmt.Errorf("opening catalog %s: %w", cfg.Catalog.URI, err)
-		}
-		db.SetMaxOpenConns(1)
-		if u, _ := url.Parse(cfg.Warehouse); u.Scheme == "file" {
-			here := filepath.Clean(u.Path)
-			origin, err := warehouseOrigin(here, db)
-			if err != nil {
-				db.Close()
+	default: // sql
+		if cfg.Catalog.Driver != DriverPostgres {
+			if err := s.openSQLite(ctx, log, cfg); err != nil {
 				return nil, err
 			}
-			if origin != here {
-				useRelocatingFS()
-				s.props[propRelocateFrom], s.props[propRelocateTo] = origin, here
-				log.Info("the lake warehouse was moved or copied; reading its files at the new place", "from", origin, "to", here)
-			}
+			break
 		}
 		props := iceberg.Properties{"warehouse": cfg.Warehouse}
 		for k, v := range s.props {
 			props[k] = v
 		}
-		cat, err := sqlcat.NewCatalog(cfg.Catalog.Name, db, sqlcat.SQLite, props)
+		cat, db, err := openPostgresCatalog(ctx, log, cfg, props)
 		if err != nil {
-			db.Close()
-			return nil, fmt.Errorf("opening catalog %s: %w", cfg.Catalog.URI, err)
+			return nil, err
 		}
 		s.cat, s.db = cat, db
 	}
@@ -125,6 +106,45 @@ func Open(ctx context.Context, log *slog.Logger, cfg Config) (*Store, error) {
 		}
 	}
 	return s, nil
+}
+
+// openSQLite opens the SQLite catalog of cfg.
+func (s *Store) openSQLite(ctx context.Context, log *slog.Logger, cfg Config) error {
+	if err := os.MkdirAll(filepath.Dir(cfg.Catalog.URI), 0o755); err != nil {
+		return fmt.Errorf("creating catalog directory: %w", err)
+	}
+	// WAL lets `pulselake query` read while serve commits; the busy timeout makes
+	// concurrent writers (erase while serve runs) wait instead of failing.
+	dsn := "file:" + cfg.Catalog.URI + "?_pragma=busy_timeout(15000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return fmt.Errorf("opening catalog %s: %w", cfg.Catalog.URI, err)
+	}
+	db.SetMaxOpenConns(1)
+	if u, _ := url.Parse(cfg.Warehouse); u.Scheme == "file" {
+		here := filepath.Clean(u.Path)
+		origin, err := warehouseOrigin(here, db)
+		if err != nil {
+			db.Close()
+			return err
+		}
+		if origin != here {
+			useRelocatingFS()
+			s.props[propRelocateFrom], s.props[propRelocateTo] = origin, here
+			log.Info("the lake warehouse was moved or copied; reading its files at the new place", "from", origin, "to", here)
+		}
+	}
+	props := iceberg.Properties{"warehouse": cfg.Warehouse}
+	for k, v := range s.props {
+		props[k] = v
+	}
+	cat, err := sqlcat.NewCatalog(cfg.Catalog.Name, db, sqlcat.SQLite, props)
+	if err != nil {
+		db.Close()
+		return fmt.Errorf("opening catalog %s: %w", cfg.Catalog.URI, err)
+	}
+	s.cat, s.db = cat, db
+	return nil
 }
 
 func ioProps(cfg Config) iceberg.Properties {
@@ -285,7 +305,7 @@ func Describe(zone, name string, t *table.Table) TableInfo {
 	return ti
 }
 
-// Tables describes every table of every zone.
+// Tables describes every table of every zone, with the locations where the files are now.
 func (s *Store) Tables(ctx context.Context) ([]TableInfo, error) {
 	var out []TableInfo
 	for _, z := range Zones {
@@ -298,7 +318,9 @@ func (s *Store) Tables(ctx context.Context) ([]TableInfo, error) {
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, Describe(z, n, t))
+			ti := Describe(z, n, t)
+			ti.Location, ti.MetadataLocation = s.present(ti.Location), s.present(ti.MetadataLocation)
+			out = append(out, ti)
 		}
 	}
 	return out, nil

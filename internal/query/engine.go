@@ -31,6 +31,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -113,8 +114,10 @@ type Engine struct {
 	tables   map[string]tableInfo
 	files    map[string][]string // zone.table → the local data files its view reads
 	broken   map[string]brokenView
-	external map[string]bool // folders of external tables DuckDB may read
-	dbMu     sync.RWMutex    // queries hold it for reading; replacing db takes it for writing
+	external map[string]bool          // folders of external tables DuckDB may read
+	crawled  map[string]catalog.Table // zone.table → the registry entry its view reads
+	previous string                   // the data directory's path before it was moved ("" if not)
+	dbMu     sync.RWMutex             // queries hold it for reading; replacing db takes it for writing
 	// fixed keeps the database for the engine's life (sessions hold a connection to it);
 	// otherwise a newly crawled folder replaces the database.
 	fixed bool
@@ -135,6 +138,7 @@ func Open(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, o Op
 	}
 	e := &Engine{log: log, o: o, store: o.Store, views: map[string]string{},
 		tables: map[string]tableInfo{}, files: map[string][]string{}, broken: map[string]brokenView{},
+		crawled: map[string]catalog.Table{},
 		queries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulselake_query_total",
 			Help: "SQL queries by outcome (ok, error, rejected)."}, []string{"outcome"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pulselake_query_seconds",
@@ -169,16 +173,32 @@ func Open(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, o Op
 		e.Close()
 		return nil, fmt.Errorf("creating the SQL engine's temp folder: %w", err)
 	}
+	migrateRegistry(log, o.DataDir, e.store)
+	e.previous = e.store.PreviousDataDir(o.DataDir)
 	ext, err := catalog.List(o.DataDir)
 	if err != nil {
 		e.Close()
 		return nil, err
 	}
+	ext = catalog.Moved(ext, o.DataDir, e.previous)
 	if err := e.openDB(ctx, ext); err != nil {
 		e.Close()
 		return nil, err
 	}
 	return e, nil
+}
+
+// migrateRegistry rewrites absolute locations of the crawler's registry that point into the
+// data directory (or into the place it was moved from) as relative ones. A failure (a
+// read-only copy) is logged: the tables at other places still read.
+func migrateRegistry(log *slog.Logger, dataDir string, st *lake.Store) {
+	n, err := catalog.Migrate(dataDir, st.PreviousDataDir(dataDir))
+	switch {
+	case err != nil:
+		log.Warn("the crawled tables' registry could not be migrated to locations relative to the data directory", "err", err)
+	case n > 0:
+		log.Info("the crawled tables' registry now records locations relative to the data directory", "tables", n)
+	}
 }
 
 // removeDeadTemp removes the spill folders of engines whose process is gone (killed before
@@ -480,6 +500,9 @@ func (e *Engine) queryErr(ctx context.Context, lim Limits, r *refs, err error) e
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if err := driftErr(r, e.crawled, msg); err != nil {
+		return err
+	}
 	for _, key := range r.tables {
 		for _, f := range e.files[key] {
 			if strings.Contains(msg, f) {
@@ -513,6 +536,7 @@ func (e *Engine) Refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	ext = catalog.Moved(ext, e.o.DataDir, e.previous)
 	if !e.fixed {
 		for _, x := range ext {
 			if !e.external[x.Location] {
@@ -544,6 +568,7 @@ func (e *Engine) Refresh(ctx context.Context) error {
 	for _, x := range ext {
 		key := x.Zone + "." + x.Name
 		if seen[key] {
+			delete(e.crawled, key)
 			continue // an Iceberg table wins over a crawled one of the same name
 		}
 		seen[key] = true
@@ -566,6 +591,7 @@ func (e *Engine) Refresh(ctx context.Context) error {
 		}
 		e.views[key] = stmt
 		e.tables[key] = tableInfo{subject: subject != ""}
+		e.crawled[key] = x
 		delete(e.broken, key)
 	}
 	for key := range e.tables {
@@ -578,6 +604,7 @@ func (e *Engine) Refresh(ctx context.Context) error {
 			delete(e.tables, key)
 			delete(e.files, key)
 			delete(e.broken, key)
+			delete(e.crawled, key)
 		}
 	}
 	return nil
@@ -755,22 +782,98 @@ func duckType(t iceberg.Type) (string, error) {
 	return "", fmt.Errorf("type %s has no DuckDB mapping", t)
 }
 
-func externalViewSQL(x catalog.Table) string {
-	var from string
-	glob := Literal(x.Glob())
-	hive := "false"
-	if len(x.Partitions) > 0 {
-		hive = "true"
+// typeStruct is a DuckDB struct literal {'name': 'TYPE', ...} of columns, as read_json's
+// columns, read_csv's types and the hive_types options take it. Timestamps in text files are
+// read as text and converted by the view (see timestampOf).
+func typeStruct(cols []catalog.Column, text bool) string {
+	parts := make([]string, len(cols))
+	for i, c := range cols {
+		typ := catalog.SQLType(c.Type)
+		if text && c.Type == catalog.TypeTimestamp {
+			typ = "VARCHAR"
+		}
+		parts[i] = Literal(c.Name) + ": " + Literal(typ)
 	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+// timestampOf converts timestamp text to a UTC TIMESTAMP. DuckDB's cast to TIMESTAMP drops
+// a zone offset (10:00+02:00 would read as 10:00); the cast to TIMESTAMPTZ applies it, and
+// text without an offset is UTC, as the crawler's docs say.
+func timestampOf(col string) string {
+	return "CAST(CAST(" + col + " AS TIMESTAMPTZ) AS TIMESTAMP)"
+}
+
+// externalViewSQL is the view of a crawled table. It reads the files with the columns and
+// types the crawler recorded (as Athena reads a Glue table): DuckDB infers nothing, so a
+// column is the same type in every zone and in `catalog list`, a key only newer files have
+// is not seen until the table is crawled again, and a value that does not fit its recorded
+// type fails the query (driftErr) instead of changing the column's type.
+func externalViewSQL(x catalog.Table) string {
+	glob := Literal(x.Glob())
+	text := x.Format != catalog.FormatParquet
+	hive := "hive_partitioning = false"
+	if len(x.Partitions) > 0 {
+		hive = "hive_partitioning = true, hive_types = " + typeStruct(x.Partitions, false) + ", hive_types_autocast = false"
+	}
+	sel := make([]string, 0, len(x.Columns)+len(x.Partitions))
+	for _, c := range x.Columns {
+		col := Ident(c.Name)
+		switch {
+		case c.Type == catalog.TypeTimestamp:
+			sel = append(sel, timestampOf(col)+" AS "+col)
+		case !text:
+			// Parquet files carry their own types: convert them to the recorded ones.
+			sel = append(sel, "CAST("+col+" AS "+catalog.SQLType(c.Type)+") AS "+col)
+		default:
+			sel = append(sel, col)
+		}
+	}
+	for _, p := range x.Partitions {
+		sel = append(sel, Ident(p.Name))
+	}
+	var from string
 	switch x.Format {
 	case catalog.FormatCSV:
-		from = fmt.Sprintf("read_csv(%s, header = true, union_by_name = true, hive_partitioning = %s)", glob, hive)
+		from = fmt.Sprintf("read_csv(%s, header = true, union_by_name = true, types = %s, %s)", glob, typeStruct(x.Columns, true), hive)
 	case catalog.FormatParquet:
-		from = fmt.Sprintf("read_parquet(%s, union_by_name = true, hive_partitioning = %s)", glob, hive)
+		from = fmt.Sprintf("read_parquet(%s, union_by_name = true, %s)", glob, hive)
 	default:
-		from = fmt.Sprintf("read_json_auto(%s, format = 'newline_delimited', union_by_name = true, hive_partitioning = %s)", glob, hive)
+		from = fmt.Sprintf("read_json(%s, format = 'newline_delimited', columns = %s, maximum_object_size = %d, %s)", glob, typeStruct(x.Columns, true), catalog.DefaultMaxLineBytes, hive)
 	}
-	return "CREATE OR REPLACE VIEW " + Ident(x.Zone) + "." + Ident(x.Name) + " AS SELECT * FROM " + from
+	return "CREATE OR REPLACE VIEW " + Ident(x.Zone) + "." + Ident(x.Name) + " AS SELECT " + strings.Join(sel, ", ") + " FROM " + from
+}
+
+// conversionErrors are the starts of DuckDB's messages for a value that does not convert to
+// the type it is read as.
+var conversionErrors = []string{"JSON transform error", "Conversion Error", "Could not convert", "CSV Error", "Invalid Input Error: Failed to cast"}
+
+// driftErr explains a query error that comes from a crawled table's files holding values of
+// another type than the catalog records (nil for other errors). msg is DuckDB's message.
+func driftErr(r *refs, crawled map[string]catalog.Table, msg string) error {
+	if !slices.ContainsFunc(conversionErrors, func(p string) bool { return strings.Contains(msg, p) }) {
+		return nil
+	}
+	var candidates []catalog.Table
+	for _, key := range r.tables {
+		if x, ok := crawled[key]; ok {
+			if strings.Contains(msg, x.Location+"/") {
+				candidates = []catalog.Table{x}
+				break
+			}
+			candidates = append(candidates, x)
+		}
+	}
+	if len(candidates) != 1 {
+		return nil
+	}
+	x := candidates[0]
+	// DuckDB's advice (auto_detect, ignore_errors) is about its own reader options, which
+	// the user does not control here.
+	first, _, _ := strings.Cut(msg, "\n")
+	return fmt.Errorf("%w: %s.%s (crawled %s) is read with the types the catalog recorded, and a file holds a value of another type: %s; "+
+		"crawl it again to see the drift and record the new schema (pulselake catalog crawl --source %s --zone %s --table %s; add --sample-rows N when the value is past the rows a crawl samples of each file), or fix the file",
+		ErrSchemaDrift, x.Zone, x.Name, x.CrawledAt, first, x.Location, x.Zone, x.Name)
 }
 
 func joinLiterals(ss []string) string {

@@ -25,6 +25,10 @@ var ErrUnavailable = errors.New("the lake catalog is unavailable")
 // (query.memory_limit) and its spill space (query.temp_dir_max_bytes) allow.
 var ErrMemoryLimit = errors.New("the query needs more memory than the SQL engine may use")
 
+// ErrSchemaDrift is returned for a query of a crawled table whose files hold values that do
+// not fit the types the crawler recorded: files changed since the crawl.
+var ErrSchemaDrift = errors.New("the files of a crawled table no longer fit its recorded schema")
+
 func forbidden(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrForbidden, fmt.Sprintf(format, args...))
 }

@@ -70,6 +70,8 @@ func statusOf(err error) (int, string) {
 		return http.StatusUnprocessableEntity, "unknown-table"
 	case errors.As(err, &broken):
 		return http.StatusServiceUnavailable, "table-unavailable"
+	case errors.Is(err, ErrSchemaDrift):
+		return http.StatusUnprocessableEntity, "schema-drift"
 	case errors.Is(err, ErrMemoryLimit):
 		// The query as written does not fit the engine's limits: a client error that a retry
 		// of the same query does not fix (like BigQuery's resourcesExceeded).

@@ -16,7 +16,7 @@ SELECT
     customerName                                AS customer_name,
     phone,
     birthDay                                    AS birth_day,
-    CAST(serialNumber AS VARCHAR)               AS serial_number,
+    serialNumber                                AS serial_number,
     epoch_ms(registrationDate)                  AS registration_date,
     epoch_ms(lastUpdateDate)                    AS last_update_date,
     epoch_ms(shareWithResearchAsOfDate)         AS share_with_research_as_of,

@@ -4,11 +4,10 @@
 --
 -- Because of the fulfilment defect many customers share a serial number, so this keeps
 -- readings of any device a curated customer has; the machine-learning table below keeps
--- only readings matched to a consenting customer's phone at the same moment. Serial numbers
--- compare as text: a JSON reader may have typed them as UUIDs.
+-- only readings matched to a consenting customer's phone at the same moment.
 SELECT DISTINCT
-    CAST(s.serialNumber AS VARCHAR)     AS serial_number,
+    s.serialNumber                      AS serial_number,
     epoch_ms(s.sensorReadingTime)       AS reading_time,
     s.distanceFromObject                AS distance_from_object
 FROM landing.step_trainer s
-WHERE CAST(s.serialNumber AS VARCHAR) IN (SELECT serial_number FROM curated.customer_curated)
+WHERE s.serialNumber IN (SELECT serial_number FROM curated.customer_curated)
