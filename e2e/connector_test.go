@@ -383,6 +383,12 @@ connectors:
 	if code != 0 || !strings.Contains(got, "1 connections, 50 points") {
 		t.Fatalf("pull (%d):\n%s", code, got)
 	}
+	// The one-shot pull records its run like serve's scheduled pulls.
+	got, code = runBin(t, "query", "--data", dir, "--config", cfgFile, "--format", "csv",
+		"SELECT subject, provider, type, points, error IS NULL AS ok, window_end > window_start AS advanced FROM ops.connector_runs")
+	if code != 0 || !regexp.MustCompile(`(?m)^patient-3,google-health,heart-rate,50,true,true$`).MatchString(got) || strings.Count(strings.TrimSpace(got), "\n") != 1 {
+		t.Fatalf("ops.connector_runs after pulselake pull (%d), want one row of 50 points:\n%s", code, got)
+	}
 	got, code = runBin(t, "connect", "list", "--data", dir)
 	m := regexp.MustCompile(`(?m)^([0-9a-f]{12})\s+google-health\s+patient-3\s+ok\s`).FindStringSubmatch(got)
 	if code != 0 || m == nil {

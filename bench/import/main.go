@@ -44,6 +44,8 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the generated files")
 	serve := flag.Bool("serve", false, "also import through serve (POST /v1/imports)")
 	cli := flag.Bool("cli", true, "import with pulselake ingest")
+	config := flag.String("config", "", "pulselake config file for ingest and serve (e.g. a lower runtime.memory_limit)")
+	existing := flag.String("xml", "", "import this export.xml instead of generating one")
 	flag.Parse()
 	size, err := parseSize(*sizeFlag)
 	if err != nil {
@@ -64,12 +66,24 @@ func main() {
 	}
 	xmlPath := filepath.Join(*dir, "export.xml")
 	t0 := time.Now()
-	n, err := generate(xmlPath, size)
+	if *existing != "" {
+		xmlPath = *existing
+	} else {
+		n, err := generate(xmlPath, size)
+		if err != nil {
+			fatal(err)
+		}
+		fi, _ := os.Stat(xmlPath)
+		fmt.Printf("generated %s: %.0f MB, %d records in %.1fs\n", xmlPath, float64(fi.Size())/1e6, n, time.Since(t0).Seconds())
+	}
+	fi, err := os.Stat(xmlPath)
 	if err != nil {
 		fatal(err)
 	}
-	fi, _ := os.Stat(xmlPath)
-	fmt.Printf("generated %s: %.0f MB, %d records in %.1fs\n", xmlPath, float64(fi.Size())/1e6, n, time.Since(t0).Seconds())
+	var configArgs []string
+	if *config != "" {
+		configArgs = []string{"--config", *config}
+	}
 
 	// 1. Parser alone.
 	cpu0 := selfCPU()
@@ -87,11 +101,14 @@ func main() {
 	// 2. pulselake ingest.
 	if *cli {
 		data := filepath.Join(*dir, "data-cli")
-		if err := os.MkdirAll(data, 0o700); err != nil { // ingest refuses a missing data directory
+		// A fresh data directory (nothing is a duplicate of an earlier run), made here since
+		// ingest refuses a missing one.
+		os.RemoveAll(data)
+		if err := os.MkdirAll(data, 0o700); err != nil {
 			fatal(err)
 		}
 		t0 = time.Now()
-		cmd := exec.Command(*bin, "ingest", "--data", data, "--subject", "bench", "--format", "apple-health", xmlPath)
+		cmd := exec.Command(*bin, append([]string{"ingest", "--data", data, "--subject", "bench", "--format", "apple-health", xmlPath}, configArgs...)...)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Run(); err != nil {
@@ -106,14 +123,15 @@ func main() {
 
 	// 3. Through serve.
 	if *serve {
-		if err := viaServe(*bin, filepath.Join(*dir, "data-serve"), xmlPath, st.Records, readings); err != nil {
+		if err := viaServe(*bin, filepath.Join(*dir, "data-serve"), xmlPath, configArgs, st.Records, readings); err != nil {
 			fatal(err)
 		}
 	}
 }
 
-func viaServe(bin, data, xmlPath string, records, readings int64) error {
-	cmd := exec.Command(bin, "serve", "--data", data, "--http", "127.0.0.1:0", "--mqtt", "off")
+func viaServe(bin, data, xmlPath string, configArgs []string, records, readings int64) error {
+	os.RemoveAll(data) // a fresh data directory: nothing is a duplicate of an earlier run
+	cmd := exec.Command(bin, append([]string{"serve", "--data", data, "--http", "127.0.0.1:0", "--mqtt", "off"}, configArgs...)...)
 	cmd.Env = append(os.Environ(), "PULSELAKE_ADMIN_TOKEN=bench-admin-token-0123456789abcdef")
 	logf, _ := os.Create(filepath.Join(filepath.Dir(data), "serve.log"))
 	defer logf.Close()
@@ -148,6 +166,7 @@ func viaServe(bin, data, xmlPath string, records, readings int64) error {
 		return err
 	}
 	defer f.Close()
+	cpu0 := procCPU(cmd.Process.Pid) // serve's start-up, left out
 	t0 := time.Now()
 	req, _ := http.NewRequest("POST", base+"/v1/imports?subject=bench&format=apple-health", f)
 	req.Header.Set("Authorization", "Bearer "+tok)
@@ -185,12 +204,29 @@ func viaServe(bin, data, xmlPath string, records, readings int64) error {
 		}
 		if st.State == "done" {
 			el := time.Since(t0).Seconds()
-			fmt.Printf("serve (POST /v1/imports): upload %.1fs, total %.1fs, %.0f records/s, %.0f readings/s, %d accepted; serve peak RSS (VmHWM) %d MB\n",
-				uploaded, el, float64(records)/el, float64(readings)/el, st.Accepted, peak/1000)
+			fmt.Printf("serve (POST /v1/imports): upload %.1fs, total %.1fs, %.0f records/s, %.0f readings/s, %d accepted; serve CPU %.1fs; serve peak RSS (VmHWM) %d MB\n",
+				uploaded, el, float64(records)/el, float64(readings)/el, st.Accepted, procCPU(cmd.Process.Pid)-cpu0, peak/1000)
 			return nil
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// procCPU is a process's user and system CPU time in seconds (/proc/<pid>/stat).
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces): utime and stime are the 14th
+	// and 15th fields of the line.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + stime) / 100 // clock ticks (USER_HZ, 100 on Linux)
 }
 
 // vmHWM is a process's peak resident set in kB.

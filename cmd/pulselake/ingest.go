@@ -100,7 +100,7 @@ nothing twice.`,
 
 // ingestMemoryLimit is the soft limit of the Go heap of pulselake ingest (GOMEMLIMIT
 // overrides it); docs/benchmarks.md, "Imports", measures the trade.
-const ingestMemoryLimit = 200 << 20
+const ingestMemoryLimit = 176 << 20
 
 // importProgress shows an export's import: a progress bar by bytes read, with rate and ETA,
 // on a terminal; otherwise a plain line every plainEvery.

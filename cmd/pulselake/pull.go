@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -72,7 +74,20 @@ nothing twice. Shows a progress bar on a terminal, one line per data type otherw
 			if err != nil {
 				return err
 			}
-			eng, err := app.NewConnectorEngine(log, cfg, mgr, in)
+			st, err := app.OpenLake(ctx, log, g.dataDir, cfg)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			var (
+				mu   sync.Mutex
+				runs []connector.RunRecord
+			)
+			eng, err := app.NewConnectorEngine(log, cfg, mgr, in, func(r connector.RunRecord) {
+				mu.Lock()
+				runs = append(runs, r)
+				mu.Unlock()
+			})
 			if err != nil {
 				return err
 			}
@@ -80,8 +95,17 @@ nothing twice. Shows a progress bar on a terminal, one line per data type otherw
 			start := time.Now()
 			sum, err := eng.Sync(ctx, provider, connector.SyncOptions{Subject: subject, Since: back, Progress: prog.update})
 			prog.close()
+			// What was pulled is recorded like serve's runs, an interrupted pull too.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			mu.Lock()
+			recErr := app.RecordConnectorRuns(rctx, st, runs)
+			mu.Unlock()
+			cancel()
 			if err != nil {
-				return err
+				return errors.Join(err, recErr)
+			}
+			if recErr != nil {
+				return recErr
 			}
 			fmt.Fprintf(g.stdout, "%s: %d connections, %d points in %d pages, %d errors, %s\n", provider, sum.Connections, sum.Points, sum.Pages, len(sum.Errors), time.Since(start).Round(time.Millisecond))
 			for _, e := range sum.Errors {

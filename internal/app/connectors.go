@@ -79,9 +79,26 @@ func OpenConnectors(ctx context.Context, log *slog.Logger, reg prometheus.Regist
 	return connector.NewManager(log, mo), nil
 }
 
-// NewConnectorEngine is the sync engine of `pulselake pull`: it stores through in.
-func NewConnectorEngine(log *slog.Logger, cfg *config.Config, mgr *connector.Manager, in *ingest.Ingester) (*connector.Engine, error) {
-	return connector.NewEngine(log, prometheus.NewRegistry(), connector.EngineOptions{Manager: mgr, Timing: timings(cfg), Ingest: ingestReadings(in)})
+// NewConnectorEngine is the sync engine of `pulselake pull`: it stores through in and hands
+// each data type's run to record (nil: none); RecordConnectorRuns writes them.
+func NewConnectorEngine(log *slog.Logger, cfg *config.Config, mgr *connector.Manager, in *ingest.Ingester, record func(connector.RunRecord)) (*connector.Engine, error) {
+	return connector.NewEngine(log, prometheus.NewRegistry(), connector.EngineOptions{Manager: mgr, Timing: timings(cfg), Ingest: ingestReadings(in), Record: record})
+}
+
+// RecordConnectorRuns appends runs to ops.connector_runs in one commit, as serve's scheduled
+// pulls do.
+func RecordConnectorRuns(ctx context.Context, st *lake.Store, runs []connector.RunRecord) error {
+	if len(runs) == 0 {
+		return nil
+	}
+	rows := make([][]any, len(runs))
+	for i, r := range runs {
+		rows[i] = connectorRunRow(r)
+	}
+	if err := st.AppendRows(ctx, lake.ZoneOps, "connector_runs", connectorRunColumns, rows); err != nil {
+		return fmt.Errorf("recording the pull in ops.connector_runs: %w", err)
+	}
+	return nil
 }
 
 func timings(cfg *config.Config) map[string]connector.Timing {

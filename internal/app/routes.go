@@ -21,11 +21,19 @@ func mountRoutes(ws *web.Server, n *node) {
 	ws.HandlePublic("GET /assets/", http.StripPrefix("/assets/", web.Assets()))
 	ws.HandlePublic("GET /{$}", web.Dashboard())
 	ws.HandlePublic("GET /sources", web.Sources())
+	ws.HandlePublic("GET /subjects", web.Subjects())
+	ws.HandlePublic("GET /subjects/{id}", web.Subject())
+	ws.HandlePublic("GET /favicon.ico", web.Favicon())
 
 	// Readings in, events out, SQL over the lake.
 	ws.Handle("POST /v1/readings", token.ScopeIngest, ws.PostReadings)
 	ws.Handle("GET /v1/events", token.ScopeRead, ws.Events(n.hub))
 	ws.Handle("POST /v1/query", token.ScopeRead, n.lake.engine.Handler(queryLimits(n.cfg)))
+
+	// Subjects and one subject's readings over a time range, for the patient view.
+	subjects := newSubjectsAPI(n)
+	ws.Handle("GET /v1/subjects", token.ScopeRead, subjects.list)
+	ws.Handle("GET /v1/subjects/{id}/series", token.ScopeRead, subjects.series)
 
 	// Wearable exports uploaded for import, and their progress.
 	ws.Handle("POST /v1/imports", token.ScopeIngest, n.imports.Post)

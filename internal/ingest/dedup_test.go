@@ -72,3 +72,61 @@ func TestWindowDisabled(t *testing.T) {
 		t.Error("disabled window reported a duplicate")
 	}
 }
+
+// TestWindowExpiresAndRemembers: identities older than the window are forgotten, and past
+// many buckets' turnover by count the most recent ones are the ones kept.
+func TestWindowExpiresAndRemembers(t *testing.T) {
+	w := newWindow(time.Minute, 1_000_000)
+	now := time.Now()
+	w.rememberAll([]reading.ID{id(1), id(2), id(3)}, now.Add(-5*time.Minute))
+	w.rememberAll([]reading.ID{id(100)}, now)
+	if n := w.size(); n != 1 {
+		t.Fatalf("after the window passed: %d identities, want 1", n)
+	}
+	if _, dup := w.claim([]reading.ID{id(1), id(100)}); dup[0] || !dup[1] {
+		t.Fatalf("dup = %v, want the expired one new and the recent one a duplicate", dup)
+	}
+
+	// 300 buckets by count: only the most recent stay.
+	w = newWindow(time.Hour, 120) // a bucket per 10 identities
+	for i := range 3000 {
+		w.remember(id(i), now)
+	}
+	if n := w.size(); n > 120 || n < 110 {
+		t.Fatalf("window holds %d identities, want 110..120", n)
+	}
+	for _, tc := range []struct {
+		n    int
+		want bool
+	}{{2999, true}, {2890, true}, {2800, false}, {5, false}} {
+		if got := w.storedLocked(id(tc.n)); got != tc.want {
+			t.Errorf("identity %d stored = %v, want %v", tc.n, got, tc.want)
+		}
+	}
+}
+
+// BenchmarkWindowClaim claims and stores batches of 5,000 new identities in a full window
+// of 2,000,000 (an import's steady state).
+func BenchmarkWindowClaim(b *testing.B) {
+	w := newWindow(time.Hour, 2_000_000)
+	next := 0
+	batch := func() []reading.ID {
+		ids := make([]reading.ID, 5000)
+		for i := range ids {
+			ids[i] = reading.ID{byte(next), byte(next >> 8), byte(next >> 16), byte(next >> 24), 1, 2, 3, byte(next * 7)}
+			next++
+		}
+		return ids
+	}
+	for range 2_000_000 / 5000 {
+		c, _ := w.claim(batch())
+		w.settle(c, true)
+	}
+	b.ResetTimer()
+	for range b.N {
+		ids := batch()
+		c, _ := w.claim(ids)
+		w.settle(c, true)
+	}
+	b.ReportMetric(float64(5000*b.N)/b.Elapsed().Seconds(), "ids/s")
+}

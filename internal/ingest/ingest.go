@@ -363,6 +363,7 @@ func (in *Ingester) parseRecords(tok token.Token, recs []Record, res *Result) ([
 func (in *Ingester) dropDuplicates(batch *stream.Batch, entries []stream.Entry, dup []bool, res *Result) []int32 {
 	batch.Entries = entries[:0]
 	index := make([]int32, 0, len(entries))
+	var dups kindCounts
 	j := 0
 	for i := range entries {
 		e := entries[i]
@@ -372,7 +373,7 @@ func (in *Ingester) dropDuplicates(batch *stream.Batch, entries []stream.Entry, 
 			if isDup {
 				res.Duplicates++
 				res.DuplicateIndexes = append(res.DuplicateIndexes, i)
-				in.m.readings.WithLabelValues(batch.Source, e.Reading.Kind, "duplicate").Inc()
+				dups.add(e.Reading.Kind)
 				continue
 			}
 			res.Accepted++
@@ -380,7 +381,41 @@ func (in *Ingester) dropDuplicates(batch *stream.Batch, entries []stream.Entry, 
 		batch.Entries = append(batch.Entries, e)
 		index = append(index, int32(i))
 	}
+	dups.addTo(in.m.readings, batch.Source, "duplicate")
 	return index
+}
+
+// kindCounts counts readings by a label (kind or error code) within a batch, so that the
+// metrics are updated once per label and batch rather than once per reading. Batches hold
+// few distinct labels: a slice is searched.
+type kindCounts []struct {
+	label string
+	n     int
+}
+
+func (c *kindCounts) add(label string) {
+	for i := range *c {
+		if (*c)[i].label == label {
+			(*c)[i].n++
+			return
+		}
+	}
+	*c = append(*c, struct {
+		label string
+		n     int
+	}{label, 1})
+}
+
+// addTo adds the counts to v with labels (source, label, outcome), or (source, label)
+// when outcome is "".
+func (c kindCounts) addTo(v *prometheus.CounterVec, source, outcome string) {
+	for _, k := range c {
+		if outcome == "" {
+			v.WithLabelValues(source, k.label).Add(float64(k.n))
+		} else {
+			v.WithLabelValues(source, k.label, outcome).Add(float64(k.n))
+		}
+	}
 }
 
 // publishError logs a batch of n records that was not stored and returns the error the
@@ -406,14 +441,18 @@ func (in *Ingester) publishError(ctx context.Context, source string, n int, inde
 
 // countStored counts the readings of a stored batch by outcome.
 func (in *Ingester) countStored(source string, batch *stream.Batch) {
+	var accepted, rejected, codes kindCounts
 	for _, e := range batch.Entries {
 		if e.Accepted() {
-			in.m.readings.WithLabelValues(source, e.Reading.Kind, "accepted").Inc()
+			accepted.add(e.Reading.Kind)
 		} else {
-			in.m.readings.WithLabelValues(source, "unknown", "rejected").Inc()
-			in.m.rejects.WithLabelValues(source, e.Errors[0].Code).Inc()
+			rejected.add("unknown")
+			codes.add(e.Errors[0].Code)
 		}
 	}
+	accepted.addTo(in.m.readings, source, "accepted")
+	rejected.addTo(in.m.readings, source, "rejected")
+	codes.addTo(in.m.rejects, source, "")
 }
 
 // IngestWaiting is Ingest for sources that can wait instead of being refused (files,

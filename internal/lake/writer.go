@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -156,7 +158,7 @@ func New(log *slog.Logger, reg prometheus.Registerer, o Options) (*Writer, error
 	var err error
 	w.loop, err = stream.NewConsumer(log, reg, stream.ConsumerOptions{Name: ConsumerName, Kinds: o.Registry,
 		Mode: stream.ModeRetryInPlace, HandleBatch: w.commit, KeepUndecodable: true, DecodeWorkers: len(parsers),
-		FlushBytes: o.Config.FlushBytes, FlushInterval: o.Config.FlushInterval.D(), FetchMessages: o.FetchBatch, FetchBytes: o.FetchBytes,
+		FlushBytes: flushBudget(o.Config.FlushBytes, debug.SetMemoryLimit(-1)), FlushInterval: o.Config.FlushInterval.D(), FetchMessages: o.FetchBatch, FetchBytes: o.FetchBytes,
 		Backoff: stream.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second}, Stop: w.stop, DrainAttempts: drainAttempts,
 		Between: w.housekeep})
 	if err != nil {
@@ -174,6 +176,24 @@ func New(log *slog.Logger, reg prometheus.Registerer, o Options) (*Writer, error
 	}
 	return w, nil
 }
+
+// flushShare is the part of the Go memory limit the writer's held envelopes may take: they
+// are about a fifth of what a flush holds at its peak (decoded readings, Arrow builders and
+// Parquet buffers beside them), and the stream server and the other consumers need the rest.
+const flushShare = 12
+
+// flushBudget is the bytes of envelopes held before a flush: flush_bytes, or less when the
+// Go memory limit (runtime.memory_limit, GOMEMLIMIT) is too low for that many (768 MiB, the
+// default, allows the 64 MiB default), but never below minFlushBytes.
+func flushBudget(flushBytes, memLimit int64) int64 {
+	if memLimit <= 0 || memLimit == math.MaxInt64 {
+		return flushBytes
+	}
+	return min(flushBytes, max(memLimit/flushShare, minFlushBytes))
+}
+
+// minFlushBytes keeps flushes large enough to write files of a useful size.
+const minFlushBytes = 4 << 20
 
 // Stop asks Run to stop taking messages, flush what it holds and return. It does not wait;
 // wait for Run to return.

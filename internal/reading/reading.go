@@ -2,6 +2,7 @@ package reading
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -45,28 +46,21 @@ func ParseID(s string) (ID, error) {
 // Identity is the client's idempotency key when given, else a hash of
 // (subject, device, kind, time). Two payloads with the same identity are the same reading.
 func (r *Reading) Identity() ID {
-	h := sha256.New()
+	// Hashed in one call from a stack buffer: no allocation per reading.
+	var buf [256]byte
+	b := buf[:0]
 	if r.ID != "" {
-		h.Write([]byte("id\x00"))
-		h.Write([]byte(r.ID))
+		b = append(append(b, "id\x00"...), r.ID...)
 	} else {
-		var b [8]byte
-		us := r.Time.UnixMicro()
-		for i := range b {
-			b[i] = byte(us >> (56 - 8*i))
+		b = append(b, "key\x00"...)
+		for _, p := range [...]string{r.Subject, r.Device, r.Kind} {
+			b = append(append(b, p...), 0)
 		}
-		h.Write([]byte("key\x00"))
-		h.Write([]byte(r.Subject))
-		h.Write([]byte{0})
-		h.Write([]byte(r.Device))
-		h.Write([]byte{0})
-		h.Write([]byte(r.Kind))
-		h.Write([]byte{0})
-		h.Write(b[:])
+		b = binary.BigEndian.AppendUint64(b, uint64(r.Time.UnixMicro()))
 	}
-	var sum [sha256.Size]byte
+	sum := sha256.Sum256(b)
 	var id ID
-	copy(id[:], h.Sum(sum[:0]))
+	copy(id[:], sum[:])
 	return id
 }
 
@@ -82,6 +76,9 @@ type Parser struct {
 	reg  *Registry
 	p    fastjson.Parser
 	keys [][]byte // scratch of duplicateKey
+	// names holds the subjects, devices and kinds seen, so that readings of the same
+	// subject and device share their strings instead of allocating them each.
+	names map[string]string
 	// Now returns the current time; readings further than MaxClockSkew after it are rejected.
 	Now func() time.Time
 }
@@ -170,13 +167,13 @@ func (p *Parser) readFields(obj *fastjson.Object, r *Reading) (values *fastjson.
 			}
 		case "subject":
 			seen |= hasSubject
-			r.Subject = ident(fv, "/subject", &errs)
+			r.Subject = p.ident(fv, "/subject", &errs)
 		case "device":
 			seen |= hasDevice
-			r.Device = ident(fv, "/device", &errs)
+			r.Device = p.ident(fv, "/device", &errs)
 		case "kind":
 			seen |= hasKind
-			r.Kind, _ = str(fv, "/kind", &errs)
+			r.Kind, _ = p.str(fv, "/kind", &errs)
 		case "time":
 			seen |= hasTime
 			r.Time = p.parseTime(fv, &errs)
@@ -194,6 +191,27 @@ func (p *Parser) readFields(obj *fastjson.Object, r *Reading) (values *fastjson.
 		}
 	})
 	return values, seen, errs
+}
+
+// maxNames bounds Parser.names; it starts again empty when full.
+const maxNames = 4096
+
+// str is the package's str for names (subjects, devices, kinds): a name seen before is
+// returned without allocating.
+func (p *Parser) str(v *fastjson.Value, path string, errs *Errors) (string, bool) {
+	b, err := v.StringBytes()
+	if err != nil {
+		return str(v, path, errs)
+	}
+	if s, ok := p.names[string(b)]; ok {
+		return s, true
+	}
+	if p.names == nil || len(p.names) >= maxNames {
+		p.names = make(map[string]string, 64)
+	}
+	s := string(b)
+	p.names[s] = s
+	return s, true
 }
 
 // takeFromTopic fills in the kind and device the payload left out from the ones given
@@ -448,8 +466,8 @@ func str(v *fastjson.Value, path string, errs *Errors) (string, bool) {
 	return string(b), true
 }
 
-func ident(v *fastjson.Value, path string, errs *Errors) string {
-	s, ok := str(v, path, errs)
+func (p *Parser) ident(v *fastjson.Value, path string, errs *Errors) string {
+	s, ok := p.str(v, path, errs)
 	if !ok {
 		return ""
 	}
@@ -504,7 +522,7 @@ func (r *Reading) AppendJSON(b []byte) []byte {
 	b = append(b, `,"kind":`...)
 	b = appendString(b, r.Kind)
 	b = append(b, `,"time":"`...)
-	b = r.Time.AppendFormat(b, "2006-01-02T15:04:05.999999Z07:00")
+	b = appendTime(b, r.Time)
 	b = append(b, `","values":{`...)
 	first := true
 	sep := func() {
@@ -513,13 +531,14 @@ func (r *Reading) AppendJSON(b []byte) []byte {
 		}
 		first = false
 	}
-	for _, k := range sortedKeys(r.Values) {
+	var scratch [8]string // the keys of most kinds, without allocating
+	for _, k := range appendSortedKeys(scratch[:0], r.Values) {
 		sep()
 		b = appendString(b, k)
 		b = append(b, ':')
 		b = strconv.AppendFloat(b, r.Values[k], 'g', -1, 64)
 	}
-	for _, k := range sortedKeys(r.Text) {
+	for _, k := range appendSortedKeys(scratch[:0], r.Text) {
 		sep()
 		b = appendString(b, k)
 		b = append(b, ':')
@@ -542,11 +561,39 @@ func (r *Reading) AppendJSON(b []byte) []byte {
 // MarshalJSON encodes the reading in wire format v1.
 func (r Reading) MarshalJSON() ([]byte, error) { return r.AppendJSON(nil), nil }
 
-func sortedKeys[V any](m map[string]V) []string {
-	if len(m) == 0 {
-		return nil
+// timeLayout is how readings write their time: RFC 3339 with at most microseconds.
+const timeLayout = "2006-01-02T15:04:05.999999Z07:00"
+
+// appendTime appends t in timeLayout. Parsed readings hold UTC times of years 0000–9999,
+// written here digit by digit (time.AppendFormat interprets the layout at every call);
+// others go through AppendFormat.
+func appendTime(b []byte, t time.Time) []byte {
+	y, mo, d := t.Date()
+	if t.Location() != time.UTC || y < 0 || y > 9999 {
+		return t.AppendFormat(b, timeLayout)
 	}
-	keys := make([]string, 0, len(m))
+	h, mi, s := t.Clock()
+	b = append(b, byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
+		byte('0'+mo/10), byte('0'+mo%10), '-', byte('0'+d/10), byte('0'+d%10), 'T',
+		byte('0'+h/10), byte('0'+h%10), ':', byte('0'+mi/10), byte('0'+mi%10), ':', byte('0'+s/10), byte('0'+s%10))
+	if us := t.Nanosecond() / 1000; us > 0 {
+		var frac [7]byte
+		frac[0] = '.'
+		for i := 6; i >= 1; i-- {
+			frac[i] = byte('0' + us%10)
+			us /= 10
+		}
+		n := 7
+		for frac[n-1] == '0' {
+			n--
+		}
+		b = append(b, frac[:n]...)
+	}
+	return append(b, 'Z')
+}
+
+// appendSortedKeys appends the keys of m to keys, sorted.
+func appendSortedKeys[V any](keys []string, m map[string]V) []string {
 	for k := range m {
 		keys = append(keys, k)
 	}

@@ -253,6 +253,10 @@ func oneLine(s string) string {
 	return s
 }
 
+// RewriteDurations is rewriteDurations for other readers of rule conditions (the dashboard
+// draws the thresholds of the loaded rules).
+func RewriteDurations(src string) (string, error) { return rewriteDurations(src) }
+
 // rewriteDurations turns duration literals outside strings (5m, 30s, 1h30m, 500ms) into
 // duration("5m"), so avg(bpm, 5m) reads naturally.
 func rewriteDurations(src string) (string, error) {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/pulselake/pulselake/internal/reading"
@@ -75,7 +74,7 @@ func (e *Entry) encode(dst []byte) []byte {
 	dst = append(dst, '{')
 	if e.Reading != nil {
 		dst = append(dst, `"id":"`...)
-		dst = append(dst, e.Identity.String()...)
+		dst = hex.AppendEncode(dst, e.Identity[:])
 		dst = append(dst, `","reading":`...)
 		dst = e.Reading.AppendJSON(dst)
 	} else {
@@ -85,7 +84,7 @@ func (e *Entry) encode(dst []byte) []byte {
 	}
 	if e.Origin != "" {
 		dst = append(dst, `,"origin":`...)
-		dst = strconv.AppendQuote(dst, e.Origin) // origins are MQTT topics: printable ASCII
+		dst = appendOrigin(dst, e.Origin)
 	}
 	if e.Reading != nil || (json.Valid(e.Raw) && bytes.IndexByte(e.Raw, '\n') < 0) {
 		dst = append(dst, `,"raw":`...)
@@ -96,6 +95,20 @@ func (e *Entry) encode(dst []byte) []byte {
 		dst = append(dst, txt...)
 	}
 	return append(dst, '}')
+}
+
+// appendOrigin appends origin as a JSON string. Origins are MQTT topics and file:line:
+// printable ASCII is written as it is; anything else goes through encoding/json.
+func appendOrigin(dst []byte, origin string) []byte {
+	for i := 0; i < len(origin); i++ {
+		if c := origin[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			q, _ := json.Marshal(origin)
+			return append(dst, q...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, origin...)
+	return append(dst, '"')
 }
 
 // ErrBadEnvelope is returned for a stream message that is not a batch envelope.

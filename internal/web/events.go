@@ -56,6 +56,15 @@ type subscriber struct {
 	ch     chan Event
 	tok    token.Token
 	budget int // sampled events left this second; guarded by Hub.mu
+	// subject, when set (GET /v1/events?subject=id), keeps only that subject's events and
+	// the summary.
+	subject string
+}
+
+// wants reports whether sub gets an event of subject: its token sees it, and it is the
+// subject asked for, if any.
+func (sub *subscriber) wants(subject string) bool {
+	return sub.tok.Sees(subject) && (sub.subject == "" || sub.subject == subject)
 }
 
 // MaxReadingsPerSecond bounds the reading events sent to each subscriber.
@@ -94,7 +103,7 @@ func (h *Hub) deliver(e Event, sampled bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for sub := range h.subs {
-		if !sub.tok.Sees(e.Subject) {
+		if !sub.wants(e.Subject) {
 			continue
 		}
 		if sampled {
@@ -125,20 +134,24 @@ func (h *Hub) publishSummary(now time.Time, counts map[string]int, bySubject map
 	defer h.mu.Unlock()
 	for sub := range h.subs {
 		sub.budget = MaxReadingsPerSecond
-		if !sub.tok.Bound() {
+		subject := sub.subject
+		if sub.tok.Bound() {
+			subject = sub.tok.Subject
+		}
+		if subject == "" {
 			h.send(sub, all)
 			continue
 		}
-		own := bySubject[sub.tok.Subject]
+		own := bySubject[subject]
 		if own == nil {
 			own = map[string]int{}
 		}
-		h.send(sub, Event{Type: "summary", Subject: sub.tok.Subject, Data: map[string]any{"readings": own, "time": now}})
+		h.send(sub, Event{Type: "summary", Subject: subject, Data: map[string]any{"readings": own, "time": now}})
 	}
 }
 
-func (h *Hub) subscribe(tok token.Token) *subscriber {
-	sub := &subscriber{ch: make(chan Event, subscriberBuffer), tok: tok, budget: MaxReadingsPerSecond}
+func (h *Hub) subscribe(tok token.Token, subject string) *subscriber {
+	sub := &subscriber{ch: make(chan Event, subscriberBuffer), tok: tok, budget: MaxReadingsPerSecond, subject: subject}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.subs[sub] = struct{}{}
@@ -266,11 +279,21 @@ func (h *Hub) handle(_ context.Context, m *stream.Msg) error {
 }
 
 // serveEvents streams events as text/event-stream until the client goes away.
-// Each subscriber gets only the events its token sees (Event.Subject).
+// Each subscriber gets only the events its token sees (Event.Subject) and, with ?subject=id,
+// only that subject's events (the patient view), with the summary counting that subject only.
 func (h *Hub) serveEvents(w http.ResponseWriter, r *http.Request, closing <-chan struct{}, tok token.Token) {
 	fl, ok := w.(http.Flusher)
 	if !ok {
 		httpapi.WriteError(w, http.StatusInternalServerError, "internal", "the connection cannot stream events")
+		return
+	}
+	subject := r.URL.Query().Get("subject")
+	if len(subject) > 256 {
+		httpapi.WriteError(w, http.StatusBadRequest, "bad-request", "subject is longer than 256 characters")
+		return
+	}
+	if subject != "" && !tok.Sees(subject) {
+		httpapi.WriteError(w, http.StatusForbidden, "forbidden", "your token is bound to another subject; it shows only its own subject's events")
 		return
 	}
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -279,7 +302,7 @@ func (h *Hub) serveEvents(w http.ResponseWriter, r *http.Request, closing <-chan
 	w.WriteHeader(http.StatusOK)
 	fmt.Fprint(w, ": pulselake live feed\n\n")
 	fl.Flush()
-	sub := h.subscribe(tok)
+	sub := h.subscribe(tok, subject)
 	defer h.unsubscribe(sub)
 	ch := sub.ch
 	keepalive := time.NewTicker(15 * time.Second)

@@ -92,22 +92,40 @@ func Assets() http.Handler {
 	return http.FileServerFS(assets)
 }
 
-// Dashboard serves the dashboard's page.
-func Dashboard() http.Handler {
+// page serves one of the dashboard's HTML pages. The pages hold no data: each fetches what
+// it shows with the token the browser keeps, so they need none themselves.
+func page(name string) http.Handler {
 	assets, _ := fs.Sub(assetFS, "assets")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'")
-		http.ServeFileFS(w, r, assets, "index.html")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:")
+		http.ServeFileFS(w, r, assets, name)
 	})
 }
 
+// Dashboard serves the dashboard's overview page (/).
+func Dashboard() http.Handler { return page("index.html") }
+
 // Sources serves the sources page (/sources): wearable cloud connections and uploads of
 // exports.
-func Sources() http.Handler {
-	assets, _ := fs.Sub(assetFS, "assets")
+func Sources() http.Handler { return page("sources.html") }
+
+// Subjects serves the subject list (/subjects).
+func Subjects() http.Handler { return page("subjects.html") }
+
+// Subject serves one subject's view (/subjects/{id}); the page reads the id from its path.
+func Subject() http.Handler { return page("subject.html") }
+
+// Favicon serves the dashboard's icon at /favicon.ico, where browsers look for it.
+func Favicon() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'")
-		http.ServeFileFS(w, r, assets, "sources.html")
+		data, err := assetFS.ReadFile("assets/favicon.svg")
+		if err != nil {
+			httpapi.WriteError(w, http.StatusNotFound, "not-found", "no icon")
+			return
+		}
+		w.Header().Set("Content-Type", "image/svg+xml")
+		w.Header().Set("Cache-Control", "public, max-age=86400")
+		_, _ = w.Write(data)
 	})
 }
 

@@ -119,10 +119,14 @@ func FuzzBearerToken(f *testing.F) {
 
 func TestHubFiltersBySubject(t *testing.T) {
 	h := NewHub(slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), nil, nil)
-	all := h.subscribe(token.Token{Scope: token.ScopeRead})
-	bound := h.subscribe(token.Token{Scope: token.ScopeRead, Subject: "patient-1"})
+	all := h.subscribe(token.Token{Scope: token.ScopeRead}, "")
+	bound := h.subscribe(token.Token{Scope: token.ScopeRead, Subject: "patient-1"}, "")
+	// An unbound token that asks for one subject (the patient view) gets what a token bound
+	// to it gets.
+	picked := h.subscribe(token.Token{Scope: token.ScopeRead}, "patient-1")
 	defer h.unsubscribe(all)
 	defer h.unsubscribe(bound)
+	defer h.unsubscribe(picked)
 
 	h.Publish(Event{Type: "alert", Subject: "patient-2", Data: "other's alert"})
 	h.Publish(Event{Type: "alert", Subject: "patient-1", Data: "own alert"})
@@ -137,14 +141,16 @@ func TestHubFiltersBySubject(t *testing.T) {
 		"patient-1": {"heart_rate": 2}, "patient-2": {"heart_rate": 5},
 	}, 1)
 
-	got := drain(bound.ch)
 	want := []string{"alert own alert", "reading own reading", `summary map[readings:map[heart_rate:2]`}
-	if len(got) != len(want) {
-		t.Fatalf("bound subscriber got %q, want %q", got, want)
-	}
-	for i := range want {
-		if !strings.HasPrefix(got[i], want[i]) {
-			t.Errorf("bound subscriber event %d = %q, want %q", i, got[i], want[i])
+	for name, sub := range map[string]*subscriber{"bound": bound, "subject-filtered": picked} {
+		got := drain(sub.ch)
+		if len(got) != len(want) {
+			t.Fatalf("%s subscriber got %q, want %q", name, got, want)
+		}
+		for i := range want {
+			if !strings.HasPrefix(got[i], want[i]) {
+				t.Errorf("%s subscriber event %d = %q, want %q", name, i, got[i], want[i])
+			}
 		}
 	}
 	if n := len(drain(all.ch)); n != 3+MaxReadingsPerSecond+1 {

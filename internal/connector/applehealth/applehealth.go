@@ -36,8 +36,10 @@ package applehealth
 import (
 	"archive/zip"
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
@@ -213,9 +215,12 @@ func ReadXML(ctx context.Context, r io.Reader, name string, o Options, emit Emit
 	return st, err
 }
 
-// record is the part of a <Record> element pulselake reads.
+// record is the part of a <Record> element pulselake reads. The byte fields of a top-level
+// record are views of the scanner's buffer, valid until the scanner moves on (it is converted
+// at once); those of a correlation and its children are copies (see recordOf).
 type record struct {
-	typ, source, device, unit, start, end, value string
+	typ, value                       string
+	source, device, unit, start, end []byte
 }
 
 // bpKey identifies a blood-pressure measurement: its correlation and the correlation's
@@ -244,26 +249,33 @@ type xmlReader struct {
 	pending map[bpKey]*bpHalf // top-level BP records not (yet) matched to a correlation
 	claimed map[bpKey]struct{}
 	devices map[string]string // deviceName of (sourceName, device attribute), cached
+	key     []byte            // scratch: a devices key
+	subject []byte            // the subject as a JSON string
+	idIn    []byte            // scratch: what an id hashes
+	id      [3 + 32]byte      // the last id made by idOf
+	slab    []byte            // emitted readings are carved from it (see finish)
+	origin  []byte            // scratch: an origin
 }
 
 // maxDevices bounds the device names cached.
 const maxDevices = 4096
 
 // device is deviceName, cached: an export names a few dozen devices over millions of records.
-func (x *xmlReader) device(source, device string) string {
-	k := source + "\x00" + device
-	if d, ok := x.devices[k]; ok {
+func (x *xmlReader) device(source, device []byte) string {
+	x.key = append(append(append(x.key[:0], source...), 0), device...)
+	if d, ok := x.devices[string(x.key)]; ok {
 		return d
 	}
-	d := deviceName(source, device)
+	d := deviceName(string(source), string(device))
 	if len(x.devices) < maxDevices {
-		x.devices[k] = d
+		x.devices[string(x.key)] = d
 	}
 	return d
 }
 
 func readXML(ctx context.Context, r io.Reader, name string, o Options, emit Emit, st *Stats) error {
-	x := &xmlReader{o: o, emit: emit, st: st, name: name, pending: map[bpKey]*bpHalf{}, claimed: map[bpKey]struct{}{}, devices: map[string]string{}}
+	x := &xmlReader{o: o, emit: emit, st: st, name: name, pending: map[bpKey]*bpHalf{}, claimed: map[bpKey]struct{}{}, devices: map[string]string{},
+		subject: appendJSONString(nil, o.Subject)}
 	sc := newScanner(r)
 	depth := 0
 	// The correlation being read (its Record children are at depth 3), if any.
@@ -295,7 +307,7 @@ func readXML(ctx context.Context, r io.Reader, name string, o Options, emit Emit
 						return err
 					}
 				}
-				if rec, ok := recordOf(sc.attrs, true); ok {
+				if rec, ok := recordOf(sc.attrs, true, false); ok {
 					if err := x.topRecord(rec, sc.line); err != nil {
 						return err
 					}
@@ -304,10 +316,10 @@ func readXML(ctx context.Context, r io.Reader, name string, o Options, emit Emit
 				}
 			case depth == 2 && string(el) == "Correlation":
 				st.Records++
-				rec, _ := recordOf(sc.attrs, false)
+				rec, _ := recordOf(sc.attrs, false, true)
 				corr, corrLine, corrChildren = &rec, sc.line, corrChildren[:0]
 			case depth == 3 && corr != nil && string(el) == "Record" && len(corrChildren) < maxChildren:
-				rec, _ := recordOf(sc.attrs, false)
+				rec, _ := recordOf(sc.attrs, false, true)
 				corrChildren = append(corrChildren, rec)
 			}
 			if kind == tokStart {
@@ -330,8 +342,9 @@ func readXML(ctx context.Context, r io.Reader, name string, o Options, emit Emit
 const maxChildren = 64
 
 // recordOf reads the attributes of a Record or Correlation. With onlyWanted, records of
-// types that are not imported return false before anything is copied.
-func recordOf(as []attr, onlyWanted bool) (record, bool) {
+// types that are not imported return false before anything is copied. With own, the byte
+// fields are copies; else they are views of as (entity references decoded into a copy).
+func recordOf(as []attr, onlyWanted, own bool) (record, bool) {
 	var r record
 	if onlyWanted {
 		wanted := false
@@ -353,20 +366,39 @@ func recordOf(as []attr, onlyWanted bool) (record, bool) {
 		case "type":
 			r.typ = internType(a.value)
 		case "sourceName":
-			r.source = text(a.value)
+			r.source = textBytes(a.value, own)
 		case "device":
-			r.device = string(a.value) // as written: decoded only by deviceName, once per device
+			r.device = view(a.value, own) // as written: decoded only by deviceName, once per device
 		case "unit":
-			r.unit = text(a.value)
+			r.unit = textBytes(a.value, own)
 		case "startDate":
-			r.start = string(a.value)
+			r.start = view(a.value, own)
 		case "endDate":
-			r.end = string(a.value)
+			r.end = view(a.value, own)
 		case "value":
 			r.value = text(a.value)
 		}
 	}
 	return r, true
+}
+
+// view returns v, or a copy of it with own.
+func view(v []byte, own bool) []byte {
+	if own {
+		return bytes.Clone(v)
+	}
+	return v
+}
+
+// textBytes is text as bytes: v itself (a copy with own) when it holds no reference.
+func textBytes(v []byte, own bool) []byte {
+	if bytes.IndexByte(v, '&') < 0 {
+		return view(v, own)
+	}
+	if out, err := unescape(nil, v); err == nil {
+		return out
+	}
+	return bytes.Clone(v)
 }
 
 // internType returns the constant for the record types read (no allocation), else a copy.
@@ -443,7 +475,7 @@ func (x *xmlReader) topRecord(r record, line int) error {
 	if err != nil {
 		return x.reject(r, line, "unreadable value")
 	}
-	id := idOf(x.o.Subject, r.typ, device, start, end, r.value)
+	id := x.idOf(r.typ, device, start, end, r.value)
 	var b []byte
 	switch r.typ {
 	case typeHeartRate:
@@ -451,7 +483,7 @@ func (x *xmlReader) topRecord(r record, line int) error {
 		b = append(b, `"bpm":`...)
 		b = appendNum(b, v)
 	case typeSpO2:
-		if r.unit == "%" && v <= 1 {
+		if string(r.unit) == "%" && v <= 1 {
 			v *= percentPerFraction
 		}
 		b = x.begin(id, device, "spo2", start)
@@ -503,7 +535,7 @@ func (x *xmlReader) sleepStage(r record, line int, device string, start, end tim
 		x.st.Ignored++ // InBed, and values added by later iOS versions
 		return nil
 	}
-	b := x.begin(idOf(x.o.Subject, r.typ, device, start, end, r.value), device, "sleep", start)
+	b := x.begin(x.idOf(r.typ, device, start, end, r.value), device, "sleep", start)
 	b = append(b, `"stage":"`...)
 	b = append(b, stage...)
 	b = append(b, `","duration_s":`...)
@@ -558,7 +590,7 @@ func (x *xmlReader) correlation(c record, children []record, line int) error {
 }
 
 func (x *xmlReader) bp(device string, start time.Time, sys, dia float64, line int) error {
-	b := x.begin(idOf(x.o.Subject, typeBPCorrelate, device, start, start, ""), device, "blood_pressure", start)
+	b := x.begin(x.idOf(typeBPCorrelate, device, start, start, ""), device, "blood_pressure", start)
 	b = append(b, `"systolic":`...)
 	b = appendNum(b, sys)
 	b = append(b, `,"diastolic":`...)
@@ -590,9 +622,9 @@ func (x *xmlReader) reject(r record, line int, why string) error {
 	b = append(b, `,"kind":"apple_health_record","apple_health":{"type":`...)
 	b = appendJSONString(b, r.typ)
 	b = append(b, `,"startDate":`...)
-	b = appendJSONString(b, r.start)
+	b = appendJSONString(b, string(r.start))
 	b = append(b, `,"endDate":`...)
-	b = appendJSONString(b, r.end)
+	b = appendJSONString(b, string(r.end))
 	b = append(b, `,"value":`...)
 	b = appendJSONString(b, r.value)
 	b = append(b, `,"problem":`...)
@@ -600,16 +632,16 @@ func (x *xmlReader) reject(r record, line int, why string) error {
 	b = append(b, "}}"...)
 	x.buf = b
 	x.st.Readings++
-	return x.emit(append([]byte(nil), b...), x.name+":"+strconv.Itoa(line))
+	return x.emit(x.carve(b), x.originOf(line))
 }
 
 // begin starts a reading's JSON up to the opening of its values.
-func (x *xmlReader) begin(id, device, kind string, t time.Time) []byte {
+func (x *xmlReader) begin(id []byte, device, kind string, t time.Time) []byte {
 	b := x.buf[:0]
 	b = append(b, `{"id":"`...)
 	b = append(b, id...)
 	b = append(b, `","subject":`...)
-	b = appendJSONString(b, x.o.Subject)
+	b = append(b, x.subject...)
 	b = append(b, `,"device":"`...)
 	b = append(b, device...)
 	b = append(b, `","kind":"`...)
@@ -624,7 +656,30 @@ func (x *xmlReader) finish(b []byte, line int) error {
 	b = append(b, "}}"...)
 	x.buf = b
 	x.st.Readings++
-	return x.emit(append([]byte(nil), b...), x.name+":"+strconv.Itoa(line))
+	return x.emit(x.carve(b), x.originOf(line))
+}
+
+// slabSize is the size of the blocks emitted readings are copied into: one allocation per
+// few hundred readings instead of one each. A block lives as long as any of its readings.
+const slabSize = 64 << 10
+
+// carve returns a copy of b that the caller may keep, cut from the current slab.
+func (x *xmlReader) carve(b []byte) []byte {
+	if len(b) > slabSize/8 {
+		return bytes.Clone(b)
+	}
+	if cap(x.slab)-len(x.slab) < len(b) {
+		x.slab = make([]byte, 0, slabSize)
+	}
+	n := len(x.slab)
+	x.slab = append(x.slab, b...)
+	return x.slab[n:len(x.slab):len(x.slab)]
+}
+
+// originOf is the origin of the record at line: "export.xml:123".
+func (x *xmlReader) originOf(line int) string {
+	x.origin = strconv.AppendInt(append(append(x.origin[:0], x.name...), ':'), int64(line), 10)
+	return string(x.origin)
 }
 
 func btoi(b bool) int {
@@ -646,20 +701,33 @@ func appendNum(b []byte, v float64) []byte {
 // idOf is a reading's stable id: "ah-" and 32 hex digits of SHA-256 over the subject, the
 // record type, the device and the record's instants and value.
 func idOf(subject, typ, device string, start, end time.Time, value string) string {
-	h := sha256.New()
-	var ts [16]byte
-	s, e := start.UnixMicro(), end.UnixMicro()
-	for i := range 8 {
-		ts[i] = byte(s >> (56 - 8*i))
-		ts[8+i] = byte(e >> (56 - 8*i))
+	var out [3 + 32]byte
+	return string(appendID(out[:0], nil, subject, typ, device, start, end, value))
+}
+
+// idOf is the package's idOf with the reader's subject, without allocating: the result is
+// valid until the next call.
+func (x *xmlReader) idOf(typ, device string, start, end time.Time, value string) []byte {
+	x.idIn = x.idIn[:0]
+	return appendID(x.id[:0], &x.idIn, x.o.Subject, typ, device, start, end, value)
+}
+
+// appendID appends the id of idOf to dst; scratch, when given, is reused for the hashed bytes.
+func appendID(dst []byte, scratch *[]byte, subject, typ, device string, start, end time.Time, value string) []byte {
+	var in []byte
+	if scratch != nil {
+		in = (*scratch)[:0]
 	}
-	for _, p := range []string{subject, typ, device, value} {
-		h.Write([]byte(p))
-		h.Write([]byte{0})
+	for _, p := range [...]string{subject, typ, device, value} {
+		in = append(append(in, p...), 0)
 	}
-	h.Write(ts[:])
-	var sum [sha256.Size]byte
-	return "ah-" + hex.EncodeToString(h.Sum(sum[:0])[:16])
+	in = binary.BigEndian.AppendUint64(in, uint64(start.UnixMicro()))
+	in = binary.BigEndian.AppendUint64(in, uint64(end.UnixMicro()))
+	if scratch != nil {
+		*scratch = in
+	}
+	sum := sha256.Sum256(in)
+	return hex.AppendEncode(append(dst, "ah-"...), sum[:16])
 }
 
 // timeLayout is how export.xml writes dates: local time with the offset of the phone's zone
@@ -668,9 +736,9 @@ const timeLayout = "2006-01-02 15:04:05 -0700"
 
 // parseTime reads "2026-03-14 06:12:33 -0400" without the generality (and the cost) of
 // time.Parse on the common path.
-func parseTime(s string) (time.Time, bool) {
+func parseTime[T string | []byte](s T) (time.Time, bool) {
 	if len(s) != len(timeLayout) || s[4] != '-' || s[7] != '-' || s[10] != ' ' || s[13] != ':' || s[16] != ':' || s[19] != ' ' || (s[20] != '+' && s[20] != '-') {
-		t, err := time.Parse(timeLayout, s)
+		t, err := time.Parse(timeLayout, string(s))
 		return t, err == nil
 	}
 	num := func(i, n int) (int, bool) {

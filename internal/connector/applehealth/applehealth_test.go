@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // dtd is the start of the internal DTD Apple writes at the top of export.xml (abridged; the
@@ -379,4 +380,20 @@ func BenchmarkReadXML(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(2000*b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+// TestIDStable: reading ids never change between versions (an export imported again must
+// be recognised as the same readings), whether made by idOf or by the reader's own.
+func TestIDStable(t *testing.T) {
+	const want = "ah-88bb67ad62423fca3557019087444e38"
+	start, end := time.Unix(1773483153, 0), time.Unix(1773483160, 0)
+	if got := idOf("alice", typeHeartRate, "Alices-Apple-Watch.Watch6-1", start, end, "72"); got != want {
+		t.Errorf("idOf = %s, want %s", got, want)
+	}
+	x := &xmlReader{o: Options{Subject: "alice"}}
+	for range 2 { // the scratch buffers reused
+		if got := string(x.idOf(typeHeartRate, "Alices-Apple-Watch.Watch6-1", start, end, "72")); got != want {
+			t.Errorf("xmlReader.idOf = %s, want %s", got, want)
+		}
+	}
 }

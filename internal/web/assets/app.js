@@ -1,51 +1,98 @@
-// pulselake dashboard: follows GET /v1/events (server-sent events) with the token kept in this
-// browser's localStorage, and draws live charts on canvases. No external libraries.
+// pulselake dashboard overview: follows GET /v1/events. Charts aggregate each kind across all
+// devices (median and 5–95 % band per 5-second bucket) so they stay full with any number of
+// devices, and name the devices whose recent readings are furthest from everyone else's.
 (function () {
   "use strict";
-  const $ = (id) => document.getElementById(id);
-  const palette = ["#4fb3ff", "#ffb454", "#5ad17a", "#ff6b6b", "#c792ea", "#f78c6c", "#89ddff", "#ffd580", "#a3be8c", "#ff9cac"];
-  const windowMs = 5 * 60 * 1000;
+  const { $, okabeIto: C, palette } = PL;
+  const windowMs = 5 * 60 * 1000, bucketMs = 5000, recentMs = 60 * 1000, topN = 5, maxPerBucket = 4000;
+
+  // The values the overview aggregates, by metric: a kind's reading gives one or more.
+  const metrics = {
+    heart_rate: (v) => [["bpm", v.bpm]],
+    blood_pressure: (v) => [["systolic", v.systolic], ["diastolic", v.diastolic]],
+    accelerometer: (v) => [["magnitude", Math.hypot(v.x, v.y, v.z)]],
+    spo2: (v) => [["spo2", v.percent]],
+  };
 
   const state = {
-    rates: {},            // kind -> [{t, v}]
-    hr: new Map(),        // device -> [{t, v}]
-    bp: new Map(),        // device -> [{t, s, d}]
-    acc: new Map(),       // device -> [{t, v}]
+    rates: {},            // kind -> [{t, v}] readings per second
+    buckets: new Map(),   // metric -> Map(bucket start -> values[])
+    devices: new Map(),   // device -> {subject, kind, metric -> [{t, v}] of the last minute}
     total: 0, rejected: 0, alerts: new Map(),
     beats: [],            // [{t, cls}] heartbeat predictions of the last window
   };
   const beatClasses = ["N", "S", "V", "F", "Q"];
   const beatNames = { N: "normal", S: "supraventricular", V: "ventricular", F: "fusion", Q: "unknown" };
 
-  function token() { return localStorage.getItem("pulselake-token") || new URLSearchParams(location.hash.slice(1)).get("token"); }
+  // backfill fills the aggregate charts and the readings/s chart with the lake's last five
+  // minutes, so a page opened on a running system starts full; the live feed carries on.
+  async function backfill() {
+    const since = "now() - INTERVAL 5 MINUTE";
+    const sql = (metric, expr, table) => "SELECT epoch_ms(time_bucket(INTERVAL 5 SECOND, time)) AS t, quantile_cont(" + expr + ", 0.05), quantile_cont(" + expr + ", 0.5), quantile_cont(" + expr + ", 0.95) FROM " + table + " WHERE time >= " + since + " GROUP BY 1 ORDER BY 1";
+    const asks = [["bpm", sql("bpm", "bpm", "heart_rate")], ["systolic", sql("systolic", "systolic", "blood_pressure")], ["diastolic", sql("diastolic", "diastolic", "blood_pressure")],
+      ["magnitude", sql("magnitude", "sqrt(x*x + y*y + z*z)", "accelerometer")], ["spo2", sql("spo2", "percent", "spo2")]];
+    await Promise.all([backfillRates(since), ...asks.map(async ([metric, q]) => {
+      const rows = await query(q);
+      let m = state.buckets.get(metric);
+      if (!m) { m = new Map(); state.buckets.set(metric, m); }
+      for (const [t, p5, p50, p95] of rows) if (!m.has(t)) { const a = []; a.pre = [p5, p50, p95]; m.set(t, a); }
+    })]);
+  }
 
-  function setStatus(text, cls) { const s = $("status"); s.textContent = text; s.className = "status " + (cls || ""); }
-
-  function push(map, key, point, max) {
-    let a = map.get(key);
-    if (!a) { a = []; map.set(key, a); }
-    a.push(point);
-    const cut = point.t - windowMs;
-    while (a.length && (a[0].t < cut || a.length > max)) a.shift();
-    if (map.size > 8) { // keep the 8 most recently active devices
-      let oldest = null, when = Infinity;
-      for (const [k, v] of map) { const last = v[v.length - 1].t; if (last < when) { when = last; oldest = k; } }
-      map.delete(oldest);
+  async function backfillRates(since) {
+    // Only the kinds with a table: a missing one would fail the whole query.
+    const kinds = (await query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'trusted'")).map((r) => r[0]).filter((k) => /^[a-z0-9_]+$/.test(k));
+    if (!kinds.length) return;
+    const rates = await query("SELECT kind, epoch_ms(date_trunc('second', received)) AS t, count(*) FROM (" +
+      kinds.map((k) => "SELECT '" + k + "' AS kind, ingest_time AS received FROM trusted." + k + " WHERE ingest_time >= " + since).join(" UNION ALL ") +
+      ") GROUP BY 1, 2 ORDER BY 2");
+    for (const [kind, t, n] of rates) {
+      const a = (state.rates[kind] = state.rates[kind] || []);
+      if (!a.length || a[0].t > t) a.push({ t, v: n });
     }
+    for (const a of Object.values(state.rates)) a.sort((x, y) => x.t - y.t);
+  }
+
+  // query runs SQL through POST /v1/query and returns its rows; [] when it fails (a table
+  // not written yet).
+  async function query(sql) {
+    try {
+      const resp = await fetch("/v1/query", { method: "POST", headers: { Authorization: "Bearer " + PL.token(), "Content-Type": "application/json" }, body: JSON.stringify({ sql }) });
+      if (!resp.ok) return [];
+      return (await resp.json()).rows || [];
+    } catch (e) { return []; }
+  }
+
+  function addValue(metric, t, v) {
+    if (!isFinite(v)) return;
+    let m = state.buckets.get(metric);
+    if (!m) { m = new Map(); state.buckets.set(metric, m); }
+    const b = Math.floor(t / bucketMs) * bucketMs;
+    let a = m.get(b);
+    if (!a) { a = []; m.set(b, a); }
+    if (a.length < maxPerBucket) { a.push(v); a.sorted = false; }
   }
 
   function onReading(r) {
     state.total++;
     const t = Date.parse(r.time), v = r.values || {};
-    if (r.kind === "heart_rate") push(state.hr, r.device, { t, v: v.bpm }, 600);
-    else if (r.kind === "blood_pressure") push(state.bp, r.device, { t, s: v.systolic, d: v.diastolic }, 300);
-    else if (r.kind === "accelerometer") push(state.acc, r.device, { t, v: Math.hypot(v.x, v.y, v.z) }, 600);
-    const tb = $("latest");
-    const tr = document.createElement("tr");
-    const vals = Object.entries(v).filter(([k]) => k !== "samples").map(([k, x]) => k + " " + x).join(", ");
-    for (const c of [new Date(t).toLocaleTimeString(), r.subject, r.device, r.kind, vals]) {
-      const td = document.createElement("td"); td.textContent = c; tr.appendChild(td);
+    const f = metrics[r.kind];
+    if (f && isFinite(t)) {
+      let d = state.devices.get(r.device);
+      if (!d) { d = { subject: r.subject, kind: r.kind, series: {} }; state.devices.set(r.device, d); }
+      d.subject = r.subject; d.kind = r.kind; d.last = t;
+      for (const [metric, x] of f(v)) {
+        addValue(metric, t, x);
+        const s = (d.series[metric] = d.series[metric] || []);
+        s.push({ t, v: x });
+        while (s.length && (s[0].t < t - recentMs || s.length > 120)) s.shift();
+      }
     }
+    const vals = Object.entries(v).filter(([k]) => k !== "samples" && k !== "source_id").map(([k, x]) => k + " " + (typeof x === "number" ? +x.toPrecision(4) : x)).join(", ");
+    const tb = $("latest"), tr = document.createElement("tr");
+    [new Date(t).toLocaleTimeString(), r.subject, r.device, r.kind, vals].forEach((c, i) => {
+      const td = document.createElement("td"); td.textContent = c; if (i === 4) td.className = "wrap"; tr.appendChild(td);
+    });
     tb.insertBefore(tr, tb.firstChild);
     while (tb.children.length > 12) tb.removeChild(tb.lastChild);
   }
@@ -74,54 +121,33 @@
     state.beats.push({ t: now, cls: p.class });
     while (state.beats.length && (state.beats[0].t < now - windowMs || state.beats.length > 20000)) state.beats.shift();
     if (p.class !== "N") {
-      listItem("beats", p.class + " beat", p.device + " · p=" + (p.score || 0).toFixed(2) + (p.run > 1 ? " · run of " + p.run : ""), new Date(p.time).toLocaleTimeString());
+      listItem("beats", p.class + " beat", p.device + " · p=" + (p.score || 0).toFixed(2) + (p.run > 1 ? " · run of " + p.run : ""), new Date(p.time).toLocaleTimeString(), p.subject);
     }
   }
 
   function onAnomaly(a) {
     const vals = Object.entries(a.values || {}).map(([k, x]) => k + " " + x).join(", ");
-    listItem("anomalies", a.detector, a.subject + " · " + vals + " · score " + (a.score || 0).toFixed(2), new Date(a.time).toLocaleTimeString());
+    listItem("anomalies", a.detector, a.subject + " · " + vals + " · score " + (a.score || 0).toFixed(2), new Date(a.time).toLocaleTimeString(), a.subject);
+  }
+
+  function subjectLink(subject) {
+    const a = document.createElement("a");
+    a.href = "/subjects/" + encodeURIComponent(subject); a.textContent = subject;
+    return a;
   }
 
   // listItem prepends "<code>code</code> detail text" to the list with the given id.
-  function listItem(id, code, detail, text) {
+  function listItem(id, code, detail, text, subject) {
     const ul = $(id);
     if (ul.firstChild && ul.firstChild.classList && ul.firstChild.classList.contains("muted")) ul.innerHTML = "";
     const li = document.createElement("li");
     li.innerHTML = "<span class=code></span> <span class=muted></span> ";
     li.children[0].textContent = code;
     li.children[1].textContent = detail;
-    li.appendChild(document.createTextNode(text));
+    li.appendChild(document.createTextNode(text + " "));
+    if (subject) li.appendChild(subjectLink(subject));
     ul.insertBefore(li, ul.firstChild);
     while (ul.children.length > 30) ul.removeChild(ul.lastChild);
-  }
-
-  // clearCanvas sizes a canvas for the screen's pixel ratio and clears it.
-  function clearCanvas(canvas) {
-    const dpr = window.devicePixelRatio || 1;
-    const w = canvas.clientWidth, h = canvas.clientHeight;
-    if (canvas.width !== w * dpr) { canvas.width = w * dpr; canvas.height = h * dpr; }
-    const g = canvas.getContext("2d");
-    g.setTransform(dpr, 0, 0, dpr, 0, 0);
-    g.clearRect(0, 0, w, h);
-    return { g, w, h };
-  }
-
-  // Horizontal bars: heartbeat classes of the last five minutes (AAMI classes).
-  function drawBeats(canvas) {
-    const { g, w, h } = clearCanvas(canvas);
-    g.font = "11px system-ui";
-    if (!state.beats.length) { g.fillStyle = "#8b98a5"; g.fillText("waiting for ECG beats…", 12, 20); return; }
-    const n = {}; for (const c of beatClasses) n[c] = 0;
-    for (const b of state.beats) n[b.cls] = (n[b.cls] || 0) + 1;
-    const max = Math.max(1, ...Object.values(n)), L = 150, R = 100, rowH = (h - 8) / beatClasses.length;
-    beatClasses.forEach((c, i) => {
-      const y = 4 + i * rowH, bw = (w - L - R) * n[c] / max;
-      g.fillStyle = "#8b98a5"; g.fillText(c + " " + beatNames[c], 6, y + rowH / 2 + 4);
-      g.fillStyle = c === "N" ? "#5ad17a" : c === "V" ? "#ff6b6b" : "#ffb454";
-      g.fillRect(L, y + 3, Math.max(bw, n[c] ? 1 : 0), rowH - 6);
-      g.fillStyle = "#c9d1d9"; g.fillText(n[c].toLocaleString() + " (" + (100 * n[c] / state.beats.length).toFixed(1) + "%)", L + bw + 6, y + rowH / 2 + 4);
-    });
   }
 
   function onAlert(a) {
@@ -137,125 +163,217 @@
       sev.className = "sev-" + (al.severity || (al.labels && al.labels.severity) || "warning");
       sev.textContent = (al.rule || (al.labels && al.labels.alertname) || "alert") + " ";
       li.appendChild(sev);
-      li.appendChild(document.createTextNode((al.summary || (al.annotations && al.annotations.summary) || "") + " — " + (al.state || "firing")));
+      li.appendChild(document.createTextNode((al.summary || (al.annotations && al.annotations.summary) || "") + " — " + (al.state || "firing") + " "));
+      if (al.subject) li.appendChild(subjectLink(al.subject));
       ul.appendChild(li);
     }
   }
 
-  // Line chart of several series on a canvas; series: [{name, color, points:[{t, v}], dots}]
-  function draw(canvas, series, opts) {
-    const { g, w, h } = clearCanvas(canvas);
-    const now = Date.now(), t0 = now - windowMs;
-    let lo = Infinity, hi = -Infinity;
-    for (const s of series) for (const p of s.points) { lo = Math.min(lo, p.v); hi = Math.max(hi, p.v); }
-    if (!isFinite(lo)) { g.fillStyle = "#8b98a5"; g.font = "12px system-ui"; g.fillText("waiting for data…", 12, 20); return; }
-    if (opts && opts.min !== undefined) lo = Math.min(lo, opts.min);
-    if (opts && opts.max !== undefined) hi = Math.max(hi, opts.max);
-    const pad = (hi - lo) * 0.08 || 1; lo -= pad; hi += pad;
-    const L = 40, R = 8, T = 8, B = 18;
-    const x = (t) => L + (t - t0) / windowMs * (w - L - R);
-    const y = (v) => T + (1 - (v - lo) / (hi - lo)) * (h - T - B);
-    g.strokeStyle = "#26313d"; g.fillStyle = "#8b98a5"; g.font = "11px system-ui"; g.lineWidth = 1;
-    for (let i = 0; i <= 4; i++) {
-      const v = lo + (hi - lo) * i / 4, yy = y(v);
-      g.beginPath(); g.moveTo(L, yy); g.lineTo(w - R, yy); g.stroke();
-      g.fillText(v.toFixed(hi - lo < 10 ? 1 : 0), 4, yy + 4);
-    }
-    for (let m = 0; m <= 5; m++) { const t = t0 + m * 60000; g.fillText(m === 5 ? "now" : "-" + (5 - m) + "m", x(t) - 10, h - 4); }
-    if (opts && opts.bands) for (const b of opts.bands) {
-      g.strokeStyle = b.color; g.setLineDash([4, 4]); g.beginPath(); g.moveTo(L, y(b.v)); g.lineTo(w - R, y(b.v)); g.stroke(); g.setLineDash([]);
-    }
-    series.forEach((s) => {
-      g.strokeStyle = s.color; g.fillStyle = s.color; g.lineWidth = 1.5;
-      if (s.dots) {
-        for (const p of s.points) { g.beginPath(); g.arc(x(p.t), y(p.v), 2.5, 0, 7); s.hollow ? g.stroke() : g.fill(); }
-      } else {
-        g.beginPath();
-        s.points.forEach((p, i) => (i ? g.lineTo(x(p.t), y(p.v)) : g.moveTo(x(p.t), y(p.v))));
-        g.stroke();
+  // aggregate returns the median line and 5–95 % band of a metric per bucket, and the
+  // population's median and robust spread (MAD scaled to a standard deviation) over the last
+  // minute, for scoring devices.
+  function aggregate(metric, now) {
+    const m = state.buckets.get(metric) || new Map();
+    const median = [], band = [], recent = [];
+    for (const [b, a] of [...m].sort((x, y) => x[0] - y[0])) {
+      if (b < now - windowMs - bucketMs) { m.delete(b); continue; }
+      const t = b + bucketMs / 2;
+      if (a.pre && a.length < 3) { // from the lake, until the feed brings enough of its own
+        median.push({ t, v: a.pre[1] });
+        band.push({ t, lo: a.pre[0], hi: a.pre[2] });
+        continue;
       }
-    });
-    let lx = L + 4;
-    g.font = "11px system-ui";
-    series.filter((s) => s.name).forEach((s) => { g.fillStyle = s.color; g.fillText(s.name, lx, T + 10); lx += g.measureText(s.name).width + 12; });
+      if (!a.sorted) { a.sort((x, y) => x - y); a.sorted = true; }
+      median.push({ t, v: PL.quantile(a, 0.5) });
+      band.push({ t, lo: PL.quantile(a, 0.05), hi: PL.quantile(a, 0.95) });
+      if (b >= now - recentMs) for (const v of a) recent.push(v);
+    }
+    recent.sort((x, y) => x - y);
+    const mid = PL.quantile(recent, 0.5);
+    const dev = recent.map((v) => Math.abs(v - mid)).sort((x, y) => x - y);
+    const spread = Math.max(1.4826 * PL.quantile(dev, 0.5), 1e-6);
+    return { median, band, mid, spread };
   }
 
-  function render() {
-    const kinds = Object.keys(state.rates).sort();
-    draw($("rateChart"), kinds.map((k, i) => ({ name: k, color: palette[i % palette.length], points: state.rates[k] })), { min: 0 });
-    draw($("hrChart"), [...state.hr].map(([d, p], i) => ({ name: d, color: palette[i % palette.length], points: p })),
-      { bands: [{ v: 120, color: "#ffb454" }, { v: 40, color: "#ffb454" }] });
-    const bp = [];
-    [...state.bp].forEach(([d, p], i) => {
-      bp.push({ name: d, color: palette[i % palette.length], dots: true, points: p.map((q) => ({ t: q.t, v: q.s })) });
-      bp.push({ color: palette[i % palette.length], dots: true, hollow: true, points: p.map((q) => ({ t: q.t, v: q.d })) });
-    });
-    draw($("bpChart"), bp, { bands: [{ v: 180, color: "#ff6b6b" }, { v: 120, color: "#ff6b6b" }] });
-    draw($("accChart"), [...state.acc].map(([d, p], i) => ({ name: d, color: palette[i % palette.length], points: p })), { min: 0 });
-    drawBeats($("beatChart"));
-    $("beatTotal").textContent = state.beats.length.toLocaleString();
-    requestAnimationFrame(() => setTimeout(render, 500));
-  }
-
-  async function loadAlerts(tok) {
-    const resp = await fetch("/v1/alerts?state=firing", { headers: { Authorization: "Bearer " + tok } });
-    if (!resp.ok) return;
-    const body = await resp.json();
-    for (const a of (Array.isArray(body) ? body : body.alerts || [])) onAlert(a);
-  }
-
-  async function follow() {
-    const tok = token();
-    if (!tok) { $("tokenForm").hidden = false; setStatus("a read token is needed", "err"); return; }
-    $("forget").hidden = false;
-    try {
-      loadAlerts(tok).catch(() => {});
-      const resp = await fetch("/v1/events", { headers: { Authorization: "Bearer " + tok } });
-      if (resp.status === 401 || resp.status === 403) {
-        localStorage.removeItem("pulselake-token");
-        $("tokenForm").hidden = false; setStatus("token refused (" + resp.status + ")", "err"); return;
-      }
-      if (!resp.ok) throw new Error("HTTP " + resp.status);
-      setStatus("live", "live");
-      const reader = resp.body.getReader(), dec = new TextDecoder();
-      let buf = "";
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buf += dec.decode(value, { stream: true });
-        let i;
-        while ((i = buf.indexOf("\n\n")) >= 0) {
-          const chunk = buf.slice(0, i); buf = buf.slice(i + 2);
-          let type = "message", data = "";
-          for (const line of chunk.split("\n")) {
-            if (line.startsWith("event: ")) type = line.slice(7);
-            else if (line.startsWith("data: ")) data += line.slice(6);
-          }
-          if (!data) continue;
-          const d = JSON.parse(data);
-          if (type === "reading") onReading(d);
-          else if (type === "summary") onSummary(d);
-          else if (type === "rejected") onRejected(d);
-          else if (type === "alert") onAlert(d);
-          else if (type === "prediction") onPrediction(d);
-          else if (type === "anomaly") onAnomaly(d);
+  // topDevices ranks devices by abnormality: the largest robust z-score (distance from the
+  // population median in MADs) of their readings of the last minute, over their metrics.
+  function topDevices(stats, now) {
+    const ranked = [];
+    for (const [id, d] of state.devices) {
+      if (d.last < now - recentMs) { state.devices.delete(id); continue; }
+      let score = 0, worst = null;
+      for (const [metric, pts] of Object.entries(d.series)) {
+        const st = stats[metric];
+        if (!st || !isFinite(st.mid)) continue;
+        for (const p of pts) {
+          const z = Math.abs(p.v - st.mid) / st.spread;
+          if (z > score) { score = z; worst = metric + " " + +p.v.toFixed(2); }
         }
       }
-      throw new Error("feed closed");
-    } catch (e) {
-      setStatus("reconnecting… (" + e.message + ")", "err");
-      setTimeout(follow, 2000);
+      ranked.push({ id, subject: d.subject, kind: d.kind, score, worst, series: d.series });
     }
+    ranked.sort((a, b) => b.score - a.score);
+    return ranked.slice(0, topN);
+  }
+
+  const charts = {
+    hr: { metrics: [["bpm", C.sky]], unit: "bpm", hlines: [{ v: 100, color: C.orange, label: "100" }, { v: 50, color: C.orange, label: "50" }] },
+    bp: { metrics: [["systolic", C.orange], ["diastolic", C.sky]], unit: "mmHg", hlines: [{ v: 180, color: C.vermillion, label: "180" }, { v: 120, color: C.vermillion, label: "120" }] },
+    acc: { metrics: [["magnitude", C.green]], unit: "g", min: 0 },
+  };
+  const topColors = [C.purple, C.yellow, C.vermillion];
+  let lastStats = {}, lastTop = [];
+
+  function smoothRates(pts) {
+    // Mean of the last 5 seconds: one late summary does not draw a spike and a dip.
+    const out = [];
+    for (let i = 0; i < pts.length; i++) {
+      let s = 0, n = 0;
+      for (let j = Math.max(0, i - 4); j <= i; j++) { s += pts[j].v; n++; }
+      out.push({ t: pts[i].t, v: Math.max(0, s / n) });
+    }
+    return out;
+  }
+
+  function renderCharts() {
+    const now = Date.now(), t0 = now - windowMs;
+    const stats = {};
+    for (const metric of state.buckets.keys()) stats[metric] = aggregate(metric, now);
+    lastStats = stats;
+    lastTop = topDevices(stats, now);
+    const kinds = Object.keys(state.rates).sort();
+    PL.chart($("rateChart"), { t0, t1: now, min: 0, unit: "readings/s", empty: "waiting for data…",
+      series: kinds.map((k, i) => ({ name: k, color: palette[i % palette.length], points: smoothRates(state.rates[k]) })) });
+    for (const [id, c] of Object.entries(charts)) {
+      const series = [];
+      for (const [metric, color] of c.metrics) {
+        const st = stats[metric];
+        if (!st) continue;
+        series.push({ type: "band", color, points: st.band });
+        series.push({ name: c.metrics.length > 1 ? metric + " median" : "median", color, points: st.median, width: 2 });
+      }
+      // The top devices of this chart's kind, drawn over the band.
+      let i = 0;
+      for (const d of lastTop) {
+        for (const [metric] of c.metrics) {
+          if (d.series[metric] && i < topColors.length) series.push({ name: c.metrics.length > 1 && metric !== c.metrics[0][0] ? "" : d.id, color: topColors[i], points: d.series[metric], width: 1.2, dash: metric === c.metrics[0][0] ? null : [3, 3] });
+        }
+        if (c.metrics.some(([m]) => d.series[m])) i++;
+      }
+      PL.chart($(id + "Chart"), { t0, t1: now, series, hlines: c.hlines, min: c.min, robust: true, unit: c.unit, empty: "waiting for data…" });
+    }
+    drawBeats($("beatChart"));
+    $("beatTotal").textContent = state.beats.length.toLocaleString();
+    renderTop();
+    for (const r of refreshTables) r();
+  }
+
+  function renderTop() {
+    const tb = $("top");
+    tb.innerHTML = "";
+    if (!lastTop.length) { const tr = tb.insertRow(); const td = tr.insertCell(); td.colSpan = 5; td.className = "muted"; td.textContent = "waiting for data…"; return; }
+    for (const d of lastTop) {
+      const tr = tb.insertRow();
+      tr.insertCell().textContent = d.id;
+      tr.insertCell().appendChild(subjectLink(d.subject));
+      tr.insertCell().textContent = d.kind;
+      tr.insertCell().textContent = d.worst || "";
+      tr.insertCell().textContent = d.score.toFixed(1);
+    }
+  }
+
+  // Horizontal bars: heartbeat classes of the last five minutes (AAMI classes).
+  function drawBeats(canvas) {
+    const dpr = window.devicePixelRatio || 1, w = canvas.clientWidth, h = canvas.clientHeight;
+    if (canvas.width !== Math.round(w * dpr)) { canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr); }
+    const g = canvas.getContext("2d");
+    g.setTransform(dpr, 0, 0, dpr, 0, 0); g.clearRect(0, 0, w, h);
+    g.font = "11px system-ui";
+    canvas.dataset.points = String(state.beats.length);
+    if (!state.beats.length) { g.fillStyle = "#9aa7b4"; g.fillText("waiting for ECG beats…", 12, 20); return; }
+    const n = {}; for (const c of beatClasses) n[c] = 0;
+    for (const b of state.beats) n[b.cls] = (n[b.cls] || 0) + 1;
+    const max = Math.max(1, ...Object.values(n)), L = 150, R = 100, rowH = (h - 8) / beatClasses.length;
+    beatClasses.forEach((c, i) => {
+      const y = 4 + i * rowH, bw = (w - L - R) * n[c] / max;
+      g.fillStyle = "#9aa7b4"; g.fillText(c + " " + beatNames[c], 6, y + rowH / 2 + 4);
+      g.fillStyle = c === "N" ? C.green : c === "V" ? C.vermillion : C.orange;
+      g.fillRect(L, y + 3, Math.max(bw, n[c] ? 1 : 0), rowH - 6);
+      g.fillStyle = "#c9d1d9"; g.fillText(n[c].toLocaleString() + " (" + (100 * n[c] / state.beats.length).toFixed(1) + "%)", L + bw + 6, y + rowH / 2 + 4);
+    });
+    canvas.setAttribute("aria-label", "Heartbeat classes: " + beatClasses.map((c) => c + " " + n[c]).join(", "));
+  }
+
+  // Text alternatives: each chart's data as a table.
+  const bucketRows = (metrics) => (table) => {
+    const cols = ["time"], byT = new Map();
+    for (const [metric] of metrics) {
+      const st = lastStats[metric];
+      if (!st) continue;
+      cols.push(metric + " p5", metric + " median", metric + " p95");
+      st.median.forEach((p, i) => { const r = byT.get(p.t) || [new Date(p.t).toLocaleTimeString()]; r.push(st.band[i].lo, p.v, st.band[i].hi); byT.set(p.t, r); });
+    }
+    PL.fillTable(table, cols, [...byT.values()], 60);
+  };
+  const refreshTables = [
+    PL.tableToggle($("rateTable"), (table) => {
+      const kinds = Object.keys(state.rates).sort(), byT = new Map();
+      kinds.forEach((k, i) => smoothRates(state.rates[k]).forEach((p) => { const r = byT.get(p.t) || [new Date(p.t).toLocaleTimeString(), ...kinds.map(() => 0)]; r[i + 1] = p.v; byT.set(p.t, r); }));
+      PL.fillTable(table, ["time", ...kinds], [...byT.values()], 60);
+    }),
+    PL.tableToggle($("hrTable"), bucketRows(charts.hr.metrics)),
+    PL.tableToggle($("bpTable"), bucketRows(charts.bp.metrics)),
+    PL.tableToggle($("accTable"), bucketRows(charts.acc.metrics)),
+    PL.tableToggle($("beatTable"), (table) => {
+      const n = {}; for (const b of state.beats) n[b.cls] = (n[b.cls] || 0) + 1;
+      PL.fillTable(table, ["class", "beats"], beatClasses.map((c) => [c + " " + beatNames[c], n[c] || 0]));
+    }),
+  ];
+
+  async function loadAlerts() {
+    try {
+      const body = await PL.api("/v1/alerts?state=firing");
+      for (const a of (Array.isArray(body) ? body : body.alerts || [])) onAlert(a);
+    } catch (e) { /* the feed shows alerts as they change */ }
+  }
+
+  // A token bound to one subject opens that subject's view.
+  async function openBoundSubject() {
+    try {
+      const body = await PL.api("/v1/subjects?limit=1");
+      if (body.bound_subject) location.replace("/subjects/" + encodeURIComponent(body.bound_subject));
+    } catch (e) { /* the overview stays */ }
+  }
+
+  function refused(status) {
+    PL.forget();
+    $("tokenForm").hidden = false; PL.setStatus("token refused (" + status + ")", "err");
+  }
+
+  function start() {
+    if (!PL.token()) { $("tokenForm").hidden = false; PL.setStatus("a read token is needed", "err"); return; }
+    $("forget").hidden = false;
+    openBoundSubject();
+    loadAlerts();
+    backfill();
+    PL.follow("/v1/events", (type, d) => {
+      if (type === "reading") onReading(d);
+      else if (type === "summary") onSummary(d);
+      else if (type === "rejected") onRejected(d);
+      else if (type === "alert") onAlert(d);
+      else if (type === "prediction") onPrediction(d);
+      else if (type === "anomaly") onAnomaly(d);
+    }, refused);
   }
 
   $("tokenForm").addEventListener("submit", (ev) => {
     ev.preventDefault();
     localStorage.setItem("pulselake-token", $("tokenInput").value.trim());
     $("tokenForm").hidden = true;
-    follow();
+    start();
   });
-  $("forget").addEventListener("click", () => { localStorage.removeItem("pulselake-token"); location.reload(); });
-  if (location.hash.includes("token=")) { localStorage.setItem("pulselake-token", token()); history.replaceState(null, "", "/"); }
-  render();
-  follow();
+  $("forget").addEventListener("click", () => { PL.forget(); location.reload(); });
+  PL.keepToken();
+  (function loop() { renderCharts(); setTimeout(() => requestAnimationFrame(loop), 1000); })();
+  start();
 })();

@@ -1,0 +1,40 @@
+package stream
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pulselake/pulselake/internal/reading"
+)
+
+// TestEnvelopeOriginsRoundTrip: an entry's origin and identity read back as written, for
+// plain topics and file:line origins and for ones that need escaping in JSON.
+func TestEnvelopeOriginsRoundTrip(t *testing.T) {
+	reg, _ := reading.NewRegistry()
+	p := reading.NewParser(reg)
+	raw := []byte(`{"subject":"s","device":"d","kind":"heart_rate","time":"2026-11-23T10:00:00Z","values":{"bpm":70}}`)
+	r, errs := p.Parse(raw)
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	for _, origin := range []string{
+		"readings/heart_rate/watch-1",
+		"export.xml:123456",
+		"Exportación.xml:7",
+		`a "quoted" \ name`,
+		"control\x01char\ttab",
+		"\u2028 line separator",
+	} {
+		b := &Batch{Source: "import", Received: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)}
+		e := Entry{Reading: &r, Identity: r.Identity(), Raw: raw, Origin: origin}
+		env := append(b.encodeHeader(nil), '\n')
+		env = append(e.encode(env), '\n')
+		got, err := Decode(env, p)
+		if err != nil {
+			t.Fatalf("origin %q: %v\n%s", origin, err, env)
+		}
+		if len(got.Entries) != 1 || got.Entries[0].Origin != origin || got.Entries[0].Identity != e.Identity {
+			t.Fatalf("origin %q: decoded %+v", origin, got.Entries)
+		}
+	}
+}
