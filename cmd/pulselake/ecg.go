@@ -25,13 +25,19 @@ func newECGCmd(g *globals) *cobra.Command {
 
 func newECGTrainCmd(g *globals) *cobra.Command {
 	var (
-		dir, list, out string
-		opt            ecg.TrainOptions
+		dir, list, out, peaks string
+		opt                   ecg.TrainOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "train --records DIR [--list 101,106,...] [--seed N] --out FILE",
-		Short: "Train a heartbeat classifier on the reference beats of WFDB records",
-		Args:  cobra.NoArgs,
+		Short: "Train a heartbeat classifier on the labelled beats of WFDB records",
+		Long: `Train a heartbeat classifier on the labelled beats of WFDB records.
+
+By default beats are cut where serve cuts them: at the R peaks the QRS detector finds, each
+labelled with the reference annotation within 150 ms (ANSI/AAMI EC57); false detections and
+missed beats are counted on stderr and not trained on. --peaks reference cuts them at the
+annotated R peaks instead.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dir == "" || out == "" {
 				return usagef("ecg train needs --records DIR and --out FILE")
@@ -40,10 +46,17 @@ func newECGTrainCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return usagef("ecg train: %v", err)
 			}
+			at, err := ecg.ParsePeakSource(peaks)
+			if err != nil {
+				return usagef("ecg train: --peaks: %v", err)
+			}
 			start := time.Now()
-			m, err := ecg.TrainRecords(cmd.Context(), dir, records, opt)
+			m, cnt, err := ecg.TrainRecords(cmd.Context(), dir, records, at, opt)
 			if err != nil {
 				return err
+			}
+			if at == ecg.PeaksDetected {
+				fmt.Fprintf(g.stderr, "detected beats: %s\n", cnt)
 			}
 			if err := ecg.SaveModel(out, m); err != nil {
 				return err
@@ -61,8 +74,13 @@ func newECGTrainCmd(g *globals) *cobra.Command {
 	f.StringVar(&dir, "records", "", "directory of WFDB records with .atr reference annotations")
 	f.StringVar(&list, "list", "", "comma-separated record names (default: every record in --records)")
 	f.StringVar(&out, "out", "", "model file to write")
+	addPeaksFlag(cmd, &peaks)
 	addTrainFlags(cmd, &opt)
 	return cmd
+}
+
+func addPeaksFlag(cmd *cobra.Command, peaks *string) {
+	cmd.Flags().StringVar(peaks, "peaks", "detected", "where beats are cut: detected (the QRS detector's R peaks, as serve does) or reference (the annotated R peaks)")
 }
 
 func addTrainFlags(cmd *cobra.Command, opt *ecg.TrainOptions) {
@@ -87,6 +105,7 @@ func loadECGModel(file string) (*ecg.Model, error) {
 func newECGEvalCmd(g *globals) *cobra.Command {
 	var (
 		dir, list, modelFile, split string
+		peaks                       string
 		asJSON, withoutRR           bool
 		testShare                   float64
 		folds                       int
@@ -112,10 +131,14 @@ command trains fresh models instead and evaluates them honestly:
 			if err != nil {
 				return usagef("ecg eval: %v", err)
 			}
+			at, err := ecg.ParsePeakSource(peaks)
+			if err != nil {
+				return usagef("ecg eval: --peaks: %v", err)
+			}
 			var e ecg.Evaluation
 			switch split {
 			case "":
-				if e, err = evalModel(g, dir, records, modelFile, withoutRR); err != nil {
+				if e, err = evalModel(g, dir, records, at, modelFile, withoutRR); err != nil {
 					return err
 				}
 			case "random", "records":
@@ -123,7 +146,7 @@ command trains fresh models instead and evaluates them honestly:
 				if modelFile != "" {
 					return usagef("ecg eval: --model and --split exclude each other (--split trains its own models)")
 				}
-				beats, err := ecg.LoadBeats(dir, records)
+				beats, err := loadECGBeats(g, dir, records, at)
 				if err != nil {
 					return err
 				}
@@ -149,6 +172,7 @@ command trains fresh models instead and evaluates them honestly:
 	f.StringVar(&modelFile, "model", "", "model file (default: the embedded model)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object (SPEC §9) instead of a table")
 	f.StringVar(&split, "split", "", "train and test fresh models: random (intra-patient) or records (inter-patient)")
+	addPeaksFlag(cmd, &peaks)
 	f.Float64Var(&testShare, "test-share", 0.2, "share of beats held out by --split random")
 	f.IntVar(&folds, "folds", 5, "folds of --split records")
 	f.BoolVar(&withoutRR, "without-rr", false, "drop the beats' RR features, as for ecg_beat readings without them (evaluates the shape-only model)")
@@ -158,7 +182,7 @@ command trains fresh models instead and evaluates them honestly:
 
 // evalModel evaluates one model (the file's, or the embedded one) on the records' beats,
 // warning when the model was trained on some of them.
-func evalModel(g *globals, dir string, records []string, modelFile string, withoutRR bool) (ecg.Evaluation, error) {
+func evalModel(g *globals, dir string, records []string, at ecg.PeakSource, modelFile string, withoutRR bool) (ecg.Evaluation, error) {
 	m, err := loadECGModel(modelFile)
 	if err != nil {
 		return ecg.Evaluation{}, err
@@ -167,7 +191,7 @@ func evalModel(g *globals, dir string, records []string, modelFile string, witho
 		fmt.Fprintf(g.stderr, "warning: the model was trained on %d of the evaluated records (%s): these figures are not those of new patients; use --split records for an honest estimate\n",
 			len(seen), strings.Join(seen, ","))
 	}
-	beats, err := ecg.LoadBeats(dir, records)
+	beats, err := loadECGBeats(g, dir, records, at)
 	if err != nil {
 		return ecg.Evaluation{}, err
 	}
@@ -175,6 +199,19 @@ func evalModel(g *globals, dir string, records []string, modelFile string, witho
 		dropRR(beats)
 	}
 	return ecg.EvaluateBeats(m, beats).Evaluate(records), nil
+}
+
+// loadECGBeats loads the records' labelled beats cut at the given peaks and, for detected
+// peaks, reports on stderr how they match the reference.
+func loadECGBeats(g *globals, dir string, records []string, at ecg.PeakSource) ([]ecg.Beat, error) {
+	beats, cnt, err := ecg.LoadBeatsAt(dir, records, at)
+	if err != nil {
+		return nil, err
+	}
+	if at == ecg.PeaksDetected {
+		fmt.Fprintf(g.stderr, "detected beats: %s\n", cnt)
+	}
+	return beats, nil
 }
 
 // evalTrained trains fresh models on the beats and evaluates them on beats they did not

@@ -82,6 +82,7 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 
 func newServeCmd(g *globals) *cobra.Command {
 	var httpAddr, mqttAddr, natsURL string
+	var cluster bool
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run everything: stream, ingest (HTTP, MQTT), API and dashboard",
@@ -97,6 +98,7 @@ func newServeCmd(g *globals) *cobra.Command {
 				if cmd.Flags().Changed("nats-url") {
 					cfg.NATS.URL = natsURL
 				}
+				cfg.Cluster.Enabled = cluster
 			}, changedFlags(cmd, map[string]string{"http.listen": "http", "mqtt.listen": "mqtt", "nats.url": "nats-url"}))
 			if err != nil {
 				return err
@@ -107,6 +109,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&httpAddr, "http", "127.0.0.1:8080", "HTTP listen address (API, dashboard, metrics)")
 	cmd.Flags().StringVar(&mqttAddr, "mqtt", "127.0.0.1:1883", `MQTT listen address, or "off"`)
 	cmd.Flags().StringVar(&natsURL, "nats-url", "", "external NATS cluster URL (default: embedded server under <data>/stream)")
+	cmd.Flags().BoolVar(&cluster, "cluster", false, "join the other nodes of the config's cluster: section (embedded NATS cluster, replicated streams; docs/scale-out.md)")
 	return cmd
 }
 

@@ -39,6 +39,6 @@ func startDetectors(n *node) error {
 	n.addEraser("anomaly detectors: alerts, baselines (serve memory)", r.EraseSubject)
 	n.addEraser("anomaly detectors: checkpointed alerts, baselines (KV "+detectors.Bucket+")", r.EraseCheckpoint)
 	n.onClose(r.Close)
-	n.runProc("anomaly", r.Run)
+	n.runLeader(leaderProc{name: "anomaly", run: r.Run}) // restores the checkpoint first
 	return nil
 }

@@ -75,6 +75,8 @@ type node struct {
 	lake     *lakeParts
 	alerting *alerting
 	runProc  func(name string, run func(context.Context) error)
+	// runLeader runs a processor whose effects must happen once per cluster (cluster.go).
+	runLeader func(leaderProc)
 	// quarantine records the stream messages a processor terminated (quarantine.poison).
 	quarantine func(context.Context, stream.Poisoned) error
 	closers    []func()
@@ -165,6 +167,8 @@ type server struct {
 	stopProcs context.CancelFunc
 	// runProc runs a processor until the processors stop (startProcessors).
 	runProc func(name string, run func(context.Context) error)
+	// leaders runs the processors that run once per cluster (cluster.go); nil on one node.
+	leaders *leadership
 	// quarantine records the stream messages a processor terminated (quarantine.poison).
 	quarantine func(context.Context, stream.Poisoned) error
 	alerting   *alerting
@@ -204,6 +208,7 @@ func (s *server) openStream(ctx context.Context) error {
 			ClientListen: off(cfg.NATS.Listen),
 			MQTTListen:   off(cfg.MQTT.Listen),
 			Auth:         &ingest.Auth{Verify: s.verify, InternalUser: internalUser, InternalPassword: s.password, Log: log.With("component", "nats-auth")},
+			Cluster:      clusterServer(cfg),
 		})
 		if err != nil {
 			return err
@@ -213,7 +218,7 @@ func (s *server) openStream(ctx context.Context) error {
 	}
 	conn, err := stream.Connect(ctx, log, stream.ConnOptions{
 		URL: cfg.NATS.URL, Server: s.srv, User: internalUserFor(cfg), Password: passwordFor(cfg, s.password),
-		Name: "pulselake-serve", Replicas: cfg.NATS.Replicas, MaxAge: cfg.NATS.Retention.D(), MaxBytes: cfg.NATS.MaxBytes,
+		Name: "pulselake-serve", Replicas: replicas(cfg), MaxAge: cfg.NATS.Retention.D(), MaxBytes: cfg.NATS.MaxBytes,
 		DuplicateWindow: cfg.Ingest.DedupWindow.D(), PublishWait: cfg.Ingest.PublishWait.D(),
 	})
 	if err != nil {
@@ -221,7 +226,13 @@ func (s *server) openStream(ctx context.Context) error {
 	}
 	s.conn = conn
 	s.deferLast(func() { conn.Close() })
-	if err := conn.Setup(ctx); err != nil {
+	setupCtx, cancelSetup := ctx, context.CancelFunc(func() {})
+	if cfg.Cluster.Enabled { // the first start of a cluster waits for every node to place the replicas
+		setupCtx, cancelSetup = context.WithTimeout(ctx, cfg.Cluster.StartTimeout.D())
+	}
+	err = conn.Setup(setupCtx)
+	cancelSetup()
+	if err != nil {
 		return err
 	}
 	s.reg.MustRegister(stream.NewLagCollector(conn))
@@ -233,13 +244,19 @@ func (s *server) openStream(ctx context.Context) error {
 		go func() { defer close(spaceDone); space.Run(spaceCtx) }()
 		s.deferLast(func() { stopSpace(); <-spaceDone }) // before the server stops
 	}
-	hwm := "" // the ingest stream's high-water mark lives beside an embedded store only
-	if s.srv != nil {
+	// The ingest stream's high-water mark lives beside an embedded store only; a cluster
+	// node's replica catches up from the others after a restart, so it is not compared.
+	hwm := ""
+	if s.srv != nil && !cfg.Cluster.Enabled {
 		hwm = filepath.Join(s.o.DataDir, "stream", "ingest.hwm")
 	}
 	s.loss = stream.NewLossMonitor(log.With("component", "stream"), s.reg, conn, hwm)
-	if err := s.loss.Check(ctx); err != nil {
-		log.Warn("checking the streams for lost messages", "err", err)
+	// A restarted cluster node's replicas are still catching up from the others: comparing
+	// them with the consumers' positions now would report losses that are not there.
+	if !cfg.Cluster.Enabled {
+		if err := s.loss.Check(ctx); err != nil {
+			log.Warn("checking the streams for lost messages", "err", err)
+		}
 	}
 	return nil
 }
@@ -278,7 +295,7 @@ func (s *server) openFrontDoors(ctx context.Context) error {
 		MaxBatch: cfg.Ingest.MaxBatch, MaxBodyBytes: cfg.Ingest.MaxBodyBytes, MaxInflightBytes: cfg.Ingest.MaxInflightBytes,
 		DedupWindow: cfg.Ingest.DedupWindow.D(), DedupMaxEntries: cfg.Ingest.DedupMaxEntries, BodyTimeout: cfg.Ingest.BodyTimeout.D(),
 	})
-	if err := s.in.Recover(ctx, s.conn); err != nil {
+	if err := s.recoverDedup(ctx); err != nil {
 		return err
 	}
 	s.hub = web.NewHub(s.log.With("component", "events"), s.reg, s.conn, s.kinds)
@@ -300,8 +317,10 @@ func (s *server) startLake(ctx context.Context) error {
 	lakeCtx, cancelLake := context.WithCancel(context.Background())
 	s.deferLast(cancelLake)
 	lakeDone := make(chan error, 1)
-	go func() { lakeDone <- lk.writer.Run(lakeCtx) }()
+	lakeStopped := make(chan struct{})
+	go func() { lakeDone <- runLakeWriter(lakeCtx, log, lk.writer, shared(s.cfg), lakeStopped) }()
 	s.deferLast(func() {
+		close(lakeStopped)
 		lk.writer.Stop()
 		select {
 		case err := <-lakeDone:
@@ -332,6 +351,9 @@ func (s *server) startProcessors(ctx context.Context) error {
 			}
 		}()
 	}
+	if shared(s.cfg) {
+		s.leaders = newLeadership(s.log.With("component", "cluster"), s.reg, s.conn, leaseTTL(s.cfg))
+	}
 	s.runProc("lake-ops", s.lk.ops.Run)
 	s.runProc("stream-loss", s.loss.Run)
 	s.quarantine = quarantineTo(s.lk.ops)
@@ -341,8 +363,21 @@ func (s *server) startProcessors(ctx context.Context) error {
 	}
 	s.alerting = alerting
 	s.deferLast(alerting.close)
+	// The dispatcher runs on every node; only the node running the rule engine and the
+	// detectors (the processors lease holder on a cluster) hands it alerts.
 	s.runProc("notify", alerting.dispatcher.Run)
-	s.runProc("rules", alerting.engine.Run)
+	eng := alerting.engine
+	s.runLeader(leaderProc{name: "rules", run: func(ctx context.Context) error {
+		if s.leaders != nil { // another node may have run the rules and notified since this one started
+			if err := eng.Restore(ctx); err != nil {
+				return err
+			}
+			if err := alerting.dispatcher.ReloadLog(ctx); err != nil {
+				return err
+			}
+		}
+		return eng.Run(ctx)
+	}, standby: func(ctx context.Context) error { return followAlertState(ctx, s.log, eng) }})
 	return nil
 }
 
@@ -359,12 +394,15 @@ func (s *server) startParts(ctx context.Context) error {
 		}},
 	})
 	n := &node{ctx: ctx, log: s.log, reg: s.reg, cfg: s.cfg, dataDir: s.o.DataDir, conn: s.conn, kinds: s.kinds, hub: s.hub,
-		lake: s.lk, alerting: s.alerting, runProc: s.runProc, quarantine: s.quarantine, ingester: s.in}
+		lake: s.lk, alerting: s.alerting, runProc: s.runProc, runLeader: s.runLeader, quarantine: s.quarantine, ingester: s.in}
 	s.deferLast(n.close)
 	for _, start := range parts {
 		if err := start(n); err != nil {
 			return err
 		}
+	}
+	if s.leaders != nil {
+		s.runProc("cluster-processors", s.leaders.Run)
 	}
 	mountRoutes(s.ws, n)
 	return s.ws.Start()

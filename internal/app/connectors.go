@@ -45,7 +45,7 @@ func startConnectors(n *node) error {
 		return err
 	}
 	if len(mgr.Providers()) == 0 {
-		n.runProc("connector-alerts", func(ctx context.Context) error { return watchConnections(ctx, log, kv, n, nil) })
+		n.runLeader(leaderProc{name: "connector-alerts", run: func(ctx context.Context) error { return watchConnections(ctx, log, kv, n, nil) }})
 		return nil
 	}
 	eng, err := connector.NewEngine(log, n.reg, connector.EngineOptions{
@@ -57,8 +57,8 @@ func startConnectors(n *node) error {
 	if err != nil {
 		return err
 	}
-	n.runProc("connectors", eng.Run)
-	n.runProc("connector-alerts", func(ctx context.Context) error { return watchConnections(ctx, log, kv, n, eng) })
+	n.runLeader(leaderProc{name: "connectors", run: eng.Run})
+	n.runLeader(leaderProc{name: "connector-alerts", run: func(ctx context.Context) error { return watchConnections(ctx, log, kv, n, eng) }})
 	log.Info("wearable connectors scheduled", "providers", mgr.Providers())
 	return nil
 }

@@ -28,6 +28,6 @@ func startECG(n *node) error {
 	if err != nil {
 		return err
 	}
-	n.runProc("ecg", c.Run)
+	n.runLeader(leaderProc{name: "ecg", run: c.Run})
 	return nil
 }

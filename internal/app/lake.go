@@ -34,7 +34,7 @@ func openLake(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, 
 		return nil, err
 	}
 	w, err := lake.New(log.With("component", "lake"), reg, lake.Options{Config: lc, DataDir: dataDir, Conn: conn, Registry: kinds, Store: st,
-		Lease: cfg.NATS.URL != ""}) // on a shared cluster one serve writes, the others stand by
+		Lease: shared(cfg), LeaseTTL: leaseTTL(cfg)}) // on a cluster one serve writes, the others stand by
 	if err != nil {
 		st.Close()
 		return nil, err

@@ -56,6 +56,11 @@ func Dial(ctx context.Context, log *slog.Logger, dataDir string, cfg *config.Con
 		}
 		return conn, conn.Close, nil
 	}
+	if len(cfg.Cluster.Routes) > 0 {
+		// A cluster node's store must not be opened by a server outside the cluster.
+		unlock()
+		return nil, nil, fmt.Errorf("%s is the data directory of a cluster node (cluster.routes is set) and its serve --cluster is not running: start it, or give the cluster's --nats-url", dataDir)
+	}
 	srv, err := stream.StartServer(log, stream.ServerOptions{Dir: filepath.Join(dataDir, "stream")})
 	if err != nil {
 		unlock()

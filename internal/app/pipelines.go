@@ -30,10 +30,10 @@ func startPipelines(n *node) error {
 		if err != nil {
 			return fmt.Errorf("pipeline folder %s: %w", f.Dir, err)
 		}
-		n.runProc("pipeline "+f.Dir, func(ctx context.Context) error {
+		n.runLeader(leaderProc{name: "pipeline " + f.Dir, run: func(ctx context.Context) error {
 			s.Run(ctx)
 			return nil
-		})
+		}})
 	}
 	log.Info("pipelines scheduled", "folders", len(n.cfg.Pipelines))
 	return nil

@@ -33,10 +33,12 @@ import (
 
 // Config is the whole configuration file.
 type Config struct {
-	HTTP   HTTP   `yaml:"http"`
-	MQTT   MQTT   `yaml:"mqtt"`
-	NATS   NATS   `yaml:"nats"`
-	Ingest Ingest `yaml:"ingest"`
+	HTTP HTTP `yaml:"http"`
+	MQTT MQTT `yaml:"mqtt"`
+	NATS NATS `yaml:"nats"`
+	// Cluster configures `serve --cluster` (SPEC §12, docs/scale-out.md).
+	Cluster Cluster `yaml:"cluster"`
+	Ingest  Ingest  `yaml:"ingest"`
 	// Runtime tunes the Go runtime of serve.
 	Runtime Runtime      `yaml:"runtime"`
 	Kinds   []KindConfig `yaml:"kinds"`
@@ -264,6 +266,7 @@ func Default() *Config {
 		Log:                 Log{Level: "info", Format: "text"},
 		DetectorsCheckpoint: yamlconf.Duration(30 * time.Second),
 		Connectors:          defaultConnectors(),
+		Cluster:             defaultCluster(),
 	}
 }
 
@@ -402,6 +405,7 @@ type Problems = yamlconf.Problems
 func (c *Config) Validate() error {
 	var ps Problems
 	c.validateListeners(&ps)
+	c.validateCluster(&ps)
 	c.validateIngest(&ps)
 	c.validateKinds(&ps)
 	c.validateAlerting(&ps)

@@ -6,8 +6,8 @@ import (
 )
 
 // TestInterPatientDS1 runs the inter-patient evaluation of docs/ecg.md at reduced cost (40
-// rounds instead of 120) on the 22 DS1 records: leave-records-out over 5 folds, no record on
-// both sides. It fails when the figures fall below floors a
+// rounds instead of 120) on the 22 DS1 records, with beats cut where serve cuts them:
+// leave-records-out over 5 folds, no record on both sides. It fails when the figures fall below floors a
 // little under those this configuration reached when the features were made (docs/ecg.md,
 // "Evaluation 2"), so that a regression in the features, the training or the tuning shows.
 // It takes about a minute of CPU.
@@ -20,10 +20,11 @@ func TestInterPatientDS1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	beats, err := LoadBeats(dir, records)
+	beats, cnt, err := LoadBeatsAt(dir, records, PeaksDetected)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("beats cut at detected R peaks: %s", cnt)
 	opt := CVOptions{Folds: 5, Train: TrainOptions{Rounds: 40, Seed: 1, RROnly: true}}
 	c, err := CrossValidateRecords(context.Background(), beats, opt)
 	if err != nil {
@@ -47,13 +48,13 @@ func TestInterPatientDS1(t *testing.T) {
 	}
 }
 
-// Floors of TestInterPatientDS1. Measured with this configuration: accuracy 0.9564, S
-// sensitivity 0.400 and PPV 0.485, V F1 0.829 (training is deterministic for a seed; the
-// margin is for changes that should not matter, such as another bin or subsample draw, which
-// move S figures by about ±0.03).
+// Floors of TestInterPatientDS1. Measured with this configuration, on beats cut at the
+// detected R peaks: accuracy 0.9509, S sensitivity 0.240 and PPV 0.358, V F1 0.807 (training is
+// deterministic for a seed; the margin is for changes that should not matter, such as another
+// bin or subsample draw, which move S figures by about ±0.03).
 const (
-	floorAccuracy = 0.945
-	floorSSe      = 0.36
-	floorSPPV     = 0.43
-	floorVF1      = 0.80
+	floorAccuracy = 0.94
+	floorSSe      = 0.20
+	floorSPPV     = 0.31
+	floorVF1      = 0.78
 )

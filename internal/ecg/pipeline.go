@@ -32,29 +32,33 @@ func ParseRecordList(dir, list string) ([]string, error) {
 	return out, nil
 }
 
-// TrainRecords trains a model on every labelled beat of the records and records them in the
-// model's metadata.
-func TrainRecords(ctx context.Context, dir string, records []string, opt TrainOptions) (*Model, error) {
-	beats, err := LoadBeats(dir, records)
+// TrainRecords trains a model on every labelled beat of the records, cut at the given peaks,
+// and records them in the model's metadata.
+func TrainRecords(ctx context.Context, dir string, records []string, at PeakSource, opt TrainOptions) (*Model, DetectionCounts, error) {
+	beats, cnt, err := LoadBeatsAt(dir, records, at)
 	if err != nil {
-		return nil, err
+		return nil, cnt, err
 	}
 	m, err := Train(ctx, beats, opt)
 	if err != nil {
-		return nil, err
+		return nil, cnt, err
 	}
 	m.Meta.Records = records
 	m.Meta.Features = FeatureNames()
-	return m, nil
+	if m.Meta.Extra == nil {
+		m.Meta.Extra = map[string]string{}
+	}
+	m.Meta.Extra["peaks"] = at.String()
+	return m, cnt, nil
 }
 
-// EvaluateRecords classifies every labelled beat of the records with m.
-func EvaluateRecords(m *Model, dir string, records []string) (Evaluation, error) {
-	beats, err := LoadBeats(dir, records)
+// EvaluateRecords classifies every labelled beat of the records, cut at the given peaks, with m.
+func EvaluateRecords(m *Model, dir string, records []string, at PeakSource) (Evaluation, DetectionCounts, error) {
+	beats, cnt, err := LoadBeatsAt(dir, records, at)
 	if err != nil {
-		return Evaluation{}, err
+		return Evaluation{}, cnt, err
 	}
-	return EvaluateBeats(m, beats).Evaluate(records), nil
+	return EvaluateBeats(m, beats).Evaluate(records), cnt, nil
 }
 
 // TrainingOverlap returns the records, in the order given, that m was trained on (as listed in

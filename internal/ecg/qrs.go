@@ -294,9 +294,25 @@ func ratio(a, b int) float64 {
 // of ANSI/AAMI EC57), nearest first.
 func MatchBeats(ref, det []int64, window int64) MatchResult {
 	var r MatchResult
+	for _, d := range matchPeaks(ref, det, window) {
+		if d >= 0 {
+			r.TP++
+		} else {
+			r.FN++
+		}
+	}
+	r.FP = len(det) - r.TP
+	return r
+}
+
+// matchPeaks pairs reference beats with detections (both sorted, in samples) and returns, for
+// each reference beat, the index of its detection or -1: in time order, each reference beat
+// takes the nearest detection within window samples that no earlier one took.
+func matchPeaks(ref, det []int64, window int64) []int {
+	out := make([]int, len(ref))
 	used := make([]bool, len(det))
 	j := 0
-	for _, t := range ref {
+	for i, t := range ref {
 		for j < len(det) && det[j] < t-window {
 			j++
 		}
@@ -311,17 +327,10 @@ func MatchBeats(ref, det []int64, window int64) MatchResult {
 		}
 		if best >= 0 {
 			used[best] = true
-			r.TP++
-		} else {
-			r.FN++
 		}
+		out[i] = best
 	}
-	for _, u := range used {
-		if !u {
-			r.FP++
-		}
-	}
-	return r
+	return out
 }
 
 func abs64(v int64) int64 {

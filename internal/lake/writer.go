@@ -43,6 +43,9 @@ type Options struct {
 	// several serve processes sharing a NATS cluster one writes and the others stand by.
 	// Not needed with the embedded server (the data directory lock already ensures one).
 	Lease bool
+	// LeaseTTL is how long the lease outlives a writer that stopped renewing it (killed):
+	// a standby takes over after at most this long. Default stream.DefaultLeaseTTL.
+	LeaseTTL time.Duration
 	// FetchBytes bounds the bytes one fetch asks for (a batch envelope can be megabytes).
 	// Default 8 MiB.
 	FetchBytes int
@@ -213,13 +216,16 @@ func (w *Writer) Run(ctx context.Context) error {
 		w.store, w.ownStore = st, true
 		defer func() { st.Close(); w.store = nil }()
 	}
-	var l *lease
+	var l *stream.Lease
 	if w.o.Lease {
 		var err error
 		if l, err = w.acquireLease(ctx); err != nil || l == nil {
 			return err // stopped while standing by: nothing to flush
 		}
-		defer l.release()
+		defer l.Release()
+		// Another writer may have written since this one last held the lease: what it
+		// remembers of the tables (identities, watermarks, repairs) is read again.
+		w.index, w.trusted, w.tables, w.ackedSeq = map[string]*kindIndex{}, map[string]*trustedTable{}, map[string]*tableState{}, 0
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -227,8 +233,8 @@ func (w *Writer) Run(ctx context.Context) error {
 	defer cancel()
 	var leaseLost <-chan struct{}
 	if l != nil {
-		leaseLost = l.lost
-		wg.Go(func() { l.keep(cctx) })
+		leaseLost = l.Lost()
+		wg.Go(func() { l.Keep(cctx) })
 		wg.Go(func() { // unacknowledged messages go to the writer that took over
 			select {
 			case <-leaseLost:
@@ -249,7 +255,7 @@ func (w *Writer) Run(ctx context.Context) error {
 	err = w.loop.Run(cctx, w.cons)
 	select {
 	case <-leaseLost:
-		return errLeaseLost
+		return ErrLeaseLost
 	default:
 	}
 	if err != nil {

@@ -255,9 +255,9 @@ func TestLeaseOneActiveWriter(t *testing.T) {
 		return w, done
 	}
 	w1, done1 := newWriter()
-	kv, err := conn.JS.KeyValue(context.Background(), leaseBucket)
+	kv, err := conn.JS.KeyValue(context.Background(), stream.LeaseBucket)
 	for deadline := time.Now().Add(10 * time.Second); err != nil && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		kv, err = conn.JS.KeyValue(context.Background(), leaseBucket)
+		kv, err = conn.JS.KeyValue(context.Background(), stream.LeaseBucket)
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -176,6 +176,18 @@ func New(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, o Opt
 	return d, nil
 }
 
+// ReloadLog re-reads the notification log from its bucket, for a dispatcher that takes over
+// from another process (a cluster node becoming the processors' node): what the other one
+// sent is then not sent again.
+func (d *Dispatcher) ReloadLog(ctx context.Context) error {
+	if d.opts.Log == nil {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.loadLog(ctx)
+}
+
 func (d *Dispatcher) loadLog(ctx context.Context) error {
 	keys, err := d.opts.Log.ListKeys(ctx)
 	if err != nil {

@@ -146,8 +146,10 @@ func NewEngine(ctx context.Context, log *slog.Logger, reg prometheus.Registerer,
 		e.mEvalErrors.WithLabelValues(rule).Inc()
 		e.log.Debug("rule evaluation failed", "rule", rule, "err", err)
 	}
-	if err := e.restore(ctx); err != nil {
+	if n, err := e.restore(ctx); err != nil {
 		return nil, err
+	} else if n > 0 {
+		e.log.Info("alert state restored", "alerts", n)
 	}
 	if o.JS != nil {
 		// A message whose alert state cannot be saved comes back with a back-off, for as long
@@ -229,13 +231,35 @@ func (e *Engine) Alerts(state string) []Alert {
 	return out
 }
 
-func (e *Engine) restore(ctx context.Context) error {
+// Restore replaces the alerts and device last-seen times the engine holds with those saved
+// in the State bucket, for a process that did not run the rules while another did (a cluster
+// node taking over, or one keeping GET /v1/alerts in step while it stands by). Call it
+// while Run is not running.
+func (e *Engine) Restore(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if e.opts.State == nil {
 		return nil
 	}
+	keep := e.ev.alerts
+	e.ev.alerts, e.ev.seen = map[alertKey]*Alert{}, map[devKey]*Seen{}
+	clear(e.ev.dirty)
+	if _, err := e.restore(ctx); err != nil {
+		e.ev.alerts = keep
+		return err
+	}
+	return nil
+}
+
+// restore reads the saved alerts and last-seen times into the engine and returns how many
+// alerts it read.
+func (e *Engine) restore(ctx context.Context) (int, error) {
+	if e.opts.State == nil {
+		return 0, nil
+	}
 	lister, err := e.opts.State.ListKeys(ctx)
 	if err != nil {
-		return fmt.Errorf("listing alert state: %w", err)
+		return 0, fmt.Errorf("listing alert state: %w", err)
 	}
 	n := 0
 	for k := range lister.Keys() {
@@ -265,10 +289,7 @@ func (e *Engine) restore(ctx context.Context) error {
 			}
 		}
 	}
-	if n > 0 {
-		e.log.Info("alert state restored", "alerts", n)
-	}
-	return nil
+	return n, nil
 }
 
 // persistLocked writes changed alerts to the KV bucket; what fails stays dirty.

@@ -198,8 +198,51 @@ func (c *Conn) Ready(ctx context.Context) error {
 func (c *Conn) Replicas() int { return c.opts.Replicas }
 
 // Setup creates the ingest stream and the MQTT readings consumer if they do not exist, and
-// updates the ingest stream's limits if they changed.
+// updates the ingest stream's limits if they changed. On a cluster that is still assembling
+// (too few nodes up to place the replicas, no leader yet) it keeps trying until ctx ends.
 func (c *Conn) Setup(ctx context.Context) error {
+	return c.untilPlaced(ctx, c.setup)
+}
+
+// untilPlaced runs f until it succeeds, fails for a reason other than the cluster lacking
+// nodes or a leader, or ctx ends. Without replicas it runs f once.
+func (c *Conn) untilPlaced(ctx context.Context, f func(context.Context) error) error {
+	if c.opts.Replicas <= 1 {
+		return f(ctx)
+	}
+	logged := time.Time{}
+	for {
+		// While the cluster assembles, a request may go unanswered: each attempt gets its own
+		// deadline.
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := f(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		var apiErr *jetstream.APIError
+		switch {
+		case errors.As(err, &apiErr):
+			switch apiErr.ErrorCode {
+			case 10005, 10008, 10023: // no suitable peers, JetStream temporarily unavailable, insufficient resources
+			default:
+				return err
+			}
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrNoResponders):
+		default:
+			return err
+		}
+		if time.Since(logged) > 10*time.Second {
+			c.log.Info("waiting for enough cluster nodes to place the streams' replicas", "err", err)
+			logged = time.Now()
+		}
+		if !sleep(ctx, 500*time.Millisecond) {
+			return fmt.Errorf("%w (start every node of cluster.routes; replicas need that many nodes)", err)
+		}
+	}
+}
+
+func (c *Conn) setup(ctx context.Context) error {
 	maxMsg := int32(c.NC.MaxPayload())
 	cfg := jetstream.StreamConfig{
 		Name:        IngestStream,
@@ -487,12 +530,16 @@ func batchID(source string, envelope []byte) string {
 
 // KV opens the named key-value bucket, creating it if needed.
 func (c *Conn) KV(ctx context.Context, bucket, description string) (jetstream.KeyValue, error) {
-	kv, err := c.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      bucket,
-		Description: description,
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    c.opts.Replicas,
+	var kv jetstream.KeyValue
+	err := c.untilPlaced(ctx, func(ctx context.Context) (err error) {
+		kv, err = c.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      bucket,
+			Description: description,
+			History:     1,
+			Storage:     jetstream.FileStorage,
+			Replicas:    c.opts.Replicas,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening key-value bucket %s: %w", bucket, err)

@@ -343,6 +343,7 @@ func (c *Consumer) Run(ctx context.Context, cons jetstream.Consumer) error {
 		heldBytes int64
 		first     time.Time // when the oldest held message arrived
 		draining  bool
+		stopAt    time.Time // when Stop was seen
 	)
 	defer c.setHeldSince(time.Time{})
 	flush := func() error {
@@ -362,7 +363,9 @@ func (c *Consumer) Run(ctx context.Context, cons jetstream.Consumer) error {
 		case <-ctx.Done():
 			return nil
 		case <-c.o.Stop:
-			draining = true
+			if !draining {
+				draining, stopAt = true, time.Now()
+			}
 		default:
 		}
 		wait := c.o.FetchWait
@@ -401,6 +404,11 @@ func (c *Consumer) Run(ctx context.Context, cons jetstream.Consumer) error {
 			continue
 		}
 		if draining && got == 0 && len(held) == before && c.delivered(ctx, cons) {
+			return flush()
+		}
+		// Messages stored after Stop are not waited for: on a cluster other nodes keep taking
+		// readings, and the writer that takes over consumes them.
+		if draining && len(held) > 0 && held[len(held)-1].Stored.After(stopAt) {
 			return flush()
 		}
 		if len(held) > 0 && (heldBytes >= c.o.FlushBytes || time.Since(first) >= c.o.FlushInterval) {

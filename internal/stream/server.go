@@ -31,6 +31,28 @@ type ServerOptions struct {
 	MaxPayload int32
 	// ReadyTimeout bounds the wait for the server to accept connections (default 30 s).
 	ReadyTimeout time.Duration
+	// Cluster, when set, joins the server to its peers by routes with JetStream clustered.
+	Cluster *ClusterOptions
+}
+
+// ClusterOptions joins an embedded server to a NATS cluster (docs/scale-out.md).
+type ClusterOptions struct {
+	// Name is the cluster's name, the same on every node.
+	Name string
+	// ServerName is this node's name, unique in the cluster and stable across restarts.
+	ServerName string
+	// Listen is the route listener's host:port; Advertise what peers should dial instead.
+	Listen, Advertise string
+	// Routes are the nats://host:port route URLs of the nodes (this node's own may be listed).
+	Routes []string
+	// Replicas of the MQTT listener's streams (its sessions and retained messages).
+	Replicas int
+	// SyncAlways fsyncs every write before it is acknowledged; otherwise a write is
+	// acknowledged once a quorum stored it and each node fsyncs every SyncInterval.
+	SyncAlways   bool
+	SyncInterval time.Duration
+	// LeaderTimeout bounds the wait for a JetStream meta leader at start (default 2 min).
+	LeaderTimeout time.Duration
 }
 
 // Server is an embedded NATS server with JetStream (file store, fsync on every write).
@@ -134,6 +156,11 @@ func StartServer(log *slog.Logger, o ServerOptions) (*Server, error) {
 		// QoS1 PUBACKs wait for the JetStream store; give slow disks time.
 		opts.MQTT.AckWait = 30 * time.Second
 	}
+	if o.Cluster != nil {
+		if err := clusterOpts(opts, o.Cluster); err != nil {
+			return nil, err
+		}
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("creating NATS server: %w", err)
@@ -145,7 +172,14 @@ func StartServer(log *slog.Logger, o ServerOptions) (*Server, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("starting NATS server: not ready after %s (is %s or %s in use?)", o.ReadyTimeout, o.ClientListen, o.MQTTListen)
 	}
-	return &Server{ns: ns, log: log, mqttAddr: mqttAddr, dir: filepath.Clean(o.Dir), jsCfg: ns.JetStreamConfig(), werr: werr}, nil
+	s := &Server{ns: ns, log: log, mqttAddr: mqttAddr, dir: filepath.Clean(o.Dir), jsCfg: ns.JetStreamConfig(), werr: werr}
+	if o.Cluster != nil {
+		if err := s.waitForMetaLeader(o.Cluster); err != nil {
+			ns.Shutdown()
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 func splitHostPort(addr string) (string, int, error) {
@@ -241,3 +275,68 @@ func (l natsLogger) Errorf(format string, v ...any) {
 }
 func (l natsLogger) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l natsLogger) Tracef(format string, v ...any) {}
+
+// clusterOpts sets the route listener, the routes and clustered JetStream on opts.
+func clusterOpts(opts *server.Options, c *ClusterOptions) error {
+	host, port, err := splitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("parsing cluster listen address: %w", err)
+	}
+	if port == 0 {
+		return fmt.Errorf("cluster listen address %s needs a fixed port: the other nodes' routes name it", c.Listen)
+	}
+	routes := server.RoutesFromStr(strings.Join(c.Routes, ","))
+	if len(routes) != len(c.Routes) {
+		return fmt.Errorf("parsing cluster routes %v: want nats://host:port each", c.Routes)
+	}
+	if opts.DontListen {
+		// The server starts routing only once its client listener is open.
+		opts.DontListen, opts.Host, opts.Port = false, "127.0.0.1", -1
+	}
+	opts.ServerName = c.ServerName
+	opts.Cluster.Name = c.Name
+	opts.Cluster.Host, opts.Cluster.Port = host, port
+	opts.Cluster.Advertise = c.Advertise
+	// Keep dialling a peer that is down (a node being restarted) for ever, backing off.
+	opts.Cluster.ConnectRetries = -1
+	opts.Cluster.ConnectBackoff = true
+	opts.Routes = routes
+	opts.SyncAlways = c.SyncAlways
+	if !c.SyncAlways && c.SyncInterval > 0 {
+		opts.SyncInterval = c.SyncInterval
+	}
+	opts.MQTT.StreamReplicas = c.Replicas
+	return nil
+}
+
+// waitForMetaLeader waits until the cluster's JetStream has elected a meta leader (which
+// needs a majority of the nodes up) and this node is current with it: before that no stream
+// can be created or found.
+func (s *Server) waitForMetaLeader(c *ClusterOptions) error {
+	timeout := c.LeaderTimeout
+	if timeout <= 0 {
+		timeout = 2 * time.Minute
+	}
+	deadline := time.Now().Add(timeout)
+	nextLog := time.Now().Add(5 * time.Second)
+	for {
+		info, err := s.ns.Jsz(&server.JSzOptions{})
+		// Known leader, and this node has applied what it leads with: before that, requests
+		// about streams may find no responder.
+		if err == nil && info.Meta != nil && info.Meta.Leader != "" && s.ns.JetStreamIsCurrent() {
+			s.log.Info("joined the NATS cluster", "cluster", c.Name, "node", c.ServerName, "meta_leader", info.Meta.Leader,
+				"route_connections", s.ns.NumRoutes())
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("joining NATS cluster %s: no JetStream leader after %s (%d route connections to other nodes); "+
+				"a majority of the nodes in cluster.routes must be running and reach each other's cluster.listen port",
+				c.Name, timeout, s.ns.NumRoutes())
+		}
+		if time.Now().After(nextLog) {
+			s.log.Info("waiting for the other cluster nodes to elect a JetStream leader", "connected_routes", s.ns.NumRoutes(), "routes", c.Routes)
+			nextLog = time.Now().Add(10 * time.Second)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

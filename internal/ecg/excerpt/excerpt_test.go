@@ -32,7 +32,7 @@ func TestGenerate(t *testing.T) {
 	}
 	var out []ecg.Beat
 	for _, s := range selection {
-		beats, err := ecg.RecordBeats(dataDir, s.record)
+		beats, _, err := ecg.RecordDetectedBeats(dataDir, s.record)
 		if err != nil {
 			t.Fatal(err)
 		}
