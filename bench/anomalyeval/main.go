@@ -125,8 +125,8 @@ func methodConfig(method string, step time.Duration) (anomaly.DetectConfig, erro
 	var sets []string
 	switch method {
 	case "iforest":
-		// scikit-learn's default threshold, as the published figures were measured (detect's
-		// own default is contamination=0.1)
+		// scikit-learn's default threshold (detect's default too), as the published figures
+		// were measured
 		sets = []string{"seed=1", "contamination=auto"}
 	case "timeshift":
 		sets = []string{"shift=1d"}

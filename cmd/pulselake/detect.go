@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -34,8 +35,8 @@ line (points, flagged, share) on stderr:
 Rows out of time order are sorted (stable) and rows with the same timestamp are scored once, on
 the mean of their values, with a warning on stderr. The online method takes no parameters: it
 scores each row using only earlier rows and infers step, scales and a daily season.
-Parameters (--set): iforest n_estimators=100 max_samples=auto contamination=0.1 (auto: scikit-
-learn's offset -0.5) max_features bootstrap=false seed=0; holt-winters seasonality=1d delta=3; cv window=1h window_tolerance=0.1
+Parameters (--set): iforest n_estimators=100 max_samples=auto contamination=auto (scikit-
+learn's offset -0.5; a share such as 0.05 flags that share) max_features bootstrap=false seed=0; holt-winters seasonality=1d delta=3; cv window=1h window_tolerance=0.1
 threshold=0.15; timeshift shift=7d threshold=0.3; any method columns=a,b time_column=t step=5s.
 See docs/anomaly.md.`,
 		Args: cobra.NoArgs,
@@ -71,6 +72,9 @@ See docs/anomaly.md.`,
 			}
 			// The summary goes to stderr: stdout may be the CSV itself.
 			fmt.Fprintf(g.stderr, "%s: %s by %s\n", input, sum, method)
+			if method == "iforest" && sum.Large() && !slices.ContainsFunc(sets, func(s string) bool { return strings.HasPrefix(strings.TrimSpace(s), "contamination") }) {
+				fmt.Fprintf(g.stderr, "%s: contamination=auto flags every row scoring above 0.5 (scikit-learn's rule), which is many on integer readings; --set contamination=0.05 flags the most anomalous 5 %%\n", input)
+			}
 			return nil
 		},
 	}

@@ -75,8 +75,8 @@ func TestDetectCommandUnorderedRows(t *testing.T) {
 }
 
 // TestDetectCommandSummary checks the summary line on stderr against the anomaly column of the
-// output, and that Isolation Forest with its default contamination flags about a tenth of a
-// heart-rate series, not half of it.
+// output, that a given contamination flags at most that share, and that scikit-learn's 'auto'
+// (the default) comes with a hint when it flags many rows.
 func TestDetectCommandSummary(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("timestamp,value\n")
@@ -93,11 +93,13 @@ func TestDetectCommandSummary(t *testing.T) {
 		method     string
 		sets       []string
 		maxFlagged int
+		hint       bool
 	}{
-		{"iforest", nil, 200},
-		{"iforest", []string{"contamination=0.02"}, 40},
-		{"online", nil, 2000},
-		{"cv", []string{"window=20"}, 2000},
+		{"iforest", nil, 2000, true},
+		{"iforest", []string{"contamination=0.1"}, 200, false},
+		{"iforest", []string{"contamination=0.02"}, 40, false},
+		{"online", nil, 2000, false},
+		{"cv", []string{"window=20"}, 2000, false},
 	} {
 		t.Run(c.method+strings.Join(c.sets, ","), func(t *testing.T) {
 			args := []string{"detect", "--method", c.method, "--input", in}
@@ -123,6 +125,9 @@ func TestDetectCommandSummary(t *testing.T) {
 			}
 			if want := fmt.Sprintf("%.1f", 100*float64(flagged)/2000); m[3] != want {
 				t.Errorf("share %s %%, want %s", m[3], want)
+			}
+			if hinted := strings.Contains(errs, "--set contamination=0.05"); hinted != c.hint {
+				t.Errorf("hint on stderr %v, want %v: %q", hinted, c.hint, errs)
 			}
 			if flagged > c.maxFlagged {
 				t.Errorf("%s %v flagged %d of 2000 rows, want at most %d", c.method, c.sets, flagged, c.maxFlagged)

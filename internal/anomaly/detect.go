@@ -21,14 +21,13 @@ const (
 	DefaultTimeShiftThreshold = 0.3
 )
 
-// DefaultDetectContamination is the contamination `detect --method iforest` uses when none is
-// given: the expected share of outliers, so 10 % of the rows are flagged. scikit-learn's own
-// default, 'auto', fixes the offset at -0.5 (flag where the anomaly score exceeds 0.5); on one
-// value column of integer readings such as heart rate most scores sit just above 0.5 and 'auto'
-// flags about half the rows (1,195 of 2,000 on the first 2,000 rows of the Fitbit heart-rate
-// set), which is no default for a command that prints what it flagged. 0.1 is PyOD's default
-// and scikit-learn's before 0.22; `--set contamination=auto` keeps scikit-learn's.
-const DefaultDetectContamination = 0.1
+// LargeFlaggedShare is the share of flagged rows above which `detect` adds a hint to its
+// summary. Isolation Forest keeps scikit-learn's default, contamination 'auto' (the offset
+// fixed at -0.5: flag where the anomaly score exceeds 0.5), so that its output matches
+// scikit-learn's for the same parameters; on one column of integer readings such as heart rate
+// most scores sit just above 0.5 and 'auto' flags a large part of the rows (1,195 of the first
+// 2,000 rows of the Fitbit heart-rate set). The hint says how to flag a chosen share instead.
+const LargeFlaggedShare = 0.25
 
 // DetectConfig is a parsed `pulselake detect` invocation. Build it with ParseDetectConfig.
 type DetectConfig struct {
@@ -95,8 +94,6 @@ func parseParams(method string, sets, extra []string, label func(kv string) stri
 		return cfg, []error{fmt.Errorf("%w: unknown method %q; use one of %s", ErrInvalidParam, method, strings.Join(Methods(), ", "))}
 	}
 	switch method {
-	case "iforest":
-		cfg.IForest.Contamination = DefaultDetectContamination
 	case "holt-winters":
 		cfg.Seasonality = 24 * time.Hour
 	case "cv":
@@ -350,6 +347,11 @@ func (s Summary) String() string {
 		share = 100 * float64(s.Flagged) / float64(s.Rows)
 	}
 	return fmt.Sprintf("%d points, %d flagged (%.1f %%)", s.Rows, s.Flagged, share)
+}
+
+// Large reports whether more than LargeFlaggedShare of the rows were flagged.
+func (s Summary) Large() bool {
+	return s.Rows > 0 && float64(s.Flagged) > LargeFlaggedShare*float64(s.Rows)
 }
 
 // RunDetectSummary is RunDetectWarn returning how many rows were scored and flagged.

@@ -241,8 +241,8 @@ func TestDetectUnorderedRows(t *testing.T) {
 }
 
 // TestIForestDefaultContamination checks what `detect --method iforest` flags without
-// parameters: about the default share on integer heart rates, where scikit-learn's 'auto'
-// (still available) flags a large part of the rows.
+// parameters: scikit-learn's 'auto' rule, which flags a large part of integer heart rates, and
+// a given contamination flags that share.
 func TestIForestDefaultContamination(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 7))
 	var in strings.Builder
@@ -255,7 +255,8 @@ func TestIForestDefaultContamination(t *testing.T) {
 		sets     []string
 		min, max int
 	}{
-		{nil, n * 5 / 100, n * DefaultDetectContamination},
+		{nil, n / 5, n},
+		{[]string{"contamination=0.1"}, n * 5 / 100, n / 10},
 		{[]string{"contamination=0.02"}, n / 100, n * 2 / 100},
 		{[]string{"contamination=auto"}, n / 5, n},
 	} {
