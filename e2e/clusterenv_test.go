@@ -1,19 +1,13 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"slices"
-	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+
+	"github.com/pulselake/pulselake/internal/postgrestest"
 )
 
 // The shared environment of the multi-node tests: an S3-compatible store for the warehouse
@@ -89,159 +85,13 @@ func startVersitygwRoot(t *testing.T) (endpoint, root string) {
 	return endpoint, root
 }
 
-// pgBinDir returns the directory holding initdb and postgres: PATH first, then the newest
-// of Debian's /usr/lib/postgresql/<major>/bin. It is empty when neither has them.
-func pgBinDir() string {
-	if p, err := exec.LookPath("initdb"); err == nil {
-		if real, err := filepath.EvalSymlinks(p); err == nil {
-			p = real
-		}
-		dir := filepath.Dir(p)
-		if _, err := os.Stat(filepath.Join(dir, "postgres")); err == nil {
-			return dir
-		}
-	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	slices.SortFunc(dirs, func(a, b string) int { // newest major first: 16 before 9
-		ma, _ := strconv.Atoi(filepath.Base(filepath.Dir(a)))
-		mb, _ := strconv.Atoi(filepath.Base(filepath.Dir(b)))
-		return mb - ma
-	})
-	for _, d := range dirs {
-		_, e1 := os.Stat(filepath.Join(d, "initdb"))
-		_, e2 := os.Stat(filepath.Join(d, "postgres"))
-		if e1 == nil && e2 == nil {
-			return d
-		}
-	}
-	return ""
-}
-
-// startPostgres starts a throwaway PostgreSQL server: a new cluster made by initdb in a
-// test temporary directory, listening on a free loopback port (no Unix socket), with
-// password (SCRAM) authentication. It returns the DSN of an empty database owned by the
-// user pgUser (postgres://pulselake:…@127.0.0.1:port/pulselake?sslmode=disable) and stops
-// the server at the test's cleanup. It skips the test when the PostgreSQL server binaries
-// are missing.
-//
-// PostgreSQL refuses to run as root: when the test runs as root, initdb and postgres run
-// as the unprivileged user "postgres" (Debian's package creates it) or else "nobody", in a
-// directory that user owns.
+// startPostgres starts a throwaway PostgreSQL server (package postgrestest) with an empty
+// database owned by the user pgUser, and returns its DSN
+// (postgres://pulselake:…@127.0.0.1:port/pulselake?sslmode=disable). The server stops at
+// the test's cleanup; the test is skipped when the PostgreSQL server binaries are missing.
 func startPostgres(t *testing.T) (dsn string) {
 	t.Helper()
-	bin := pgBinDir()
-	if bin == "" {
-		t.Skip("PostgreSQL server binaries (initdb, postgres) are not on PATH nor in /usr/lib/postgresql/*/bin; install Debian's postgresql package (see .ci/install)")
-	}
-	base := t.TempDir()
-	var cred *syscall.Credential
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			if u, err = user.Lookup("nobody"); err != nil {
-				t.Skip("running as root and neither the user postgres nor nobody exists to run PostgreSQL as")
-			}
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
-		// The test's temporary directories are private to root: let the user pass through
-		// them to its own directory.
-		for _, d := range []string{filepath.Dir(base), base} {
-			if err := os.Chmod(d, 0o711); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := os.Chown(base, uid, gid); err != nil {
-			t.Fatal(err)
-		}
-	}
-	data := filepath.Join(base, "data")
-	pwfile := filepath.Join(base, "pwfile")
-	if err := os.WriteFile(pwfile, []byte(pgPassword+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if cred != nil {
-		if err := os.Chown(pwfile, int(cred.Uid), int(cred.Gid)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	env := append(os.Environ(), "LC_ALL=C", "LANG=C", "TZ=UTC")
-
-	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", pgUser, "--pwfile", pwfile,
-		"--auth", "scram-sha-256", "--encoding", "UTF8", "--locale", "C", "--no-sync", "--no-instructions")
-	initdb.Dir = base
-	initdb.Env = env
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	if out, err := initdb.CombinedOutput(); err != nil {
-		t.Fatalf("initdb: %v\n%s", err, out)
-	}
-
-	addr := freeAddr(t)
-	host, port, _ := net.SplitHostPort(addr)
-	logf, err := os.Create(filepath.Join(t.TempDir(), "postgres.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Durability is of no use to a throwaway server; connections are for a few serve
-	// processes with their pools.
-	srv := exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-h", host, "-p", port, "-k", "",
-		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-		"-c", "max_connections=200", "-c", "log_min_messages=warning")
-	srv.Dir = base
-	srv.Env = env
-	srv.Stdout, srv.Stderr = logf, logf
-	srv.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	if err := srv.Start(); err != nil {
-		t.Fatalf("starting postgres: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- srv.Wait() }()
-	t.Cleanup(func() {
-		srv.Process.Signal(syscall.SIGINT) // fast shutdown: roll back open transactions
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			srv.Process.Kill()
-			<-exited
-		}
-		logf.Close()
-	})
-
-	admin := (&url.URL{Scheme: "postgres", User: url.UserPassword(pgUser, pgPassword), Host: addr,
-		Path: "/postgres", RawQuery: "sslmode=disable&connect_timeout=2"}).String()
-	db, err := sql.Open("pgx", admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var lastErr error
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		lastErr = db.PingContext(ctx)
-		cancel()
-		if lastErr == nil {
-			break
-		}
-		select {
-		case err := <-exited:
-			exited <- err // for the cleanup
-			log, _ := os.ReadFile(logf.Name())
-			t.Fatalf("postgres exited: %v\n%s", err, log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logf.Name())
-			t.Fatalf("postgres did not accept connections in 30s: %v\n%s", lastErr, bytes.TrimSpace(log))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if _, err := db.Exec("CREATE DATABASE " + pgDatabase); err != nil {
-		t.Fatalf("creating database: %v", err)
-	}
-	return (&url.URL{Scheme: "postgres", User: url.UserPassword(pgUser, pgPassword), Host: addr,
-		Path: "/" + pgDatabase, RawQuery: "sslmode=disable"}).String()
+	return postgrestest.Start(t, postgrestest.Options{User: pgUser, Password: pgPassword, Database: pgDatabase}).DSN()
 }
 
 // pgExec runs statements on the database of dsn (for tests that look at or break the

@@ -2,173 +2,32 @@ package lake
 
 import (
 	"context"
-	"database/sql"
 	"io"
 	"log/slog"
 	"net"
 	"net/url"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 
+	"github.com/pulselake/pulselake/internal/postgrestest"
 	"github.com/pulselake/pulselake/internal/yamlconf"
 )
 
 const testPGPassword = "lake-test-pg-secret-7319"
 
-// testPostgres is a throwaway PostgreSQL server (the same as e2e's startPostgres) that a
-// test can stop and start again on the same port.
-type testPostgres struct {
-	t       *testing.T
-	bin     string
-	data    string
-	addr    string
-	cred    *syscall.Credential
-	logPath string
-	cmd     *exec.Cmd
-	exited  chan error
-}
-
-// startTestPostgres initialises a cluster in a temporary directory and starts it on a free
-// loopback port, as an unprivileged user when the test runs as root (PostgreSQL refuses
-// root). It skips the test when the server binaries are missing.
-func startTestPostgres(t *testing.T) *testPostgres {
+// startTestPostgres starts a throwaway PostgreSQL server whose user lake logs in with
+// testPGPassword; the test is skipped when the server binaries are missing.
+func startTestPostgres(t *testing.T) *postgrestest.Server {
 	t.Helper()
-	bin := ""
-	if p, err := exec.LookPath("initdb"); err == nil {
-		if real, err := filepath.EvalSymlinks(p); err == nil {
-			p = real
-		}
-		bin = filepath.Dir(p)
-	}
-	if bin == "" {
-		dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-		slices.SortFunc(dirs, func(a, b string) int {
-			ma, _ := strconv.Atoi(filepath.Base(filepath.Dir(a)))
-			mb, _ := strconv.Atoi(filepath.Base(filepath.Dir(b)))
-			return mb - ma
-		})
-		for _, d := range dirs {
-			if _, err := os.Stat(filepath.Join(d, "postgres")); err == nil {
-				bin = d
-				break
-			}
-		}
-	}
-	if bin == "" {
-		t.Skip("PostgreSQL server binaries (initdb, postgres) are not on PATH nor in /usr/lib/postgresql/*/bin; install Debian's postgresql package (see .ci/install)")
-	}
-	base := t.TempDir()
-	pg := &testPostgres{t: t, bin: bin, data: filepath.Join(base, "data"), logPath: filepath.Join(base, "postgres.log")}
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			if u, err = user.Lookup("nobody"); err != nil {
-				t.Skip("running as root and neither the user postgres nor nobody exists to run PostgreSQL as")
-			}
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		pg.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
-		for _, d := range []string{filepath.Dir(base), base} {
-			if err := os.Chmod(d, 0o711); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := os.Chown(base, uid, gid); err != nil {
-			t.Fatal(err)
-		}
-	}
-	pwfile := filepath.Join(base, "pwfile")
-	if err := os.WriteFile(pwfile, []byte(testPGPassword+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if pg.cred != nil {
-		os.Chown(pwfile, int(pg.cred.Uid), int(pg.cred.Gid))
-	}
-	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", pg.data, "-U", "lake", "--pwfile", pwfile,
-		"--auth", "scram-sha-256", "--encoding", "UTF8", "--locale", "C", "--no-sync", "--no-instructions")
-	initdb.Dir = base
-	initdb.Env = append(os.Environ(), "LC_ALL=C", "LANG=C")
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: pg.cred}
-	if out, err := initdb.CombinedOutput(); err != nil {
-		t.Fatalf("initdb: %v\n%s", err, out)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pg.addr = l.Addr().String()
-	l.Close()
-	pg.start()
-	t.Cleanup(pg.stop)
-	return pg
-}
-
-// dsn is the server's DSN for database postgres.
-func (pg *testPostgres) dsn() string {
-	return (&url.URL{Scheme: "postgres", User: url.UserPassword("lake", testPGPassword), Host: pg.addr,
-		Path: "/postgres", RawQuery: "sslmode=disable"}).String()
-}
-
-// start starts the server and waits until it accepts connections.
-func (pg *testPostgres) start() {
-	t := pg.t
-	t.Helper()
-	host, port, _ := net.SplitHostPort(pg.addr)
-	logf, err := os.OpenFile(pg.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(filepath.Join(pg.bin, "postgres"), "-D", pg.data, "-h", host, "-p", port, "-k", "",
-		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
-	cmd.Env = append(os.Environ(), "LC_ALL=C", "LANG=C")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: pg.cred}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting postgres: %v", err)
-	}
-	pg.cmd, pg.exited = cmd, make(chan error, 1)
-	go func() { pg.exited <- cmd.Wait() }()
-	db, err := sql.Open("pgx", pg.dsn()+"&connect_timeout=2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for db.Ping() != nil {
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(pg.logPath)
-			t.Fatalf("postgres did not accept connections in 30s:\n%s", log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// stop shuts the server down (fast shutdown: open transactions are rolled back).
-func (pg *testPostgres) stop() {
-	if pg.cmd == nil {
-		return
-	}
-	pg.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-pg.exited:
-	case <-time.After(15 * time.Second):
-		pg.cmd.Process.Kill()
-		<-pg.exited
-	}
-	pg.cmd = nil
+	return postgrestest.Start(t, postgrestest.Options{User: "lake", Password: testPGPassword})
 }
 
 // pgConfig is the lake configuration of a file warehouse in dir with the catalog on dsn.
@@ -244,7 +103,7 @@ func pgRows(t *testing.T, s *Store) map[int]int {
 func TestPostgresCatalogSharedByStores(t *testing.T) {
 	pg := startTestPostgres(t)
 	dir := t.TempDir()
-	a, b := openPG(t, pgConfig(dir, pg.dsn())), openPG(t, pgConfig(dir, pg.dsn()))
+	a, b := openPG(t, pgConfig(dir, pg.DSN())), openPG(t, pgConfig(dir, pg.DSN()))
 	ctx := context.Background()
 
 	if err := pgAppend(t, a, 0, 100, 10); err != nil {
@@ -317,7 +176,7 @@ func TestPostgresCatalogConcurrentOpen(t *testing.T) {
 	errs := make([]error, 6)
 	for i := range errs {
 		wg.Go(func() {
-			s, err := Open(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil)), pgConfig(dir, pg.dsn()))
+			s, err := Open(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil)), pgConfig(dir, pg.DSN()))
 			if err == nil {
 				s.Close()
 			}
@@ -337,23 +196,24 @@ func TestPostgresCatalogConcurrentOpen(t *testing.T) {
 // stays down fails naming host:port/database, never the password.
 func TestPostgresCatalogRidesOutRestart(t *testing.T) {
 	pg := startTestPostgres(t)
-	s := openPG(t, pgConfig(t.TempDir(), pg.dsn()))
+	s := openPG(t, pgConfig(t.TempDir(), pg.DSN()))
 	if err := pgAppend(t, s, 0, 10, 1); err != nil {
 		t.Fatal(err)
 	}
-	pg.stop()
-	restarted := make(chan struct{})
+	pg.Stop()
+	restarted := make(chan error, 1)
 	go func() {
-		defer close(restarted)
 		time.Sleep(700 * time.Millisecond) // the load below must meet the server down
-		pg.start()
+		restarted <- pg.Restart()
 	}()
 	if got := pgRows(t, s); len(got) != 10 {
 		t.Errorf("%d rows after the restart, want 10", len(got))
 	}
-	<-restarted
+	if err := <-restarted; err != nil {
+		t.Fatal(err)
+	}
 
-	pg.stop()
+	pg.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_, err := s.Load(ctx, ZoneOps, "shared")
@@ -361,8 +221,8 @@ func TestPostgresCatalogRidesOutRestart(t *testing.T) {
 		t.Fatal("loading with the server down succeeded")
 	}
 	msg := err.Error()
-	if !strings.Contains(msg, pg.addr+"/postgres") || strings.Contains(msg, testPGPassword) {
-		t.Errorf("error should name %s/postgres and not the password: %v", pg.addr, err)
+	if !strings.Contains(msg, pg.Addr()+"/postgres") || strings.Contains(msg, testPGPassword) {
+		t.Errorf("error should name %s/postgres and not the password: %v", pg.Addr(), err)
 	}
 }
 
@@ -464,7 +324,7 @@ func FuzzRedactDSN(f *testing.F) {
 func TestPostgresCatalogCompactAndErase(t *testing.T) {
 	pg := startTestPostgres(t)
 	dir := t.TempDir()
-	cfg := pgConfig(dir, pg.dsn())
+	cfg := pgConfig(dir, pg.DSN())
 	cfg.CompactMinFiles = 2
 	a, b := openPG(t, cfg), openPG(t, cfg)
 	ctx := context.Background()
@@ -532,13 +392,13 @@ func TestPostgresCatalogCompactAndErase(t *testing.T) {
 // password comes from PGPASSWORD, or from a password file named by PGPASSFILE, as with libpq.
 func TestPostgresCatalogPasswordOutsideDSN(t *testing.T) {
 	pg := startTestPostgres(t)
-	u, err := url.Parse(pg.dsn())
+	u, err := url.Parse(pg.DSN())
 	if err != nil {
 		t.Fatal(err)
 	}
 	u.User = url.User("lake")
 	passfile := filepath.Join(t.TempDir(), "pgpass")
-	host, port, _ := net.SplitHostPort(pg.addr)
+	host, port, _ := net.SplitHostPort(pg.Addr())
 	if err := os.WriteFile(passfile, []byte(host+":"+port+":*:lake:"+testPGPassword+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -558,7 +418,7 @@ func TestPostgresCatalogPasswordOutsideDSN(t *testing.T) {
 	cfg := pgConfig(t.TempDir(), u.String())
 	start := time.Now()
 	_, err = Open(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil)), cfg)
-	if err == nil || !strings.Contains(err.Error(), pg.addr) {
+	if err == nil || !strings.Contains(err.Error(), pg.Addr()) {
 		t.Errorf("opening without a password: %v", err)
 	}
 	if took := time.Since(start); took > time.Second {
