@@ -507,3 +507,29 @@ func TestRunWakesForNewConnection(t *testing.T) {
 		t.Fatal("Run did not stop after its context ended")
 	}
 }
+
+// TestWaitAfterRedirectAlreadyUsedState: a redirect quicker than Wait (the state is used before
+// Wait reads it) still ends in the connection for the process that began it; a state this
+// process did not begin and that does not exist is refused.
+func TestWaitAfterRedirectAlreadyUsedState(t *testing.T) {
+	h := newHarness(t, Timing{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, state, err := h.m.Begin(ctx, "test-cloud", "p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.m.Complete(ctx, "test-cloud", state, "good-code"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := h.m.Wait(ctx, "test-cloud", "p1", state)
+	if err != nil || c.Subject != "p1" || c.Status != StatusOK {
+		t.Fatalf("Wait after the redirect used the state: %+v, %v", c, err)
+	}
+	if _, err := h.m.Wait(ctx, "test-cloud", "p1", state); !errors.Is(err, ErrBadState) {
+		t.Fatalf("second Wait on a used state: %v, want ErrBadState", err)
+	}
+	if _, err := h.m.Wait(ctx, "test-cloud", "p1", "never-begun"); !errors.Is(err, ErrBadState) {
+		t.Fatalf("Wait on an unknown state: %v, want ErrBadState", err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -58,6 +59,9 @@ type ManagerOptions struct {
 type Manager struct {
 	log *slog.Logger
 	o   ManagerOptions
+
+	mu    sync.Mutex
+	begun map[string]time.Time // state → when this process began it, for Wait
 }
 
 // NewManager returns a Manager over the buckets of o.
@@ -145,6 +149,12 @@ func (m *Manager) Begin(ctx context.Context, provider, subject string) (authURL,
 	if _, err := m.o.States.Create(ctx, state, req); err != nil {
 		return "", "", fmt.Errorf("storing authorization state: %w", err)
 	}
+	m.mu.Lock()
+	if m.begun == nil {
+		m.begun = map[string]time.Time{}
+	}
+	m.begun[state] = m.o.Now()
+	m.mu.Unlock()
 	return p.AuthCodeURL(state, verifier), state, nil
 }
 
@@ -230,30 +240,26 @@ func (m *Manager) Complete(ctx context.Context, provider, state, code string) (C
 // CLI's loopback listener) and returns the connection it completed, or an error when it was
 // declined, failed or expired.
 func (m *Manager) Wait(ctx context.Context, provider, subject, state string) (Connection, error) {
+	m.mu.Lock()
+	begun, ours := m.begun[state]
+	delete(m.begun, state)
+	m.mu.Unlock()
 	e, err := m.o.States.Get(ctx, state)
-	if err != nil {
+	switch {
+	case err != nil && ours && errors.Is(err, jetstream.ErrKeyNotFound):
+		// This process began it and the redirect already used it (a browser can be quicker
+		// than this call): wait for the exchange below.
+	case err != nil:
 		return Connection{}, ErrBadState
-	}
-	var req authRequest
-	if err := json.Unmarshal(e.Value(), &req); err != nil {
-		return Connection{}, ErrBadState
-	}
-	begun := req.Expires.Add(-m.o.StateTTL)
-	w, err := m.o.States.Watch(ctx, state)
-	if err != nil {
-		return Connection{}, fmt.Errorf("watching the authorization request: %w", err)
-	}
-	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return Connection{}, ctx.Err()
-		case u := <-w.Updates():
-			if u == nil || u.Operation() == jetstream.KeyValuePut {
-				continue
-			}
+	default:
+		var req authRequest
+		if err := json.Unmarshal(e.Value(), &req); err != nil {
+			return Connection{}, ErrBadState
 		}
-		break
+		begun = req.Expires.Add(-m.o.StateTTL)
+		if err := m.waitStateUsed(ctx, state); err != nil {
+			return Connection{}, err
+		}
 	}
 	// The state is used up before the code is exchanged: give the exchange time to finish.
 	deadline := time.Now().Add(exchangeWait)
@@ -267,6 +273,25 @@ func (m *Manager) Wait(ctx context.Context, provider, subject, state string) (Co
 		}
 		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
 			return Connection{}, err
+		}
+	}
+}
+
+// waitStateUsed returns when the authorization request state is deleted (used or expired).
+func (m *Manager) waitStateUsed(ctx context.Context, state string) error {
+	w, err := m.o.States.Watch(ctx, state)
+	if err != nil {
+		return fmt.Errorf("watching the authorization request: %w", err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case u := <-w.Updates():
+			if u != nil && u.Operation() != jetstream.KeyValuePut {
+				return nil
+			}
 		}
 	}
 }
