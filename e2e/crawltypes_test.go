@@ -61,6 +61,9 @@ func TestCrawledStediTypedAsCatalog(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			folders := tt.folders(t)
 			data := filepath.Join(t.TempDir(), "data")
+			if err := os.Mkdir(data, 0o700); err != nil { // commands refuse a missing data directory
+				t.Fatal(err)
+			}
 			for tbl, dir := range folders {
 				if out, code := runBin(t, "catalog", "crawl", "--data", data, "--source", dir, "--zone", "landing", "--table", tbl); code != 0 {
 					t.Fatalf("crawl %s exited %d: %s", tbl, code, out)
