@@ -357,7 +357,7 @@ func (w *Writer) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	}
 	r, err := w.o.Conn.JS.ResetConsumer(ctx, stream.IngestStream, ConsumerName)
 	if err != nil {
-		return nil, fmt.Errorf("resetting consumer %s to its ack floor: %w", ConsumerName, err)
+		return nil, fmt.Errorf("resetting consumer %s to its ack floor (this needs NATS server 2.14 or later): %w", ConsumerName, err)
 	}
 	w.ackedSeq = r.AckFloor.Stream
 	if cached := c.CachedInfo(); cached != nil && cached.NumAckPending > 0 {
