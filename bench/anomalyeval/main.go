@@ -117,14 +117,17 @@ func bpSize(typ string, r *rand.Rand) float64 {
 	return 0
 }
 
-// methodConfig is the configuration each method runs with: its defaults, except timeshift
+// methodConfig is the configuration each method runs with: its defaults, except iforest uses
+// scikit-learn's contamination=auto, timeshift
 // compares with a day earlier (the generated series have a daily cycle; 7d would find nothing
 // to compare in most files) and cv's window is at least 12 points.
 func methodConfig(method string, step time.Duration) (anomaly.DetectConfig, error) {
 	var sets []string
 	switch method {
 	case "iforest":
-		sets = []string{"seed=1"}
+		// scikit-learn's default threshold (detect's default too), as the published figures
+		// were measured
+		sets = []string{"seed=1", "contamination=auto"}
 	case "timeshift":
 		sets = []string{"shift=1d"}
 	case "cv":

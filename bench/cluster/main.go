@@ -15,13 +15,11 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +27,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/pulselake/pulselake/bench/benchrun"
 )
 
 const token = "plk_bench-admin-token-0123456789abcdef"
@@ -55,17 +54,17 @@ func main() {
 		}
 		r, lat, el := benchHTTP(https, *batch, *clients, *duration)
 		fmt.Printf("%s: HTTP NDJSON %d/request, %d clients: %.0f readings/s, p50 %.0f ms, p99 %.0f ms\n",
-			mode, *batch, *clients, float64(r)/el.Seconds(), ms(pct(lat, 50)), ms(pct(lat, 99)))
+			mode, *batch, *clients, float64(r)/el.Seconds(), benchrun.Ms(benchrun.Percentile(lat, 50)), benchrun.Ms(benchrun.Percentile(lat, 99)))
 		m, mel := benchMQTT(mqtts, *devices, *duration)
 		fmt.Printf("%s: MQTT QoS 1, %d devices, 1 reading/message: %.0f msg/s\n", mode, *devices, float64(m)/mel.Seconds())
 		if n == 3 {
 			f := freshness(https, *samples)
 			fmt.Printf("%s: freshness (ack on one node → visible to a query on another), %d samples: p50 %.1f s, p99 %.1f s\n",
-				mode, len(f), pct(f, 50).Seconds(), pct(f, 99).Seconds())
+				mode, len(f), benchrun.Percentile(f, 50).Seconds(), benchrun.Percentile(f, 99).Seconds())
 		}
 		var rss []string
 		for _, nd := range nodes {
-			rss = append(rss, fmt.Sprintf("%d MB", peakRSS(nd.cmd.Process.Pid)/1024))
+			rss = append(rss, fmt.Sprintf("%d MB", benchrun.PeakRSS(nd.cmd.Process.Pid)/1024))
 		}
 		fmt.Printf("%s: peak RSS per node: %s\n", mode, strings.Join(rss, ", "))
 		stop()
@@ -80,18 +79,18 @@ type node struct {
 // start runs n serve processes (n > 1: a cluster) and waits until every one is ready.
 func start(bin string, n int) ([]*node, func()) {
 	dir, err := os.MkdirTemp("", "pulselake-bench-cluster-")
-	must(err)
+	benchrun.Must(err)
 	var routes []string
 	ports := make([]string, n)
 	for i := range ports {
-		ports[i] = freeAddr()
+		ports[i] = benchrun.FreeAddr()
 		routes = append(routes, "nats://"+ports[i])
 	}
 	lake := filepath.Join(dir, "lake")
-	must(os.MkdirAll(lake, 0o700))
+	benchrun.Must(os.MkdirAll(lake, 0o700))
 	var nodes []*node
 	for i := range n {
-		nd := &node{http: freeAddr(), mqtt: freeAddr()}
+		nd := &node{http: benchrun.FreeAddr(), mqtt: benchrun.FreeAddr()}
 		conf := fmt.Sprintf("mqtt: {listen: %s}\nlake:\n  warehouse: file://%s\n  catalog: {type: sql, uri: %s}\n", nd.mqtt, lake, filepath.Join(lake, "catalog.db"))
 		args := []string{"serve", "--data", filepath.Join(dir, fmt.Sprint(i)), "--http", nd.http}
 		if n > 1 {
@@ -99,16 +98,16 @@ func start(bin string, n int) ([]*node, func()) {
 			args = append(args, "--cluster")
 		}
 		cf := filepath.Join(dir, fmt.Sprintf("node-%d.yaml", i))
-		must(os.WriteFile(cf, []byte(conf), 0o600))
+		benchrun.Must(os.WriteFile(cf, []byte(conf), 0o600))
 		nd.cmd = exec.Command(bin, append(args, "--config", cf)...)
 		nd.cmd.Env = append(os.Environ(), "PULSELAKE_ADMIN_TOKEN="+token)
 		logf, _ := os.Create(filepath.Join(dir, fmt.Sprintf("node-%d.log", i)))
 		nd.cmd.Stdout, nd.cmd.Stderr = logf, logf
-		must(nd.cmd.Start())
+		benchrun.Must(nd.cmd.Start())
 		nodes = append(nodes, nd)
 	}
 	for _, nd := range nodes {
-		waitReady("http://" + nd.http)
+		benchrun.WaitReady("http://"+nd.http, 5*time.Minute)
 	}
 	return nodes, func() {
 		for _, nd := range nodes {
@@ -119,33 +118,6 @@ func start(bin string, n int) ([]*node, func()) {
 		}
 		os.RemoveAll(dir)
 	}
-}
-
-func must(err error) {
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	must(err)
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func waitReady(url string) {
-	for range 3000 {
-		if resp, err := http.Get(url + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	must(fmt.Errorf("%s not ready in 5 min", url))
 }
 
 var seq atomic.Int64 // makes every reading unique across phases
@@ -292,30 +264,4 @@ func count(hc *http.Client, url, sql string) int {
 		return int(f)
 	}
 	return -1
-}
-
-func pct(d []time.Duration, p float64) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
-	return d[min(len(d)-1, int(float64(len(d))*p/100))]
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-// peakRSS is the process's peak resident set in KiB (VmHWM).
-func peakRSS(pid int) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
-			var kb int64
-			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:")), "%d", &kb)
-			return kb
-		}
-	}
-	return 0
 }

@@ -14,16 +14,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/pulselake/pulselake/bench/benchrun"
 )
 
 const token = "plk_bench-admin-token-0123456789abcdef"
@@ -36,18 +36,18 @@ func main() {
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "pulselake-bench-fhir-")
-	must(err)
+	benchrun.Must(err)
 	defer os.RemoveAll(dir)
-	addr := freeAddr()
+	addr := benchrun.FreeAddr()
 	cmd := exec.Command(*bin, "serve", "--data", dir, "--http", addr, "--mqtt", "off")
 	cmd.Env = append(os.Environ(), "PULSELAKE_ADMIN_TOKEN="+token)
 	logf, err := os.Create(filepath.Join(dir, "serve.log"))
-	must(err)
+	benchrun.Must(err)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	must(cmd.Start())
+	benchrun.Must(cmd.Start())
 	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
 	base := "http://" + addr
-	waitReady(base)
+	benchrun.WaitReady(base, time.Minute)
 
 	fmt.Printf("pulselake FHIR ingest benchmark, %s, %d readings per request, %d clients\n", time.Now().UTC().Format(time.RFC3339), *batch, *clients)
 	epoch := time.Now().Add(-2 * time.Hour).UTC()
@@ -60,7 +60,7 @@ func main() {
 	} {
 		n, lat, el, bytesSent := run(base+p.path, p.ctype, *clients, *duration, *batch, p.body)
 		fmt.Printf("%s: %d readings in %.1fs = %.0f readings/s; %.0f bytes/reading; per-request latency p50 %.1f ms, p99 %.1f ms\n",
-			p.name, n, el.Seconds(), float64(n)/el.Seconds(), float64(bytesSent)/float64(max(n, 1)), ms(pct(lat, 50)), ms(pct(lat, 99)))
+			p.name, n, el.Seconds(), float64(n)/el.Seconds(), float64(bytesSent)/float64(max(n, 1)), benchrun.Ms(benchrun.Percentile(lat, 50)), benchrun.Ms(benchrun.Percentile(lat, 99)))
 	}
 }
 
@@ -85,11 +85,11 @@ func run(url, ctype string, clients int, d time.Duration, per int, body func(cli
 				req.Header.Set("Content-Type", ctype)
 				req.Header.Set("Authorization", "Bearer "+token)
 				resp, err := hc.Do(req)
-				must(err)
+				benchrun.Must(err)
 				data, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode != 200 && resp.StatusCode != 202 {
-					must(fmt.Errorf("POST %s: %d %.300s", url, resp.StatusCode, data))
+					benchrun.Must(fmt.Errorf("POST %s: %d %.300s", url, resp.StatusCode, data))
 				}
 				mu.Lock()
 				lat = append(lat, time.Since(t0))
@@ -135,43 +135,6 @@ func bundle(epoch time.Time, c, seq, per int) []byte {
 		}
 	}
 	b, err := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "batch", "entry": entries})
-	must(err)
+	benchrun.Must(err)
 	return b
-}
-
-func pct(d []time.Duration, p int) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	slices.Sort(d)
-	return d[min(len(d)-1, len(d)*p/100)]
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-func must(err error) {
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	must(err)
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func waitReady(url string) {
-	for range 600 {
-		if resp, err := http.Get(url + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(100 * time.Millisecond) // polling for readiness, bounded by the loop
-	}
-	must(fmt.Errorf("serve not ready in 60s"))
 }

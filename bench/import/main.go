@@ -101,7 +101,12 @@ func main() {
 	// 2. pulselake ingest.
 	if *cli {
 		data := filepath.Join(*dir, "data-cli")
-		os.RemoveAll(data) // a fresh data directory: nothing is a duplicate of an earlier run
+		// A fresh data directory (nothing is a duplicate of an earlier run), made here since
+		// ingest refuses a missing one.
+		os.RemoveAll(data)
+		if err := os.MkdirAll(data, 0o700); err != nil {
+			fatal(err)
+		}
 		t0 = time.Now()
 		cmd := exec.Command(*bin, append([]string{"ingest", "--data", data, "--subject", "bench", "--format", "apple-health", xmlPath}, configArgs...)...)
 		var out bytes.Buffer

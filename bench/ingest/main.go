@@ -23,12 +23,10 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,6 +37,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/nats-io/nats.go"
 
+	"github.com/pulselake/pulselake/bench/benchrun"
 	"github.com/pulselake/pulselake/internal/stream"
 )
 
@@ -62,57 +61,30 @@ func main() {
 
 	dir, _ := os.MkdirTemp("", "pulselake-bench-")
 	defer os.RemoveAll(dir)
-	httpAddr, mqttAddr := freeAddr(), freeAddr()
+	httpAddr, mqttAddr := benchrun.FreeAddr(), benchrun.FreeAddr()
 	cmd := exec.Command(*bin, "serve", "--data", dir, "--http", httpAddr, "--mqtt", mqttAddr)
 	cmd.Env = append(os.Environ(), "PULSELAKE_ADMIN_TOKEN="+token)
 	logf, _ := os.Create(filepath.Join(dir, "serve.log"))
 	cmd.Stdout, cmd.Stderr = logf, logf
-	must(cmd.Start())
+	benchrun.Must(cmd.Start())
 	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
-	waitReady("http://" + httpAddr)
+	benchrun.WaitReady("http://"+httpAddr, time.Minute)
 
 	fmt.Printf("pulselake ingest benchmark, %s, GOMAXPROCS=%s\n", time.Now().UTC().Format(time.RFC3339), os.Getenv("GOMAXPROCS"))
 	n, lat, el := benchHTTP("http://"+httpAddr, *batch, *clients, *duration)
 	fmt.Printf("HTTP NDJSON, %d readings/request, %d clients: %d readings in %.1fs = %.0f readings/s; per-batch latency p50 %.1f ms, p99 %.1f ms\n",
-		*batch, *clients, n, el.Seconds(), float64(n)/el.Seconds(), ms(pct(lat, 50)), ms(pct(lat, 99)))
-	fmt.Printf("serve peak RSS after HTTP phase: %d MB\n", peakRSS(cmd.Process.Pid)/1024)
+		*batch, *clients, n, el.Seconds(), float64(n)/el.Seconds(), benchrun.Ms(benchrun.Percentile(lat, 50)), benchrun.Ms(benchrun.Percentile(lat, 99)))
+	fmt.Printf("serve peak RSS after HTTP phase: %d MB\n", benchrun.PeakRSS(cmd.Process.Pid)/1024)
 
 	for _, per := range []int{1, *mqttArray} {
 		m, mel := benchMQTT(mqttAddr, *mqttConns, per, *duration)
 		fmt.Printf("MQTT QoS1, %d connections, %d reading(s) per message: %d messages acknowledged in %.1fs = %.0f msg/s = %.0f readings/s\n",
 			*mqttConns, per, m, mel.Seconds(), float64(m)/mel.Seconds(), float64(m*int64(per))/mel.Seconds())
 	}
-	fmt.Printf("serve peak RSS (whole run): %d MB\n", peakRSS(cmd.Process.Pid)/1024)
+	fmt.Printf("serve peak RSS (whole run): %d MB\n", benchrun.PeakRSS(cmd.Process.Pid)/1024)
 
 	rn, rel := benchReference(*clients, *duration)
 	fmt.Printf("reference: one JetStream message per reading, SyncAlways, %d publishers: %d readings in %.1fs = %.0f readings/s\n", *clients, rn, rel.Seconds(), float64(rn)/rel.Seconds())
-}
-
-func must(err error) {
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	must(err)
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func waitReady(url string) {
-	for i := 0; i < 600; i++ {
-		if resp, err := http.Get(url + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	must(fmt.Errorf("serve not ready"))
 }
 
 // readings makes n NDJSON readings of blood pressure, unique by (device, time).
@@ -230,14 +202,14 @@ func benchReference(clients int, d time.Duration) (int64, time.Duration) {
 	defer os.RemoveAll(dir)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv, err := stream.StartServer(log, stream.ServerOptions{Dir: dir})
-	must(err)
+	benchrun.Must(err)
 	defer srv.Shutdown(context.Background())
 	nc, err := nats.Connect("", nats.InProcessServer(srv.NATS()))
-	must(err)
+	benchrun.Must(err)
 	defer nc.Close()
 	js, _ := nc.JetStream(nats.PublishAsyncMaxPending(4096))
 	_, err = js.AddStream(&nats.StreamConfig{Name: "REF", Subjects: []string{"ref.>"}, Storage: nats.FileStorage, Duplicates: 2 * time.Minute})
-	must(err)
+	benchrun.Must(err)
 	var total atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -259,30 +231,4 @@ func benchReference(clients int, d time.Duration) (int64, time.Duration) {
 	}
 	wg.Wait()
 	return total.Load(), time.Since(start)
-}
-
-func pct(d []time.Duration, p float64) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
-	return d[min(len(d)-1, int(float64(len(d))*p/100))]
-}
-
-func ms(d time.Duration) float64 { return float64(d) / 1e6 }
-
-// peakRSS reads VmHWM (peak resident set, KiB) of a process.
-func peakRSS(pid int) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
-			f := strings.Fields(line)
-			n, _ := strconv.ParseInt(f[1], 10, 64)
-			return n
-		}
-	}
-	return 0
 }

@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/pulselake/pulselake/bench/benchrun"
 )
 
 // overloadBase is the time of the first reading of the overload run; reading i of request
@@ -33,13 +35,13 @@ func overload(bin string, clients, batch int, d time.Duration, honour bool, keep
 		defer os.RemoveAll(dir)
 	}
 	cfgPath := filepath.Join(dir, "bench.yaml")
-	must(os.WriteFile(cfgPath, []byte("query:\n  max_rows: 1000000\n  timeout: 120s\n"), 0o600))
-	httpAddr := freeAddr()
+	benchrun.Must(os.WriteFile(cfgPath, []byte("query:\n  max_rows: 1000000\n  timeout: 120s\n"), 0o600))
+	httpAddr := benchrun.FreeAddr()
 	sv := &overloadServe{bin: bin, data: filepath.Join(dir, "data"), cfgPath: cfgPath, httpAddr: httpAddr,
 		url: "http://" + httpAddr, logPath: filepath.Join(dir, "serve.log")}
 	cmd, took := sv.start()
 	if took < 0 {
-		must(fmt.Errorf("serve not ready in 120 s"))
+		benchrun.Must(fmt.Errorf("serve not ready in 120 s"))
 	}
 	fmt.Printf("pulselake overload benchmark, %s, %d clients × %d readings/request for %s, honour Retry-After: %v\n",
 		time.Now().UTC().Format(time.RFC3339), clients, batch, d, honour)
@@ -52,7 +54,7 @@ func overload(bin string, clients, batch int, d time.Duration, honour bool, keep
 	t0 := time.Now()
 	tally := sendOverload(sv.url, clients, batch, d, honour)
 	loadEnd := time.Since(t0)
-	rssLoad := peakRSS(cmd.Process.Pid)
+	rssLoad := benchrun.PeakRSS(cmd.Process.Pid)
 	tally.print(loadEnd)
 
 	lake := checkOverloadLake(sv.url, batch, tally)
@@ -60,7 +62,7 @@ func overload(bin string, clients, batch int, d time.Duration, honour bool, keep
 	ready.stop()
 	lake.print(tally, lakeWait)
 	ready.print()
-	fmt.Printf("serve peak RSS (VmHWM): %d MiB during the load, %d MiB until the lake check ended\n", rssLoad/1024, peakRSS(cmd.Process.Pid)/1024)
+	fmt.Printf("serve peak RSS (VmHWM): %d MiB during the load, %d MiB until the lake check ended\n", rssLoad/1024, benchrun.PeakRSS(cmd.Process.Pid)/1024)
 	fmt.Printf("load average after: %s", loadavg())
 
 	sv.restart(cmd)
@@ -80,10 +82,10 @@ func (sv *overloadServe) start() (*exec.Cmd, time.Duration) {
 	cmd := exec.Command(sv.bin, "serve", "--data", sv.data, "--config", sv.cfgPath, "--http", sv.httpAddr, "--mqtt", "off")
 	cmd.Env = append(os.Environ(), "PULSELAKE_ADMIN_TOKEN="+token)
 	logf, err := os.OpenFile(sv.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	must(err)
+	benchrun.Must(err)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	t0 := time.Now()
-	must(cmd.Start())
+	benchrun.Must(cmd.Start())
 	for time.Since(t0) < 120*time.Second {
 		if resp, err := http.Get(sv.url + "/readyz"); err == nil {
 			resp.Body.Close()

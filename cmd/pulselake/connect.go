@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -27,7 +28,20 @@ func newConnectCmd(g *globals) *cobra.Command {
 you). After consent the provider redirects to the configured redirect_url: a running serve
 receives it at /v1/connect/<provider>/callback; without serve this command listens on that
 URL's host and port itself. The tokens are sealed in the encrypted secret store.`,
-		Args: cobra.ExactArgs(1),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if err := cobra.ExactArgs(1)(cmd, args); err != nil {
+				return err
+			}
+			if _, ok := (config.Connectors{}).ByName(args[0]); ok {
+				return nil
+			}
+			cmd.SuggestionsMinimumDistance = 2
+			msg := fmt.Sprintf("unknown provider or command %q: want google-health, withings, list or revoke", args[0])
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += "; did you mean " + strings.Join(s, " or ") + "?"
+			}
+			return usagef("%s", msg)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runConnect(cmd.Context(), g, args[0], subject, timeout)
 		},

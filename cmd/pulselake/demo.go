@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -38,11 +39,17 @@ func newDemoCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			dir, err := os.MkdirTemp("", "pulselake-demo-")
-			if err != nil {
-				return err
+			// The demo's own temporary directory unless --data names one (kept afterwards);
+			// $PULSELAKE_DATA is not used, so a demo never writes into a real server's data.
+			dir, temporary := g.dataDir, !cmd.Flags().Changed("data")
+			if temporary {
+				if dir, err = os.MkdirTemp("", "pulselake-demo-"); err != nil {
+					return fmt.Errorf("creating the demo's data directory: %w", err)
+				}
+				defer os.RemoveAll(dir)
+			} else if err := os.MkdirAll(dir, 0o700); err != nil {
+				return fmt.Errorf("creating the data directory: %w", err)
 			}
-			defer os.RemoveAll(dir)
 			ctx := cmd.Context()
 			if duration > 0 {
 				var cancel context.CancelFunc
@@ -51,7 +58,7 @@ func newDemoCmd(g *globals) *cobra.Command {
 			}
 			var sims sync.WaitGroup
 			err = app.Run(ctx, app.Options{DataDir: dir, Config: cfg, Log: newLogger(cfg, g.stderr), OnReady: func(r *app.Running) {
-				startDemo(ctx, g, cfg, r, &sims)
+				startDemo(ctx, g, cfg, r, dir, temporary, &sims)
 			}})
 			sims.Wait()
 			fmt.Fprintln(g.stdout, "demo stopped")
@@ -80,7 +87,7 @@ var demoFleets = []simulate.Options{
 	{Kind: "ecg", Devices: 2, Rate: 2.4}, // two patients at 72 beats/min, real MIT-BIH beats
 }
 
-func startDemo(ctx context.Context, g *globals, cfg *config.Config, r *app.Running, sims *sync.WaitGroup) {
+func startDemo(ctx context.Context, g *globals, cfg *config.Config, r *app.Running, dir string, temporary bool, sims *sync.WaitGroup) {
 	secret, _, err := r.Tokens.Create(ctx, token.ScopeIngest, "", "demo devices")
 	if err != nil {
 		fmt.Fprintf(g.stderr, "demo: creating a device token: %v\n", err)
@@ -91,9 +98,8 @@ func startDemo(ctx context.Context, g *globals, cfg *config.Config, r *app.Runni
 		fmt.Fprintf(g.stderr, "demo: creating a dashboard token: %v\n", err)
 		return
 	}
-	admin, _ := os.ReadFile(r.AdminTokenFile)
-	fmt.Fprintf(g.stdout, "pulselake demo\n  dashboard: %s/#token=%s\n  API:       %s/v1  (admin token: %s)\n  MQTT:      mqtt://%s  (topic readings/<kind>/<device>, password = an ingest token)\n  metrics:   %s/metrics\n  SQL:       curl -H 'Authorization: Bearer %s' -d '{\"sql\":\"SELECT device, avg(systolic) FROM blood_pressure GROUP BY device\"}' %s/v1/query\nPress Ctrl-C to stop.\n",
-		r.HTTPURL, viewer, r.HTTPURL, strings.TrimSpace(string(admin)), r.MQTTAddr, r.HTTPURL, viewer, r.HTTPURL)
+	fmt.Fprintf(g.stdout, "pulselake demo\n  dashboard: %s/#token=%s\n  API:       %s/v1  (admin token: %s)\n  MQTT:      mqtt://%s  (topic readings/<kind>/<device>, password = an ingest token)\n  metrics:   %s/metrics\n  SQL:       curl -H 'Authorization: Bearer %s' -d '{\"sql\":\"SELECT device, avg(systolic) FROM blood_pressure GROUP BY device\"}' %s/v1/query\n%s\nPress Ctrl-C to stop.\n",
+		r.HTTPURL, viewer, r.HTTPURL, demoAdminToken(dir), r.MQTTAddr, r.HTTPURL, viewer, r.HTTPURL, demoDataLines(dir, temporary))
 	log := newLogger(cfg, g.stderr)
 	for i, f := range demoFleets {
 		f.Token, f.Seed = secret, uint64(i+1)
@@ -114,6 +120,36 @@ func startDemo(ctx context.Context, g *globals, cfg *config.Config, r *app.Runni
 		defer sims.Done()
 		summarize(ctx, g, r)
 	}()
+}
+
+// demoAdminToken returns the admin token of the demo's data directory: the one serve wrote on
+// first start, else the preset $PULSELAKE_ADMIN_TOKEN.
+func demoAdminToken(dir string) string {
+	if b, err := os.ReadFile(filepath.Join(dir, app.AdminTokenFile)); err == nil {
+		return strings.TrimSpace(string(b))
+	}
+	if os.Getenv("PULSELAKE_ADMIN_TOKEN") != "" {
+		return "$PULSELAKE_ADMIN_TOKEN"
+	}
+	return "see pulselake token create --scope admin --data " + dir
+}
+
+// demoDataLines names the data directory and how the other commands reach it while the demo runs.
+func demoDataLines(dir string, temporary bool) string {
+	what := "kept after the demo stops"
+	if temporary {
+		what = "removed when the demo stops; --data DIR keeps it"
+	}
+	return fmt.Sprintf("  data:      %s  (%s)\n  CLI:       pulselake query --data %s \"SELECT count(*) FROM heart_rate\"   (also token, silence, erase, catalog)",
+		dir, what, shellQuote(dir))
+}
+
+// shellQuote quotes s for a POSIX shell when it holds anything but safe characters.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=+@%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // summarize prints a live line every 2 seconds: readings/s, totals, rejects.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -23,7 +24,8 @@ func newDetectCmd(g *globals) *cobra.Command {
 		Short: "Score a CSV time series for anomalies (online detector, Isolation Forest, Graphite Holt-Winters, cv, timeshift)",
 		Long: `Reads a CSV with a header (timestamp,value as in the Numenta Anomaly Benchmark, or several
 value columns; an empty value is a missing point) and writes the input columns plus score (0..1,
-higher is more anomalous), anomaly (0/1) and the method's own columns:
+higher is more anomalous), anomaly (0/1) and the method's own columns, then prints a summary
+line (points, flagged, share) on stderr:
   online        expected,scale,p,component     (forecast, its typical error, tail probability,
                                                 the view that explains the score)
   iforest       decision                       (scikit-learn's decision_function)
@@ -33,8 +35,8 @@ higher is more anomalous), anomaly (0/1) and the method's own columns:
 Rows out of time order are sorted (stable) and rows with the same timestamp are scored once, on
 the mean of their values, with a warning on stderr. The online method takes no parameters: it
 scores each row using only earlier rows and infers step, scales and a daily season.
-Parameters (--set): iforest n_estimators=100 max_samples=auto contamination=auto max_features
-bootstrap=false seed=0; holt-winters seasonality=1d delta=3; cv window=1h window_tolerance=0.1
+Parameters (--set): iforest n_estimators=100 max_samples=auto contamination=auto (scikit-
+learn's offset -0.5; a share such as 0.05 flags that share) max_features bootstrap=false seed=0; holt-winters seasonality=1d delta=3; cv window=1h window_tolerance=0.1
 threshold=0.15; timeshift shift=7d threshold=0.3; any method columns=a,b time_column=t step=5s.
 See docs/anomaly.md.`,
 		Args: cobra.NoArgs,
@@ -55,12 +57,25 @@ See docs/anomaly.md.`,
 				defer f.Close()
 				in = f
 			}
+			var sum anomaly.Summary
 			if output == "" || output == "-" {
-				return detectErr(input, anomaly.RunDetectWarn(cfg, in, g.stdout, g.stderr))
+				sum, err = anomaly.RunDetectSummary(cfg, in, g.stdout, g.stderr)
+				err = detectErr(input, err)
+			} else {
+				err = durable.Replace(output, 0o600, func(w io.Writer) error {
+					sum, err = anomaly.RunDetectSummary(cfg, in, w, g.stderr)
+					return detectErr(input, err)
+				})
 			}
-			return durable.Replace(output, 0o600, func(w io.Writer) error {
-				return detectErr(input, anomaly.RunDetectWarn(cfg, in, w, g.stderr))
-			})
+			if err != nil {
+				return err
+			}
+			// The summary goes to stderr: stdout may be the CSV itself.
+			fmt.Fprintf(g.stderr, "%s: %s by %s\n", input, sum, method)
+			if method == "iforest" && sum.Large() && !slices.ContainsFunc(sets, func(s string) bool { return strings.HasPrefix(strings.TrimSpace(s), "contamination") }) {
+				fmt.Fprintf(g.stderr, "%s: contamination=auto flags every row scoring above 0.5 (scikit-learn's rule), which is many on integer readings; --set contamination=0.05 flags the most anomalous 5 %%\n", input)
+			}
+			return nil
 		},
 	}
 	f := cmd.Flags()

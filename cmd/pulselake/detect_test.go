@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -69,5 +71,67 @@ func TestDetectCommandUnorderedRows(t *testing.T) {
 	code, _, errs := runCLI(t, "detect", "--method", "online", "--set", "window=3", "--input", in)
 	if code != exitUsage || !strings.Contains(errs, "not a parameter of online") {
 		t.Errorf("online with a parameter: exit %d, %q", code, errs)
+	}
+}
+
+// TestDetectCommandSummary checks the summary line on stderr against the anomaly column of the
+// output, that a given contamination flags at most that share, and that scikit-learn's 'auto'
+// (the default) comes with a hint when it flags many rows.
+func TestDetectCommandSummary(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("timestamp,value\n")
+	for i := range 2000 {
+		// integer heart rates around 80 bpm, as a wearable reports them
+		fmt.Fprintf(&b, "%d,%d\n", 1460460000+5*i, 80+(i*37%41)-20+(i*i%7))
+	}
+	in := filepath.Join(t.TempDir(), "hr.csv")
+	if err := os.WriteFile(in, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	summary := regexp.MustCompile(`(\d+) points, (\d+) flagged \((\d+\.\d) %\) by (\S+)`)
+	for _, c := range []struct {
+		method     string
+		sets       []string
+		maxFlagged int
+		hint       bool
+	}{
+		{"iforest", nil, 2000, true},
+		{"iforest", []string{"contamination=0.1"}, 200, false},
+		{"iforest", []string{"contamination=0.02"}, 40, false},
+		{"online", nil, 2000, false},
+		{"cv", []string{"window=20"}, 2000, false},
+	} {
+		t.Run(c.method+strings.Join(c.sets, ","), func(t *testing.T) {
+			args := []string{"detect", "--method", c.method, "--input", in}
+			for _, s := range c.sets {
+				args = append(args, "--set", s)
+			}
+			code, out, errs := runCLI(t, args...)
+			if code != exitOK {
+				t.Fatalf("exit %d: %s", code, errs)
+			}
+			m := summary.FindStringSubmatch(errs)
+			if m == nil {
+				t.Fatalf("no summary line on stderr: %q", errs)
+			}
+			flagged := 0
+			for _, line := range strings.Split(strings.TrimSpace(out), "\n")[1:] {
+				if strings.Split(line, ",")[3] == "1" { // timestamp,value,score,anomaly,...
+					flagged++
+				}
+			}
+			if m[1] != "2000" || m[2] != strconv.Itoa(flagged) || m[4] != c.method {
+				t.Errorf("summary %q; the output has 2000 rows, %d flagged", m[0], flagged)
+			}
+			if want := fmt.Sprintf("%.1f", 100*float64(flagged)/2000); m[3] != want {
+				t.Errorf("share %s %%, want %s", m[3], want)
+			}
+			if hinted := strings.Contains(errs, "--set contamination=0.05"); hinted != c.hint {
+				t.Errorf("hint on stderr %v, want %v: %q", hinted, c.hint, errs)
+			}
+			if flagged > c.maxFlagged {
+				t.Errorf("%s %v flagged %d of 2000 rows, want at most %d", c.method, c.sets, flagged, c.maxFlagged)
+			}
+		})
 	}
 }

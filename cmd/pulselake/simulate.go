@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -16,7 +17,12 @@ func newSimulateCmd(g *globals) *cobra.Command {
 	var stediOut string
 	var stediCustomers int
 	cmd := &cobra.Command{
-		Use:   "simulate bp|hr|accelerometer|ecg --target URL|mqtt://HOST:PORT --token T | simulate stedi --out DIR",
+		Use: "simulate bp|hr|accelerometer|ecg --target URL|mqtt://HOST:PORT --token T | simulate stedi --out DIR",
+		Long: `Runs a fleet of simulated devices against a server: bp (blood-pressure cuffs), hr (heart-rate
+wearables), accelerometer, ecg (real MIT-BIH beats). With a wrong token (401 or 403) it stops at
+once; while the server cannot be reached it pauses and retries with back-off, saying so once.
+simulate stedi writes synthetic STEDI step-trainer exports (customer, step_trainer, accelerometer
+JSON lines) for the pipeline example instead.`,
 		Short: "Run a fleet of simulated devices against a server, or write synthetic STEDI exports",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -44,13 +50,16 @@ func newSimulateCmd(g *globals) *cobra.Command {
 			}
 			log := newLogger(config.Default(), g.stderr)
 			st, err := simulate.Run(cmd.Context(), log, o)
+			if errors.Is(err, simulate.ErrTokenRefused) {
+				return err // the counts say nothing more
+			}
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(g.stdout, "sent %d readings (%d abnormal, %d invalid): %d accepted, %d duplicates, %d rejected, %d failed\n",
 				st.Sent, st.Abnormal, st.Invalid, st.Accepted, st.Duplicates, st.Rejected, st.Failed)
 			if st.Failed > 0 {
-				return fmt.Errorf("%d readings were not stored", st.Failed)
+				return fmt.Errorf("%d of %d readings were not stored (the warnings above say why); sending them again is safe", st.Failed, st.Sent)
 			}
 			return nil
 		},

@@ -21,6 +21,14 @@ const (
 	DefaultTimeShiftThreshold = 0.3
 )
 
+// LargeFlaggedShare is the share of flagged rows above which `detect` adds a hint to its
+// summary. Isolation Forest keeps scikit-learn's default, contamination 'auto' (the offset
+// fixed at -0.5: flag where the anomaly score exceeds 0.5), so that its output matches
+// scikit-learn's for the same parameters; on one column of integer readings such as heart rate
+// most scores sit just above 0.5 and 'auto' flags a large part of the rows (1,195 of the first
+// 2,000 rows of the Fitbit heart-rate set). The hint says how to flag a chosen share instead.
+const LargeFlaggedShare = 0.25
+
 // DetectConfig is a parsed `pulselake detect` invocation. Build it with ParseDetectConfig.
 type DetectConfig struct {
 	Method string
@@ -172,6 +180,7 @@ func (c *DetectConfig) set(k, v string) error {
 	case "max_features":
 		c.IForest.MaxFeatures, c.IForest.MaxFeaturesFraction, err = countOrFraction(v)
 	case "contamination":
+		c.IForest.Contamination = 0 // auto
 		if v != "auto" {
 			c.IForest.Contamination, err = strconv.ParseFloat(v, 64)
 			if err == nil && !(c.IForest.Contamination > 0 && c.IForest.Contamination <= 0.5) {
@@ -322,9 +331,34 @@ func RunDetect(cfg DetectConfig, r io.Reader, w io.Writer) error {
 // which are sorted, and repeated timestamps, which are merged (see Detect), saying how many
 // rows that concerned.
 func RunDetectWarn(cfg DetectConfig, r io.Reader, w, warn io.Writer) error {
+	_, err := RunDetectSummary(cfg, r, w, warn)
+	return err
+}
+
+// Summary counts what a detect run scored and flagged.
+type Summary struct {
+	Rows, Flagged int
+}
+
+// String is the summary line `pulselake detect` prints: rows, flagged rows and their share.
+func (s Summary) String() string {
+	share := 0.0
+	if s.Rows > 0 {
+		share = 100 * float64(s.Flagged) / float64(s.Rows)
+	}
+	return fmt.Sprintf("%d points, %d flagged (%.1f %%)", s.Rows, s.Flagged, share)
+}
+
+// Large reports whether more than LargeFlaggedShare of the rows were flagged.
+func (s Summary) Large() bool {
+	return s.Rows > 0 && float64(s.Flagged) > LargeFlaggedShare*float64(s.Rows)
+}
+
+// RunDetectSummary is RunDetectWarn returning how many rows were scored and flagged.
+func RunDetectSummary(cfg DetectConfig, r io.Reader, w, warn io.Writer) (Summary, error) {
 	t, err := ReadCSV(r, ReadOptions{TimeColumn: cfg.TimeColumn, Columns: cfg.Columns, RequireValues: cfg.Method == "iforest"})
 	if err != nil {
-		return err
+		return Summary{}, err
 	}
 	if n := t.SortByTime(); n > 0 && warn != nil {
 		fmt.Fprintf(warn, "warning: %d of %d rows have a timestamp earlier than a row above them; rows are sorted by time (stable) and written in that order\n", n, t.Rows())
@@ -334,9 +368,19 @@ func RunDetectWarn(cfg DetectConfig, r io.Reader, w, warn io.Writer) error {
 	}
 	cols, err := Detect(cfg, t)
 	if err != nil {
-		return err
+		return Summary{}, err
 	}
-	return WriteCSV(w, t, cols)
+	sum := Summary{Rows: t.Rows()}
+	for _, c := range cols {
+		if c.Name == "anomaly" {
+			for _, v := range c.Values {
+				if v != 0 {
+					sum.Flagged++
+				}
+			}
+		}
+	}
+	return sum, WriteCSV(w, t, cols)
 }
 
 // Detect runs the configured method over t and returns the columns to append: score, anomaly,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -236,5 +237,45 @@ func TestDetectUnorderedRows(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestIForestDefaultContamination checks what `detect --method iforest` flags without
+// parameters: scikit-learn's 'auto' rule, which flags a large part of integer heart rates, and
+// a given contamination flags that share.
+func TestIForestDefaultContamination(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	var in strings.Builder
+	in.WriteString("timestamp,value\n")
+	const n = 2000
+	for i := range n {
+		fmt.Fprintf(&in, "%d,%d\n", i*5, int(math.Round(80+18*rng.NormFloat64())))
+	}
+	for _, c := range []struct {
+		sets     []string
+		min, max int
+	}{
+		{nil, n / 5, n},
+		{[]string{"contamination=0.1"}, n * 5 / 100, n / 10},
+		{[]string{"contamination=0.02"}, n / 100, n * 2 / 100},
+		{[]string{"contamination=auto"}, n / 5, n},
+	} {
+		cfg, err := ParseDetectConfig("iforest", append(c.sets, "seed=1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		if err := RunDetect(cfg, strings.NewReader(in.String()), &out); err != nil {
+			t.Fatal(err)
+		}
+		flagged := 0
+		for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n")[1:] {
+			if strings.Split(line, ",")[3] == "1" { // timestamp,value,score,anomaly,decision
+				flagged++
+			}
+		}
+		if flagged < c.min || flagged > c.max {
+			t.Errorf("%v: flagged %d of %d rows, want %d..%d", c.sets, flagged, n, c.min, c.max)
+		}
 	}
 }

@@ -332,7 +332,7 @@ func Check(path string, apply func(*Config)) (*Config, error) {
 // configuration file) as serve would, and returns the problems of each with its file:line:
 // YAML syntax, unknown keys, bad values and rules that do not compile.
 func (c *Config) checkRuleFiles() Problems {
-	reg, err := c.Registry()
+	reg, err := c.checkRegistry()
 	if err != nil {
 		return nil // reported at kinds
 	}
@@ -551,10 +551,10 @@ func (c *Config) validateKindCode(ps *Problems, i int, k KindConfig) {
 
 // validateAlerting checks the rules, the notification settings and the detectors.
 func (c *Config) validateAlerting(ps *Problems) {
-	if reg, err := c.Registry(); err == nil { // else reported once, at kinds
+	if reg, err := c.checkRegistry(); err == nil { // problems of the kinds are reported at kinds
 		_, errs := rules.Compile(c.Rules, reg)
 		*ps = append(*ps, errs...)
-		_, dps := c.compileDetectors()
+		_, dps := c.compileDetectorsWith(reg)
 		*ps = append(*ps, dps...)
 	}
 	for i, f := range c.RuleFiles {
@@ -603,6 +603,10 @@ func (c *Config) compileDetectors() ([]*anomaly.Detector, Problems) {
 	if err != nil {
 		return nil, Problems{{Path: "kinds", Msg: err.Error()}}
 	}
+	return c.compileDetectorsWith(reg)
+}
+
+func (c *Config) compileDetectorsWith(reg *reading.Registry) ([]*anomaly.Detector, Problems) {
 	return anomaly.CompileDetectors(c.Detectors, func(kind, value string) error {
 		k, ok := reg.Kind(kind)
 		if !ok {
@@ -654,18 +658,47 @@ func (c *Config) Dir() string {
 func (c *Config) Registry() (*reading.Registry, error) {
 	extra := make([]*reading.Kind, 0, len(c.Kinds))
 	for _, k := range c.Kinds {
-		kind := &reading.Kind{Name: k.Name}
-		for _, v := range k.Values {
-			f := reading.Field{Name: v.Name, Unit: v.Unit, Required: v.Required, Min: v.Min, Max: v.Max, Enum: v.Enum}
-			if v.Type == "string" {
-				f.Type = reading.Text
-			}
-			kind.Fields = append(kind.Fields, f)
-		}
-		extra = append(extra, kind)
+		extra = append(extra, k.kind())
 	}
 	// ecg_prediction is always declared, so a stream holding predictions stays readable.
 	return reading.NewRegistry(append(extra, ecg.PredictionKind())...)
+}
+
+func (k KindConfig) kind() *reading.Kind {
+	kind := &reading.Kind{Name: k.Name}
+	for _, v := range k.Values {
+		f := reading.Field{Name: v.Name, Unit: v.Unit, Required: v.Required, Min: v.Min, Max: v.Max, Enum: v.Enum}
+		if v.Type == "string" {
+			f.Type = reading.Text
+		}
+		kind.Fields = append(kind.Fields, f)
+	}
+	return kind
+}
+
+// checkRegistry is the registry rules, rule files and detectors are checked against. When the
+// declared kinds have problems (reported at kinds), it still holds the built-in kinds and every
+// declared kind that is valid, or valid once its ranges are ignored, so that the problems of
+// the rules are listed in the same run.
+func (c *Config) checkRegistry() (*reading.Registry, error) {
+	reg, err := c.Registry()
+	if err == nil {
+		return reg, nil
+	}
+	kinds := []*reading.Kind{ecg.PredictionKind()}
+	for _, k := range c.Kinds {
+		kind := k.kind()
+		if _, err := reading.NewRegistry(append(kinds, kind)...); err != nil {
+			for i := range kind.Fields {
+				kind.Fields[i].Min, kind.Fields[i].Max, kind.Fields[i].Enum = nil, nil, nil
+			}
+			if _, err := reading.NewRegistry(append(kinds, kind)...); err != nil {
+				continue
+			}
+		}
+		kinds = append(kinds, kind)
+	}
+	return reading.NewRegistry(kinds...)
 }
 
 func splitAddr(addr string) (string, string, error) {

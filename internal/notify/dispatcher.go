@@ -667,7 +667,15 @@ func (d *Dispatcher) deliver(ctx context.Context, j *job) {
 			break
 		}
 		d.mRetries.WithLabelValues(j.receiver).Inc()
-		d.log.Debug("notification failed; retrying", "receiver", j.receiver, "attempt", attempt+1, "err", err)
+		// The first failure is logged when it happens (an unreachable SMTP server, a wrong
+		// password), not only when the retries give up minutes later; the retries after it are
+		// debug lines, and the outcome an error line below.
+		level := slog.LevelDebug
+		if attempt == 0 {
+			level = slog.LevelWarn
+		}
+		d.log.Log(ctx, level, "notification failed; retrying", "receiver", j.receiver, "group", j.groupKey,
+			"attempt", attempt+1, "retry_for", d.opts.RetryFor, "err", err)
 		// Full jitter: a random wait up to the capped exponential delay.
 		wait := time.Duration(rand.Int64N(int64(delay))) + delay/10
 		t := time.NewTimer(wait)

@@ -17,13 +17,14 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/pulselake/pulselake/internal/reading"
 )
 
 // Options configures a simulation run.
 type Options struct {
-	Kind     string        // bp, hr or accelerometer
+	Kind     string        // bp, hr, accelerometer or ecg
 	Target   string        // http(s)://host:port or mqtt://host:port
 	Token    string        // ingest token
 	Devices  int           // number of devices (default 10)
@@ -45,7 +46,21 @@ type Stats struct {
 	Abnormal, Invalid                            int64
 }
 
-// Run simulates until the duration elapses or ctx ends, and returns the totals.
+// ErrTokenRefused is returned by Run when the server refuses the token (HTTP 401 or 403): every
+// later reading would be refused too, so the run stops at once.
+var ErrTokenRefused = errors.New("the server refused the token")
+
+// Backoff between attempts while the server cannot be reached: doubling from the first wait up
+// to the last, so a simulator left running against a stopped server costs nothing.
+const (
+	unreachableFirstWait = 250 * time.Millisecond
+	unreachableMaxWait   = 5 * time.Second
+)
+
+// Run simulates until the duration elapses or ctx ends, and returns the totals. When the server
+// cannot be reached, production pauses and sends are retried with back-off (one log line when it
+// goes away, one when it is back); readings still unsent at the end count as failed. When the
+// server refuses the token, Run stops and returns an error wrapping ErrTokenRefused.
 func Run(ctx context.Context, log *slog.Logger, o Options) (Stats, error) {
 	o = o.withDefaults()
 	rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15))
@@ -61,6 +76,8 @@ func Run(ctx context.Context, log *slog.Logger, o Options) (Stats, error) {
 	// The duration ends production; batches already handed to the workers are still sent
 	// (under the caller's context), so a run's last batch is not counted as failed.
 	sendCtx := ctx
+	ctx, stop := context.WithCancelCause(ctx) // stop ends production on a refused token
+	defer stop(nil)
 	if o.Duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.Duration)
@@ -68,6 +85,7 @@ func Run(ctx context.Context, log *slog.Logger, o Options) (Stats, error) {
 	}
 
 	var st statsCounter
+	w := &worker{log: log.With("target", o.Target), send: send, st: &st, onResult: o.OnResult, stop: stop}
 	// Readings are sent by a few workers so throughput does not wait on round trips.
 	batches := make(chan simBatch, 8)
 	var wg sync.WaitGroup
@@ -75,12 +93,15 @@ func Run(ctx context.Context, log *slog.Logger, o Options) (Stats, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sendBatches(sendCtx, log, send, batches, &st, o.OnResult)
+			w.sendBatches(sendCtx, ctx, batches)
 		}()
 	}
 	produce(ctx, o, rng, devs, batches)
 	close(batches)
 	wg.Wait()
+	if err := context.Cause(ctx); errors.Is(err, ErrTokenRefused) {
+		return st.snapshot(), err
+	}
 	return st.snapshot(), nil
 }
 
@@ -143,21 +164,105 @@ type simBatch struct {
 	abnormal, invalid int64
 }
 
-// sendBatches sends batches until the channel closes, counting the outcomes in st.
-func sendBatches(ctx context.Context, log *slog.Logger, send sender, batches <-chan simBatch, st *statsCounter, onResult func(Stats)) {
+// worker is what the sending goroutines of a run share.
+type worker struct {
+	log      *slog.Logger
+	send     sender
+	st       *statsCounter
+	onResult func(Stats)
+	stop     context.CancelCauseFunc // ends production (a refused token)
+
+	mu        sync.Mutex
+	downSince time.Time // when the server stopped answering; zero while it answers
+	failures  int       // other send failures logged, to log only the first few
+}
+
+// sendBatches sends batches until the channel closes, counting the outcomes. Sends run under
+// ctx; waiting for an unreachable server ends with produce (the run's duration). After a refused
+// token the remaining batches are counted as failed without being sent.
+func (w *worker) sendBatches(ctx, produce context.Context, batches <-chan simBatch) {
 	for b := range batches {
-		res, err := send.send(ctx, b.readings)
-		if err != nil && ctx.Err() == nil {
-			log.Warn("sending readings failed", "err", err)
+		var res result
+		var err error
+		if cause := context.Cause(produce); errors.Is(cause, ErrTokenRefused) {
+			err = cause
+		} else {
+			res, err = w.sendRetrying(ctx, produce, b.readings)
 		}
-		st.abnormal.Add(b.abnormal)
-		st.invalid.Add(b.invalid)
-		st.add(res, err, len(b.readings))
-		if onResult != nil {
-			onResult(st.snapshot())
+		w.st.abnormal.Add(b.abnormal)
+		w.st.invalid.Add(b.invalid)
+		w.st.add(res, err, len(b.readings))
+		if w.onResult != nil {
+			w.onResult(w.st.snapshot())
 		}
 	}
 }
+
+// sendRetrying sends one batch, retrying with back-off while the server cannot be reached and
+// produce lasts.
+func (w *worker) sendRetrying(ctx, produce context.Context, batch []json.RawMessage) (result, error) {
+	wait := unreachableFirstWait
+	for {
+		res, err := w.send.send(ctx, batch)
+		var unreachable *unreachableError
+		switch {
+		case err == nil:
+			w.reachable()
+			return res, nil
+		case ctx.Err() != nil:
+			return res, err
+		case errors.Is(err, ErrTokenRefused):
+			w.reachable()
+			w.stop(err)
+			return res, err
+		case errors.As(err, &unreachable):
+			w.unreachable(err)
+			select {
+			case <-time.After(wait):
+				wait = min(2*wait, unreachableMaxWait)
+				continue
+			case <-produce.Done():
+				return res, err
+			}
+		}
+		w.reachable()
+		w.mu.Lock()
+		w.failures++
+		first := w.failures <= 3
+		w.mu.Unlock()
+		if first {
+			w.log.Warn("sending readings failed", "err", err)
+		}
+		return res, err
+	}
+}
+
+// unreachable logs the first failure of an outage; the workers' later failures are quiet.
+func (w *worker) unreachable(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.downSince.IsZero() {
+		w.downSince = time.Now()
+		w.log.Warn("server not reachable; readings wait and are retried with back-off (up to every "+unreachableMaxWait.String()+") until it answers", "err", err)
+	}
+}
+
+// reachable ends an outage with one line.
+func (w *worker) reachable() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.downSince.IsZero() {
+		w.log.Info("server reachable again", "after", time.Since(w.downSince).Round(time.Millisecond))
+		w.downSince = time.Time{}
+	}
+}
+
+// unreachableError is a send that got no answer from the server (connection refused, reset or
+// timed out): worth retrying.
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string { return e.err.Error() }
+func (e *unreachableError) Unwrap() error { return e.err }
 
 // produce makes readings round-robin over devs on a 50 ms tick, in proportion to o.Rate, and
 // hands them to batches in batches of at most o.Batch, until ctx ends.
@@ -270,7 +375,10 @@ func (s *httpSender) send(ctx context.Context, batch []json.RawMessage) (result,
 		req.Header.Set("Authorization", "Bearer "+s.token)
 		resp, err := s.client.Do(req)
 		if err != nil {
-			return result{}, err
+			if ctx.Err() != nil {
+				return result{}, err
+			}
+			return result{}, &unreachableError{err}
 		}
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		resp.Body.Close()
@@ -286,7 +394,11 @@ func (s *httpSender) send(ctx context.Context, batch []json.RawMessage) (result,
 			Accepted, Duplicates int
 			Rejected             []json.RawMessage
 		}
-		if err := json.Unmarshal(data, &out); err != nil || resp.StatusCode >= 500 || resp.StatusCode == 401 || resp.StatusCode == 403 {
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			return result{}, fmt.Errorf("%w (POST %s: %s: %s); simulate needs a valid ingest token not bound to another subject: pulselake token create --scope ingest",
+				ErrTokenRefused, s.url, resp.Status, bytes.TrimSpace(data))
+		}
+		if err := json.Unmarshal(data, &out); err != nil || resp.StatusCode >= 500 {
 			return result{}, fmt.Errorf("POST %s: %s: %s", s.url, resp.Status, bytes.TrimSpace(data))
 		}
 		rejected := map[int]bool{}
@@ -321,7 +433,17 @@ func newMQTTSender(ctx context.Context, host, token string, conns int) (*mqttSen
 			if err == nil {
 				err = errors.New("timed out")
 			}
-			return nil, fmt.Errorf("connecting to MQTT %s: %w (is the token an ingest token?)", host, err)
+			switch {
+			case errors.Is(err, packets.ErrorRefusedNotAuthorised) || errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword):
+				return nil, fmt.Errorf("%w (MQTT %s: %v); simulate over MQTT needs an ingest token not bound to a subject: pulselake token create --scope ingest",
+					ErrTokenRefused, host, err)
+			case strings.HasSuffix(err.Error(), "EOF"):
+				// The NATS MQTT listener closes the connection on a token it refuses, often
+				// before the client reads its CONNACK.
+				return nil, fmt.Errorf("connecting to MQTT %s: the server closed the connection at CONNECT (%w): most likely it refused the token; simulate over MQTT needs an ingest token not bound to a subject: pulselake token create --scope ingest",
+					host, err)
+			}
+			return nil, fmt.Errorf("connecting to MQTT %s: %w (is serve running there with MQTT on?)", host, err)
 		}
 		s.clients = append(s.clients, c)
 	}

@@ -2,9 +2,11 @@ package stream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -145,6 +147,9 @@ func StartServer(log *slog.Logger, o ServerOptions) (*Server, error) {
 			if port, err = freePort(host); err != nil {
 				return nil, fmt.Errorf("finding a free MQTT port: %w", err)
 			}
+		} else if err := portAvailable(host, port); err != nil {
+			// The server would only log this and never become ready; say it at once.
+			return nil, fmt.Errorf("MQTT listen address %s is not available (%w): stop what listens there, or choose another with --mqtt ADDR or mqtt.listen (\"off\" disables MQTT)", net.JoinHostPort(host, strconv.Itoa(port)), err)
 		}
 		opts.MQTT.Host, opts.MQTT.Port = host, port
 		mqttAddr = net.JoinHostPort(host, strconv.Itoa(port))
@@ -210,6 +215,19 @@ func freePort(host string) (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// portAvailable reports whether host:port can be listened on, by listening and closing.
+func portAvailable(host string, port int) error {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		var se *os.SyscallError
+		if errors.As(err, &se) {
+			return se // "bind: address already in use", without the repeated address
+		}
+		return err
+	}
+	return l.Close()
 }
 
 // NATS returns the embedded server, for in-process connections.
