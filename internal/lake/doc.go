@@ -15,8 +15,9 @@
 //     pulselake.stream-seq, also in the snapshot summary); messages at or below it are
 //     skipped after a restart, and identities already present in a day partition are
 //     dropped (identity index per kind and day).
-//   - The writer consumes in stream order: on start it re-creates its durable consumer at the
-//     stream's ack floor, and it retries a failed commit in place instead of moving on.
+//   - The writer consumes in stream order: on start it resets its durable consumer to the
+//     consumer's ack floor (never deleting it), and it retries a failed commit in place
+//     instead of moving on.
 //
 // Concurrency: a Writer is driven by one goroutine (Run) that owns the consumer, the buffer
 // and the compaction timer. Store is safe for concurrent use. Only one Writer per warehouse.

@@ -322,48 +322,47 @@ func (w *Writer) housekeep(ctx context.Context, draining bool, held int) {
 	}
 }
 
-// consumer returns the durable consumer, re-created at the ack floor when messages were
-// delivered but not acknowledged, so that delivery is again in stream order (the stream
-// watermark of each table relies on it).
+// consumer returns the durable consumer, reset to deliver from its ack floor: what an earlier
+// run (this process's, or another node's before a lease takeover) was delivered and did not
+// acknowledge comes again at once and in stream order, which each table's stream watermark
+// relies on (after its ack wait it would come after later messages, and the watermark would
+// skip it). The reset is a replicated operation of the consumer's leader, from the ack floor
+// that leader holds. The durable is never deleted and created again: on a cluster that races
+// the old consumer's replicas, and the old holder's pull requests and acknowledgements, with
+// a new consumer of the same name.
 func (w *Writer) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	s, err := w.o.Conn.JS.Stream(ctx, stream.IngestStream)
 	if err != nil {
 		return nil, fmt.Errorf("opening stream %s: %w", stream.IngestStream, err)
 	}
-	cfg := jetstream.ConsumerConfig{
-		Durable:       ConsumerName,
-		Description:   "pulselake lake writer: batches into Iceberg tables",
-		FilterSubject: stream.IngestSubjects,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       2 * time.Minute,
-		MaxAckPending: 200000,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		Replicas:      w.o.Conn.Replicas(),
-	}
 	c, err := s.Consumer(ctx, ConsumerName)
-	switch {
-	case err == nil:
-		info, err := c.Info(ctx)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		c, err = s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+			Durable:       ConsumerName,
+			Description:   "pulselake lake writer: batches into Iceberg tables",
+			FilterSubject: stream.IngestSubjects,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       2 * time.Minute,
+			MaxAckPending: 200000,
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+			Replicas:      w.o.Conn.Replicas(),
+		})
 		if err != nil {
-			return nil, fmt.Errorf("reading consumer %s: %w", ConsumerName, err)
+			return nil, fmt.Errorf("creating consumer %s: %w", ConsumerName, err)
 		}
-		w.ackedSeq = info.AckFloor.Stream
-		if info.NumAckPending == 0 && info.NumRedelivered == 0 {
-			return c, nil
-		}
-		if err := s.DeleteConsumer(ctx, ConsumerName); err != nil {
-			return nil, fmt.Errorf("resetting consumer %s: %w", ConsumerName, err)
-		}
-		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = info.AckFloor.Stream + 1
-		w.log.Info("lake writer resumes at the stream's ack floor", "seq", cfg.OptStartSeq, "pending", info.NumAckPending)
-	case errors.Is(err, jetstream.ErrConsumerNotFound):
-	default:
+		return c, nil
+	}
+	if err != nil {
 		return nil, fmt.Errorf("opening consumer %s: %w", ConsumerName, err)
 	}
-	c, err = s.CreateOrUpdateConsumer(ctx, cfg)
+	r, err := w.o.Conn.JS.ResetConsumer(ctx, stream.IngestStream, ConsumerName)
 	if err != nil {
-		return nil, fmt.Errorf("creating consumer %s: %w", ConsumerName, err)
+		return nil, fmt.Errorf("resetting consumer %s to its ack floor (this needs NATS server 2.14 or later): %w", ConsumerName, err)
+	}
+	w.ackedSeq = r.AckFloor.Stream
+	if cached := c.CachedInfo(); cached != nil && cached.NumAckPending > 0 {
+		w.log.Info("lake writer resumes at the stream's ack floor; messages an earlier run held are delivered again",
+			"seq", r.ResetSeq, "were_pending", cached.NumAckPending, "redelivered", cached.NumRedelivered)
 	}
 	return c, nil
 }

@@ -203,6 +203,65 @@ func TestWriterEvolvesAndSkipsRedelivered(t *testing.T) {
 	}
 }
 
+// TestWriterResumesWhatAnEarlierHolderHeld hands messages to another holder of the durable
+// consumer (a node that then died with them unacknowledged) and publishes more behind them:
+// the next writer gets them again at once and in stream order (the stream watermark of each
+// table would skip them if they came after later messages), without the durable being
+// deleted and created again.
+func TestWriterResumesWhatAnEarlierHolderHeld(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	conn := testStream(t, dir)
+	reg, err := reading.NewRegistry(glucose(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(t, conn, reg, 0, 10, false)
+	drain(t, dir, conn, reg)
+
+	for i := range 3 {
+		publish(t, conn, reg, 10+5*i, 5, false)
+	}
+	cons, err := conn.JS.Consumer(ctx, stream.IngestStream, ConsumerName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(2, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := 0
+	for range batch.Messages() {
+		held++ // never acknowledged: the holder is gone
+	}
+	publish(t, conn, reg, 25, 5, false)
+	before, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held != 2 || before.NumAckPending != 2 {
+		t.Fatalf("the earlier holder got %d messages, %d ack-pending; want 2", held, before.NumAckPending)
+	}
+
+	start := time.Now()
+	drain(t, dir, conn, reg) // the consumer's ack wait (2 min) is longer than drain waits
+	if n := len(scan(t, dir, ZoneTrusted, "glucose", "id")); n != 30 {
+		t.Errorf("trusted.glucose has %d rows, want 30", n)
+	}
+	after, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !after.Created.Equal(before.Created) {
+		t.Errorf("the durable consumer was created again (at %v, first at %v)", after.Created, before.Created)
+	}
+	if after.NumAckPending != 0 || after.NumPending != 0 || after.AckFloor.Stream != 5 {
+		t.Errorf("after the writer: %d ack-pending, %d pending, ack floor %d; want 0, 0, 5",
+			after.NumAckPending, after.NumPending, after.AckFloor.Stream)
+	}
+	t.Logf("resumed in %v", time.Since(start).Round(time.Millisecond))
+}
+
 // TestRowBufferCommitsPerInterval checks ops rows are buffered, bounded and committed.
 func TestRowBufferCommitsPerInterval(t *testing.T) {
 	dir := t.TempDir()
