@@ -210,8 +210,11 @@ func TestPostgresCatalogTwoServes(t *testing.T) {
 		if strings.Contains(string(b), "this process is the active lake writer") {
 			active++
 		}
-		if strings.Contains(string(b), "another process is the active lake writer; standing by") {
-			standby++
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, "another process holds the lease; standing by") && strings.Contains(line, "lake-writer") {
+				standby++
+				break
+			}
 		}
 	}
 	if active != 1 || standby != 1 {

@@ -13,6 +13,9 @@ import (
 // curated table and the run records.
 func TestStediPipelineCommands(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(data, 0o700); err != nil { // the README's mkdir -p: commands refuse a missing data directory
+		t.Fatal(err)
+	}
 	landing := filepath.Join(t.TempDir(), "stedi-landing")
 	out, code := runBin(t, "simulate", "stedi", "--out", landing, "--customers", "300", "--seed", "1")
 	if code != 0 {
