@@ -215,8 +215,8 @@ func openPostgresCatalog(ctx context.Context, log *slog.Logger, cfg Config, prop
 
 	c := &pgCatalog{log: log, where: where, props: props, db: db, loaded: map[string]*table.Table{}}
 	// Several processes may open an empty database at once: creating the catalog's
-	// tables then races in PostgreSQL's own catalog (a unique violation on pg_type);
-	// the loser finds them on its retry.
+	// tables then races in PostgreSQL's own catalog (a unique violation on pg_type, or
+	// "type … already exists", duplicate_object 42710); the loser finds them on its retry.
 	err = c.retry(ctx, "opening", func() error {
 		if err := db.PingContext(ctx); err != nil {
 			return err
@@ -227,7 +227,7 @@ func openPostgresCatalog(ctx context.Context, log *slog.Logger, cfg Config, prop
 		}
 		c.Catalog = inner
 		return nil
-	}, func(err error) bool { return transientPG(err, true) || pgState(err, "23505", "42P07") })
+	}, func(err error) bool { return transientPG(err, true) || pgState(err, "23505", "42P07", "42710") })
 	if err != nil {
 		db.Close()
 		return nil, nil, fmt.Errorf("opening the lake catalog: %w", c.wrap(err))
