@@ -89,7 +89,7 @@ func addTrainFlags(cmd *cobra.Command, opt *ecg.TrainOptions) {
 	f.IntVar(&opt.Rounds, "rounds", 120, "boosting rounds")
 	f.IntVar(&opt.MaxDepth, "depth", 6, "maximum tree depth")
 	f.IntVar(&opt.Workers, "workers", 2, "goroutines used for training")
-	f.Float64Var(&opt.ClassWeight, "class-weight", 0, "weigh beats by (count of N / count of their class)^W; 0 = equal weights, 1 = balanced")
+	f.Float64Var(&opt.ClassWeight, "class-weight", ecg.DefaultClassWeight, "weigh beats by (count of N / count of their class)^W; 0 = equal weights, 1 = balanced")
 	f.BoolVar(&opt.PatientOnly, "patient-only", false, "classify beats with RR intervals by patient-relative features only (no raw window samples)")
 	f.IntVar(&opt.TuneFolds, "tune-folds", 0, "tune the decision rule by a leave-records-out cross-validation with this many folds over the training records (0 = off)")
 }

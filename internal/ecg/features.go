@@ -17,8 +17,13 @@ const (
 	numV2Features = numV1Features + numRRFeat + NumMorph - 1
 	// numNormalFeat counts the features against the patient's normal rhythm (version 3).
 	numNormalFeat = 5
+	// numV3Features is the length of the feature vector of version 3 model files.
+	numV3Features = numV2Features + 1 + numNormalFeat
+	// numV4Feat counts the features new in version 4: the QRS width against the template's,
+	// the compensatory pause and the previous beat's prematurity.
+	numV4Feat = 3
 	// NumFeatures is the length of the feature vector the classifier sees.
-	NumFeatures = numV2Features + 1 + numNormalFeat
+	NumFeatures = numV3Features + numV4Feat
 )
 
 // FeatureNames returns the names of the features, in order.
@@ -30,7 +35,8 @@ func FeatureNames() []string {
 	out = append(out, "pre/local", "post/local", "pre/avg", "post/avg", "local/avg", "post/pre", "width",
 		"pre/median", "post/median", "prev/local")
 	out = append(out, morphNames()...)
-	return append(out, "pre/normal", "post/normal", "local/normal", "prematurity_z", "spread")
+	out = append(out, "pre/normal", "post/normal", "local/normal", "prematurity_z", "spread")
+	return append(out, "width/template", "(pre+post)/normal", "prev/normal")
 }
 
 // Features writes the feature vector of a beat window and its RR features into f, which must
@@ -80,6 +86,17 @@ func Features(f []float32, w *[WindowLen]float32, rr RRFeatures) {
 		f[j+3] = float32((rr.Pre/rr.Normal - 1) / max(rr.Spread, minSpread))
 		f[j+4] = float32(rr.Spread)
 	}
+	j += numNormalFeat
+	// The QRS width against the template's (ventricular beats are wide, aberrated
+	// supraventricular ones less so), the compensatory pause (a ventricular premature beat
+	// usually leaves the sinus rhythm undisturbed, so pre + post is two normal intervals; an
+	// atrial one resets it, less) and the previous beat's prematurity (runs of ectopic beats).
+	f[j+0] = 1
+	if rr.Morph.Known {
+		f[j+0] = rr.Morph.WidthRatio
+	}
+	f[j+1] = div32(rr.Pre+rr.Post, rr.Normal)
+	f[j+2] = div32(rr.Prev, rr.Normal)
 }
 
 // neutralMorph stands for unknown morphology features (no template yet, or a beat without its

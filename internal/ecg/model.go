@@ -17,12 +17,13 @@ import (
 )
 
 // ModelVersion is the version of the model file format this package writes. It also reads
-// version 1 files (70 features, no decision offsets) and version 2 files (89 features).
-const ModelVersion = 3
+// version 1 files (70 features, no decision offsets), version 2 files (89 features) and
+// version 3 files (95 features).
+const ModelVersion = 4
 
 // modelFeatures is the number of features of each model file version; each is a prefix of
 // the next, so older models give the same predictions as before.
-var modelFeatures = map[int]int{1: numV1Features, 2: numV2Features, 3: NumFeatures}
+var modelFeatures = map[int]int{1: numV1Features, 2: numV2Features, 3: numV3Features, 4: NumFeatures}
 
 const modelMagic = "PLECGGBT"
 

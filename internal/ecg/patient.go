@@ -64,6 +64,9 @@ const (
 type MorphFeatures struct {
 	Known  bool
 	Values [NumMorph]float32
+	// WidthRatio is the beat's QRS width (see qrsWidth) divided by the template's (a version 4
+	// feature; 1 when unknown).
+	WidthRatio float32
 }
 
 // morphNames are the names of MorphFeatures.Values, in order.
@@ -282,8 +285,44 @@ func (t *beatTracker) morph(seg *[segLen]float64) MorphFeatures {
 	// P-wave amplitude against the template's: an ectopic atrial beat has a P wave of another
 	// shape or none visible (hidden in the previous T wave).
 	v[6+numSegDiff] = float32(safeDiv(span(seg[pLo:pHi]), span(tp[pLo:pHi])))
+	m.WidthRatio = float32(safeDiv(qrsWidth(seg), qrsWidth(tp)))
 	return m
 }
+
+// Where qrsWidth looks for the QRS complex in a segment: from 96 ms before the R peak to
+// 200 ms after it (wide ventricular complexes end late).
+const widthLo, widthHi = segPre - 12, segPre + 25
+
+// qrsWidth estimates the QRS duration of a segment, in seconds: the time from the first to
+// the last sample, around the R peak, whose slope exceeds widthFrac of the largest slope there.
+// It does not depend on the QRS polarity or amplitude. As an absolute feature it made the
+// inter-patient figures worse (noisy records look wide); only its ratio to the template's is
+// used.
+func qrsWidth(seg *[segLen]float64) float64 {
+	var sl [widthHi - widthLo]float64
+	var mx float64
+	for k := range sl {
+		i := widthLo + k
+		sl[k] = math.Abs(seg[i+1] - seg[i-1])
+		mx = max(mx, sl[k])
+	}
+	if mx <= 0 {
+		return 0
+	}
+	first, last := -1, -1
+	for k, v := range sl {
+		if v >= widthFrac*mx {
+			if first < 0 {
+				first = k
+			}
+			last = k
+		}
+	}
+	return float64(last-first+1) / WindowFs
+}
+
+// widthFrac is the share of the largest slope that counts as inside the QRS complex.
+const widthFrac = 0.2
 
 // pearson is the correlation coefficient of a and b (0 when either is constant).
 func pearson(a, b []float64) float64 {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"strconv"
 	"testing"
 )
 
@@ -261,7 +262,7 @@ func TestFeatureLayout(t *testing.T) {
 		t.Fatalf("%d names for %d features", len(names), NumFeatures)
 	}
 	if names[numV1Features-1] != "width" || names[numV1Features] != "pre/median" || names[numV2Features-1] != "d40" ||
-		names[numV2Features] != "amp_p" || names[len(names)-1] != "spread" {
+		names[numV2Features] != "amp_p" || names[numV3Features-1] != "spread" || names[len(names)-1] != "prev/normal" {
 		t.Fatalf("layout: %v", names[numV1Features-2:])
 	}
 	var f [NumFeatures]float32
@@ -275,7 +276,7 @@ func TestFeatureLayout(t *testing.T) {
 	for j := numV1Features + numRRFeat; j < NumFeatures; j++ {
 		want := float32(0)
 		switch names[j] {
-		case "corr", "corr_qrs", "corr_p", "amp_qrs", "tv_qrs", "amp_p":
+		case "corr", "corr_qrs", "corr_p", "amp_qrs", "tv_qrs", "amp_p", "width/template":
 			want = 1
 		}
 		if f[j] != want {
@@ -460,23 +461,35 @@ func TestTrainingOverlap(t *testing.T) {
 // predictions the version 2 code gave on the first 300 beats of record 101, with all features,
 // without morphology and without RR features (one ensemble each).
 func TestModelV2File(t *testing.T) {
+	checkOldModelFile(t, 2, numV2Features, 0.5)
+}
+
+// TestModelV3File does the same for a version 3 file (95 features, written by the version 3
+// code: three ensembles of 3 rounds trained on record 208, an S offset).
+func TestModelV3File(t *testing.T) {
+	checkOldModelFile(t, 3, numV3Features, 0.5)
+}
+
+func checkOldModelFile(t *testing.T, version, nf int, offS float32) {
 	dir := needData(t)
-	m, err := LoadModel("testdata/model_v2.bin")
+	name := "testdata/model_v" + strconv.Itoa(version)
+	m, err := LoadModel(name + ".bin")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Version != 2 || m.NumFeatures != numV2Features || len(m.ens) != 3 || m.ens[0].Offset[ClassS] != 0.5 {
+	if m.Version != version || m.NumFeatures != nf || len(m.ens) != 3 || m.ens[0].Offset[ClassS] != offS {
 		t.Fatalf("version %d, %d features, %d ensembles, offsets %v", m.Version, m.NumFeatures, len(m.ens), m.ens[0].Offset)
 	}
 	beats, err := LoadBeats(dir, []string{"101"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile("testdata/model_v2_predictions.ndjson")
+	data, err := os.ReadFile(name + "_predictions.ndjson")
 	if err != nil {
 		t.Fatal(err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
+	n := 0
 	for i := 0; dec.More(); i++ {
 		b := &beats[i/3]
 		rr := b.RR
@@ -492,15 +505,19 @@ func TestModelV2File(t *testing.T) {
 		}
 		got := m.ClassifyWindow(&b.Samples, rr)
 		if got.Class != want.Class || !slices.EqualFunc(got.Probs[:], want.Probs[:], func(a, b float64) bool { return near(a, b, 1e-9) }) {
-			t.Fatalf("beat %d, case %d: %+v, the version 2 code gave %+v", i/3, i%3, got, want)
+			t.Fatalf("beat %d, case %d: %+v, the version %d code gave %+v", i/3, i%3, got, version, want)
 		}
+		n++
 	}
-	// Written again, it stays a version 2 file.
+	if n != 900 {
+		t.Fatalf("%d predictions compared, want 900", n)
+	}
+	// Written again, it stays a file of its version.
 	var b bytes.Buffer
 	if _, err := m.WriteTo(&b); err != nil {
 		t.Fatal(err)
 	}
-	if m2, err := ReadModel(&b); err != nil || m2.Version != 2 {
+	if m2, err := ReadModel(&b); err != nil || m2.Version != version {
 		t.Fatalf("rewritten: %v, %+v", err, m2)
 	}
 }

@@ -19,7 +19,6 @@ type QRSDetector struct {
 	mwiLen   int
 	n        int64 // samples pushed
 	sq       ring  // squared derivative
-	bp       ring  // band-passed signal, for locating the R peak
 	mwi      ring  // integrated signal
 	learning bool
 	learnN   int
@@ -40,9 +39,9 @@ type QRSDetector struct {
 	sbAt    int64
 	sbSlope float64
 
-	refractory, tWave, locWin, bpDelay int64
-	maxWait                            int64
-	thrFrac, sbFrac, sbRR, tSlope      float64
+	refractory, tWave, locWin, slopeDelay int64
+	maxWait                               int64
+	thrFrac, sbFrac, sbRR, tSlope         float64
 }
 
 const ringSeconds = 4
@@ -66,7 +65,6 @@ func NewQRSDetector(fs float64) *QRSDetector {
 		hp:         butterHighpass(5, fs),
 		mwiLen:     int(math.Round(0.150 * fs)),
 		sq:         ring{make([]float64, n)},
-		bp:         ring{make([]float64, n)},
 		mwi:        ring{make([]float64, n)},
 		learning:   true,
 		learnN:     int(2 * fs),
@@ -76,7 +74,10 @@ func NewQRSDetector(fs float64) *QRSDetector {
 		refractory: int64(0.200 * fs),
 		tWave:      int64(0.360 * fs),
 		locWin:     int64(0.200 * fs),
-		bpDelay:    int64(math.Round(0.012 * fs)),
+		// The squared derivative lags the signal by the band-pass delay (12 ms) and the
+		// five-point derivative's 2 samples; its peak lies a median 14 ms after the
+		// annotated R peak on DS1 (the R wave's steepest flank), a shift set once from DS1.
+		slopeDelay: int64(math.Round(0.012*fs)) + 2 + int64(math.Round(0.014*fs)),
 		maxWait:    int64(2.5 * fs),
 		thrFrac:    0.20, // Pan & Tompkins use 0.25; 0.20, 1.5 and 0.3 were chosen on DS1 (docs/ecg.md)
 		sbFrac:     0.5,
@@ -95,7 +96,6 @@ func (d *QRSDetector) Push(x float64, dst []int64) []int64 {
 	i := d.n
 	d.n++
 	b := d.hp.step(d.lp.step(x))
-	d.bp.put(i, b)
 	// Five-point derivative (Pan & Tompkins), then squaring.
 	dv := (2*b + d.deriv[0] - d.deriv[2] - 2*d.deriv[3]) * d.fs / 8
 	d.deriv[3], d.deriv[2], d.deriv[1], d.deriv[0] = d.deriv[2], d.deriv[1], d.deriv[0], b
@@ -210,7 +210,8 @@ func (d *QRSDetector) maxSlope(at int64) float64 {
 }
 
 // accept records a QRS whose integrated-signal peak is at index at and reports its R peak:
-// the largest band-passed deflection in the integration window, corrected for filter delay.
+// the steepest slope of the band-passed signal in the 200 ms before at, corrected for the
+// filter delay and the slope's usual distance from the R peak.
 func (d *QRSDetector) accept(at int64, slope float64, dst []int64) []int64 {
 	if d.lastQRS >= 0 {
 		rr := at - d.lastQRS
@@ -221,13 +222,17 @@ func (d *QRSDetector) accept(at int64, slope float64, dst []int64) []int64 {
 	d.lastQRS = at
 	d.lastSlope = slope
 	d.sbAt, d.sbVal = -1, 0
+	// The fiducial point is the steepest slope of the band-passed QRS, not its largest
+	// deflection: which deflection is largest depends on the QRS shape (on many records it is
+	// the S wave, on some it alternates between R and S from beat to beat), while the steepest
+	// slope lies a nearly constant time after the R peak on every DS1 record (docs/ecg.md).
 	best, bestAt := -1.0, at
 	for k := max(0, at-d.locWin); k <= at; k++ {
-		if a := math.Abs(d.bp.at(k)); a > best {
-			best, bestAt = a, k
+		if s := d.sq.at(k); s > best {
+			best, bestAt = s, k
 		}
 	}
-	return append(dst, max(0, bestAt-d.bpDelay))
+	return append(dst, max(0, bestAt-d.slopeDelay))
 }
 
 // biquad is a second-order IIR section (direct form II transposed).
