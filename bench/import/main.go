@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/pulselake/pulselake/internal/connector/applehealth"
+	"github.com/pulselake/pulselake/internal/reading"
 )
 
 func main() {
@@ -89,7 +90,10 @@ func main() {
 	cpu0 := selfCPU()
 	t0 = time.Now()
 	var readings int64
-	st, err := applehealth.Read(context.Background(), xmlPath, applehealth.Options{Subject: "bench"}, func([]byte, string) error { readings++; return nil })
+	// Readings come typed beside their wire format, as pulselake ingest reads them.
+	st, err := applehealth.Read(context.Background(), xmlPath, applehealth.Options{Subject: "bench",
+		EmitReading: func(*reading.Reading, []byte, string) error { readings++; return nil }},
+		func([]byte, string) error { readings++; return nil })
 	if err != nil {
 		fatal(err)
 	}
@@ -117,8 +121,9 @@ func main() {
 		el = time.Since(t0).Seconds()
 		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 		cpu := (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
-		fmt.Printf("pulselake ingest: %.1fs, %.0f records/s, %.0f readings/s; CPU %.1fs (%.0f records per CPU-second); peak RSS %d MB\n  %s",
-			el, float64(st.Records)/el, float64(readings)/el, cpu, float64(st.Records)/cpu, ru.Maxrss/1000, lastLines(out.String(), 2))
+		fmt.Printf("pulselake ingest: %.1fs, %.0f records/s, %.0f readings/s; CPU %.1fs (user %.1fs, system %.1fs; %.0f records per CPU-second); peak RSS %d MB; load average at the end %s\n  %s",
+			el, float64(st.Records)/el, float64(readings)/el, cpu, cmd.ProcessState.UserTime().Seconds(), cmd.ProcessState.SystemTime().Seconds(),
+			float64(st.Records)/cpu, ru.Maxrss/1000, loadAvg(), lastLines(out.String(), 2))
 	}
 
 	// 3. Through serve.
@@ -432,4 +437,13 @@ func writeBloodPressure(w *bufio.Writer, limit int64) int64 {
 		n++
 	}
 	return n
+}
+
+// loadAvg is the machine's load average over the last minute, as /proc/loadavg says.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
 }

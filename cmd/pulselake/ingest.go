@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"runtime/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,6 +56,13 @@ nothing twice.`,
 				// double between collections.
 				debug.SetMemoryLimit(ingestMemoryLimit)
 			}
+			if path := os.Getenv("PULSELAKE_CPUPROFILE"); path != "" {
+				stop, err := startCPUProfile(path)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			log := newLogger(cfg, g.stderr)
 			conn, closeConn, err := app.Dial(cmd.Context(), log, g.dataDir, cfg)
 			if err != nil {
@@ -96,6 +104,20 @@ nothing twice.`,
 	cmd.Flags().StringVar(&format, "format", "", "export format: apple-health, google-takeout or fhir (default: detected from the contents)")
 	cmd.Flags().StringVar(&timezone, "timezone", "", "IANA time zone of export times written without an offset (legacy Fitbit data) when the archive's Profile.csv names none (default UTC)")
 	return cmd
+}
+
+// startCPUProfile writes a CPU profile of the import to path until stop is called
+// (PULSELAKE_CPUPROFILE, for profiling the importer; see docs/benchmarks.md).
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("PULSELAKE_CPUPROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("PULSELAKE_CPUPROFILE: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // ingestMemoryLimit is the soft limit of the Go heap of pulselake ingest (GOMEMLIMIT

@@ -6,6 +6,7 @@ import (
 	"github.com/pulselake/pulselake/internal/connector/applehealth"
 	"github.com/pulselake/pulselake/internal/connector/takeout"
 	"github.com/pulselake/pulselake/internal/ingest"
+	"github.com/pulselake/pulselake/internal/reading"
 )
 
 // Export formats, as --format and POST /v1/imports?format= name them.
@@ -21,7 +22,13 @@ func Exports() []ingest.Export {
 		{
 			Format: FormatAppleHealth, Source: applehealth.Source, Detect: applehealth.Detect,
 			Read: func(ctx context.Context, path string, o ingest.ExportOptions, emit func([]byte, string) error) error {
-				_, err := applehealth.Read(ctx, path, applehealth.Options{Subject: o.Subject, Progress: o.Progress}, emit)
+				ao := applehealth.Options{Subject: o.Subject, Progress: o.Progress}
+				if o.EmitRecord != nil { // readings go typed: the ingester checks them without parsing them again
+					ao.EmitReading = func(r *reading.Reading, raw []byte, origin string) error {
+						return o.EmitRecord(ingest.Record{Raw: raw, Origin: origin, Reading: r})
+					}
+				}
+				_, err := applehealth.Read(ctx, path, ao, emit)
 				return err
 			},
 		},

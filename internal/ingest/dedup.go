@@ -10,9 +10,11 @@ import (
 // window remembers the identities of readings stored recently, so a re-sent reading is
 // reported as a duplicate instead of being stored again.
 //
-// Stored identities live in time buckets (a twelfth of the window each); whole buckets
-// expire, and when more than max identities are held the oldest bucket goes early. That
-// keeps memory near 24 bytes per identity with no per-entry bookkeeping. The lake
+// Stored identities belong to time buckets (a twelfth of the window each); whole buckets
+// expire, and when more than max identities are held the oldest bucket goes early. One map
+// holds every stored identity with its bucket, so a look-up is one map access however
+// many buckets there are; dropping a bucket sweeps the map (one pass per twelfth of the
+// window's turnover). That keeps memory near 30 bytes per identity. The lake
 // de-duplicates on identity without limit, so forgetting early costs a duplicate stream
 // record, never a duplicate row.
 //
@@ -23,14 +25,17 @@ type window struct {
 	mu      sync.Mutex
 	span    time.Duration // time covered by one bucket
 	max     int
-	buckets []bucket // oldest first
-	total   int
+	ids     map[reading.ID]uint32 // stored identities and the generation of their bucket
+	buckets []bucket              // oldest first
+	nextGen uint32
+	total   int // identities added to the buckets held (one stored twice counts twice)
 	pending map[reading.ID]*claims
 }
 
 type bucket struct {
 	start time.Time
-	ids   map[reading.ID]struct{}
+	gen   uint32
+	n     int // identities added to it
 }
 
 // claims are the pending identities of one batch; done closes when the batch is settled.
@@ -45,16 +50,12 @@ func newWindow(ttl time.Duration, max int) *window {
 	if ttl <= 0 || max <= 0 {
 		max = 0
 	}
-	return &window{span: ttl / windowBuckets, max: max, pending: map[reading.ID]*claims{}}
+	return &window{span: ttl / windowBuckets, max: max, ids: map[reading.ID]uint32{}, pending: map[reading.ID]*claims{}}
 }
 
 func (w *window) storedLocked(id reading.ID) bool {
-	for i := len(w.buckets) - 1; i >= 0; i-- {
-		if _, ok := w.buckets[i].ids[id]; ok {
-			return true
-		}
-	}
-	return false
+	_, ok := w.ids[id]
+	return ok
 }
 
 // claim marks ids pending for a new batch. It returns, per id, whether it is a duplicate
@@ -140,11 +141,13 @@ func (w *window) addLocked(id reading.ID, at time.Time) {
 	n := len(w.buckets)
 	// A new bucket per span of time, and per twelfth of max identities so that dropping the
 	// oldest bucket always frees memory.
-	if n == 0 || at.Sub(w.buckets[n-1].start) >= w.span || len(w.buckets[n-1].ids) >= max(1, w.max/windowBuckets) {
-		w.buckets = append(w.buckets, bucket{start: at, ids: map[reading.ID]struct{}{}})
+	if n == 0 || at.Sub(w.buckets[n-1].start) >= w.span || w.buckets[n-1].n >= max(1, w.max/windowBuckets) {
+		w.buckets = append(w.buckets, bucket{start: at, gen: w.nextGen})
+		w.nextGen++
 		n++
 	}
-	w.buckets[n-1].ids[id] = struct{}{}
+	w.buckets[n-1].n++
+	w.ids[id] = w.buckets[n-1].gen // an identity added again moves to the newest bucket
 	w.total++
 	for w.total > w.max && len(w.buckets) > 1 {
 		w.dropOldestLocked()
@@ -159,8 +162,13 @@ func (w *window) expireLocked(now time.Time) {
 }
 
 func (w *window) dropOldestLocked() {
-	w.total -= len(w.buckets[0].ids)
-	w.buckets[0] = bucket{}
+	gen := w.buckets[0].gen
+	for id, g := range w.ids {
+		if g == gen {
+			delete(w.ids, id)
+		}
+	}
+	w.total -= w.buckets[0].n
 	w.buckets = w.buckets[1:]
 }
 

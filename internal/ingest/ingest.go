@@ -246,8 +246,10 @@ type Record struct {
 	// earlier try): it is kept rejected, with code record-too-large and the first
 	// keptPrefix bytes of its payload. Used where no client can be told (MQTT).
 	TooLarge bool
-	// Reading, when set, is Raw already parsed, validated and normalized by the format's
-	// own reader (FHIR): it is stored as is, Raw kept beside it as received.
+	// Reading, when set, is Raw already read by the format's own reader (FHIR, exports):
+	// Raw is not parsed again. The reading is checked by the same rules as a parsed one
+	// (reading.Parser.Check, which normalizes it in place) and stored, Raw kept beside it
+	// as received.
 	Reading *reading.Reading
 	// Rejected, when set, says why the format's own reader refused Raw: it is kept in
 	// quarantine with these errors.
@@ -317,8 +319,9 @@ func (in *Ingester) parseRecords(tok token.Token, recs []Record, res *Result) ([
 	defer in.parsers.Put(p)
 	entries := make([]stream.Entry, len(recs))
 	ids := make([]reading.ID, 0, len(recs))
-	readings := make([]reading.Reading, len(recs))
-	for i, rec := range recs {
+	var readings []reading.Reading // those parsed here; typed ones are used where they are
+	for i := range recs {
+		rec := &recs[i]
 		e := &entries[i]
 		e.Raw, e.Origin = rec.Raw, rec.Origin
 		if rec.TooLarge {
@@ -328,15 +331,19 @@ func (in *Ingester) parseRecords(tok token.Token, recs []Record, res *Result) ([
 			res.Rejected = append(res.Rejected, Rejection{Index: i, Code: reading.CodeRecordTooLarge, Message: e.Errors[0].Message})
 			continue
 		}
-		var r reading.Reading
+		var r *reading.Reading
 		var errs reading.Errors
 		switch {
 		case rec.Rejected != nil:
 			errs = rec.Rejected
 		case rec.Reading != nil:
-			r = *rec.Reading
+			r, errs = rec.Reading, p.Check(rec.Reading)
 		default:
-			r, errs = p.ParseWith(rec.Raw, rec.Kind, rec.Device)
+			if readings == nil {
+				readings = make([]reading.Reading, len(recs))
+			}
+			readings[i], errs = p.ParseWith(rec.Raw, rec.Kind, rec.Device)
+			r = &readings[i]
 		}
 		if errs == nil && !tok.Sees(r.Subject) {
 			errs = reading.Errors{{Code: reading.CodeSubjectNotAllow, Path: "/subject",
@@ -349,8 +356,7 @@ func (in *Ingester) parseRecords(tok token.Token, recs []Record, res *Result) ([
 			}
 			continue
 		}
-		readings[i] = r
-		e.Reading = &readings[i]
+		e.Reading = r
 		e.Identity = r.Identity()
 		ids = append(ids, e.Identity)
 	}

@@ -257,3 +257,38 @@ func TestRecoverRebuildsWindow(t *testing.T) {
 		t.Fatalf("re-sent after restart: %+v, want 3000 duplicates", res)
 	}
 }
+
+// TestTypedRecords: a record that comes as a typed reading (an export's reader) is checked
+// by the rules of a parsed one: a valid one is stored normalized beside its payload, an
+// invalid one is rejected with the code parsing its payload gives, payload kept.
+func TestTypedRecords(t *testing.T) {
+	var got *stream.Batch
+	in := newTestIngester(t, func(_ context.Context, b *stream.Batch) (int, error) { got = b; return 0, nil }, Options{})
+	at := time.Date(2026, 3, 14, 6, 12, 33, 123456789, time.FixedZone("", -4*3600))
+	good := reading.Reading{ID: "ah-1", Subject: "alice", Device: "watch", Kind: "heart_rate", Time: at, Values: map[string]float64{"bpm": 72}}
+	bad := reading.Reading{ID: "ah-2", Subject: "alice", Device: "watch", Kind: "heart_rate", Time: at, Values: map[string]float64{"bpm": 900}}
+	recs := []Record{
+		{Raw: good.AppendJSON(nil), Origin: "export.xml:1", Reading: &good},
+		{Raw: bad.AppendJSON(nil), Origin: "export.xml:2", Reading: &bad},
+	}
+	res, err := in.Ingest(context.Background(), stream.SourceImport, token.Token{}, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Accepted != 1 || len(res.Rejected) != 1 || res.Rejected[0].Index != 1 || res.Rejected[0].Code != reading.CodeOutOfRange || res.Rejected[0].Path != "/values/bpm" {
+		t.Fatalf("result %+v, want the first accepted and the second rejected as value-out-of-range at /values/bpm", res)
+	}
+	if len(got.Entries) != 2 {
+		t.Fatalf("%d entries stored, want 2", len(got.Entries))
+	}
+	acc, rej := got.Entries[0], got.Entries[1]
+	if !acc.Accepted() || !acc.Reading.Time.Equal(at.Truncate(time.Microsecond)) || acc.Reading.Time.Location() != time.UTC || acc.Reading.Time.Nanosecond() != 123456000 {
+		t.Errorf("stored reading %+v, want its time in UTC to the microsecond", acc.Reading)
+	}
+	if acc.Identity != acc.Reading.Identity() || string(acc.Raw) != string(recs[0].Raw) {
+		t.Errorf("stored entry %+v", acc)
+	}
+	if rej.Accepted() || string(rej.Raw) != string(recs[1].Raw) || rej.Errors[0].Code != reading.CodeOutOfRange {
+		t.Errorf("rejected entry %+v", rej)
+	}
+}

@@ -81,6 +81,10 @@ type Parser struct {
 	names map[string]string
 	// Now returns the current time; readings further than MaxClockSkew after it are rejected.
 	Now func() time.Time
+	// Check's memory: the last subject and device found valid, and Now()+MaxClockSkew as
+	// of its last look at the clock.
+	okSubject, okDevice string
+	horizon             time.Time
 }
 
 // NewParser returns a parser for the kinds of reg.

@@ -54,6 +54,7 @@ import (
 	"time"
 
 	"github.com/pulselake/pulselake/internal/connector/counting"
+	"github.com/pulselake/pulselake/internal/reading"
 )
 
 // Source is the batch source of imported readings (landing.apple_health).
@@ -61,6 +62,11 @@ const Source = "apple-health"
 
 // Emit receives one reading in wire format v1 and where in the export it came from.
 type Emit func(raw []byte, origin string) error
+
+// EmitReading receives a reading both as a typed reading (not yet checked against the
+// kinds: reading.Parser.Check does that) and in wire format v1, and where in the export it
+// came from. r is the caller's to keep and modify.
+type EmitReading func(r *reading.Reading, raw []byte, origin string) error
 
 // Options configures a read.
 type Options struct {
@@ -70,6 +76,10 @@ type Options struct {
 	Progress func(read int64)
 	// Skipped, when set, is told about files of the archive that are not read and why.
 	Skipped func(name, why string)
+	// EmitReading, when set, receives the readings of export.xml instead of emit, typed
+	// beside their wire format, so that they need not be parsed again. Records the reader
+	// cannot read (kept in quarantine with their reason) and ECG readings still go to emit.
+	EmitReading EmitReading
 }
 
 // Stats counts what a read saw.
@@ -255,6 +265,31 @@ type xmlReader struct {
 	id      [3 + 32]byte      // the last id made by idOf
 	slab    []byte            // emitted readings are carved from it (see finish)
 	origin  []byte            // scratch: an origin
+	// The typed reading being written between begin and finish (with Options.EmitReading).
+	cur      reading.Reading
+	vals     [3]namedValue // its numeric values
+	nvals    int
+	readings []reading.Reading // typed readings are cut from it, like raw ones from slab
+}
+
+type namedValue struct {
+	name string
+	v    float64
+}
+
+// value appends the numeric value name to the reading being written: to b in wire format,
+// and to the typed reading as the wire format reads back (see appendNum).
+func (x *xmlReader) value(b []byte, name string, v float64) []byte {
+	if x.nvals > 0 {
+		b = append(b, ',')
+	}
+	b = append(append(append(b, '"'), name...), `":`...)
+	b = appendNum(b, v)
+	if x.nvals < len(x.vals) {
+		x.vals[x.nvals] = namedValue{name, round9(v)}
+	}
+	x.nvals++
+	return b
 }
 
 // maxDevices bounds the device names cached.
@@ -480,21 +515,17 @@ func (x *xmlReader) topRecord(r record, line int) error {
 	switch r.typ {
 	case typeHeartRate:
 		b = x.begin(id, device, "heart_rate", start)
-		b = append(b, `"bpm":`...)
-		b = appendNum(b, v)
+		b = x.value(b, "bpm", v)
 	case typeSpO2:
 		if string(r.unit) == "%" && v <= 1 {
 			v *= percentPerFraction
 		}
 		b = x.begin(id, device, "spo2", start)
-		b = append(b, `"percent":`...)
-		b = appendNum(b, v)
+		b = x.value(b, "percent", v)
 	case typeSteps:
 		b = x.begin(id, device, "steps", start)
-		b = append(b, `"count":`...)
-		b = appendNum(b, v)
-		b = append(b, `,"interval_s":`...)
-		b = appendNum(b, end.Sub(start).Seconds())
+		b = x.value(b, "count", v)
+		b = x.value(b, "interval_s", end.Sub(start).Seconds())
 	}
 	return x.finish(b, line)
 }
@@ -539,7 +570,12 @@ func (x *xmlReader) sleepStage(r record, line int, device string, start, end tim
 	b = append(b, `"stage":"`...)
 	b = append(b, stage...)
 	b = append(b, `","duration_s":`...)
-	b = appendNum(b, end.Sub(start).Seconds())
+	d := end.Sub(start).Seconds()
+	b = appendNum(b, d)
+	x.vals[0], x.nvals = namedValue{"duration_s", round9(d)}, 1
+	if x.o.EmitReading != nil {
+		x.cur.Text = map[string]string{"stage": stage}
+	}
 	return x.finish(b, line)
 }
 
@@ -591,10 +627,8 @@ func (x *xmlReader) correlation(c record, children []record, line int) error {
 
 func (x *xmlReader) bp(device string, start time.Time, sys, dia float64, line int) error {
 	b := x.begin(x.idOf(typeBPCorrelate, device, start, start, ""), device, "blood_pressure", start)
-	b = append(b, `"systolic":`...)
-	b = appendNum(b, sys)
-	b = append(b, `,"diastolic":`...)
-	b = appendNum(b, dia)
+	b = x.value(b, "systolic", sys)
+	b = x.value(b, "diastolic", dia)
 	return x.finish(b, line)
 }
 
@@ -649,15 +683,42 @@ func (x *xmlReader) begin(id []byte, device, kind string, t time.Time) []byte {
 	b = append(b, `","time":"`...)
 	b = t.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","values":{`...)
+	x.cur = reading.Reading{Subject: x.o.Subject, Device: device, Kind: kind, Time: t.UTC()}
+	x.nvals = 0
 	return b
 }
 
+// finish ends the reading begun by begin and emits it: typed (with Options.EmitReading)
+// and in wire format.
 func (x *xmlReader) finish(b []byte, line int) error {
 	b = append(b, "}}"...)
 	x.buf = b
 	x.st.Readings++
-	return x.emit(x.carve(b), x.originOf(line))
+	raw := x.carve(b)
+	if x.o.EmitReading == nil || x.nvals > len(x.vals) {
+		return x.emit(raw, x.originOf(line))
+	}
+	r := &x.cur
+	for _, nv := range x.vals[:x.nvals] {
+		if math.IsNaN(nv.v) || math.IsInf(nv.v, 0) {
+			// Written as null: the ingester parses the wire format and says why.
+			return x.emit(raw, x.originOf(line))
+		}
+		if r.Values == nil {
+			r.Values = make(map[string]float64, x.nvals)
+		}
+		r.Values[nv.name] = nv.v
+	}
+	r.ID = string(raw[len(`{"id":"`) : len(`{"id":"`)+len(x.id)])
+	if len(x.readings) == cap(x.readings) {
+		x.readings = make([]reading.Reading, 0, readingSlab)
+	}
+	x.readings = append(x.readings, *r)
+	return x.o.EmitReading(&x.readings[len(x.readings)-1], raw, x.originOf(line))
 }
+
+// readingSlab is how many typed readings are allocated at once.
+const readingSlab = 256
 
 // slabSize is the size of the blocks emitted readings are copied into: one allocation per
 // few hundred readings instead of one each. A block lives as long as any of its readings.
@@ -694,9 +755,11 @@ func appendNum(b []byte, v float64) []byte {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return append(b, "null"...)
 	}
-	r := math.Round(v*1e9) / 1e9
-	return strconv.AppendFloat(b, r, 'f', -1, 64)
+	return strconv.AppendFloat(b, round9(v), 'f', -1, 64)
 }
+
+// round9 rounds v to nine decimals.
+func round9(v float64) float64 { return math.Round(v*1e9) / 1e9 }
 
 // idOf is a reading's stable id: "ah-" and 32 hex digits of SHA-256 over the subject, the
 // record type, the device and the record's instants and value.

@@ -9,9 +9,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pulselake/pulselake/internal/reading"
 )
 
 // dtd is the start of the internal DTD Apple writes at the top of export.xml (abridged; the
@@ -99,7 +102,7 @@ const ecgCSVDecimalComma = "Name,Alice Example\nGeburtsdatum,\"01.01.1980\"\nAuf
 
 const ecgCSVEnglish = "Name,Alice Example\nDate of Birth,\"Jan 1, 1980\"\nRecorded Date,2026-03-14 06:12:33 -0400\nClassification,Sinus Rhythm\nSymptoms,\nSoftware Version,2\nDevice,\"Watch6,1\"\nSample Rate,512 hertz\nLead,Lead I\nUnit,µV\n\n\n-28.614\n-29.102\n"
 
-type reading struct {
+type wireReading struct {
 	ID      string         `json:"id"`
 	Subject string         `json:"subject"`
 	Device  string         `json:"device"`
@@ -108,9 +111,9 @@ type reading struct {
 	Values  map[string]any `json:"values"`
 }
 
-func collect(t *testing.T, raws *[]reading) Emit {
+func collect(t *testing.T, raws *[]wireReading) Emit {
 	return func(raw []byte, origin string) error {
-		var r reading
+		var r wireReading
 		if err := json.Unmarshal(raw, &r); err != nil {
 			t.Fatalf("emitted invalid JSON %s: %v", raw, err)
 		}
@@ -123,13 +126,13 @@ func collect(t *testing.T, raws *[]reading) Emit {
 }
 
 func TestReadXML(t *testing.T) {
-	var got []reading
+	var got []wireReading
 	st, err := ReadXML(context.Background(), strings.NewReader(exportXML), "export.xml", Options{Subject: "alice"}, collect(t, &got))
 	if err != nil {
 		t.Fatal(err)
 	}
 	type key struct{ kind, device, time string }
-	byKey := map[key]reading{}
+	byKey := map[key]wireReading{}
 	for _, r := range got {
 		if r.Subject != "alice" || !strings.HasPrefix(r.ID, "ah-") {
 			t.Errorf("reading %+v: want subject alice and an ah- id", r)
@@ -183,7 +186,7 @@ func TestReadXML(t *testing.T) {
 // time zone (different offsets, another HKDevice address), get the same ids.
 func TestStableIDs(t *testing.T) {
 	ids := func(doc string) []string {
-		var got []reading
+		var got []wireReading
 		if _, err := ReadXML(context.Background(), strings.NewReader(doc), "export.xml", Options{Subject: "alice"}, collect(t, &got)); err != nil {
 			t.Fatal(err)
 		}
@@ -216,7 +219,7 @@ func TestReadECG(t *testing.T) {
 		{"English", ecgCSVEnglish, "2026-03-14T10:12:33Z", -0.028614, -0.029102, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var got []reading
+			var got []wireReading
 			n, err := ReadECG(strings.NewReader(tc.csv), "ecg.csv", Options{Subject: "alice"}, collect(t, &got))
 			if err != nil || n != 1 || len(got) != 1 {
 				t.Fatalf("ReadECG = %d, %v; readings %d", n, err, len(got))
@@ -274,7 +277,7 @@ func TestReadZipLocalised(t *testing.T) {
 	if !Detect(p) {
 		t.Fatal("Detect: the zip is not recognised")
 	}
-	var got []reading
+	var got []wireReading
 	var progress int64
 	var skipped []string
 	st, err := Read(context.Background(), p, Options{Subject: "alice", Progress: func(n int64) { progress = n }, Skipped: func(name, _ string) { skipped = append(skipped, name) }}, collect(t, &got))
@@ -394,6 +397,66 @@ func TestIDStable(t *testing.T) {
 	for range 2 { // the scratch buffers reused
 		if got := string(x.idOf(typeHeartRate, "Alices-Apple-Watch.Watch6-1", start, end, "72")); got != want {
 			t.Errorf("xmlReader.idOf = %s, want %s", got, want)
+		}
+	}
+}
+
+// TestTypedReadings: with Options.EmitReading, each reading comes typed beside the same
+// wire format as without it, and the typed reading, once checked, is what parsing the wire
+// format gives; records that cannot be read still come as wire format only.
+func TestTypedReadings(t *testing.T) {
+	reg, err := reading.NewRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := reading.NewParser(reg)
+	type out struct {
+		raw, origin string
+		typed       bool
+	}
+	var plain, typed []out
+	if _, err := ReadXML(context.Background(), strings.NewReader(exportXML), "export.xml", Options{Subject: "alice"}, func(raw []byte, origin string) error {
+		plain = append(plain, out{string(raw), origin, false})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var keep []*reading.Reading
+	o := Options{Subject: "alice", EmitReading: func(r *reading.Reading, raw []byte, origin string) error {
+		typed = append(typed, out{string(raw), origin, true})
+		parsed, errs := p.Parse(raw)
+		if errs != nil {
+			t.Fatalf("%s: %v", raw, errs)
+		}
+		if errs := p.Check(r); errs != nil {
+			t.Fatalf("typed reading of %s: %v", raw, errs)
+		}
+		if !reflect.DeepEqual(*r, parsed) {
+			t.Errorf("typed reading\n %+v\nparsed from %s\n %+v", *r, raw, parsed)
+		}
+		keep = append(keep, r)
+		return nil
+	}}
+	if _, err := ReadXML(context.Background(), strings.NewReader(exportXML), "export.xml", o, func(raw []byte, origin string) error {
+		typed = append(typed, out{string(raw), origin, false})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(typed) != len(plain) || len(keep) != 12 {
+		t.Fatalf("%d records typed (%d readings), %d without", len(typed), len(keep), len(plain))
+	}
+	for i := range plain {
+		if typed[i].raw != plain[i].raw || typed[i].origin != plain[i].origin {
+			t.Errorf("record %d: %s at %s, without typed readings %s at %s", i, typed[i].raw, typed[i].origin, plain[i].raw, plain[i].origin)
+		}
+	}
+	// Readings handed out stay as they were (each has its own values).
+	for _, r := range keep {
+		raw := r.AppendJSON(nil)
+		parsed, errs := p.Parse(raw)
+		if errs != nil || !reflect.DeepEqual(*r, parsed) {
+			t.Errorf("kept reading changed: %s (%v)", raw, errs)
 		}
 	}
 }
