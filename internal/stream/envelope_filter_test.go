@@ -1,9 +1,12 @@
 package stream
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -159,5 +162,59 @@ func BenchmarkDecode(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/5000, "ns/reading")
 		})
+	}
+}
+
+// TestConsumeFilterHandsOnlyUsedKinds: a consumer with a Filter hands its handler only the
+// readings of the kinds it uses; a message it quarantines is described with every record.
+func TestConsumeFilterHandsOnlyUsedKinds(t *testing.T) {
+	f := newConsumeFixture(t)
+	cons := f.follow(f.conn, "filtered", 30*time.Second)
+	var mu sync.Mutex
+	var kinds [][]string
+	f.run(cons, ConsumerOptions{Name: "filtered", Filter: Filter{Kinds: func(k string) bool { return k == "heart_rate" }},
+		Handle: func(_ context.Context, m *Msg) error {
+			var ks []string
+			for _, e := range m.Batch.Entries {
+				ks = append(ks, e.Reading.Kind)
+			}
+			mu.Lock()
+			kinds = append(kinds, ks)
+			mu.Unlock()
+			if len(ks) == 0 {
+				return nil
+			}
+			return Poison(errors.New("refused"))
+		}})
+	p := reading.NewParser(f.kinds)
+	b := &Batch{Source: SourceHTTP, Received: time.Now()}
+	for _, raw := range []string{
+		`{"subject":"s","device":"d","kind":"steps","time":1795428000000,"values":{"count":5}}`,
+		`{"subject":"s","device":"d","kind":"heart_rate","time":1795428000000,"values":{"bpm":70}}`,
+		`{"subject":"s","device":"d","kind":"spo2","time":1795428000000,"values":{"percent":97}}`,
+	} {
+		r, errs := p.Parse([]byte(raw))
+		if errs != nil {
+			t.Fatal(errs)
+		}
+		b.Entries = append(b.Entries, Entry{Identity: r.Identity(), Reading: &r, Raw: []byte(raw)})
+	}
+	b.Entries = append(b.Entries, Entry{Errors: reading.Errors{{Code: "invalid-json", Message: "not JSON"}}, Raw: []byte("{bad")})
+	if _, err := f.conn.Publish(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	seq := f.lastSeq()
+	ackedThrough(t, cons, seq)
+	mu.Lock()
+	if fmt.Sprint(kinds) != "[[heart_rate]]" {
+		t.Errorf("handler saw %v, want [[heart_rate]]", kinds)
+	}
+	mu.Unlock()
+	ps := f.poisoned()
+	if len(ps) != 1 || ps[0].Seq != seq || ps[0].Reason != PoisonRejected || ps[0].Batch == nil {
+		t.Fatalf("quarantined %+v", ps)
+	}
+	if got := ps[0].Batch.Entries; len(got) != 4 || got[0].Reading.Kind != "steps" || got[2].Reading.Values["percent"] != 97 || got[3].Reading != nil {
+		t.Errorf("quarantined batch %+v, want all four records", got)
 	}
 }
