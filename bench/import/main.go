@@ -7,7 +7,8 @@
 //  2. `pulselake ingest --subject bench export.xml` as a separate process on a fresh data
 //     directory: records/s and its peak RSS (rusage);
 //  3. with -serve, the same file uploaded to a separate `pulselake serve` (POST /v1/imports,
-//     polling GET /v1/imports/{id}): records/s and serve's peak RSS (VmHWM).
+//     polling GET /v1/imports/{id}): records/s and serve's peak RSS (VmHWM) when the import
+//     is done, then serve's CPU and peak RSS once it is idle again (its processors caught up).
 //
 // The generated file is written under -dir (default a temporary directory) and removed
 // afterwards unless -keep is set.
@@ -206,11 +207,29 @@ func viaServe(bin, data, xmlPath string, configArgs []string, records, readings 
 			el := time.Since(t0).Seconds()
 			fmt.Printf("serve (POST /v1/imports): upload %.1fs, total %.1fs, %.0f records/s, %.0f readings/s, %d accepted; serve CPU %.1fs; serve peak RSS (VmHWM) %d MB\n",
 				uploaded, el, float64(records)/el, float64(readings)/el, st.Accepted, procCPU(cmd.Process.Pid)-cpu0, peak/1000)
+			// The import is done when its readings are in the stream; the lake writer and the
+			// rules may still be behind. Wait until serve has used no CPU for idleFor.
+			cpu, idleSince := procCPU(cmd.Process.Pid), time.Now()
+			for time.Since(idleSince) < idleFor {
+				time.Sleep(time.Second)
+				if c := procCPU(cmd.Process.Pid); c-cpu > 0.05 {
+					idleSince = time.Now()
+					cpu = c
+				}
+			}
+			el = time.Since(t0).Seconds() - idleFor.Seconds()
+			cpu -= cpu0
+			fmt.Printf("serve until idle again (lake writer, rules and the other processors caught up): total %.1fs, serve CPU %.1fs (%.0f records per CPU-second); serve peak RSS (VmHWM) %d MB\n",
+				el, cpu, float64(records)/cpu, vmHWM(cmd.Process.Pid)/1000)
 			return nil
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
 }
+
+// idleFor is how long serve must use no CPU to count as caught up after an import (longer
+// than the lake writer's flush interval).
+const idleFor = 6 * time.Second
 
 // procCPU is a process's user and system CPU time in seconds (/proc/<pid>/stat).
 func procCPU(pid int) float64 {
