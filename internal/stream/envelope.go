@@ -38,7 +38,8 @@ type Entry struct {
 	Errors   reading.Errors   // why the record was rejected; empty when accepted
 	Raw      []byte           // the record exactly as received
 	Origin   string           // where it came from within the source, e.g. an MQTT topic
-	// Brief marks a reading DecodeFiltered kept without its values (Filter.Brief).
+	// Brief marks an entry DecodeFiltered kept brief (Filter.Brief): its reading has no
+	// values, and the entry no Raw nor Origin.
 	Brief bool
 }
 
