@@ -7,7 +7,8 @@
 //  2. `pulselake ingest --subject bench export.xml` as a separate process on a fresh data
 //     directory: records/s and its peak RSS (rusage);
 //  3. with -serve, the same file uploaded to a separate `pulselake serve` (POST /v1/imports,
-//     polling GET /v1/imports/{id}): records/s and serve's peak RSS (VmHWM).
+//     polling GET /v1/imports/{id}): records/s and serve's peak RSS (VmHWM) when the import
+//     is done, then serve's CPU and peak RSS once the lake writer and the rules caught up.
 //
 // The generated file is written under -dir (default a temporary directory) and removed
 // afterwards unless -keep is set.
@@ -211,10 +212,45 @@ func viaServe(bin, data, xmlPath string, configArgs []string, records, readings 
 			el := time.Since(t0).Seconds()
 			fmt.Printf("serve (POST /v1/imports): upload %.1fs, total %.1fs, %.0f records/s, %.0f readings/s, %d accepted; serve CPU %.1fs; serve peak RSS (VmHWM) %d MB\n",
 				uploaded, el, float64(records)/el, float64(readings)/el, st.Accepted, procCPU(cmd.Process.Pid)-cpu0, peak/1000)
+			// The import is done when its readings are in the stream; the lake writer and the
+			// rules may still be behind. Wait until they have handled every message.
+			for !caughtUp(base, tok) {
+				time.Sleep(500 * time.Millisecond)
+			}
+			el = time.Since(t0).Seconds()
+			cpu := procCPU(cmd.Process.Pid) - cpu0
+			fmt.Printf("serve until the lake writer and the rules caught up: total %.1fs, serve CPU %.1fs (%.0f records per CPU-second); serve peak RSS (VmHWM) %d MB\n",
+				el, cpu, float64(records)/cpu, vmHWM(cmd.Process.Pid)/1000)
 			return nil
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// caughtUp reports whether serve's lake writer holds no uncommitted message and has
+// handled as many messages as the rule engine (GET /metrics).
+func caughtUp(base, tok string) bool {
+	req, _ := http.NewRequest("GET", base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var lag, lake, rules string
+	for _, l := range strings.Split(string(body), "\n") {
+		switch f := strings.Fields(l); {
+		case len(f) != 2:
+		case f[0] == "pulselake_lake_writer_lag_messages":
+			lag = f[1]
+		case f[0] == `pulselake_stream_consumer_handled_total{consumer="lake"}`:
+			lake = f[1]
+		case f[0] == `pulselake_stream_consumer_handled_total{consumer="rules"}`:
+			rules = f[1]
+		}
+	}
+	return lag == "0" && lake != "" && lake == rules
 }
 
 // procCPU is a process's user and system CPU time in seconds (/proc/<pid>/stat).

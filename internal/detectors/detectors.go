@@ -233,8 +233,13 @@ func New(log *slog.Logger, reg prometheus.Registerer, o Options) (*Runner, error
 	}
 	if o.JS != nil {
 		var err error
+		watched := map[string]bool{}
+		for _, s := range r.dets {
+			watched[s.d.Kind] = true
+		}
+		// Only the kinds some detector scores are decoded; the rest of a batch is skipped.
 		r.consumer, err = stream.NewConsumer(log, reg, stream.ConsumerOptions{Name: ConsumerName, Kinds: o.Kinds,
-			Handle: r.handle, Quarantine: o.Out.Quarantine})
+			Handle: r.handle, Quarantine: o.Out.Quarantine, Filter: stream.Filter{Kinds: func(kind string) bool { return watched[kind] }}})
 		if err != nil {
 			return nil, err
 		}

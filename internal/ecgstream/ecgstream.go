@@ -140,7 +140,9 @@ func New(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, o Opt
 		// ecg or ecg_beat reading always contains this text).
 		Skip: func(subject string, data []byte) bool {
 			return subject == own || !bytes.Contains(data, []byte(`"kind":"ecg`))
-		}})
+		},
+		// Within a message, only the ECG readings are decoded.
+		Filter: stream.Filter{Kinds: func(kind string) bool { return kind == ecg.KindBeat || kind == ecg.KindSignal }}})
 	if err != nil {
 		return nil, err
 	}

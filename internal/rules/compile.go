@@ -25,6 +25,12 @@ type RuleSet struct {
 	fields map[string][]string      // numeric value names per kind
 }
 
+// uses reports whether rules of the set evaluate readings of kind, with their values
+// (conditions and windows; no-data rules need only a reading's subject, device and time).
+func (s *RuleSet) uses(kind string) bool {
+	return len(s.byKind[kind]) > 0 || s.window[kind] > 0
+}
+
 type templateT = template.Template
 
 type compiled struct {

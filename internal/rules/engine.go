@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -69,8 +70,12 @@ type Engine struct {
 
 	consumer *stream.Consumer
 
+	// set is the running rule set, for the consumer's decoding filter (which runs outside mu).
+	set atomic.Pointer[RuleSet]
+
 	mu        sync.Mutex
 	ev        *evaluator
+	parser    *reading.Parser // decodes again a message decoded for an older rule set
 	fileMod   map[string]time.Time
 	lastSend  time.Time
 	seenSaved time.Time
@@ -141,6 +146,7 @@ func NewEngine(ctx context.Context, log *slog.Logger, reg prometheus.Registerer,
 		return nil, err
 	}
 	e.ev = newEvaluator(set)
+	e.set.Store(set)
 	e.ev.resolvedRetention = o.ResolvedRetention
 	e.ev.evalErrors = func(rule string, err error) {
 		e.mEvalErrors.WithLabelValues(rule).Inc()
@@ -154,8 +160,11 @@ func NewEngine(ctx context.Context, log *slog.Logger, reg prometheus.Registerer,
 	if o.JS != nil {
 		// A message whose alert state cannot be saved comes back with a back-off, for as long
 		// as the stream keeps it (the state store is down, not the message bad).
+		// Readings of kinds no rule evaluates are decoded brief: what marks their device seen
+		// and resolves no-data alerts (subject, device, kind, time), without their values.
 		e.consumer, err = stream.NewConsumer(log, reg, stream.ConsumerOptions{Name: o.Consumer, Kinds: o.Registry,
-			Handle: e.handle, Quarantine: o.Quarantine})
+			Handle: e.handle, Quarantine: o.Quarantine,
+			Filter: stream.Filter{Kinds: func(kind string) bool { return e.set.Load().uses(kind) }, Brief: true}})
 		if err != nil {
 			return nil, err
 		}
@@ -201,6 +210,7 @@ func (e *Engine) Reload(rules []Rule) error {
 			return err
 		}
 		e.ev.set = set
+		e.set.Store(set)
 	} else {
 		set, err := e.load()
 		if err != nil {
@@ -208,6 +218,7 @@ func (e *Engine) Reload(rules []Rule) error {
 			return err
 		}
 		e.ev.set = set
+		e.set.Store(set)
 	}
 	e.mReloads.WithLabelValues("ok").Inc()
 	e.log.Info("rules reloaded", "rules", len(e.ev.set.rules))
@@ -469,6 +480,10 @@ func (e *Engine) reloadIfChanged() {
 func (e *Engine) handle(ctx context.Context, m *stream.Msg) error {
 	start := time.Now()
 	e.mu.Lock()
+	if err := e.decodeFor(m); err != nil {
+		e.mu.Unlock()
+		return stream.Poison(err)
+	}
 	now := e.opts.Now()
 	n := 0
 	for i := range m.Batch.Entries {
@@ -494,6 +509,28 @@ func (e *Engine) handle(ctx context.Context, m *stream.Msg) error {
 	}
 	e.sink(ctx, ts)
 	e.mLatency.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// decodeFor decodes m again in full if it holds brief readings of a kind the running rules
+// evaluate (the rules were reloaded after m was decoded).
+func (e *Engine) decodeFor(m *stream.Msg) error {
+	for i := range m.Batch.Entries {
+		en := &m.Batch.Entries[i]
+		if !en.Brief || !e.ev.set.uses(en.Reading.Kind) {
+			continue
+		}
+		if e.parser == nil {
+			e.parser = reading.NewParser(e.opts.Registry)
+		}
+		b, err := stream.Decode(m.Data, e.parser)
+		if err != nil {
+			return err
+		}
+		b.Seq = m.Seq
+		m.Batch = b
+		return nil
+	}
 	return nil
 }
 

@@ -195,6 +195,10 @@ type ConsumerOptions struct {
 	// Skip, if set, is asked first: a message it returns true for is acknowledged without
 	// being decoded or handled (e.g. a processor that reads only some kinds).
 	Skip func(subject string, data []byte) bool
+	// Filter narrows what is decoded for Handle (see Filter): the readings of kinds the
+	// processor does not use are left out or kept brief. A message quarantined by such a
+	// consumer is decoded in full for the quarantine.
+	Filter Filter
 	// KeepUndecodable hands messages that are not batch envelopes to the handler with Err
 	// set instead of terminating them (the lake writer keeps them in its quarantine table).
 	KeepUndecodable bool
@@ -277,6 +281,16 @@ func NewConsumer(log *slog.Logger, reg prometheus.Registerer, o ConsumerOptions)
 	}
 	if o.DrainAttempts <= 0 {
 		o.DrainAttempts = 3
+	}
+	if o.Filter.active() {
+		if o.HandleBatch != nil {
+			return nil, fmt.Errorf("creating stream consumer %s: a Filter is for Handle consumers", o.Name)
+		}
+		uses, reg := o.Filter.Kinds, o.Kinds
+		o.Filter.Kinds = func(kind string) bool {
+			_, known := reg.Kind(kind)
+			return !known || uses(kind) // an unknown kind is parsed, and fails as it would unfiltered
+		}
 	}
 	c := &Consumer{log: log, o: o}
 	for range o.DecodeWorkers {
@@ -481,7 +495,7 @@ func (c *Consumer) pull(ctx context.Context, cons jetstream.Consumer, wait time.
 
 // handleOne decodes and handles one message, then acknowledges, redelivers or terminates it.
 func (c *Consumer) handleOne(ctx context.Context, m *Msg) {
-	m.Batch, m.Err = Decode(m.Data, c.parsers[0])
+	m.Batch, m.Err = DecodeFiltered(m.Data, c.parsers[0], c.o.Filter)
 	m.Batch.Seq = m.Seq
 	if m.Err != nil && !c.o.KeepUndecodable {
 		if c.o.Mode == ModeLive {
@@ -588,6 +602,14 @@ func (c *Consumer) poison(ctx context.Context, m *Msg, reason string, err error)
 			Stored: m.Stored, Delivered: m.Delivered, Data: m.Data}
 		if m.Err == nil {
 			p.Batch = &m.Batch
+			if c.o.Filter.active() { // every record, as the quarantine lists them
+				if b, err := Decode(m.Data, c.parsers[0]); err == nil {
+					b.Seq = m.Seq
+					p.Batch = &b
+				} else {
+					p.Batch = nil
+				}
+			}
 		}
 		if qerr := c.o.Quarantine(ctx, p); qerr != nil {
 			c.log.Error("recording a terminated message in quarantine", "consumer", c.o.Name, "seq", m.Seq, "err", qerr)

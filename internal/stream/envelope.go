@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/pulselake/pulselake/internal/reading"
@@ -37,6 +38,9 @@ type Entry struct {
 	Errors   reading.Errors   // why the record was rejected; empty when accepted
 	Raw      []byte           // the record exactly as received
 	Origin   string           // where it came from within the source, e.g. an MQTT topic
+	// Brief marks an entry DecodeFiltered kept brief (Filter.Brief): its reading has no
+	// values, and the entry no Raw nor Origin.
+	Brief bool
 }
 
 // Accepted reports whether the entry holds a valid reading.
@@ -117,6 +121,30 @@ var ErrBadEnvelope = errors.New("not a pulselake batch envelope")
 // Decode parses an envelope. Readings are decoded with p, which must know every kind the
 // producer knew (a reading of an unknown kind is an error, never silently dropped).
 func Decode(data []byte, p *reading.Parser) (Batch, error) {
+	return DecodeFiltered(data, p, Filter{})
+}
+
+// Filter narrows what DecodeFiltered parses, for a processor that uses readings of some
+// kinds only (the rule engine, the anomaly detectors, the ECG classifier): parsing and
+// validating a reading, with its values, is most of the cost of decoding an envelope. The
+// zero Filter decodes every entry in full.
+type Filter struct {
+	// Kinds reports whether the processor uses readings of a kind in full (nil: every kind).
+	// Entries of other kinds are left out of the batch, or kept brief (Brief), and so are
+	// rejected records; their readings are not validated. Kinds should report true for a
+	// kind the parser does not know, so that it is parsed and reported as an error.
+	Kinds func(kind string) bool
+	// Brief keeps the entries of other kinds with a reading of only its id, subject,
+	// device, kind and time (no values), marked Entry.Brief.
+	Brief bool
+}
+
+func (f *Filter) active() bool { return f.Kinds != nil }
+
+// DecodeFiltered is Decode for a processor that needs only what f keeps. The envelope and
+// every entry are still checked for their structure, so that what Decode cannot read is
+// never handed on.
+func DecodeFiltered(data []byte, p *reading.Parser, f Filter) (Batch, error) {
 	line, rest, _ := bytes.Cut(data, []byte{'\n'})
 	var h envelopeHeader
 	if err := json.Unmarshal(line, &h); err != nil || h.V == 0 {
@@ -128,16 +156,26 @@ func Decode(data []byte, p *reading.Parser) (Batch, error) {
 	b := Batch{Source: h.Source, Received: h.Received, Token: h.Token}
 	n := bytes.Count(rest, []byte{'\n'})
 	b.Entries = make([]Entry, 0, n)
-	for len(rest) > 0 {
+	d := entryDecoder{p: p, f: f}
+	for index := 0; len(rest) > 0; {
 		line, rest, _ = bytes.Cut(rest, []byte{'\n'})
 		if len(line) == 0 {
 			continue
 		}
-		e, err := decodeEntry(line, p)
+		e, keep, err := d.decode(line)
 		if err != nil {
-			return Batch{}, fmt.Errorf("%w: entry %d: %v", ErrBadEnvelope, len(b.Entries), err)
+			return Batch{}, fmt.Errorf("%w: entry %d: %v", ErrBadEnvelope, index, err)
 		}
-		b.Entries = append(b.Entries, e)
+		index++
+		if keep {
+			b.Entries = append(b.Entries, e)
+		}
+	}
+	if f.active() && len(b.Entries) < cap(b.Entries)/2 {
+		b.Entries = slices.Clip(b.Entries)
+		if len(b.Entries) == 0 {
+			b.Entries = nil
+		}
 	}
 	return b, nil
 }
@@ -192,26 +230,36 @@ func Identities(data []byte, f func(received time.Time, id reading.ID)) error {
 	return nil
 }
 
-// decodeEntry decodes one entry line. The line is split into its members without building
-// a document (the lake writer decodes every stored reading, so this is on its hot path);
-// the reading is parsed straight from its bytes and raw is kept byte for byte.
-func decodeEntry(line []byte, p *reading.Parser) (Entry, error) {
+// entryDecoder decodes the entry lines of one envelope.
+type entryDecoder struct {
+	p *reading.Parser
+	f Filter
+	// The strings of the last brief reading, shared by the next ones of the same subject,
+	// device and kind instead of allocating them each.
+	subject, device, kind string
+}
+
+// decode decodes one entry line. The line is split into its members without building a
+// document (the lake writer decodes every stored reading, so this is on its hot path); the
+// reading is parsed straight from its bytes and raw is kept byte for byte. keep is false
+// for an entry the filter leaves out.
+func (d *entryDecoder) decode(line []byte) (e Entry, keep bool, err error) {
 	var (
-		e          Entry
-		id, rd     []byte
-		rawText    []byte
-		hasReading bool
+		id, rd, errs []byte
+		origin       []byte
+		rawText      []byte
+		hasReading   bool
 	)
-	err := eachMember(line, func(key, val []byte) error {
+	err = eachMember(line, func(key, val []byte) error {
 		switch string(key) {
 		case "id":
 			id = val
 		case "reading":
 			rd, hasReading = val, true
 		case "errors":
-			return json.Unmarshal(val, &e.Errors)
+			errs = val
 		case "origin":
-			return json.Unmarshal(val, &e.Origin)
+			origin = val
 		case "raw":
 			e.Raw = val
 		case "raw_text":
@@ -220,33 +268,149 @@ func decodeEntry(line []byte, p *reading.Parser) (Entry, error) {
 		return nil
 	})
 	if err != nil {
-		return Entry{}, err
+		return Entry{}, false, err
 	}
 	if e.Raw == nil && rawText == nil {
-		return Entry{}, errors.New("entry without raw or raw_text")
+		return Entry{}, false, errors.New("entry without raw or raw_text")
+	}
+	if hasReading && (len(id) < 2 || id[0] != '"') {
+		return Entry{}, false, errors.New("reading without an id")
+	}
+	if d.f.active() {
+		if !hasReading {
+			return Entry{}, false, nil // a rejected record
+		}
+		if h, ok := d.head(rd); ok && !d.f.Kinds(h.kind) {
+			ident, err := parseIdent(id[1 : len(id)-1])
+			if err != nil {
+				return Entry{}, false, err
+			}
+			if !d.f.Brief {
+				return Entry{}, false, nil
+			}
+			if r, ok := d.brief(h); ok {
+				return Entry{Reading: r, Identity: ident, Brief: true}, true, nil
+			}
+		}
+		// A kind the processor uses, or a reading not in the form Encode writes: parsed in
+		// full below.
+	}
+	if errs != nil {
+		if err := json.Unmarshal(errs, &e.Errors); err != nil {
+			return Entry{}, false, fmt.Errorf("errors: %w", err)
+		}
+	}
+	if origin != nil {
+		if err := json.Unmarshal(origin, &e.Origin); err != nil {
+			return Entry{}, false, fmt.Errorf("origin: %w", err)
+		}
 	}
 	if rawText != nil {
 		var s string
 		if err := json.Unmarshal(rawText, &s); err != nil {
-			return Entry{}, fmt.Errorf("raw_text: %v", err)
+			return Entry{}, false, fmt.Errorf("raw_text: %v", err)
 		}
 		e.Raw = []byte(s)
 	}
 	if hasReading {
-		r, errs := p.Parse(rd)
+		r, errs := d.p.Parse(rd)
 		if errs != nil {
-			return Entry{}, fmt.Errorf("decoding reading: %v", errs)
+			return Entry{}, false, fmt.Errorf("decoding reading: %v", errs)
 		}
-		if len(id) < 2 || id[0] != '"' {
-			return Entry{}, errors.New("reading without an id")
-		}
-		ident, err := reading.ParseID(string(id[1 : len(id)-1]))
+		ident, err := parseIdent(id[1 : len(id)-1])
 		if err != nil {
-			return Entry{}, err
+			return Entry{}, false, err
 		}
 		e.Reading, e.Identity = &r, ident
 	}
-	return e, nil
+	return e, true, nil
+}
+
+// errStopMembers ends eachMember early.
+var errStopMembers = errors.New("stop")
+
+// readingHead is the first members of an encoded reading, as Encode writes them: id (when
+// the client sent one), subject, device, kind and time, all plain JSON strings.
+type readingHead struct {
+	id, subject, device, time []byte // without their quotes
+	kind                      string
+}
+
+// head reads the head of an encoded reading. ok is false for a reading in another form
+// (escaped strings, a member missing), which is left to the full parse.
+func (d *entryDecoder) head(rd []byte) (h readingHead, ok bool) {
+	var subject, device, kind, tm, rid []byte
+	_ = eachMember(rd, func(key, val []byte) error {
+		switch string(key) {
+		case "id":
+			rid = val
+		case "subject":
+			subject = val
+		case "device":
+			device = val
+		case "kind":
+			kind = val
+		case "time":
+			tm = val
+			return errStopMembers // the members after time are values
+		}
+		return nil
+	})
+	var ok1, ok2, ok3, ok4 bool
+	h.subject, ok1 = plainString(subject)
+	h.device, ok2 = plainString(device)
+	k, ok3 := plainString(kind)
+	h.time, ok4 = plainString(tm)
+	if !ok1 || !ok2 || !ok3 || !ok4 {
+		return readingHead{}, false
+	}
+	if rid != nil {
+		if h.id, ok = plainString(rid); !ok {
+			return readingHead{}, false
+		}
+	}
+	h.kind = share(&d.kind, k)
+	return h, true
+}
+
+// brief is the reading of a head without values; ok is false when its time is not RFC 3339.
+func (d *entryDecoder) brief(h readingHead) (*reading.Reading, bool) {
+	t, err := time.Parse(time.RFC3339Nano, string(h.time))
+	if err != nil {
+		return nil, false
+	}
+	r := &reading.Reading{Time: t.UTC(), Subject: share(&d.subject, h.subject), Device: share(&d.device, h.device), Kind: h.kind}
+	if h.id != nil {
+		r.ID = string(h.id)
+	}
+	return r, true
+}
+
+// parseIdent is reading.ParseID of hexadecimal bytes, without allocating when they are valid.
+func parseIdent(b []byte) (reading.ID, error) {
+	var id reading.ID
+	if len(b) == 2*len(id) {
+		if _, err := hex.Decode(id[:], b); err == nil {
+			return id, nil
+		}
+	}
+	return reading.ParseID(string(b))
+}
+
+// plainString returns the text of a JSON string without escapes.
+func plainString(v []byte) ([]byte, bool) {
+	if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' || bytes.IndexByte(v, '\\') >= 0 {
+		return nil, false
+	}
+	return v[1 : len(v)-1], true
+}
+
+// share returns b as a string, last's string when they are equal.
+func share(last *string, b []byte) string {
+	if string(b) != *last {
+		*last = string(b)
+	}
+	return *last
 }
 
 // eachMember calls f with the key (unquoted; keys of envelope entries have no escapes) and
@@ -282,6 +446,9 @@ func eachMember(obj []byte, f func(key, val []byte) error) error {
 			return err
 		}
 		if err := f(key, obj[i:end]); err != nil {
+			if err == errStopMembers {
+				return nil
+			}
 			return fmt.Errorf("%s: %w", key, err)
 		}
 		i = skipSpace(obj, end)
