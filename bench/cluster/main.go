@@ -1,11 +1,19 @@
 // Command cluster benchmarks pulselake on one node against a three-node `serve --cluster`, in
 // one run on one machine: HTTP ingest (NDJSON batches) and MQTT QoS 1 (one reading per
-// message, many device connections), each spread over every node, and on the cluster the
-// freshness of readings (from the HTTP acknowledgement on one node until a query on another
-// node sees them in the lake). Every node is a separate process with its own data directory;
-// the lake is a file:// warehouse and SQLite catalog the nodes share (one machine).
+// message, many device connections, each with a window of unacknowledged PUBLISH packets),
+// each spread over every node, and on the cluster the freshness of readings (from the HTTP
+// acknowledgement on one node until a query on another node sees them in the lake). Every
+// node is a separate process with its own data directory; the lake is a file:// warehouse and
+// SQLite catalog the nodes share (one machine). For every phase it reports each node's CPU
+// time and the load generator's, per 1,000 readings or messages, and the load average, since
+// three nodes on one machine share its CPUs; after an MQTT phase, how long pulselake took to
+// move every acknowledged message into the ingest stream.
 //
+//	go build -o pulselake ./cmd/pulselake
 //	go run ./bench/cluster -bin ./pulselake -duration 20s
+//
+// -nodes 3 -phases mqtt runs one setup and phase alone; -profile DIR saves a CPU profile of
+// every node during each MQTT phase.
 package main
 
 import (
@@ -41,6 +49,7 @@ func main() {
 	clients := flag.Int("clients", 8, "concurrent HTTP clients (spread over the nodes)")
 	devices := flag.Int("devices", 300, "MQTT device connections (spread over the nodes)")
 	inflight := flag.Int("inflight", 64, "QoS 1 PUBLISH packets each device keeps unacknowledged")
+	flag.IntVar(&connectAtOnce, "connect-parallel", 1, "MQTT connections opened at once (more wedges a single node: docs/benchmarks.md, Cluster)")
 	samples := flag.Int("freshness-samples", 20, "readings timed from acknowledgement to query")
 	sizes := flag.String("nodes", "1,3", "setups to run: 1 (serve) and/or 3 (serve --cluster)")
 	phases := flag.String("phases", "http,mqtt,freshness", "phases to run, in this order")
@@ -76,19 +85,25 @@ func main() {
 				mode, *clients, *batch, rate, benchrun.Ms(benchrun.Percentile(lat, 99)), used.perNode(r, 1000), used.load))
 		}
 		if want(*phases, "mqtt") {
+			t0 := time.Now()
+			devs := connectDevices(mqtts, *devices)
+			fmt.Printf("%s: %d of %d MQTT devices connected in %.1f s\n", mode, len(devs), *devices, time.Since(t0).Seconds())
 			cpu := sampleCPU(nodes)
 			var stopProf func()
 			if *profile != "" {
 				stopProf = profileNodes(nodes, *profile, fmt.Sprintf("mqtt-%dnode", n), *duration)
 			}
-			m, failed, el := benchMQTT(mqtts, *devices, *inflight, *duration)
+			m, failed, el := benchMQTT(devs, *inflight, *duration)
 			if stopProf != nil {
 				stopProf()
 			}
 			used := cpu()
+			for _, cl := range devs {
+				cl.Disconnect(100)
+			}
 			rate := float64(m) / el.Seconds()
 			fmt.Printf("%s: MQTT QoS 1, %d devices × %d in flight, 1 reading/message: %.0f msg/s acknowledged (%d not acknowledged); %s\n",
-				mode, *devices, *inflight, rate, failed, used.per(m, 1000, "messages"))
+				mode, len(devs), *inflight, rate, failed, used.per(m, 1000, "messages"))
 			drain := waitDrained(https[0], 2*time.Minute)
 			fmt.Printf("%s: MQTT messages all moved into the ingest stream %.1f s after the load ended\n", mode, drain.Seconds())
 			rows = append(rows, fmt.Sprintf("| %s | MQTT QoS 1, %d devices × %d in flight | %.0f msg/s | in the ingest stream %.1f s after the end | %s | %s |",
@@ -374,33 +389,8 @@ func benchHTTP(urls []string, batch, clients int, d time.Duration) (int64, []tim
 // inflight PUBLISH packets unacknowledged (a sliding window: a new one goes out as soon as the
 // oldest is acknowledged, as a gateway with a receive maximum does), and counts the
 // acknowledged ones and those that failed or timed out.
-func benchMQTT(addrs []string, devices, inflight int, d time.Duration) (acked, failed int64, el time.Duration) {
+func benchMQTT(clients []mqtt.Client, inflight int, d time.Duration) (acked, failed int64, el time.Duration) {
 	var ok, bad atomic.Int64
-	var clients []mqtt.Client
-	var mu sync.Mutex
-	var cwg sync.WaitGroup
-	sem := make(chan struct{}, 32) // connections opened at once
-	for c := range devices {
-		cwg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			opts := mqtt.NewClientOptions().AddBroker("tcp://" + addrs[c%len(addrs)]).SetClientID(fmt.Sprintf("dev-%d-%d", c, time.Now().UnixNano())).
-				SetUsername("bench").SetPassword(token).SetCleanSession(true).SetProtocolVersion(4).
-				SetAutoReconnect(false).SetWriteTimeout(30 * time.Second)
-			cl := mqtt.NewClient(opts)
-			if t := cl.Connect(); !t.WaitTimeout(60*time.Second) || t.Error() != nil {
-				fmt.Fprintln(os.Stderr, "mqtt connect:", t.Error())
-				return
-			}
-			mu.Lock()
-			clients = append(clients, cl)
-			mu.Unlock()
-		})
-	}
-	cwg.Wait()
-	if len(clients) < devices {
-		fmt.Fprintf(os.Stderr, "%d of %d MQTT devices connected\n", len(clients), devices)
-	}
 	var wg sync.WaitGroup
 	start := time.Now()
 	for c, cl := range clients {
@@ -430,11 +420,38 @@ func benchMQTT(addrs []string, devices, inflight int, d time.Duration) (acked, f
 		})
 	}
 	wg.Wait()
-	el = time.Since(start)
-	for _, cl := range clients {
-		cl.Disconnect(100)
+	return ok.Load(), bad.Load(), time.Since(start)
+}
+
+// connectAtOnce is how many MQTT connections connectDevices opens at once.
+var connectAtOnce = 1
+
+// connectDevices opens the MQTT device connections, spread over the nodes, connectAtOnce at
+// a time.
+func connectDevices(addrs []string, devices int) []mqtt.Client {
+	var clients []mqtt.Client
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, connectAtOnce)
+	for c := range devices {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			opts := mqtt.NewClientOptions().AddBroker("tcp://" + addrs[c%len(addrs)]).SetClientID(fmt.Sprintf("dev-%d-%d", c, time.Now().UnixNano())).
+				SetUsername("bench").SetPassword(token).SetCleanSession(true).SetProtocolVersion(4).
+				SetAutoReconnect(false).SetWriteTimeout(30 * time.Second)
+			cl := mqtt.NewClient(opts)
+			if t := cl.Connect(); !t.WaitTimeout(2*time.Minute) || t.Error() != nil {
+				fmt.Fprintln(os.Stderr, "mqtt connect:", t.Error())
+				return
+			}
+			mu.Lock()
+			clients = append(clients, cl)
+			mu.Unlock()
+		})
 	}
-	return ok.Load(), bad.Load(), el
+	wg.Wait()
+	return clients
 }
 
 // freshness posts one reading at a time to node i and polls node i+1 until a query sees it.
