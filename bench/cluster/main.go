@@ -48,7 +48,7 @@ func main() {
 	batch := flag.Int("batch", 1000, "readings per HTTP request")
 	clients := flag.Int("clients", 8, "concurrent HTTP clients (spread over the nodes)")
 	devices := flag.Int("devices", 300, "MQTT device connections (spread over the nodes)")
-	inflight := flag.Int("inflight", 64, "QoS 1 PUBLISH packets each device keeps unacknowledged")
+	inflight := flag.Int("inflight", 16, "QoS 1 PUBLISH packets each device keeps unacknowledged (devices × inflight deep queues stall one node: docs/benchmarks.md, Cluster)")
 	flag.IntVar(&connectAtOnce, "connect-parallel", 1, "MQTT connections opened at once (more wedges a single node: docs/benchmarks.md, Cluster)")
 	samples := flag.Int("freshness-samples", 20, "readings timed from acknowledgement to query")
 	sizes := flag.String("nodes", "1,3", "setups to run: 1 (serve) and/or 3 (serve --cluster)")
@@ -85,6 +85,9 @@ func main() {
 				mode, *clients, *batch, rate, benchrun.Ms(benchrun.Percentile(lat, 99)), used.perNode(r, 1000), used.load))
 		}
 		if want(*phases, "mqtt") {
+			// Start from an idle system: the lake writer and the other consumers done with what
+			// the HTTP phase stored, so that the phases do not measure each other.
+			fmt.Printf("%s: consumers caught up %.1f s after the previous phase\n", mode, waitDrained(https[0], "", 3*time.Minute).Seconds())
 			t0 := time.Now()
 			devs := connectDevices(mqtts, *devices)
 			fmt.Printf("%s: %d of %d MQTT devices connected in %.1f s\n", mode, len(devs), *devices, time.Since(t0).Seconds())
@@ -104,13 +107,13 @@ func main() {
 			rate := float64(m) / el.Seconds()
 			fmt.Printf("%s: MQTT QoS 1, %d devices × %d in flight, 1 reading/message: %.0f msg/s acknowledged (%d not acknowledged); %s\n",
 				mode, len(devs), *inflight, rate, failed, used.per(m, 1000, "messages"))
-			drain := waitDrained(https[0], 2*time.Minute)
+			drain := waitDrained(https[0], `consumer="ingest-mqtt"`, 2*time.Minute)
 			fmt.Printf("%s: MQTT messages all moved into the ingest stream %.1f s after the load ended\n", mode, drain.Seconds())
 			rows = append(rows, fmt.Sprintf("| %s | MQTT QoS 1, %d devices × %d in flight | %.0f msg/s | in the ingest stream %.1f s after the end | %s | %s |",
 				mode, *devices, *inflight, rate, drain.Seconds(), used.perNode(m, 1000), used.load))
 		}
 		if n == 3 && want(*phases, "freshness") {
-			waitDrained(https[0], 2*time.Minute)
+			waitDrained(https[0], "", 3*time.Minute)
 			f := freshness(https, *samples)
 			fmt.Printf("%s: freshness (ack on one node → visible to a query on another), %d samples: p50 %.1f s, p99 %.1f s\n",
 				mode, len(f), benchrun.Percentile(f, 50).Seconds(), benchrun.Percentile(f, 99).Seconds())
@@ -232,24 +235,25 @@ func profileNodes(nodes []*node, dir, name string, d time.Duration) func() {
 	return wg.Wait
 }
 
-// waitDrained waits until pulselake's consumer of the MQTT store has nothing pending or
-// unacknowledged (every acknowledged MQTT message is in the ingest stream) and returns how
-// long that took; it gives up after limit.
-func waitDrained(url string, limit time.Duration) time.Duration {
+// waitDrained waits until the durable consumers whose metric lines contain match (every one
+// for "") have nothing pending or unacknowledged, and returns how long that took; it gives
+// up after limit. For consumer="ingest-mqtt": every acknowledged MQTT message is in the
+// ingest stream.
+func waitDrained(url, match string, limit time.Duration) time.Duration {
 	t0 := time.Now()
 	for time.Since(t0) < limit {
-		if mqttBacklog(url) == 0 {
+		if backlog(url, match) == 0 {
 			return time.Since(t0)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	fmt.Fprintf(os.Stderr, "MQTT backlog not drained after %s\n", limit)
+	fmt.Fprintf(os.Stderr, "consumers %s not caught up after %s\n", match, limit)
 	return time.Since(t0)
 }
 
-// mqttBacklog is the MQTT consumer's pending plus unacknowledged messages from /metrics, -1
-// if unknown.
-func mqttBacklog(url string) int {
+// backlog is the pending plus unacknowledged messages of the durable consumers whose metric
+// lines contain match, from /metrics; -1 if unknown.
+func backlog(url, match string) int {
 	resp, err := http.Get(url + "/metrics")
 	if err != nil {
 		return -1
@@ -258,7 +262,8 @@ func mqttBacklog(url string) int {
 	data, _ := io.ReadAll(resp.Body)
 	total, seen := 0, false
 	for line := range strings.SplitSeq(string(data), "\n") {
-		if !strings.HasPrefix(line, "pulselake_stream_") || !strings.Contains(line, `consumer="ingest-mqtt"`) {
+		if !(strings.HasPrefix(line, "pulselake_stream_pending_messages{") || strings.HasPrefix(line, "pulselake_stream_ack_pending_messages{")) ||
+			!strings.Contains(line, match) {
 			continue
 		}
 		f := strings.Fields(line)
