@@ -87,7 +87,7 @@ func main() {
 		if want(*phases, "mqtt") {
 			// Start from an idle system: the lake writer and the other consumers done with what
 			// the HTTP phase stored, so that the phases do not measure each other.
-			fmt.Printf("%s: consumers caught up %.1f s after the previous phase\n", mode, waitDrained(https[0], "", 3*time.Minute).Seconds())
+			fmt.Printf("%s: consumers caught up %.1f s after the previous phase\n", mode, waitDrained(https[0], "", 90*time.Second).Seconds())
 			t0 := time.Now()
 			devs := connectDevices(mqtts, *devices)
 			fmt.Printf("%s: %d of %d MQTT devices connected in %.1f s\n", mode, len(devs), *devices, time.Since(t0).Seconds())
@@ -113,7 +113,7 @@ func main() {
 				mode, *devices, *inflight, rate, drain.Seconds(), used.perNode(m, 1000), used.load))
 		}
 		if n == 3 && want(*phases, "freshness") {
-			waitDrained(https[0], "", 3*time.Minute)
+			waitDrained(https[0], "", 90*time.Second)
 			f := freshness(https, *samples)
 			fmt.Printf("%s: freshness (ack on one node → visible to a query on another), %d samples: p50 %.1f s, p99 %.1f s\n",
 				mode, len(f), benchrun.Percentile(f, 50).Seconds(), benchrun.Percentile(f, 99).Seconds())
@@ -153,9 +153,9 @@ func (u usage) per(n int64, unit float64, what string) string {
 func (u usage) perNode(n int64, unit float64) string {
 	var parts []string
 	for _, s := range u.nodes {
-		parts = append(parts, fmt.Sprintf("%.2f", s/float64(max(n, 1))*unit))
+		parts = append(parts, fmt.Sprintf("%.3f", s/float64(max(n, 1))*unit))
 	}
-	return fmt.Sprintf("%s (%.2f)", strings.Join(parts, " / "), u.self/float64(max(n, 1))*unit)
+	return fmt.Sprintf("%s (%.3f)", strings.Join(parts, " / "), u.self/float64(max(n, 1))*unit)
 }
 
 // sampleCPU notes the CPU time of every node and of this process; the function it returns
