@@ -49,7 +49,7 @@ func main() {
 	clients := flag.Int("clients", 8, "concurrent HTTP clients (spread over the nodes)")
 	devices := flag.Int("devices", 300, "MQTT device connections (spread over the nodes)")
 	inflight := flag.Int("inflight", 16, "QoS 1 PUBLISH packets each device keeps unacknowledged (devices × inflight deep queues stall one node: docs/benchmarks.md, Cluster)")
-	flag.IntVar(&connectAtOnce, "connect-parallel", 1, "MQTT connections opened at once (more wedges a single node: docs/benchmarks.md, Cluster)")
+	flag.IntVar(&connectAtOnce, "connect-parallel", 1, "MQTT connections opened at once")
 	samples := flag.Int("freshness-samples", 20, "readings timed from acknowledgement to query")
 	sizes := flag.String("nodes", "1,3", "setups to run: 1 (serve) and/or 3 (serve --cluster)")
 	phases := flag.String("phases", "http,mqtt,freshness", "phases to run, in this order")
