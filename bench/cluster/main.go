@@ -1,11 +1,19 @@
 // Command cluster benchmarks pulselake on one node against a three-node `serve --cluster`, in
 // one run on one machine: HTTP ingest (NDJSON batches) and MQTT QoS 1 (one reading per
-// message, many device connections), each spread over every node, and on the cluster the
-// freshness of readings (from the HTTP acknowledgement on one node until a query on another
-// node sees them in the lake). Every node is a separate process with its own data directory;
-// the lake is a file:// warehouse and SQLite catalog the nodes share (one machine).
+// message, many device connections, each with a window of unacknowledged PUBLISH packets),
+// each spread over every node, and on the cluster the freshness of readings (from the HTTP
+// acknowledgement on one node until a query on another node sees them in the lake). Every
+// node is a separate process with its own data directory; the lake is a file:// warehouse and
+// SQLite catalog the nodes share (one machine). For every phase it reports each node's CPU
+// time and the load generator's, per 1,000 readings or messages, and the load average, since
+// three nodes on one machine share its CPUs; after an MQTT phase, how long pulselake took to
+// move every acknowledged message into the ingest stream.
 //
+//	go build -o pulselake ./cmd/pulselake
 //	go run ./bench/cluster -bin ./pulselake -duration 20s
+//
+// -nodes 3 -phases mqtt runs one setup and phase alone; -profile DIR saves a CPU profile of
+// every node during each MQTT phase.
 package main
 
 import (
@@ -20,6 +28,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,33 +44,81 @@ const token = "plk_bench-admin-token-0123456789abcdef"
 
 func main() {
 	bin := flag.String("bin", "./pulselake", "pulselake binary")
-	duration := flag.Duration("duration", 20*time.Second, "length of each phase")
+	duration := flag.Duration("duration", 20*time.Second, "length of each load phase")
 	batch := flag.Int("batch", 1000, "readings per HTTP request")
 	clients := flag.Int("clients", 8, "concurrent HTTP clients (spread over the nodes)")
 	devices := flag.Int("devices", 300, "MQTT device connections (spread over the nodes)")
+	inflight := flag.Int("inflight", 16, "QoS 1 PUBLISH packets each device keeps unacknowledged (devices × inflight deep queues stall one node: docs/benchmarks.md, Cluster)")
+	flag.IntVar(&connectAtOnce, "connect-parallel", 1, "MQTT connections opened at once")
 	samples := flag.Int("freshness-samples", 20, "readings timed from acknowledgement to query")
+	sizes := flag.String("nodes", "1,3", "setups to run: 1 (serve) and/or 3 (serve --cluster)")
+	phases := flag.String("phases", "http,mqtt,freshness", "phases to run, in this order")
+	profile := flag.String("profile", "", "directory for a CPU profile of every node during each MQTT phase")
+	flag.BoolVar(&keep, "keep", false, "keep the nodes' data directories and logs (the path is printed)")
 	flag.Parse()
 
-	fmt.Printf("pulselake cluster benchmark, %s, %d CPUs\n", time.Now().UTC().Format(time.RFC3339), runtime.NumCPU())
+	want := func(list, item string) bool { return slices.Contains(strings.Split(list, ","), item) }
+	fmt.Printf("pulselake cluster benchmark, %s, %d CPUs, %s\n", time.Now().UTC().Format(time.RFC3339), runtime.NumCPU(), loadavg())
+	fmt.Println("CPU: seconds of user+system time per process during the phase (/proc/<pid>/stat); load: 1-minute load average at the end of the phase")
+	var rows []string
 	for _, n := range []int{1, 3} {
+		if !want(*sizes, fmt.Sprint(n)) {
+			continue
+		}
 		nodes, stop := start(*bin, n)
-		mode := "one node (serve), fsync every write (SyncAlways)"
+		mode := "one node (serve), fsync every write"
 		if n == 3 {
-			mode = "three nodes (serve --cluster), R3, acked after quorum, fsync every 2 min"
+			mode = "three nodes (serve --cluster), R3, acked by a quorum"
 		}
 		var https, mqtts []string
 		for _, nd := range nodes {
 			https, mqtts = append(https, "http://"+nd.http), append(mqtts, nd.mqtt)
 		}
-		r, lat, el := benchHTTP(https, *batch, *clients, *duration)
-		fmt.Printf("%s: HTTP NDJSON %d/request, %d clients: %.0f readings/s, p50 %.0f ms, p99 %.0f ms\n",
-			mode, *batch, *clients, float64(r)/el.Seconds(), benchrun.Ms(benchrun.Percentile(lat, 50)), benchrun.Ms(benchrun.Percentile(lat, 99)))
-		m, mel := benchMQTT(mqtts, *devices, *duration)
-		fmt.Printf("%s: MQTT QoS 1, %d devices, 1 reading/message: %.0f msg/s\n", mode, *devices, float64(m)/mel.Seconds())
-		if n == 3 {
+		if want(*phases, "http") {
+			cpu := sampleCPU(nodes)
+			r, lat, el := benchHTTP(https, *batch, *clients, *duration)
+			used := cpu()
+			rate := float64(r) / el.Seconds()
+			fmt.Printf("%s: HTTP NDJSON %d/request, %d clients: %.0f readings/s, p50 %.0f ms, p99 %.0f ms; %s\n",
+				mode, *batch, *clients, rate, benchrun.Ms(benchrun.Percentile(lat, 50)), benchrun.Ms(benchrun.Percentile(lat, 99)), used.per(r, 1000, "readings"))
+			rows = append(rows, fmt.Sprintf("| %s | HTTP, %d × %d readings/request | %.0f readings/s | p99 %.0f ms | %s | %s |",
+				mode, *clients, *batch, rate, benchrun.Ms(benchrun.Percentile(lat, 99)), used.perNode(r, 1000), used.load))
+		}
+		if want(*phases, "mqtt") {
+			// Start from an idle system: the lake writer and the other consumers done with what
+			// the HTTP phase stored, so that the phases do not measure each other.
+			fmt.Printf("%s: consumers caught up %.1f s after the previous phase\n", mode, waitDrained(https[0], "", 90*time.Second).Seconds())
+			t0 := time.Now()
+			devs := connectDevices(mqtts, *devices)
+			fmt.Printf("%s: %d of %d MQTT devices connected in %.1f s\n", mode, len(devs), *devices, time.Since(t0).Seconds())
+			cpu := sampleCPU(nodes)
+			var stopProf func()
+			if *profile != "" {
+				stopProf = profileNodes(nodes, *profile, fmt.Sprintf("mqtt-%dnode", n), *duration)
+			}
+			m, failed, el := benchMQTT(devs, *inflight, *duration)
+			if stopProf != nil {
+				stopProf()
+			}
+			used := cpu()
+			for _, cl := range devs {
+				cl.Disconnect(100)
+			}
+			rate := float64(m) / el.Seconds()
+			fmt.Printf("%s: MQTT QoS 1, %d devices × %d in flight, 1 reading/message: %.0f msg/s acknowledged (%d not acknowledged); %s\n",
+				mode, len(devs), *inflight, rate, failed, used.per(m, 1000, "messages"))
+			drain := waitDrained(https[0], `consumer="ingest-mqtt"`, 2*time.Minute)
+			fmt.Printf("%s: MQTT messages all moved into the ingest stream %.1f s after the load ended\n", mode, drain.Seconds())
+			rows = append(rows, fmt.Sprintf("| %s | MQTT QoS 1, %d devices × %d in flight | %.0f msg/s | in the ingest stream %.1f s after the end | %s | %s |",
+				mode, *devices, *inflight, rate, drain.Seconds(), used.perNode(m, 1000), used.load))
+		}
+		if n == 3 && want(*phases, "freshness") {
+			waitDrained(https[0], "", 90*time.Second)
 			f := freshness(https, *samples)
 			fmt.Printf("%s: freshness (ack on one node → visible to a query on another), %d samples: p50 %.1f s, p99 %.1f s\n",
 				mode, len(f), benchrun.Percentile(f, 50).Seconds(), benchrun.Percentile(f, 99).Seconds())
+			rows = append(rows, fmt.Sprintf("| %s | freshness, %d readings, ack on one node → query on another | p50 %.1f s | p99 %.1f s | — | %s |",
+				mode, len(f), benchrun.Percentile(f, 50).Seconds(), benchrun.Percentile(f, 99).Seconds(), loadavg()))
 		}
 		var rss []string
 		for _, nd := range nodes {
@@ -69,6 +127,156 @@ func main() {
 		fmt.Printf("%s: peak RSS per node: %s\n", mode, strings.Join(rss, ", "))
 		stop()
 	}
+	fmt.Println("\n| setup | load | rate | latency / catch-up | CPU-s per 1,000 per node (load generator) | load average |\n|---|---|---|---|---|---|")
+	fmt.Println(strings.Join(rows, "\n"))
+}
+
+// usage is the CPU time each node and this process (the load generator) spent in a phase.
+type usage struct {
+	nodes []float64 // CPU-seconds per node
+	self  float64   // CPU-seconds of the load generator
+	wall  time.Duration
+	load  string
+}
+
+func (u usage) per(n int64, unit float64, what string) string {
+	var parts []string
+	total := 0.0
+	for _, s := range u.nodes {
+		parts = append(parts, fmt.Sprintf("%.1f", s))
+		total += s
+	}
+	return fmt.Sprintf("CPU-s per node %s (%.2f per 1,000 %s in all), load generator %.1f CPU-s, wall %.1f s, %s",
+		strings.Join(parts, " / "), total/float64(max(n, 1))*unit, what, u.self, u.wall.Seconds(), u.load)
+}
+
+func (u usage) perNode(n int64, unit float64) string {
+	var parts []string
+	for _, s := range u.nodes {
+		parts = append(parts, fmt.Sprintf("%.3f", s/float64(max(n, 1))*unit))
+	}
+	return fmt.Sprintf("%s (%.3f)", strings.Join(parts, " / "), u.self/float64(max(n, 1))*unit)
+}
+
+// sampleCPU notes the CPU time of every node and of this process; the function it returns
+// reports what each spent since.
+func sampleCPU(nodes []*node) func() usage {
+	before := make([]float64, len(nodes))
+	for i, nd := range nodes {
+		before[i] = procCPU(nd.cmd.Process.Pid)
+	}
+	self0, t0 := selfCPU(), time.Now()
+	return func() usage {
+		u := usage{self: selfCPU() - self0, wall: time.Since(t0), load: loadavg()}
+		for i, nd := range nodes {
+			u.nodes = append(u.nodes, procCPU(nd.cmd.Process.Pid)-before[i])
+		}
+		return u
+	}
+}
+
+// procCPU is a process's user+system CPU time in seconds (/proc/<pid>/stat, clock ticks of
+// 1/100 s, as on every Linux this runs on).
+func procCPU(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces; the fields after it are counted from ')'.
+	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100
+}
+
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+func loadavg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "load ?"
+	}
+	f := strings.Fields(string(data))
+	return "load " + strings.Join(f[:3], " ")
+}
+
+// profileNodes takes a CPU profile of every node over most of the phase, written to
+// dir/<name>-node<i>.pprof; the function it returns waits for them.
+func profileNodes(nodes []*node, dir, name string, d time.Duration) func() {
+	benchrun.Must(os.MkdirAll(dir, 0o755))
+	secs := max(1, int((d-2*time.Second)/time.Second))
+	var wg sync.WaitGroup
+	for i, nd := range nodes {
+		wg.Go(func() {
+			time.Sleep(time.Second)
+			req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", nd.http, secs), nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "profile:", err)
+				return
+			}
+			defer resp.Body.Close()
+			f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-node%d.pprof", name, i)))
+			benchrun.Must(err)
+			io.Copy(f, resp.Body)
+			f.Close()
+		})
+	}
+	return wg.Wait
+}
+
+// waitDrained waits until the durable consumers whose metric lines contain match (every one
+// for "") have nothing pending or unacknowledged, and returns how long that took; it gives
+// up after limit. For consumer="ingest-mqtt": every acknowledged MQTT message is in the
+// ingest stream.
+func waitDrained(url, match string, limit time.Duration) time.Duration {
+	t0 := time.Now()
+	for time.Since(t0) < limit {
+		if backlog(url, match) == 0 {
+			return time.Since(t0)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	fmt.Fprintf(os.Stderr, "consumers %s not caught up after %s\n", match, limit)
+	return time.Since(t0)
+}
+
+// backlog is the pending plus unacknowledged messages of the durable consumers whose metric
+// lines contain match, from /metrics; -1 if unknown.
+func backlog(url, match string) int {
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	total, seen := 0, false
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if !(strings.HasPrefix(line, "pulselake_stream_pending_messages{") || strings.HasPrefix(line, "pulselake_stream_ack_pending_messages{")) ||
+			!strings.Contains(line, match) {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			return -1
+		}
+		total, seen = total+int(v), true
+	}
+	if !seen {
+		return -1
+	}
+	return total
 }
 
 type node struct {
@@ -116,9 +324,15 @@ func start(bin string, n int) ([]*node, func()) {
 		for _, nd := range nodes {
 			nd.cmd.Wait()
 		}
+		if keep {
+			fmt.Println("kept the nodes' data and logs in", dir)
+			return
+		}
 		os.RemoveAll(dir)
 	}
 }
+
+var keep bool
 
 var seq atomic.Int64 // makes every reading unique across phases
 
@@ -176,52 +390,73 @@ func benchHTTP(urls []string, batch, clients int, d time.Duration) (int64, []tim
 	return total.Load(), lat, time.Since(start)
 }
 
-// benchMQTT publishes QoS 1 messages from many device connections, each keeping up to 64
-// unacknowledged, and counts the acknowledged ones.
-func benchMQTT(addrs []string, devices int, d time.Duration) (int64, time.Duration) {
-	var total atomic.Int64
+// benchMQTT publishes QoS 1 messages from many device connections, each keeping up to
+// inflight PUBLISH packets unacknowledged (a sliding window: a new one goes out as soon as the
+// oldest is acknowledged, as a gateway with a receive maximum does), and counts the
+// acknowledged ones and those that failed or timed out.
+func benchMQTT(clients []mqtt.Client, inflight int, d time.Duration) (acked, failed int64, el time.Duration) {
+	var ok, bad atomic.Int64
 	var wg sync.WaitGroup
-	var clients []mqtt.Client
-	for c := range devices {
-		opts := mqtt.NewClientOptions().AddBroker("tcp://" + addrs[c%len(addrs)]).SetClientID(fmt.Sprintf("dev-%d-%d", c, time.Now().UnixNano())).
-			SetUsername("bench").SetPassword(token).SetCleanSession(true).SetProtocolVersion(4)
-		cl := mqtt.NewClient(opts)
-		if t := cl.Connect(); !t.WaitTimeout(30*time.Second) || t.Error() != nil {
-			fmt.Fprintln(os.Stderr, "mqtt connect:", t.Error())
-			continue
-		}
-		clients = append(clients, cl)
-	}
 	start := time.Now()
 	for c, cl := range clients {
+		window := make(chan mqtt.Token, inflight)
+		wg.Go(func() { // waits for the acknowledgements, oldest first (PUBACKs come in order)
+			for t := range window {
+				if t.WaitTimeout(30*time.Second) && t.Error() == nil {
+					ok.Add(1)
+				} else {
+					bad.Add(1)
+				}
+			}
+		})
 		wg.Go(func() {
+			defer close(window)
 			rng := rand.New(rand.NewPCG(uint64(c), 2))
 			base := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC).UnixMilli()
-			window := make([]mqtt.Token, 0, 64)
-			wait := func() {
-				for _, t := range window {
-					if t.WaitTimeout(30*time.Second) && t.Error() == nil {
-						total.Add(1)
-					}
+			topic := fmt.Sprintf("readings/heart_rate/dev-%d", c)
+			for time.Since(start) < d {
+				if !cl.IsConnectionOpen() {
+					fmt.Fprintf(os.Stderr, "device %d: connection lost after %s; it stops sending\n", c, time.Since(start).Round(time.Second))
+					return
 				}
-				window = window[:0]
-			}
-			for i := 0; time.Since(start) < d; i++ {
 				payload := fmt.Sprintf(`{"subject":"patient-%d","time":%d,"values":{"bpm":%d}}`, c, base+seq.Add(1), 50+rng.IntN(100))
-				window = append(window, cl.Publish(fmt.Sprintf("readings/heart_rate/dev-%d", c), 1, false, payload))
-				if len(window) == cap(window) {
-					wait()
-				}
+				window <- cl.Publish(topic, 1, false, payload)
 			}
-			wait()
 		})
 	}
 	wg.Wait()
-	el := time.Since(start)
-	for _, cl := range clients {
-		cl.Disconnect(100)
+	return ok.Load(), bad.Load(), time.Since(start)
+}
+
+// connectAtOnce is how many MQTT connections connectDevices opens at once.
+var connectAtOnce = 1
+
+// connectDevices opens the MQTT device connections, spread over the nodes, connectAtOnce at
+// a time.
+func connectDevices(addrs []string, devices int) []mqtt.Client {
+	var clients []mqtt.Client
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, connectAtOnce)
+	for c := range devices {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			opts := mqtt.NewClientOptions().AddBroker("tcp://" + addrs[c%len(addrs)]).SetClientID(fmt.Sprintf("dev-%d-%d", c, time.Now().UnixNano())).
+				SetUsername("bench").SetPassword(token).SetCleanSession(true).SetProtocolVersion(4).
+				SetAutoReconnect(false).SetWriteTimeout(30 * time.Second)
+			cl := mqtt.NewClient(opts)
+			if t := cl.Connect(); !t.WaitTimeout(2*time.Minute) || t.Error() != nil {
+				fmt.Fprintln(os.Stderr, "mqtt connect:", t.Error())
+				return
+			}
+			mu.Lock()
+			clients = append(clients, cl)
+			mu.Unlock()
+		})
 	}
-	return total.Load(), el
+	wg.Wait()
+	return clients
 }
 
 // freshness posts one reading at a time to node i and polls node i+1 until a query sees it.

@@ -132,6 +132,9 @@ func (in *Ingester) RunMQTT(ctx context.Context, conn *stream.Conn) error {
 func (in *Ingester) ingestMQTT(ctx context.Context, msgs []jetstream.Msg) {
 	recs := make([]Record, 0, len(msgs))
 	for _, m := range msgs {
+		if !strings.HasPrefix(m.Subject(), stream.MQTTReadings) {
+			continue // another topic: not a reading (the consumer takes the whole store)
+		}
 		topic := strings.TrimPrefix(m.Subject(), "$MQTT.msgs.")
 		kind, device := topicParts(topic)
 		origin := strings.ReplaceAll(topic, ".", "/")
@@ -148,7 +151,7 @@ func (in *Ingester) ingestMQTT(ctx context.Context, msgs []jetstream.Msg) {
 		}
 	}
 	// Only unbound tokens can connect (Auth), so every subject is allowed here.
-	for {
+	for len(recs) > 0 {
 		_, err := in.IngestWaiting(ctx, stream.SourceMQTT, recs)
 		if err == nil {
 			break

@@ -20,13 +20,13 @@ import (
 
 // Names of the streams and consumers pulselake creates.
 const (
-	IngestStream   = "INGEST"       // batches of readings; subjects ingest.<source>
-	IngestSubjects = "ingest.>"     // every batch
-	MQTTStream     = "$MQTT_msgs"   // the NATS server's store of QoS1 MQTT messages
-	MQTTSubjects   = "$MQTT.msgs.>" // all of them
-	MQTTReadings   = "$MQTT.msgs.readings.>"
-	MQTTConsumer   = "ingest-mqtt" // pulselake's consumer of MQTT readings
-	ReadingsPrefix = "readings."   // NATS subject prefix of MQTT topic readings/<kind>/<device>
+	IngestStream   = "INGEST"               // batches of readings; subjects ingest.<source>
+	IngestSubjects = "ingest.>"             // every batch
+	MQTTStream     = "$MQTT_msgs"           // the NATS server's store of QoS1 MQTT messages
+	MQTTSubjects   = "$MQTT.msgs.>"         // all of them
+	MQTTReadings   = "$MQTT.msgs.readings." // the prefix of MQTT readings in MQTTStream
+	MQTTConsumer   = "ingest-mqtt"          // pulselake's consumer of MQTT readings
+	ReadingsPrefix = "readings."            // NATS subject prefix of MQTT topic readings/<kind>/<device>
 	// MQTTRetention is how long raw MQTT messages are kept after pulselake read them.
 	MQTTRetention = 24 * time.Hour
 )
@@ -275,10 +275,14 @@ func (c *Conn) setup(ctx context.Context) error {
 	if _, err := c.JS.CreateStream(ctx, mcfg); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		return fmt.Errorf("creating stream %s: %w", MQTTStream, err)
 	}
+	// The consumer takes every message of the stream, and the reader skips those outside
+	// MQTTReadings. A filter would do the same, but the file store finds the next message of
+	// a wildcard filter by matching it against every subject (every device's topic) of a
+	// message block, for each message delivered: with thousands of devices that is most of
+	// the consumer's cost, where an unfiltered consumer reads the next message directly.
 	_, err := c.JS.CreateOrUpdateConsumer(ctx, MQTTStream, jetstream.ConsumerConfig{
 		Durable:       MQTTConsumer,
 		Description:   "pulselake: validates MQTT readings into the ingest stream",
-		FilterSubject: MQTTReadings,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       30 * time.Second,
 		MaxAckPending: 20000,

@@ -96,6 +96,10 @@ func (w *writeErr) clear() {
 // DefaultMaxPayload is the embedded server's largest message (a batch envelope).
 const DefaultMaxPayload = 8 << 20
 
+// mqttStoreTimeout bounds the wait of the MQTT listener for JetStream's acknowledgement of a
+// stored QoS 1 message before it gives up on the device's connection.
+const mqttStoreTimeout = 30 * time.Second
+
 // MaxPending is the most bytes the embedded server queues for one client (256 MiB).
 const MaxPending = 256 << 20
 
@@ -153,7 +157,13 @@ func StartServer(log *slog.Logger, o ServerOptions) (*Server, error) {
 		}
 		opts.MQTT.Host, opts.MQTT.Port = host, port
 		mqttAddr = net.JoinHostPort(host, strconv.Itoa(port))
-		// QoS1 PUBACKs wait for the JetStream store; give slow disks time.
+		// A QoS 1 PUBACK waits for the JetStream store of the message (on a cluster, its
+		// replication to a quorum). The server closes a device's connection when a store is
+		// not acknowledged within JSAPITimeout (default 5 s), and the device then loses the
+		// window of messages it had in flight: under a burst the store queue is longer than
+		// that, so allow as long as a publish of pulselake's own (PublishTimeout, ackTimeout).
+		opts.MQTT.JSAPITimeout = mqttStoreTimeout
+		// How long a QoS 1 message delivered to an MQTT subscriber waits for its PUBACK.
 		opts.MQTT.AckWait = 30 * time.Second
 	}
 	if o.Cluster != nil {
