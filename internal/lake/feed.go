@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -100,7 +101,11 @@ func (f *feed) readFrom(ctx context.Context, next uint64) (uint64, error) {
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:       next,
 		InactiveThreshold: time.Minute,
-		NamePrefix:        "lake_writer",
+		MaxResetAttempts:  3, // then readFrom returns, logs, and starts a consumer of a new name
+		// Its own name: another writer's consumer may outlive it by InactiveThreshold, and
+		// creating one of the same name would update that one (which a new start
+		// sequence cannot) instead.
+		NamePrefix: fmt.Sprintf("lake_writer_%016x", rand.Uint64()),
 	})
 	if err != nil {
 		return next, fmt.Errorf("creating an ordered consumer of %s: %w", stream.IngestStream, err)
