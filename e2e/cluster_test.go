@@ -115,9 +115,8 @@ func nodeQuery(addr, sql string) (rows [][]any, ok bool) {
 	return out.Rows, true
 }
 
-// natsOf connects to a node's embedded NATS server with its internal user (serve.json).
-// lakeConsumerState describes the lake writer's durable consumer as n sees it (for a failure:
-// what it was delivered and not acknowledged, what it redelivers, where its leader is).
+// lakeConsumerState describes the lake writer's cursor consumer as n sees it (for a failure:
+// its ack floor is the committed position; what is pending after it; where its leader is).
 func lakeConsumerState(n *clusterNode) string {
 	data, err := os.ReadFile(filepath.Join(n.dir, "serve.json"))
 	if err != nil {
@@ -152,6 +151,7 @@ func lakeConsumerState(n *clusterNode) string {
 		ci.NumPending, ci.NumWaiting, ci.Config.AckWait, leader)
 }
 
+// natsOf connects to a node's embedded NATS server with its internal user (serve.json).
 func natsOf(t *testing.T, n *clusterNode) *nats.Conn {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(n.dir, "serve.json"))
@@ -306,14 +306,6 @@ func (l *clusterLoad) halt() {
 func TestClusterSurvivesNodeLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three serve processes, PostgreSQL and versitygw (-short)")
-	}
-	// After lake-writer takeovers under load, the writer's consumer can be left with
-	// messages it delivered into pulls whose client never handed them to the writer
-	// (docs/scale-out.md, "Known problem"): the readings stay in the replicated stream but do
-	// not reach the lake, and this test fails in some runs. It runs only when asked for until
-	// that is fixed; a failure logs the consumer's state.
-	if os.Getenv("PULSELAKE_CLUSTER_E2E") == "" {
-		t.Skip("set PULSELAKE_CLUSTER_E2E=1 to run: fails in some runs on the known lake-writer takeover problem (docs/scale-out.md)")
 	}
 	endpoint, bucket := startVersitygw(t)
 	dsn := startPostgres(t)

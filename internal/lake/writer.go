@@ -68,14 +68,15 @@ type Writer struct {
 	trusted map[string]*trustedTable // table name and columns per kind (Run goroutine only)
 
 	// Run goroutine only: the state of tables that failed, and the highest stream sequence
-	// the writer's consumer has acknowledged (every message up to it is in every healthy
-	// table).
+	// the writer has committed (every message up to it is in every table not set aside).
 	tables    map[string]*tableState
 	ackedSeq  uint64
+	savedSeq  uint64          // the committed position last recorded in the cursor consumer
 	failing   int             // consecutive flush attempts that failed for every table
 	committed map[string]bool // tables that committed in some attempt of the batch being retried
 
-	// The consumer loop and the state of its housekeeping (Run goroutine only).
+	// The consumer loop, the cursor consumer (see feed.go) and the state of the
+	// housekeeping (Run goroutine only).
 	loop        *stream.Consumer
 	cons        jetstream.Consumer
 	lagAt       time.Time
@@ -244,15 +245,20 @@ func (w *Writer) Run(ctx context.Context) error {
 		})
 	}
 	var err error
-	if w.cons, err = w.consumer(ctx); err != nil {
+	if w.cons, w.ackedSeq, err = w.cursor(ctx); err != nil {
 		return err
 	}
+	w.savedSeq = w.ackedSeq
 	if err := w.loadRepairs(ctx); err != nil {
 		return err
 	}
+	w.log.Info("lake writer reads the ingest stream after its committed position", "seq", w.ackedSeq)
 	w.nextCompact = time.Now().Add(w.o.Config.CompactInterval.D())
 	clear(w.committed)
-	err = w.loop.Run(cctx, w.cons)
+	f := startFeed(cctx, w.log, w.o.Conn.JS, w.ackedSeq+1, w.o.FetchBatch, w.o.FetchBytes)
+	err = w.loop.Run(cctx, f)
+	cancel()
+	f.close()
 	select {
 	case <-leaseLost:
 		return ErrLeaseLost
@@ -277,6 +283,7 @@ func (w *Writer) commit(ctx context.Context, msgs []*stream.Msg) error {
 		}
 		if err == nil && len(res.failed) == 0 {
 			w.ackedSeq = max(w.ackedSeq, res.maxSeq)
+			w.saveCursor(ctx, w.ackedSeq)
 			w.failing = 0
 			clear(w.committed)
 			for key, ts := range w.tables {
@@ -322,24 +329,20 @@ func (w *Writer) housekeep(ctx context.Context, draining bool, held int) {
 	}
 }
 
-// consumer returns the durable consumer, reset to deliver from its ack floor: what an earlier
-// run (this process's, or another node's before a lease takeover) was delivered and did not
-// acknowledge comes again at once and in stream order, which each table's stream watermark
-// relies on (after its ack wait it would come after later messages, and the watermark would
-// skip it). The reset is a replicated operation of the consumer's leader, from the ack floor
-// that leader holds. The durable is never deleted and created again: on a cluster that races
-// the old consumer's replicas, and the old holder's pull requests and acknowledgements, with
-// a new consumer of the same name.
-func (w *Writer) consumer(ctx context.Context) (jetstream.Consumer, error) {
+// cursor opens the durable consumer that keeps the lake's committed position (its ack floor,
+// see feed.go), creating it on the first start, and returns the position. Nothing pulls from
+// it; what an earlier holder of the lease (this process's earlier run, or another node) was
+// delivered does not matter.
+func (w *Writer) cursor(ctx context.Context) (jetstream.Consumer, uint64, error) {
 	s, err := w.o.Conn.JS.Stream(ctx, stream.IngestStream)
 	if err != nil {
-		return nil, fmt.Errorf("opening stream %s: %w", stream.IngestStream, err)
+		return nil, 0, fmt.Errorf("opening stream %s: %w", stream.IngestStream, err)
 	}
 	c, err := s.Consumer(ctx, ConsumerName)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		c, err = s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 			Durable:       ConsumerName,
-			Description:   "pulselake lake writer: batches into Iceberg tables",
+			Description:   "pulselake lake writer: its ack floor is the last stream sequence committed to the lake",
 			FilterSubject: stream.IngestSubjects,
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			AckWait:       2 * time.Minute,
@@ -348,23 +351,35 @@ func (w *Writer) consumer(ctx context.Context) (jetstream.Consumer, error) {
 			Replicas:      w.o.Conn.Replicas(),
 		})
 		if err != nil {
-			return nil, fmt.Errorf("creating consumer %s: %w", ConsumerName, err)
+			return nil, 0, fmt.Errorf("creating consumer %s: %w", ConsumerName, err)
 		}
-		return c, nil
+		return c, 0, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("opening consumer %s: %w", ConsumerName, err)
+		return nil, 0, fmt.Errorf("opening consumer %s: %w", ConsumerName, err)
 	}
-	r, err := w.o.Conn.JS.ResetConsumer(ctx, stream.IngestStream, ConsumerName)
-	if err != nil {
-		return nil, fmt.Errorf("resetting consumer %s to its ack floor (this needs NATS server 2.14 or later): %w", ConsumerName, err)
+	// The info of a consumer just opened comes from its leader.
+	return c, c.CachedInfo().AckFloor.Stream, nil
+}
+
+// saveCursor records that every message up to seq is in every table that is not set aside:
+// the cursor consumer is reset to deliver from seq+1, which makes seq its ack floor. A
+// failure is logged and leaves the cursor behind: a later writer reads those messages again
+// and each table's watermark skips what it holds.
+func (w *Writer) saveCursor(ctx context.Context, seq uint64) {
+	if seq <= w.savedSeq {
+		return
 	}
-	w.ackedSeq = r.AckFloor.Stream
-	if cached := c.CachedInfo(); cached != nil && cached.NumAckPending > 0 {
-		w.log.Info("lake writer resumes at the stream's ack floor; messages an earlier run held are delivered again",
-			"seq", r.ResetSeq, "were_pending", cached.NumAckPending, "redelivered", cached.NumRedelivered)
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := w.o.Conn.JS.ResetConsumerToSequence(rctx, stream.IngestStream, ConsumerName, seq+1); err != nil {
+		if ctx.Err() == nil {
+			w.log.Warn("recording the lake's committed stream position (it stays behind; what is read again is skipped by the tables' watermarks)",
+				"seq", seq, "err", err)
+		}
+		return
 	}
-	return c, nil
+	w.savedSeq = seq
 }
 
 // pending is the rows of one table in a flush.

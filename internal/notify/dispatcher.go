@@ -720,15 +720,47 @@ func (d *Dispatcher) record(ctx context.Context, j *job) error {
 	sum := sha256.Sum256([]byte(j.key))
 	key := hex.EncodeToString(sum[:16])
 	if len(j.firing) == 0 {
-		if err := d.opts.Log.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		if err := retryLog(ctx, func() error {
+			err := d.opts.Log.Delete(ctx, key)
+			if errors.Is(err, jetstream.ErrKeyNotFound) {
+				return nil
+			}
+			return err
+		}); err != nil {
 			d.log.Warn("recording notification", "receiver", j.receiver, "err", err)
 		}
 		return nil
 	}
 	b, _ := json.Marshal(nflogEntry{Receiver: j.receiver, GroupKey: j.groupKey, Firing: j.firing, At: d.now()})
-	if _, err := d.opts.Log.Put(ctx, key, b); err != nil {
+	if err := retryLog(ctx, func() error { _, err := d.opts.Log.Put(ctx, key, b); return err }); err != nil {
 		// Delivered but not recorded: the worst case is one repeated notification.
 		d.log.Warn("recording notification", "receiver", j.receiver, "err", err)
 	}
 	return nil
+}
+
+// logRetryFor is how long a write of the notification log is tried again. On a cluster the
+// bucket's leader may be between elections (a node just died) for a few seconds; an entry
+// not written would make the node that next takes the processors lease notify again.
+const logRetryFor = 20 * time.Second
+
+// retryLog calls write until it succeeds, ctx ends or logRetryFor has passed, pausing
+// between attempts (250 ms, doubling up to 2 s).
+func retryLog(ctx context.Context, write func() error) error {
+	deadline := time.Now().Add(logRetryFor)
+	pause := 250 * time.Millisecond
+	for {
+		err := write()
+		if err == nil || ctx.Err() != nil || time.Now().Add(pause).After(deadline) {
+			return err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		pause = min(2*pause, 2*time.Second)
+	}
 }

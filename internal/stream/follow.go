@@ -2,9 +2,11 @@ package stream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -26,19 +28,35 @@ type Follower struct {
 	MaxAckPending int
 }
 
+// followRetry is how long Follow tries again after a request that timed out or found no
+// responder: on a cluster node that just rejoined, under load, the first requests can time
+// out while the node catches up with the others.
+const followRetry = time.Minute
+
 // Follow creates the follower's consumer, or updates it if it exists.
 func Follow(ctx context.Context, js jetstream.JetStream, f Follower) (jetstream.Consumer, error) {
-	c, err := js.CreateOrUpdateConsumer(ctx, IngestStream, jetstream.ConsumerConfig{
-		Durable:       f.Durable,
-		Description:   f.Description,
-		FilterSubject: IngestSubjects,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       f.AckWait,
-		MaxAckPending: f.MaxAckPending,
-		DeliverPolicy: jetstream.DeliverNewPolicy,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("creating consumer %s: %w", f.Durable, err)
+	deadline := time.Now().Add(followRetry)
+	for {
+		c, err := js.CreateOrUpdateConsumer(ctx, IngestStream, jetstream.ConsumerConfig{
+			Durable:       f.Durable,
+			Description:   f.Description,
+			FilterSubject: IngestSubjects,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       f.AckWait,
+			MaxAckPending: f.MaxAckPending,
+			DeliverPolicy: jetstream.DeliverNewPolicy,
+		})
+		if err == nil {
+			return c, nil
+		}
+		transient := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders)
+		if !transient || ctx.Err() != nil || time.Now().After(deadline) {
+			return nil, fmt.Errorf("creating consumer %s: %w", f.Durable, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("creating consumer %s: %w", f.Durable, err)
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
-	return c, nil
 }
