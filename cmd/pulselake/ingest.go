@@ -73,7 +73,7 @@ nothing twice.`,
 				return err
 			}
 			in := ingest.New(log, prometheus.NewRegistry(), kinds, conn.Publish, ingest.Options{
-				MaxBatch: cfg.Ingest.MaxBatch, DedupWindow: cfg.Ingest.DedupWindow.D(), DedupMaxEntries: cfg.Ingest.DedupMaxEntries,
+				MaxBatch: cfg.Ingest.MaxBatch, DedupWindow: cfg.Ingest.DedupWindow.D(), DedupMaxEntries: min(cfg.Ingest.DedupMaxEntries, ingestDedupMax),
 			})
 			if err := in.Recover(cmd.Context(), conn); err != nil {
 				return err
@@ -119,6 +119,14 @@ func startCPUProfile(path string) (stop func(), err error) {
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
+
+// ingestDedupMax caps the identities pulselake ingest remembers for de-duplication
+// (ingest.dedup_max_entries when lower; 0 turns it off). An export's records are stored
+// once by the lake's identity de-duplication whatever the window holds, and a re-run is
+// recognised there too: the window only spares the stream a record repeated within it.
+// Two million identities (serve's default) cost an import of a 1 GB export a quarter of
+// its CPU in map look-ups and 20 MB more RSS than this (docs/benchmarks.md, "Imports").
+const ingestDedupMax = 500_000
 
 // ingestMemoryLimit is the soft limit of the Go heap of pulselake ingest (GOMEMLIMIT
 // overrides it); docs/benchmarks.md, "Imports", measures the trade.
