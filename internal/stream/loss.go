@@ -98,11 +98,6 @@ func (m *LossMonitor) checkMark(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return err
-	}
-	last := info.State.LastSeq
 	known, source := uint64(0), ""
 	if m.hwmFile != "" {
 		if data, err := os.ReadFile(m.hwmFile); err == nil {
@@ -110,12 +105,24 @@ func (m *LossMonitor) checkMark(ctx context.Context) error {
 			source = "high-water mark"
 		}
 	}
+	// The consumers are read before the stream: a message stored in between (a busy
+	// stream, or a node's replica catching up after a restart) is then counted in the
+	// stream's last sequence, never only in a consumer's position, where it would look
+	// like an acknowledged message the stream lost.
 	consumers := s.ListConsumers(ctx)
 	for ci := range consumers.Info() {
 		if ci.Delivered.Stream > known {
 			known, source = ci.Delivered.Stream, "consumer "+ci.Name
 		}
 	}
+	if err := consumers.Err(); err != nil {
+		return err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return err
+	}
+	last := info.State.LastSeq
 	if known > last {
 		n := known - last
 		m.lost.WithLabelValues(IngestStream).Add(float64(n))
