@@ -117,13 +117,7 @@ func TestFeedGapCheck(t *testing.T) {
 // the last stream sequence, nothing is pending on it, and a writer started again from there
 // writes only what came after.
 func TestWriterRecordsItsCommittedPosition(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	conn := testStream(t, dir)
-	reg, err := reading.NewRegistry(glucose(false))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, dir, conn, reg := glucoseStream(t)
 	for i := range 4 {
 		publish(t, conn, reg, 5*i, 5, false)
 	}

@@ -76,13 +76,7 @@ func countRows(t *testing.T, st *Store, zone, name string) int64 {
 // reading lands once, the stream watermark survives the REST commits (table property and
 // snapshot summary), and a redelivery after lost acknowledgements writes nothing twice.
 func TestWriterThroughRESTCatalog(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	conn := testStream(t, dir)
-	reg, err := reading.NewRegistry(glucose(false))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, dir, conn, reg := glucoseStream(t)
 	rest, backing := restLake(t, dir)
 
 	publish(t, conn, reg, 0, 10, false)

@@ -20,6 +20,19 @@ import (
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // testStream starts the real embedded JetStream server in dir.
+// glucoseStream is the common start of a writer test: a data directory with a real
+// embedded stream and a registry of the glucose kind.
+func glucoseStream(t *testing.T) (context.Context, string, *stream.Conn, *reading.Registry) {
+	t.Helper()
+	dir := t.TempDir()
+	conn := testStream(t, dir)
+	reg, err := reading.NewRegistry(glucose(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return context.Background(), dir, conn, reg
+}
+
 func testStream(t *testing.T, dir string) *stream.Conn {
 	t.Helper()
 	ctx := context.Background()
@@ -209,13 +222,7 @@ func TestWriterEvolvesAndSkipsRedelivered(t *testing.T) {
 // table would skip them if they came after later messages), without the durable being
 // deleted and created again.
 func TestWriterResumesWhatAnEarlierHolderHeld(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	conn := testStream(t, dir)
-	reg, err := reading.NewRegistry(glucose(false))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, dir, conn, reg := glucoseStream(t)
 	publish(t, conn, reg, 0, 10, false)
 	drain(t, dir, conn, reg)
 
