@@ -135,8 +135,14 @@ func TestWriterRecordsItsCommittedPosition(t *testing.T) {
 			info.AckFloor.Stream, info.NumPending, info.NumAckPending)
 	}
 	publish(t, conn, reg, 20, 5, false)
-	if info, err = cons.Info(ctx); err != nil || info.NumPending != 1 {
-		t.Fatalf("cursor with one new message: %+v (err %v), want 1 pending", info, err)
+	// The server counts a consumer's pending messages asynchronously: wait for the count.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if info, err = cons.Info(ctx); err == nil && info.NumPending == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cursor with one new message: %+v (err %v), want 1 pending", info, err)
+		}
 	}
 	drain(t, dir, conn, reg)
 	if n := len(scan(t, dir, ZoneTrusted, "glucose", "id")); n != 25 {
