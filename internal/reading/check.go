@@ -49,8 +49,7 @@ func (p *Parser) checkIdent(s, path string, ok *string, errs Errors) Errors {
 		return append(errs, FieldError{CodeMissingField, path, "field " + path[1:] + " is required"})
 	}
 	if len(s) > MaxIDLen || !validIdent(s) {
-		return append(errs, FieldError{CodeInvalidID, path,
-			fmt.Sprintf("%s %q must be 1..%d characters of A-Z a-z 0-9 . _ : @ + - starting with a letter or digit", path[1:], s, MaxIDLen)})
+		return append(errs, invalidIdent(path, s))
 	}
 	*ok = s
 	return errs
@@ -63,8 +62,7 @@ func (p *Parser) checkTime(r *Reading, errs Errors) Errors {
 	}
 	t := r.Time.UTC().Truncate(time.Microsecond)
 	if t.Before(minTime) {
-		return append(errs, FieldError{CodeTimeOutOfRange, "/time",
-			fmt.Sprintf("time %s is before %s; is the device clock set? (epoch seconds must be multiplied by 1000)", t.Format(time.RFC3339), minTime.Format("2006-01-02"))})
+		return append(errs, timeTooEarly(t))
 	}
 	// horizon is now plus the skew allowed, as of an earlier call: a time before it is
 	// before the current one too; a time after it is checked against the clock again.
@@ -72,8 +70,7 @@ func (p *Parser) checkTime(r *Reading, errs Errors) Errors {
 		p.horizon = p.Now().Add(MaxClockSkew)
 	}
 	if t.After(p.horizon) {
-		return append(errs, FieldError{CodeTimeOutOfRange, "/time",
-			fmt.Sprintf("time %s is more than %s in the future; check the device clock", t.Format(time.RFC3339), MaxClockSkew)})
+		return append(errs, timeInFuture(t))
 	}
 	r.Time = t
 	return errs
@@ -170,12 +167,8 @@ func undeclaredValues(kind *Kind, r *Reading) Errors {
 
 // checkSamples is parseSamples' check of an array already decoded.
 func checkSamples(f *Field, samples []float64, errs Errors) Errors {
-	if (f.Len > 0 && len(samples) != f.Len) || len(samples) == 0 || len(samples) > MaxSamples {
-		want := fmt.Sprintf("1..%d", MaxSamples)
-		if f.Len > 0 {
-			want = strconv.Itoa(f.Len)
-		}
-		return append(errs, FieldError{CodeInvalidLength, "/values/" + f.Name, fmt.Sprintf("%s has %d samples, want %s", f.Name, len(samples), want)})
+	if e, bad := f.samplesLength(len(samples), "/values/"+f.Name); bad {
+		return append(errs, e)
 	}
 	for j, n := range samples {
 		if msg, ok := f.checkNumber(n); !ok {

@@ -392,17 +392,25 @@ func parseText(f *Field, fv *fastjson.Value, key []byte, r *Reading, errs Errors
 
 // parseSamples sets r.Samples from fv if it is an array of the length f wants whose every
 // element is a number within f's range; it reports the first bad sample only.
+// samplesLength is the error of an array of n samples for f at path, if its length is wrong.
+func (f *Field) samplesLength(n int, path string) (FieldError, bool) {
+	if (f.Len > 0 && n != f.Len) || n == 0 || n > MaxSamples {
+		want := fmt.Sprintf("1..%d", MaxSamples)
+		if f.Len > 0 {
+			want = strconv.Itoa(f.Len)
+		}
+		return FieldError{CodeInvalidLength, path, fmt.Sprintf("%s has %d samples, want %s", f.Name, n, want)}, true
+	}
+	return FieldError{}, false
+}
+
 func parseSamples(f *Field, fv *fastjson.Value, key []byte, r *Reading, errs Errors) Errors {
 	arr, err := fv.Array()
 	if err != nil {
 		return append(errs, FieldError{CodeInvalidType, valuePath(key), fmt.Sprintf("%s must be an array of numbers, got %s", f.Name, fv.Type())})
 	}
-	if (f.Len > 0 && len(arr) != f.Len) || len(arr) == 0 || len(arr) > MaxSamples {
-		want := fmt.Sprintf("1..%d", MaxSamples)
-		if f.Len > 0 {
-			want = strconv.Itoa(f.Len)
-		}
-		return append(errs, FieldError{CodeInvalidLength, valuePath(key), fmt.Sprintf("%s has %d samples, want %s", f.Name, len(arr), want)})
+	if e, bad := f.samplesLength(len(arr), valuePath(key)); bad {
+		return append(errs, e)
 	}
 	samples := make([]float64, len(arr))
 	for j, e := range arr {
@@ -449,16 +457,25 @@ func (p *Parser) parseTime(v *fastjson.Value, errs *Errors) time.Time {
 	}
 	t = t.UTC().Truncate(time.Microsecond)
 	if t.Before(minTime) {
-		*errs = append(*errs, FieldError{CodeTimeOutOfRange, "/time",
-			fmt.Sprintf("time %s is before %s; is the device clock set? (epoch seconds must be multiplied by 1000)", t.Format(time.RFC3339), minTime.Format("2006-01-02"))})
+		*errs = append(*errs, timeTooEarly(t))
 		return time.Time{}
 	}
 	if now := p.Now(); t.After(now.Add(MaxClockSkew)) {
-		*errs = append(*errs, FieldError{CodeTimeOutOfRange, "/time",
-			fmt.Sprintf("time %s is more than %s in the future; check the device clock", t.Format(time.RFC3339), MaxClockSkew)})
+		*errs = append(*errs, timeInFuture(t))
 		return time.Time{}
 	}
 	return t
+}
+
+// timeTooEarly and timeInFuture are the errors of a time out of range, parsed or checked.
+func timeTooEarly(t time.Time) FieldError {
+	return FieldError{CodeTimeOutOfRange, "/time",
+		fmt.Sprintf("time %s is before %s; is the device clock set? (epoch seconds must be multiplied by 1000)", t.Format(time.RFC3339), minTime.Format("2006-01-02"))}
+}
+
+func timeInFuture(t time.Time) FieldError {
+	return FieldError{CodeTimeOutOfRange, "/time",
+		fmt.Sprintf("time %s is more than %s in the future; check the device clock", t.Format(time.RFC3339), MaxClockSkew)}
 }
 
 func str(v *fastjson.Value, path string, errs *Errors) (string, bool) {
@@ -476,11 +493,16 @@ func (p *Parser) ident(v *fastjson.Value, path string, errs *Errors) string {
 		return ""
 	}
 	if len(s) == 0 || len(s) > MaxIDLen || !validIdent(s) {
-		*errs = append(*errs, FieldError{CodeInvalidID, path,
-			fmt.Sprintf("%s %q must be 1..%d characters of A-Z a-z 0-9 . _ : @ + - starting with a letter or digit", path[1:], s, MaxIDLen)})
+		*errs = append(*errs, invalidIdent(path, s))
 		return ""
 	}
 	return s
+}
+
+// invalidIdent is the error of a subject or device at path that is not an identifier.
+func invalidIdent(path, s string) FieldError {
+	return FieldError{CodeInvalidID, path,
+		fmt.Sprintf("%s %q must be 1..%d characters of A-Z a-z 0-9 . _ : @ + - starting with a letter or digit", path[1:], s, MaxIDLen)}
 }
 
 func printable(s string) bool {
