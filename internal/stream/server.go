@@ -2,6 +2,8 @@ package stream
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,6 +55,25 @@ type ClusterOptions struct {
 	SyncInterval time.Duration
 	// LeaderTimeout bounds the wait for a JetStream meta leader at start (default 2 min).
 	LeaderTimeout time.Duration
+	// TLS, when set, secures every route with mutual TLS (RouteTLS): a peer without a
+	// certificate signed by the CA is refused, and so is a plain-text route.
+	TLS *tls.Config
+	// Secret, when set, is required of every route (user RouteUser, password Secret), and
+	// presented on every route this node connects: a peer without it is refused.
+	Secret string
+}
+
+// Security describes how the routes are secured, for the log.
+func (c *ClusterOptions) Security() string {
+	switch {
+	case c.TLS != nil && c.Secret != "":
+		return "mutual TLS and secret"
+	case c.TLS != nil:
+		return "mutual TLS"
+	case c.Secret != "":
+		return "secret, not encrypted"
+	}
+	return "none"
 }
 
 // Server is an embedded NATS server with JetStream (file store, fsync on every write).
@@ -184,6 +205,7 @@ func StartServer(log *slog.Logger, o ServerOptions) (*Server, error) {
 	}
 	s := &Server{ns: ns, log: log, mqttAddr: mqttAddr, dir: filepath.Clean(o.Dir), jsCfg: ns.JetStreamConfig(), werr: werr}
 	if o.Cluster != nil {
+		warnRouteSecurity(log, o.Cluster)
 		if err := s.waitForMetaLeader(o.Cluster); err != nil {
 			ns.Shutdown()
 			return nil, err
@@ -311,12 +333,40 @@ func clusterOpts(opts *server.Options, c *ClusterOptions) error {
 	opts.Cluster.ConnectRetries = -1
 	opts.Cluster.ConnectBackoff = true
 	opts.Routes = routes
+	if c.TLS != nil {
+		opts.Cluster.TLSConfig = c.TLS.Clone()
+		opts.Cluster.TLSTimeout = routeTLSTimeout.Seconds()
+	}
+	if c.Secret != "" {
+		opts.Routes = withSecret(routes, c.Secret)
+		// Also presented on the routes the server learns of from its peers.
+		opts.Cluster.Username, opts.Cluster.Password = RouteUser, c.Secret
+		opts.CustomRouterAuthentication = routeAuth{sum: sha256.Sum256([]byte(c.Secret))}
+	}
 	opts.SyncAlways = c.SyncAlways
 	if !c.SyncAlways && c.SyncInterval > 0 {
 		opts.SyncInterval = c.SyncInterval
 	}
 	opts.MQTT.StreamReplicas = c.Replicas
 	return nil
+}
+
+// warnRouteSecurity warns when the route listener is reachable from other machines and the
+// routes are not both encrypted and authenticated (configuration refuses that unless
+// cluster.insecure is set).
+func warnRouteSecurity(log *slog.Logger, c *ClusterOptions) {
+	host, _, _ := net.SplitHostPort(c.Listen)
+	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+		return
+	}
+	switch {
+	case c.TLS == nil && c.Secret == "":
+		log.Warn("cluster routes are neither encrypted nor authenticated: whoever reaches "+c.Listen+" can join the cluster and read every reading; "+
+			"set cluster.tls and cluster.secret_file (docs/scale-out.md, Security)", "listen", c.Listen)
+	case c.TLS == nil:
+		log.Warn("cluster routes are authenticated by the cluster's secret but not encrypted: readings cross the network in plain text; "+
+			"set cluster.tls (docs/scale-out.md, Security)", "listen", c.Listen)
+	}
 }
 
 // waitForMetaLeader waits until the cluster's JetStream has elected a meta leader (which
@@ -335,12 +385,13 @@ func (s *Server) waitForMetaLeader(c *ClusterOptions) error {
 		// about streams may find no responder.
 		if err == nil && info.Meta != nil && info.Meta.Leader != "" && s.ns.JetStreamIsCurrent() {
 			s.log.Info("joined the NATS cluster", "cluster", c.Name, "node", c.ServerName, "meta_leader", info.Meta.Leader,
-				"route_connections", s.ns.NumRoutes())
+				"route_connections", s.ns.NumRoutes(), "route_security", c.Security())
 			return nil
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("joining NATS cluster %s: no JetStream leader after %s (%d route connections to other nodes); "+
-				"a majority of the nodes in cluster.routes must be running and reach each other's cluster.listen port",
+				"a majority of the nodes in cluster.routes must be running, reach each other's cluster.listen port and share the cluster's CA and secret "+
+				"(a refused route is logged by the node that refused it)",
 				c.Name, timeout, s.ns.NumRoutes())
 		}
 		if time.Now().After(nextLog) {
