@@ -203,12 +203,16 @@ func (s *server) verify(secret string) (token.Token, error) {
 func (s *server) openStream(ctx context.Context) error {
 	log, cfg := s.log, s.cfg
 	if cfg.NATS.URL == "" {
+		cluster, err := clusterServer(cfg)
+		if err != nil {
+			return err
+		}
 		srv, err := stream.StartServer(log, stream.ServerOptions{
 			Dir:          filepath.Join(s.o.DataDir, "stream"),
 			ClientListen: off(cfg.NATS.Listen),
 			MQTTListen:   off(cfg.MQTT.Listen),
 			Auth:         &ingest.Auth{Verify: s.verify, InternalUser: internalUser, InternalPassword: s.password, Log: log.With("component", "nats-auth")},
-			Cluster:      clusterServer(cfg),
+			Cluster:      cluster,
 		})
 		if err != nil {
 			return err

@@ -40,14 +40,22 @@ func leaseTTL(cfg *config.Config) time.Duration {
 }
 
 // clusterServer is the embedded server's cluster options for serve --cluster, nil otherwise.
-func clusterServer(cfg *config.Config) *stream.ClusterOptions {
+func clusterServer(cfg *config.Config) (*stream.ClusterOptions, error) {
 	cl := cfg.Cluster
 	if !cl.Enabled {
-		return nil
+		return nil, nil
+	}
+	tlsConf, err := cfg.ClusterTLS()
+	if err != nil {
+		return nil, err
+	}
+	secret, err := cfg.ClusterSecret()
+	if err != nil {
+		return nil, err
 	}
 	return &stream.ClusterOptions{Name: cl.Name, ServerName: cl.Node(), Listen: cl.Listen, Advertise: cl.Advertise,
 		Routes: cl.Routes, Replicas: cl.Replicas, SyncAlways: cl.SyncAlways, SyncInterval: cl.SyncInterval.D(),
-		LeaderTimeout: cl.StartTimeout.D()}
+		LeaderTimeout: cl.StartTimeout.D(), TLS: tlsConf, Secret: secret}, nil
 }
 
 // replicas of the streams and buckets: cluster.replicas on a cluster, else nats.replicas.

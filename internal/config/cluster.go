@@ -1,14 +1,18 @@
 package config
 
 import (
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/pulselake/pulselake/internal/stream"
 	"github.com/pulselake/pulselake/internal/yamlconf"
 )
 
@@ -48,7 +52,33 @@ type Cluster struct {
 	// StartTimeout bounds the wait for the cluster's JetStream to elect a leader at start,
 	// which needs a majority of the nodes up (default 2m).
 	StartTimeout yamlconf.Duration `yaml:"start_timeout"`
+	// TLS secures the routes with mutual TLS: every node presents its certificate and
+	// verifies its peers' against the CA (docs/scale-out.md, Security).
+	TLS ClusterTLS `yaml:"tls"`
+	// Secret is required of every route and presented on the routes this node connects: a
+	// peer without it is refused. SecretFile is a file holding it instead (its first line),
+	// which keeps it out of this file. At least 16 characters; the same on every node.
+	Secret     string `yaml:"secret"`
+	SecretFile string `yaml:"secret_file"`
+	// Insecure allows routes without TLS and secret on a listener other machines can reach
+	// (or to routes on other machines). Without it serve refuses to start so.
+	Insecure bool `yaml:"insecure"`
 }
+
+// ClusterTLS names the PEM files of a node's route certificate, its private key, and the CA
+// that signs every node's certificate. Relative paths are relative to the configuration
+// file's directory.
+type ClusterTLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	CA   string `yaml:"ca"`
+}
+
+// set reports whether any of the files is given.
+func (t ClusterTLS) set() bool { return t.Cert != "" || t.Key != "" || t.CA != "" }
+
+// minSecretLen is the shortest cluster secret accepted.
+const minSecretLen = 16
 
 func defaultCluster() Cluster {
 	return Cluster{
@@ -114,6 +144,146 @@ func isLocalHost(host string) bool {
 	return false
 }
 
+// Exposed reports whether routes may cross the network: the route listener is not on a
+// loopback address, or a route names another host.
+func (c Cluster) Exposed() bool {
+	if host, _, err := net.SplitHostPort(c.Listen); err == nil && !isLoopback(host) {
+		return true
+	}
+	for _, r := range c.Routes {
+		if u, err := url.Parse(r); err == nil && !isLoopback(u.Hostname()) {
+			return true
+		}
+	}
+	return false
+}
+
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
+}
+
+// path resolves a file name of the configuration: relative to its directory.
+func (c *Config) path(name string) string {
+	if name == "" || filepath.IsAbs(name) {
+		return name
+	}
+	return filepath.Join(c.Dir(), name)
+}
+
+// ClusterTLS is the mutual TLS configuration of the routes, nil when cluster.tls is not set.
+func (c *Config) ClusterTLS() (*tls.Config, error) {
+	t := c.Cluster.TLS
+	if !t.set() {
+		return nil, nil
+	}
+	return stream.RouteTLS(c.path(t.Cert), c.path(t.Key), c.path(t.CA))
+}
+
+// ClusterSecret is the routes' secret: cluster.secret, or the first line of
+// cluster.secret_file; "" when neither is set.
+func (c *Config) ClusterSecret() (string, error) {
+	cl := c.Cluster
+	if cl.SecretFile == "" {
+		return cl.Secret, nil
+	}
+	name := c.path(cl.SecretFile)
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return "", fmt.Errorf("reading the cluster secret: %w", err)
+	}
+	s, _, _ := strings.Cut(string(b), "\n")
+	if s = strings.TrimSpace(s); s == "" {
+		return "", fmt.Errorf("%s is empty: put the cluster's secret in it (e.g. openssl rand -hex 32 > %s)", name, name)
+	}
+	return s, nil
+}
+
+// validateRouteSecurity checks the routes' TLS files and secret, and refuses routes that may
+// cross the network with neither (unless cluster.insecure) on a node of a cluster: with
+// --cluster, or whenever routes are listed, so that check config finds it too.
+func (c *Config) validateRouteSecurity(ps *Problems) {
+	cl := c.Cluster
+	hasTLS := cl.TLS.set() // when its files have problems, those are what to fix
+	if t := cl.TLS; t.set() {
+		missing := false
+		for _, k := range []struct{ key, val string }{{"cert", t.Cert}, {"key", t.Key}, {"ca", t.CA}} {
+			if k.val == "" {
+				ps.Add("cluster.tls."+k.key, "required with cluster.tls: give cert (this node's certificate), key (its private key) and ca (the CA that signs every node's certificate), PEM files")
+				missing = true
+			}
+		}
+		if !missing {
+			tc, err := c.ClusterTLS()
+			var re *stream.RouteTLSError
+			switch {
+			case errors.As(err, &re):
+				ps.Add("cluster.tls."+re.Key, "%v", re.Err)
+			case err != nil:
+				ps.Add("cluster.tls", "%v", err)
+			default:
+				c.checkCertNames(ps, tc)
+			}
+		}
+	}
+	hasSecret := cl.Secret != "" || cl.SecretFile != ""
+	switch {
+	case cl.Secret != "" && cl.SecretFile != "":
+		ps.Add("cluster.secret_file", "give secret or secret_file, not both")
+	case hasSecret:
+		path := "cluster.secret"
+		if cl.SecretFile != "" {
+			path = "cluster.secret_file"
+		}
+		if s, err := c.ClusterSecret(); err != nil {
+			ps.Add(path, "%v", err)
+		} else if len(s) < minSecretLen {
+			ps.Add(path, "the secret is %d characters; use at least %d (e.g. openssl rand -hex 32)", len(s), minSecretLen)
+		}
+	}
+	if hasTLS || hasSecret || cl.Insecure || !cl.Exposed() || (!cl.Enabled && len(cl.Routes) == 0) {
+		return
+	}
+	path := "cluster.listen"
+	if host, _, err := net.SplitHostPort(cl.Listen); err == nil && isLoopback(host) {
+		path = "cluster.routes"
+	}
+	ps.Add(path, "the cluster's routes would cross the network with neither TLS nor a secret: whoever reaches the route port could join "+
+		"the cluster and read every reading. Set cluster.tls {cert, key, ca} and cluster.secret_file (docs/scale-out.md, Security, "+
+		"shows how to make them with openssl), or keep the cluster on loopback addresses, or set cluster.insecure: true to run so anyway")
+}
+
+// checkCertNames checks that the route certificate names the host the other nodes dial this
+// node at (cluster.advertise, and this node's own entry of cluster.routes), which they verify.
+func (c *Config) checkCertNames(ps *Problems, tc *tls.Config) {
+	leaf := tc.Certificates[0].Leaf
+	cl := c.Cluster
+	var hosts []string
+	if cl.Advertise != "" {
+		if h, _, err := net.SplitHostPort(cl.Advertise); err == nil {
+			hosts = append(hosts, h)
+		}
+	}
+	if _, lport, err := net.SplitHostPort(cl.Listen); err == nil {
+		for _, r := range cl.Routes {
+			if u, err := url.Parse(r); err == nil && (u.Host == cl.Listen || (u.Port() == lport && isLocalHost(u.Hostname()))) {
+				hosts = append(hosts, u.Hostname())
+			}
+		}
+	}
+	for _, h := range hosts {
+		if err := leaf.VerifyHostname(h); err != nil {
+			names := append([]string(nil), leaf.DNSNames...)
+			for _, ip := range leaf.IPAddresses {
+				names = append(names, ip.String())
+			}
+			ps.Add("cluster.tls.cert", "%s names %v, but the other nodes dial this node at %s and check that it names it: make it with subjectAltName including %s (docs/scale-out.md, Security)",
+				cl.TLS.Cert, names, h, h)
+			return
+		}
+	}
+}
+
 // validateCluster checks the cluster section; most of it only when serve runs with --cluster.
 func (c *Config) validateCluster(ps *Problems) {
 	cl := c.Cluster
@@ -161,6 +331,7 @@ func (c *Config) validateCluster(ps *Problems) {
 		}
 		seen[u.Host] = true
 	}
+	c.validateRouteSecurity(ps)
 	if !cl.Enabled {
 		return
 	}
