@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Starts a three-node pulselake cluster on this machine: PostgreSQL (the Iceberg catalog),
 # versitygw (S3 for the lake) and three `pulselake serve --cluster` nodes on loopback ports
-# (node-a/b/c.yaml: HTTP 8080-8082, MQTT 1883-1885, routes 6222-6224). Ctrl-C stops them all.
-# Needs: pulselake (or PULSELAKE=/path/to/pulselake), versitygw
+# (node-a/b/c.yaml: HTTP 8080-8082, MQTT 1883-1885, routes 6222-6224 with mutual TLS and a
+# secret). Ctrl-C stops them all.
+# Needs: pulselake (or PULSELAKE=/path/to/pulselake), openssl, versitygw
 # (go install github.com/versity/versitygw/cmd/versitygw@v1.8.0) and the PostgreSQL server
 # (Debian: apt-get install postgresql). State is kept under ./work; delete it to start afresh.
 set -euo pipefail
@@ -33,6 +34,25 @@ fi
 pids+=($!)
 echo "postgres://pulselake:pulselake-example@127.0.0.1:$PGPORT/postgres?sslmode=disable" > "$WORK/catalog.dsn"
 chmod 600 "$WORK/catalog.dsn"
+
+# A throwaway CA, a route certificate per node (for 127.0.0.1, where the others dial it) and
+# the routes' secret (docs/scale-out.md, Security, does the same for three machines).
+if [ ! -f "$WORK/tls/cluster.secret" ]; then
+  mkdir -p "$WORK/tls"
+  (
+    cd "$WORK/tls"
+    umask 077
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
+      -subj "/CN=pulselake example cluster CA" -keyout ca.key -out ca.crt
+    for n in node-a node-b node-c; do
+      openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$n" -keyout $n.key -out $n.csr
+      openssl x509 -req -in $n.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 365 -out $n.crt \
+        -extfile <(printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=digitalSignature\n')
+      rm $n.csr
+    done
+    openssl rand -hex 32 > cluster.secret
+  ) >"$WORK/openssl.log" 2>&1 || { cat "$WORK/openssl.log"; rm -rf "$WORK/tls"; exit 1; }
+fi
 
 mkdir -p "$WORK/s3/pulselake"   # the bucket is a directory of the POSIX backend
 versitygw --access pulselake-example --secret pulselake-example-secret --port 127.0.0.1:7070 posix "$WORK/s3" >"$WORK/versitygw.log" 2>&1 &
