@@ -651,8 +651,12 @@ func (w *Writer) envelopes(msgs []*stream.Msg) ([]stream.Batch, []uint64) {
 			continue
 		}
 		w.log.Error("quarantining a stream message that is not a batch envelope", "seq", m.Seq, "err", m.Err)
+		raw := m.Data
+		if env, err := stream.Payload(raw); err == nil {
+			raw = env // a compressed message whose envelope is bad is kept decompressed
+		}
 		batches[i] = stream.Batch{Source: "unknown", Received: m.Stored, Entries: []stream.Entry{{
-			Errors: reading.Errors{{Code: "invalid-envelope", Message: m.Err.Error()}}, Raw: m.Data}}}
+			Errors: reading.Errors{{Code: "invalid-envelope", Message: m.Err.Error()}}, Raw: raw}}}
 	}
 	return batches, seqs
 }

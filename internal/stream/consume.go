@@ -64,7 +64,7 @@ type Poisoned struct {
 	Seq       uint64    // stream sequence
 	Stored    time.Time // when the stream stored the message
 	Delivered uint64    // deliveries to this consumer, the last included
-	Data      []byte    // the payload exactly as stored
+	Data      []byte    // the payload as stored, decompressed when it is a compressed envelope
 	Batch     *Batch    // the decoded envelope; nil when it could not be decoded
 }
 
@@ -394,16 +394,26 @@ func (c *Consumer) Run(ctx context.Context, cons jetstream.Consumer) error {
 			wait = 200 * time.Millisecond
 		}
 		before := len(held)
+		var flushErr error
 		got, err := c.pull(ctx, cons, wait, func(m *Msg) {
 			if len(held) == 0 {
 				first = time.Now()
 				c.setHeldSince(m.Stored)
 			}
 			held = append(held, m)
-			heldBytes += int64(len(m.Data))
+			heldBytes += int64(PayloadSize(m.Data)) // what it takes decoded, not compressed
+			// A pull is bounded by stored (compressed) bytes and can bring several times
+			// FlushBytes of envelopes: the batch is handed on as soon as it is full, and the
+			// rest of the pull goes to the next one. (A drain's last batch is left whole.)
+			if flushErr == nil && !draining && heldBytes >= c.o.FlushBytes {
+				flushErr = flush()
+			}
 		})
 		if ctx.Err() != nil {
 			return nil
+		}
+		if flushErr != nil {
+			return flushErr
 		}
 		if err != nil {
 			c.log.Warn("fetching from the ingest stream", "consumer", c.o.Name, "err", err)
@@ -600,6 +610,9 @@ func (c *Consumer) poison(ctx context.Context, m *Msg, reason string, err error)
 	if c.o.Quarantine != nil {
 		p := Poisoned{Consumer: c.o.Name, Reason: reason, Err: err.Error(), Subject: m.Subject, Seq: m.Seq,
 			Stored: m.Stored, Delivered: m.Delivered, Data: m.Data}
+		if env, err := Payload(m.Data); err == nil {
+			p.Data = env // the envelope, not its compressed form
+		}
 		if m.Err == nil {
 			p.Batch = &m.Batch
 			if c.o.Filter.active() { // every record, as the quarantine lists them
