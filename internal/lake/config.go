@@ -25,7 +25,7 @@ const (
 	// any commit to finish while failed flushes' leftovers go the next day.
 	DefaultOrphanAge  = 24 * time.Hour
 	DefaultDedupDays  = 3
-	DefaultFetchBatch = 512
+	DefaultFetchBatch = 32
 	DefaultFetchBytes = 8 << 20
 )
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -146,5 +147,45 @@ func TestConsumeBatchBoundedByDecodedBytes(t *testing.T) {
 	}
 	if total != msgs {
 		t.Errorf("handed %d messages in batches %v, want %d", total, batches, msgs)
+	}
+}
+
+// A consumer pulls DefaultPullBytes at a time; a message larger than that (an envelope of
+// incompressible records) still arrives, by a larger pull, and in order.
+func TestConsumeMessageLargerThanPull(t *testing.T) {
+	f := newConsumeFixture(t)
+	cons := f.follow(f.conn, "large", 30*time.Second)
+	rnd := rand.New(rand.NewPCG(1, 2))
+	big := &Batch{Source: SourceHTTP, Received: time.Now()}
+	for range 3 {
+		raw := make([]byte, 1<<20)
+		for i := range raw {
+			raw[i] = byte('a' + rnd.IntN(26))
+		}
+		big.Entries = append(big.Entries, Entry{Errors: reading.Errors{{Code: reading.CodeInvalidJSON, Message: "x"}}, Raw: raw})
+	}
+	if _, err := f.conn.Publish(context.Background(), big); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := f.conn.JS.Stream(context.Background(), IngestStream)
+	if m, err := s.GetMsg(context.Background(), f.lastSeq()); err != nil || len(m.Data) <= DefaultPullBytes {
+		t.Fatalf("stored message of %d bytes (%v), want one above %d", len(m.Data), err, DefaultPullBytes)
+	}
+	last := f.publish("after")
+	var mu sync.Mutex
+	var seqs []uint64
+	var entries []int
+	f.run(cons, ConsumerOptions{Name: "large", Handle: func(_ context.Context, m *Msg) error {
+		mu.Lock()
+		defer mu.Unlock()
+		seqs = append(seqs, m.Seq)
+		entries = append(entries, len(m.Batch.Entries))
+		return nil
+	}})
+	ackedThrough(t, cons, last)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seqs) != 2 || seqs[0] != last-1 || seqs[1] != last || entries[0] != 3 {
+		t.Errorf("handled messages %v with %v entries, want %d (3 entries) then %d", seqs, entries, last-1, last)
 	}
 }

@@ -145,9 +145,11 @@ var (
 func zstdCodec() (*zstd.Encoder, *zstd.Decoder) {
 	zstdOnce.Do(func() {
 		// The fastest level: it compresses an envelope at about 400 MB/s per core, and
-		// the better levels gain little on JSON lines this repetitive.
+		// the better levels gain little on JSON lines this repetitive. What repeats is
+		// near (the lines of one subject and device): a 1 MiB window does as well as the
+		// default 8 MiB, whose history each encoder would keep.
 		zstdEnc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithLowerEncoderMem(true),
-			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
+			zstd.WithWindowSize(1<<20), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
 		zstdDec, _ = zstd.NewReader(nil, zstd.WithDecoderMaxMemory(MaxPayloadBytes), zstd.WithDecoderConcurrency(0),
 			zstd.WithDecoderLowmem(true))
 	})
