@@ -189,3 +189,27 @@ func TestConsumeMessageLargerThanPull(t *testing.T) {
 		t.Errorf("handled messages %v with %v entries, want %d (3 entries) then %d", seqs, entries, last-1, last)
 	}
 }
+
+// BenchmarkEnvelopeCompression compresses and decompresses an envelope of 5,000 readings
+// (an import's chunk), as the publisher and each consumer do.
+func BenchmarkEnvelopeCompression(b *testing.B) {
+	reg, _ := reading.NewRegistry()
+	p := reading.NewParser(reg)
+	env := testBatch(b, p, 5000).Encode(nil)
+	frame := Compress(env)
+	b.Run("compress", func(b *testing.B) {
+		b.SetBytes(int64(len(env)))
+		for range b.N {
+			Compress(env)
+		}
+		b.ReportMetric(float64(len(env))/float64(len(frame)), "ratio")
+	})
+	b.Run("decompress", func(b *testing.B) {
+		b.SetBytes(int64(len(env)))
+		for range b.N {
+			if _, err := Payload(frame); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
