@@ -124,7 +124,7 @@ func startCPUProfile(path string) (stop func(), err error) {
 // (ingest.dedup_max_entries when lower; 0 turns it off). An export's records are stored
 // once by the lake's identity de-duplication whatever the window holds, and a re-run is
 // recognised there too: the window only spares the stream a record repeated within it.
-// Two million identities (serve's default) cost an import of a 1 GB export a quarter of
+// Two million identities (serve's default once) cost an import of a 1 GB export a quarter of
 // its CPU in map look-ups and 20 MB more RSS than this (docs/benchmarks.md, "Imports").
 const ingestDedupMax = 500_000
 

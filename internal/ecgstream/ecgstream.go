@@ -139,7 +139,11 @@ func New(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, o Opt
 		// skipped without decoding (readings in the envelope are in normalized form, so an
 		// ecg or ecg_beat reading always contains this text).
 		Skip: func(subject string, data []byte) bool {
-			return subject == own || !bytes.Contains(data, []byte(`"kind":"ecg`))
+			if subject == own {
+				return true
+			}
+			env, err := stream.Payload(data)
+			return err == nil && !bytes.Contains(env, []byte(`"kind":"ecg`)) // an undecodable one is quarantined
 		},
 		// Within a message, only the ECG readings are decoded.
 		Filter: stream.Filter{Kinds: func(kind string) bool { return kind == ecg.KindBeat || kind == ecg.KindSignal }}})

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -129,4 +130,39 @@ func BenchmarkWindowClaim(b *testing.B) {
 		w.settle(c, true)
 	}
 	b.ReportMetric(float64(5000*b.N)/b.Elapsed().Seconds(), "ids/s")
+}
+
+// TestWindowDefaultMemory: the default window is bounded in identities and bytes. Filled
+// beyond its bound, it holds DedupMaxEntries identities at about 50 bytes each (the map of
+// 16-byte identities and its growth slack); serve's window once took 90 MB.
+func TestWindowDefaultMemory(t *testing.T) {
+	var o Options
+	o.defaults()
+	if o.DedupMaxEntries != 500_000 {
+		t.Fatalf("default DedupMaxEntries = %d, want 500,000", o.DedupMaxEntries)
+	}
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	w := newWindow(o.DedupWindow, o.DedupMaxEntries)
+	ids := make([]reading.ID, 5000)
+	for n := 0; n < 2*o.DedupMaxEntries; {
+		for i := range ids {
+			ids[i] = reading.ID{byte(n), byte(n >> 8), byte(n >> 16), byte(n >> 24), 9}
+			n++
+		}
+		c, _ := w.claim(ids)
+		w.settle(c, true)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if n := w.size(); n > o.DedupMaxEntries {
+		t.Errorf("window holds %d identities, above its bound of %d", n, o.DedupMaxEntries)
+	}
+	grew := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("a full default window: %d identities, %.1f MB", w.size(), float64(grew)/1e6)
+	if grew > 32<<20 {
+		t.Errorf("a full default window takes %d MB, want at most 32", grew>>20)
+	}
+	runtime.KeepAlive(w)
 }

@@ -68,7 +68,7 @@ type Options struct {
 	MaxBodyBytes     int64         // bytes per request body (default 16 MiB)
 	MaxInflightBytes int64         // bytes of bodies being processed at once (default 256 MiB)
 	DedupWindow      time.Duration // identities remembered (default 2m; 0 with DedupMaxEntries 0 disables)
-	DedupMaxEntries  int           // identities remembered at most (default 2,000,000)
+	DedupMaxEntries  int           // identities remembered at most (default 500,000)
 	BodyTimeout      time.Duration // longest a request body may take to arrive (default 30s)
 }
 
@@ -86,7 +86,7 @@ func (o *Options) defaults() {
 		o.DedupWindow = 2 * time.Minute
 	}
 	if o.DedupMaxEntries == 0 {
-		o.DedupMaxEntries = 2_000_000
+		o.DedupMaxEntries = 500_000
 	}
 	if o.BodyTimeout == 0 {
 		o.BodyTimeout = 30 * time.Second

@@ -13,7 +13,7 @@ import (
 // Defaults of Config (SPEC §5).
 const (
 	DefaultFlushInterval   = 5 * time.Second
-	DefaultFlushBytes      = 64 << 20
+	DefaultFlushBytes      = 16 << 20
 	DefaultCompactInterval = time.Hour
 	DefaultCompactMinFiles = 8
 	DefaultTargetFileSize  = 128 << 20
@@ -25,7 +25,7 @@ const (
 	// any commit to finish while failed flushes' leftovers go the next day.
 	DefaultOrphanAge  = 24 * time.Hour
 	DefaultDedupDays  = 3
-	DefaultFetchBatch = 512
+	DefaultFetchBatch = 32
 	DefaultFetchBytes = 8 << 20
 )
 
@@ -42,7 +42,8 @@ type Config struct {
 	// FlushInterval bounds how long an accepted reading waits before it is committed and
 	// queryable. Default 5s.
 	FlushInterval yamlconf.Duration `yaml:"flush_interval"`
-	// FlushBytes flushes earlier when this many bytes of batches are buffered. Default 64 MiB.
+	// FlushBytes flushes earlier when this many bytes of envelopes (decompressed) are
+	// buffered. Default 16 MiB.
 	FlushBytes int64 `yaml:"flush_bytes"`
 	// CompactInterval is how often small files are rewritten into larger ones; negative
 	// disables compaction. Default 1h.

@@ -562,6 +562,9 @@ func messageHolds(streamName string, data []byte, subject string) bool {
 	if streamName != stream.IngestStream {
 		return payloadHolds(data, subject)
 	}
+	if env, err := stream.Payload(data); err == nil { // a compressed envelope is judged by what it holds
+		data = env
+	}
 	_, rest, _ := bytes.Cut(data, []byte{'\n'}) // header line
 	for len(rest) > 0 {
 		var line []byte

@@ -37,7 +37,9 @@ type Options struct {
 	Registry *reading.Registry
 	// Store is an open store; nil opens one from Config (and closes it when Run returns).
 	Store *Store
-	// FetchBatch is how many stream messages one fetch asks for at most. Default 512.
+	// FetchBatch is how many stream messages one fetch asks for at most, and how many the
+	// feed holds ready beside its pull. Default 32 (an import's message is a 230 KB frame
+	// of 2 MB of envelope: 32 of them are already four flushes).
 	FetchBatch int
 	// Lease makes the writer take a lease in the stream before it consumes, so that of
 	// several serve processes sharing a NATS cluster one writes and the others stand by.
@@ -651,8 +653,12 @@ func (w *Writer) envelopes(msgs []*stream.Msg) ([]stream.Batch, []uint64) {
 			continue
 		}
 		w.log.Error("quarantining a stream message that is not a batch envelope", "seq", m.Seq, "err", m.Err)
+		raw := m.Data
+		if env, err := stream.Payload(raw); err == nil {
+			raw = env // a compressed message whose envelope is bad is kept decompressed
+		}
 		batches[i] = stream.Batch{Source: "unknown", Received: m.Stored, Entries: []stream.Entry{{
-			Errors: reading.Errors{{Code: "invalid-envelope", Message: m.Err.Error()}}, Raw: m.Data}}}
+			Errors: reading.Errors{{Code: "invalid-envelope", Message: m.Err.Error()}}, Raw: raw}}}
 	}
 	return batches, seqs
 }

@@ -511,7 +511,7 @@ func (c *Conn) encode(b *Batch) ([]*nats.Msg, error) {
 			end++
 		}
 		buf = append(buf, '\n')
-		msg := &nats.Msg{Subject: subject, Data: buf, Header: nats.Header{}}
+		msg := &nats.Msg{Subject: subject, Data: Compress(buf), Header: nats.Header{}}
 		msg.Header.Set(jetstream.MsgIDHeader, batchID(b.Source, buf))
 		msgs = append(msgs, msg)
 		start = end

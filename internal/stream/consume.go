@@ -64,7 +64,7 @@ type Poisoned struct {
 	Seq       uint64    // stream sequence
 	Stored    time.Time // when the stream stored the message
 	Delivered uint64    // deliveries to this consumer, the last included
-	Data      []byte    // the payload exactly as stored
+	Data      []byte    // the payload as stored, decompressed when it is a compressed envelope
 	Batch     *Batch    // the decoded envelope; nil when it could not be decoded
 }
 
@@ -180,8 +180,9 @@ type ConsumerOptions struct {
 	// FlushBytes and FlushInterval bound what HandleBatch consumers hold (default 64 MiB, 5 s).
 	FlushBytes    int64
 	FlushInterval time.Duration
-	// FetchMessages and FetchBytes bound one pull (default 256 messages, FollowerPullBytes).
-	// Pulls are bounded by bytes, never by count alone: see FollowerPullBytes.
+	// FetchMessages and FetchBytes bound one pull (default 256 messages, DefaultPullBytes).
+	// Pulls are bounded by bytes, never by count alone: see FollowerPullBytes. A message
+	// larger than FetchBytes is fetched by the next pull, of FollowerPullBytes.
 	FetchMessages int
 	FetchBytes    int
 	// FetchWait is how long one pull waits for messages (default 1 s; HandleBatch consumers
@@ -231,7 +232,18 @@ type Consumer struct {
 
 	heldMu    sync.Mutex
 	heldSince time.Time // stream time of the oldest message held (HandleBatch), zero when none
+
+	bigPull bool // the last pull ended at once without a message: the next asks for FollowerPullBytes
 }
+
+// DefaultPullBytes bounds a consumer's pull: 2 MiB of stored messages, about 20 MB of
+// envelopes at an import's compression (an envelope of 5,000 readings is a 230 KB frame).
+// Every byte pulled is held by the client until handled, and copied by the server on its
+// way, for each consumer; a pull of FollowerPullBytes (16 MiB of frames) would hold
+// half a minute of a processor's work. A message larger than the pull's bytes is not
+// delivered (the server ends the pull without it): the next pull asks for
+// FollowerPullBytes.
+const DefaultPullBytes = 2 << 20
 
 // Consumer metrics; one family for every consumer, by consumer name.
 var (
@@ -265,7 +277,7 @@ func NewConsumer(log *slog.Logger, reg prometheus.Registerer, o ConsumerOptions)
 		o.FetchMessages = 256
 	}
 	if o.FetchBytes <= 0 {
-		o.FetchBytes = FollowerPullBytes
+		o.FetchBytes = DefaultPullBytes
 	}
 	if o.FetchWait <= 0 {
 		o.FetchWait = time.Second
@@ -394,16 +406,26 @@ func (c *Consumer) Run(ctx context.Context, cons jetstream.Consumer) error {
 			wait = 200 * time.Millisecond
 		}
 		before := len(held)
+		var flushErr error
 		got, err := c.pull(ctx, cons, wait, func(m *Msg) {
 			if len(held) == 0 {
 				first = time.Now()
 				c.setHeldSince(m.Stored)
 			}
 			held = append(held, m)
-			heldBytes += int64(len(m.Data))
+			heldBytes += int64(PayloadSize(m.Data)) // what it takes decoded, not compressed
+			// A pull is bounded by stored (compressed) bytes and can bring several times
+			// FlushBytes of envelopes: the batch is handed on as soon as it is full, and the
+			// rest of the pull goes to the next one. (A drain's last batch is left whole.)
+			if flushErr == nil && !draining && heldBytes >= c.o.FlushBytes {
+				flushErr = flush()
+			}
 		})
 		if ctx.Err() != nil {
 			return nil
+		}
+		if flushErr != nil {
+			return flushErr
 		}
 		if err != nil {
 			c.log.Warn("fetching from the ingest stream", "consumer", c.o.Name, "err", err)
@@ -445,11 +467,23 @@ func (c *Consumer) pull(ctx context.Context, cons jetstream.Consumer, wait time.
 	// Pull by count and by bytes (bounded client memory; big envelopes never overrun the
 	// connection's pending limits). Bytes alone would size the client's channels for a
 	// million messages on every call.
-	batch, err := cons.Fetch(c.o.FetchMessages, jetstream.FetchMaxBytes(c.o.FetchBytes), jetstream.FetchMaxWait(wait))
+	pullBytes := c.o.FetchBytes
+	if c.bigPull {
+		pullBytes, c.bigPull = max(pullBytes, FollowerPullBytes), false
+	}
+	start := time.Now()
+	batch, err := cons.Fetch(c.o.FetchMessages, jetstream.FetchMaxBytes(pullBytes), jetstream.FetchMaxWait(wait))
 	if err != nil {
 		return 0, err
 	}
-	got := 0
+	// A pull that ends well before its wait without a message was most likely refused a
+	// message larger than its bytes (the client reports that as no messages).
+	got, arrived := 0, 0
+	defer func() {
+		if arrived == 0 && ctx.Err() == nil && time.Since(start) < wait/2 {
+			c.bigPull = true
+		}
+	}()
 	msgs := batch.Messages()
 	for {
 		var jm jetstream.Msg
@@ -475,6 +509,7 @@ func (c *Consumer) pull(ctx context.Context, cons jetstream.Consumer, wait time.
 			}
 			jm = m
 		}
+		arrived++
 		m, err := Wrap(jm)
 		if err != nil {
 			c.log.Warn("skipping a message without metadata", "consumer", c.o.Name, "err", err)
@@ -600,6 +635,9 @@ func (c *Consumer) poison(ctx context.Context, m *Msg, reason string, err error)
 	if c.o.Quarantine != nil {
 		p := Poisoned{Consumer: c.o.Name, Reason: reason, Err: err.Error(), Subject: m.Subject, Seq: m.Seq,
 			Stored: m.Stored, Delivered: m.Delivered, Data: m.Data}
+		if env, err := Payload(m.Data); err == nil {
+			p.Data = env // the envelope, not its compressed form
+		}
 		if m.Err == nil {
 			p.Batch = &m.Batch
 			if c.o.Filter.active() { // every record, as the quarantine lists them

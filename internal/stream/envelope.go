@@ -6,8 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
+	"sync"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/pulselake/pulselake/internal/reading"
 )
@@ -118,6 +122,86 @@ func appendOrigin(dst []byte, origin string) []byte {
 // ErrBadEnvelope is returned for a stream message that is not a batch envelope.
 var ErrBadEnvelope = errors.New("not a pulselake batch envelope")
 
+// Stored messages are compressed: a stream message is the envelope in one zstd frame (it
+// starts with the frame's magic number 28 b5 2f fd; an envelope starts with "{"), or the
+// envelope itself when compressing did not make it smaller (and in messages stored by
+// earlier builds). Envelopes are JSON that repeats its keys, subjects and devices on every
+// line: a frame is about a tenth of the envelope (an Apple Health import: 2.2 MB in 230 KB).
+// Every byte a message takes is held several times while it moves (the publish window,
+// the stream server's block cache, each consumer's pull and its copies), so this divides
+// the memory of the stream's traffic, and the disk it takes, by about ten.
+var zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+
+// MaxPayloadBytes bounds the size of a decompressed message, far above what a producer
+// writes (messages are split at the server's message limit before compression).
+const MaxPayloadBytes = 4 * DefaultMaxPayload
+
+var (
+	zstdOnce sync.Once
+	zstdEnc  *zstd.Encoder
+	zstdDec  *zstd.Decoder
+)
+
+func zstdCodec() (*zstd.Encoder, *zstd.Decoder) {
+	zstdOnce.Do(func() {
+		// The fastest level: it compresses an envelope at about 400 MB/s per core, and
+		// the better levels gain little on JSON lines this repetitive. What repeats is
+		// near (the lines of one subject and device): a 1 MiB window does as well as the
+		// default 8 MiB, whose history each encoder would keep.
+		zstdEnc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithLowerEncoderMem(true),
+			zstd.WithWindowSize(1<<20), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
+		zstdDec, _ = zstd.NewReader(nil, zstd.WithDecoderMaxMemory(MaxPayloadBytes), zstd.WithDecoderConcurrency(0),
+			zstd.WithDecoderLowmem(true))
+	})
+	return zstdEnc, zstdDec
+}
+
+// Compress returns the stored form of an encoded envelope: one zstd frame, or the envelope
+// itself when the frame would not be smaller.
+func Compress(envelope []byte) []byte {
+	enc, _ := zstdCodec()
+	out := enc.EncodeAll(envelope, make([]byte, 0, len(envelope)/4))
+	if len(out) >= len(envelope) {
+		return envelope
+	}
+	return out
+}
+
+// Compressed reports whether a stream message is a compressed envelope.
+func Compressed(data []byte) bool { return bytes.HasPrefix(data, zstdMagic) }
+
+// Payload is the envelope a stream message holds: data decompressed, or data itself when
+// it is not compressed.
+func Payload(data []byte) ([]byte, error) {
+	if !Compressed(data) {
+		return data, nil
+	}
+	_, dec := zstdCodec()
+	var h zstd.Header
+	size := 0
+	if h.Decode(data) == nil && h.HasFCS && h.FrameContentSize <= MaxPayloadBytes {
+		size = int(h.FrameContentSize)
+	}
+	out, err := dec.DecodeAll(data, make([]byte, 0, size))
+	if err != nil {
+		return nil, fmt.Errorf("%w: decompressing: %v", ErrBadEnvelope, err)
+	}
+	return out, nil
+}
+
+// PayloadSize is the size of the envelope a stream message holds, read from the frame
+// header of a compressed message without decompressing it (len(data) when unknown).
+func PayloadSize(data []byte) int {
+	if !Compressed(data) {
+		return len(data)
+	}
+	var h zstd.Header
+	if h.Decode(data) == nil && h.HasFCS && h.FrameContentSize <= MaxPayloadBytes {
+		return int(h.FrameContentSize)
+	}
+	return len(data)
+}
+
 // Decode parses an envelope. Readings are decoded with p, which must know every kind the
 // producer knew (a reading of an unknown kind is an error, never silently dropped).
 func Decode(data []byte, p *reading.Parser) (Batch, error) {
@@ -145,6 +229,10 @@ func (f *Filter) active() bool { return f.Kinds != nil }
 // every entry are still checked for their structure, so that what Decode cannot read is
 // never handed on.
 func DecodeFiltered(data []byte, p *reading.Parser, f Filter) (Batch, error) {
+	data, err := Payload(data)
+	if err != nil {
+		return Batch{}, err
+	}
 	line, rest, _ := bytes.Cut(data, []byte{'\n'})
 	var h envelopeHeader
 	if err := json.Unmarshal(line, &h); err != nil || h.V == 0 {
@@ -184,6 +272,10 @@ func DecodeFiltered(data []byte, p *reading.Parser, f Filter) (Batch, error) {
 // accepted entries, without parsing readings: what rebuilding the ingest de-duplication
 // window needs, at a fraction of Decode's cost.
 func Identities(data []byte, f func(received time.Time, id reading.ID)) error {
+	data, err := Payload(data)
+	if err != nil {
+		return err
+	}
 	line, rest, _ := bytes.Cut(data, []byte{'\n'})
 	var h envelopeHeader
 	if err := json.Unmarshal(line, &h); err != nil || h.V == 0 {

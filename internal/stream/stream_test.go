@@ -36,7 +36,7 @@ func startTest(t *testing.T) (*Server, *Conn) {
 	return srv, conn
 }
 
-func testBatch(t *testing.T, p *reading.Parser, n int) *Batch {
+func testBatch(t testing.TB, p *reading.Parser, n int) *Batch {
 	b := &Batch{Source: SourceHTTP, Received: time.Now(), Token: "tok1"}
 	for i := range n {
 		raw := []byte(`{"subject":"p1","device":"hr-1","kind":"heart_rate","time":` + itoa(1795428000000+int64(i)) + `,"values":{"bpm":70}}`)
