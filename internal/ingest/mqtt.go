@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -86,12 +87,24 @@ func remoteOf(c server.ClientAuthentication) string {
 	return ""
 }
 
-// maxMQTTBatch is the most MQTT messages validated and stored as one batch.
-const maxMQTTBatch = 1000
+// Limits of the MQTT move: a batch holds at most maxMQTTBatch messages and about
+// maxMQTTBatchBytes of payload (one message more than that may close it), and each node keeps
+// at most mqttBatchesInFlight batches between taking them and acknowledging them.
+const (
+	maxMQTTBatch        = 1000
+	maxMQTTBatchBytes   = 4 << 20
+	mqttBatchesInFlight = 4
+)
 
 // RunMQTT moves MQTT readings from the NATS server's MQTT store into the ingest stream until
-// ctx ends. Messages are taken in groups (whatever arrived, up to 1000), stored as one batch,
-// then acknowledged; a failed store leaves them to be redelivered.
+// ctx ends. Messages are taken in groups (whatever arrived, up to 1000 or 4 MiB), stored as one
+// batch, then acknowledged one by one; a failed store leaves them to be redelivered.
+//
+// Several batches are in flight at once (mqttBatchesInFlight): while one waits for the ingest
+// stream to confirm it (a quorum round trip on a cluster), the next ones are converted and
+// sent. Each message is acknowledged on its own and only after its batch is stored, so the
+// order in which batches complete does not matter, and every node of a cluster can pull from
+// the same consumer: a message is acknowledged by the node that stored it.
 func (in *Ingester) RunMQTT(ctx context.Context, conn *stream.Conn) error {
 	cons, err := conn.JS.Consumer(ctx, stream.MQTTStream, stream.MQTTConsumer)
 	if err != nil {
@@ -108,25 +121,49 @@ func (in *Ingester) RunMQTT(ctx context.Context, conn *stream.Conn) error {
 		return err
 	}
 	defer cc.Drain()
-	batch := make([]jetstream.Msg, 0, maxMQTTBatch)
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case m := <-msgs:
-			batch = append(batch[:0], m)
-		}
-	drain:
-		for len(batch) < maxMQTTBatch {
-			select {
-			case m := <-msgs:
-				batch = append(batch, m)
-			default:
-				break drain
+	var (
+		take sync.Mutex // one worker at a time gathers a batch; the others store theirs
+		wg   sync.WaitGroup
+	)
+	for range mqttBatchesInFlight {
+		wg.Go(func() {
+			batch := make([]jetstream.Msg, 0, maxMQTTBatch)
+			for {
+				take.Lock()
+				batch = nextMQTTBatch(ctx, msgs, batch[:0])
+				take.Unlock()
+				if len(batch) == 0 {
+					return
+				}
+				in.ingestMQTT(ctx, batch)
+				clear(batch) // let the payloads go while waiting for the next batch
 			}
-		}
-		in.ingestMQTT(ctx, batch)
+		})
 	}
+	wg.Wait()
+	return nil
+}
+
+// nextMQTTBatch waits for a message, then appends to batch whatever else has arrived, up to
+// the batch limits. It returns an empty batch when ctx ends.
+func nextMQTTBatch(ctx context.Context, msgs <-chan jetstream.Msg, batch []jetstream.Msg) []jetstream.Msg {
+	select {
+	case <-ctx.Done():
+		return batch
+	case m := <-msgs:
+		batch = append(batch, m)
+	}
+	size := len(batch[0].Data())
+	for len(batch) < maxMQTTBatch && size < maxMQTTBatchBytes {
+		select {
+		case m := <-msgs:
+			batch = append(batch, m)
+			size += len(m.Data())
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 func (in *Ingester) ingestMQTT(ctx context.Context, msgs []jetstream.Msg) {
