@@ -7,13 +7,17 @@
 // SQLite catalog the nodes share (one machine). For every phase it reports each node's CPU
 // time and the load generator's, per 1,000 readings or messages, and the load average, since
 // three nodes on one machine share its CPUs; after an MQTT phase, how long pulselake took to
-// move every acknowledged message into the ingest stream.
+// move every acknowledged message into the ingest stream, and the rate into the ingest stream
+// over the load and that catch-up (what the lake, rules and detectors see).
 //
 //	go build -o pulselake ./cmd/pulselake
 //	go run ./bench/cluster -bin ./pulselake -duration 20s
 //
 // -nodes 3 -phases mqtt runs one setup and phase alone; -profile DIR saves a CPU profile of
-// every node during each MQTT phase.
+// every node during each MQTT and move phase. The move phase (-phases move, not run by
+// default) measures pulselake's move from the MQTT store into the ingest stream alone: its
+// consumer is paused while -move-messages messages are published straight into the MQTT
+// store over NATS, then resumed and timed until it has nothing left.
 package main
 
 import (
