@@ -103,9 +103,11 @@ const (
 //
 // Several batches are in flight at once (mqttBatchesInFlight): while one waits for the ingest
 // stream to confirm it (a quorum round trip on a cluster), the next one gathers what arrives
-// and is converted and sent when full or when a batch before it is stored. Each message is acknowledged on its own and only after its batch is stored, so the
-// order in which batches complete does not matter, and every node of a cluster can pull from
-// the same consumer: a message is acknowledged by the node that stored it.
+// and is converted and sent when full or when a batch before it is stored. Each message is
+// acknowledged on its own and only after its batch is stored, so the order in which batches
+// complete does not matter, and every node of a cluster can pull from the same consumer: a
+// message is acknowledged by the node that stored it. (Acknowledging a batch at once, "all up
+// to N", would be wrong here: N covers other nodes' messages still being stored.)
 func (in *Ingester) RunMQTT(ctx context.Context, conn *stream.Conn) error {
 	cons, err := conn.JS.Consumer(ctx, stream.MQTTStream, stream.MQTTConsumer)
 	if err != nil {
