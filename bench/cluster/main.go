@@ -7,18 +7,24 @@
 // SQLite catalog the nodes share (one machine). For every phase it reports each node's CPU
 // time and the load generator's, per 1,000 readings or messages, and the load average, since
 // three nodes on one machine share its CPUs; after an MQTT phase, how long pulselake took to
-// move every acknowledged message into the ingest stream.
+// move every acknowledged message into the ingest stream, and the rate into the ingest stream
+// over the load and that catch-up (what the lake, rules and detectors see).
 //
 //	go build -o pulselake ./cmd/pulselake
 //	go run ./bench/cluster -bin ./pulselake -duration 20s
 //
 // -nodes 3 -phases mqtt runs one setup and phase alone; -profile DIR saves a CPU profile of
-// every node during each MQTT phase.
+// every node during each MQTT and move phase. The move phase (-phases move, not run by
+// default) measures pulselake's move from the MQTT store into the ingest stream alone: its
+// consumer is paused while -move-messages messages are published straight into the MQTT
+// store over NATS, then resumed and timed until it has nothing left.
 package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -37,6 +43,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pulselake/pulselake/bench/benchrun"
 )
 
@@ -52,7 +60,8 @@ func main() {
 	flag.IntVar(&connectAtOnce, "connect-parallel", 1, "MQTT connections opened at once")
 	samples := flag.Int("freshness-samples", 20, "readings timed from acknowledgement to query")
 	sizes := flag.String("nodes", "1,3", "setups to run: 1 (serve) and/or 3 (serve --cluster)")
-	phases := flag.String("phases", "http,mqtt,freshness", "phases to run, in this order")
+	phases := flag.String("phases", "http,mqtt,freshness", "phases to run, in this order (also: move)")
+	moveN := flag.Int("move-messages", 400000, "messages the move phase stores in the MQTT store")
 	profile := flag.String("profile", "", "directory for a CPU profile of every node during each MQTT phase")
 	flag.BoolVar(&keep, "keep", false, "keep the nodes' data directories and logs (the path is printed)")
 	flag.Parse()
@@ -91,7 +100,7 @@ func main() {
 			t0 := time.Now()
 			devs := connectDevices(mqtts, *devices)
 			fmt.Printf("%s: %d of %d MQTT devices connected in %.1f s\n", mode, len(devs), *devices, time.Since(t0).Seconds())
-			cpu := sampleCPU(nodes)
+			cpu, cpuAll := sampleCPU(nodes), sampleCPU(nodes)
 			var stopProf func()
 			if *profile != "" {
 				stopProf = profileNodes(nodes, *profile, fmt.Sprintf("mqtt-%dnode", n), *duration)
@@ -107,10 +116,42 @@ func main() {
 			rate := float64(m) / el.Seconds()
 			fmt.Printf("%s: MQTT QoS 1, %d devices × %d in flight, 1 reading/message: %.0f msg/s acknowledged (%d not acknowledged); %s\n",
 				mode, len(devs), *inflight, rate, failed, used.per(m, 1000, "messages"))
-			drain := waitDrained(https[0], `consumer="ingest-mqtt"`, 2*time.Minute)
-			fmt.Printf("%s: MQTT messages all moved into the ingest stream %.1f s after the load ended\n", mode, drain.Seconds())
-			rows = append(rows, fmt.Sprintf("| %s | MQTT QoS 1, %d devices × %d in flight | %.0f msg/s | in the ingest stream %.1f s after the end | %s | %s |",
-				mode, *devices, *inflight, rate, drain.Seconds(), used.perNode(m, 1000), used.load))
+			left := backlog(https[0], `consumer="ingest-mqtt"`)
+			drain := waitDrained(https[0], `consumer="ingest-mqtt"`, 5*time.Minute)
+			all := cpuAll()
+			into := float64(m) / (el + drain).Seconds()
+			fmt.Printf("%s: MQTT messages all moved into the ingest stream %.1f s after the load ended (%d not yet moved when it ended): %.0f msg/s into the ingest stream over load and catch-up; with the catch-up %s\n",
+				mode, drain.Seconds(), left, into, all.per(m, 1000, "messages"))
+			rows = append(rows, fmt.Sprintf("| %s | MQTT QoS 1, %d devices × %d in flight | %.0f msg/s acknowledged, %.0f msg/s into the ingest stream | in the ingest stream %.1f s after the end | %s, with the catch-up %s | %s |",
+				mode, *devices, *inflight, rate, into, drain.Seconds(), used.perNode(m, 1000), all.perNode(m, 1000), used.load))
+		}
+		if want(*phases, "move") {
+			// The move alone, from a backlog: pulselake's consumer of the MQTT store is paused
+			// while the store fills, then resumed; the time until it has nothing left is the move's.
+			fmt.Printf("%s: consumers caught up %.1f s after the previous phase\n", mode, waitDrained(https[0], "", 90*time.Second).Seconds())
+			var natss []string
+			for _, nd := range nodes {
+				natss = append(natss, nd.nats)
+			}
+			js := pauseMove(natss[0])
+			stored, el := fillMQTTStore(natss, *moveN, *devices)
+			fmt.Printf("%s: move: %d messages stored in the MQTT store in %.1f s (%.0f msg/s) with pulselake's consumer paused\n",
+				mode, stored, el.Seconds(), float64(stored)/el.Seconds())
+			cpu := sampleCPU(nodes)
+			var stopProf func()
+			if *profile != "" {
+				stopProf = profileNodes(nodes, *profile, fmt.Sprintf("move-%dnode", n), *duration)
+			}
+			resumeMove(js)
+			drain := waitDrained(https[0], `consumer="ingest-mqtt"`, 10*time.Minute)
+			used := cpu()
+			if stopProf != nil {
+				stopProf()
+			}
+			fmt.Printf("%s: move: all %d in the ingest stream %.1f s after the consumer resumed: %.0f msg/s into the ingest stream; %s\n",
+				mode, stored, drain.Seconds(), float64(stored)/drain.Seconds(), used.per(stored, 1000, "messages"))
+			rows = append(rows, fmt.Sprintf("| %s | move of a backlog of %d messages from the MQTT store | %.0f msg/s into the ingest stream | all moved %.1f s after the start | %s | %s |",
+				mode, stored, float64(stored)/drain.Seconds(), drain.Seconds(), used.perNode(stored, 1000), used.load))
 		}
 		if n == 3 && want(*phases, "freshness") {
 			waitDrained(https[0], "", 90*time.Second)
@@ -280,8 +321,8 @@ func backlog(url, match string) int {
 }
 
 type node struct {
-	http, mqtt string
-	cmd        *exec.Cmd
+	http, mqtt, nats string
+	cmd              *exec.Cmd
 }
 
 // start runs n serve processes (n > 1: a cluster) and waits until every one is ready.
@@ -298,8 +339,8 @@ func start(bin string, n int) ([]*node, func()) {
 	benchrun.Must(os.MkdirAll(lake, 0o700))
 	var nodes []*node
 	for i := range n {
-		nd := &node{http: benchrun.FreeAddr(), mqtt: benchrun.FreeAddr()}
-		conf := fmt.Sprintf("mqtt: {listen: %s}\nlake:\n  warehouse: file://%s\n  catalog: {type: sql, uri: %s}\n", nd.mqtt, lake, filepath.Join(lake, "catalog.db"))
+		nd := &node{http: benchrun.FreeAddr(), mqtt: benchrun.FreeAddr(), nats: benchrun.FreeAddr()}
+		conf := fmt.Sprintf("mqtt: {listen: %s}\nnats: {listen: %s}\nlake:\n  warehouse: file://%s\n  catalog: {type: sql, uri: %s}\n", nd.mqtt, nd.nats, lake, filepath.Join(lake, "catalog.db"))
 		args := []string{"serve", "--data", filepath.Join(dir, fmt.Sprint(i)), "--http", nd.http}
 		if n > 1 {
 			conf += fmt.Sprintf("cluster:\n  node_name: node-%d\n  listen: %s\n  routes: [%s]\n", i, ports[i], strings.Join(routes, ", "))
@@ -426,6 +467,74 @@ func benchMQTT(clients []mqtt.Client, inflight int, d time.Duration) (acked, fai
 	}
 	wg.Wait()
 	return ok.Load(), bad.Load(), time.Since(start)
+}
+
+// pauseMove pauses pulselake's consumer of the MQTT store (ingest-mqtt) for up to ten
+// minutes; resumeMove resumes it.
+func pauseMove(addr string) jetstream.JetStream {
+	nc, err := nats.Connect("nats://"+addr, nats.UserInfo("bench", token))
+	benchrun.Must(err)
+	js, err := jetstream.New(nc)
+	benchrun.Must(err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = js.PauseConsumer(ctx, "$MQTT_msgs", "ingest-mqtt", time.Now().Add(10*time.Minute))
+	benchrun.Must(err)
+	return js
+}
+
+func resumeMove(js jetstream.JetStream) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := js.ResumeConsumer(ctx, "$MQTT_msgs", "ingest-mqtt")
+	benchrun.Must(err)
+	js.Conn().Close()
+}
+
+// fillMQTTStore stores n one-reading messages in the MQTT store ($MQTT_msgs) as the MQTT
+// listener does for a QoS 1 PUBLISH, but published straight into the stream over NATS (one
+// connection per node, each keeping many publishes unacknowledged), so that the store fills
+// faster than devices could fill it and pulselake's move into the ingest stream is what is
+// measured. It returns how many were stored (acknowledged) and how long storing them took.
+func fillMQTTStore(addrs []string, n, devices int) (int64, time.Duration) {
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i, addr := range addrs {
+		wg.Go(func() {
+			nc, err := nats.Connect("nats://"+addr, nats.UserInfo("bench", token))
+			benchrun.Must(err)
+			defer nc.Close()
+			js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096),
+				jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, err error) {
+					if failed.Add(1) == 1 {
+						fmt.Fprintln(os.Stderr, "publish not stored:", err)
+					}
+				}))
+			benchrun.Must(err)
+			rng := rand.New(rand.NewPCG(uint64(i), 3))
+			base := time.Date(2026, 11, 3, 0, 0, 0, 0, time.UTC).UnixMilli()
+			for j := i; j < n; j += len(addrs) {
+				dev := j % devices
+				payload := fmt.Sprintf(`{"subject":"patient-%d","time":%d,"values":{"bpm":%d}}`, dev, base+seq.Add(1), 50+rng.IntN(100))
+				if _, err := js.PublishAsync(fmt.Sprintf("$MQTT.msgs.readings.heart_rate.dev-%d", dev), []byte(payload)); err != nil {
+					if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) { // stalled: the window is full, wait
+						fmt.Fprintln(os.Stderr, "publish:", err)
+						time.Sleep(100 * time.Millisecond)
+					}
+					j -= len(addrs)
+					continue
+				}
+			}
+			select {
+			case <-js.PublishAsyncComplete():
+			case <-time.After(time.Minute):
+				fmt.Fprintln(os.Stderr, "publishes not acknowledged within a minute:", js.PublishAsyncPending())
+			}
+		})
+	}
+	wg.Wait()
+	return int64(n) - failed.Load(), time.Since(start)
 }
 
 // connectAtOnce is how many MQTT connections connectDevices opens at once.

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -86,12 +88,26 @@ func remoteOf(c server.ClientAuthentication) string {
 	return ""
 }
 
-// maxMQTTBatch is the most MQTT messages validated and stored as one batch.
-const maxMQTTBatch = 1000
+// Limits of the MQTT move: a batch holds at most maxMQTTBatch messages and about
+// maxMQTTBatchBytes of payload (one message more than that may close it), and each node keeps
+// at most mqttBatchesInFlight batches between taking them and acknowledging them.
+const (
+	maxMQTTBatch        = 1000
+	maxMQTTBatchBytes   = 4 << 20
+	mqttBatchesInFlight = 4
+)
 
 // RunMQTT moves MQTT readings from the NATS server's MQTT store into the ingest stream until
-// ctx ends. Messages are taken in groups (whatever arrived, up to 1000), stored as one batch,
-// then acknowledged; a failed store leaves them to be redelivered.
+// ctx ends. Messages are taken in groups (up to 1000 or 4 MiB), stored as one batch, then
+// acknowledged one by one; a failed store leaves them to be redelivered.
+//
+// Several batches are in flight at once (mqttBatchesInFlight): while one waits for the ingest
+// stream to confirm it (a quorum round trip on a cluster), the next one gathers what arrives
+// and is converted and sent when full or when a batch before it is stored. Each message is
+// acknowledged on its own and only after its batch is stored, so the order in which batches
+// complete does not matter, and every node of a cluster can pull from the same consumer: a
+// message is acknowledged by the node that stored it. (Acknowledging a batch at once, "all up
+// to N", would be wrong here: N covers other nodes' messages still being stored.)
 func (in *Ingester) RunMQTT(ctx context.Context, conn *stream.Conn) error {
 	cons, err := conn.JS.Consumer(ctx, stream.MQTTStream, stream.MQTTConsumer)
 	if err != nil {
@@ -108,24 +124,84 @@ func (in *Ingester) RunMQTT(ctx context.Context, conn *stream.Conn) error {
 		return err
 	}
 	defer cc.Drain()
-	batch := make([]jetstream.Msg, 0, maxMQTTBatch)
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case m := <-msgs:
-			batch = append(batch[:0], m)
-		}
-	drain:
-		for len(batch) < maxMQTTBatch {
-			select {
-			case m := <-msgs:
-				batch = append(batch, m)
-			default:
-				break drain
+	g := &mqttGatherer{msgs: msgs, stored: make(chan struct{}, 1)}
+	var wg sync.WaitGroup
+	for range mqttBatchesInFlight {
+		wg.Go(func() {
+			batch := make([]jetstream.Msg, 0, maxMQTTBatch)
+			for {
+				batch = g.next(ctx, batch[:0])
+				if len(batch) == 0 {
+					return
+				}
+				in.ingestMQTT(ctx, batch)
+				clear(batch) // let the payloads go while waiting for the next batch
+				g.done()
 			}
+		})
+	}
+	wg.Wait()
+	return nil
+}
+
+// mqttGatherer hands the MQTT movers their batches, one mover at a time.
+type mqttGatherer struct {
+	take     sync.Mutex // held by the mover gathering a batch
+	msgs     <-chan jetstream.Msg
+	inFlight atomic.Int32  // batches being stored
+	stored   chan struct{} // a batch was stored (capacity 1: a signal, not a count)
+}
+
+// next waits for a message, then appends to batch what else arrives until the batch is full
+// (maxMQTTBatch messages or maxMQTTBatchBytes). It sends a partial batch as soon as no other
+// batch is being stored (nothing to wait for: the messages go now) or one finishes (the
+// stream has room again); while others are being stored it keeps gathering, so that under
+// load batches are full instead of many small ones. It returns an empty batch when ctx ends.
+// On return the batch counts as in flight until done.
+func (g *mqttGatherer) next(ctx context.Context, batch []jetstream.Msg) []jetstream.Msg {
+	g.take.Lock()
+	defer g.take.Unlock()
+	select {
+	case <-ctx.Done():
+		return batch
+	case m := <-g.msgs:
+		batch = append(batch, m)
+	}
+	size := len(batch[0].Data())
+	add := func(m jetstream.Msg) {
+		batch = append(batch, m)
+		size += len(m.Data())
+	}
+gather:
+	for len(batch) < maxMQTTBatch && size < maxMQTTBatchBytes {
+		select {
+		case m := <-g.msgs:
+			add(m)
+			continue
+		default:
 		}
-		in.ingestMQTT(ctx, batch)
+		if g.inFlight.Load() == 0 {
+			break
+		}
+		select {
+		case m := <-g.msgs:
+			add(m)
+		case <-g.stored:
+			break gather
+		case <-ctx.Done():
+			break gather
+		}
+	}
+	g.inFlight.Add(1)
+	return batch
+}
+
+// done marks a batch returned by next as stored (or given up).
+func (g *mqttGatherer) done() {
+	g.inFlight.Add(-1)
+	select {
+	case g.stored <- struct{}{}:
+	default:
 	}
 }
 
