@@ -34,9 +34,13 @@ type TrainOptions struct {
 	// RROnly skips the second, shape-only ensemble that classifies beats without RR features
 	// and the third, for beats with RR features but no morphology (used by evaluations, whose
 	// beats always have both).
-	RROnly  bool
-	Seed    uint64 // seeds row subsampling; training is deterministic for a seed
-	Workers int    // goroutines building histograms; default 2
+	RROnly bool
+	// Linear, when above 0, also trains the linear model on the patient-relative features
+	// (see linear.go) with the same class weights and gives it that share (at most 1) of
+	// the first ensemble's class probabilities; 0 (the zero value) trains trees alone.
+	Linear  float64 `json:",omitempty"`
+	Seed    uint64  // seeds row subsampling; training is deterministic for a seed
+	Workers int     // goroutines building histograms; default 2
 }
 
 // DefaultClassWeight is the class weight (TrainOptions.ClassWeight) of the default model and
@@ -110,6 +114,9 @@ func Train(ctx context.Context, beats []Beat, opt TrainOptions) (*Model, error) 
 	if len(beats) == 0 {
 		return nil, fmt.Errorf("training: no beats")
 	}
+	if opt.Linear < 0 || opt.Linear > 1 || math.IsNaN(opt.Linear) {
+		return nil, fmt.Errorf("training: linear model share %v, want 0 to 1", opt.Linear)
+	}
 	m := &Model{Version: ModelVersion, NumFeatures: NumFeatures, Meta: ModelMeta{Options: opt, Beats: len(beats)}}
 	for _, b := range beats {
 		m.Meta.ClassCounts[b.Class]++
@@ -130,6 +137,14 @@ func Train(ctx context.Context, beats []Beat, opt TrainOptions) (*Model, error) 
 		e.Offset = tuneOffsets(scores, y)
 	}
 	m.ens = append(m.ens, e)
+	if opt.Linear > 0 {
+		x, y, counts := featureMatrix(beats, allFeatures)
+		lin, err := trainLinear(x, y, classWeights(opt, counts), opt.Linear)
+		if err != nil {
+			return nil, err
+		}
+		m.lin = lin
+	}
 	if !opt.RROnly {
 		for _, mode := range []ensembleMode{shapeOnly, withoutMorph} {
 			e, err := trainEnsemble(ctx, beats, opt, mode)

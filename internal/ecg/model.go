@@ -17,13 +17,13 @@ import (
 )
 
 // ModelVersion is the version of the model file format this package writes. It also reads
-// version 1 files (70 features, no decision offsets), version 2 files (89 features) and
-// version 3 files (95 features).
-const ModelVersion = 4
+// version 1 files (70 features, no decision offsets), version 2 files (89 features), version
+// 3 files (95 features) and version 4 files (98 features, as now, but no linear model).
+const ModelVersion = 5
 
 // modelFeatures is the number of features of each model file version; each is a prefix of
 // the next, so older models give the same predictions as before.
-var modelFeatures = map[int]int{1: numV1Features, 2: numV2Features, 3: numV3Features, 4: NumFeatures}
+var modelFeatures = map[int]int{1: numV1Features, 2: numV2Features, 3: numV3Features, 4: NumFeatures, 5: NumFeatures}
 
 const modelMagic = "PLECGGBT"
 
@@ -57,6 +57,9 @@ type Model struct {
 	// without RR features; ens[2], when present, every feature but the morphology, for beats
 	// with RR features but unknown morphology.
 	ens []*ensemble
+	// lin, when not nil (version 5), is the linear model whose probabilities are averaged with
+	// ens[0]'s.
+	lin *linearModel
 }
 
 // ensemble is one boosted tree ensemble: a score per class is its base plus the leaf values
@@ -175,16 +178,33 @@ func (m *Model) ClassifyWindow(w *[WindowLen]float32, rr RRFeatures) Prediction 
 		e, rr = m.ens[2], rr.fourIntervals()
 	}
 	Features(f[:], w, rr)
+	if e == m.ens[0] && m.lin != nil {
+		return e.predictWith(&f, m.lin)
+	}
 	return e.predict(&f)
 }
 
-func (m *ensemble) predict(f *[NumFeatures]float32) Prediction {
+// predict classifies a feature vector with the ensemble alone.
+func (m *ensemble) predict(f *[NumFeatures]float32) Prediction { return m.predictWith(f, nil) }
+
+// predictWith classifies a feature vector with the ensemble and, when lin is not nil, averages
+// the probabilities with the linear model's, lin.Share of them the linear model's.
+func (m *ensemble) predictWith(f *[NumFeatures]float32, lin *linearModel) Prediction {
 	s := m.scores(f)
 	for c := range s {
 		s[c] += float64(m.Offset[c])
 	}
 	var p Prediction
 	softmax(p.Probs[:], s[:])
+	if lin != nil {
+		var lp [NumClasses]float64
+		ls := lin.scores(f[:])
+		softmax(lp[:], ls[:])
+		a := float64(lin.Share)
+		for c := range p.Probs {
+			p.Probs[c] = (1-a)*p.Probs[c] + a*lp[c]
+		}
+	}
 	for c := 1; c < NumClasses; c++ {
 		if p.Probs[c] > p.Probs[p.Class] {
 			p.Class = Class(c)
@@ -239,17 +259,24 @@ func step(flat []flatNode, f *[NumFeatures]float32, i int32) int32 {
 // classes, uint32 number of features, uint32 number of ensembles, and per ensemble float32 base
 // scores, float32 decision offsets (version 2), uint32 number of trees, then each tree as
 // uint32 class, uint32 node count and nodes of (int16 feature, float32 threshold, int32 left,
-// int32 right, float32 value). All integers and floats are little-endian. A model read from a
-// version 1 file is written as version 1.
+// int32 right, float32 value); version 5 then has uint32 1 or 0 (whether a linear model
+// follows) and the linear model (see linearModel.write). All integers and floats are
+// little-endian. A model read from an older file is written in its version.
 func (m *Model) WriteTo(w io.Writer) (int64, error) {
-	version := 0
-	for v, nf := range modelFeatures {
-		if nf == m.NumFeatures {
-			version = v
+	version := m.Version
+	if modelFeatures[version] != m.NumFeatures {
+		version = 0
+		for v := 1; v <= ModelVersion; v++ {
+			if modelFeatures[v] == m.NumFeatures {
+				version = v
+			}
 		}
 	}
 	if version == 0 {
 		return 0, fmt.Errorf("writing model: %d features, want %d", m.NumFeatures, NumFeatures)
+	}
+	if version < 5 && m.lin != nil {
+		return 0, fmt.Errorf("writing model: a version %d model cannot hold a linear model", version)
 	}
 	if version == 1 {
 		for _, e := range m.ens {
@@ -287,6 +314,16 @@ func (m *Model) WriteTo(w io.Writer) (int64, error) {
 				put(nd.Left)
 				put(nd.Right)
 				put(nd.Value)
+			}
+		}
+	}
+	if version >= 5 {
+		if m.lin == nil {
+			put(uint32(0))
+		} else {
+			put(uint32(1))
+			if err := m.lin.write(&buf); err != nil {
+				return 0, fmt.Errorf("writing model: %w", err)
 			}
 		}
 	}
@@ -421,6 +458,19 @@ func ReadModel(r io.Reader) (*Model, error) {
 			return nil, err
 		}
 		m.ens = append(m.ens, e)
+	}
+	if version >= 5 {
+		var hasLinear uint32
+		if err := binary.Read(br, le, &hasLinear); err != nil || hasLinear > 1 {
+			return nil, fmt.Errorf("%w: linear model flag", ErrModelFormat)
+		}
+		if hasLinear == 1 {
+			lin, err := readLinear(br)
+			if err != nil {
+				return nil, err
+			}
+			m.lin = lin
+		}
 	}
 	if br.Len() != 0 {
 		return nil, fmt.Errorf("%w: %d trailing bytes", ErrModelFormat, br.Len())

@@ -470,6 +470,12 @@ func TestModelV3File(t *testing.T) {
 	checkOldModelFile(t, 3, numV3Features, 0.5)
 }
 
+// TestModelV4File reads a version 4 file (98 features, as now, but no linear model), made with
+// the version 4 code, and checks that it gives the predictions that code gave.
+func TestModelV4File(t *testing.T) {
+	checkOldModelFile(t, 4, NumFeatures, 0.5)
+}
+
 func checkOldModelFile(t *testing.T, version, nf int, offS float32) {
 	dir := needData(t)
 	name := "testdata/model_v" + strconv.Itoa(version)

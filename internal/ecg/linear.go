@@ -1,0 +1,268 @@
+package ecg
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+)
+
+// A second, simpler classifier beside the trees: multinomial logistic regression on the
+// features that describe a beat relative to its own patient (RR-interval ratios, intervals
+// against the normal rhythm, morphology against the patient's template), standardised, each
+// with its square. It has a few hundred parameters against the trees' hundreds of thousands of
+// nodes and never sees the window samples, so, like the linear discriminants of de Chazal et
+// al. (2004), it cannot learn a training patient's absolute beat shape; on new patients it
+// finds more supraventricular beats than the trees do (docs/ecg.md, Evaluation 2). The model
+// averages its probabilities with the trees'.
+
+// linearFeatures lists the indices, in the feature vector, of the features the linear model
+// reads: every feature but the window samples and the window width (an absolute interval).
+var linearFeatures = func() []int {
+	var idx []int
+	for j := numWaveFeat; j < NumFeatures; j++ {
+		if j != numV1Features-1 {
+			idx = append(idx, j)
+		}
+	}
+	return idx
+}()
+
+const (
+	// numLinear is the number of features the linear model reads.
+	numLinear = NumFeatures - numWaveFeat - 1
+	// linearDim is the number of its inputs: each standardised feature and its square.
+	linearDim = 2 * numLinear
+	// linearClip bounds standardised feature values, so that a far outlier (a ratio to a tiny
+	// interval) cannot dominate a score.
+	linearClip = 5
+	// linearClasses are the classes the linear model scores: N, S, V and F. Q (paced and
+	// unclassifiable beats, 8 of DS1's 50,999) is too rare to fit weights for; the linear model
+	// gives it probability 0, so only the trees can call a beat Q.
+	linearClasses = NumClasses - 1
+)
+
+// DefaultLinearShare is TrainOptions.Linear of the default model and the ecg commands: a
+// beat's class probabilities are the mean of the linear model's and the trees'. Larger shares
+// find more supraventricular beats on new patients but lower the intra-patient figures
+// (docs/ecg.md, Evaluation 2).
+const DefaultLinearShare = 0.5
+
+// linearModel is a multinomial logistic regression over linearClasses: the score of class c
+// is Bias[c] + Σ W[c][k]·z_k, where z holds the linear features standardised by Mean and Scale
+// and clipped to ±linearClip, then their squares divided by linearClip.
+type linearModel struct {
+	Share       float32 // share of the linear probabilities in the model's, in (0, 1]
+	Mean, Scale [numLinear]float32
+	W           [linearClasses][linearDim]float32
+	Bias        [linearClasses]float32
+}
+
+// inputs writes the linear model's inputs for the full feature vector f into z.
+func (m *linearModel) inputs(z *[linearDim]float64, f []float32) {
+	for k, j := range linearFeatures {
+		v := (float64(f[j]) - float64(m.Mean[k])) / float64(m.Scale[k])
+		v = max(-linearClip, min(linearClip, v))
+		z[k] = v
+		z[numLinear+k] = v * v / linearClip
+	}
+}
+
+// scores returns the class scores of a full feature vector; Q's is −∞.
+func (m *linearModel) scores(f []float32) [NumClasses]float64 {
+	var z [linearDim]float64
+	m.inputs(&z, f)
+	var s [NumClasses]float64
+	s[ClassQ] = math.Inf(-1)
+	for c := range linearClasses {
+		acc := float64(m.Bias[c])
+		for k, w := range m.W[c] {
+			acc += float64(w) * z[k]
+		}
+		s[c] = acc
+	}
+	return s
+}
+
+// Training of the linear model: full-batch gradient descent with Nesterov momentum on the
+// class-weighted mean log-loss plus an L2 penalty on the weights. The inputs are standardised,
+// so a fixed step converges; 300 steps reach the optimum within what changes a prediction (1,000
+// gave the same cross-validation figures).
+const (
+	linearLambda     = 1e-3
+	linearIterations = 300
+	linearStep       = 0.5
+	linearMomentum   = 0.9
+)
+
+// trainLinear fits the linear model on x (rows of NumFeatures features, row-major) with
+// classes y and per-class weights; rows of class Q are left out. It is deterministic.
+func trainLinear(x []float32, y []int, weight []float64, share float64) (*linearModel, error) {
+	var keep []int
+	for i, c := range y {
+		if c < linearClasses {
+			keep = append(keep, i)
+		}
+	}
+	if len(keep) < len(y) {
+		xk := make([]float32, 0, len(keep)*NumFeatures)
+		yk := make([]int, 0, len(keep))
+		for _, i := range keep {
+			xk = append(xk, x[i*NumFeatures:(i+1)*NumFeatures]...)
+			yk = append(yk, y[i])
+		}
+		x, y = xk, yk
+	}
+	n := len(y)
+	if n == 0 {
+		return nil, fmt.Errorf("training the linear model: no beats")
+	}
+	m := &linearModel{Share: float32(share)}
+	for k, j := range linearFeatures {
+		var s, s2 float64
+		for i := 0; i < n; i++ {
+			v := float64(x[i*NumFeatures+j])
+			s += v
+			s2 += v * v
+		}
+		mean := s / float64(n)
+		sd := math.Sqrt(max(s2/float64(n)-mean*mean, 0))
+		if sd < 1e-6 {
+			sd = 1 // a constant feature: its weight stays near 0
+		}
+		m.Mean[k], m.Scale[k] = float32(mean), float32(sd)
+	}
+	const d = linearDim
+	z := make([]float64, n*d)
+	for i := 0; i < n; i++ {
+		m.inputs((*[d]float64)(z[i*d:(i+1)*d]), x[i*NumFeatures:(i+1)*NumFeatures])
+	}
+	var wsum float64
+	var counts [linearClasses]float64
+	for _, c := range y {
+		wsum += weight[c]
+		counts[c] += weight[c]
+	}
+	// Parameters: per class d weights and a bias, which starts at the log prior.
+	const p = d + 1
+	theta := make([]float64, linearClasses*p)
+	for c := range linearClasses {
+		theta[c*p+d] = math.Log((counts[c] + 1) / (wsum + linearClasses))
+	}
+	vel := make([]float64, len(theta))
+	look := make([]float64, len(theta))
+	grad := make([]float64, len(theta))
+	var s, prob [linearClasses]float64
+	for it := 0; it < linearIterations; it++ {
+		for i := range look {
+			look[i] = theta[i] + linearMomentum*vel[i]
+		}
+		clear(grad)
+		for i := 0; i < n; i++ {
+			zi := z[i*d : (i+1)*d]
+			for c := range linearClasses {
+				row := look[c*p : (c+1)*p]
+				acc := row[d]
+				for k, v := range zi {
+					acc += row[k] * v
+				}
+				s[c] = acc
+			}
+			softmax(prob[:], s[:])
+			w := weight[y[i]] / wsum
+			for c := range linearClasses {
+				g := prob[c]
+				if c == y[i] {
+					g--
+				}
+				g *= w
+				row := grad[c*p : (c+1)*p]
+				for k, v := range zi {
+					row[k] += g * v
+				}
+				row[d] += g
+			}
+		}
+		for c := range linearClasses {
+			for k := 0; k < d; k++ {
+				grad[c*p+k] += linearLambda * look[c*p+k]
+			}
+		}
+		for i := range theta {
+			vel[i] = linearMomentum*vel[i] - linearStep*grad[i]
+			theta[i] += vel[i]
+		}
+	}
+	for c := range linearClasses {
+		for k := 0; k < d; k++ {
+			m.W[c][k] = float32(theta[c*p+k])
+		}
+		m.Bias[c] = float32(theta[c*p+d])
+	}
+	return m, nil
+}
+
+// write appends the linear model in the model file layout: float32 share, uint32 number of
+// features, float32 means, float32 scales, then per class N, S, V, F float32 bias and weights.
+func (m *linearModel) write(w io.Writer) error {
+	le := binary.LittleEndian
+	for _, v := range []any{m.Share, uint32(numLinear), m.Mean, m.Scale} {
+		if err := binary.Write(w, le, v); err != nil {
+			return err
+		}
+	}
+	for c := range linearClasses {
+		if err := binary.Write(w, le, m.Bias[c]); err != nil {
+			return err
+		}
+		if err := binary.Write(w, le, m.W[c]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readLinear decodes what write wrote, rejecting a share outside (0, 1], another feature
+// count, scales that are not positive and values that are not finite.
+func readLinear(br *bytes.Reader) (*linearModel, error) {
+	le := binary.LittleEndian
+	m := &linearModel{}
+	var nf uint32
+	if err := binary.Read(br, le, &m.Share); err != nil {
+		return nil, fmt.Errorf("%w: linear model: %w", ErrModelFormat, err)
+	}
+	if !finite32(m.Share) || m.Share <= 0 || m.Share > 1 {
+		return nil, fmt.Errorf("%w: linear model share %v", ErrModelFormat, m.Share)
+	}
+	if err := binary.Read(br, le, &nf); err != nil || nf != numLinear {
+		return nil, fmt.Errorf("%w: linear model: %d features, want %d", ErrModelFormat, nf, numLinear)
+	}
+	for _, v := range []any{&m.Mean, &m.Scale} {
+		if err := binary.Read(br, le, v); err != nil {
+			return nil, fmt.Errorf("%w: linear model: %w", ErrModelFormat, err)
+		}
+	}
+	for c := range linearClasses {
+		if err := binary.Read(br, le, &m.Bias[c]); err != nil {
+			return nil, fmt.Errorf("%w: linear model: %w", ErrModelFormat, err)
+		}
+		if err := binary.Read(br, le, &m.W[c]); err != nil {
+			return nil, fmt.Errorf("%w: linear model: %w", ErrModelFormat, err)
+		}
+	}
+	ok := finite32(m.Bias[0])
+	for k := 0; k < numLinear; k++ {
+		ok = ok && finite32(m.Mean[k]) && finite32(m.Scale[k]) && m.Scale[k] > 0
+	}
+	for c := range linearClasses {
+		ok = ok && finite32(m.Bias[c])
+		for _, w := range m.W[c] {
+			ok = ok && finite32(w)
+		}
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: linear model: a value is not finite or a scale not positive", ErrModelFormat)
+	}
+	return m, nil
+}
