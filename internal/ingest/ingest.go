@@ -16,7 +16,7 @@
 //     message says whether the batch may have been stored (the acknowledgement was lost);
 //     a re-send is always safe, it is de-duplicated.
 //
-// Ingester is safe for concurrent use. MQTT runs one goroutine owned by RunMQTT.
+// Ingester is safe for concurrent use; RunMQTT stores several MQTT batches at once through it.
 package ingest
 
 import (
