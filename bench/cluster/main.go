@@ -42,7 +42,6 @@ import (
 	"syscall"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pulselake/pulselake/bench/benchrun"
@@ -110,8 +109,8 @@ func main() {
 				stopProf()
 			}
 			used := cpu()
-			for _, cl := range devs {
-				cl.Disconnect(100)
+			for _, dv := range devs {
+				dv.close()
 			}
 			rate := float64(m) / el.Seconds()
 			fmt.Printf("%s: MQTT QoS 1, %d devices × %d in flight, 1 reading/message: %.0f msg/s acknowledged (%d not acknowledged); %s\n",
@@ -431,44 +430,6 @@ func benchHTTP(urls []string, batch, clients int, d time.Duration) (int64, []tim
 	return total.Load(), lat, time.Since(start)
 }
 
-// benchMQTT publishes QoS 1 messages from many device connections, each keeping up to
-// inflight PUBLISH packets unacknowledged (a sliding window: a new one goes out as soon as the
-// oldest is acknowledged, as a gateway with a receive maximum does), and counts the
-// acknowledged ones and those that failed or timed out.
-func benchMQTT(clients []mqtt.Client, inflight int, d time.Duration) (acked, failed int64, el time.Duration) {
-	var ok, bad atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	for c, cl := range clients {
-		window := make(chan mqtt.Token, inflight)
-		wg.Go(func() { // waits for the acknowledgements, oldest first (PUBACKs come in order)
-			for t := range window {
-				if t.WaitTimeout(30*time.Second) && t.Error() == nil {
-					ok.Add(1)
-				} else {
-					bad.Add(1)
-				}
-			}
-		})
-		wg.Go(func() {
-			defer close(window)
-			rng := rand.New(rand.NewPCG(uint64(c), 2))
-			base := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC).UnixMilli()
-			topic := fmt.Sprintf("readings/heart_rate/dev-%d", c)
-			for time.Since(start) < d {
-				if !cl.IsConnectionOpen() {
-					fmt.Fprintf(os.Stderr, "device %d: connection lost after %s; it stops sending\n", c, time.Since(start).Round(time.Second))
-					return
-				}
-				payload := fmt.Sprintf(`{"subject":"patient-%d","time":%d,"values":{"bpm":%d}}`, c, base+seq.Add(1), 50+rng.IntN(100))
-				window <- cl.Publish(topic, 1, false, payload)
-			}
-		})
-	}
-	wg.Wait()
-	return ok.Load(), bad.Load(), time.Since(start)
-}
-
 // pauseMove pauses pulselake's consumer of the MQTT store (ingest-mqtt) for up to ten
 // minutes; resumeMove resumes it.
 func pauseMove(addr string) jetstream.JetStream {
@@ -539,34 +500,6 @@ func fillMQTTStore(addrs []string, n, devices int) (int64, time.Duration) {
 
 // connectAtOnce is how many MQTT connections connectDevices opens at once.
 var connectAtOnce = 1
-
-// connectDevices opens the MQTT device connections, spread over the nodes, connectAtOnce at
-// a time.
-func connectDevices(addrs []string, devices int) []mqtt.Client {
-	var clients []mqtt.Client
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, connectAtOnce)
-	for c := range devices {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			opts := mqtt.NewClientOptions().AddBroker("tcp://" + addrs[c%len(addrs)]).SetClientID(fmt.Sprintf("dev-%d-%d", c, time.Now().UnixNano())).
-				SetUsername("bench").SetPassword(token).SetCleanSession(true).SetProtocolVersion(4).
-				SetAutoReconnect(false).SetWriteTimeout(30 * time.Second)
-			cl := mqtt.NewClient(opts)
-			if t := cl.Connect(); !t.WaitTimeout(2*time.Minute) || t.Error() != nil {
-				fmt.Fprintln(os.Stderr, "mqtt connect:", t.Error())
-				return
-			}
-			mu.Lock()
-			clients = append(clients, cl)
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	return clients
-}
 
 // freshness posts one reading at a time to node i and polls node i+1 until a query sees it.
 func freshness(urls []string, samples int) []time.Duration {
