@@ -45,27 +45,7 @@ func TestClusterValidation(t *testing.T) {
 			}
 			c.Cluster.Enabled = tc.enabled
 			err = c.Validate()
-			var ps Problems
-			if err != nil && !errors.As(err, &ps) {
-				t.Fatal(err)
-			}
-			got := map[string]int{}
-			for _, p := range ps {
-				got[p.Path] = p.Line
-			}
-			for path, line := range tc.want {
-				l, ok := got[path]
-				if !ok {
-					t.Errorf("no problem at %s; got %v", path, err)
-				} else if line != 0 && l != line {
-					t.Errorf("%s at line %d, want %d", path, l, line)
-				}
-			}
-			for path := range got {
-				if _, ok := tc.want[path]; !ok {
-					t.Errorf("unexpected problem at %s: %v", path, err)
-				}
-			}
+			wantProblemsAt(t, err, tc.want)
 		})
 	}
 }
@@ -84,5 +64,32 @@ func TestClusterDefaults(t *testing.T) {
 	}
 	if _, err := Load(write(t, "cluster:\n  enabled: true\n")); err == nil || !strings.Contains(err.Error(), "enabled") {
 		t.Errorf("enabled is not a key of the file (it is the --cluster flag); got %v", err)
+	}
+}
+
+// wantProblemsAt fails t unless err holds Problems at exactly the paths of want, each at its
+// line (0: any line).
+func wantProblemsAt(t *testing.T, err error, want map[string]int) {
+	t.Helper()
+	var ps Problems
+	if err != nil && !errors.As(err, &ps) {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, p := range ps {
+		got[p.Path] = p.Line
+	}
+	for path, line := range want {
+		l, ok := got[path]
+		if !ok {
+			t.Errorf("no problem at %s; got %v", path, err)
+		} else if line != 0 && l != line {
+			t.Errorf("%s at line %d, want %d", path, l, line)
+		}
+	}
+	for path := range got {
+		if _, ok := want[path]; !ok {
+			t.Errorf("unexpected problem at %s: %v", path, err)
+		}
 	}
 }

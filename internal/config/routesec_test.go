@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"math/big"
 	"net"
 	"os"
@@ -137,27 +136,7 @@ func TestClusterRouteSecurity(t *testing.T) {
 			}
 			c.Cluster.Enabled = tc.enabled
 			err = c.Validate()
-			var ps Problems
-			if err != nil && !errors.As(err, &ps) {
-				t.Fatal(err)
-			}
-			got := map[string]int{}
-			for _, p := range ps {
-				got[p.Path] = p.Line
-			}
-			for path, line := range tc.want {
-				l, ok := got[path]
-				if !ok {
-					t.Errorf("no problem at %s; got %v", path, err)
-				} else if line != 0 && l != line {
-					t.Errorf("%s at line %d, want %d", path, l, line)
-				}
-			}
-			for path := range got {
-				if _, ok := tc.want[path]; !ok {
-					t.Errorf("unexpected problem at %s: %v", path, err)
-				}
-			}
+			wantProblemsAt(t, err, tc.want)
 		})
 	}
 }
