@@ -381,19 +381,7 @@ query: {max_rows: 1000000}
 		}
 		nodes[i] = n
 	}
-	t.Cleanup(func() {
-		for _, n := range nodes {
-			if n.cmd != nil && n.cmd.ProcessState == nil {
-				n.cmd.Process.Kill()
-				<-n.done
-			}
-		}
-		if t.Failed() {
-			for _, n := range nodes {
-				t.Logf("log of %s:\n%s", n.name, tail(n.logPath))
-			}
-		}
-	})
+	stopNodesAtCleanup(t, nodes)
 	for _, n := range nodes { // each waits for a majority of the others
 		n.start(t, bin)
 	}
@@ -577,5 +565,23 @@ query: {max_rows: 1000000}
 			}
 		}
 		return true
+	})
+}
+
+// stopNodesAtCleanup kills the nodes still running when the test ends, and logs the tail of
+// every node's log if it failed.
+func stopNodesAtCleanup(t *testing.T, nodes []*clusterNode) {
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			if n.cmd != nil && n.cmd.ProcessState == nil {
+				n.cmd.Process.Kill()
+				<-n.done
+			}
+		}
+		if t.Failed() {
+			for _, n := range nodes {
+				t.Logf("log of %s:\n%s", n.name, tail(n.logPath))
+			}
+		}
 	})
 }

@@ -114,19 +114,7 @@ lake:
 		}
 		nodes[i] = n
 	}
-	t.Cleanup(func() {
-		for _, n := range nodes {
-			if n.cmd != nil && n.cmd.ProcessState == nil {
-				n.cmd.Process.Kill()
-				<-n.done
-			}
-		}
-		if t.Failed() {
-			for _, n := range nodes {
-				t.Logf("log of %s:\n%s", n.name, tail(n.logPath))
-			}
-		}
-	})
+	stopNodesAtCleanup(t, nodes)
 	for _, n := range nodes {
 		n.start(t, bin)
 	}
