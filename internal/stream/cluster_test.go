@@ -2,52 +2,19 @@ package stream
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pulselake/pulselake/internal/reading"
 )
 
-// startCluster starts n embedded servers joined by routes on loopback, each in its own
-// directory, and returns them once JetStream has a leader.
+// startCluster starts n embedded servers joined by routes on loopback (no route security),
+// each in its own directory, and returns them once JetStream has a leader.
 func startCluster(t *testing.T, n int) []*Server {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ports := make([]int, n)
-	routes := make([]string, n)
-	for i := range ports {
-		p, err := freePort("127.0.0.1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i], routes[i] = p, fmt.Sprintf("nats://127.0.0.1:%d", p)
-	}
-	srvs := make([]*Server, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n { // each waits for a majority, so they start together
-		wg.Go(func() {
-			srvs[i], errs[i] = StartServer(log, ServerOptions{Dir: t.TempDir(), Cluster: &ClusterOptions{
-				Name: "test", ServerName: fmt.Sprintf("node-%d", i), Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]),
-				Routes: routes, Replicas: n, SyncInterval: time.Second, LeaderTimeout: time.Minute,
-			}})
-		})
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("node %d: %v", i, err)
-		}
-	}
-	t.Cleanup(func() {
-		for _, s := range srvs {
-			s.Shutdown(context.Background())
-		}
-	})
+	srvs, _ := startSecuredCluster(t, n, io.Discard, func(int, *ClusterOptions) {})
 	return srvs
 }
 
