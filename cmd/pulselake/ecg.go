@@ -39,6 +39,7 @@ missed beats are counted on stderr and not trained on. --peaks reference cuts th
 annotated R peaks instead.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			treesAloneWithoutLinear(cmd, &opt)
 			if dir == "" || out == "" {
 				return usagef("ecg train needs --records DIR and --out FILE")
 			}
@@ -96,6 +97,14 @@ func addTrainFlags(cmd *cobra.Command, opt *ecg.TrainOptions) {
 	f.IntVar(&opt.TuneFolds, "tune-folds", 0, "tune the decision rule by a leave-records-out cross-validation with this many folds over the training records (0 = off)")
 }
 
+// treesAloneWithoutLinear makes --linear 0 train the trees alone: without a linear model the
+// trees cannot be boosted from one, so --linear-base drops to 0 unless it was given.
+func treesAloneWithoutLinear(cmd *cobra.Command, opt *ecg.TrainOptions) {
+	if opt.Linear == 0 && !cmd.Flags().Changed("linear-base") {
+		opt.LinearBase = 0
+	}
+}
+
 // loadECGModel loads the model file of --model, or the model embedded in the binary.
 func loadECGModel(file string) (*ecg.Model, error) {
 	if file != "" {
@@ -126,6 +135,7 @@ command trains fresh models instead and evaluates them honestly:
                    records are assigned to folds round-robin in sorted order)`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			treesAloneWithoutLinear(cmd, &opt)
 			if dir == "" {
 				return usagef("ecg eval needs --records DIR")
 			}

@@ -212,6 +212,23 @@ func TestModelLinearFile(t *testing.T) {
 	if _, err := Train(context.Background(), beats, TrainOptions{Rounds: 1, RROnly: true, LinearBase: 0.5}); err == nil {
 		t.Error("linear base without a linear model: no error")
 	}
+
+	// With the linear model the decision rule is tuned on the combined scores, where the trees'
+	// weigh 1 − share: the stored offsets times that weight lie on the tuning grid.
+	for i := range beats {
+		beats[i].Record = []string{"a", "b", "c"}[i%3]
+	}
+	tuned, err := Train(context.Background(), beats, TrainOptions{Rounds: 5, Seed: 1, RROnly: true, Linear: 0.3, LinearBase: 0.5, TuneFolds: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("tuned offsets %v", tuned.ens[0].Offset)
+	for c, off := range tuned.ens[0].Offset {
+		v := float64(off) * (1 - 0.3)
+		if k := (v - offsetMin) / offsetStep; math.Abs(k-math.Round(k)) > 1e-4 || v < offsetMin-1e-4 || v > offsetMax+1e-4 {
+			t.Errorf("class %d: offset %v, times 0.7 = %v, not on the grid", c, off, v)
+		}
+	}
 }
 
 // TestModelV5File reads a version 5 file (the linear model's probabilities averaged with the
