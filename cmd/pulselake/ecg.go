@@ -39,6 +39,7 @@ missed beats are counted on stderr and not trained on. --peaks reference cuts th
 annotated R peaks instead.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			treesAloneWithoutLinear(cmd, &opt)
 			if dir == "" || out == "" {
 				return usagef("ecg train needs --records DIR and --out FILE")
 			}
@@ -90,9 +91,18 @@ func addTrainFlags(cmd *cobra.Command, opt *ecg.TrainOptions) {
 	f.IntVar(&opt.MaxDepth, "depth", 6, "maximum tree depth")
 	f.IntVar(&opt.Workers, "workers", 2, "goroutines used for training")
 	f.Float64Var(&opt.ClassWeight, "class-weight", ecg.DefaultClassWeight, "weigh beats by (count of N / count of their class)^W; 0 = equal weights, 1 = balanced")
-	f.Float64Var(&opt.Linear, "linear", ecg.DefaultLinearShare, "also train a logistic regression on the patient-relative features and give it this share of the class probabilities (0 = trees alone)")
+	f.Float64Var(&opt.Linear, "linear", ecg.DefaultLinearShare, "also train a logistic regression on the patient-relative features and give it this share of the class scores, against the trees' (0 = trees alone)")
+	f.Float64Var(&opt.LinearBase, "linear-base", ecg.DefaultLinearBase, "boost the trees from this share of the logistic regression's log-probabilities (0 = from the class priors; needs --linear above 0)")
 	f.BoolVar(&opt.PatientOnly, "patient-only", false, "classify beats with RR intervals by patient-relative features only (no raw window samples)")
 	f.IntVar(&opt.TuneFolds, "tune-folds", 0, "tune the decision rule by a leave-records-out cross-validation with this many folds over the training records (0 = off)")
+}
+
+// treesAloneWithoutLinear makes --linear 0 train the trees alone: without a linear model the
+// trees cannot be boosted from one, so --linear-base drops to 0 unless it was given.
+func treesAloneWithoutLinear(cmd *cobra.Command, opt *ecg.TrainOptions) {
+	if opt.Linear == 0 && !cmd.Flags().Changed("linear-base") {
+		opt.LinearBase = 0
+	}
 }
 
 // loadECGModel loads the model file of --model, or the model embedded in the binary.
@@ -125,6 +135,7 @@ command trains fresh models instead and evaluates them honestly:
                    records are assigned to folds round-robin in sorted order)`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			treesAloneWithoutLinear(cmd, &opt)
 			if dir == "" {
 				return usagef("ecg eval needs --records DIR")
 			}
@@ -152,8 +163,8 @@ command trains fresh models instead and evaluates them honestly:
 					return err
 				}
 				if withoutRR {
-					dropRR(beats)  // the model trained below is then a shape-only model
-					opt.Linear = 0 // which the linear model, on patient-relative features, cannot help
+					dropRR(beats)                     // the model trained below is then a shape-only model
+					opt.Linear, opt.LinearBase = 0, 0 // which the linear model, on patient-relative features, cannot help
 				}
 				if e, err = evalTrained(cmd, g, beats, records, split, testShare, folds, opt); err != nil {
 					return err

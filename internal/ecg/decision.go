@@ -39,9 +39,10 @@ func recordFolds(beats []Beat, k int) (map[string]int, []string) {
 	return fold, recs
 }
 
-// outOfFoldScores trains an RR ensemble per fold of the beats' records on the other folds and
-// returns every beat's class scores (without offsets) from the model that did not see its
-// record.
+// outOfFoldScores trains an RR ensemble (and, with opt.Linear, the linear model) per fold of
+// the beats' records on the other folds and returns every beat's class scores (without offsets;
+// with the linear model, the combined scores of linearModel.combine) from the model that did not
+// see its record.
 func outOfFoldScores(ctx context.Context, beats []Beat, opt TrainOptions, folds int) ([][NumClasses]float64, error) {
 	fold, recs := recordFolds(beats, folds)
 	if len(recs) < folds {
@@ -56,7 +57,14 @@ func outOfFoldScores(ctx context.Context, beats []Beat, opt TrainOptions, folds 
 				train = append(train, beats[i])
 			}
 		}
-		e, err := trainEnsemble(ctx, train, opt, allFeatures)
+		var lin *linearModel
+		if opt.Linear > 0 {
+			var err error
+			if lin, err = trainLinearOn(train, opt); err != nil {
+				return nil, fmt.Errorf("tuning the decision rule, fold %d: %w", k, err)
+			}
+		}
+		e, err := trainEnsembleFrom(ctx, train, opt, allFeatures, lin)
 		if err != nil {
 			return nil, fmt.Errorf("tuning the decision rule, fold %d: %w", k, err)
 		}
@@ -64,6 +72,9 @@ func outOfFoldScores(ctx context.Context, beats []Beat, opt TrainOptions, folds 
 			if fold[beats[i].Record] == k {
 				Features(f[:], &beats[i].Samples, beats[i].RR)
 				scores[i] = e.scores(&f)
+				if lin != nil {
+					scores[i] = lin.combine(&scores[i], lin.logProbs(f[:]))
+				}
 			}
 		}
 	}

@@ -37,10 +37,16 @@ type TrainOptions struct {
 	RROnly bool
 	// Linear, when above 0, also trains the linear model on the patient-relative features
 	// (see linear.go) with the same class weights and gives it that share (at most 1) of
-	// the first ensemble's class probabilities; 0 (the zero value) trains trees alone.
-	Linear  float64 `json:",omitempty"`
-	Seed    uint64  // seeds row subsampling; training is deterministic for a seed
-	Workers int     // goroutines building histograms; default 2
+	// the first ensemble's class scores: (1 − Linear)·(trees' scores) + Linear·(its
+	// log-probabilities); 0 (the zero value) trains trees alone.
+	Linear float64 `json:",omitempty"`
+	// LinearBase, in [0, 1] and only with Linear above 0, boosts the first ensemble's trees
+	// from that share of the linear model's log-probabilities (and 1 − LinearBase of the class
+	// priors) instead of the priors alone, so that the trees learn corrections to the linear
+	// model; the share is added to the trees' scores when classifying.
+	LinearBase float64 `json:",omitempty"`
+	Seed       uint64  // seeds row subsampling; training is deterministic for a seed
+	Workers    int     // goroutines building histograms; default 2
 }
 
 // DefaultClassWeight is the class weight (TrainOptions.ClassWeight) of the default model and
@@ -117,11 +123,21 @@ func Train(ctx context.Context, beats []Beat, opt TrainOptions) (*Model, error) 
 	if opt.Linear < 0 || opt.Linear > 1 || math.IsNaN(opt.Linear) {
 		return nil, fmt.Errorf("training: linear model share %v, want 0 to 1", opt.Linear)
 	}
+	if opt.LinearBase < 0 || opt.LinearBase > 1 || math.IsNaN(opt.LinearBase) || (opt.LinearBase > 0 && opt.Linear == 0) {
+		return nil, fmt.Errorf("training: linear base %v, want 0 to 1 and a linear model (share above 0)", opt.LinearBase)
+	}
 	m := &Model{Version: ModelVersion, NumFeatures: NumFeatures, Meta: ModelMeta{Options: opt, Beats: len(beats)}}
 	for _, b := range beats {
 		m.Meta.ClassCounts[b.Class]++
 	}
-	e, err := trainEnsemble(ctx, beats, opt, allFeatures)
+	if opt.Linear > 0 {
+		lin, err := trainLinearOn(beats, opt)
+		if err != nil {
+			return nil, err
+		}
+		m.lin = lin
+	}
+	e, err := trainEnsembleFrom(ctx, beats, opt, allFeatures, m.lin)
 	if err != nil {
 		return nil, err
 	}
@@ -135,16 +151,18 @@ func Train(ctx context.Context, beats []Beat, opt TrainOptions) (*Model, error) 
 			y[i] = beats[i].Class
 		}
 		e.Offset = tuneOffsets(scores, y)
+		if m.lin != nil {
+			// Tuned on the combined scores, where the trees' weigh 1 − Linear.
+			for c := range e.Offset {
+				if opt.Linear < 1 {
+					e.Offset[c] = float32(float64(e.Offset[c]) / (1 - opt.Linear))
+				} else {
+					e.Offset[c] = 0
+				}
+			}
+		}
 	}
 	m.ens = append(m.ens, e)
-	if opt.Linear > 0 {
-		x, y, counts := featureMatrix(beats, allFeatures)
-		lin, err := trainLinear(x, y, classWeights(opt, counts), opt.Linear)
-		if err != nil {
-			return nil, err
-		}
-		m.lin = lin
-	}
 	if !opt.RROnly {
 		for _, mode := range []ensembleMode{shapeOnly, withoutMorph} {
 			e, err := trainEnsemble(ctx, beats, opt, mode)
@@ -169,20 +187,52 @@ const (
 // trainEnsemble fits a gradient-boosted ensemble on beats: per round, one regression tree per
 // class on the softmax gradients of a random share of the rows.
 func trainEnsemble(ctx context.Context, beats []Beat, opt TrainOptions, mode ensembleMode) (*ensemble, error) {
+	return trainEnsembleFrom(ctx, beats, opt, mode, nil)
+}
+
+// trainLinearOn trains the linear model of opt (share opt.Linear, base opt.LinearBase, combined
+// in log space) on beats, with the class weights of opt.
+func trainLinearOn(beats []Beat, opt TrainOptions) (*linearModel, error) {
+	x, y, counts := featureMatrix(beats, allFeatures)
+	lin, err := trainLinear(x, y, classWeights(opt, counts), opt.Linear)
+	if err != nil {
+		return nil, err
+	}
+	lin.Base, lin.geometric = float32(opt.LinearBase), true
+	return lin, nil
+}
+
+// trainEnsembleFrom is trainEnsemble, except that when lin is not nil and lin.Base above 0 the
+// boosting starts from lin.Base times the linear model's log-probabilities plus 1 − lin.Base
+// times the class priors, so that the trees learn corrections to the linear model.
+func trainEnsembleFrom(ctx context.Context, beats []Beat, opt TrainOptions, mode ensembleMode, lin *linearModel) (*ensemble, error) {
 	rng := rand.New(rand.NewPCG(opt.Seed, 0x9e3779b97f4a7c15))
 	n, f := len(beats), NumFeatures
 	x, y, counts := featureMatrix(beats, mode)
 	t := newTrainer(opt, x, n, f, mode)
 	weight := classWeights(opt, counts)
+	if lin != nil && lin.Base == 0 {
+		lin = nil
+	}
 	m := &ensemble{}
 	for c := 0; c < NumClasses; c++ {
 		p := (float64(counts[c]) + 1) / float64(n+NumClasses)
 		m.Base[c] = float32(math.Log(p))
+		if lin != nil {
+			m.Base[c] = float32((1 - float64(lin.Base)) * math.Log(p))
+		}
 	}
 	score := make([]float64, n*NumClasses)
 	for i := 0; i < n; i++ {
+		var lp [NumClasses]float64
+		if lin != nil {
+			lp = lin.logProbs(x[i*f : (i+1)*f])
+		}
 		for c := 0; c < NumClasses; c++ {
 			score[i*NumClasses+c] = float64(m.Base[c])
+			if lin != nil {
+				score[i*NumClasses+c] += float64(lin.Base) * lp[c]
+			}
 		}
 	}
 	all := make([]int32, n)

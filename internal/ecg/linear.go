@@ -14,8 +14,11 @@ import (
 // with its square. It has a few hundred parameters against the trees' hundreds of thousands of
 // nodes and never sees the window samples, so, like the linear discriminants of de Chazal et
 // al. (2004), it cannot learn a training patient's absolute beat shape; on new patients it
-// finds more supraventricular beats than the trees do (docs/ecg.md, Evaluation 2). The model
-// averages its probabilities with the trees'.
+// finds more supraventricular beats than the trees do (docs/ecg.md, Evaluation 2). In version 6
+// models the trees are boosted from a share of its log-probabilities (TrainOptions.LinearBase),
+// so they learn corrections to it, and the class scores are a weighted sum of the trees' and its
+// log-probabilities (a weighted geometric mean of the probabilities); version 5 models average
+// the two models' probabilities.
 
 // linearFeatures lists the indices, in the feature vector, of the features the linear model
 // reads: every feature but the window samples and the window width (an absolute interval).
@@ -43,20 +46,36 @@ const (
 	linearClasses = NumClasses - 1
 )
 
-// DefaultLinearShare is TrainOptions.Linear of the default model and the ecg commands: a
-// beat's class probabilities are the mean of the linear model's and the trees'. Larger shares
-// find more supraventricular beats on new patients but lower the intra-patient figures
-// (docs/ecg.md, Evaluation 2).
-const DefaultLinearShare = 0.5
+// DefaultLinearShare is TrainOptions.Linear of the default model and the ecg commands, and
+// DefaultLinearBase its TrainOptions.LinearBase: the trees are boosted from half the linear
+// model's log-probabilities, and a beat's class scores are 0.7 times the trees' (with that
+// start) plus 0.3 times the linear model's log-probabilities. Larger shares find more
+// supraventricular beats on new patients but lower the intra-patient figures (docs/ecg.md,
+// Evaluation 2).
+const (
+	DefaultLinearShare = 0.3
+	DefaultLinearBase  = 0.5
+)
+
+// linearFloor bounds the linear model's probabilities whose logarithm enters the class scores
+// (log 1e-6 ≈ −13.8; Q's probability is 0).
+const linearFloor = 1e-6
 
 // linearModel is a multinomial logistic regression over linearClasses: the score of class c
 // is Bias[c] + Σ W[c][k]·z_k, where z holds the linear features standardised by Mean and Scale
 // and clipped to ±linearClip, then their squares divided by linearClip.
 type linearModel struct {
-	Share       float32 // share of the linear probabilities in the model's, in (0, 1]
+	Share float32 // share of the linear model in the model's scores (probabilities in version 5), in (0, 1]
+	// Base is the share of its log-probabilities the trees were boosted from and that is
+	// added to their scores, in [0, 1] (version 6; 0 in version 5).
+	Base        float32
 	Mean, Scale [numLinear]float32
 	W           [linearClasses][linearDim]float32
 	Bias        [linearClasses]float32
+	// geometric is set for version 6 models: the model's class scores are
+	// (1 − Share)·(trees' scores + Base·l) + Share·l, l the linear log-probabilities; version 5
+	// models average the probabilities instead.
+	geometric bool
 }
 
 // inputs writes the linear model's inputs for the full feature vector f into z.
@@ -83,6 +102,29 @@ func (m *linearModel) scores(f []float32) [NumClasses]float64 {
 		s[c] = acc
 	}
 	return s
+}
+
+// logProbs returns the linear model's class log-probabilities of a full feature vector, each
+// at least log(linearFloor) (Q's is that floor).
+func (m *linearModel) logProbs(f []float32) [NumClasses]float64 {
+	s := m.scores(f)
+	var p [NumClasses]float64
+	softmax(p[:], s[:])
+	for c := range p {
+		p[c] = math.Log(max(p[c], linearFloor))
+	}
+	return p
+}
+
+// combine returns the class scores of a version 6 model from the trees' scores s (with their
+// decision offsets) and the linear log-probabilities lp: (1 − Share)·(s + Base·lp) + Share·lp.
+func (m *linearModel) combine(s *[NumClasses]float64, lp [NumClasses]float64) [NumClasses]float64 {
+	a, b := float64(m.Share), float64(m.Base)
+	var z [NumClasses]float64
+	for c := range z {
+		z[c] = (1-a)*(s[c]+b*lp[c]) + a*lp[c]
+	}
+	return z
 }
 
 // Training of the linear model: full-batch gradient descent with Nesterov momentum on the
@@ -203,11 +245,19 @@ func trainLinear(x []float32, y []int, weight []float64, share float64) (*linear
 	return m, nil
 }
 
-// write appends the linear model in the model file layout: float32 share, uint32 number of
-// features, float32 means, float32 scales, then per class N, S, V, F float32 bias and weights.
-func (m *linearModel) write(w io.Writer) error {
+// write appends the linear model in the layout of the model file version: float32 share,
+// float32 base (version 6), uint32 number of features, float32 means, float32 scales, then per
+// class N, S, V, F float32 bias and weights.
+func (m *linearModel) write(w io.Writer, version int) error {
 	le := binary.LittleEndian
-	for _, v := range []any{m.Share, uint32(numLinear), m.Mean, m.Scale} {
+	if m.geometric != (version >= 6) {
+		return fmt.Errorf("a version %d model cannot hold this linear model (combined in log space: %v)", version, m.geometric)
+	}
+	fields := []any{m.Share, uint32(numLinear), m.Mean, m.Scale}
+	if version >= 6 {
+		fields = []any{m.Share, m.Base, uint32(numLinear), m.Mean, m.Scale}
+	}
+	for _, v := range fields {
 		if err := binary.Write(w, le, v); err != nil {
 			return err
 		}
@@ -223,17 +273,26 @@ func (m *linearModel) write(w io.Writer) error {
 	return nil
 }
 
-// readLinear decodes what write wrote, rejecting a share outside (0, 1], another feature
-// count, scales that are not positive and values that are not finite.
-func readLinear(br *bytes.Reader) (*linearModel, error) {
+// readLinear decodes what write wrote for a file of the version, rejecting a share outside
+// (0, 1], a base outside [0, 1], another feature count, scales that are not positive and values
+// that are not finite.
+func readLinear(br *bytes.Reader, version int) (*linearModel, error) {
 	le := binary.LittleEndian
-	m := &linearModel{}
+	m := &linearModel{geometric: version >= 6}
 	var nf uint32
 	if err := binary.Read(br, le, &m.Share); err != nil {
 		return nil, fmt.Errorf("%w: linear model: %w", ErrModelFormat, err)
 	}
 	if !finite32(m.Share) || m.Share <= 0 || m.Share > 1 {
 		return nil, fmt.Errorf("%w: linear model share %v", ErrModelFormat, m.Share)
+	}
+	if m.geometric {
+		if err := binary.Read(br, le, &m.Base); err != nil {
+			return nil, fmt.Errorf("%w: linear model: %w", ErrModelFormat, err)
+		}
+		if !finite32(m.Base) || m.Base < 0 || m.Base > 1 {
+			return nil, fmt.Errorf("%w: linear model base %v", ErrModelFormat, m.Base)
+		}
 	}
 	if err := binary.Read(br, le, &nf); err != nil || nf != numLinear {
 		return nil, fmt.Errorf("%w: linear model: %d features, want %d", ErrModelFormat, nf, numLinear)

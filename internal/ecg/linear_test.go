@@ -91,34 +91,57 @@ func TestTrainLinear(t *testing.T) {
 	}
 }
 
-// TestModelLinearFile trains a model with the linear model on synthetic beats, checks that
-// its probabilities are the mean of the trees' and the linear model's, and that a written and
-// read file gives the same predictions and bytes; corrupt linear blocks are rejected.
+// TestModelLinearFile trains a model with the linear model on synthetic beats, the trees boosted
+// from its log-probabilities, checks that its class scores are the combination of the trees'
+// and the linear model's log-probabilities (version 6), that the trees did start from the linear
+// model, that a written and read file gives the same predictions and bytes; corrupt linear
+// blocks are rejected.
 func TestModelLinearFile(t *testing.T) {
 	beats := syntheticBeats(600)
-	m, err := Train(context.Background(), beats, TrainOptions{Rounds: 5, Seed: 1, RROnly: true, Linear: 0.5})
+	m, err := Train(context.Background(), beats, TrainOptions{Rounds: 5, Seed: 1, RROnly: true, Linear: 0.3, LinearBase: 0.5})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.lin == nil || m.Version != 5 {
-		t.Fatalf("version %d, linear model %v", m.Version, m.lin != nil)
+	if m.lin == nil || !m.lin.geometric || m.lin.Base != 0.5 || m.lin.Share != 0.3 || m.Version != ModelVersion {
+		t.Fatalf("version %d, linear model %+v", m.Version, m.lin)
 	}
 	var f [NumFeatures]float32
 	for i := range beats[:50] {
 		b := &beats[i]
 		got := m.ClassifyWindow(&b.Samples, b.RR)
 		Features(f[:], &b.Samples, b.RR)
-		tp := m.ens[0].predict(&f).Probs
-		ls := m.lin.scores(f[:])
+		s := m.ens[0].scores(&f)
 		var lp [NumClasses]float64
+		ls := m.lin.scores(f[:])
 		softmax(lp[:], ls[:])
 		if lp[ClassQ] != 0 {
 			t.Fatalf("beat %d: the linear model gives Q probability %v", i, lp[ClassQ])
 		}
-		for c := range tp {
-			if want := (tp[c] + lp[c]) / 2; math.Abs(got.Probs[c]-want) > 1e-12 {
-				t.Fatalf("beat %d class %d: probability %v, want %v", i, c, got.Probs[c], want)
+		var z, want [NumClasses]float64
+		a := float64(float32(0.3)) // the share as the file stores it
+		for c := range z {
+			l := math.Log(max(lp[c], linearFloor))
+			z[c] = (1-a)*(s[c]+0.5*l) + a*l
+		}
+		softmax(want[:], z[:])
+		for c := range want {
+			if math.Abs(got.Probs[c]-want[c]) > 1e-12 {
+				t.Fatalf("beat %d class %d: probability %v, want %v", i, c, got.Probs[c], want[c])
 			}
+		}
+	}
+	// The trees started from half the linear log-probabilities and the priors' other half: the
+	// same trees trained from the priors alone differ.
+	plainTrees, err := Train(context.Background(), beats, TrainOptions{Rounds: 5, Seed: 1, RROnly: true, Linear: 0.3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plainTrees.lin.Base != 0 || plainTrees.ens[0].Base == m.ens[0].Base {
+		t.Errorf("base scores %v with the linear base, %v without", m.ens[0].Base, plainTrees.ens[0].Base)
+	}
+	for c := range m.ens[0].Base {
+		if want := float32(0.5) * plainTrees.ens[0].Base[c]; math.Abs(float64(m.ens[0].Base[c]-want)) > 1e-6 {
+			t.Errorf("class %d: base score %v, want half the log prior %v", c, m.ens[0].Base[c], want)
 		}
 	}
 	var buf bytes.Buffer
@@ -143,7 +166,7 @@ func TestModelLinearFile(t *testing.T) {
 		t.Error("a model read and written again differs")
 	}
 
-	// Without the linear model, version 5 writes a zero flag and reads back without one.
+	// Without the linear model, version 6 writes a zero flag and reads back without one.
 	plain := *m2
 	plain.lin = nil
 	buf.Reset()
@@ -153,15 +176,19 @@ func TestModelLinearFile(t *testing.T) {
 	if m3, err := ReadModel(&buf); err != nil || m3.lin != nil {
 		t.Fatalf("model without linear model: %v, linear %v", err, m3 != nil && m3.lin != nil)
 	}
-	// A version 4 model cannot hold one.
-	old := *m2
-	old.Version = 4
-	if _, err := old.WriteTo(&buf); err == nil {
-		t.Error("version 4 model with a linear model written")
+	// A version 4 model cannot hold one, and a version 5 model only one averaged with the trees.
+	for _, v := range []int{4, 5} {
+		old := *m2
+		old.Version = v
+		if _, err := old.WriteTo(&buf); err == nil {
+			t.Errorf("version %d model with a version 6 linear model written", v)
+		}
 	}
 
 	for name, corrupt := range map[string]func(l *linearModel){
 		"share 0":       func(l *linearModel) { l.Share = 0 },
+		"base above 1":  func(l *linearModel) { l.Base = 1.5 },
+		"negative base": func(l *linearModel) { l.Base = -0.5 },
 		"share above 1": func(l *linearModel) { l.Share = 1.5 },
 		"zero scale":    func(l *linearModel) { l.Scale[3] = 0 },
 		"NaN weight":    func(l *linearModel) { l.W[2][5] = float32(math.NaN()) },
@@ -182,4 +209,31 @@ func TestModelLinearFile(t *testing.T) {
 	if _, err := Train(context.Background(), beats, TrainOptions{Rounds: 1, RROnly: true, Linear: 1.5}); err == nil {
 		t.Error("linear share 1.5: no error")
 	}
+	if _, err := Train(context.Background(), beats, TrainOptions{Rounds: 1, RROnly: true, LinearBase: 0.5}); err == nil {
+		t.Error("linear base without a linear model: no error")
+	}
+
+	// With the linear model the decision rule is tuned on the combined scores, where the trees'
+	// weigh 1 − share: the stored offsets times that weight lie on the tuning grid.
+	for i := range beats {
+		beats[i].Record = []string{"a", "b", "c"}[i%3]
+	}
+	tuned, err := Train(context.Background(), beats, TrainOptions{Rounds: 5, Seed: 1, RROnly: true, Linear: 0.3, LinearBase: 0.5, TuneFolds: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("tuned offsets %v", tuned.ens[0].Offset)
+	for c, off := range tuned.ens[0].Offset {
+		v := float64(off) * (1 - 0.3)
+		if k := (v - offsetMin) / offsetStep; math.Abs(k-math.Round(k)) > 1e-4 || v < offsetMin-1e-4 || v > offsetMax+1e-4 {
+			t.Errorf("class %d: offset %v, times 0.7 = %v, not on the grid", c, off, v)
+		}
+	}
+}
+
+// TestModelV5File reads a version 5 file (the linear model's probabilities averaged with the
+// trees', share 0.5), made with the version 5 code, and checks that it gives the predictions that
+// code gave.
+func TestModelV5File(t *testing.T) {
+	checkOldModelFile(t, 5, NumFeatures, 0.5)
 }

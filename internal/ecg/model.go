@@ -18,12 +18,13 @@ import (
 
 // ModelVersion is the version of the model file format this package writes. It also reads
 // version 1 files (70 features, no decision offsets), version 2 files (89 features), version
-// 3 files (95 features) and version 4 files (98 features, as now, but no linear model).
-const ModelVersion = 5
+// 3 files (95 features), version 4 files (98 features, as now, but no linear model) and version
+// 5 files (the linear model's probabilities averaged with the trees').
+const ModelVersion = 6
 
 // modelFeatures is the number of features of each model file version; each is a prefix of
 // the next, so older models give the same predictions as before.
-var modelFeatures = map[int]int{1: numV1Features, 2: numV2Features, 3: numV3Features, 4: NumFeatures, 5: NumFeatures}
+var modelFeatures = map[int]int{1: numV1Features, 2: numV2Features, 3: numV3Features, 4: NumFeatures, 5: NumFeatures, 6: NumFeatures}
 
 const modelMagic = "PLECGGBT"
 
@@ -57,8 +58,9 @@ type Model struct {
 	// without RR features; ens[2], when present, every feature but the morphology, for beats
 	// with RR features but unknown morphology.
 	ens []*ensemble
-	// lin, when not nil (version 5), is the linear model whose probabilities are averaged with
-	// ens[0]'s.
+	// lin, when not nil (version 5 and later), is the linear model combined with ens[0]: its
+	// probabilities averaged with the trees' (version 5), or its log-probabilities added to
+	// the trees' scores (version 6, see linearModel.combine).
 	lin *linearModel
 }
 
@@ -187,14 +189,19 @@ func (m *Model) ClassifyWindow(w *[WindowLen]float32, rr RRFeatures) Prediction 
 // predict classifies a feature vector with the ensemble alone.
 func (m *ensemble) predict(f *[NumFeatures]float32) Prediction { return m.predictWith(f, nil) }
 
-// predictWith classifies a feature vector with the ensemble and, when lin is not nil, averages
-// the probabilities with the linear model's, lin.Share of them the linear model's.
+// predictWith classifies a feature vector with the ensemble and, when lin is not nil, with the
+// linear model: in log space (version 6, linearModel.combine) or by averaging the probabilities,
+// lin.Share of them the linear model's (version 5).
 func (m *ensemble) predictWith(f *[NumFeatures]float32, lin *linearModel) Prediction {
 	s := m.scores(f)
 	for c := range s {
 		s[c] += float64(m.Offset[c])
 	}
 	var p Prediction
+	if lin != nil && lin.geometric {
+		s = lin.combine(&s, lin.logProbs(f[:]))
+		lin = nil
+	}
 	softmax(p.Probs[:], s[:])
 	if lin != nil {
 		var lp [NumClasses]float64
@@ -259,9 +266,10 @@ func step(flat []flatNode, f *[NumFeatures]float32, i int32) int32 {
 // classes, uint32 number of features, uint32 number of ensembles, and per ensemble float32 base
 // scores, float32 decision offsets (version 2), uint32 number of trees, then each tree as
 // uint32 class, uint32 node count and nodes of (int16 feature, float32 threshold, int32 left,
-// int32 right, float32 value); version 5 then has uint32 1 or 0 (whether a linear model
-// follows) and the linear model (see linearModel.write). All integers and floats are
-// little-endian. A model read from an older file is written in its version.
+// int32 right, float32 value); versions 5 and 6 then have uint32 1 or 0 (whether a linear model
+// follows) and the linear model (see linearModel.write; version 6 adds its base share). All
+// integers and floats are little-endian. A model read from an older file is written in its
+// version.
 func (m *Model) WriteTo(w io.Writer) (int64, error) {
 	version := m.Version
 	if modelFeatures[version] != m.NumFeatures {
@@ -322,7 +330,7 @@ func (m *Model) WriteTo(w io.Writer) (int64, error) {
 			put(uint32(0))
 		} else {
 			put(uint32(1))
-			if err := m.lin.write(&buf); err != nil {
+			if err := m.lin.write(&buf, version); err != nil {
 				return 0, fmt.Errorf("writing model: %w", err)
 			}
 		}
@@ -465,7 +473,7 @@ func ReadModel(r io.Reader) (*Model, error) {
 			return nil, fmt.Errorf("%w: linear model flag", ErrModelFormat)
 		}
 		if hasLinear == 1 {
-			lin, err := readLinear(br)
+			lin, err := readLinear(br, int(version))
 			if err != nil {
 				return nil, err
 			}
