@@ -10,8 +10,8 @@
 //     polling GET /v1/imports/{id}): records/s and serve's peak RSS (VmHWM) when the import
 //     is done, then serve's CPU and peak RSS once the lake writer and the rules caught up.
 //     Beside VmHWM, the peak of serve's anonymous memory (RssAnon, sampled every 50 ms):
-//     VmHWM also counts the pages of the binary serve has touched (about 110 MB, mostly
-//     DuckDB's code run at start), which the kernel can drop and read again.
+//     VmHWM also counts the pages of the binary serve has touched (about 110 MB, most of
+//     them at the binary's start), which the kernel can drop and read again.
 //
 // The generated file is written under -dir (default a temporary directory) and removed
 // afterwards unless -keep is set.
