@@ -257,7 +257,7 @@ func (c *Conn) setup(ctx context.Context) error {
 		// No limit in practice (a few subjects, one per source), but it makes the server
 		// store the stream in 4 MiB message blocks instead of 8 MiB when MaxBytes is
 		// unlimited: the server keeps every block read or written in the last 10 s in
-		// memory, a whole block each, so this halves what an import's traffic holds there.
+		// memory, a whole block each, so smaller blocks hold less beyond what was used.
 		MaxMsgsPerSubject: IngestMaxMsgsPerSubject,
 		MaxMsgSize:        maxMsg,
 		Duplicates:        c.opts.DuplicateWindow,
