@@ -9,11 +9,12 @@ import (
 )
 
 // The lake's Parquet files are zstd-compressed page by page (write.parquet.compression-codec).
-// Arrow's zstd codec compresses each page with encoders of zstd's default 8 MiB window that
-// keep a history buffer of twice the window: 16 MiB for every encoder alive, although a page
-// is about 1 MiB (the writer's data page size). parquetZstd compresses the same frames with
-// a 1 MiB window and the encoder's low-memory mode (about 1.1 MiB of history each); it
-// decodes with Arrow's codec, so every file written before or after reads the same.
+// Arrow's zstd codec compresses each page with pooled encoders of zstd's default 8 MiB
+// window, each keeping a history buffer of at least the window (9 MiB allocated for a 1 MiB
+// page, TestParquetZstdMemory), although a page is about 1 MiB (the writer's data page
+// size). parquetZstd compresses the same frames with a 1 MiB window and the encoder's
+// low-memory mode (2.3 MiB allocated, history included); it decodes with Arrow's codec, so
+// every file written before or after reads the same.
 //
 // A page larger than the window is still one valid frame; its matches are at most 1 MiB
 // back instead of 8 MiB, which costs little on columns of readings.

@@ -54,7 +54,7 @@ func TestParquetZstdRoundTrip(t *testing.T) {
 }
 
 // TestParquetZstdMemory bounds what compressing a 1 MiB page allocates with a new encoder:
-// Arrow's encoders keep a 16 MiB history each.
+// with Arrow's codec it is 9 MiB (an 8 MiB window's history).
 func TestParquetZstdMemory(t *testing.T) {
 	src := pageLike(1 << 20)
 	c := &parquetZstd{pools: map[zstd.EncoderLevel]*sync.Pool{}} // no encoder yet
@@ -63,7 +63,9 @@ func TestParquetZstdMemory(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	c.EncodeLevel(nil, src, 1)
 	runtime.ReadMemStats(&after)
-	if got := after.TotalAlloc - before.TotalAlloc; got > 6<<20 {
+	got := after.TotalAlloc - before.TotalAlloc
+	t.Logf("compressing a 1 MiB page with a new encoder allocated %.1f MiB", float64(got)/(1<<20))
+	if got > 6<<20 {
 		t.Fatalf("compressing a 1 MiB page with a new encoder allocated %d MiB", got>>20)
 	}
 }
