@@ -85,6 +85,11 @@ type FileResult struct {
 // exportStorers is how many chunks of an export are being stored at once.
 const exportStorers = 4
 
+// exportReadAhead is how many chunks the reader keeps ready beyond those being stored: the
+// reader is several times faster than storing, so one is enough to keep the storers busy,
+// and each chunk (5,000 records with their typed readings) holds a few megabytes.
+const exportReadAhead = 1
+
 // maxListedRejections bounds the rejections an export's result lists.
 const maxListedRejections = 1000
 
@@ -164,7 +169,7 @@ func exportFor(root string, o ImportOptions) (Export, bool, error) {
 // with the format's source.
 //
 // The export is read on its own goroutine while earlier chunks are being stored, so
-// parsing and storing use two cores; at most exportStorers chunks wait between them.
+// parsing and storing use two cores; at most exportReadAhead chunks wait between them.
 func (in *Ingester) importExport(ctx context.Context, root string, st fs.FileInfo, exp Export, o ImportOptions) (FileResult, error) {
 	res := FileResult{Path: root, Result: Result{Rejected: []Rejection{}}}
 	if o.Subject == "" && !exp.OwnSubjects {
@@ -177,7 +182,7 @@ func (in *Ingester) importExport(ctx context.Context, root string, st fs.FileInf
 	}
 	readCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	chunks := make(chan exportChunk, exportStorers)
+	chunks := make(chan exportChunk, exportReadAhead)
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(chunks)

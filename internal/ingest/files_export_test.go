@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pulselake/pulselake/internal/stream"
 )
@@ -99,4 +101,53 @@ func TestImportExport(t *testing.T) {
 	if _, err := in.Import(context.Background(), []string{good}, o); err == nil || !strings.Contains(err.Error(), "--subject") {
 		t.Errorf("no subject: %v", err)
 	}
+}
+
+// TestImportExportReadAhead: while every storer waits for the stream, the reader stops
+// after exportStorers chunks being stored, exportReadAhead waiting and the one it is
+// filling: an export's memory does not grow with the file.
+func TestImportExportReadAhead(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "big.fake")
+	os.WriteFile(p, nil, 0o644)
+	const chunk = 10
+	var emitted atomic.Int64
+	endless := Export{Format: "endless", Source: "fake-source", Detect: func(string) bool { return true },
+		Read: func(ctx context.Context, _ string, o ExportOptions, emit func([]byte, string) error) error {
+			for i := 0; ; i++ {
+				raw := fmt.Sprintf(`{"subject":%q,"device":"d","kind":"heart_rate","time":"2026-01-01T00:%02d:%02d.%03dZ","values":{"bpm":70}}`, o.Subject, i/60000%60, i/1000%60, i%1000)
+				if err := emit([]byte(raw), ""); err != nil {
+					return err
+				}
+				emitted.Add(1)
+			}
+		}}
+	release := make(chan struct{})
+	var publishing atomic.Int64
+	publish := func(ctx context.Context, b *stream.Batch) (int, error) {
+		publishing.Add(1)
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return 0, ctx.Err()
+	}
+	in := newTestIngester(t, publish, Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		in.Import(ctx, []string{p}, ImportOptions{Subject: "s1", Chunk: chunk, Exports: []Export{endless}, Format: "endless"})
+	}()
+	for publishing.Load() < exportStorers {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // the reader runs as far as it can
+	want := int64((exportStorers + exportReadAhead + 1) * chunk)
+	if got := emitted.Load(); got > want {
+		t.Errorf("the reader emitted %d records while the storers waited; at most %d expected", got, want)
+	}
+	cancel()
+	close(release)
+	<-done
 }

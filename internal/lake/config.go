@@ -13,7 +13,7 @@ import (
 // Defaults of Config (SPEC §5).
 const (
 	DefaultFlushInterval   = 5 * time.Second
-	DefaultFlushBytes      = 16 << 20
+	DefaultFlushBytes      = 8 << 20
 	DefaultCompactInterval = time.Hour
 	DefaultCompactMinFiles = 8
 	DefaultTargetFileSize  = 128 << 20
@@ -43,7 +43,8 @@ type Config struct {
 	// queryable. Default 5s.
 	FlushInterval yamlconf.Duration `yaml:"flush_interval"`
 	// FlushBytes flushes earlier when this many bytes of envelopes (decompressed) are
-	// buffered. Default 16 MiB.
+	// buffered. Default 8 MiB: a flush's Arrow and Parquet buffers are about three times
+	// its envelopes, and larger flushes save no CPU (docs/benchmarks.md, Imports).
 	FlushBytes int64 `yaml:"flush_bytes"`
 	// CompactInterval is how often small files are rewritten into larger ones; negative
 	// disables compaction. Default 1h.

@@ -13,7 +13,7 @@ func TestFlushBudget(t *testing.T) {
 		flushBytes, limit int64
 		want              int64
 	}{
-		{"the default, at the default limit", DefaultFlushBytes, 768 << 20, 16 << 20},
+		{"the default, at the default limit", DefaultFlushBytes, 768 << 20, 8 << 20},
 		{"no limit", 64 << 20, math.MaxInt64, 64 << 20},
 		{"the default limit allows 64 MiB", 64 << 20, 768 << 20, 64 << 20},
 		{"low limit", 64 << 20, 192 << 20, 16 << 20},

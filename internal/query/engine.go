@@ -130,7 +130,8 @@ type brokenView struct {
 	err error
 }
 
-// Open starts an in-memory DuckDB over the lake.
+// Open prepares an in-memory DuckDB over the lake; DuckDB starts on the first query or
+// session.
 func Open(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, o Options) (*Engine, error) {
 	o.Lake = o.Lake.WithDefaults(o.DataDir)
 	if o.CacheDir == "" {
@@ -175,16 +176,12 @@ func Open(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, o Op
 	}
 	migrateRegistry(log, o.DataDir, e.store)
 	e.previous = e.store.PreviousDataDir(o.DataDir)
-	ext, err := catalog.List(o.DataDir)
-	if err != nil {
+	if _, err := catalog.List(o.DataDir); err != nil {
 		e.Close()
 		return nil, err
 	}
-	ext = catalog.Moved(ext, o.DataDir, e.previous)
-	if err := e.openDB(ctx, ext); err != nil {
-		e.Close()
-		return nil, err
-	}
+	// DuckDB itself is started by the first query or session (Refresh): an idle serve, and
+	// one busy importing, does not hold its memory.
 	return e, nil
 }
 
@@ -537,7 +534,11 @@ func (e *Engine) Refresh(ctx context.Context) error {
 		return err
 	}
 	ext = catalog.Moved(ext, e.o.DataDir, e.previous)
-	if !e.fixed {
+	if e.db == nil { // the first query or session starts DuckDB
+		if err := e.openDB(ctx, ext); err != nil {
+			return err
+		}
+	} else if !e.fixed {
 		for _, x := range ext {
 			if !e.external[x.Location] {
 				e.log.Info("a crawled folder is new to the SQL engine; restarting it", "location", x.Location)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -253,9 +254,14 @@ func (c *Conn) setup(ctx context.Context) error {
 		Discard:     jetstream.DiscardNew,
 		MaxAge:      c.opts.MaxAge,
 		MaxBytes:    orUnlimited(c.opts.MaxBytes),
-		MaxMsgSize:  maxMsg,
-		Duplicates:  c.opts.DuplicateWindow,
-		Replicas:    c.opts.Replicas,
+		// No limit in practice (a few subjects, one per source), but it makes the server
+		// store the stream in 4 MiB message blocks instead of 8 MiB when MaxBytes is
+		// unlimited: the server keeps every block read or written in the last 10 s in
+		// memory, a whole block each, so smaller blocks hold less beyond what was used.
+		MaxMsgsPerSubject: IngestMaxMsgsPerSubject,
+		MaxMsgSize:        maxMsg,
+		Duplicates:        c.opts.DuplicateWindow,
+		Replicas:          c.opts.Replicas,
 	}
 	if _, err := c.JS.CreateOrUpdateStream(ctx, cfg); err != nil {
 		return fmt.Errorf("creating stream %s: %w", IngestStream, err)
@@ -294,6 +300,11 @@ func (c *Conn) setup(ctx context.Context) error {
 	}
 	return nil
 }
+
+// IngestMaxMsgsPerSubject is the ingest stream's limit of messages per subject: none in
+// practice. The server sizes a stream's message blocks from its limits (MaxBytes first,
+// then MaxMsgs, then a per-subject limit: 4 MiB blocks), and 8 MiB without any.
+const IngestMaxMsgsPerSubject = math.MaxInt64
 
 func orUnlimited(n int64) int64 {
 	if n <= 0 {
