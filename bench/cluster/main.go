@@ -154,11 +154,11 @@ func main() {
 		}
 		if n == 3 && want(*phases, "freshness") {
 			waitDrained(https[0], "", 90*time.Second)
-			f := freshness(https, *samples)
-			fmt.Printf("%s: freshness (ack on one node → visible to a query on another), %d samples: p50 %.1f s, p99 %.1f s\n",
-				mode, len(f), benchrun.Percentile(f, 50).Seconds(), benchrun.Percentile(f, 99).Seconds())
-			rows = append(rows, fmt.Sprintf("| %s | freshness, %d readings, ack on one node → query on another | p50 %.1f s | p99 %.1f s | — | %s |",
-				mode, len(f), benchrun.Percentile(f, 50).Seconds(), benchrun.Percentile(f, 99).Seconds(), loadavg()))
+			f, refused, unseen := freshness(https, *samples)
+			fmt.Printf("%s: freshness (ack on one node → visible to a query on another), %d samples: p50 %.1f s, p99 %.1f s; %d not accepted, %d not visible within a minute\n",
+				mode, len(f), benchrun.Percentile(f, 50).Seconds(), benchrun.Percentile(f, 99).Seconds(), refused, unseen)
+			rows = append(rows, fmt.Sprintf("| %s | freshness, %d readings (%d not accepted, %d not visible within a minute), ack on one node → query on another | p50 %.1f s | p99 %.1f s | — | %s |",
+				mode, len(f), refused, unseen, benchrun.Percentile(f, 50).Seconds(), benchrun.Percentile(f, 99).Seconds(), loadavg()))
 		}
 		var rss []string
 		for _, nd := range nodes {
@@ -502,25 +502,30 @@ func fillMQTTStore(addrs []string, n, devices int) (int64, time.Duration) {
 var connectAtOnce = 1
 
 // freshness posts one reading at a time to node i and polls node i+1 until a query sees it.
-func freshness(urls []string, samples int) []time.Duration {
+// It returns the delays of the readings seen, and counts those not accepted (an error or a
+// status other than 202) and those accepted but not visible within a minute.
+func freshness(urls []string, samples int) (out []time.Duration, refused, unseen int) {
 	hc := &http.Client{Timeout: 30 * time.Second}
-	var out []time.Duration
 	for i := range samples {
 		dev := fmt.Sprintf("fresh-%d-%d", i, time.Now().UnixNano())
 		body := fmt.Appendf(nil, `{"subject":"fresh","device":%q,"kind":"heart_rate","time":%d,"values":{"bpm":70}}`+"\n", dev, time.Now().UnixMilli())
 		if code, err := post(hc, urls[i%len(urls)], body); err != nil || code != http.StatusAccepted {
+			refused++
 			continue
 		}
-		acked := time.Now()
-		for time.Since(acked) < time.Minute {
-			if count(hc, urls[(i+1)%len(urls)], "SELECT count(*) FROM heart_rate WHERE device = '"+dev+"'") == 1 {
+		acked, seen := time.Now(), false
+		for !seen && time.Since(acked) < time.Minute {
+			if seen = count(hc, urls[(i+1)%len(urls)], "SELECT count(*) FROM heart_rate WHERE device = '"+dev+"'") == 1; seen {
 				out = append(out, time.Since(acked))
-				break
+			} else {
+				time.Sleep(50 * time.Millisecond)
 			}
-			time.Sleep(50 * time.Millisecond)
+		}
+		if !seen {
+			unseen++
 		}
 	}
-	return out
+	return out, refused, unseen
 }
 
 func count(hc *http.Client, url, sql string) int {
