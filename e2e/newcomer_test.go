@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"os"
@@ -10,31 +9,14 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/pulselake/pulselake/internal/logbuf"
 )
 
 // The first hour of a new user: the demo's data directory, commands run against the wrong data
 // directory, mistyped subcommands, a simulator with a wrong token or no server, a busy MQTT port.
-
-// lockedBuffer collects a process's output while it runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // cleanEnv is the environment without pulselake's variables, as a new user's shell has it.
 func cleanEnv() []string {
@@ -222,7 +204,7 @@ func TestSimulateServerDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir, addr := t.TempDir(), freeAddr(t)
-	var out lockedBuffer
+	var out logbuf.Buffer
 	sim := exec.Command(bin, "simulate", "hr", "--target", "http://"+addr, "--token", adminToken, "--devices", "4", "--rate", "20", "--duration", "40s")
 	sim.Stdout, sim.Stderr = &out, &out
 	if err := sim.Start(); err != nil {

@@ -1,35 +1,16 @@
 package notify
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/pulselake/pulselake/internal/logbuf"
 )
-
-// syncBuffer is a log destination safe for the dispatcher's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestSMTPFailureLoggedWhenItHappens sends to an SMTP address where nothing listens, with
 // retries that would go on for an hour: the failure is logged at WARN, naming the channel and
@@ -42,7 +23,7 @@ func TestSMTPFailureLoggedWhenItHappens(t *testing.T) {
 	dead := l.Addr().String()
 	l.Close() // nothing listens there now: connections are refused
 
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	d, err := New(context.Background(), log, prometheus.NewRegistry(), Options{
 		RetryBase: 20 * time.Millisecond, RetryMax: 50 * time.Millisecond, RetryFor: time.Hour,

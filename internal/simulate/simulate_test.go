@@ -10,31 +10,15 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pulselake/pulselake/internal/logbuf"
 )
 
 // The behaviour against a real serve is tested end to end (e2e/newcomer_test.go); these run the
 // workers' back-off and stop paths under the race detector.
-
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // readingsServer answers POST /v1/readings with status, counting the readings it accepted.
 func readingsServer(t *testing.T, l net.Listener, status int, accepted *atomic.Int64) {
@@ -61,7 +45,7 @@ func TestRunStopsOnRefusedToken(t *testing.T) {
 	}
 	var accepted atomic.Int64
 	readingsServer(t, l, http.StatusUnauthorized, &accepted)
-	var logs logBuffer
+	var logs logbuf.Buffer
 	start := time.Now()
 	st, err := Run(context.Background(), slog.New(slog.NewTextHandler(&logs, nil)),
 		Options{Kind: "hr", Target: "http://" + l.Addr().String(), Token: "plk_wrong", Rate: 200, Batch: 10, Duration: time.Minute})
@@ -86,7 +70,7 @@ func TestRunWaitsForServer(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close() // down at first
-	var logs logBuffer
+	var logs logbuf.Buffer
 	var accepted atomic.Int64
 	done := make(chan struct{})
 	var st Stats

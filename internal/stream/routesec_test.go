@@ -1,7 +1,6 @@
 package stream
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/pulselake/pulselake/internal/logbuf"
 	"github.com/pulselake/pulselake/internal/reading"
 )
 
@@ -152,24 +152,6 @@ func TestRouteTLSChecks(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startSecuredCluster starts n clustered servers on loopback with route security set by
 // secure (given each node's index), logging at debug level into logs; it returns them once
 // JetStream has a leader, with their route URLs.
@@ -256,7 +238,7 @@ func TestClusterRoutesSecured(t *testing.T) {
 	}
 	const secret = "cluster-secret-0123456789abcdef"
 	ca := newTestCA(t, "ca")
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	srvs, routes := startSecuredCluster(t, 3, &logs, func(i int, c *ClusterOptions) {
 		c.TLS, c.Secret = ca.routeTLS(t, fmt.Sprintf("node-%d", i)), secret
 	})
@@ -297,7 +279,7 @@ func TestClusterRoutesSecured(t *testing.T) {
 
 	const wrongSecret = "intruder-secret-fedcba9876543210"
 	other := newTestCA(t, "other-ca")
-	var ilogs syncBuffer
+	var ilogs logbuf.Buffer
 	for _, tc := range []struct {
 		name   string
 		secure func(*ClusterOptions)
@@ -343,7 +325,7 @@ func TestClusterSecretWithoutTLS(t *testing.T) {
 		t.Skip("starts three NATS servers (-short)")
 	}
 	const secret = "cluster-secret-0123456789abcdef"
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	srvs, routes := startSecuredCluster(t, 2, &logs, func(_ int, c *ClusterOptions) { c.Secret = secret })
 	if err := intruder(t, "intruder", routes, io.Discard, func(c *ClusterOptions) { c.Secret = "not-the-cluster-secret-at-all" }); err == nil {
 		t.Fatal("a node with another secret joined the cluster")
