@@ -207,15 +207,7 @@ func (p *Parser) str(v *fastjson.Value, path string, errs *Errors) (string, bool
 	if err != nil {
 		return str(v, path, errs)
 	}
-	if s, ok := p.names[string(b)]; ok {
-		return s, true
-	}
-	if p.names == nil || len(p.names) >= maxNames {
-		p.names = make(map[string]string, 64)
-	}
-	s := string(b)
-	p.names[s] = s
-	return s, true
+	return p.name(b), true
 }
 
 // takeFromTopic fills in the kind and device the payload left out from the ones given

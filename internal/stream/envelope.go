@@ -229,6 +229,12 @@ func (f *Filter) active() bool { return f.Kinds != nil }
 // every entry are still checked for their structure, so that what Decode cannot read is
 // never handed on.
 func DecodeFiltered(data []byte, p *reading.Parser, f Filter) (Batch, error) {
+	return decodeFiltered(data, entryDecoder{p: p, f: f})
+}
+
+// decodeFiltered is DecodeFiltered with d's parser and filter (and, in tests, its general path
+// only).
+func decodeFiltered(data []byte, d entryDecoder) (Batch, error) {
 	data, err := Payload(data)
 	if err != nil {
 		return Batch{}, err
@@ -244,7 +250,6 @@ func DecodeFiltered(data []byte, p *reading.Parser, f Filter) (Batch, error) {
 	b := Batch{Source: h.Source, Received: h.Received, Token: h.Token}
 	n := bytes.Count(rest, []byte{'\n'})
 	b.Entries = make([]Entry, 0, n)
-	d := entryDecoder{p: p, f: f}
 	for index := 0; len(rest) > 0; {
 		line, rest, _ = bytes.Cut(rest, []byte{'\n'})
 		if len(line) == 0 {
@@ -259,7 +264,7 @@ func DecodeFiltered(data []byte, p *reading.Parser, f Filter) (Batch, error) {
 			b.Entries = append(b.Entries, e)
 		}
 	}
-	if f.active() && len(b.Entries) < cap(b.Entries)/2 {
+	if d.f.active() && len(b.Entries) < cap(b.Entries)/2 {
 		b.Entries = slices.Clip(b.Entries)
 		if len(b.Entries) == 0 {
 			b.Entries = nil
@@ -326,6 +331,8 @@ func Identities(data []byte, f func(received time.Time, id reading.ID)) error {
 type entryDecoder struct {
 	p *reading.Parser
 	f Filter
+	// general leaves out decodeStored (tests compare the two paths).
+	general bool
 	// The strings of the last brief reading, shared by the next ones of the same subject,
 	// device and kind instead of allocating them each.
 	subject, device, kind string
@@ -336,6 +343,11 @@ type entryDecoder struct {
 // reading is parsed straight from its bytes and raw is kept byte for byte. keep is false
 // for an entry the filter leaves out.
 func (d *entryDecoder) decode(line []byte) (e Entry, keep bool, err error) {
+	if !d.general {
+		if e, keep, ok := d.decodeStored(line); ok {
+			return e, keep, nil
+		}
+	}
 	var (
 		id, rd, errs []byte
 		origin       []byte
@@ -416,6 +428,82 @@ func (d *entryDecoder) decode(line []byte) (e Entry, keep bool, err error) {
 		e.Reading, e.Identity = &r, ident
 	}
 	return e, true, nil
+}
+
+// decodeStored decodes the line of an accepted reading as Entry.encode writes it, the
+// reading as Reading.AppendJSON writes it (reading.ParseEncoded): what the ingest stream
+// holds, read without splitting the line into members first. ok is false for any other
+// line, a reading the scanner leaves to the parser included; decode's general path then
+// reads it, and reports what is wrong.
+func (d *entryDecoder) decodeStored(line []byte) (e Entry, keep, ok bool) {
+	const idPrefix, readingKey = `{"id":"`, `","reading":`
+	i := len(idPrefix) + 2*len(e.Identity)
+	if !bytes.HasPrefix(line, []byte(idPrefix)) || !bytes.HasPrefix(line[min(i, len(line)):], []byte(readingKey)) {
+		return Entry{}, false, false
+	}
+	if _, err := hex.Decode(e.Identity[:], line[len(idPrefix):i]); err != nil {
+		return Entry{}, false, false
+	}
+	rd := line[i+len(readingKey):]
+	h, ok := reading.ReadEncodedHead(rd)
+	if !ok {
+		return Entry{}, false, false
+	}
+	if d.f.active() && !d.f.Kinds(string(h.Kind)) {
+		n, err := skipValue(rd, 0)
+		if err != nil || !d.storedTail(rd[n:], nil) {
+			return Entry{}, false, false
+		}
+		if !d.f.Brief {
+			return Entry{}, false, true
+		}
+		r, ok := d.brief(readingHead{id: h.ID, subject: h.Subject, device: h.Device, time: h.Time, kind: share(&d.kind, h.Kind)})
+		if !ok {
+			return Entry{}, false, false
+		}
+		return Entry{Reading: r, Identity: e.Identity, Brief: true}, true, true
+	}
+	r, n, ok := d.p.ParseEncoded(rd, h)
+	if !ok || !d.storedTail(rd[n:], &e) {
+		return Entry{}, false, false
+	}
+	e.Reading = &r
+	return e, true, true
+}
+
+// storedTail reads what follows the reading in a stored line: an origin without escapes
+// (optional), then raw, the line's last member, into e (nil: only checked).
+func (d *entryDecoder) storedTail(tail []byte, e *Entry) bool {
+	i := 0
+	if bytes.HasPrefix(tail, []byte(`,"origin":"`)) {
+		i = len(`,"origin":"`)
+		end := bytes.IndexByte(tail[i:], '"')
+		if end < 0 {
+			return false
+		}
+		origin := tail[i : i+end]
+		for _, c := range origin {
+			if c < 0x20 || c == '\\' || c >= 0x7f {
+				return false
+			}
+		}
+		if e != nil {
+			e.Origin = string(origin)
+		}
+		i += end + 1
+	}
+	if !bytes.HasPrefix(tail[i:], []byte(`,"raw":`)) {
+		return false
+	}
+	i += len(`,"raw":`)
+	end, err := skipValue(tail, i)
+	if err != nil || end != len(tail)-1 || tail[end] != '}' {
+		return false
+	}
+	if e != nil {
+		e.Raw = tail[i:end]
+	}
+	return true
 }
 
 // errStopMembers ends eachMember early.
@@ -577,15 +665,22 @@ func skipValue(b []byte, i int) (int, error) {
 	}
 	switch b[i] {
 	case '"':
-		for j := i + 1; j < len(b); j++ {
-			switch b[j] {
-			case '\\':
-				j++
-			case '"':
-				return j + 1, nil
+		// A quote ends the string unless an odd number of backslashes comes before it.
+		for j := i + 1; ; {
+			q := bytes.IndexByte(b[j:], '"')
+			if q < 0 {
+				return 0, errors.New("unterminated string")
 			}
+			q += j
+			n := 0
+			for k := q - 1; k > i && b[k] == '\\'; k-- {
+				n++
+			}
+			if n%2 == 0 {
+				return q + 1, nil
+			}
+			j = q + 1
 		}
-		return 0, errors.New("unterminated string")
 	case '{', '[':
 		depth := 0
 		for j := i; j < len(b); j++ {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strconv"
 	"testing"
@@ -134,6 +135,7 @@ func FuzzDecode(f *testing.F) {
 	p := reading.NewParser(reg)
 	f.Add([]byte(`{"v":1,"source":"http","received":"2026-11-23T10:00:00Z"}` + "\n" + `{"errors":[{"code":"invalid-json","path":"","message":"x"}],"raw_text":"{"}` + "\n"))
 	f.Add([]byte(`{"v":1,"source":"mqtt","received":"2026-11-23T10:00:00Z"}` + "\n" + `{"id":"00112233445566778899aabbccddeeff","reading":{"subject":"s","device":"d","kind":"heart_rate","time":"2026-11-23T10:00:00Z","values":{"bpm":70}},"raw":{}}` + "\n"))
+	f.Add(filterBatch(f, 12))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := Decode(data, p)
 		if err != nil {
@@ -157,6 +159,19 @@ func FuzzDecode(f *testing.F) {
 		}
 		if !slices.Equal(ids, want) {
 			t.Fatalf("Identities %v, Decode %v", ids, want)
+		}
+		// The general path alone (no scanner for the stored form) reads the same batch, and
+		// so does every filter.
+		general, err := decodeFiltered(data, entryDecoder{p: p, general: true})
+		if err != nil || !reflect.DeepEqual(general, b) {
+			t.Fatalf("general path: %v\n%+v\nwith the scanner:\n%+v", err, general, b)
+		}
+		for _, f := range []Filter{{Kinds: func(k string) bool { return k == "spo2" }}, {Kinds: func(k string) bool { return k != "steps" }, Brief: true}} {
+			fast, err1 := DecodeFiltered(data, p, f)
+			slow, err2 := decodeFiltered(data, entryDecoder{p: p, f: f, general: true})
+			if err1 != nil || err2 != nil || !reflect.DeepEqual(fast, slow) {
+				t.Fatalf("filtered: %v / %v\n%+v\n%+v", err1, err2, fast, slow)
+			}
 		}
 		// What decodes re-encodes and decodes to the same entries.
 		b2, err := Decode(b.Encode(nil), p)
