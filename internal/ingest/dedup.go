@@ -102,6 +102,7 @@ func (w *window) settle(mine *claims, stored bool) {
 	now := time.Now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.expireLocked(now)
 	for _, id := range mine.ids {
 		delete(w.pending, id)
 		if stored {
@@ -116,6 +117,7 @@ func (w *window) remember(id reading.ID, at time.Time) {
 		return
 	}
 	w.mu.Lock()
+	w.expireLocked(time.Now())
 	if !w.storedLocked(id) {
 		w.addLocked(id, at)
 	}
@@ -130,14 +132,16 @@ func (w *window) rememberAll(ids []reading.ID, at time.Time) {
 		return
 	}
 	w.mu.Lock()
+	w.expireLocked(time.Now())
 	for _, id := range ids {
 		w.addLocked(id, at)
 	}
 	w.mu.Unlock()
 }
 
+// addLocked adds an identity stored at a time; the caller expired old buckets first
+// (expireLocked, once per batch: the clock is read once, not per identity).
 func (w *window) addLocked(id reading.ID, at time.Time) {
-	w.expireLocked(time.Now())
 	n := len(w.buckets)
 	// A new bucket per span of time, and per twelfth of max identities so that dropping the
 	// oldest bucket always frees memory.
