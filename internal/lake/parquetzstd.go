@@ -44,8 +44,11 @@ func (c *parquetZstd) pool(level zstd.EncoderLevel) *sync.Pool {
 	if p == nil {
 		p = &sync.Pool{New: func() any {
 			// The options of Arrow's encoders, but for the window and the memory mode.
-			enc, _ := zstd.NewWriter(nil, zstd.WithZeroFrames(true), zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(1),
+			enc, err := zstd.NewWriter(nil, zstd.WithZeroFrames(true), zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(1),
 				zstd.WithAllLitEntropyCompression(true), zstd.WithWindowSize(parquetZstdWindow), zstd.WithLowerEncoderMem(true))
+			if err != nil {
+				return nil // EncodeLevel falls back to Arrow's codec
+			}
 			return enc
 		}}
 		c.pools[level] = p
@@ -64,7 +67,10 @@ func parquetZstdLevel(level int) zstd.EncoderLevel {
 func (c *parquetZstd) EncodeLevel(dst, src []byte, level int) []byte {
 	l := parquetZstdLevel(level)
 	p := c.pool(l)
-	enc := p.Get().(*zstd.Encoder)
+	enc, _ := p.Get().(*zstd.Encoder)
+	if enc == nil {
+		return c.base.EncodeLevel(dst, src, level)
+	}
 	defer p.Put(enc)
 	return enc.EncodeAll(src, dst[:0])
 }
