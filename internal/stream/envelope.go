@@ -50,11 +50,14 @@ type Entry struct {
 // Accepted reports whether the entry holds a valid reading.
 func (e *Entry) Accepted() bool { return e.Reading != nil }
 
-// Envelope format v1 (documented in docs/formats.md): NDJSON; the first line is the header
-// {"v":1,"source":...,"received":...,"token":...}; each further line is an entry
+// Envelope format v2 (documented in docs/formats.md): NDJSON; the first line is the header
+// {"v":2,"source":...,"received":...,"token":...}; each further line is an entry
 // {"id":...,"reading":{...},"raw":...} or {"errors":[...],"raw":...}. "raw" is the record as
-// received when it is valid JSON, otherwise "raw_text" holds it as a JSON string.
-const envelopeVersion = 1
+// received when it is valid JSON, otherwise "raw_text" holds it as a JSON string. v2 leaves
+// "raw" out of an accepted reading's entry when the record as received is byte for byte the
+// reading as written (what importers and connectors send): the line does not carry it twice.
+// Decoders read v1 and v2.
+const envelopeVersion = 2
 
 type envelopeHeader struct {
 	V        int       `json:"v"`
@@ -80,11 +83,14 @@ func (b *Batch) encodeHeader(dst []byte) []byte {
 
 func (e *Entry) encode(dst []byte) []byte {
 	dst = append(dst, '{')
+	sameRaw := false
 	if e.Reading != nil {
 		dst = append(dst, `"id":"`...)
 		dst = hex.AppendEncode(dst, e.Identity[:])
 		dst = append(dst, `","reading":`...)
+		start := len(dst)
 		dst = e.Reading.AppendJSON(dst)
+		sameRaw = bytes.Equal(dst[start:], e.Raw)
 	} else {
 		errs, _ := json.Marshal(e.Errors)
 		dst = append(dst, `"errors":`...)
@@ -94,7 +100,9 @@ func (e *Entry) encode(dst []byte) []byte {
 		dst = append(dst, `,"origin":`...)
 		dst = appendOrigin(dst, e.Origin)
 	}
-	if e.Reading != nil || (json.Valid(e.Raw) && bytes.IndexByte(e.Raw, '\n') < 0) {
+	if sameRaw {
+		// raw is the reading as written
+	} else if e.Reading != nil || (json.Valid(e.Raw) && bytes.IndexByte(e.Raw, '\n') < 0) {
 		dst = append(dst, `,"raw":`...)
 		dst = append(dst, e.Raw...)
 	} else {
@@ -244,10 +252,11 @@ func decodeFiltered(data []byte, d entryDecoder) (Batch, error) {
 	if err := json.Unmarshal(line, &h); err != nil || h.V == 0 {
 		return Batch{}, fmt.Errorf("%w: header %q", ErrBadEnvelope, truncate(line))
 	}
-	if h.V != envelopeVersion {
-		return Batch{}, fmt.Errorf("%w: version %d, this build reads version %d", ErrBadEnvelope, h.V, envelopeVersion)
+	if h.V > envelopeVersion {
+		return Batch{}, fmt.Errorf("%w: version %d, this build reads versions 1 to %d", ErrBadEnvelope, h.V, envelopeVersion)
 	}
 	b := Batch{Source: h.Source, Received: h.Received, Token: h.Token}
+	d.rawOptional = h.V >= 2
 	n := bytes.Count(rest, []byte{'\n'})
 	b.Entries = make([]Entry, 0, n)
 	for index := 0; len(rest) > 0; {
@@ -286,8 +295,8 @@ func Identities(data []byte, f func(received time.Time, id reading.ID)) error {
 	if err := json.Unmarshal(line, &h); err != nil || h.V == 0 {
 		return fmt.Errorf("%w: header %q", ErrBadEnvelope, truncate(line))
 	}
-	if h.V != envelopeVersion {
-		return fmt.Errorf("%w: version %d, this build reads version %d", ErrBadEnvelope, h.V, envelopeVersion)
+	if h.V > envelopeVersion {
+		return fmt.Errorf("%w: version %d, this build reads versions 1 to %d", ErrBadEnvelope, h.V, envelopeVersion)
 	}
 	idPrefix, readingAfterID := []byte(`{"id":"`), []byte(`","reading":`)
 	for len(rest) > 0 {
@@ -333,6 +342,9 @@ type entryDecoder struct {
 	f Filter
 	// general leaves out decodeStored (tests compare the two paths).
 	general bool
+	// rawOptional: the envelope's version (2) leaves out the raw of an accepted reading that
+	// is the reading as written.
+	rawOptional bool
 	// The strings of the last brief reading, shared by the next ones of the same subject,
 	// device and kind instead of allocating them each.
 	subject, device, kind string
@@ -375,7 +387,10 @@ func (d *entryDecoder) decode(line []byte) (e Entry, keep bool, err error) {
 		return Entry{}, false, err
 	}
 	if e.Raw == nil && rawText == nil {
-		return Entry{}, false, errors.New("entry without raw or raw_text")
+		if !hasReading || !d.rawOptional {
+			return Entry{}, false, errors.New("entry without raw or raw_text")
+		}
+		e.Raw = rd // the record as received was the reading as written
 	}
 	if hasReading && (len(id) < 2 || id[0] != '"') {
 		return Entry{}, false, errors.New("reading without an id")
@@ -451,7 +466,7 @@ func (d *entryDecoder) decodeStored(line []byte) (e Entry, keep, ok bool) {
 	}
 	if d.f.active() && !d.f.Kinds(string(h.Kind)) {
 		n, err := skipValue(rd, 0)
-		if err != nil || !d.storedTail(rd[n:], nil) {
+		if err != nil || !d.storedTail(rd[:n], rd[n:], nil) {
 			return Entry{}, false, false
 		}
 		if !d.f.Brief {
@@ -464,16 +479,17 @@ func (d *entryDecoder) decodeStored(line []byte) (e Entry, keep, ok bool) {
 		return Entry{Reading: r, Identity: e.Identity, Brief: true}, true, true
 	}
 	r, n, ok := d.p.ParseEncoded(rd, h)
-	if !ok || !d.storedTail(rd[n:], &e) {
+	if !ok || !d.storedTail(rd[:n], rd[n:], &e) {
 		return Entry{}, false, false
 	}
 	e.Reading = &r
 	return e, true, true
 }
 
-// storedTail reads what follows the reading in a stored line: an origin without escapes
-// (optional), then raw, the line's last member, into e (nil: only checked).
-func (d *entryDecoder) storedTail(tail []byte, e *Entry) bool {
+// storedTail reads what follows the reading rd in a stored line: an origin without escapes
+// (optional), then raw, the line's last member (when absent, raw is the reading), into e
+// (nil: only checked).
+func (d *entryDecoder) storedTail(rd, tail []byte, e *Entry) bool {
 	i := 0
 	if bytes.HasPrefix(tail, []byte(`,"origin":"`)) {
 		i = len(`,"origin":"`)
@@ -491,6 +507,12 @@ func (d *entryDecoder) storedTail(tail []byte, e *Entry) bool {
 			e.Origin = string(origin)
 		}
 		i += end + 1
+	}
+	if len(tail) == i+1 && tail[i] == '}' && d.rawOptional {
+		if e != nil {
+			e.Raw = rd
+		}
+		return true
 	}
 	if !bytes.HasPrefix(tail[i:], []byte(`,"raw":`)) {
 		return false

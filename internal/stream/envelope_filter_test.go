@@ -133,6 +133,15 @@ func TestDecodeFilteredChecksStructure(t *testing.T) {
 			}
 		}
 	}
+	// Version 2 leaves raw out when it is the reading as written: Decode gives that back.
+	rd := `{"subject":"s","device":"d","kind":"steps","time":"2026-11-23T10:00:00Z","values":{"count":1}}`
+	data := []byte(strings.Replace(head, `"v":1`, `"v":2`, 1) + `{"id":"` + strings.Repeat("0", 32) + `","reading":` + rd + `,"origin":"o"}` + "\n")
+	for _, general := range []bool{false, true} {
+		b, err := decodeFiltered(data, entryDecoder{p: p, general: general})
+		if err != nil || len(b.Entries) != 1 || string(b.Entries[0].Raw) != rd || b.Entries[0].Origin != "o" {
+			t.Errorf("version 2 without raw (general path %v): %v %+v", general, err, b.Entries)
+		}
+	}
 }
 
 // BenchmarkDecode decodes an import envelope of 5,000 readings (half heart rate, a quarter

@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"bytes"
 	"testing"
 	"time"
 
@@ -36,5 +37,34 @@ func TestEnvelopeOriginsRoundTrip(t *testing.T) {
 		if len(got.Entries) != 1 || got.Entries[0].Origin != origin || got.Entries[0].Identity != e.Identity {
 			t.Fatalf("origin %q: decoded %+v", origin, got.Entries)
 		}
+	}
+}
+
+// TestEnvelopeRawOnce: an entry whose record as received is the reading as written carries
+// it once (no "raw" member); a record received in another form keeps its raw. Both decode
+// to their raw byte for byte.
+func TestEnvelopeRawOnce(t *testing.T) {
+	reg, _ := reading.NewRegistry()
+	p := reading.NewParser(reg)
+	sent := []byte(`{ "subject":"s", "device":"d", "kind":"heart_rate", "time":"2026-11-23T10:00:00Z", "values":{"bpm":70} }`)
+	r, errs := p.Parse(sent)
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	written := r.AppendJSON(nil)
+	b := &Batch{Source: "import", Received: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC), Entries: []Entry{
+		{Reading: &r, Identity: r.Identity(), Raw: written, Origin: "export.xml:1"},
+		{Reading: &r, Identity: r.Identity(), Raw: sent},
+	}}
+	env := b.Encode(nil)
+	if n := bytes.Count(env, []byte(`"raw":`)); n != 1 {
+		t.Fatalf("%d raw members, want 1 (the record sent in another form):\n%s", n, env)
+	}
+	got, err := Decode(env, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Entries) != 2 || !bytes.Equal(got.Entries[0].Raw, written) || !bytes.Equal(got.Entries[1].Raw, sent) || got.Entries[0].Origin != "export.xml:1" {
+		t.Fatalf("decoded %+v", got.Entries)
 	}
 }
