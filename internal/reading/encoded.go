@@ -53,6 +53,10 @@ func ReadEncodedHead(data []byte) (h EncodedHead, ok bool) {
 	return h, true
 }
 
+// ParseTime parses the head's time, as AppendJSON writes it (UTC); ok is false for a time
+// written another way.
+func (h EncodedHead) ParseTime() (time.Time, bool) { return parseEncodedTime(h.Time) }
+
 // ParseEncoded parses the reading data starts with when it is in the stored form and
 // valid: the reading Parse returns for it, and the length of its JSON. ok is false when it
 // is not in that form, or not valid (an unknown kind or value, a value out of range, a

@@ -122,7 +122,7 @@ func NewEngine(ctx context.Context, log *slog.Logger, reg prometheus.Registerer,
 		o.Now = time.Now
 	}
 	e := &Engine{log: log, opts: o, fileMod: map[string]time.Time{},
-		mReadings: prometheus.NewCounter(prometheus.CounterOpts{Name: "pulselake_rules_readings_total", Help: "Readings evaluated by the rule engine."}),
+		mReadings: prometheus.NewCounter(prometheus.CounterOpts{Name: "pulselake_rules_readings_total", Help: "Readings evaluated by the rule engine (not those older than MaxReadingAge and every window, which it leaves out)."}),
 		mEvalErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulselake_rules_evaluation_errors_total",
 			Help: "Rule evaluations that failed, by rule."}, []string{"rule"}),
 		mTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pulselake_rules_transitions_total",
@@ -164,7 +164,7 @@ func NewEngine(ctx context.Context, log *slog.Logger, reg prometheus.Registerer,
 		// and resolves no-data alerts (subject, device, kind, time), without their values.
 		e.consumer, err = stream.NewConsumer(log, reg, stream.ConsumerOptions{Name: o.Consumer, Kinds: o.Registry,
 			Handle: e.handle, Quarantine: o.Quarantine,
-			Filter: stream.Filter{Kinds: func(kind string) bool { return e.set.Load().uses(kind) }, Brief: true}})
+			Filter: e.filter()})
 		if err != nil {
 			return nil, err
 		}
@@ -473,6 +473,25 @@ func (e *Engine) reloadIfChanged() {
 	if err := e.Reload(nil); err != nil {
 		e.log.Error("rule files changed but are invalid; keeping the running rules", "err", err)
 	}
+}
+
+// filter is what the engine's consumer decodes of each message: readings of the kinds the
+// rules evaluate in full, others brief, none older than the horizon.
+func (e *Engine) filter() stream.Filter {
+	return stream.Filter{Kinds: func(kind string) bool { return e.set.Load().uses(kind) }, Brief: true, Since: e.horizon}
+}
+
+// horizon is the time before which a reading changes nothing the rules hold: older than
+// MaxReadingAge, it changes no alert and marks no device seen, and older than the longest
+// window, it is in no window a fresher reading's rule evaluates (a series keeps the window
+// before its newest reading). The consumer leaves such readings out undecoded, so importing
+// last year's data costs the rules next to nothing.
+func (e *Engine) horizon() time.Time {
+	var w time.Duration
+	for _, d := range e.set.Load().window {
+		w = max(w, d)
+	}
+	return e.opts.Now().Add(-e.opts.MaxReadingAge - w)
 }
 
 // handle evaluates the readings of one stream message; it returns an error (the message is

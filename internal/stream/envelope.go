@@ -229,9 +229,16 @@ type Filter struct {
 	// Brief keeps the entries of other kinds with a reading of only its id, subject,
 	// device, kind and time (no values), marked Entry.Brief.
 	Brief bool
+	// Since, when set, is called once per message: readings of a time before the one it
+	// returns are left out, whatever their kind (for a processor they can change nothing
+	// for: the rule engine, for readings older than any alert or window it evaluates).
+	Since func() time.Time
 }
 
-func (f *Filter) active() bool { return f.Kinds != nil }
+func (f *Filter) active() bool { return f.Kinds != nil || f.Since != nil }
+
+// uses reports whether the filter keeps readings of kind in full.
+func (f *Filter) uses(kind string) bool { return f.Kinds == nil || f.Kinds(kind) }
 
 // DecodeFiltered is Decode for a processor that needs only what f keeps. The envelope and
 // every entry are still checked for their structure, so that what Decode cannot read is
@@ -257,6 +264,9 @@ func decodeFiltered(data []byte, d entryDecoder) (Batch, error) {
 	}
 	b := Batch{Source: h.Source, Received: h.Received, Token: h.Token}
 	d.rawOptional = h.V >= 2
+	if d.f.Since != nil {
+		d.since = d.f.Since()
+	}
 	n := bytes.Count(rest, []byte{'\n'})
 	b.Entries = make([]Entry, 0, n)
 	for index := 0; len(rest) > 0; {
@@ -345,6 +355,7 @@ type entryDecoder struct {
 	// rawOptional: the envelope's version (2) leaves out the raw of an accepted reading that
 	// is the reading as written.
 	rawOptional bool
+	since       time.Time // Filter.Since for this envelope (zero: none)
 	// The strings of the last brief reading, shared by the next ones of the same subject,
 	// device and kind instead of allocating them each.
 	subject, device, kind string
@@ -399,12 +410,12 @@ func (d *entryDecoder) decode(line []byte) (e Entry, keep bool, err error) {
 		if !hasReading {
 			return Entry{}, false, nil // a rejected record
 		}
-		if h, ok := d.head(rd); ok && !d.f.Kinds(h.kind) {
+		if h, ok := d.head(rd); ok && (d.stale(h.time) || !d.f.uses(h.kind)) {
 			ident, err := parseIdent(id[1 : len(id)-1])
 			if err != nil {
 				return Entry{}, false, err
 			}
-			if !d.f.Brief {
+			if !d.f.Brief || d.stale(h.time) {
 				return Entry{}, false, nil
 			}
 			if r, ok := d.brief(h); ok {
@@ -464,12 +475,12 @@ func (d *entryDecoder) decodeStored(line []byte) (e Entry, keep, ok bool) {
 	if !ok {
 		return Entry{}, false, false
 	}
-	if d.f.active() && !d.f.Kinds(string(h.Kind)) {
+	if stale := d.staleAt(h); stale || !d.f.uses(string(h.Kind)) {
 		n, err := skipValue(rd, 0)
 		if err != nil || !d.storedTail(rd[:n], rd[n:], nil) {
 			return Entry{}, false, false
 		}
-		if !d.f.Brief {
+		if !d.f.Brief || stale {
 			return Entry{}, false, true
 		}
 		r, ok := d.brief(readingHead{id: h.ID, subject: h.Subject, device: h.Device, time: h.Time, kind: share(&d.kind, h.Kind)})
@@ -484,6 +495,25 @@ func (d *entryDecoder) decodeStored(line []byte) (e Entry, keep, ok bool) {
 	}
 	e.Reading = &r
 	return e, true, true
+}
+
+// stale reports whether a reading's time (RFC 3339) is before the filter's Since; a time
+// that does not parse is not (the reading is parsed in full, and fails there).
+func (d *entryDecoder) stale(tm []byte) bool {
+	if d.since.IsZero() {
+		return false
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(tm))
+	return err == nil && t.Before(d.since)
+}
+
+// staleAt is stale for a head in the stored form.
+func (d *entryDecoder) staleAt(h reading.EncodedHead) bool {
+	if d.since.IsZero() {
+		return false
+	}
+	t, ok := h.ParseTime()
+	return ok && t.Before(d.since)
 }
 
 // storedTail reads what follows the reading rd in a stored line: an origin without escapes

@@ -111,6 +111,54 @@ func TestDecodeFilteredKeepsWhatTheFilterAsks(t *testing.T) {
 	}
 }
 
+// TestDecodeFilteredSince: readings before Filter.Since are left out whatever their kind,
+// brief or not; later ones are decoded as without it.
+func TestDecodeFilteredSince(t *testing.T) {
+	reg, _ := reading.NewRegistry()
+	p := reading.NewParser(reg)
+	data := filterBatch(t, 240) // readings from 09:00:00 to 09:03:59
+	since := time.Date(2026, 11, 23, 9, 2, 0, 0, time.UTC)
+	all, err := Decode(data, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, brief := range []bool{false, true} {
+		f := Filter{Kinds: func(k string) bool { return k == "heart_rate" }, Brief: brief, Since: func() time.Time { return since }}
+		got, err := DecodeFiltered(data, p, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []Entry
+		for _, e := range all.Entries {
+			if e.Reading == nil || e.Reading.Time.Before(since) {
+				continue
+			}
+			if e.Reading.Kind != "heart_rate" {
+				if !brief {
+					continue
+				}
+				r := *e.Reading
+				r.Values = nil
+				e = Entry{Identity: e.Identity, Reading: &r, Brief: true}
+			}
+			want = append(want, e)
+		}
+		if n := 60 + 60*btoi(brief); len(got.Entries) != len(want) || len(want) != n {
+			t.Fatalf("brief %v: %d entries, want %d of %d (of 240, half before %v; half of those heart rate)", brief, len(got.Entries), n, len(want), since)
+		}
+		if !reflect.DeepEqual(got.Entries, want) {
+			t.Errorf("brief %v: entries differ from Decode's after %v", brief, since)
+		}
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // TestDecodeFilteredChecksStructure: an entry cut short, or a reading without an identity,
 // fails the filtered decode as it fails Decode, whatever its kind.
 func TestDecodeFilteredChecksStructure(t *testing.T) {

@@ -166,7 +166,9 @@ func FuzzDecode(f *testing.F) {
 		if err != nil || !reflect.DeepEqual(general, b) {
 			t.Fatalf("general path: %v\n%+v\nwith the scanner:\n%+v", err, general, b)
 		}
-		for _, f := range []Filter{{Kinds: func(k string) bool { return k == "spo2" }}, {Kinds: func(k string) bool { return k != "steps" }, Brief: true}} {
+		since := func() time.Time { return time.Date(2026, 11, 23, 9, 0, 30, 0, time.UTC) }
+		for _, f := range []Filter{{Kinds: func(k string) bool { return k == "spo2" }}, {Kinds: func(k string) bool { return k != "steps" }, Brief: true},
+			{Kinds: func(k string) bool { return k != "steps" }, Brief: true, Since: since}, {Since: since}} {
 			fast, err1 := DecodeFiltered(data, p, f)
 			slow, err2 := decodeFiltered(data, entryDecoder{p: p, f: f, general: true})
 			if err1 != nil || err2 != nil || !reflect.DeepEqual(fast, slow) {
