@@ -220,7 +220,10 @@ func (m *Manager) Post(w http.ResponseWriter, r *http.Request, tok token.Token) 
 	httpapi.WriteJSON(w, http.StatusAccepted, map[string]string{"id": j.st.ID})
 }
 
-// spool copies the body to f, at most MaxBytes, cutting off a body that stalls.
+// spool copies the body to f, at most MaxBytes, cutting off a body that stalls. The file is
+// not synced: it is read back by this process, and an import does not outlive serve (Run
+// fails the queued ones when serve stops), so a sync would only delay the import by the time
+// the disk takes to write the whole upload.
 func (m *Manager) spool(w http.ResponseWriter, r *http.Request, f *os.File) (int64, error) {
 	rc := http.NewResponseController(w)
 	buf := make([]byte, 1<<20)
@@ -239,7 +242,7 @@ func (m *Manager) spool(w http.ResponseWriter, r *http.Request, f *os.File) (int
 		}
 		if err == io.EOF {
 			_ = rc.SetReadDeadline(time.Time{})
-			return n, f.Sync()
+			return n, nil
 		}
 		if err != nil {
 			return n, fmt.Errorf("reading the upload: %w", err)
