@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"encoding/binary"
 	"sync"
 	"time"
 
@@ -14,7 +15,11 @@ import (
 // expire, and when more than max identities are held the oldest bucket goes early. One map
 // holds every stored identity with its bucket, so a look-up is one map access however
 // many buckets there are; dropping a bucket sweeps the map (one pass per twelfth of the
-// window's turnover). That keeps memory near 30 bytes per identity. The lake
+// window's turnover). The map is keyed by an identity's first 8 bytes and holds the other
+// 8 (a look-up of a 64-bit key is several times cheaper than one of a 16-byte key, and the
+// window looks up and adds every identity an import stores): two identities sharing their
+// first 8 bytes cannot both be held, the later one replaces the earlier, which is forgotten
+// early. That keeps memory near 30 bytes per identity. The lake
 // de-duplicates on identity without limit, so forgetting early costs a duplicate stream
 // record, never a duplicate row.
 //
@@ -25,11 +30,22 @@ type window struct {
 	mu      sync.Mutex
 	span    time.Duration // time covered by one bucket
 	max     int
-	ids     map[reading.ID]uint32 // stored identities and the generation of their bucket
+	ids     map[uint64]slot // stored identities by their first 8 bytes
 	buckets []bucket              // oldest first
 	nextGen uint32
 	total   int // identities added to the buckets held (one stored twice counts twice)
 	pending map[reading.ID]*claims
+}
+
+// slot is a stored identity's last 8 bytes and the generation of its bucket.
+type slot struct {
+	rest uint64
+	gen  uint32
+}
+
+// split is an identity's first and last 8 bytes.
+func split(id reading.ID) (uint64, uint64) {
+	return binary.LittleEndian.Uint64(id[:8]), binary.LittleEndian.Uint64(id[8:])
 }
 
 type bucket struct {
@@ -50,12 +66,13 @@ func newWindow(ttl time.Duration, max int) *window {
 	if ttl <= 0 || max <= 0 {
 		max = 0
 	}
-	return &window{span: ttl / windowBuckets, max: max, ids: map[reading.ID]uint32{}, pending: map[reading.ID]*claims{}}
+	return &window{span: ttl / windowBuckets, max: max, ids: map[uint64]slot{}, pending: map[reading.ID]*claims{}}
 }
 
 func (w *window) storedLocked(id reading.ID) bool {
-	_, ok := w.ids[id]
-	return ok
+	k, rest := split(id)
+	s, ok := w.ids[k]
+	return ok && s.rest == rest
 }
 
 // claim marks ids pending for a new batch. It returns, per id, whether it is a duplicate
@@ -151,7 +168,8 @@ func (w *window) addLocked(id reading.ID, at time.Time) {
 		n++
 	}
 	w.buckets[n-1].n++
-	w.ids[id] = w.buckets[n-1].gen // an identity added again moves to the newest bucket
+	k, rest := split(id)
+	w.ids[k] = slot{rest, w.buckets[n-1].gen} // an identity added again moves to the newest bucket
 	w.total++
 	for w.total > w.max && len(w.buckets) > 1 {
 		w.dropOldestLocked()
@@ -167,9 +185,9 @@ func (w *window) expireLocked(now time.Time) {
 
 func (w *window) dropOldestLocked() {
 	gen := w.buckets[0].gen
-	for id, g := range w.ids {
-		if g == gen {
-			delete(w.ids, id)
+	for k, s := range w.ids {
+		if s.gen == gen {
+			delete(w.ids, k)
 		}
 	}
 	w.total -= w.buckets[0].n

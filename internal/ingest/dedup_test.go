@@ -33,6 +33,25 @@ func TestWindowDuplicates(t *testing.T) {
 	}
 }
 
+// TestWindowSharedPrefix: two identities that share their first 8 bytes are never taken
+// for each other: the later one replaces the earlier in the window (which then forgets the
+// earlier early) and each is a duplicate only of itself.
+func TestWindowSharedPrefix(t *testing.T) {
+	w := newWindow(time.Minute, 1000)
+	a, b := id(7), id(7)
+	b[15] = 1
+	c, dup := w.claim([]reading.ID{a, b})
+	if dup[0] || dup[1] {
+		t.Fatalf("claim of two identities sharing 8 bytes: dup = %v, want neither", dup)
+	}
+	w.settle(c, true)
+	c, dup = w.claim([]reading.ID{a, b})
+	if dup[0] || !dup[1] {
+		t.Fatalf("again: dup = %v, want the later one held and the earlier forgotten", dup)
+	}
+	w.settle(c, true)
+}
+
 func TestWindowWaitsForPendingOutcome(t *testing.T) {
 	w := newWindow(time.Minute, 1000)
 	first, _ := w.claim([]reading.ID{id(9)})
