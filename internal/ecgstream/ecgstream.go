@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -136,13 +137,17 @@ func New(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, o Opt
 	p.consumer, err = stream.NewConsumer(log, reg, stream.ConsumerOptions{Name: ConsumerName, Kinds: o.Kinds,
 		Handle: p.handle, Quarantine: o.Out.Quarantine,
 		// Its own predictions are never classified again; messages without ECG readings are
-		// skipped without decoding (readings in the envelope are in normalized form, so an
-		// ecg or ecg_beat reading always contains this text).
-		Skip: func(subject string, data []byte) bool {
-			if subject == own {
+		// skipped without decoding: by the kinds their header lists, or, for messages stored
+		// without it, by their envelope (readings in it are in normalized form, so an ecg or
+		// ecg_beat reading always contains this text).
+		Skip: func(m *stream.Msg) bool {
+			if m.Subject == own {
 				return true
 			}
-			env, err := stream.Payload(data)
+			if kinds, ok := m.Kinds(); ok {
+				return !slices.Contains(kinds, ecg.KindBeat) && !slices.Contains(kinds, ecg.KindSignal)
+			}
+			env, err := stream.Payload(m.Data)
 			return err == nil && !bytes.Contains(env, []byte(`"kind":"ecg`)) // an undecodable one is quarantined
 		},
 		// Within a message, only the ECG readings are decoded.

@@ -510,6 +510,7 @@ func (c *Conn) encode(b *Batch) ([]*nats.Msg, error) {
 		}
 		buf := append(make([]byte, 0, min(est, limit+1)), header...)
 		end := start
+		var kinds []string
 		for end < len(b.Entries) {
 			entry = b.Entries[end].encode(entry[:0])
 			if len(header)+2+len(entry) > limit {
@@ -519,11 +520,16 @@ func (c *Conn) encode(b *Batch) ([]*nats.Msg, error) {
 				break
 			}
 			buf = append(append(buf, '\n'), entry...)
+			if r := b.Entries[end].Reading; r != nil && !slices.Contains(kinds, r.Kind) {
+				kinds = append(kinds, r.Kind)
+			}
 			end++
 		}
 		buf = append(buf, '\n')
 		msg := &nats.Msg{Subject: subject, Data: Compress(buf), Header: nats.Header{}}
 		msg.Header.Set(jetstream.MsgIDHeader, batchID(b.Source, buf))
+		slices.Sort(kinds)
+		msg.Header.Set(KindsHeader, strings.Join(kinds, ","))
 		msgs = append(msgs, msg)
 		start = end
 	}
@@ -531,6 +537,11 @@ func (c *Conn) encode(b *Batch) ([]*nats.Msg, error) {
 }
 
 func byteSize(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// KindsHeader is a header of every ingest stream message: the kinds of its accepted
+// readings, sorted, comma-separated (empty when it holds none). A processor that uses some
+// kinds only skips the other messages without decompressing them (Msg.Kinds).
+const KindsHeader = "Pulselake-Kinds"
 
 // batchID hashes the records of an envelope (not its header, which holds the receive time),
 // so the same records re-sent get the same ID.

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -139,6 +141,27 @@ func Wrap(m jetstream.Msg) (*Msg, error) {
 		Delivered: meta.NumDelivered, m: m}, nil
 }
 
+// Kinds are the kinds of the message's accepted readings (KindsHeader); ok is false for a
+// message stored without the header (by an earlier build), whose envelope must be read.
+func (m *Msg) Kinds() (kinds []string, ok bool) {
+	if m.m == nil {
+		return nil, false
+	}
+	return KindsOf(m.m.Headers())
+}
+
+// KindsOf reads KindsHeader from a stream message's headers (Msg.Kinds).
+func KindsOf(h nats.Header) (kinds []string, ok bool) {
+	v, ok := h[KindsHeader]
+	if !ok || len(v) != 1 {
+		return nil, false
+	}
+	if v[0] == "" {
+		return nil, true
+	}
+	return strings.Split(v[0], ","), true
+}
+
 // Ack acknowledges the message. A Consumer acknowledges the messages it hands out itself;
 // Ack is for messages obtained with Wrap.
 func (m *Msg) Ack() error { return m.m.Ack() }
@@ -195,7 +218,7 @@ type ConsumerOptions struct {
 	MaxDeliver int
 	// Skip, if set, is asked first: a message it returns true for is acknowledged without
 	// being decoded or handled (e.g. a processor that reads only some kinds).
-	Skip func(subject string, data []byte) bool
+	Skip func(m *Msg) bool
 	// Filter narrows what is decoded for Handle (see Filter): the readings of kinds the
 	// processor does not use are left out or kept brief. A message quarantined by such a
 	// consumer is decoded in full for the quarantine.
@@ -516,7 +539,7 @@ func (c *Consumer) pull(ctx context.Context, cons jetstream.Consumer, wait time.
 			continue
 		}
 		got++
-		if c.o.Skip != nil && c.o.Skip(m.Subject, m.Data) {
+		if c.o.Skip != nil && c.o.Skip(m) {
 			c.ack(m)
 			continue
 		}

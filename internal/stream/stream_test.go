@@ -81,6 +81,13 @@ func TestPublishDecodeAndDeduplicate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The header lists the kinds of the accepted readings; a message without it must be read.
+	if kinds, ok := KindsOf(msg.Header); !ok || !slices.Equal(kinds, []string{"heart_rate"}) {
+		t.Errorf("kinds header %v %v, want heart_rate", kinds, ok)
+	}
+	if _, ok := KindsOf(nil); ok {
+		t.Error("a message without the kinds header claims to list its kinds")
+	}
 	if got.Source != SourceHTTP || got.Token != "tok1" || len(got.Entries) != 4 {
 		t.Fatalf("decoded %+v", got)
 	}
