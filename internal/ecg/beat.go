@@ -91,8 +91,9 @@ type RRFeatures struct {
 	// intervals that were neither premature nor pauses (see normalTracker), so that runs of
 	// ectopic beats do not pull it along as they pull Local and Median.
 	Normal float64 `json:"normal,omitempty"`
-	// Spread is how irregular the patient's rhythm is: the median of |pre/Normal − 1| over the
-	// last (up to) 64 beats before this one (small in sinus rhythm, large in atrial fibrillation).
+	// Spread is how irregular the patient's rhythm is: the median of |rr_i/rr_(i−1) − 1| over
+	// the last (up to) 64 intervals before this beat (small in sinus rhythm and in a regular
+	// run, large in atrial fibrillation).
 	Spread float64 `json:"spread,omitempty"`
 
 	Morph MorphFeatures `json:"-"`

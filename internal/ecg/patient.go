@@ -38,6 +38,9 @@ const (
 	// templateReset is how many beats in a row at the usual rhythm, unlike the template but
 	// like each other, replace it.
 	templateReset = 8
+	// templateWidth is the largest QRS width, relative to the template's (WidthRatio), of a
+	// beat that may enter the template or replace it.
+	templateWidth = 1.25
 	// rrMedianLen is the number of recent intervals whose median is the patient's rhythm.
 	rrMedianLen = 32
 
@@ -45,13 +48,21 @@ const (
 	// were neither premature (below prematureRatio of the estimate before them) nor pauses
 	// (above pauseRatio of it). The first normalWarmup intervals are all taken; normalReset
 	// rejected intervals in a row mean the rhythm itself changed (a new sustained rate), and the
-	// estimate starts over from them.
-	normalLen      = 32
-	normalWarmup   = 8
-	normalReset    = 16
-	prematureRatio = 0.85
-	pauseRatio     = 1.5
-	// spreadLen is the number of recent beats whose median |pre/Normal − 1| is RRFeatures.Spread.
+	// estimate starts over from them, unless they are a run: faster than the normal rhythm
+	// (median below prematureRatio of it) and regular (median |interval/their median − 1| below
+	// runIrregularity), the signature of a supraventricular (or ventricular) tachycardia, whose
+	// beats stay premature against the rhythm before it. Sinus rhythm speeds up gradually and
+	// is followed interval by interval; atrial fibrillation is irregular and is adopted. A run
+	// holds the estimate for at most normalHold intervals (then it is the new rhythm).
+	normalLen       = 32
+	normalWarmup    = 8
+	normalReset     = 16
+	prematureRatio  = 0.85
+	pauseRatio      = 1.5
+	runIrregularity = 0.1
+	normalHold      = 256
+	// spreadLen is the number of recent intervals whose median change from the interval
+	// before, |rr_i/rr_(i−1) − 1|, is RRFeatures.Spread.
 	spreadLen = 64
 	// minSpread bounds the spread that standardises the prematurity, so that a perfectly
 	// regular rhythm does not turn tiny deviations into large ones.
@@ -148,11 +159,29 @@ func (t *beatTracker) next(pre, post float64, seg *[segLen]float64) (RRFeatures,
 		corr = float64(rr.Morph.Values[0])
 	}
 	// The template follows beats of the usual rhythm that look like it (any beat of the usual
-	// rhythm while it is still young), so that ectopic beats do not pull it away.
+	// rhythm while it is still young), so that ectopic beats do not pull it away. Looking like
+	// it includes a QRS no wider than templateWidth times the template's: a ventricular beat
+	// whose shape correlates with the usual one (record 223's runs) would otherwise pull the
+	// template towards it, beat after beat, until the ventricular beats look normal.
+	established := t.tplN >= templateMin
+	wide := established && rr.Morph.WidthRatio > templateWidth
+	like := established && corr >= 0.9 && !wide
 	regular := rr.Pre/rr.Median >= 0.85 && rr.Pre/rr.Median <= 1.2
 	switch {
 	case !regular:
-	case t.tplN < templateMin || corr >= 0.9:
+		// A beat like the template, at whatever rhythm, shows that the usual beat is still
+		// there: the candidate for a new one starts over. Without this, in bigeminy or
+		// trigeminy with couplets (record 208), the usual beats, long after the ectopic ones,
+		// are off the usual rhythm (the 32-interval median is the ectopic beats' interval),
+		// the ectopic beats are on it, and 8 of them in a row replaced the template.
+		if like {
+			t.candN = 0
+		}
+	case wide:
+		// Neither the template nor a candidate to replace it: wide beats at the usual rhythm
+		// are those of a ventricular run (a sustained ventricular rhythm, alternating forms),
+		// which would otherwise become the template after 8 beats.
+	case !established || like:
 		t.candN = 0
 		t.tplN++
 		w := 1 / float64(min(t.tplN, templateMaxWeight))
@@ -190,7 +219,9 @@ type normalTracker struct {
 	n, pos    int
 	rejected  [normalReset]float64 // intervals rejected in a row
 	nRejected int
-	dev       [spreadLen]float64 // |rr/normal − 1| of recent intervals, a ring
+	held      int                // intervals of a run rejected without restarting, since the last accepted one
+	last      float64            // the last interval
+	dev       [spreadLen]float64 // |rr/last − 1| of recent intervals, a ring
 	nDev, pD  int
 	scratch   [spreadLen]float64
 }
@@ -200,8 +231,9 @@ func (t *normalTracker) normal() float64 {
 	return medianOf(t.scratch[:t.n], t.hist[:t.n])
 }
 
-// spread returns the median relative deviation of recent intervals from the normal rhythm,
-// 0 before the first.
+// spread returns the median relative change of recent intervals from the interval before
+// each (beat-to-beat irregularity: small in sinus rhythm and in a regular run, large in atrial
+// fibrillation), 0 before the second interval.
 func (t *normalTracker) spread() float64 {
 	return medianOf(t.scratch[:t.nDev], t.dev[:t.nDev])
 }
@@ -209,24 +241,45 @@ func (t *normalTracker) spread() float64 {
 // add judges the interval rr against the normal rhythm and keeps it when it is normal.
 func (t *normalTracker) add(rr float64) {
 	ref := t.normal()
-	if ref > 0 {
-		t.dev[t.pD] = math.Abs(rr/ref - 1)
+	if t.last > 0 {
+		t.dev[t.pD] = math.Abs(rr/t.last - 1)
 		t.pD = (t.pD + 1) % spreadLen
 		t.nDev = min(t.nDev+1, spreadLen)
 	}
+	t.last = rr
 	if t.n < normalWarmup || (rr >= prematureRatio*ref && rr <= pauseRatio*ref) {
 		t.accept(rr)
-		t.nRejected = 0
+		t.nRejected, t.held = 0, 0
 		return
 	}
 	t.rejected[t.nRejected] = rr
 	t.nRejected++
+	if t.nRejected == normalReset && t.held < normalHold && t.isRun(ref) {
+		t.held += normalReset
+		t.nRejected = 0
+		return
+	}
 	if t.nRejected == normalReset {
+		t.held = 0
 		t.n, t.pos, t.nRejected = 0, 0, 0
 		for _, v := range t.rejected {
 			t.accept(v)
 		}
 	}
+}
+
+// isRun reports whether the rejected intervals are faster than the normal rhythm ref and
+// regular (see runIrregularity).
+func (t *normalTracker) isRun(ref float64) bool {
+	m := medianOf(t.scratch[:normalReset], t.rejected[:])
+	if m >= prematureRatio*ref {
+		return false
+	}
+	var d [normalReset]float64
+	for i, v := range t.rejected {
+		d[i] = math.Abs(v/m - 1)
+	}
+	return medianOf(t.scratch[:normalReset], d[:]) < runIrregularity
 }
 
 func (t *normalTracker) accept(rr float64) {

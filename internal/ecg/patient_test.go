@@ -137,20 +137,33 @@ func TestNormalTracker(t *testing.T) {
 		// last 32 intervals would be 0.5 by now.
 		{"run of ectopic beats", cat(rep(1, 20), rep(0.5, 12)), 1, 0},
 		{"pauses", cat(rep(1, 20), []float64{2.0}, rep(1, 3), []float64{1.8}), 1, 0},
-		{"lasting new rate", cat(rep(1, 10), rep(0.6, normalReset)), 0.6, 0.4},
-		{"irregular rhythm", func() (v []float64) {
-			for i := 0; i < 100; i++ {
-				v = append(v, 1+0.1*float64(i%3-1)) // 0.9, 1, 1.1: deviations 0.1, 0, 0.1
+		// A slower rate (every interval a pause) is adopted after normalReset intervals; so is
+		// a faster one that is irregular (atrial fibrillation: 0.5, 0.6, 0.7, ...).
+		{"lasting slower rate", cat(rep(1, 10), rep(1.6, normalReset)), 1.6, 0},
+		{"lasting irregular faster rate", cat(rep(1, 10), func() (v []float64) {
+			for i := 0; i < normalReset; i++ {
+				v = append(v, 0.5+0.1*float64(i%3))
 			}
 			return v
-		}(), 1, 0.1},
+		}()), 0.6, 1.0 / 6},
+		// A faster regular run (a supraventricular tachycardia) keeps the rhythm before it, so
+		// that its beats stay premature, for normalHold intervals; then it is the new rhythm.
+		{"regular run", cat(rep(1, 10), rep(0.6, normalHold)), 1, 0},
+		{"lasting regular faster rate", cat(rep(1, 10), rep(0.6, normalHold+normalReset)), 0.6, 0},
+		{"after a regular run", cat(rep(1, 10), rep(0.6, 100), rep(1, 40)), 1, 0},
+		{"irregular rhythm", func() (v []float64) {
+			for i := 0; i < 100; i++ {
+				v = append(v, 1+0.1*float64(i%3-1)) // 0.9, 1, 1.1: changes 1/9, 1/10, 2/11
+			}
+			return v
+		}(), 1, 1.0 / 9},
 		{"gradual change is followed", func() (v []float64) {
 			for i := 0; i < 100; i++ {
 				v = append(v, 1-0.004*float64(i))
 			}
 			return v
-		}(), 1 - 0.004*83, 0.0854}, // the median of the last 32 lags 16 beats behind
-		// The deviations are 1 (1 against 0.5) and 0 (1 against the upper median 1).
+		}(), 1 - 0.004*83, 0.00546}, // the median of the last 32 lags 16 beats behind
+		// The changes are 1 (1 after 0.5) and 0 (1 after 1).
 		{"warm-up takes the first intervals", []float64{0.5, 1, 1}, 1, 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -254,6 +267,54 @@ func TestMorphFeatures(t *testing.T) {
 	if tr5.tpl != tr.tpl {
 		t.Errorf("beats unlike each other replaced the template")
 	}
+	// Trigeminy with couplets (record 208): two ectopic beats, then a usual one after a long
+	// interval. The 32-interval median becomes the ectopic beats' interval, so they are on the
+	// usual rhythm and the usual beat is off it; the usual beat still restarts the candidate,
+	// so the ectopic beats never replace the template.
+	tr6 := tr
+	for i := 0; i < 4*templateReset; i++ {
+		tr6.next(1, 1, &flipped)
+		tr6.next(1, 2, &flipped)
+		if rr, _ := tr6.next(2, 1, &base); i > 2 && !near(float64(rr.Morph.Values[0]), 1, 1e-5) {
+			t.Fatalf("cycle %d: the usual beat's correlation %v, want 1 (the template was replaced)", i, rr.Morph.Values[0])
+		}
+		if tr6.candN >= templateReset {
+			t.Fatalf("cycle %d: %d candidates", i, tr6.candN)
+		}
+	}
+	if tr6.tpl != tr.tpl {
+		t.Errorf("ectopic beats on the usual rhythm replaced the template")
+	}
+	// Wide beats shaped like the template (a ventricular run whose complexes correlate with the
+	// usual beat, record 223) neither enter the template nor replace it, however many.
+	wide := wideSeg()
+	tr7 := tr
+	rr, _ := tr7.next(1, 1, &wide)
+	if c, w := rr.Morph.Values[0], rr.Morph.WidthRatio; c < 0.9 || w <= templateWidth {
+		t.Fatalf("test shape: correlation %v, width ratio %v; want ≥ 0.9 and > %v", c, w, templateWidth)
+	}
+	for i := 0; i < 3*templateReset; i++ {
+		tr7.next(1, 1, &wide)
+	}
+	if tr7.tpl != tr.tpl || tr7.tplN != templateMin {
+		t.Errorf("wide beats entered or replaced the template (%d beats)", tr7.tplN)
+	}
+}
+
+// wideSeg is shapeSeg(1) with an R wave √2 times as wide (correlation 0.97 with it, QRS width
+// ratio 1.57).
+func wideSeg() [segLen]float64 {
+	var s [segLen]float64
+	var sum float64
+	for k := range s {
+		d := float64(k - segPre)
+		s[k] = math.Exp(-d*d/8) + 0.2*math.Exp(-(d+20)*(d+20)/8)
+		sum += s[k]
+	}
+	for k := range s {
+		s[k] -= sum / segLen
+	}
+	return s
 }
 
 func TestFeatureLayout(t *testing.T) {
@@ -476,6 +537,38 @@ func TestModelV4File(t *testing.T) {
 	checkOldModelFile(t, 4, NumFeatures, 0.5)
 }
 
+// setV6Features gives the first 300 beats of record 101 the normal rhythm, spread and
+// morphology that the version 6 code computed for them (testdata/rr101_v6.ndjson; the code of
+// versions 2 to 5 computed the same). The template's width limit and candidate restart and the
+// beat-to-beat spread changed them since; the old model files are checked on the inputs their
+// predictions were saved for, so that a difference is the reader's, not the features'.
+func setV6Features(t *testing.T, beats []Beat) {
+	t.Helper()
+	data, err := os.ReadFile("testdata/rr101_v6.ndjson")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	for i := 0; dec.More(); i++ {
+		var v struct {
+			Normal, Spread float64
+			Known          bool
+			Values         [NumMorph]float32
+			Width          float32
+		}
+		if err := dec.Decode(&v); err != nil {
+			t.Fatal(err)
+		}
+		rr := &beats[i].RR
+		rr.Normal, rr.Spread = v.Normal, v.Spread
+		rr.Morph = MorphFeatures{Known: v.Known, Values: v.Values, WidthRatio: v.Width}
+		if i == 299 {
+			return
+		}
+	}
+	t.Fatal("testdata/rr101_v6.ndjson: fewer than 300 beats")
+}
+
 func checkOldModelFile(t *testing.T, version, nf int, offS float32) {
 	dir := needData(t)
 	name := "testdata/model_v" + strconv.Itoa(version)
@@ -490,6 +583,7 @@ func checkOldModelFile(t *testing.T, version, nf int, offS float32) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	setV6Features(t, beats)
 	data, err := os.ReadFile(name + "_predictions.ndjson")
 	if err != nil {
 		t.Fatal(err)
