@@ -22,8 +22,12 @@ const (
 	// numV4Feat counts the features new in version 4: the QRS width against the template's,
 	// the compensatory pause and the previous beat's prematurity.
 	numV4Feat = 3
+	// numV4Features is the length of the feature vector of model files of versions 4 to 6.
+	numV4Features = numV3Features + numV4Feat
+	// numV7Feat counts the features new in version 7 (MorphFeatures.Extra).
+	numV7Feat = numExtraMorph
 	// NumFeatures is the length of the feature vector the classifier sees.
-	NumFeatures = numV3Features + numV4Feat
+	NumFeatures = numV4Features + numV7Feat
 )
 
 // FeatureNames returns the names of the features, in order.
@@ -36,7 +40,8 @@ func FeatureNames() []string {
 		"pre/median", "post/median", "prev/local")
 	out = append(out, morphNames()...)
 	out = append(out, "pre/normal", "post/normal", "local/normal", "prematurity_z", "spread")
-	return append(out, "width/template", "(pre+post)/normal", "prev/normal")
+	out = append(out, "width/template", "(pre+post)/normal", "prev/normal")
+	return append(out, extraMorphNames[:]...)
 }
 
 // Features writes the feature vector of a beat window and its RR features into f, which must
@@ -97,6 +102,12 @@ func Features(f []float32, w *[WindowLen]float32, rr RRFeatures) {
 	}
 	f[j+1] = div32(rr.Pre+rr.Post, rr.Normal)
 	f[j+2] = div32(rr.Prev, rr.Normal)
+	j += numV4Feat
+	if rr.Morph.Known {
+		copy(f[j:], rr.Morph.Extra[:])
+	} else {
+		copy(f[j:], neutralExtra[:])
+	}
 }
 
 // neutralMorph stands for unknown morphology features (no template yet, or a beat without its

@@ -15,13 +15,14 @@ import (
 // nodes and never sees the window samples, so, like the linear discriminants of de Chazal et
 // al. (2004), it cannot learn a training patient's absolute beat shape; on new patients it
 // finds more supraventricular beats than the trees do (docs/ecg.md, Evaluation 2). In version 6
-// models the trees are boosted from a share of its log-probabilities (TrainOptions.LinearBase),
+// and 7 models the trees are boosted from a share of its log-probabilities (TrainOptions.LinearBase),
 // so they learn corrections to it, and the class scores are a weighted sum of the trees' and its
 // log-probabilities (a weighted geometric mean of the probabilities); version 5 models average
 // the two models' probabilities.
 
 // linearFeatures lists the indices, in the feature vector, of the features the linear model
 // reads: every feature but the window samples and the window width (an absolute interval).
+// The linear model of version 5 and 6 files reads the first numLinearV6 of them.
 var linearFeatures = func() []int {
 	var idx []int
 	for j := numWaveFeat; j < NumFeatures; j++ {
@@ -35,6 +36,9 @@ var linearFeatures = func() []int {
 const (
 	// numLinear is the number of features the linear model reads.
 	numLinear = NumFeatures - numWaveFeat - 1
+	// numLinearV6 is the number of features the linear model of version 5 and 6 files reads,
+	// a prefix of today's.
+	numLinearV6 = numV4Features - numWaveFeat - 1
 	// linearDim is the number of its inputs: each standardised feature and its square.
 	linearDim = 2 * numLinear
 	// linearClip bounds standardised feature values, so that a far outlier (a ratio to a tiny
@@ -67,12 +71,12 @@ const linearFloor = 1e-6
 type linearModel struct {
 	Share float32 // share of the linear model in the model's scores (probabilities in version 5), in (0, 1]
 	// Base is the share of its log-probabilities the trees were boosted from and that is
-	// added to their scores, in [0, 1] (version 6; 0 in version 5).
+	// added to their scores, in [0, 1] (versions 6 and 7; 0 in version 5).
 	Base        float32
 	Mean, Scale [numLinear]float32
 	W           [linearClasses][linearDim]float32
 	Bias        [linearClasses]float32
-	// geometric is set for version 6 models: the model's class scores are
+	// geometric is set for version 6 and 7 models: the model's class scores are
 	// (1 − Share)·(trees' scores + Base·l) + Share·l, l the linear log-probabilities; version 5
 	// models average the probabilities instead.
 	geometric bool
@@ -116,7 +120,7 @@ func (m *linearModel) logProbs(f []float32) [NumClasses]float64 {
 	return p
 }
 
-// combine returns the class scores of a version 6 model from the trees' scores s (with their
+// combine returns the class scores of a version 6 or 7 model from the trees' scores s (with their
 // decision offsets) and the linear log-probabilities lp: (1 − Share)·(s + Base·lp) + Share·lp.
 func (m *linearModel) combine(s *[NumClasses]float64, lp [NumClasses]float64) [NumClasses]float64 {
 	a, b := float64(m.Share), float64(m.Base)
@@ -246,16 +250,27 @@ func trainLinear(x []float32, y []int, weight []float64, share float64) (*linear
 }
 
 // write appends the linear model in the layout of the model file version: float32 share,
-// float32 base (version 6), uint32 number of features, float32 means, float32 scales, then per
+// float32 base (versions 6 and 7), uint32 number of features (numLinearV6 before version 7), float32 means, float32 scales, then per
 // class N, S, V, F float32 bias and weights.
 func (m *linearModel) write(w io.Writer, version int) error {
 	le := binary.LittleEndian
 	if m.geometric != (version >= 6) {
 		return fmt.Errorf("a version %d model cannot hold this linear model (combined in log space: %v)", version, m.geometric)
 	}
-	fields := []any{m.Share, uint32(numLinear), m.Mean, m.Scale}
+	nf := linearCount(version)
+	if nf < numLinear {
+		// An older file: its model reads a prefix of the features, the others have weight 0.
+		for c := range linearClasses {
+			for k := nf; k < numLinear; k++ {
+				if m.W[c][k] != 0 || m.W[c][numLinear+k] != 0 {
+					return fmt.Errorf("a version %d model cannot hold a linear model of %d features", version, numLinear)
+				}
+			}
+		}
+	}
+	fields := []any{m.Share, uint32(nf), m.Mean[:nf], m.Scale[:nf]}
 	if version >= 6 {
-		fields = []any{m.Share, m.Base, uint32(numLinear), m.Mean, m.Scale}
+		fields = []any{m.Share, m.Base, uint32(nf), m.Mean[:nf], m.Scale[:nf]}
 	}
 	for _, v := range fields {
 		if err := binary.Write(w, le, v); err != nil {
@@ -266,11 +281,23 @@ func (m *linearModel) write(w io.Writer, version int) error {
 		if err := binary.Write(w, le, m.Bias[c]); err != nil {
 			return err
 		}
-		if err := binary.Write(w, le, m.W[c]); err != nil {
+		// The standardised features, then their squares.
+		if err := binary.Write(w, le, m.W[c][:nf]); err != nil {
+			return err
+		}
+		if err := binary.Write(w, le, m.W[c][numLinear:numLinear+nf]); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// linearCount is the number of features the linear model of a file of the version reads.
+func linearCount(version int) int {
+	if version < 7 {
+		return numLinearV6
+	}
+	return numLinear
 }
 
 // readLinear decodes what write wrote for a file of the version, rejecting a share outside
@@ -294,19 +321,27 @@ func readLinear(br *bytes.Reader, version int) (*linearModel, error) {
 			return nil, fmt.Errorf("%w: linear model base %v", ErrModelFormat, m.Base)
 		}
 	}
-	if err := binary.Read(br, le, &nf); err != nil || nf != numLinear {
-		return nil, fmt.Errorf("%w: linear model: %d features, want %d", ErrModelFormat, nf, numLinear)
+	want := linearCount(version)
+	if err := binary.Read(br, le, &nf); err != nil || int(nf) != want {
+		return nil, fmt.Errorf("%w: linear model: %d features, want %d", ErrModelFormat, nf, want)
 	}
-	for _, v := range []any{&m.Mean, &m.Scale} {
+	for _, v := range [][]float32{m.Mean[:want], m.Scale[:want]} {
 		if err := binary.Read(br, le, v); err != nil {
 			return nil, fmt.Errorf("%w: linear model: %w", ErrModelFormat, err)
 		}
+	}
+	// Features an older file's model does not read: standardised as they come, weight 0.
+	for k := want; k < numLinear; k++ {
+		m.Scale[k] = 1
 	}
 	for c := range linearClasses {
 		if err := binary.Read(br, le, &m.Bias[c]); err != nil {
 			return nil, fmt.Errorf("%w: linear model: %w", ErrModelFormat, err)
 		}
-		if err := binary.Read(br, le, &m.W[c]); err != nil {
+		if err := binary.Read(br, le, m.W[c][:want]); err != nil {
+			return nil, fmt.Errorf("%w: linear model: %w", ErrModelFormat, err)
+		}
+		if err := binary.Read(br, le, m.W[c][numLinear:numLinear+want]); err != nil {
 			return nil, fmt.Errorf("%w: linear model: %w", ErrModelFormat, err)
 		}
 	}

@@ -176,12 +176,16 @@ func TestModelLinearFile(t *testing.T) {
 	if m3, err := ReadModel(&buf); err != nil || m3.lin != nil {
 		t.Fatalf("model without linear model: %v, linear %v", err, m3 != nil && m3.lin != nil)
 	}
-	// A version 4 model cannot hold one, and a version 5 model only one averaged with the trees.
-	for _, v := range []int{4, 5} {
+	// A version 4 model cannot hold one, a version 5 model only one averaged with the trees,
+	// and a version 6 model only one of the version 6 features.
+	for _, v := range []int{4, 5, 6} {
 		old := *m2
-		old.Version = v
+		old.Version, old.NumFeatures = v, numV4Features
+		lin := *m2.lin
+		lin.W[ClassV][numLinear-1] = 0.1 // a weight on a version 7 feature
+		old.lin = &lin
 		if _, err := old.WriteTo(&buf); err == nil {
-			t.Errorf("version %d model with a version 6 linear model written", v)
+			t.Errorf("version %d model with a version %d linear model written", v, ModelVersion)
 		}
 	}
 
@@ -235,5 +239,12 @@ func TestModelLinearFile(t *testing.T) {
 // trees', share 0.5), made with the version 5 code, and checks that it gives the predictions that
 // code gave.
 func TestModelV5File(t *testing.T) {
-	checkOldModelFile(t, 5, NumFeatures, 0.5)
+	checkOldModelFile(t, 5, numV4Features, 0.5)
+}
+
+// TestModelV6File reads a version 6 file (98 features, the linear model of 34 features combined
+// in log space; three ensembles of 3 rounds trained on record 208, an S offset), made with the
+// version 6 code, and checks that it gives the predictions that code gave.
+func TestModelV6File(t *testing.T) {
+	checkOldModelFile(t, 6, numV4Features, 0.5)
 }

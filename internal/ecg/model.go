@@ -19,12 +19,13 @@ import (
 // ModelVersion is the version of the model file format this package writes. It also reads
 // version 1 files (70 features, no decision offsets), version 2 files (89 features), version
 // 3 files (95 features), version 4 files (98 features, as now, but no linear model) and version
-// 5 files (the linear model's probabilities averaged with the trees').
-const ModelVersion = 6
+// 5 files (the linear model's probabilities averaged with the trees') and version 6 files (98
+// features, the linear model combined in log space, as now).
+const ModelVersion = 7
 
 // modelFeatures is the number of features of each model file version; each is a prefix of
 // the next, so older models give the same predictions as before.
-var modelFeatures = map[int]int{1: numV1Features, 2: numV2Features, 3: numV3Features, 4: NumFeatures, 5: NumFeatures, 6: NumFeatures}
+var modelFeatures = map[int]int{1: numV1Features, 2: numV2Features, 3: numV3Features, 4: numV4Features, 5: numV4Features, 6: numV4Features, 7: NumFeatures}
 
 const modelMagic = "PLECGGBT"
 
@@ -60,7 +61,7 @@ type Model struct {
 	ens []*ensemble
 	// lin, when not nil (version 5 and later), is the linear model combined with ens[0]: its
 	// probabilities averaged with the trees' (version 5), or its log-probabilities added to
-	// the trees' scores (version 6, see linearModel.combine).
+	// the trees' scores (versions 6 and 7, see linearModel.combine).
 	lin *linearModel
 }
 
@@ -190,7 +191,7 @@ func (m *Model) ClassifyWindow(w *[WindowLen]float32, rr RRFeatures) Prediction 
 func (m *ensemble) predict(f *[NumFeatures]float32) Prediction { return m.predictWith(f, nil) }
 
 // predictWith classifies a feature vector with the ensemble and, when lin is not nil, with the
-// linear model: in log space (version 6, linearModel.combine) or by averaging the probabilities,
+// linear model: in log space (versions 6 and 7, linearModel.combine) or by averaging the probabilities,
 // lin.Share of them the linear model's (version 5).
 func (m *ensemble) predictWith(f *[NumFeatures]float32, lin *linearModel) Prediction {
 	s := m.scores(f)
@@ -266,10 +267,10 @@ func step(flat []flatNode, f *[NumFeatures]float32, i int32) int32 {
 // classes, uint32 number of features, uint32 number of ensembles, and per ensemble float32 base
 // scores, float32 decision offsets (version 2), uint32 number of trees, then each tree as
 // uint32 class, uint32 node count and nodes of (int16 feature, float32 threshold, int32 left,
-// int32 right, float32 value); versions 5 and 6 then have uint32 1 or 0 (whether a linear model
-// follows) and the linear model (see linearModel.write; version 6 adds its base share). All
-// integers and floats are little-endian. A model read from an older file is written in its
-// version.
+// int32 right, float32 value); versions 5 to 7 then have uint32 1 or 0 (whether a linear model
+// follows) and the linear model (see linearModel.write; version 6 adds its base share, version 7
+// five features). All integers and floats are little-endian. A model read from an older file
+// is written in its version.
 func (m *Model) WriteTo(w io.Writer) (int64, error) {
 	version := m.Version
 	if modelFeatures[version] != m.NumFeatures {

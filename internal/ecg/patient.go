@@ -78,7 +78,30 @@ type MorphFeatures struct {
 	// WidthRatio is the beat's QRS width (see qrsWidth) divided by the template's (a version 4
 	// feature; 1 when unknown).
 	WidthRatio float32
+	// Extra are the morphology features new in version 7 (extraMorphNames).
+	Extra [numExtraMorph]float32
 }
+
+// The morphology features of version 7 (MorphFeatures.Extra; read by the trees and the linear
+// model), aimed at ventricular beats whose complex correlates with the usual one and at normal
+// beats that noise or a shifted fiducial point makes look unlike it:
+//   - corr_t: the correlation with the template after the QRS (+120…+384 ms, the ST segment and
+//     the start of the T wave; a ventricular beat's repolarisation is discordant);
+//   - pos_qrs, neg_qrs: the QRS's largest positive and negative deflection (from the segment's
+//     mean) against the template's (a ventricular beat's dominant deflection often has the
+//     other sign);
+//   - corr_qrs_shift: the largest QRS correlation with the template over shifts of up to
+//     ±3 samples (±24 ms): a normal beat cut a little off its fiducial point still matches;
+//   - noise: the total variation outside the QRS against the template's (noise, not shape).
+const numExtraMorph = 5
+
+var extraMorphNames = [numExtraMorph]string{"corr_t", "pos_qrs", "neg_qrs", "corr_qrs_shift", "noise"}
+
+// neutralExtra are the Extra values of a beat identical to the template.
+var neutralExtra = [numExtraMorph]float32{1, 1, 1, 1, 1}
+
+// maxShift is the largest shift, in samples, of corr_qrs_shift.
+const maxShift = 3
 
 // morphNames are the names of MorphFeatures.Values, in order.
 func morphNames() []string {
@@ -339,6 +362,20 @@ func (t *beatTracker) morph(seg *[segLen]float64) MorphFeatures {
 	// shape or none visible (hidden in the previous T wave).
 	v[6+numSegDiff] = float32(safeDiv(span(seg[pLo:pHi]), span(tp[pLo:pHi])))
 	m.WidthRatio = float32(safeDiv(qrsWidth(seg), qrsWidth(tp)))
+	e := &m.Extra
+	e[0] = float32(pearson(seg[qrsHi:], tp[qrsHi:]))
+	e[1] = float32(safeDiv(slices.Max(seg[qrsLo:qrsHi]), slices.Max(tp[qrsLo:qrsHi])))
+	e[2] = float32(safeDiv(-slices.Min(seg[qrsLo:qrsHi]), -slices.Min(tp[qrsLo:qrsHi])))
+	best := float64(v[1])
+	for d := -maxShift; d <= maxShift; d++ {
+		if d != 0 {
+			best = max(best, pearson(seg[qrsLo+d:qrsHi+d], tp[qrsLo:qrsHi]))
+		}
+	}
+	e[3] = float32(best)
+	out := totalVariation(seg[:qrsLo]) + totalVariation(seg[qrsHi:])
+	outT := totalVariation(tp[:qrsLo]) + totalVariation(tp[qrsHi:])
+	e[4] = float32(safeDiv(out, outT))
 	return m
 }
 

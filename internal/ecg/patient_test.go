@@ -194,15 +194,19 @@ func TestMorphFeatures(t *testing.T) {
 	double, flipped := shapeSeg(2), shapeSeg(-1)
 	names := morphNames()
 	for _, tc := range []struct {
-		name string
-		seg  [segLen]float64
-		want map[string]float64
+		name  string
+		seg   [segLen]float64
+		want  map[string]float64
+		extra map[string]float64
 	}{
-		{"same", base, map[string]float64{"corr": 1, "corr_qrs": 1, "corr_p": 1, "dist": 0, "amp_qrs": 1, "tv_qrs": 1, "d0": 0}},
+		{"same", base, map[string]float64{"corr": 1, "corr_qrs": 1, "corr_p": 1, "dist": 0, "amp_qrs": 1, "tv_qrs": 1, "d0": 0},
+			map[string]float64{"corr_t": 1, "pos_qrs": 1, "neg_qrs": 1, "corr_qrs_shift": 1, "noise": 1}},
 		// Twice as tall: same shape, double QRS amplitude and variation; the difference is the
 		// template itself, whose RMS is its std, so dist = 1 and d0 = T[R]/std.
-		{"double", double, map[string]float64{"corr": 1, "corr_qrs": 1, "dist": 1, "amp_qrs": 2, "tv_qrs": 2, "d0": base[segPre] / std}},
-		{"flipped", flipped, map[string]float64{"corr": -1, "corr_qrs": -1, "corr_p": -1, "dist": 2, "amp_qrs": 1, "d0": -2 * base[segPre] / std}},
+		{"double", double, map[string]float64{"corr": 1, "corr_qrs": 1, "dist": 1, "amp_qrs": 2, "tv_qrs": 2, "d0": base[segPre] / std},
+			map[string]float64{"corr_t": 1, "pos_qrs": 2, "neg_qrs": 2, "corr_qrs_shift": 1, "noise": 2}},
+		{"flipped", flipped, map[string]float64{"corr": -1, "corr_qrs": -1, "corr_p": -1, "dist": 2, "amp_qrs": 1, "d0": -2 * base[segPre] / std},
+			map[string]float64{"corr_t": -1, "noise": 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := tr // the template stays as trained above
@@ -217,6 +221,12 @@ func TestMorphFeatures(t *testing.T) {
 					t.Errorf("%s = %v, want %v", name, got, want)
 				}
 			}
+			for name, want := range tc.extra {
+				j := slices.Index(extraMorphNames[:], name)
+				if got := float64(rr.Morph.Extra[j]); !near(got, want, 1e-5) {
+					t.Errorf("%s = %v, want %v", name, got, want)
+				}
+			}
 			if tr.tplN != templateMin {
 				t.Errorf("a premature beat entered the template (%d beats)", tr.tplN)
 			}
@@ -224,6 +234,16 @@ func TestMorphFeatures(t *testing.T) {
 	}
 	// A regular beat unlike the template (correlation < 0.9) is not averaged in either; a
 	// regular beat like it is.
+	// Cut 2 samples (16 ms) late, the usual beat's QRS correlates less with the template's, but
+	// fully at the best shift (corr_qrs_shift).
+	var late [segLen]float64
+	for k := range late {
+		late[k] = base[max(k-2, 0)]
+	}
+	trL := tr
+	if rr, _ := trL.next(0.6, 1.4, &late); rr.Morph.Values[1] > 0.99 || !near(float64(rr.Morph.Extra[3]), 1, 1e-5) {
+		t.Errorf("a beat cut late: corr_qrs %v, corr_qrs_shift %v, want below 0.99 and 1", rr.Morph.Values[1], rr.Morph.Extra[3])
+	}
 	tr2 := tr
 	tr2.next(1, 1, &flipped)
 	if tr2.tplN != templateMin {
@@ -323,7 +343,8 @@ func TestFeatureLayout(t *testing.T) {
 		t.Fatalf("%d names for %d features", len(names), NumFeatures)
 	}
 	if names[numV1Features-1] != "width" || names[numV1Features] != "pre/median" || names[numV2Features-1] != "d40" ||
-		names[numV2Features] != "amp_p" || names[numV3Features-1] != "spread" || names[len(names)-1] != "prev/normal" {
+		names[numV2Features] != "amp_p" || names[numV3Features-1] != "spread" || names[numV4Features-1] != "prev/normal" ||
+		names[numV4Features] != "corr_t" || names[len(names)-1] != "noise" {
 		t.Fatalf("layout: %v", names[numV1Features-2:])
 	}
 	var f [NumFeatures]float32
@@ -337,7 +358,8 @@ func TestFeatureLayout(t *testing.T) {
 	for j := numV1Features + numRRFeat; j < NumFeatures; j++ {
 		want := float32(0)
 		switch names[j] {
-		case "corr", "corr_qrs", "corr_p", "amp_qrs", "tv_qrs", "amp_p", "width/template":
+		case "corr", "corr_qrs", "corr_p", "amp_qrs", "tv_qrs", "amp_p", "width/template",
+			"corr_t", "pos_qrs", "neg_qrs", "corr_qrs_shift", "noise":
 			want = 1
 		}
 		if f[j] != want {
@@ -534,7 +556,7 @@ func TestModelV3File(t *testing.T) {
 // TestModelV4File reads a version 4 file (98 features, as now, but no linear model), made with
 // the version 4 code, and checks that it gives the predictions that code gave.
 func TestModelV4File(t *testing.T) {
-	checkOldModelFile(t, 4, NumFeatures, 0.5)
+	checkOldModelFile(t, 4, numV4Features, 0.5)
 }
 
 // setV6Features gives the first 300 beats of record 101 the normal rhythm, spread and
