@@ -31,7 +31,7 @@ type window struct {
 	span    time.Duration // time covered by one bucket
 	max     int
 	ids     map[uint64]slot // stored identities by their first 8 bytes
-	buckets []bucket              // oldest first
+	buckets []bucket        // oldest first
 	nextGen uint32
 	total   int // identities added to the buckets held (one stored twice counts twice)
 	pending map[reading.ID]*claims

@@ -410,12 +410,14 @@ func (d *entryDecoder) decode(line []byte) (e Entry, keep bool, err error) {
 		if !hasReading {
 			return Entry{}, false, nil // a rejected record
 		}
-		if h, ok := d.head(rd); ok && (d.stale(h.time) || !d.f.uses(h.kind)) {
+		h, ok := d.head(rd)
+		stale := ok && d.stale(h.time)
+		if ok && (stale || !d.f.uses(h.kind)) {
 			ident, err := parseIdent(id[1 : len(id)-1])
 			if err != nil {
 				return Entry{}, false, err
 			}
-			if !d.f.Brief || d.stale(h.time) {
+			if !d.f.Brief || stale {
 				return Entry{}, false, nil
 			}
 			if r, ok := d.brief(h); ok {
