@@ -237,8 +237,11 @@ func TestOverloadAnswers429NeverDropsConnection(t *testing.T) {
 	}
 	log := p.log()
 	for _, bad := range []string{"Slow Consumer", "slow consumer", "reconnecting"} {
-		if strings.Contains(log, bad) {
-			t.Errorf("serve's log mentions %q: its stream connection was dropped", bad)
+		for _, line := range strings.Split(log, "\n") {
+			if strings.Contains(line, bad) {
+				t.Errorf("serve's log mentions %q: its stream connection was dropped or lost messages:\n%s", bad, line)
+				break
+			}
 		}
 	}
 	if peak > 1<<30 {

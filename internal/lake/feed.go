@@ -9,16 +9,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pulselake/pulselake/internal/stream"
 )
 
 // How the lake writer reads the ingest stream. The lake is its own cursor: the writer reads
-// with an ordered consumer (ephemeral, in order, no acknowledgements; the client library
-// notices a missed message by its consumer sequence or a missed heartbeat and creates the
-// consumer again after the last message it returned) starting just after the position the
-// writer last committed. That position is kept in the durable consumer ConsumerName, which
+// with an ephemeral consumer (in memory, in order, no acknowledgements) starting just after
+// the position the writer last committed. That position is kept in the durable consumer ConsumerName, which
 // nothing pulls from: after each commit the writer resets it to the next sequence, so that
 // its ack floor is the committed position (replicated with the consumer), which the stream's
 // trimming of processed batches and the erasure of a subject's messages read as the ack
@@ -35,6 +34,9 @@ import (
 // checks its flush interval and housekeeping after every Fetch.
 const feedWait = 250 * time.Millisecond
 
+// feedPullWait is how long one pull of the feed's consumer stays open at the server.
+const feedPullWait = 10 * time.Second
+
 // feed reads the ingest stream in order from a start sequence. It implements the parts of
 // jetstream.Consumer that stream.Consumer.Run uses (Fetch and Info).
 type feed struct {
@@ -43,6 +45,7 @@ type feed struct {
 	maxBytes   int
 	pullMsgs   int
 	pullBytes  int
+	pullWait   time.Duration      // how long one pull stays open at the server
 	msgs       chan jetstream.Msg // from the reading goroutine, in order
 	handed     uint64             // the last stream sequence Fetch returned (Fetch's caller only)
 	cancel     context.CancelFunc
@@ -68,7 +71,7 @@ func (f *feed) close() {
 	f.wg.Wait()
 }
 
-// read runs an ordered consumer from next on, handing its messages to msgs, and starts it
+// read runs a consumer from next on, handing its messages to msgs, and starts it
 // again (from the first message not handed on) when it fails or skips a message.
 func (f *feed) read(ctx context.Context, next uint64) {
 	for ctx.Err() == nil {
@@ -86,54 +89,86 @@ func (f *feed) read(ctx context.Context, next uint64) {
 	}
 }
 
-// errGap reports messages an ordered consumer skipped.
+// errGap reports messages the consumer skipped (a pull cut short).
 var errGap = errors.New("the stream delivered a message after a gap that holds stored messages")
 
-// readFrom reads with one ordered consumer and returns the next sequence to read from when
-// it stops (ctx ended, the consumer failed, or a gap).
+// readFrom reads with one ephemeral consumer (in memory, no acknowledgements, one pull at a
+// time) and returns the next sequence to read from when it stops (ctx ended, a pull failed,
+// or a gap).
+//
+// One pull at a time, by Fetch, because a pull's messages wait in a client channel with room
+// for twice the pull's count: however long the writer takes (a flush, a full disk), what the
+// server sends into that pull (its messages, then a timeout status) fits. A continuous pull
+// (Messages, Consume) keeps several requests open, and their heartbeats and timeout statuses
+// could overrun its channel while the writer was busy: the client then dropped messages as a
+// slow consumer, and the writer stalled until the consumer was created again.
 func (f *feed) readFrom(ctx context.Context, next uint64) (uint64, error) {
 	s, err := f.js.Stream(ctx, stream.IngestStream)
 	if err != nil {
 		return next, fmt.Errorf("opening stream %s: %w", stream.IngestStream, err)
 	}
-	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects:    []string{stream.IngestSubjects},
+	c, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		// Its own name: another writer's consumer may outlive it by InactiveThreshold.
+		Name:              fmt.Sprintf("lake_writer_%016x", rand.Uint64()),
+		FilterSubject:     stream.IngestSubjects,
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:       next,
+		AckPolicy:         jetstream.AckNonePolicy,
 		InactiveThreshold: time.Minute,
-		MaxResetAttempts:  3, // then readFrom returns, logs, and starts a consumer of a new name
-		// Its own name: another writer's consumer may outlive it by InactiveThreshold, and
-		// creating one of the same name would update that one (which a new start
-		// sequence cannot) instead.
-		NamePrefix: fmt.Sprintf("lake_writer_%016x", rand.Uint64()),
+		MemoryStorage:     true,
+		Replicas:          1,
 	})
 	if err != nil {
-		return next, fmt.Errorf("creating an ordered consumer of %s: %w", stream.IngestStream, err)
+		return next, fmt.Errorf("creating a consumer of %s: %w", stream.IngestStream, err)
 	}
-	// A pull expires (and is renewed) every 10 s, with a heartbeat every 5 s: a consumer that
-	// stops answering (its node died, its leader moved) is noticed within 10 s and created
-	// again after the last message handed on.
-	it, err := c.Messages(jetstream.PullMaxMessagesWithBytesLimit(f.pullMsgs, f.pullBytes), jetstream.PullExpiry(10*time.Second))
-	if err != nil {
-		return next, fmt.Errorf("reading %s: %w", stream.IngestStream, err)
+	defer func() {
+		// Deleting it also ends a pull still open at the server.
+		dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = s.DeleteConsumer(dctx, c.CachedInfo().Name)
+	}()
+	// A message as large as the stream allows always fits a pull (one that does not fit is
+	// refused by the server, and the pull would end empty every time).
+	pullBytes := max(f.pullBytes, stream.FollowerPullBytes)
+	for {
+		batch, err := c.Fetch(f.pullMsgs, jetstream.FetchMaxBytes(pullBytes), jetstream.FetchMaxWait(feedPullWait))
+		if err != nil {
+			return next, fmt.Errorf("pulling from %s: %w", stream.IngestStream, err)
+		}
+		if next, err = f.handOn(ctx, s, batch, next); err != nil {
+			return next, err
+		}
 	}
-	stopped := make(chan struct{})
-	defer close(stopped)
-	go func() {
+}
+
+// handOn hands the messages of one pull to msgs, in order, and returns the next sequence to
+// read. A pull that ends with an error other than its wait passing returns it: a consumer
+// that stops answering (its node died, it was removed after a long stall) is noticed by the
+// next pull at the latest and created again after the last message handed on.
+func (f *feed) handOn(ctx context.Context, s jetstream.Stream, batch jetstream.MessageBatch, next uint64) (uint64, error) {
+	msgs := batch.Messages()
+	stop := func(err error) (uint64, error) {
+		// The pull ends within its wait, or at once when its consumer is deleted.
+		go func() {
+			for range msgs {
+			}
+		}()
+		return next, err
+	}
+	for {
+		var m jetstream.Msg
 		select {
 		case <-ctx.Done():
-		case <-stopped:
-		}
-		it.Stop() // ends a Next that waits
-	}()
-	for {
-		m, err := it.Next()
-		if err != nil {
-			return next, err
+			return stop(ctx.Err())
+		case mm, ok := <-msgs:
+			if !ok {
+				return next, pullErr(batch)
+			}
+			m = mm
 		}
 		meta, err := m.Metadata()
 		if err != nil {
-			return next, fmt.Errorf("reading message metadata: %w", err)
+			return stop(fmt.Errorf("reading message metadata: %w", err))
 		}
 		seq := meta.Sequence.Stream
 		if seq < next {
@@ -142,16 +177,24 @@ func (f *feed) readFrom(ctx context.Context, next uint64) (uint64, error) {
 		if seq > next {
 			if err := f.nothingBetween(ctx, s, next, seq); err != nil {
 				f.gaps++
-				return next, err
+				return stop(err)
 			}
 		}
 		select {
 		case f.msgs <- noAck{m}:
 		case <-ctx.Done():
-			return next, ctx.Err()
+			return stop(ctx.Err())
 		}
 		next = seq + 1
 	}
+}
+
+// pullErr is the error a pull ended with, nil when it ended by its wait or had nothing.
+func pullErr(batch jetstream.MessageBatch) error {
+	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+		return fmt.Errorf("pulling from %s: %w", stream.IngestStream, err)
+	}
+	return nil
 }
 
 // nothingBetween reports nil when the stream holds no message from from up to (not
@@ -250,7 +293,7 @@ type feedBatch struct{ msgs chan jetstream.Msg }
 func (b *feedBatch) Messages() <-chan jetstream.Msg { return b.msgs }
 func (b *feedBatch) Error() error                   { return nil }
 
-// noAck is a message of the ordered consumer: it takes no acknowledgements (the committed
+// noAck is a message of the feed's consumer: it takes no acknowledgements (the committed
 // position is the writer's cursor), so the consumer loop's are not sent.
 type noAck struct{ jetstream.Msg }
 

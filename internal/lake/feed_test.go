@@ -1,9 +1,15 @@
 package lake
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -154,4 +160,94 @@ func TestWriterRecordsItsCommittedPosition(t *testing.T) {
 	if info.Delivered.Stream > info.AckFloor.Stream {
 		t.Errorf("the cursor consumer was delivered %d messages: nothing should pull from it", info.Delivered.Stream)
 	}
+}
+
+// TestFeedKeepsEveryMessageWhileItsReaderIsBusy: the lake writer stops taking messages for
+// longer than a pull stays open (a slow flush), then takes them again as new ones arrive:
+// nothing the server sent meanwhile makes the client drop messages as a slow consumer, every
+// message comes, in order, without the consumer being created again, and closing the feed
+// does not wait for a pull open at the server. Streams of several lengths, so that the pulls
+// stand differently when the reader stops. Before, a continuous pull's heartbeats and
+// timeout statuses filled channel room its next requests counted on: the client dropped a
+// message in one or two of these streams in every run, and the writer stalled until its
+// consumer was replaced.
+func TestFeedKeepsEveryMessageWhileItsReaderIsBusy(t *testing.T) {
+	for stored := 12; stored <= 17; stored++ {
+		t.Run(fmt.Sprintf("%d stored", stored), func(t *testing.T) {
+			t.Parallel()
+			busyFeed(t, stored)
+		})
+	}
+}
+
+// busyFeed stores n messages in a new stream, takes one through a feed, takes nothing for
+// longer than a pull's wait, then takes the rest and seven stored afterwards.
+func busyFeed(t *testing.T, n int) {
+	ctx := context.Background()
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	srv, err := stream.StartServer(log, stream.ServerOptions{Dir: filepath.Join(t.TempDir(), "stream")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(ctx)
+	conn, err := stream.Connect(ctx, log, stream.ConnOptions{Server: srv, Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := reading.NewRegistry(glucose(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const later = 7
+	for i := range n {
+		publish(t, conn, reg, i, 1, false)
+	}
+	f := startFeed(ctx, log, conn.JS, 1, 4, 1<<20)
+	got := fetchSeqs(t, f, 1)
+	time.Sleep(feedPullWait + 2*time.Second) // the writer is busy
+	got = append(got, fetchSeqs(t, f, n-len(got))...)
+	for i := range later {
+		publish(t, conn, reg, 100+i, 1, false)
+	}
+	got = append(got, fetchSeqs(t, f, later)...)
+	t0 := time.Now()
+	f.close()
+	if d := time.Since(t0); d > 3*time.Second {
+		t.Errorf("closing the feed took %s; a pull open at the server must not hold it", d)
+	}
+	var want []uint64
+	for seq := uint64(1); seq <= uint64(n+later); seq++ {
+		want = append(want, seq)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("the feed handed out %v, want 1..%d", got, n+later)
+	}
+	for _, bad := range []string{"slow consumer", "reading the ingest stream again"} {
+		if strings.Contains(logs.String(), bad) {
+			t.Errorf("the log mentions %q:\n%s", bad, logs.String())
+		}
+	}
+}
+
+// syncBuffer is a log sink for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
