@@ -87,7 +87,11 @@ func (s *Store) tryAppend(ctx context.Context, t *table.Table, files []iceberg.D
 	if seq > 0 {
 		v := strconv.FormatUint(seq, 10)
 		snapProps[PropStreamSeq] = v
-		if err := tx.SetProperties(iceberg.Properties{PropStreamSeq: v}); err != nil {
+		// Tables created before their unique columns were written plain get the properties
+		// with their next commit (the files written from then on follow them).
+		props := plainColumns(t.Schema(), t.Properties())
+		props[PropStreamSeq] = v
+		if err := tx.SetProperties(props); err != nil {
 			return nil, false, err
 		}
 	}

@@ -6,10 +6,12 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pulselake/pulselake/internal/reading"
@@ -358,5 +360,89 @@ func TestLeaseOneActiveWriter(t *testing.T) {
 	}
 	if n := len(scan(t, dir, ZoneTrusted, "glucose", "id")); n != 20 {
 		t.Errorf("trusted.glucose has %d rows, want 20", n)
+	}
+}
+
+// TestWriterWritesUniqueColumnsPlain: the columns that hold a different value in every row
+// (a reading's identity, a record as received) are written without a dictionary, the others
+// with one; a table made before that gets the properties with its next commit, and its
+// files written from then on follow them.
+func TestWriterWritesUniqueColumnsPlain(t *testing.T) {
+	ctx, dir, conn, reg := glucoseStream(t)
+	publish(t, conn, reg, 0, 50, false)
+	drain(t, dir, conn, reg)
+	checkDictionaries(t, dir, ZoneTrusted, "glucose", map[string]bool{"id": false, "subject": true, "device": true})
+	checkDictionaries(t, dir, ZoneLanding, "http", map[string]bool{"id": false, "raw": false, "subject": true})
+
+	// A table of an earlier version: without the properties.
+	var c Config
+	st, err := Open(ctx, discard(), c.WithDefaults(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := st.Load(ctx, ZoneTrusted, "glucose")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx := tb.NewTransaction()
+	if err := tx.RemoveProperties([]string{dictColumnKey + "id"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	publish(t, conn, reg, 50, 50, false)
+	drain(t, dir, conn, reg)
+	checkDictionaries(t, dir, ZoneTrusted, "glucose", map[string]bool{"id": false, "subject": true})
+}
+
+// checkDictionaries opens every data file of zone.name and checks, per column named in want,
+// whether its column chunks have a dictionary page; it also checks the table's properties.
+func checkDictionaries(t *testing.T, dir, zone, name string, want map[string]bool) {
+	t.Helper()
+	ctx := context.Background()
+	var c Config
+	st, err := Open(ctx, discard(), c.WithDefaults(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	tb, err := st.Load(ctx, zone, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for col, dict := range want {
+		if got := tb.Properties()[dictColumnKey+col]; (got == "false") == dict {
+			t.Errorf("%s.%s: property %s%s = %q", zone, name, dictColumnKey, col, got)
+		}
+	}
+	tasks, err := tb.Scan().PlanFiles(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tasks) == 0 {
+		t.Fatalf("%s.%s has no data file", zone, name)
+	}
+	for _, task := range tasks {
+		path := strings.TrimPrefix(task.File.FilePath(), "file://")
+		r, err := file.OpenParquetFile(path, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for g := range r.NumRowGroups() {
+			rg := r.MetaData().RowGroup(g)
+			for i := range rg.NumColumns() {
+				cc, err := rg.ColumnChunk(i)
+				if err != nil {
+					t.Fatal(err)
+				}
+				col := cc.PathInSchema().String()
+				if dict, ok := want[col]; ok && cc.HasDictionaryPage() != dict {
+					t.Errorf("%s: column %s has a dictionary page: %v, want %v", path, col, cc.HasDictionaryPage(), dict)
+				}
+			}
+		}
+		r.Close()
 	}
 }
