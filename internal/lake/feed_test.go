@@ -1,7 +1,6 @@
 package lake
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,10 +8,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/pulselake/pulselake/internal/logbuf"
 	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/stream"
 )
@@ -184,7 +183,7 @@ func TestFeedKeepsEveryMessageWhileItsReaderIsBusy(t *testing.T) {
 // longer than a pull's wait, then takes the rest and seven stored afterwards.
 func busyFeed(t *testing.T, n int) {
 	ctx := context.Background()
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	srv, err := stream.StartServer(log, stream.ServerOptions{Dir: filepath.Join(t.TempDir(), "stream")})
 	if err != nil {
@@ -232,22 +231,4 @@ func busyFeed(t *testing.T, n int) {
 			t.Errorf("the log mentions %q:\n%s", bad, logs.String())
 		}
 	}
-}
-
-// syncBuffer is a log sink for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
