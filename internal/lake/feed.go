@@ -17,11 +17,11 @@ import (
 
 // How the lake writer reads the ingest stream. The lake is its own cursor: the writer reads
 // with an ephemeral consumer (in memory, in order, no acknowledgements) starting just after
-// the position the writer last committed. That position is kept in the durable consumer ConsumerName, which
-// nothing pulls from: after each commit the writer resets it to the next sequence, so that
-// its ack floor is the committed position (replicated with the consumer), which the stream's
-// trimming of processed batches and the erasure of a subject's messages read as the ack
-// floor of every durable consumer. A durable pull consumer's delivery state is never relied
+// the position the writer last committed. That position is kept in the durable consumer
+// ConsumerName, which nothing pulls from: after each commit the writer resets it to the next
+// sequence, so that its ack floor is the committed position (replicated with the consumer),
+// which the stream's trimming of processed batches and the erasure of a subject's messages
+// read as the ack floor of every durable consumer. A durable pull consumer's delivery state is never relied
 // on: after a leader change under load a whole pull could be delivered where the writer
 // never got it, and redelivered after later messages were committed.
 //
@@ -45,7 +45,6 @@ type feed struct {
 	maxBytes   int
 	pullMsgs   int
 	pullBytes  int
-	pullWait   time.Duration      // how long one pull stays open at the server
 	msgs       chan jetstream.Msg // from the reading goroutine, in order
 	handed     uint64             // the last stream sequence Fetch returned (Fetch's caller only)
 	cancel     context.CancelFunc
