@@ -14,11 +14,11 @@ import (
 // with its square. It has a few hundred parameters against the trees' hundreds of thousands of
 // nodes and never sees the window samples, so, like the linear discriminants of de Chazal et
 // al. (2004), it cannot learn a training patient's absolute beat shape; on new patients it
-// finds more supraventricular beats than the trees do (docs/ecg.md, Evaluation 2). In version 6
-// and 7 models the trees are boosted from a share of its log-probabilities (TrainOptions.LinearBase),
-// so they learn corrections to it, and the class scores are a weighted sum of the trees' and its
-// log-probabilities (a weighted geometric mean of the probabilities); version 5 models average
-// the two models' probabilities.
+// finds more supraventricular beats than the trees do (docs/ecg.md, Evaluation 2). In version
+// 6 and 7 models the trees are boosted from a share of its log-probabilities
+// (TrainOptions.LinearBase), so they learn corrections to it, and the class scores are a
+// weighted sum of the trees' and its log-probabilities (a weighted geometric mean of the
+// probabilities); version 5 models average the two models' probabilities.
 
 // linearFeatures lists the indices, in the feature vector, of the features the linear model
 // reads: every feature but the window samples and the window width (an absolute interval).
@@ -250,8 +250,8 @@ func trainLinear(x []float32, y []int, weight []float64, share float64) (*linear
 }
 
 // write appends the linear model in the layout of the model file version: float32 share,
-// float32 base (versions 6 and 7), uint32 number of features (numLinearV6 before version 7), float32 means, float32 scales, then per
-// class N, S, V, F float32 bias and weights.
+// float32 base (versions 6 and 7), uint32 number of features (numLinearV6 before version 7),
+// float32 means, float32 scales, then per class N, S, V, F float32 bias and weights.
 func (m *linearModel) write(w io.Writer, version int) error {
 	le := binary.LittleEndian
 	if m.geometric != (version >= 6) {
