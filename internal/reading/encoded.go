@@ -53,6 +53,19 @@ func ReadEncodedHead(data []byte) (h EncodedHead, ok bool) {
 	return h, true
 }
 
+// Identity is the identity of the reading the head begins (Reading.Identity); ok is false
+// when its time is not written as AppendJSON writes it.
+func (h EncodedHead) Identity() (ID, bool) {
+	if len(h.ID) > 0 {
+		return identity(h.ID, nil, nil, nil, 0), true
+	}
+	t, ok := h.ParseTime()
+	if !ok {
+		return ID{}, false
+	}
+	return identity(h.ID, h.Subject, h.Device, h.Kind, t.UnixMicro()), true
+}
+
 // ParseTime parses the head's time, as AppendJSON writes it (UTC); ok is false for a time
 // written another way.
 func (h EncodedHead) ParseTime() (time.Time, bool) { return parseEncodedTime(h.Time) }

@@ -46,22 +46,27 @@ func ParseID(s string) (ID, error) {
 // Identity is the client's idempotency key when given, else a hash of
 // (subject, device, kind, time). Two payloads with the same identity are the same reading.
 func (r *Reading) Identity() ID {
-	// Hashed in one call from a stack buffer: no allocation per reading.
+	return identity(r.ID, r.Subject, r.Device, r.Kind, r.Time.UnixMicro())
+}
+
+// identity hashes the parts of an identity in one call from a stack buffer: no allocation
+// per reading.
+func identity[S ~string | ~[]byte](id, subject, device, kind S, micros int64) ID {
 	var buf [256]byte
 	b := buf[:0]
-	if r.ID != "" {
-		b = append(append(b, "id\x00"...), r.ID...)
+	if len(id) > 0 {
+		b = append(append(b, "id\x00"...), id...)
 	} else {
 		b = append(b, "key\x00"...)
-		for _, p := range [...]string{r.Subject, r.Device, r.Kind} {
+		for _, p := range [...]S{subject, device, kind} {
 			b = append(append(b, p...), 0)
 		}
-		b = binary.BigEndian.AppendUint64(b, uint64(r.Time.UnixMicro()))
+		b = binary.BigEndian.AppendUint64(b, uint64(micros))
 	}
 	sum := sha256.Sum256(b)
-	var id ID
-	copy(id[:], sum[:])
-	return id
+	var ident ID
+	copy(ident[:], sum[:])
+	return ident
 }
 
 // Time limits. Epoch 0 and dates of the 1970s are what devices with an unset clock send.

@@ -37,27 +37,32 @@ type Batch struct {
 
 // Entry is one record of a batch.
 type Entry struct {
-	Identity reading.ID       // identity of an accepted reading
+	// Identity of an accepted reading: always its Reading.Identity(). Encode does not store
+	// it (version 3); decoders derive it from the reading, or read it from the line of an
+	// envelope of an earlier version.
+	Identity reading.ID
 	Reading  *reading.Reading // accepted, normalized reading; nil when rejected
 	Errors   reading.Errors   // why the record was rejected; empty when accepted
 	Raw      []byte           // the record exactly as received
 	Origin   string           // where it came from within the source, e.g. an MQTT topic
 	// Brief marks an entry DecodeFiltered kept brief (Filter.Brief): its reading has no
-	// values, and the entry no Raw nor Origin.
+	// values, and the entry no Raw, Origin nor Identity.
 	Brief bool
 }
 
 // Accepted reports whether the entry holds a valid reading.
 func (e *Entry) Accepted() bool { return e.Reading != nil }
 
-// Envelope format v2 (documented in docs/formats.md): NDJSON; the first line is the header
-// {"v":2,"source":...,"received":...,"token":...}; each further line is an entry
-// {"id":...,"reading":{...},"raw":...} or {"errors":[...],"raw":...}. "raw" is the record as
-// received when it is valid JSON, otherwise "raw_text" holds it as a JSON string. v2 leaves
-// "raw" out of an accepted reading's entry when the record as received is byte for byte the
+// Envelope format v3 (documented in docs/formats.md): NDJSON; the first line is the header
+// {"v":3,"source":...,"received":...,"token":...}; each further line is an entry
+// {"reading":{...},"raw":...} or {"errors":[...],"raw":...}. "raw" is the record as received
+// when it is valid JSON, otherwise "raw_text" holds it as a JSON string. Since v2 "raw" is
+// left out of an accepted reading's entry when the record as received is byte for byte the
 // reading as written (what importers and connectors send): the line does not carry it twice.
-// Decoders read v1 and v2.
-const envelopeVersion = 2
+// v1 and v2 also wrote each reading's identity ({"id":...,"reading":...}); v3 leaves it to
+// the decoder, which derives it from the reading: 32 hex digits of hash that no compressor
+// shortens were half of an import's stored stream. Decoders read v1 to v3.
+const envelopeVersion = 3
 
 type envelopeHeader struct {
 	V        int       `json:"v"`
@@ -85,9 +90,7 @@ func (e *Entry) encode(dst []byte) []byte {
 	dst = append(dst, '{')
 	sameRaw := false
 	if e.Reading != nil {
-		dst = append(dst, `"id":"`...)
-		dst = hex.AppendEncode(dst, e.Identity[:])
-		dst = append(dst, `","reading":`...)
+		dst = append(dst, `"reading":`...)
 		start := len(dst)
 		dst = e.Reading.AppendJSON(dst)
 		sameRaw = bytes.Equal(dst[start:], e.Raw)
@@ -227,7 +230,7 @@ type Filter struct {
 	// kind the parser does not know, so that it is parsed and reported as an error.
 	Kinds func(kind string) bool
 	// Brief keeps the entries of other kinds with a reading of only its id, subject,
-	// device, kind and time (no values), marked Entry.Brief.
+	// device, kind and time (no values, and no identity), marked Entry.Brief.
 	Brief bool
 	// Since, when set, is called once per message: readings of a time before the one it
 	// returns are left out, whatever their kind (for a processor they can change nothing
@@ -264,6 +267,7 @@ func decodeFiltered(data []byte, d entryDecoder) (Batch, error) {
 	}
 	b := Batch{Source: h.Source, Received: h.Received, Token: h.Token}
 	d.rawOptional = h.V >= 2
+	d.idDerived = h.V >= 3
 	if d.f.Since != nil {
 		d.since = d.f.Since()
 	}
@@ -314,10 +318,18 @@ func Identities(data []byte, f func(received time.Time, id reading.ID)) error {
 		if len(line) == 0 {
 			continue
 		}
-		var hexID []byte
-		if bytes.HasPrefix(line, idPrefix) && bytes.HasPrefix(line[min(len(line), len(idPrefix)+32):], readingAfterID) {
-			hexID = line[len(idPrefix) : len(idPrefix)+32] // Encode writes the id, then the reading
-		} else {
+		var hexID, rd []byte
+		switch {
+		case h.V >= 3 && bytes.HasPrefix(line, []byte(readingKey)):
+			rd = line[len(readingKey):] // Encode writes the reading first
+			n, err := skipValue(rd, 0)
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrBadEnvelope, err)
+			}
+			rd = rd[:n]
+		case bytes.HasPrefix(line, idPrefix) && bytes.HasPrefix(line[min(len(line), len(idPrefix)+32):], readingAfterID):
+			hexID = line[len(idPrefix) : len(idPrefix)+32] // earlier versions: the id, then the reading
+		default:
 			hasReading := false
 			err := eachMember(line, func(key, val []byte) error {
 				switch string(key) {
@@ -326,7 +338,7 @@ func Identities(data []byte, f func(received time.Time, id reading.ID)) error {
 						hexID = val[1 : len(val)-1]
 					}
 				case "reading":
-					hasReading = true
+					rd, hasReading = val, true
 				}
 				return nil
 			})
@@ -338,12 +350,40 @@ func Identities(data []byte, f func(received time.Time, id reading.ID)) error {
 			}
 		}
 		var id reading.ID
-		if _, err := hex.Decode(id[:], hexID); err != nil || len(hexID) != 32 {
+		if hexID == nil && h.V >= 3 {
+			var ok bool
+			if id, ok = identityOf(rd); !ok {
+				return fmt.Errorf("%w: reading %q", ErrBadEnvelope, truncate(rd))
+			}
+		} else if _, err := hex.Decode(id[:], hexID); err != nil || len(hexID) != 32 {
 			return fmt.Errorf("%w: identity %q", ErrBadEnvelope, hexID)
 		}
 		f(h.Received, id)
 	}
 	return nil
+}
+
+// readingKey begins the line of an accepted reading in a version 3 envelope.
+const readingKey = `{"reading":`
+
+// identityOf derives the identity of the reading rd, the JSON of a reading in a line: read
+// from its head in the form Encode writes, or else from its members (the identity needs only
+// its id, subject, device, kind and time).
+func identityOf(rd []byte) (reading.ID, bool) {
+	if h, ok := reading.ReadEncodedHead(rd); ok {
+		if id, ok := h.Identity(); ok {
+			return id, true
+		}
+	}
+	var r struct {
+		ID, Subject, Device, Kind string
+		Time                      time.Time
+	}
+	if json.Unmarshal(rd, &r) != nil {
+		return reading.ID{}, false
+	}
+	head := reading.Reading{ID: r.ID, Subject: r.Subject, Device: r.Device, Kind: r.Kind, Time: r.Time}
+	return head.Identity(), true
 }
 
 // entryDecoder decodes the entry lines of one envelope.
@@ -352,9 +392,12 @@ type entryDecoder struct {
 	f Filter
 	// general leaves out decodeStored (tests compare the two paths).
 	general bool
-	// rawOptional: the envelope's version (2) leaves out the raw of an accepted reading that
-	// is the reading as written.
+	// rawOptional: the envelope's version (2 on) leaves out the raw of an accepted reading
+	// that is the reading as written.
 	rawOptional bool
+	// idDerived: the envelope's version (3 on) leaves out the identity of a reading, which
+	// the decoder derives from it.
+	idDerived bool
 	since       time.Time // Filter.Since for this envelope (zero: none)
 	// The strings of the last brief reading, shared by the next ones of the same subject,
 	// device and kind instead of allocating them each.
@@ -403,7 +446,7 @@ func (d *entryDecoder) decode(line []byte) (e Entry, keep bool, err error) {
 		}
 		e.Raw = rd // the record as received was the reading as written
 	}
-	if hasReading && (len(id) < 2 || id[0] != '"') {
+	if hasReading && (len(id) < 2 || id[0] != '"') && (id != nil || !d.idDerived) {
 		return Entry{}, false, errors.New("reading without an id")
 	}
 	if d.f.active() {
@@ -413,15 +456,16 @@ func (d *entryDecoder) decode(line []byte) (e Entry, keep bool, err error) {
 		h, ok := d.head(rd)
 		stale := ok && d.stale(h.time)
 		if ok && (stale || !d.f.uses(h.kind)) {
-			ident, err := parseIdent(id[1 : len(id)-1])
-			if err != nil {
-				return Entry{}, false, err
+			if id != nil {
+				if _, err := parseIdent(id[1 : len(id)-1]); err != nil {
+					return Entry{}, false, err
+				}
 			}
 			if !d.f.Brief || stale {
 				return Entry{}, false, nil
 			}
 			if r, ok := d.brief(h); ok {
-				return Entry{Reading: r, Identity: ident, Brief: true}, true, nil
+				return Entry{Reading: r, Brief: true}, true, nil
 			}
 		}
 		// A kind the processor uses, or a reading not in the form Encode writes: parsed in
@@ -449,7 +493,7 @@ func (d *entryDecoder) decode(line []byte) (e Entry, keep bool, err error) {
 		if errs != nil {
 			return Entry{}, false, fmt.Errorf("decoding reading: %v", errs)
 		}
-		ident, err := parseIdent(id[1 : len(id)-1])
+		ident, err := d.identity(id, &r)
 		if err != nil {
 			return Entry{}, false, err
 		}
@@ -458,21 +502,37 @@ func (d *entryDecoder) decode(line []byte) (e Entry, keep bool, err error) {
 	return e, true, nil
 }
 
+// identity is the identity of reading r of a line: read from the line's id member (the
+// JSON string id; earlier versions), or derived from r when the line has none.
+func (d *entryDecoder) identity(id []byte, r *reading.Reading) (reading.ID, error) {
+	if id == nil {
+		return r.Identity(), nil
+	}
+	return parseIdent(id[1 : len(id)-1])
+}
+
 // decodeStored decodes the line of an accepted reading as Entry.encode writes it, the
 // reading as Reading.AppendJSON writes it (reading.ParseEncoded): what the ingest stream
 // holds, read without splitting the line into members first. ok is false for any other
 // line, a reading the scanner leaves to the parser included; decode's general path then
 // reads it, and reports what is wrong.
 func (d *entryDecoder) decodeStored(line []byte) (e Entry, keep, ok bool) {
-	const idPrefix, readingKey = `{"id":"`, `","reading":`
-	i := len(idPrefix) + 2*len(e.Identity)
-	if !bytes.HasPrefix(line, []byte(idPrefix)) || !bytes.HasPrefix(line[min(i, len(line)):], []byte(readingKey)) {
-		return Entry{}, false, false
+	var rd []byte
+	derive := d.idDerived && bytes.HasPrefix(line, []byte(readingKey))
+	if derive {
+		rd = line[len(readingKey):]
+	} else {
+		// Earlier versions: the identity, then the reading.
+		const idPrefix, readingAfterID = `{"id":"`, `","reading":`
+		i := len(idPrefix) + 2*len(e.Identity)
+		if !bytes.HasPrefix(line, []byte(idPrefix)) || !bytes.HasPrefix(line[min(i, len(line)):], []byte(readingAfterID)) {
+			return Entry{}, false, false
+		}
+		if _, err := hex.Decode(e.Identity[:], line[len(idPrefix):i]); err != nil {
+			return Entry{}, false, false
+		}
+		rd = line[i+len(readingAfterID):]
 	}
-	if _, err := hex.Decode(e.Identity[:], line[len(idPrefix):i]); err != nil {
-		return Entry{}, false, false
-	}
-	rd := line[i+len(readingKey):]
 	h, ok := reading.ReadEncodedHead(rd)
 	if !ok {
 		return Entry{}, false, false
@@ -489,11 +549,14 @@ func (d *entryDecoder) decodeStored(line []byte) (e Entry, keep, ok bool) {
 		if !ok {
 			return Entry{}, false, false
 		}
-		return Entry{Reading: r, Identity: e.Identity, Brief: true}, true, true
+		return Entry{Reading: r, Brief: true}, true, true
 	}
 	r, n, ok := d.p.ParseEncoded(rd, h)
 	if !ok || !d.storedTail(rd[:n], rd[n:], &e) {
 		return Entry{}, false, false
+	}
+	if derive {
+		e.Identity = r.Identity()
 	}
 	e.Reading = &r
 	return e, true, true

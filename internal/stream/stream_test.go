@@ -143,6 +143,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"v":1,"source":"http","received":"2026-11-23T10:00:00Z"}` + "\n" + `{"errors":[{"code":"invalid-json","path":"","message":"x"}],"raw_text":"{"}` + "\n"))
 	f.Add([]byte(`{"v":1,"source":"mqtt","received":"2026-11-23T10:00:00Z"}` + "\n" + `{"id":"00112233445566778899aabbccddeeff","reading":{"subject":"s","device":"d","kind":"heart_rate","time":"2026-11-23T10:00:00Z","values":{"bpm":70}},"raw":{}}` + "\n"))
 	f.Add(filterBatch(f, 12))
+	f.Add([]byte(`{"v":3,"source":"import","received":"2026-11-23T10:00:00Z"}` + "\n" + `{"reading":{"id":"ah-1","subject":"s","device":"d","kind":"heart_rate","time":"2026-11-23T10:00:00.000001Z","values":{"bpm":70}},"origin":"x:1"}` + "\n"))
+	f.Add([]byte(`{"v":3,"source":"import","received":"2026-11-23T10:00:00Z"}` + "\n" + `{"reading":{ "subject":"s","device":"d","kind":"heart_rate","time":"2026-11-23T10:00:00.5+01:00","values":{"bpm":70}},"raw":{}}` + "\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := Decode(data, p)
 		if err != nil {
@@ -182,10 +184,16 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("filtered: %v / %v\n%+v\n%+v", err1, err2, fast, slow)
 			}
 		}
-		// What decodes re-encodes and decodes to the same entries.
+		// What decodes re-encodes and decodes to the same entries, each with its reading's
+		// identity (which version 3 derives instead of storing).
 		b2, err := Decode(b.Encode(nil), p)
 		if err != nil || len(b2.Entries) != len(b.Entries) {
 			t.Fatalf("re-decode: %v, %d vs %d entries", err, len(b2.Entries), len(b.Entries))
+		}
+		for i, e := range b2.Entries {
+			if !reflect.DeepEqual(e.Reading, b.Entries[i].Reading) || (e.Accepted() && e.Identity != e.Reading.Identity()) {
+				t.Fatalf("re-decode: entry %d: %+v (identity %v), was %+v", i, e.Reading, e.Identity, b.Entries[i].Reading)
+			}
 		}
 	})
 }
