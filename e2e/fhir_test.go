@@ -343,3 +343,46 @@ func TestFHIRExportPages(t *testing.T) {
 		t.Fatalf("%d lines, %d distinct ids; want 30", len(lines), len(ids))
 	}
 }
+
+// TestPrettyPrintedRecordsReachTheLake: records that span lines, as pretty-printers write
+// them (a JSON array of readings, a FHIR Bundle), are stored and reach the lake like any
+// other: none of them ends in quarantine.poison because its line broke the stream's
+// envelope.
+func TestPrettyPrintedRecordsReachTheLake(t *testing.T) {
+	dir := t.TempDir()
+	srv := startServerWith(t, dir, config.Default())
+	defer srv.stop()
+	start := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+	var readings []any
+	for i := range 3 {
+		readings = append(readings, map[string]any{"subject": "p-pretty", "device": "hr-a", "kind": "heart_rate",
+			"time": start.Add(time.Duration(i) * time.Second).Format(time.RFC3339), "values": map[string]any{"bpm": 60 + i}})
+	}
+	body, _ := json.MarshalIndent(readings, "", "  ")
+	if code, resp := post(t, srv.HTTPURL+"/v1/readings", adminToken, "application/json", body); code != http.StatusAccepted {
+		t.Fatalf("post of a pretty-printed array: %d %v", code, resp)
+	}
+	var obs []any
+	for i := range 3 {
+		obs = append(obs, hrObservation("p-pretty", "hr-b", start.Add(time.Duration(i)*time.Second), 70+i))
+	}
+	var bundle bytes.Buffer
+	if err := json.Indent(&bundle, bundleOf("batch", obs...), "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	if code, resp := fhirCall(t, "POST", srv.HTTPURL+"/fhir/r4", adminToken, bundle.Bytes()); code != 200 {
+		t.Fatalf("post of a pretty-printed Bundle: %d %v", code, resp)
+	}
+	waitUntil(t, 30*time.Second, "the six readings are in trusted.heart_rate", func() bool {
+		rows := apiQuery(t, srv.HTTPURL, "SELECT count(*) FROM trusted.heart_rate WHERE subject = 'p-pretty'")
+		return fmt.Sprint(rows) == "[[6]]"
+	})
+	// Landing keeps each record exactly as received, line breaks and all.
+	rows := apiQuery(t, srv.HTTPURL, "SELECT count(*) FROM landing.http WHERE strpos(raw, chr(10)) > 0")
+	if fmt.Sprint(rows) != "[[3]]" {
+		t.Errorf("landing.http records with their line breaks: %v, want 3", rows)
+	}
+	if rows := apiQuery(t, srv.HTTPURL, "SELECT count(*) FROM quarantine.poison"); rows != nil && fmt.Sprint(rows) != "[[0]]" {
+		t.Errorf("quarantine.poison: %v, want no messages", rows)
+	}
+}

@@ -514,6 +514,8 @@ func (in *Ingester) Recover(ctx context.Context, conn *stream.Conn) error {
 	}
 	n, bytes := 0, 0
 	var ids []reading.ID
+	p := in.parsers.Get().(*reading.Parser)
+	defer in.parsers.Put(p)
 	for seq := uint64(0); seq < info.State.LastSeq; {
 		batch, err := c.Fetch(10000, jetstream.FetchMaxBytes(stream.FollowerPullBytes), jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
@@ -529,7 +531,7 @@ func (in *Ingester) Recover(ctx context.Context, conn *stream.Conn) error {
 			// Only the identities are needed: scan for them, parse no reading.
 			var received time.Time
 			ids = ids[:0]
-			err = stream.Identities(m.Data(), func(at time.Time, id reading.ID) {
+			err = stream.Identities(m.Data(), p, func(at time.Time, id reading.ID) {
 				received = at
 				ids = append(ids, id)
 			})

@@ -63,7 +63,7 @@ func TestPublishStoresCompressedEnvelopes(t *testing.T) {
 			}
 		}
 		ids := 0
-		if err := Identities(data, func(time.Time, reading.ID) { ids++ }); err != nil || ids != 2000 {
+		if err := Identities(data, p, func(time.Time, reading.ID) { ids++ }); err != nil || ids != 2000 {
 			t.Errorf("%s: Identities: %d, %v; want 2000", name, ids, err)
 		}
 	}

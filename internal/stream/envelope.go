@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/valyala/fastjson"
 
 	"github.com/pulselake/pulselake/internal/reading"
 )
@@ -105,7 +106,7 @@ func (e *Entry) encode(dst []byte) []byte {
 	}
 	if sameRaw {
 		// raw is the reading as written
-	} else if e.Reading != nil || (json.Valid(e.Raw) && bytes.IndexByte(e.Raw, '\n') < 0) {
+	} else if oneLineJSON(e.Raw, e.Reading != nil) {
 		dst = append(dst, `,"raw":`...)
 		dst = append(dst, e.Raw...)
 	} else {
@@ -114,6 +115,23 @@ func (e *Entry) encode(dst []byte) []byte {
 		dst = append(dst, txt...)
 	}
 	return append(dst, '}')
+}
+
+// oneLineJSON reports whether raw can be written as it is into an envelope's line: JSON
+// without a line break. A record can hold line breaks and still be valid (an element of a
+// pretty-printed JSON array, an Observation of a pretty-printed FHIR Bundle); written as it
+// is, it would end the line and leave the envelope unreadable. Those go into raw_text. The
+// raw of an accepted reading was parsed, so it is checked with the faster fastjson
+// validator; a rejected record may be anything, and is checked with encoding/json's, as
+// before.
+func oneLineJSON(raw []byte, accepted bool) bool {
+	if len(raw) == 0 || bytes.IndexByte(raw, '\n') >= 0 {
+		return false
+	}
+	if accepted {
+		return fastjson.ValidateBytes(raw) == nil
+	}
+	return json.Valid(raw)
 }
 
 // appendOrigin appends origin as a JSON string. Origins are MQTT topics and file:line:
@@ -297,9 +315,10 @@ func decodeFiltered(data []byte, d entryDecoder) (Batch, error) {
 }
 
 // Identities calls f with the receive time of an envelope and the identity of each of its
-// accepted entries, without parsing readings: what rebuilding the ingest de-duplication
-// window needs, at a fraction of Decode's cost.
-func Identities(data []byte, f func(received time.Time, id reading.ID)) error {
+// accepted entries, without parsing readings in the form Encode writes (p parses any
+// other): what rebuilding the ingest de-duplication window needs, at a fraction of
+// Decode's cost.
+func Identities(data []byte, p *reading.Parser, f func(received time.Time, id reading.ID)) error {
 	data, err := Payload(data)
 	if err != nil {
 		return err
@@ -320,16 +339,10 @@ func Identities(data []byte, f func(received time.Time, id reading.ID)) error {
 		}
 		var hexID, rd []byte
 		switch {
-		case h.V >= 3 && bytes.HasPrefix(line, []byte(readingKey)):
-			rd = line[len(readingKey):] // Encode writes the reading first
-			n, err := skipValue(rd, 0)
-			if err != nil {
-				return fmt.Errorf("%w: %v", ErrBadEnvelope, err)
-			}
-			rd = rd[:n]
-		case bytes.HasPrefix(line, idPrefix) && bytes.HasPrefix(line[min(len(line), len(idPrefix)+32):], readingAfterID):
+		case h.V < 3 && bytes.HasPrefix(line, idPrefix) && bytes.HasPrefix(line[min(len(line), len(idPrefix)+32):], readingAfterID):
 			hexID = line[len(idPrefix) : len(idPrefix)+32] // earlier versions: the id, then the reading
 		default:
+			// Version 3: the reading's member, read as Decode reads it (the last of its name).
 			hasReading := false
 			err := eachMember(line, func(key, val []byte) error {
 				switch string(key) {
@@ -352,7 +365,7 @@ func Identities(data []byte, f func(received time.Time, id reading.ID)) error {
 		var id reading.ID
 		if hexID == nil && h.V >= 3 {
 			var ok bool
-			if id, ok = identityOf(rd); !ok {
+			if id, ok = identityOf(rd, p); !ok {
 				return fmt.Errorf("%w: reading %q", ErrBadEnvelope, truncate(rd))
 			}
 		} else if _, err := hex.Decode(id[:], hexID); err != nil || len(hexID) != 32 {
@@ -363,27 +376,19 @@ func Identities(data []byte, f func(received time.Time, id reading.ID)) error {
 	return nil
 }
 
-// readingKey begins the line of an accepted reading in a version 3 envelope.
-const readingKey = `{"reading":`
-
 // identityOf derives the identity of the reading rd, the JSON of a reading in a line: read
-// from its head in the form Encode writes, or else from its members (the identity needs only
-// its id, subject, device, kind and time).
-func identityOf(rd []byte) (reading.ID, bool) {
+// from its head in the form Encode writes, or else from the reading p parses.
+func identityOf(rd []byte, p *reading.Parser) (reading.ID, bool) {
 	if h, ok := reading.ReadEncodedHead(rd); ok {
 		if id, ok := h.Identity(); ok {
 			return id, true
 		}
 	}
-	var r struct {
-		ID, Subject, Device, Kind string
-		Time                      time.Time
-	}
-	if json.Unmarshal(rd, &r) != nil {
+	r, errs := p.Parse(rd)
+	if errs != nil {
 		return reading.ID{}, false
 	}
-	head := reading.Reading{ID: r.ID, Subject: r.Subject, Device: r.Device, Kind: r.Kind, Time: r.Time}
-	return head.Identity(), true
+	return r.Identity(), true
 }
 
 // entryDecoder decodes the entry lines of one envelope.
@@ -398,7 +403,7 @@ type entryDecoder struct {
 	// idDerived: the envelope's version (3 on) leaves out the identity of a reading, which
 	// the decoder derives from it.
 	idDerived bool
-	since       time.Time // Filter.Since for this envelope (zero: none)
+	since     time.Time // Filter.Since for this envelope (zero: none)
 	// The strings of the last brief reading, shared by the next ones of the same subject,
 	// device and kind instead of allocating them each.
 	subject, device, kind string
@@ -518,6 +523,7 @@ func (d *entryDecoder) identity(id []byte, r *reading.Reading) (reading.ID, erro
 // reads it, and reports what is wrong.
 func (d *entryDecoder) decodeStored(line []byte) (e Entry, keep, ok bool) {
 	var rd []byte
+	const readingKey = `{"reading":` // a version 3 line
 	derive := d.idDerived && bytes.HasPrefix(line, []byte(readingKey))
 	if derive {
 		rd = line[len(readingKey):]

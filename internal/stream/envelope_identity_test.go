@@ -86,7 +86,7 @@ func TestEnvelopeIdentityDerived(t *testing.T) {
 		}
 	}
 	var got []reading.ID
-	if err := Identities(data, func(_ time.Time, id reading.ID) { got = append(got, id) }); err != nil {
+	if err := Identities(data, p, func(_ time.Time, id reading.ID) { got = append(got, id) }); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(got, wantIDs) {
@@ -127,7 +127,7 @@ func TestEnvelopeVersion2StillDecodes(t *testing.T) {
 		}
 	}
 	var got []reading.ID
-	if err := Identities(env, func(_ time.Time, id reading.ID) { got = append(got, id) }); err != nil || !slices.Equal(got, want) {
+	if err := Identities(env, p, func(_ time.Time, id reading.ID) { got = append(got, id) }); err != nil || !slices.Equal(got, want) {
 		t.Errorf("Identities: %v, %v; want %v", err, got, want)
 	}
 	// Version 2 without an identity is damaged, not derived.

@@ -68,3 +68,41 @@ func TestEnvelopeRawOnce(t *testing.T) {
 		t.Fatalf("decoded %+v", got.Entries)
 	}
 }
+
+// TestEnvelopeRawWithLineBreaks: a record that spans lines (an element of a pretty-printed
+// JSON array, an Observation of a pretty-printed FHIR Bundle) is accepted whole; its
+// envelope line must not break there. It is kept in raw_text and decodes byte for byte, by
+// every decoder.
+func TestEnvelopeRawWithLineBreaks(t *testing.T) {
+	reg, _ := reading.NewRegistry()
+	p := reading.NewParser(reg)
+	body := []byte("[\n  {\n    \"subject\": \"s\",\n    \"device\": \"d\",\n    \"kind\": \"heart_rate\",\n    \"time\": \"2026-11-23T10:00:00Z\",\n    \"values\": {\"bpm\": 70}\n  },\n  {\"subject\":\"s\",\"device\":\"d\",\"kind\":\"heart_rate\",\"time\":\"2026-11-23T10:00:01Z\",\"values\":{\"bpm\":71}}\n]")
+	raws, err := reading.SplitBody(body, "json", 10)
+	if err != nil || len(raws) != 2 || !bytes.Contains(raws[0], []byte("\n")) {
+		t.Fatalf("split: %q, %v", raws, err)
+	}
+	b := &Batch{Source: SourceHTTP, Received: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)}
+	for _, raw := range raws {
+		r, errs := p.Parse(raw)
+		if errs != nil {
+			t.Fatal(errs)
+		}
+		b.Entries = append(b.Entries, Entry{Reading: &r, Identity: r.Identity(), Raw: raw})
+	}
+	b.Entries = append(b.Entries, Entry{Errors: reading.Errors{{Code: "invalid-json"}}, Raw: []byte("{\n\"subject\":")})
+	env := b.Encode(nil)
+	if n := bytes.Count(env, []byte("\n")); n != 4 {
+		t.Fatalf("%d lines, want 4 (header and three records):\n%s", n, env)
+	}
+	for _, general := range []bool{false, true} {
+		got, err := decodeFiltered(env, entryDecoder{p: p, general: general})
+		if err != nil {
+			t.Fatalf("general path %v: %v", general, err)
+		}
+		for i, e := range got.Entries {
+			if !bytes.Equal(e.Raw, b.Entries[i].Raw) || e.Identity != b.Entries[i].Identity {
+				t.Errorf("general path %v: entry %d raw %q, want %q", general, i, e.Raw, b.Entries[i].Raw)
+			}
+		}
+	}
+}

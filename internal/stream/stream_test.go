@@ -145,6 +145,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(filterBatch(f, 12))
 	f.Add([]byte(`{"v":3,"source":"import","received":"2026-11-23T10:00:00Z"}` + "\n" + `{"reading":{"id":"ah-1","subject":"s","device":"d","kind":"heart_rate","time":"2026-11-23T10:00:00.000001Z","values":{"bpm":70}},"origin":"x:1"}` + "\n"))
 	f.Add([]byte(`{"v":3,"source":"import","received":"2026-11-23T10:00:00Z"}` + "\n" + `{"reading":{ "subject":"s","device":"d","kind":"heart_rate","time":"2026-11-23T10:00:00.5+01:00","values":{"bpm":70}},"raw":{}}` + "\n"))
+	f.Add([]byte(`{"v":3,"source":"http","received":"2026-11-23T10:00:00Z"}` + "\n" + `{"reading":{"subject":"s","device":"d","kind":"heart_rate","time":1795425600123,"values":{"bpm":70}},"raw":{}}` + "\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := Decode(data, p)
 		if err != nil {
@@ -152,7 +153,7 @@ func FuzzDecode(f *testing.F) {
 		}
 		// Identities, which parses no reading, finds the same accepted entries.
 		var ids []reading.ID
-		if err := Identities(data, func(at time.Time, id reading.ID) {
+		if err := Identities(data, p, func(at time.Time, id reading.ID) {
 			if !at.Equal(b.Received) {
 				t.Fatalf("Identities received %v, Decode %v", at, b.Received)
 			}
