@@ -2,8 +2,10 @@ package stream
 
 import (
 	"bytes"
+	"reflect"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pulselake/pulselake/internal/reading"
 )
@@ -105,4 +107,68 @@ func TestEnvelopeRawWithLineBreaks(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzStoredBodyDecodes: whatever a request body holds, the envelope of its records (each
+// accepted or rejected as intake would) decodes, every decoder path reads the same, and each
+// record comes back byte for byte with its reading (a record kept as text, with bytes that
+// are not UTF-8 replaced). A record that broke its envelope line was accepted with 202 and
+// then set aside by every consumer as an unreadable message.
+func FuzzStoredBodyDecodes(f *testing.F) {
+	reg, _ := reading.NewRegistry()
+	p := reading.NewParser(reg)
+	p.Now = func() time.Time { return time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC) }
+	f.Add([]byte("[\n {\"subject\": \"s\",\n  \"device\": \"d\", \"kind\": \"heart_rate\", \"time\": \"2026-11-23T10:00:00Z\", \"values\": {\"bpm\": 70}}\n]"), false)
+	f.Add([]byte("{\"subject\":\"s\",\"device\":\"d\",\"kind\":\"spo2\",\"time\":1795425600123,\"values\":{\"percent\":97}}\n{bad\n"), true)
+	f.Add([]byte(`{"id":"c-1","subject":"s","device":"d","kind":"steps","time":"2026-11-23T10:00:00.5+01:00","values":{"count":12}}`), false)
+	f.Fuzz(func(t *testing.T, body []byte, ndjson bool) {
+		format := reading.FormatJSON
+		if ndjson {
+			format = reading.FormatNDJSON
+		}
+		raws, err := reading.SplitBody(body, format, 100)
+		if err != nil {
+			raws = [][]byte{body} // intake keeps a malformed body whole, rejected
+		}
+		b := &Batch{Source: SourceHTTP, Received: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC), Token: "t"}
+		for _, raw := range raws {
+			r, errs := p.Parse(raw)
+			if errs != nil {
+				b.Entries = append(b.Entries, Entry{Errors: errs, Raw: raw})
+				continue
+			}
+			b.Entries = append(b.Entries, Entry{Reading: &r, Identity: r.Identity(), Raw: raw})
+		}
+		env := b.Encode(nil)
+		for _, general := range []bool{false, true} {
+			got, err := decodeFiltered(Compress(env), entryDecoder{p: p, general: general})
+			if err != nil {
+				t.Fatalf("general path %v: %v\n%s", general, err, env)
+			}
+			if len(got.Entries) != len(b.Entries) {
+				t.Fatalf("general path %v: %d entries, want %d", general, len(got.Entries), len(b.Entries))
+			}
+			for i, e := range got.Entries {
+				w := b.Entries[i]
+				// The one difference allowed: bytes that are not UTF-8, in a record kept as text.
+				sameRaw := bytes.Equal(e.Raw, w.Raw) || !utf8.Valid(w.Raw) && bytes.Equal(e.Raw, asJSONString(w.Raw))
+				if !sameRaw || e.Identity != w.Identity || (e.Reading == nil) != (w.Reading == nil) ||
+					e.Reading != nil && !reflect.DeepEqual(*e.Reading, *w.Reading) {
+					t.Fatalf("general path %v: entry %d = %+v, want %+v", general, i, e, w)
+				}
+			}
+		}
+	})
+}
+
+// asJSONString is raw as encoding/json writes it into a string: each byte that does not
+// begin a valid UTF-8 sequence becomes U+FFFD.
+func asJSONString(raw []byte) []byte {
+	var out []byte
+	for len(raw) > 0 {
+		r, n := utf8.DecodeRune(raw)
+		out = utf8.AppendRune(out, r) // utf8.RuneError for an invalid byte
+		raw = raw[n:]
+	}
+	return out
 }
