@@ -528,7 +528,8 @@ func (in *Ingester) Recover(ctx context.Context, conn *stream.Conn) error {
 			if md, err := m.Metadata(); err == nil {
 				seq = md.Sequence.Stream
 			}
-			// Only the identities are needed: scan for them, parse no reading.
+			// Only the identities are needed: each derived from its reading's head, without
+			// parsing the reading (p parses one not in the stored form).
 			var received time.Time
 			ids = ids[:0]
 			err = stream.Identities(m.Data(), p, func(at time.Time, id reading.ID) {

@@ -164,6 +164,16 @@ func FuzzParseEncoded(f *testing.F) {
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("%q:\n scanner %+v\n   Parse %+v", data[:n], got, want)
 		}
+		// The identity a stream decoder derives from the head alone is the reading's.
+		h, _ := ReadEncodedHead(data)
+		if id, ok := h.Identity(); !ok || id != want.Identity() {
+			t.Fatalf("%q: head identity %v (%v), reading's %v", data[:n], id, ok, want.Identity())
+		}
+		// And what AppendJSON writes reads back with the same identity.
+		again, errs := p.Parse(want.AppendJSON(nil))
+		if errs != nil || again.Identity() != want.Identity() {
+			t.Fatalf("%q: written again %v, identity %v, was %v", data[:n], errs, again.Identity(), want.Identity())
+		}
 	})
 }
 
