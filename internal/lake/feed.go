@@ -21,9 +21,9 @@ import (
 // ConsumerName, which nothing pulls from: after each commit the writer resets it to the next
 // sequence, so that its ack floor is the committed position (replicated with the consumer),
 // which the stream's trimming of processed batches and the erasure of a subject's messages
-// read as the ack floor of every durable consumer. A durable pull consumer's delivery state is never relied
-// on: after a leader change under load a whole pull could be delivered where the writer
-// never got it, and redelivered after later messages were committed.
+// read as the ack floor of every durable consumer. A durable pull consumer's delivery state
+// is never relied on: after a leader change under load a whole pull could be delivered where
+// the writer never got it, and redelivered after later messages were committed.
 //
 // The feed also checks the stream sequences it hands out: each follows the one before it,
 // unless the stream holds nothing between them (messages removed by retention, trimming or

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -185,19 +184,7 @@ func busyFeed(t *testing.T, n int) {
 	ctx := context.Background()
 	var logs logbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	srv, err := stream.StartServer(log, stream.ServerOptions{Dir: filepath.Join(t.TempDir(), "stream")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown(ctx)
-	conn, err := stream.Connect(ctx, log, stream.ConnOptions{Server: srv, Name: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if err := conn.Setup(ctx); err != nil {
-		t.Fatal(err)
-	}
+	conn := testStreamLog(t, t.TempDir(), log)
 	reg, err := reading.NewRegistry(glucose(false))
 	if err != nil {
 		t.Fatal(err)

@@ -37,13 +37,19 @@ func glucoseStream(t *testing.T) (context.Context, string, *stream.Conn, *readin
 
 func testStream(t *testing.T, dir string) *stream.Conn {
 	t.Helper()
+	return testStreamLog(t, dir, discard())
+}
+
+// testStreamLog is testStream with the server and the connection logging to log.
+func testStreamLog(t *testing.T, dir string, log *slog.Logger) *stream.Conn {
+	t.Helper()
 	ctx := context.Background()
-	srv, err := stream.StartServer(discard(), stream.ServerOptions{Dir: filepath.Join(dir, "stream")})
+	srv, err := stream.StartServer(log, stream.ServerOptions{Dir: filepath.Join(dir, "stream")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Shutdown(ctx) })
-	conn, err := stream.Connect(ctx, discard(), stream.ConnOptions{Server: srv, Name: "test"})
+	conn, err := stream.Connect(ctx, log, stream.ConnOptions{Server: srv, Name: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -331,18 +331,19 @@ func Identities(data []byte, p *reading.Parser, f func(received time.Time, id re
 	if h.V > envelopeVersion {
 		return fmt.Errorf("%w: version %d, this build reads versions 1 to %d", ErrBadEnvelope, h.V, envelopeVersion)
 	}
-	idPrefix, readingAfterID := []byte(`{"id":"`), []byte(`","reading":`)
 	for len(rest) > 0 {
 		line, rest, _ = bytes.Cut(rest, []byte{'\n'})
 		if len(line) == 0 {
 			continue
 		}
 		var hexID, rd []byte
-		switch {
-		case h.V < 3 && bytes.HasPrefix(line, idPrefix) && bytes.HasPrefix(line[min(len(line), len(idPrefix)+32):], readingAfterID):
-			hexID = line[len(idPrefix) : len(idPrefix)+32] // earlier versions: the id, then the reading
-		default:
-			// Version 3: the reading's member, read as Decode reads it (the last of its name).
+		ok := false
+		if h.V < 3 {
+			hexID, _, ok = splitStoredV2(line)
+		}
+		if !ok {
+			// Version 3, or a line in another form: the members, read as Decode reads them
+			// (the last of a name).
 			hasReading := false
 			err := eachMember(line, func(key, val []byte) error {
 				switch string(key) {
@@ -364,7 +365,6 @@ func Identities(data []byte, p *reading.Parser, f func(received time.Time, id re
 		}
 		var id reading.ID
 		if hexID == nil && h.V >= 3 {
-			var ok bool
 			if id, ok = identityOf(rd, p); !ok {
 				return fmt.Errorf("%w: reading %q", ErrBadEnvelope, truncate(rd))
 			}
@@ -374,6 +374,18 @@ func Identities(data []byte, p *reading.Parser, f func(received time.Time, id re
 		f(h.Received, id)
 	}
 	return nil
+}
+
+// splitStoredV2 splits the line of an accepted reading as versions 1 and 2 wrote it,
+// {"id":"<32 hex digits>","reading":..., into the identity's hex digits and what follows
+// "reading":. ok is false for a line of any other form.
+func splitStoredV2(line []byte) (hexID, rest []byte, ok bool) {
+	const idPrefix, readingAfterID = `{"id":"`, `","reading":`
+	i := len(idPrefix) + 2*len(reading.ID{})
+	if !bytes.HasPrefix(line, []byte(idPrefix)) || !bytes.HasPrefix(line[min(i, len(line)):], []byte(readingAfterID)) {
+		return nil, nil, false
+	}
+	return line[len(idPrefix):i], line[i+len(readingAfterID):], true
 }
 
 // identityOf derives the identity of the reading rd, the JSON of a reading in a line: read
@@ -528,16 +540,14 @@ func (d *entryDecoder) decodeStored(line []byte) (e Entry, keep, ok bool) {
 	if derive {
 		rd = line[len(readingKey):]
 	} else {
-		// Earlier versions: the identity, then the reading.
-		const idPrefix, readingAfterID = `{"id":"`, `","reading":`
-		i := len(idPrefix) + 2*len(e.Identity)
-		if !bytes.HasPrefix(line, []byte(idPrefix)) || !bytes.HasPrefix(line[min(i, len(line)):], []byte(readingAfterID)) {
+		hexID, after, ok := splitStoredV2(line)
+		if !ok {
 			return Entry{}, false, false
 		}
-		if _, err := hex.Decode(e.Identity[:], line[len(idPrefix):i]); err != nil {
+		if _, err := hex.Decode(e.Identity[:], hexID); err != nil {
 			return Entry{}, false, false
 		}
-		rd = line[i+len(readingAfterID):]
+		rd = after
 	}
 	h, ok := reading.ReadEncodedHead(rd)
 	if !ok {
