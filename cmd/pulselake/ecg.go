@@ -93,6 +93,7 @@ func addTrainFlags(cmd *cobra.Command, opt *ecg.TrainOptions) {
 	f.Float64Var(&opt.ClassWeight, "class-weight", ecg.DefaultClassWeight, "weigh beats by (count of N / count of their class)^W; 0 = equal weights, 1 = balanced")
 	f.Float64Var(&opt.Linear, "linear", ecg.DefaultLinearShare, "also train a logistic regression on the patient-relative features and give it this share of the class scores, against the trees' (0 = trees alone)")
 	f.Float64Var(&opt.LinearBase, "linear-base", ecg.DefaultLinearBase, "boost the trees from this share of the logistic regression's log-probabilities (0 = from the class priors; needs --linear above 0)")
+	f.Float64Var(&opt.SGate, "s-gate", 0, "supraventricular gate: call a beat S when the model calls it N but the logistic regression gives S at least this probability (0 = off, else 0.5 to below 1; needs --linear above 0)")
 	f.BoolVar(&opt.PatientOnly, "patient-only", false, "classify beats with RR intervals by patient-relative features only (no raw window samples)")
 	f.IntVar(&opt.TuneFolds, "tune-folds", 0, "tune the decision rule by a leave-records-out cross-validation with this many folds over the training records (0 = off)")
 }

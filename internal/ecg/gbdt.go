@@ -45,8 +45,15 @@ type TrainOptions struct {
 	// priors) instead of the priors alone, so that the trees learn corrections to the linear
 	// model; the share is added to the trees' scores when classifying.
 	LinearBase float64 `json:",omitempty"`
-	Seed       uint64  // seeds row subsampling; training is deterministic for a seed
-	Workers    int     // goroutines building histograms; default 2
+	// SGate, 0 (off) or in [0.5, 1) and only with Linear above 0, is the supraventricular
+	// gate: a beat the combined model calls N is called S, with the linear model's
+	// probabilities, when the linear model gives S at least this probability. The linear
+	// model judges a beat against its own patient's rhythm and beat only, which holds on new
+	// patients; the trees' absolute shapes of the training patients call the runs of a new
+	// patient's supraventricular tachycardia normal (docs/ecg.md, Evaluation 2).
+	SGate   float64 `json:",omitempty"`
+	Seed    uint64  // seeds row subsampling; training is deterministic for a seed
+	Workers int     // goroutines building histograms; default 2
 }
 
 // DefaultClassWeight is the class weight (TrainOptions.ClassWeight) of the default model and
@@ -126,6 +133,9 @@ func Train(ctx context.Context, beats []Beat, opt TrainOptions) (*Model, error) 
 	if opt.LinearBase < 0 || opt.LinearBase > 1 || math.IsNaN(opt.LinearBase) || (opt.LinearBase > 0 && opt.Linear == 0) {
 		return nil, fmt.Errorf("training: linear base %v, want 0 to 1 and a linear model (share above 0)", opt.LinearBase)
 	}
+	if !(opt.SGate == 0 || (opt.SGate >= 0.5 && opt.SGate < 1)) || (opt.SGate > 0 && opt.Linear == 0) {
+		return nil, fmt.Errorf("training: supraventricular gate %v, want 0 (off) or 0.5 to below 1, and a linear model (share above 0)", opt.SGate)
+	}
 	m := &Model{Version: ModelVersion, NumFeatures: NumFeatures, Meta: ModelMeta{Options: opt, Beats: len(beats)}}
 	for _, b := range beats {
 		m.Meta.ClassCounts[b.Class]++
@@ -198,7 +208,7 @@ func trainLinearOn(beats []Beat, opt TrainOptions) (*linearModel, error) {
 	if err != nil {
 		return nil, err
 	}
-	lin.Base, lin.geometric = float32(opt.LinearBase), true
+	lin.Base, lin.Gate, lin.geometric = float32(opt.LinearBase), float32(opt.SGate), true
 	return lin, nil
 }
 

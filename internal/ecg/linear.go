@@ -72,7 +72,10 @@ type linearModel struct {
 	Share float32 // share of the linear model in the model's scores (probabilities in version 5), in (0, 1]
 	// Base is the share of its log-probabilities the trees were boosted from and that is
 	// added to their scores, in [0, 1] (versions 6 and 7; 0 in version 5).
-	Base        float32
+	Base float32
+	// Gate is the supraventricular gate (TrainOptions.SGate): 0 (off) or in [0.5, 1)
+	// (version 8; 0 before).
+	Gate        float32
 	Mean, Scale [numLinear]float32
 	W           [linearClasses][linearDim]float32
 	Bias        [linearClasses]float32
@@ -129,6 +132,20 @@ func (m *linearModel) combine(s *[NumClasses]float64, lp [NumClasses]float64) [N
 		z[c] = (1-a)*(s[c]+b*lp[c]) + a*lp[c]
 	}
 	return z
+}
+
+// gated reports whether the supraventricular gate calls the beat S: the combined scores z
+// call it N and the linear log-probabilities lp give S at least the gate.
+func (m *linearModel) gated(z, lp *[NumClasses]float64) bool {
+	if m.Gate == 0 || lp[ClassS] < math.Log(float64(m.Gate)) {
+		return false
+	}
+	for c := 1; c < NumClasses; c++ {
+		if z[c] > z[ClassN] {
+			return false
+		}
+	}
+	return true
 }
 
 // Training of the linear model: full-batch gradient descent with Nesterov momentum on the
@@ -268,8 +285,14 @@ func (m *linearModel) write(w io.Writer, version int) error {
 			}
 		}
 	}
+	if m.Gate != 0 && version < 8 {
+		return fmt.Errorf("a version %d model cannot hold a supraventricular gate", version)
+	}
 	fields := []any{m.Share, uint32(nf), m.Mean[:nf], m.Scale[:nf]}
-	if version >= 6 {
+	switch {
+	case version >= 8:
+		fields = []any{m.Share, m.Base, m.Gate, uint32(nf), m.Mean[:nf], m.Scale[:nf]}
+	case version >= 6:
 		fields = []any{m.Share, m.Base, uint32(nf), m.Mean[:nf], m.Scale[:nf]}
 	}
 	for _, v := range fields {
@@ -319,6 +342,14 @@ func readLinear(br *bytes.Reader, version int) (*linearModel, error) {
 		}
 		if !finite32(m.Base) || m.Base < 0 || m.Base > 1 {
 			return nil, fmt.Errorf("%w: linear model base %v", ErrModelFormat, m.Base)
+		}
+	}
+	if version >= 8 {
+		if err := binary.Read(br, le, &m.Gate); err != nil {
+			return nil, fmt.Errorf("%w: linear model: %w", ErrModelFormat, err)
+		}
+		if !(m.Gate == 0 || (m.Gate >= 0.5 && m.Gate < 1)) {
+			return nil, fmt.Errorf("%w: supraventricular gate %v", ErrModelFormat, m.Gate)
 		}
 	}
 	want := linearCount(version)

@@ -190,13 +190,15 @@ func TestModelLinearFile(t *testing.T) {
 	}
 
 	for name, corrupt := range map[string]func(l *linearModel){
-		"share 0":       func(l *linearModel) { l.Share = 0 },
-		"base above 1":  func(l *linearModel) { l.Base = 1.5 },
-		"negative base": func(l *linearModel) { l.Base = -0.5 },
-		"share above 1": func(l *linearModel) { l.Share = 1.5 },
-		"zero scale":    func(l *linearModel) { l.Scale[3] = 0 },
-		"NaN weight":    func(l *linearModel) { l.W[2][5] = float32(math.NaN()) },
-		"infinite mean": func(l *linearModel) { l.Mean[0] = float32(math.Inf(1)) },
+		"share 0":        func(l *linearModel) { l.Share = 0 },
+		"base above 1":   func(l *linearModel) { l.Base = 1.5 },
+		"negative base":  func(l *linearModel) { l.Base = -0.5 },
+		"share above 1":  func(l *linearModel) { l.Share = 1.5 },
+		"zero scale":     func(l *linearModel) { l.Scale[3] = 0 },
+		"NaN weight":     func(l *linearModel) { l.W[2][5] = float32(math.NaN()) },
+		"infinite mean":  func(l *linearModel) { l.Mean[0] = float32(math.Inf(1)) },
+		"gate below 0.5": func(l *linearModel) { l.Gate = 0.3 },
+		"gate 1":         func(l *linearModel) { l.Gate = 1 },
 	} {
 		bad := *m2
 		lin := *m2.lin
@@ -215,6 +217,12 @@ func TestModelLinearFile(t *testing.T) {
 	}
 	if _, err := Train(context.Background(), beats, TrainOptions{Rounds: 1, RROnly: true, LinearBase: 0.5}); err == nil {
 		t.Error("linear base without a linear model: no error")
+	}
+	for _, o := range []TrainOptions{{Linear: 0.3, SGate: 0.4}, {Linear: 0.3, SGate: 1}, {SGate: 0.5}} {
+		o.Rounds, o.RROnly = 1, true
+		if _, err := Train(context.Background(), beats, o); err == nil {
+			t.Errorf("supraventricular gate %v, linear share %v: no error", o.SGate, o.Linear)
+		}
 	}
 
 	// With the linear model the decision rule is tuned on the combined scores, where the trees'
@@ -247,4 +255,85 @@ func TestModelV5File(t *testing.T) {
 // version 6 code, and checks that it gives the predictions that code gave.
 func TestModelV6File(t *testing.T) {
 	checkOldModelFile(t, 6, numV4Features, 0.5)
+}
+
+// TestSupraventricularGate checks the gate of TrainOptions.SGate: a beat the combined model
+// calls N is called S, with the linear model's probabilities, exactly when the linear model
+// gives S at least the gate; every other beat keeps the combined model's prediction. The gate
+// survives the model file, which older versions cannot hold.
+func TestSupraventricularGate(t *testing.T) {
+	// Trained on two patients with isolated supraventricular beats, tested on a third's
+	// supraventricular runs (record 209), where the trees alone call many of them N.
+	dir := needData(t)
+	all, _, err := LoadBeatsAt(dir, []string{"118", "209", "220"}, PeaksDetected)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var train, beats []Beat
+	for _, b := range all {
+		if b.Record == "209" {
+			beats = append(beats, b)
+		} else {
+			train = append(train, b)
+		}
+	}
+	m, err := Train(context.Background(), train, TrainOptions{Rounds: 5, Seed: 1, RROnly: true, Linear: 0.3, LinearBase: 0.5, SGate: 0.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.lin.Gate != 0.5 || m.Version != 8 {
+		t.Fatalf("gate %v, version %d", m.lin.Gate, m.Version)
+	}
+	off := *m
+	lin := *m.lin
+	lin.Gate = 0
+	off.lin = &lin
+	var f [NumFeatures]float32
+	gated, foundGate, foundPlain := 0, 0, 0
+	for i := range beats {
+		b := &beats[i]
+		got, plain := m.ClassifyWindow(&b.Samples, b.RR), off.ClassifyWindow(&b.Samples, b.RR)
+		if b.Class == ClassS && got.Class == ClassS {
+			foundGate++
+		}
+		if b.Class == ClassS && plain.Class == ClassS {
+			foundPlain++
+		}
+		Features(f[:], &b.Samples, b.RR)
+		var lp [NumClasses]float64
+		ls := m.lin.scores(f[:])
+		softmax(lp[:], ls[:])
+		if plain.Class != ClassN || lp[ClassS] < 0.5 {
+			if got != plain {
+				t.Fatalf("beat %d: %+v with the gate, %+v without, linear S %v", i, got, plain, lp[ClassS])
+			}
+			continue
+		}
+		gated++
+		if got.Class != ClassS {
+			t.Fatalf("beat %d: class %v, linear S %v, want S", i, got.Class, lp[ClassS])
+		}
+		for c := range lp {
+			if math.Abs(got.Probs[c]-lp[c]) > 1e-6 {
+				t.Fatalf("beat %d class %d: probability %v, want the linear model's %v", i, c, got.Probs[c], lp[c])
+			}
+		}
+	}
+	t.Logf("%d of %d beats called S by the gate (S beats: %d called S with the gate, %d without)", gated, len(beats), foundGate, foundPlain)
+	if gated == 0 {
+		t.Fatal("the gate never applied: the test shows nothing")
+	}
+	var buf bytes.Buffer
+	if _, err := m.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := ReadModel(&buf)
+	if err != nil || m2.lin.Gate != 0.5 {
+		t.Fatalf("read back: %v, %+v", err, m2)
+	}
+	old := *m
+	old.Version = 7
+	if _, err := old.WriteTo(&buf); err == nil {
+		t.Error("a version 7 model with a gate written")
+	}
 }

@@ -20,12 +20,13 @@ import (
 // version 1 files (70 features, no decision offsets), version 2 files (89 features), version
 // 3 files (95 features), version 4 files (98 features, as now, but no linear model) and version
 // 5 files (the linear model's probabilities averaged with the trees') and version 6 files (98
-// features, the linear model combined in log space, as now).
-const ModelVersion = 7
+// features, the linear model combined in log space, as now) and version 7 files (as now, but
+// no supraventricular gate).
+const ModelVersion = 8
 
 // modelFeatures is the number of features of each model file version; each is a prefix of
 // the next, so older models give the same predictions as before.
-var modelFeatures = map[int]int{1: numV1Features, 2: numV2Features, 3: numV3Features, 4: numV4Features, 5: numV4Features, 6: numV4Features, 7: NumFeatures}
+var modelFeatures = map[int]int{1: numV1Features, 2: numV2Features, 3: numV3Features, 4: numV4Features, 5: numV4Features, 6: numV4Features, 7: NumFeatures, 8: NumFeatures}
 
 const modelMagic = "PLECGGBT"
 
@@ -200,7 +201,14 @@ func (m *ensemble) predictWith(f *[NumFeatures]float32, lin *linearModel) Predic
 	}
 	var p Prediction
 	if lin != nil && lin.geometric {
-		s = lin.combine(&s, lin.logProbs(f[:]))
+		lp := lin.logProbs(f[:])
+		s = lin.combine(&s, lp)
+		if lin.gated(&s, &lp) {
+			// The supraventricular gate: the linear model's call and probabilities.
+			softmax(p.Probs[:], lp[:])
+			p.Class = ClassS
+			return p
+		}
 		lin = nil
 	}
 	softmax(p.Probs[:], s[:])
