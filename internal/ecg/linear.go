@@ -15,7 +15,7 @@ import (
 // nodes and never sees the window samples, so, like the linear discriminants of de Chazal et
 // al. (2004), it cannot learn a training patient's absolute beat shape; on new patients it
 // finds more supraventricular beats than the trees do (docs/ecg.md, Evaluation 2). In version
-// 6 and 7 models the trees are boosted from a share of its log-probabilities
+// 6 to 8 models the trees are boosted from a share of its log-probabilities
 // (TrainOptions.LinearBase), so they learn corrections to it, and the class scores are a
 // weighted sum of the trees' and its log-probabilities (a weighted geometric mean of the
 // probabilities); version 5 models average the two models' probabilities.
@@ -71,7 +71,7 @@ const linearFloor = 1e-6
 type linearModel struct {
 	Share float32 // share of the linear model in the model's scores (probabilities in version 5), in (0, 1]
 	// Base is the share of its log-probabilities the trees were boosted from and that is
-	// added to their scores, in [0, 1] (versions 6 and 7; 0 in version 5).
+	// added to their scores, in [0, 1] (versions 6 to 8; 0 in version 5).
 	Base float32
 	// Gate is the supraventricular gate (TrainOptions.SGate): 0 (off) or in [0.5, 1)
 	// (version 8; 0 before).
@@ -79,7 +79,7 @@ type linearModel struct {
 	Mean, Scale [numLinear]float32
 	W           [linearClasses][linearDim]float32
 	Bias        [linearClasses]float32
-	// geometric is set for version 6 and 7 models: the model's class scores are
+	// geometric is set for version 6 to 8 models: the model's class scores are
 	// (1 − Share)·(trees' scores + Base·l) + Share·l, l the linear log-probabilities; version 5
 	// models average the probabilities instead.
 	geometric bool
@@ -267,8 +267,9 @@ func trainLinear(x []float32, y []int, weight []float64, share float64) (*linear
 }
 
 // write appends the linear model in the layout of the model file version: float32 share,
-// float32 base (versions 6 and 7), uint32 number of features (numLinearV6 before version 7),
-// float32 means, float32 scales, then per class N, S, V, F float32 bias and weights.
+// float32 base (versions 6 to 8), float32 gate (version 8), uint32 number of features
+// (numLinearV6 before version 7), float32 means, float32 scales, then per class N, S, V, F
+// float32 bias and weights.
 func (m *linearModel) write(w io.Writer, version int) error {
 	le := binary.LittleEndian
 	if m.geometric != (version >= 6) {

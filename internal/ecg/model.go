@@ -62,7 +62,7 @@ type Model struct {
 	ens []*ensemble
 	// lin, when not nil (version 5 and later), is the linear model combined with ens[0]: its
 	// probabilities averaged with the trees' (version 5), or its log-probabilities added to
-	// the trees' scores (versions 6 and 7, see linearModel.combine).
+	// the trees' scores (versions 6 to 8, see linearModel.combine).
 	lin *linearModel
 }
 
@@ -192,7 +192,7 @@ func (m *Model) ClassifyWindow(w *[WindowLen]float32, rr RRFeatures) Prediction 
 func (m *ensemble) predict(f *[NumFeatures]float32) Prediction { return m.predictWith(f, nil) }
 
 // predictWith classifies a feature vector with the ensemble and, when lin is not nil, with the
-// linear model: in log space (versions 6 and 7, linearModel.combine) or by averaging the probabilities,
+// linear model: in log space (versions 6 to 8, linearModel.combine) or by averaging the probabilities,
 // lin.Share of them the linear model's (version 5).
 func (m *ensemble) predictWith(f *[NumFeatures]float32, lin *linearModel) Prediction {
 	s := m.scores(f)
@@ -275,9 +275,9 @@ func step(flat []flatNode, f *[NumFeatures]float32, i int32) int32 {
 // classes, uint32 number of features, uint32 number of ensembles, and per ensemble float32 base
 // scores, float32 decision offsets (version 2), uint32 number of trees, then each tree as
 // uint32 class, uint32 node count and nodes of (int16 feature, float32 threshold, int32 left,
-// int32 right, float32 value); versions 5 to 7 then have uint32 1 or 0 (whether a linear model
+// int32 right, float32 value); versions 5 to 8 then have uint32 1 or 0 (whether a linear model
 // follows) and the linear model (see linearModel.write; version 6 adds its base share, version 7
-// five features). All integers and floats are little-endian. A model read from an older file
+// five features, version 8 the supraventricular gate). All integers and floats are little-endian. A model read from an older file
 // is written in its version.
 func (m *Model) WriteTo(w io.Writer) (int64, error) {
 	version := m.Version
