@@ -24,10 +24,13 @@ const (
 	numV4Feat = 3
 	// numV4Features is the length of the feature vector of model files of versions 4 to 6.
 	numV4Features = numV3Features + numV4Feat
-	// numV7Feat counts the features new in version 7 (MorphFeatures.Extra).
-	numV7Feat = numExtraMorph
+	// numV7Feat counts the features new in version 7 (the first numV7Extra of
+	// MorphFeatures.Extra).
+	numV7Feat = numV7Extra
+	// numV7Features is the length of the feature vector of version 7 files.
+	numV7Features = numV4Features + numV7Feat
 	// NumFeatures is the length of the feature vector the classifier sees.
-	NumFeatures = numV4Features + numV7Feat
+	NumFeatures = numV7Features + numExtraMorph - numV7Extra
 )
 
 // FeatureNames returns the names of the features, in order.

@@ -66,13 +66,16 @@ func TestInterPatientDS1(t *testing.T) {
 // 0.78); trees alone: 0.9478, 0.421 / 0.543, 0.801; before the slope fiducial point, the
 // version 4 features and the class weight: 0.9509, 0.240 / 0.358, 0.807.
 //
-// With the supraventricular gate at 0.5 (TrainOptions.SGate) the same folds reached accuracy
-// 0.9678, S sensitivity 0.741 and PPV 0.642, V F1 unchanged (the gate only turns N calls into S).
+// With the ectopic template (model version 8): accuracy 0.9680, S 0.469 / 0.686, V F1 0.878;
+// with the supraventricular gate at 0.5 (TrainOptions.SGate) on top: accuracy 0.9703, S
+// sensitivity 0.744 and PPV 0.674, V F1 unchanged (the gate only turns N calls into S).
+// Before the ectopic template: 0.9653, 0.497 / 0.619, 0.864, and with the gate 0.9678, 0.741 /
+// 0.642.
 const (
 	floorGateSSe  = 0.68
 	floorGateSPPV = 0.58
 	floorAccuracy = 0.955
 	floorSSe      = 0.44
 	floorSPPV     = 0.60
-	floorVF1      = 0.82
+	floorVF1      = 0.85
 )

@@ -39,6 +39,8 @@ const (
 	// numLinearV6 is the number of features the linear model of version 5 and 6 files reads,
 	// a prefix of today's.
 	numLinearV6 = numV4Features - numWaveFeat - 1
+	// numLinearV7 is the number of features the linear model of version 7 files reads.
+	numLinearV7 = numV7Features - numWaveFeat - 1
 	// linearDim is the number of its inputs: each standardised feature and its square.
 	linearDim = 2 * numLinear
 	// linearClip bounds standardised feature values, so that a far outlier (a ratio to a tiny
@@ -318,8 +320,11 @@ func (m *linearModel) write(w io.Writer, version int) error {
 
 // linearCount is the number of features the linear model of a file of the version reads.
 func linearCount(version int) int {
-	if version < 7 {
+	switch {
+	case version < 7:
 		return numLinearV6
+	case version < 8:
+		return numLinearV7
 	}
 	return numLinear
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -331,9 +332,21 @@ func TestSupraventricularGate(t *testing.T) {
 	if err != nil || m2.lin.Gate != 0.5 {
 		t.Fatalf("read back: %v, %+v", err, m2)
 	}
+	// A version 7 model (its features, its linear model's) cannot hold the gate.
 	old := *m
-	old.Version = 7
-	if _, err := old.WriteTo(&buf); err == nil {
-		t.Error("a version 7 model with a gate written")
+	old.Version, old.NumFeatures = 7, numV7Features
+	oldLin := *m.lin
+	for c := range linearClasses {
+		for k := numLinearV7; k < numLinear; k++ {
+			oldLin.W[c][k], oldLin.W[c][numLinear+k] = 0, 0
+		}
+	}
+	old.lin = &oldLin
+	if _, err := old.WriteTo(&buf); err == nil || !strings.Contains(err.Error(), "gate") {
+		t.Errorf("a version 7 model with a gate: error %v", err)
+	}
+	oldLin.Gate = 0
+	if _, err := old.WriteTo(&buf); err != nil {
+		t.Errorf("a version 7 model without the gate: %v", err)
 	}
 }

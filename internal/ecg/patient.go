@@ -93,12 +93,27 @@ type MorphFeatures struct {
 //   - corr_qrs_shift: the largest QRS correlation with the template over shifts of up to
 //     ±3 samples (±24 ms): a normal beat cut a little off its fiducial point still matches;
 //   - noise: the total variation outside the QRS against the template's (noise, not shape).
-const numExtraMorph = 5
+//
+// And of version 8, against the patient's ectopic template (beatTracker.ect), the running
+// average of the beats unlike the usual one: a patient's ectopic beats are like each other
+// more often than like another patient's (a ventricular couplet's first beat, premature with
+// a short interval after it, is like the patient's other ventricular beats, not like another
+// patient's supraventricular runs):
+//   - ect_qrs: the QRS correlation with the ectopic template minus that with the template
+//     (0 until the ectopic template holds ectMin beats);
+//   - ect: the same over the whole segment.
+const numExtraMorph = 7
 
-var extraMorphNames = [numExtraMorph]string{"corr_t", "pos_qrs", "neg_qrs", "corr_qrs_shift", "noise"}
+// numV7Extra is the number of Extra features of version 7 files, a prefix.
+const numV7Extra = 5
+
+var extraMorphNames = [numExtraMorph]string{"corr_t", "pos_qrs", "neg_qrs", "corr_qrs_shift", "noise", "ect_qrs", "ect"}
 
 // neutralExtra are the Extra values of a beat identical to the template.
-var neutralExtra = [numExtraMorph]float32{1, 1, 1, 1, 1}
+var neutralExtra = [numExtraMorph]float32{1, 1, 1, 1, 1, 0, 0}
+
+// ectMin is the number of beats the ectopic template holds before it is compared with.
+const ectMin = 4
 
 // maxShift is the largest shift, in samples, of corr_qrs_shift.
 const maxShift = 3
@@ -147,6 +162,10 @@ type beatTracker struct {
 	// template but like each other: a possible new usual beat.
 	cand  [segLen]float64
 	candN int
+	// ect averages the beats unlike the template (weight 1/n up to templateMaxWeight, then
+	// an exponential average): the patient's ectopic beats.
+	ect  [segLen]float64
+	ectN int
 	med   [rrMedianLen]float64 // scratch for medians
 }
 
@@ -226,6 +245,13 @@ func (t *beatTracker) next(pre, post float64, seg *[segLen]float64) (RRFeatures,
 		}
 		if t.candN == templateReset {
 			t.tpl, t.tplN, t.candN = t.cand, t.candN, 0
+		}
+	}
+	if established && !like {
+		t.ectN++
+		w := 1 / float64(min(t.ectN, templateMaxWeight))
+		for k := range t.ect {
+			t.ect[k] += w * (seg[k] - t.ect[k])
 		}
 	}
 	if rr.Prev == 0 {
@@ -376,6 +402,10 @@ func (t *beatTracker) morph(seg *[segLen]float64) MorphFeatures {
 	out := totalVariation(seg[:qrsLo]) + totalVariation(seg[qrsHi:])
 	outT := totalVariation(tp[:qrsLo]) + totalVariation(tp[qrsHi:])
 	e[4] = float32(safeDiv(out, outT))
+	if t.ectN >= ectMin {
+		e[5] = float32(pearson(seg[qrsLo:qrsHi], t.ect[qrsLo:qrsHi])) - v[1]
+		e[6] = float32(pearson(seg[:], t.ect[:])) - v[0]
+	}
 	return m
 }
 

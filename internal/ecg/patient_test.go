@@ -200,7 +200,7 @@ func TestMorphFeatures(t *testing.T) {
 		extra map[string]float64
 	}{
 		{"same", base, map[string]float64{"corr": 1, "corr_qrs": 1, "corr_p": 1, "dist": 0, "amp_qrs": 1, "tv_qrs": 1, "d0": 0},
-			map[string]float64{"corr_t": 1, "pos_qrs": 1, "neg_qrs": 1, "corr_qrs_shift": 1, "noise": 1}},
+			map[string]float64{"corr_t": 1, "pos_qrs": 1, "neg_qrs": 1, "corr_qrs_shift": 1, "noise": 1, "ect_qrs": 0, "ect": 0}},
 		// Twice as tall: same shape, double QRS amplitude and variation; the difference is the
 		// template itself, whose RMS is its std, so dist = 1 and d0 = T[R]/std.
 		{"double", double, map[string]float64{"corr": 1, "corr_qrs": 1, "dist": 1, "amp_qrs": 2, "tv_qrs": 2, "d0": base[segPre] / std},
@@ -243,6 +243,29 @@ func TestMorphFeatures(t *testing.T) {
 	trL := tr
 	if rr, _ := trL.next(0.6, 1.4, &late); rr.Morph.Values[1] > 0.99 || !near(float64(rr.Morph.Extra[3]), 1, 1e-5) {
 		t.Errorf("a beat cut late: corr_qrs %v, corr_qrs_shift %v, want below 0.99 and 1", rr.Morph.Values[1], rr.Morph.Extra[3])
+	}
+	// Beats unlike the template, premature or not, build the ectopic template; once it holds
+	// ectMin of them a beat is compared with it too: ect_qrs and ect are its correlation with
+	// the ectopic template minus that with the template (0 before).
+	trE := tr
+	for i := 0; i < ectMin; i++ {
+		if rr, _ := trE.next(0.6, 1.4, &flipped); rr.Morph.Extra[5] != 0 || rr.Morph.Extra[6] != 0 {
+			t.Fatalf("unlike beat %d: ect_qrs %v, ect %v before the ectopic template holds %d beats", i, rr.Morph.Extra[5], rr.Morph.Extra[6], ectMin)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		pre  float64
+		seg  *[segLen]float64
+		want float64
+	}{{"ectopic", 0.6, &flipped, 2}, {"usual", 1, &base, -2}, {"usual, taller", 1, &double, -2}} {
+		rr, _ := trE.next(c.pre, 1, c.seg)
+		if e := rr.Morph.Extra; !near(float64(e[5]), c.want, 1e-5) || !near(float64(e[6]), c.want, 1e-5) {
+			t.Errorf("%s beat: ect_qrs %v, ect %v, want %v", c.name, e[5], e[6], c.want)
+		}
+	}
+	if trE.ectN != ectMin+1 {
+		t.Errorf("ectopic template holds %d beats, want %d (the unlike ones)", trE.ectN, ectMin+1)
 	}
 	tr2 := tr
 	tr2.next(1, 1, &flipped)
@@ -344,7 +367,7 @@ func TestFeatureLayout(t *testing.T) {
 	}
 	if names[numV1Features-1] != "width" || names[numV1Features] != "pre/median" || names[numV2Features-1] != "d40" ||
 		names[numV2Features] != "amp_p" || names[numV3Features-1] != "spread" || names[numV4Features-1] != "prev/normal" ||
-		names[numV4Features] != "corr_t" || names[len(names)-1] != "noise" {
+		names[numV4Features] != "corr_t" || names[numV7Features-1] != "noise" || names[len(names)-1] != "ect" {
 		t.Fatalf("layout: %v", names[numV1Features-2:])
 	}
 	var f [NumFeatures]float32
