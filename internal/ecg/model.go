@@ -20,7 +20,7 @@ import (
 // version 1 files (70 features, no decision offsets), version 2 files (89 features), version
 // 3 files (95 features), version 4 files (98 features, as now, but no linear model) and version
 // 5 files (the linear model's probabilities averaged with the trees') and version 6 files (98
-// features, the linear model combined in log space, as now) and version 7 files (as now, but
+// features, the linear model combined in log space, as now) and version 7 files (103 features,
 // no supraventricular gate).
 const ModelVersion = 8
 
@@ -277,8 +277,8 @@ func step(flat []flatNode, f *[NumFeatures]float32, i int32) int32 {
 // uint32 class, uint32 node count and nodes of (int16 feature, float32 threshold, int32 left,
 // int32 right, float32 value); versions 5 to 8 then have uint32 1 or 0 (whether a linear model
 // follows) and the linear model (see linearModel.write; version 6 adds its base share, version 7
-// five features, version 8 the supraventricular gate). All integers and floats are little-endian. A model read from an older file
-// is written in its version.
+// five features, version 8 two features and the supraventricular gate). All integers and floats
+// are little-endian. A model read from an older file is written in its version.
 func (m *Model) WriteTo(w io.Writer) (int64, error) {
 	version := m.Version
 	if modelFeatures[version] != m.NumFeatures {
