@@ -166,7 +166,7 @@ type beatTracker struct {
 	// an exponential average): the patient's ectopic beats.
 	ect  [segLen]float64
 	ectN int
-	med   [rrMedianLen]float64 // scratch for medians
+	med  [rrMedianLen]float64 // scratch for medians
 }
 
 // next returns the features of the beat whose R peak is preceded by pre seconds (0 for the
