@@ -47,13 +47,28 @@ var buildOnce = sync.OnceValues(func() (string, error) {
 	return bin, nil
 })
 
+// handedOut holds every address freeAddr returned in this test run.
+var handedOut sync.Map
+
+// freeAddr returns a loopback address with a port free now and never returned before in this
+// run. The port is closed again before a process binds it, and the kernel may give a port just
+// closed to the next caller: a three-node test once got one port for a node's HTTP listener
+// and another's MQTT listener, and waited for a node that could not start.
 func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	t.Helper()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		if _, dup := handedOut.LoadOrStore(addr, true); !dup {
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("no free loopback port that was not handed out before in 100 tries")
+	return ""
 }
 
 // startServe starts `pulselake serve` as a separate process and waits for /readyz.
