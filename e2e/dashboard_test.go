@@ -61,11 +61,15 @@ func TestDashboardShowsLiveReadings(t *testing.T) {
 		}
 	}()
 	// Chromium's virtual time runs ahead of the network, so a dump may come before the first
-	// events arrive; a few attempts make the test independent of machine load.
+	// events arrive; attempts half a second of real time apart make the test independent of
+	// machine load (four back to back all came too early once, under CI's load).
 	wants := []string{`class="status live"`, "<td>heart_rate</td>", "<td>hr-dash</td>", "value-out-of-range"}
 	var dom string
 	var missing []string
-	for attempt := 0; attempt < 4; attempt++ {
+	for attempt := 0; attempt < 10; attempt++ {
+		if attempt > 0 {
+			time.Sleep(500 * time.Millisecond) // bounded: at most 10 attempts
+		}
 		cmd := exec.Command(browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 			"--disable-background-networking", "--disable-component-update", "--disable-sync",
 			"--user-data-dir="+t.TempDir(), "--virtual-time-budget=6000", "--dump-dom", srv.HTTPURL+"/#token="+viewer)
