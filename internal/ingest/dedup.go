@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"sync"
 	"time"
 
@@ -11,17 +12,13 @@ import (
 // window remembers the identities of readings stored recently, so a re-sent reading is
 // reported as a duplicate instead of being stored again.
 //
-// Stored identities belong to time buckets (a twelfth of the window each); whole buckets
-// expire, and when more than max identities are held the oldest bucket goes early. One map
-// holds every stored identity with its bucket, so a look-up is one map access however
-// many buckets there are; dropping a bucket sweeps the map (one pass per twelfth of the
-// window's turnover). The map is keyed by an identity's first 8 bytes and holds the other
-// 8 (a look-up of a 64-bit key is several times cheaper than one of a 16-byte key, and the
-// window looks up and adds every identity an import stores): two identities sharing their
-// first 8 bytes cannot both be held, the later one replaces the earlier, which is forgotten
-// early. That keeps memory near 30 bytes per identity. The lake
-// de-duplicates on identity without limit, so forgetting early costs a duplicate stream
-// record, never a duplicate row.
+// Stored identities are kept in the order they were stored, in a ring of at most max
+// (allocated a chunk at a time as it fills), and found through an open-addressing index of
+// ring positions (4 bytes a slot, at most half full, linear probing). When the ring is full
+// the oldest identity goes; whole time buckets (a twelfth of the window each) expire. So a
+// held identity costs 16 bytes in the ring and 8 to 16 in the index: 12 MB for the default
+// 500,000, fixed, however the identities are spread. The lake de-duplicates on identity
+// without limit, so forgetting early costs a duplicate stream record, never a duplicate row.
 //
 // A reading being stored by one batch is "pending": a concurrent batch with the same
 // reading waits for the outcome rather than answering "duplicate" for a reading that might
@@ -30,28 +27,19 @@ type window struct {
 	mu      sync.Mutex
 	span    time.Duration // time covered by one bucket
 	max     int
-	ids     map[uint64]slot // stored identities by their first 8 bytes
-	buckets []bucket        // oldest first
-	nextGen uint32
-	total   int // identities added to the buckets held (one stored twice counts twice)
+	ring    [][]reading.ID // chunks of ringChunk; sequence number s is at ring position s % max
+	head    uint64         // sequence number of the next identity stored
+	tail    uint64         // of the oldest held: [tail, head) are held
+	index   []uint32       // ring position + 1 of held identities, 0 for a free slot
+	buckets []bucket       // oldest first
 	pending map[reading.ID]*claims
 }
 
-// slot is a stored identity's last 8 bytes and the generation of its bucket.
-type slot struct {
-	rest uint64
-	gen  uint32
-}
-
-// split is an identity's first and last 8 bytes.
-func split(id reading.ID) (uint64, uint64) {
-	return binary.LittleEndian.Uint64(id[:8]), binary.LittleEndian.Uint64(id[8:])
-}
-
+// bucket is a span of stored identities: those from sequence number first to the next
+// bucket's first, stored from start on.
 type bucket struct {
 	start time.Time
-	gen   uint32
-	n     int // identities added to it
+	first uint64
 }
 
 // claims are the pending identities of one batch; done closes when the batch is settled.
@@ -60,19 +48,48 @@ type claims struct {
 	done chan struct{}
 }
 
-const windowBuckets = 12
+const (
+	windowBuckets = 12
+	ringChunk     = 1 << 16 // identities per ring chunk (1 MiB)
+	minIndex      = 64
+)
 
 func newWindow(ttl time.Duration, max int) *window {
 	if ttl <= 0 || max <= 0 {
 		max = 0
 	}
-	return &window{span: ttl / windowBuckets, max: max, ids: map[uint64]slot{}, pending: map[reading.ID]*claims{}}
+	return &window{span: ttl / windowBuckets, max: max, pending: map[reading.ID]*claims{}}
+}
+
+// at is the ring slot of sequence number s.
+func (w *window) at(s uint64) *reading.ID {
+	p := int(s % uint64(w.max))
+	return &w.ring[p/ringChunk][p%ringChunk]
+}
+
+// slot is the ring slot of an index entry (ring position + 1).
+func (w *window) slot(v uint32) *reading.ID {
+	return &w.ring[(v-1)/ringChunk][(v-1)%ringChunk]
+}
+
+// home is an identity's first index slot. Identities are hashes, but the index mixes both
+// halves anyway so that identities sharing a prefix do not share a slot.
+func (w *window) home(id *reading.ID) int {
+	h := (binary.LittleEndian.Uint64(id[:8]) ^ bits.RotateLeft64(binary.LittleEndian.Uint64(id[8:]), 29)) * 0x9e3779b97f4a7c15
+	return int(h>>32) & (len(w.index) - 1)
 }
 
 func (w *window) storedLocked(id reading.ID) bool {
-	k, rest := split(id)
-	s, ok := w.ids[k]
-	return ok && s.rest == rest
+	if len(w.index) == 0 {
+		return false
+	}
+	mask := len(w.index) - 1
+	for i := w.home(&id); w.index[i] != 0; i = (i + 1) & mask {
+		if *w.slot(w.index[i]) == id {
+			return true
+		}
+	}
+	return false
 }
 
 // claim marks ids pending for a new batch. It returns, per id, whether it is a duplicate
@@ -157,46 +174,94 @@ func (w *window) rememberAll(ids []reading.ID, at time.Time) {
 }
 
 // addLocked adds an identity stored at a time; the caller expired old buckets first
-// (expireLocked, once per batch: the clock is read once, not per identity).
+// (expireLocked, once per batch: the clock is read once, not per identity). An identity
+// added twice is held twice (rememberAll does not look up first); each goes in turn.
 func (w *window) addLocked(id reading.ID, at time.Time) {
-	n := len(w.buckets)
-	// A new bucket per span of time, and per twelfth of max identities so that dropping the
-	// oldest bucket always frees memory.
-	if n == 0 || at.Sub(w.buckets[n-1].start) >= w.span || w.buckets[n-1].n >= max(1, w.max/windowBuckets) {
-		w.buckets = append(w.buckets, bucket{start: at, gen: w.nextGen})
-		w.nextGen++
-		n++
+	if int(w.head-w.tail) == w.max {
+		w.dropOldestLocked() // its bucket may now be empty: expiry passes over it
 	}
-	w.buckets[n-1].n++
-	k, rest := split(id)
-	w.ids[k] = slot{rest, w.buckets[n-1].gen} // an identity added again moves to the newest bucket
-	w.total++
-	for w.total > w.max && len(w.buckets) > 1 {
-		w.dropOldestLocked()
+	if 2*(int(w.head-w.tail)+1) > len(w.index) {
+		w.growIndex()
+	}
+	if n := len(w.buckets); n == 0 || at.Sub(w.buckets[n-1].start) >= w.span {
+		w.buckets = append(w.buckets, bucket{start: at, first: w.head})
+	}
+	p := int(w.head % uint64(w.max))
+	if c := p / ringChunk; c == len(w.ring) {
+		w.ring = append(w.ring, make([]reading.ID, min(ringChunk, w.max-c*ringChunk)))
+	}
+	w.ring[p/ringChunk][p%ringChunk] = id
+	w.insert(&id, uint32(p)+1)
+	w.head++
+}
+
+// insert puts a ring position (+1) into the index at the identity's first free slot.
+func (w *window) insert(id *reading.ID, v uint32) {
+	mask := len(w.index) - 1
+	i := w.home(id)
+	for w.index[i] != 0 {
+		i = (i + 1) & mask
+	}
+	w.index[i] = v
+}
+
+// growIndex doubles the index (up to twice max slots, rounded to a power of two) and
+// re-inserts the held identities.
+func (w *window) growIndex() {
+	n := max(minIndex, 2*len(w.index))
+	w.index = make([]uint32, n)
+	for s := w.tail; s < w.head; s++ {
+		w.insert(w.at(s), uint32(s%uint64(w.max))+1)
 	}
 }
 
 // expireLocked drops buckets entirely older than the window.
 func (w *window) expireLocked(now time.Time) {
 	for len(w.buckets) > 0 && now.Sub(w.buckets[0].start) > w.span*(windowBuckets+1) {
-		w.dropOldestLocked()
+		end := w.head
+		if len(w.buckets) > 1 {
+			end = w.buckets[1].first
+		}
+		for w.tail < end {
+			w.dropOldestLocked()
+		}
+		w.buckets = w.buckets[1:]
 	}
 }
 
+// dropOldestLocked forgets the oldest held identity: its index slot is freed and the
+// probe sequence behind it closed up (backward-shift deletion), so no look-up ever stops
+// early at the freed slot.
 func (w *window) dropOldestLocked() {
-	gen := w.buckets[0].gen
-	for k, s := range w.ids {
-		if s.gen == gen {
-			delete(w.ids, k)
+	v := uint32(w.tail%uint64(w.max)) + 1
+	mask := len(w.index) - 1
+	i := w.home(w.at(w.tail))
+	for w.index[i] != v {
+		i = (i + 1) & mask
+	}
+	for j := i; ; {
+		w.index[i] = 0
+		for {
+			j = (j + 1) & mask
+			u := w.index[j]
+			if u == 0 {
+				w.tail++
+				return
+			}
+			// The entry at j stays unless its home is cyclically outside (i, j].
+			h := w.home(w.slot(u))
+			if (i < j && (h <= i || h > j)) || (i > j && h <= i && h > j) {
+				w.index[i] = u
+				i = j
+				break
+			}
 		}
 	}
-	w.total -= w.buckets[0].n
-	w.buckets = w.buckets[1:]
 }
 
 // size is the number of identities remembered.
 func (w *window) size() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.total
+	return int(w.head - w.tail)
 }
