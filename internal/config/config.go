@@ -144,11 +144,14 @@ type Ingest struct {
 	// DedupWindow is how long reading identities are remembered for de-duplication at the
 	// front door (default 2m); the lake de-duplicates without limit.
 	DedupWindow yamlconf.Duration `yaml:"dedup_window"`
-	// DedupMaxEntries bounds that memory (default 500,000 identities, about 22 MB: the
+	// DedupMaxEntries bounds that memory (default 500,000 identities, about 12.6 MB: the
 	// whole window at up to 4,000 readings/s; at higher rates, an import, the oldest
-	// identities go first).
+	// identities go first); at most MaxDedupEntries.
 	DedupMaxEntries int `yaml:"dedup_max_entries"`
 }
+
+// MaxDedupEntries is the largest ingest.dedup_max_entries: about 25 bytes an identity.
+const MaxDedupEntries = 100_000_000
 
 // Runtime tunes the Go runtime of serve.
 type Runtime struct {
@@ -490,8 +493,8 @@ func (c *Config) validateIngest(ps *Problems) {
 	if in.DedupWindow.D() < 0 {
 		ps.Add("ingest.dedup_window", "must not be negative")
 	}
-	if in.DedupMaxEntries < 0 {
-		ps.Add("ingest.dedup_max_entries", "must not be negative")
+	if in.DedupMaxEntries < 0 || in.DedupMaxEntries > MaxDedupEntries {
+		ps.Add("ingest.dedup_max_entries", "must be 0 to %d identities (about 2.5 GB of memory), got %d", MaxDedupEntries, in.DedupMaxEntries)
 	}
 	if d := c.DetectorsCheckpoint.D(); d < time.Second || d > time.Hour {
 		ps.Add("detectors_checkpoint", "must be 1s..1h, got %s", d)

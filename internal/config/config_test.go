@@ -110,15 +110,15 @@ func TestOverloadKeys(t *testing.T) {
 	if d := Default(); d.Ingest.BodyTimeout.D() != 30*time.Second || d.Ingest.PublishWait.D() != 5*time.Second || d.Runtime.MemoryLimitBytes() != 768<<20 {
 		t.Errorf("defaults: %+v %+v", d.Ingest, d.Runtime)
 	}
-	c, err = Load(write(t, "ingest:\n  body_timeout: 0s\n  publish_wait: 2m\nruntime:\n  memory_limit: 1000\n"))
+	c, err = Load(write(t, "ingest:\n  body_timeout: 0s\n  publish_wait: 2m\n  dedup_max_entries: 100000001\nruntime:\n  memory_limit: 1000\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var ps Problems
-	if err := c.Validate(); !errors.As(err, &ps) || len(ps) != 3 {
-		t.Fatalf("want 3 problems, got %v", err)
+	if err := c.Validate(); !errors.As(err, &ps) || len(ps) != 4 {
+		t.Fatalf("want 4 problems, got %v", err)
 	}
-	for i, want := range []int{2, 3, 5} {
+	for i, want := range []int{2, 3, 4, 6} {
 		if ps[i].Line != want {
 			t.Errorf("problem %d at line %d, want %d: %+v", i, ps[i].Line, want, ps[i])
 		}
