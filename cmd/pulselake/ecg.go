@@ -93,16 +93,24 @@ func addTrainFlags(cmd *cobra.Command, opt *ecg.TrainOptions) {
 	f.Float64Var(&opt.ClassWeight, "class-weight", ecg.DefaultClassWeight, "weigh beats by (count of N / count of their class)^W; 0 = equal weights, 1 = balanced")
 	f.Float64Var(&opt.Linear, "linear", ecg.DefaultLinearShare, "also train a logistic regression on the patient-relative features and give it this share of the class scores, against the trees' (0 = trees alone)")
 	f.Float64Var(&opt.LinearBase, "linear-base", ecg.DefaultLinearBase, "boost the trees from this share of the logistic regression's log-probabilities (0 = from the class priors; needs --linear above 0)")
-	f.Float64Var(&opt.SGate, "s-gate", 0, "supraventricular gate: call a beat S when the model calls it N but the logistic regression gives S at least this probability (0 = off, else 0.5 to below 1; needs --linear above 0)")
+	f.Float64Var(&opt.SGate, "s-gate", ecg.DefaultSGate, "supraventricular gate: call a beat S when the model calls it N but the logistic regression gives S at least this probability (0 = off, else 0.5 to below 1; needs --linear above 0)")
+	f.BoolVar(&opt.SGateRuns, "s-gate-runs", true, "apply the supraventricular gate only to beats in a regular fast run (false = to every beat the model calls N)")
 	f.BoolVar(&opt.PatientOnly, "patient-only", false, "classify beats with RR intervals by patient-relative features only (no raw window samples)")
 	f.IntVar(&opt.TuneFolds, "tune-folds", 0, "tune the decision rule by a leave-records-out cross-validation with this many folds over the training records (0 = off)")
 }
 
 // treesAloneWithoutLinear makes --linear 0 train the trees alone: without a linear model the
-// trees cannot be boosted from one, so --linear-base drops to 0 unless it was given.
+// trees cannot be boosted from one and there is no supraventricular gate, so --linear-base and
+// --s-gate drop to 0 unless they were given.
 func treesAloneWithoutLinear(cmd *cobra.Command, opt *ecg.TrainOptions) {
 	if opt.Linear == 0 && !cmd.Flags().Changed("linear-base") {
 		opt.LinearBase = 0
+	}
+	if opt.Linear == 0 && !cmd.Flags().Changed("s-gate") {
+		opt.SGate = 0
+	}
+	if opt.SGate == 0 {
+		opt.SGateRuns = false
 	}
 }
 
@@ -166,6 +174,7 @@ command trains fresh models instead and evaluates them honestly:
 				if withoutRR {
 					dropRR(beats)                     // the model trained below is then a shape-only model
 					opt.Linear, opt.LinearBase = 0, 0 // which the linear model, on patient-relative features, cannot help
+					opt.SGate, opt.SGateRuns = 0, false
 				}
 				if e, err = evalTrained(cmd, g, beats, records, split, testShare, folds, opt); err != nil {
 					return err

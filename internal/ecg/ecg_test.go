@@ -272,15 +272,17 @@ func FuzzReadModel(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(b.Bytes())
-	// With the linear model and the supraventricular gate of version 8.
-	lin := *m.lin
-	lin.Gate = 0.5
-	small.lin = &lin
-	b.Reset()
-	if _, err := small.WriteTo(&b); err != nil {
-		f.Fatal(err)
+	// With the linear model and the supraventricular gate, on every beat and limited to runs.
+	for _, runs := range []bool{false, true} {
+		lin := *m.lin
+		lin.Gate, lin.GateRuns = 0.5, runs
+		small.lin = &lin
+		b.Reset()
+		if _, err := small.WriteTo(&b); err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b.Bytes())
 	}
-	f.Add(b.Bytes())
 	for _, name := range []string{"testdata/model_v1.bin", "testdata/model_v2.bin"} { // older versions
 		if old, err := os.ReadFile(name); err == nil {
 			f.Add(old)

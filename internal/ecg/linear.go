@@ -15,7 +15,7 @@ import (
 // nodes and never sees the window samples, so, like the linear discriminants of de Chazal et
 // al. (2004), it cannot learn a training patient's absolute beat shape; on new patients it
 // finds more supraventricular beats than the trees do (docs/ecg.md, Evaluation 2). In version
-// 6 to 8 models the trees are boosted from a share of its log-probabilities
+// 6 and later models the trees are boosted from a share of its log-probabilities
 // (TrainOptions.LinearBase), so they learn corrections to it, and the class scores are a
 // weighted sum of the trees' and its log-probabilities (a weighted geometric mean of the
 // probabilities); version 5 models average the two models' probabilities.
@@ -73,15 +73,18 @@ const linearFloor = 1e-6
 type linearModel struct {
 	Share float32 // share of the linear model in the model's scores (probabilities in version 5), in (0, 1]
 	// Base is the share of its log-probabilities the trees were boosted from and that is
-	// added to their scores, in [0, 1] (versions 6 to 8; 0 in version 5).
+	// added to their scores, in [0, 1] (versions 6 and later; 0 in version 5).
 	Base float32
 	// Gate is the supraventricular gate (TrainOptions.SGate): 0 (off) or in [0.5, 1)
 	// (version 8; 0 before).
-	Gate        float32
+	Gate float32
+	// GateRuns limits the gate to beats in a regular fast run (TrainOptions.SGateRuns;
+	// version 9, false before).
+	GateRuns    bool
 	Mean, Scale [numLinear]float32
 	W           [linearClasses][linearDim]float32
 	Bias        [linearClasses]float32
-	// geometric is set for version 6 to 8 models: the model's class scores are
+	// geometric is set for version 6 and later models: the model's class scores are
 	// (1 − Share)·(trees' scores + Base·l) + Share·l, l the linear log-probabilities; version 5
 	// models average the probabilities instead.
 	geometric bool
@@ -136,10 +139,35 @@ func (m *linearModel) combine(s *[NumClasses]float64, lp [NumClasses]float64) [N
 	return z
 }
 
-// gated reports whether the supraventricular gate calls the beat S: the combined scores z
-// call it N and the linear log-probabilities lp give S at least the gate.
-func (m *linearModel) gated(z, lp *[NumClasses]float64) bool {
-	if m.Gate == 0 || lp[ClassS] < math.Log(float64(m.Gate)) {
+// Feature indices of the run condition of the gate (see FeatureNames).
+const (
+	featLocalNormal = numV3Features - numNormalFeat + 2
+	featSpread      = numV3Features - numNormalFeat + 4
+	featPrevNormal  = numV4Features - 1
+)
+
+// Bounds of a regular fast run (TrainOptions.SGateRuns): the mean of the last ten intervals
+// and the previous interval against the patient's normal rhythm, and the rhythm's spread.
+// The supraventricular runs the trees miss in DS1 are at 0.5–0.6 of the normal rhythm with a
+// spread about 0.03; a known patient's normal beats the gate alone calls S are sinus
+// arrhythmia at 0.7–0.8 and atrial fibrillation (large spread).
+const (
+	runLocalMax  = 0.7
+	runPrevMax   = 0.75
+	runSpreadMax = 0.08
+)
+
+// inRun reports whether the features f describe a beat in a regular fast run.
+func inRun(f *[NumFeatures]float32) bool {
+	l := f[featLocalNormal]
+	return l > 0 && l < runLocalMax && f[featPrevNormal] < runPrevMax && f[featSpread] < runSpreadMax
+}
+
+// gated reports whether the supraventricular gate calls the beat of features f S: the
+// combined scores z call it N, the linear log-probabilities lp give S at least the gate and,
+// when the gate is limited to runs, the beat is in one.
+func (m *linearModel) gated(z, lp *[NumClasses]float64, f *[NumFeatures]float32) bool {
+	if m.Gate == 0 || lp[ClassS] < math.Log(float64(m.Gate)) || (m.GateRuns && !inRun(f)) {
 		return false
 	}
 	for c := 1; c < NumClasses; c++ {
@@ -269,7 +297,8 @@ func trainLinear(x []float32, y []int, weight []float64, share float64) (*linear
 }
 
 // write appends the linear model in the layout of the model file version: float32 share,
-// float32 base (versions 6 to 8), float32 gate (version 8), uint32 number of features
+// float32 base (versions 6 and later), float32 gate (version 8 and later), uint32 gate scope
+// (version 9: 0 every beat, 1 beats in a regular fast run), uint32 number of features
 // (numLinearV6 before version 7), float32 means, float32 scales, then per class N, S, V, F
 // float32 bias and weights.
 func (m *linearModel) write(w io.Writer, version int) error {
@@ -291,8 +320,17 @@ func (m *linearModel) write(w io.Writer, version int) error {
 	if m.Gate != 0 && version < 8 {
 		return fmt.Errorf("a version %d model cannot hold a supraventricular gate", version)
 	}
+	if m.GateRuns && version < 9 {
+		return fmt.Errorf("a version %d model cannot hold a supraventricular gate limited to runs", version)
+	}
+	var scope uint32
+	if m.GateRuns {
+		scope = 1
+	}
 	fields := []any{m.Share, uint32(nf), m.Mean[:nf], m.Scale[:nf]}
 	switch {
+	case version >= 9:
+		fields = []any{m.Share, m.Base, m.Gate, scope, uint32(nf), m.Mean[:nf], m.Scale[:nf]}
 	case version >= 8:
 		fields = []any{m.Share, m.Base, m.Gate, uint32(nf), m.Mean[:nf], m.Scale[:nf]}
 	case version >= 6:
@@ -357,6 +395,16 @@ func readLinear(br *bytes.Reader, version int) (*linearModel, error) {
 		if !(m.Gate == 0 || (m.Gate >= 0.5 && m.Gate < 1)) {
 			return nil, fmt.Errorf("%w: supraventricular gate %v", ErrModelFormat, m.Gate)
 		}
+	}
+	if version >= 9 {
+		var scope uint32
+		if err := binary.Read(br, le, &scope); err != nil {
+			return nil, fmt.Errorf("%w: linear model: %w", ErrModelFormat, err)
+		}
+		if scope > 1 || (scope == 1 && m.Gate == 0) {
+			return nil, fmt.Errorf("%w: supraventricular gate scope %d (gate %v)", ErrModelFormat, scope, m.Gate)
+		}
+		m.GateRuns = scope == 1
 	}
 	want := linearCount(version)
 	if err := binary.Read(br, le, &nf); err != nil || int(nf) != want {

@@ -200,6 +200,7 @@ func TestModelLinearFile(t *testing.T) {
 		"infinite mean":  func(l *linearModel) { l.Mean[0] = float32(math.Inf(1)) },
 		"gate below 0.5": func(l *linearModel) { l.Gate = 0.3 },
 		"gate 1":         func(l *linearModel) { l.Gate = 1 },
+		"runs, no gate":  func(l *linearModel) { l.Gate, l.GateRuns = 0, true },
 	} {
 		bad := *m2
 		lin := *m2.lin
@@ -219,10 +220,10 @@ func TestModelLinearFile(t *testing.T) {
 	if _, err := Train(context.Background(), beats, TrainOptions{Rounds: 1, RROnly: true, LinearBase: 0.5}); err == nil {
 		t.Error("linear base without a linear model: no error")
 	}
-	for _, o := range []TrainOptions{{Linear: 0.3, SGate: 0.4}, {Linear: 0.3, SGate: 1}, {SGate: 0.5}} {
+	for _, o := range []TrainOptions{{Linear: 0.3, SGate: 0.4}, {Linear: 0.3, SGate: 1}, {SGate: 0.5}, {Linear: 0.3, SGateRuns: true}} {
 		o.Rounds, o.RROnly = 1, true
 		if _, err := Train(context.Background(), beats, o); err == nil {
-			t.Errorf("supraventricular gate %v, linear share %v: no error", o.SGate, o.Linear)
+			t.Errorf("supraventricular gate %v (runs %v), linear share %v: no error", o.SGate, o.SGateRuns, o.Linear)
 		}
 	}
 
@@ -263,10 +264,10 @@ func TestModelV6File(t *testing.T) {
 // gives S at least the gate; every other beat keeps the combined model's prediction. The gate
 // survives the model file, which older versions cannot hold.
 func TestSupraventricularGate(t *testing.T) {
-	// Trained on two patients with isolated supraventricular beats, tested on a third's
-	// supraventricular runs (record 209), where the trees alone call many of them N.
+	// Trained on eight patients (207's supraventricular runs among them), tested on a ninth's
+	// supraventricular runs (record 209), where the trees alone call some of them N.
 	dir := needData(t)
-	all, _, err := LoadBeatsAt(dir, []string{"118", "209", "220"}, PeaksDetected)
+	all, _, err := LoadBeatsAt(dir, []string{"101", "106", "118", "119", "203", "207", "220", "223", "209"}, PeaksDetected)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,47 +283,86 @@ func TestSupraventricularGate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.lin.Gate != 0.5 || m.Version != 8 {
-		t.Fatalf("gate %v, version %d", m.lin.Gate, m.Version)
+	if m.lin.Gate != 0.5 || m.lin.GateRuns || m.Version != 9 {
+		t.Fatalf("gate %v (runs %v), version %d", m.lin.Gate, m.lin.GateRuns, m.Version)
+	}
+	names := FeatureNames()
+	if names[featLocalNormal] != "local/normal" || names[featPrevNormal] != "prev/normal" || names[featSpread] != "spread" {
+		t.Fatalf("run condition features %q %q %q", names[featLocalNormal], names[featPrevNormal], names[featSpread])
 	}
 	off := *m
 	lin := *m.lin
 	lin.Gate = 0
 	off.lin = &lin
-	var f [NumFeatures]float32
-	gated, foundGate, foundPlain := 0, 0, 0
-	for i := range beats {
-		b := &beats[i]
-		got, plain := m.ClassifyWindow(&b.Samples, b.RR), off.ClassifyWindow(&b.Samples, b.RR)
-		if b.Class == ClassS && got.Class == ClassS {
-			foundGate++
-		}
-		if b.Class == ClassS && plain.Class == ClassS {
-			foundPlain++
-		}
-		Features(f[:], &b.Samples, b.RR)
-		var lp [NumClasses]float64
-		ls := m.lin.scores(f[:])
-		softmax(lp[:], ls[:])
-		if plain.Class != ClassN || lp[ClassS] < 0.5 {
-			if got != plain {
-				t.Fatalf("beat %d: %+v with the gate, %+v without, linear S %v", i, got, plain, lp[ClassS])
+	// The gate on every beat the model calls N (version 8's), then only on beats in runs.
+	for _, runs := range []bool{false, true} {
+		on := *m
+		onLin := *m.lin
+		onLin.GateRuns = runs
+		on.lin = &onLin
+		var f [NumFeatures]float32
+		gated, foundGate, foundPlain, outside := 0, 0, 0, 0
+		for i := range beats {
+			b := &beats[i]
+			got, plain := on.ClassifyWindow(&b.Samples, b.RR), off.ClassifyWindow(&b.Samples, b.RR)
+			if b.Class == ClassS && got.Class == ClassS {
+				foundGate++
 			}
-			continue
-		}
-		gated++
-		if got.Class != ClassS {
-			t.Fatalf("beat %d: class %v, linear S %v, want S", i, got.Class, lp[ClassS])
-		}
-		for c := range lp {
-			if math.Abs(got.Probs[c]-lp[c]) > 1e-6 {
-				t.Fatalf("beat %d class %d: probability %v, want the linear model's %v", i, c, got.Probs[c], lp[c])
+			if b.Class == ClassS && plain.Class == ClassS {
+				foundPlain++
 			}
+			Features(f[:], &b.Samples, b.RR)
+			var lp [NumClasses]float64
+			ls := m.lin.scores(f[:])
+			softmax(lp[:], ls[:])
+			if plain.Class == ClassN && lp[ClassS] >= 0.5 && runs && !inRun(&f) {
+				outside++
+			}
+			if plain.Class != ClassN || lp[ClassS] < 0.5 || (runs && !inRun(&f)) {
+				if got != plain {
+					t.Fatalf("runs %v, beat %d: %+v with the gate, %+v without, linear S %v", runs, i, got, plain, lp[ClassS])
+				}
+				continue
+			}
+			gated++
+			if got.Class != ClassS {
+				t.Fatalf("runs %v, beat %d: class %v, linear S %v, want S", runs, i, got.Class, lp[ClassS])
+			}
+			for c := range lp {
+				if math.Abs(got.Probs[c]-lp[c]) > 1e-5 {
+					t.Fatalf("runs %v, beat %d class %d: probability %v, want the linear model's %v", runs, i, c, got.Probs[c], lp[c])
+				}
+			}
+		}
+		t.Logf("runs %v: %d of %d beats called S by the gate, %d left to the model outside runs (S beats: %d called S with the gate, %d without)", runs, gated, len(beats), outside, foundGate, foundPlain)
+		if gated == 0 || (runs && outside == 0) {
+			t.Fatalf("runs %v: the gate applied to %d beats and left %d outside runs: the test shows nothing", runs, gated, outside)
 		}
 	}
-	t.Logf("%d of %d beats called S by the gate (S beats: %d called S with the gate, %d without)", gated, len(beats), foundGate, foundPlain)
-	if gated == 0 {
-		t.Fatal("the gate never applied: the test shows nothing")
+	runsLin := *m.lin
+	runsLin.GateRuns = true
+	runsModel := *m
+	runsModel.lin = &runsLin
+	var rb bytes.Buffer
+	if _, err := runsModel.WriteTo(&rb); err != nil {
+		t.Fatal(err)
+	}
+	if m2, err := ReadModel(&rb); err != nil || !m2.lin.GateRuns || m2.lin.Gate != 0.5 {
+		t.Fatalf("read back the gate limited to runs: %v, %+v", err, m2)
+	}
+	// A version 8 model holds the gate on every beat, not the one limited to runs.
+	v8 := runsModel
+	v8.Version = 8
+	if _, err := v8.WriteTo(&rb); err == nil || !strings.Contains(err.Error(), "runs") {
+		t.Errorf("a version 8 model with the gate limited to runs: error %v", err)
+	}
+	v8.lin = m.lin
+	rb.Reset()
+	if _, err := v8.WriteTo(&rb); err != nil {
+		t.Fatal(err)
+	}
+	if m2, err := ReadModel(&rb); err != nil || m2.Version != 8 || m2.lin.Gate != 0.5 || m2.lin.GateRuns {
+		t.Fatalf("read back a version 8 model with the gate: %v, %+v", err, m2)
 	}
 	var buf bytes.Buffer
 	if _, err := m.WriteTo(&buf); err != nil {

@@ -20,13 +20,14 @@ import (
 // version 1 files (70 features, no decision offsets), version 2 files (89 features), version
 // 3 files (95 features), version 4 files (98 features, as now, but no linear model) and version
 // 5 files (the linear model's probabilities averaged with the trees') and version 6 files (98
-// features, the linear model combined in log space, as now) and version 7 files (103 features,
-// no supraventricular gate).
-const ModelVersion = 8
+// features, the linear model combined in log space, as now), version 7 files (103 features,
+// no supraventricular gate) and version 8 files (as now, but the gate, when there is one,
+// applies to every beat).
+const ModelVersion = 9
 
 // modelFeatures is the number of features of each model file version; each is a prefix of
 // the next, so older models give the same predictions as before.
-var modelFeatures = map[int]int{1: numV1Features, 2: numV2Features, 3: numV3Features, 4: numV4Features, 5: numV4Features, 6: numV4Features, 7: numV7Features, 8: NumFeatures}
+var modelFeatures = map[int]int{1: numV1Features, 2: numV2Features, 3: numV3Features, 4: numV4Features, 5: numV4Features, 6: numV4Features, 7: numV7Features, 8: NumFeatures, 9: NumFeatures}
 
 const modelMagic = "PLECGGBT"
 
@@ -62,7 +63,7 @@ type Model struct {
 	ens []*ensemble
 	// lin, when not nil (version 5 and later), is the linear model combined with ens[0]: its
 	// probabilities averaged with the trees' (version 5), or its log-probabilities added to
-	// the trees' scores (versions 6 to 8, see linearModel.combine).
+	// the trees' scores (versions 6 and later, see linearModel.combine).
 	lin *linearModel
 }
 
@@ -192,7 +193,7 @@ func (m *Model) ClassifyWindow(w *[WindowLen]float32, rr RRFeatures) Prediction 
 func (m *ensemble) predict(f *[NumFeatures]float32) Prediction { return m.predictWith(f, nil) }
 
 // predictWith classifies a feature vector with the ensemble and, when lin is not nil, with the
-// linear model: in log space (versions 6 to 8, linearModel.combine) or by averaging the probabilities,
+// linear model: in log space (versions 6 and later, linearModel.combine) or by averaging the probabilities,
 // lin.Share of them the linear model's (version 5).
 func (m *ensemble) predictWith(f *[NumFeatures]float32, lin *linearModel) Prediction {
 	s := m.scores(f)
@@ -203,7 +204,7 @@ func (m *ensemble) predictWith(f *[NumFeatures]float32, lin *linearModel) Predic
 	if lin != nil && lin.geometric {
 		lp := lin.logProbs(f[:])
 		s = lin.combine(&s, lp)
-		if lin.gated(&s, &lp) {
+		if lin.gated(&s, &lp, f) {
 			// The supraventricular gate: the linear model's call and probabilities.
 			softmax(p.Probs[:], lp[:])
 			p.Class = ClassS
@@ -275,10 +276,11 @@ func step(flat []flatNode, f *[NumFeatures]float32, i int32) int32 {
 // classes, uint32 number of features, uint32 number of ensembles, and per ensemble float32 base
 // scores, float32 decision offsets (version 2), uint32 number of trees, then each tree as
 // uint32 class, uint32 node count and nodes of (int16 feature, float32 threshold, int32 left,
-// int32 right, float32 value); versions 5 to 8 then have uint32 1 or 0 (whether a linear model
+// int32 right, float32 value); versions 5 and later then have uint32 1 or 0 (whether a linear model
 // follows) and the linear model (see linearModel.write; version 6 adds its base share, version 7
-// five features, version 8 two features and the supraventricular gate). All integers and floats
-// are little-endian. A model read from an older file is written in its version.
+// five features, version 8 two features and the supraventricular gate, version 9 the gate's
+// scope). All integers and floats are little-endian. A model read from an older file is
+// written in its version.
 func (m *Model) WriteTo(w io.Writer) (int64, error) {
 	version := m.Version
 	if modelFeatures[version] != m.NumFeatures {
