@@ -76,7 +76,7 @@ type linearModel struct {
 	// added to their scores, in [0, 1] (versions 6 and later; 0 in version 5).
 	Base float32
 	// Gate is the supraventricular gate (TrainOptions.SGate): 0 (off) or in [0.5, 1)
-	// (version 8; 0 before).
+	// (version 8 and later; 0 before).
 	Gate float32
 	// GateRuns limits the gate to beats in a regular fast run (TrainOptions.SGateRuns;
 	// version 9, false before).
