@@ -61,13 +61,10 @@ func newWindow(ttl time.Duration, max int) *window {
 	return &window{span: ttl / windowBuckets, max: max, pending: map[reading.ID]*claims{}}
 }
 
-// at is the ring slot of sequence number s.
-func (w *window) at(s uint64) *reading.ID {
-	p := int(s % uint64(w.max))
-	return &w.ring[p/ringChunk][p%ringChunk]
-}
+// entry is the index entry of sequence number s: its ring position + 1.
+func (w *window) entry(s uint64) uint32 { return uint32(s%uint64(w.max)) + 1 }
 
-// slot is the ring slot of an index entry (ring position + 1).
+// slot is the ring slot of an index entry.
 func (w *window) slot(v uint32) *reading.ID {
 	return &w.ring[(v-1)/ringChunk][(v-1)%ringChunk]
 }
@@ -186,12 +183,12 @@ func (w *window) addLocked(id reading.ID, at time.Time) {
 	if n := len(w.buckets); n == 0 || at.Sub(w.buckets[n-1].start) >= w.span {
 		w.buckets = append(w.buckets, bucket{start: at, first: w.head})
 	}
-	p := int(w.head % uint64(w.max))
-	if c := p / ringChunk; c == len(w.ring) {
+	v := w.entry(w.head)
+	if c := int(v-1) / ringChunk; c == len(w.ring) {
 		w.ring = append(w.ring, make([]reading.ID, min(ringChunk, w.max-c*ringChunk)))
 	}
-	w.ring[p/ringChunk][p%ringChunk] = id
-	w.insert(&id, uint32(p)+1)
+	*w.slot(v) = id
+	w.insert(&id, v)
 	w.head++
 }
 
@@ -211,7 +208,8 @@ func (w *window) growIndex() {
 	n := max(minIndex, 2*len(w.index))
 	w.index = make([]uint32, n)
 	for s := w.tail; s < w.head; s++ {
-		w.insert(w.at(s), uint32(s%uint64(w.max))+1)
+		v := w.entry(s)
+		w.insert(w.slot(v), v)
 	}
 }
 
@@ -233,9 +231,9 @@ func (w *window) expireLocked(now time.Time) {
 // probe sequence behind it closed up (backward-shift deletion), so no look-up ever stops
 // early at the freed slot.
 func (w *window) dropOldestLocked() {
-	v := uint32(w.tail%uint64(w.max)) + 1
+	v := w.entry(w.tail)
 	mask := len(w.index) - 1
-	i := w.home(w.at(w.tail))
+	i := w.home(w.slot(v))
 	for w.index[i] != v {
 		i = (i + 1) & mask
 	}
