@@ -193,7 +193,8 @@ func viaServe(bin, data, xmlPath string, configArgs []string, records, readings 
 	}
 	defer f.Close()
 	cpu0 := procCPU(cmd.Process.Pid) // serve's start-up, left out
-	fmt.Printf("serve idle: RSS %d MB (anonymous %d MB, the rest mapped from the binary)\n", statusKB(cmd.Process.Pid, "VmRSS:")/1000, statusKB(cmd.Process.Pid, "RssAnon:")/1000)
+	idle := statusKBs(cmd.Process.Pid, "VmRSS:", "RssAnon:")
+	fmt.Printf("serve idle: RSS %d MB (anonymous %d MB, the rest mapped from the binary)\n", idle[0]/1000, idle[1]/1000)
 	anon := sampleAnon(cmd.Process.Pid)
 	defer anon.stop()
 	t0 := time.Now()
@@ -314,18 +315,23 @@ func dropFromPageCache(path string) {
 }
 
 // statusKB is a field of /proc/<pid>/status in kB (0 when unreadable).
-func statusKB(pid int, field string) int64 {
+func statusKB(pid int, field string) int64 { return statusKBs(pid, field)[0] }
+
+// statusKBs are fields of /proc/<pid>/status in kB, read at once (0 when unreadable).
+func statusKBs(pid int, fields ...string) []int64 {
+	out := make([]int64, len(fields))
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0
+		return out
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, field) {
-			n, _ := strconv.ParseInt(strings.Fields(l)[1], 10, 64)
-			return n
+		for i, f := range fields {
+			if strings.HasPrefix(l, f) {
+				out[i], _ = strconv.ParseInt(strings.Fields(l)[1], 10, 64)
+			}
 		}
 	}
-	return 0
+	return out
 }
 
 // anonSampler records the highest anonymous and file-backed resident memory (RssAnon,
@@ -341,11 +347,12 @@ func sampleAnon(pid int) *anonSampler {
 		t := time.NewTicker(50 * time.Millisecond)
 		defer t.Stop()
 		for {
-			if n := statusKB(pid, "RssAnon:"); n > s.max.Load() {
-				s.max.Store(n)
+			kb := statusKBs(pid, "RssAnon:", "RssFile:")
+			if kb[0] > s.max.Load() {
+				s.max.Store(kb[0])
 			}
-			if n := statusKB(pid, "RssFile:"); n > s.maxFile.Load() {
-				s.maxFile.Store(n)
+			if kb[1] > s.maxFile.Load() {
+				s.maxFile.Store(kb[1])
 			}
 			select {
 			case <-s.done:
