@@ -290,16 +290,10 @@ func TestSupraventricularGate(t *testing.T) {
 	if names[featLocalNormal] != "local/normal" || names[featPrevNormal] != "prev/normal" || names[featSpread] != "spread" {
 		t.Fatalf("run condition features %q %q %q", names[featLocalNormal], names[featPrevNormal], names[featSpread])
 	}
-	off := *m
-	lin := *m.lin
-	lin.Gate = 0
-	off.lin = &lin
+	off := withGate(m, 0, false)
 	// The gate on every beat the model calls N (version 8's), then only on beats in runs.
 	for _, runs := range []bool{false, true} {
-		on := *m
-		onLin := *m.lin
-		onLin.GateRuns = runs
-		on.lin = &onLin
+		on := withGate(m, m.lin.Gate, runs)
 		var f [NumFeatures]float32
 		gated, foundGate, foundPlain, outside := 0, 0, 0, 0
 		for i := range beats {
@@ -339,10 +333,7 @@ func TestSupraventricularGate(t *testing.T) {
 			t.Fatalf("runs %v: the gate applied to %d beats and left %d outside runs: the test shows nothing", runs, gated, outside)
 		}
 	}
-	runsLin := *m.lin
-	runsLin.GateRuns = true
-	runsModel := *m
-	runsModel.lin = &runsLin
+	runsModel := withGate(m, m.lin.Gate, true)
 	var rb bytes.Buffer
 	if _, err := runsModel.WriteTo(&rb); err != nil {
 		t.Fatal(err)
@@ -351,7 +342,7 @@ func TestSupraventricularGate(t *testing.T) {
 		t.Fatalf("read back the gate limited to runs: %v, %+v", err, m2)
 	}
 	// A version 8 model holds the gate on every beat, not the one limited to runs.
-	v8 := runsModel
+	v8 := *runsModel
 	v8.Version = 8
 	if _, err := v8.WriteTo(&rb); err == nil || !strings.Contains(err.Error(), "runs") {
 		t.Errorf("a version 8 model with the gate limited to runs: error %v", err)
@@ -389,4 +380,13 @@ func TestSupraventricularGate(t *testing.T) {
 	if _, err := old.WriteTo(&buf); err != nil {
 		t.Errorf("a version 7 model without the gate: %v", err)
 	}
+}
+
+// withGate is a copy of m whose linear model has the given supraventricular gate and scope.
+func withGate(m *Model, gate float32, runs bool) *Model {
+	c := *m
+	lin := *m.lin
+	lin.Gate, lin.GateRuns = gate, runs
+	c.lin = &lin
+	return &c
 }
