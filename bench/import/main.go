@@ -13,6 +13,10 @@
 //     VmHWM also counts the pages of the binary serve has touched (72–110 MB, most of them
 //     at the binary's start), which the kernel can drop and read again; serve's file-backed
 //     resident memory (RssFile) at its peak is printed beside.
+//  4. with -into-serve, `pulselake ingest` into a running serve (the importer finds serve's
+//     NATS listener through the data directory, as a user's import does while serve runs):
+//     records/s, the importer's peak RSS, and serve's peak RSS, anonymous and file-backed
+//     memory, when the import is done and once the lake writer and the rules caught up.
 //
 // How many of the binary's pages count depends on how the page cache holds the file: right
 // after a build wrote it, in large folios, of which a touched page maps the whole (an idle
@@ -58,6 +62,7 @@ func main() {
 	dir := flag.String("dir", "", "directory for the export and data directories (default a temporary one)")
 	keep := flag.Bool("keep", false, "keep the generated files")
 	serve := flag.Bool("serve", false, "also import through serve (POST /v1/imports)")
+	intoServe := flag.Bool("into-serve", false, "also import with pulselake ingest into a running serve (the importer and serve as two processes)")
 	cli := flag.Bool("cli", true, "import with pulselake ingest")
 	config := flag.String("config", "", "pulselake config file for ingest and serve (e.g. a lower runtime.memory_limit)")
 	existing := flag.String("xml", "", "import this export.xml instead of generating one")
@@ -153,23 +158,45 @@ func main() {
 			fatal(err)
 		}
 	}
+
+	// 4. pulselake ingest into a running serve.
+	if *intoServe {
+		if *coldBinary {
+			dropFromPageCache(*bin)
+		}
+		if err := ingestIntoServe(*bin, filepath.Join(*dir, "data-into-serve"), xmlPath, configArgs, st.Records, readings); err != nil {
+			fatal(err)
+		}
+	}
 }
 
-func viaServe(bin, data, xmlPath string, configArgs []string, records, readings int64) error {
-	os.RemoveAll(data) // a fresh data directory: nothing is a duplicate of an earlier run
+// benchToken is the admin token of the serve processes this command starts.
+const benchToken = "bench-admin-token-0123456789abcdef"
+
+// servedProcess is a `pulselake serve` this command started.
+type servedProcess struct {
+	cmd  *exec.Cmd
+	base string  // its HTTP URL
+	cpu0 float64 // its CPU time once started, left out of the figures
+	anon *anonSampler
+}
+
+// startServe starts `pulselake serve` on a fresh data directory (nothing is a duplicate of
+// an earlier run), waits until it listens and prints its idle memory.
+func startServe(bin, data string, configArgs []string) (*servedProcess, error) {
+	os.RemoveAll(data)
 	cmd := exec.Command(bin, append([]string{"serve", "--data", data, "--http", "127.0.0.1:0", "--mqtt", "off"}, configArgs...)...)
-	cmd.Env = append(os.Environ(), "PULSELAKE_ADMIN_TOKEN=bench-admin-token-0123456789abcdef")
-	logf, _ := os.Create(filepath.Join(filepath.Dir(data), "serve.log"))
-	defer logf.Close()
+	cmd.Env = append(os.Environ(), "PULSELAKE_ADMIN_TOKEN="+benchToken)
+	logf, err := os.Create(filepath.Join(filepath.Dir(data), "serve.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close() // serve holds its own descriptor
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		return err
+		return nil, err
 	}
-	defer func() {
-		cmd.Process.Signal(os.Interrupt)
-		cmd.Wait()
-	}()
-	var base string
+	s := &servedProcess{cmd: cmd}
 	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		b, err := os.ReadFile(filepath.Join(data, "serve.json"))
 		if err != nil {
@@ -179,24 +206,88 @@ func viaServe(bin, data, xmlPath string, configArgs []string, records, readings 
 			HTTPURL string `json:"http"`
 		}
 		if json.Unmarshal(b, &info) == nil && info.HTTPURL != "" {
-			base = info.HTTPURL
+			s.base = info.HTTPURL
 			break
 		}
 	}
-	if base == "" {
-		return fmt.Errorf("serve did not start; see %s", logf.Name())
+	if s.base == "" {
+		s.stop()
+		return nil, fmt.Errorf("serve did not start; see %s", logf.Name())
 	}
-	tok := "bench-admin-token-0123456789abcdef"
+	s.cpu0 = procCPU(cmd.Process.Pid)
+	idle := statusKBs(cmd.Process.Pid, "VmRSS:", "RssAnon:")
+	fmt.Printf("serve idle: RSS %d MB (anonymous %d MB, the rest mapped from the binary)\n", idle[0]/1000, idle[1]/1000)
+	s.anon = sampleAnon(cmd.Process.Pid)
+	return s, nil
+}
+
+func (s *servedProcess) stop() {
+	if s.anon != nil {
+		s.anon.stop()
+	}
+	s.cmd.Process.Signal(os.Interrupt)
+	s.cmd.Wait()
+}
+
+// cpu is serve's CPU time since it started listening.
+func (s *servedProcess) cpu() float64 { return procCPU(s.cmd.Process.Pid) - s.cpu0 }
+
+// memory describes serve's peak memory so far.
+func (s *servedProcess) memory() string {
+	return fmt.Sprintf("serve peak RSS (VmHWM) %d MB, anonymous %d MB, file-backed %d MB",
+		vmHWM(s.cmd.Process.Pid)/1000, s.anon.peak()/1000, s.anon.peakFile()/1000)
+}
+
+// waitCaughtUp waits until serve's lake writer and rules handled every message, then prints
+// serve's totals from t0.
+func (s *servedProcess) waitCaughtUp(t0 time.Time, records int64) {
+	// An import is done when its readings are in the stream; the lake writer and the rules
+	// may still be behind.
+	for !caughtUp(s.base, benchToken) {
+		time.Sleep(500 * time.Millisecond)
+	}
+	cpu := s.cpu()
+	fmt.Printf("serve until the lake writer and the rules caught up: total %.1fs, serve CPU %.1fs (%.0f records per CPU-second); %s; load average %s\n",
+		time.Since(t0).Seconds(), cpu, float64(records)/cpu, s.memory(), loadAvg())
+}
+
+// ingestIntoServe runs `pulselake ingest` on the data directory of a running serve: the
+// importer reads the export and stores its readings in serve's stream (through serve's NATS
+// listener), serve's lake writer, rules, detectors and classifier handle them.
+func ingestIntoServe(bin, data, xmlPath string, configArgs []string, records, readings int64) error {
+	s, err := startServe(bin, data, configArgs)
+	if err != nil {
+		return err
+	}
+	defer s.stop()
+	t0 := time.Now()
+	cmd := exec.Command(bin, append([]string{"ingest", "--data", data, "--subject", "bench", "--format", "apple-health", xmlPath}, configArgs...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("pulselake ingest into serve: %v\n%s", err, out.String())
+	}
+	el := time.Since(t0).Seconds()
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	fmt.Printf("pulselake ingest into serve: %.1fs, %.0f records/s, %.0f readings/s; importer CPU %.1fs, peak RSS %d MB; serve CPU %.1fs, %s; load average %s\n  %s",
+		el, float64(records)/el, float64(readings)/el, (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds(), ru.Maxrss/1000,
+		s.cpu(), s.memory(), loadAvg(), lastLines(out.String(), 1))
+	s.waitCaughtUp(t0, records)
+	return nil
+}
+
+func viaServe(bin, data, xmlPath string, configArgs []string, records, readings int64) error {
+	s, err := startServe(bin, data, configArgs)
+	if err != nil {
+		return err
+	}
+	defer s.stop()
+	base, tok := s.base, benchToken
 	f, err := os.Open(xmlPath)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	cpu0 := procCPU(cmd.Process.Pid) // serve's start-up, left out
-	idle := statusKBs(cmd.Process.Pid, "VmRSS:", "RssAnon:")
-	fmt.Printf("serve idle: RSS %d MB (anonymous %d MB, the rest mapped from the binary)\n", idle[0]/1000, idle[1]/1000)
-	anon := sampleAnon(cmd.Process.Pid)
-	defer anon.stop()
 	t0 := time.Now()
 	req, _ := http.NewRequest("POST", base+"/v1/imports?subject=bench&format=apple-health", f)
 	req.Header.Set("Authorization", "Bearer "+tok)
@@ -211,11 +302,7 @@ func viaServe(bin, data, xmlPath string, configArgs []string, records, readings 
 		return fmt.Errorf("POST /v1/imports: %d %s", resp.StatusCode, body)
 	}
 	uploaded := time.Since(t0).Seconds()
-	var peak int64
 	for {
-		if r := vmHWM(cmd.Process.Pid); r > peak {
-			peak = r
-		}
 		req, _ := http.NewRequest("GET", base+"/v1/imports/"+created.ID, nil)
 		req.Header.Set("Authorization", "Bearer "+tok)
 		resp, err := http.DefaultClient.Do(req)
@@ -234,17 +321,9 @@ func viaServe(bin, data, xmlPath string, configArgs []string, records, readings 
 		}
 		if st.State == "done" {
 			el := time.Since(t0).Seconds()
-			fmt.Printf("serve (POST /v1/imports): upload %.1fs, total %.1fs, %.0f records/s, %.0f readings/s, %d accepted; serve CPU %.1fs; serve peak RSS (VmHWM) %d MB, anonymous %d MB, file-backed %d MB; load average %s\n",
-				uploaded, el, float64(records)/el, float64(readings)/el, st.Accepted, procCPU(cmd.Process.Pid)-cpu0, peak/1000, anon.peak()/1000, anon.peakFile()/1000, loadAvg())
-			// The import is done when its readings are in the stream; the lake writer and the
-			// rules may still be behind. Wait until they have handled every message.
-			for !caughtUp(base, tok) {
-				time.Sleep(500 * time.Millisecond)
-			}
-			el = time.Since(t0).Seconds()
-			cpu := procCPU(cmd.Process.Pid) - cpu0
-			fmt.Printf("serve until the lake writer and the rules caught up: total %.1fs, serve CPU %.1fs (%.0f records per CPU-second); serve peak RSS (VmHWM) %d MB, anonymous %d MB, file-backed %d MB; load average %s\n",
-				el, cpu, float64(records)/cpu, vmHWM(cmd.Process.Pid)/1000, anon.peak()/1000, anon.peakFile()/1000, loadAvg())
+			fmt.Printf("serve (POST /v1/imports): upload %.1fs, total %.1fs, %.0f records/s, %.0f readings/s, %d accepted; serve CPU %.1fs; %s; load average %s\n",
+				uploaded, el, float64(records)/el, float64(readings)/el, st.Accepted, s.cpu(), s.memory(), loadAvg())
+			s.waitCaughtUp(t0, records)
 			return nil
 		}
 		time.Sleep(500 * time.Millisecond)
