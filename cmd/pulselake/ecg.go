@@ -94,7 +94,7 @@ func addTrainFlags(cmd *cobra.Command, opt *ecg.TrainOptions) {
 	f.Float64Var(&opt.Linear, "linear", ecg.DefaultLinearShare, "also train a logistic regression on the patient-relative features and give it this share of the class scores, against the trees' (0 = trees alone)")
 	f.Float64Var(&opt.LinearBase, "linear-base", ecg.DefaultLinearBase, "boost the trees from this share of the logistic regression's log-probabilities (0 = from the class priors; needs --linear above 0)")
 	f.Float64Var(&opt.SGate, "s-gate", ecg.DefaultSGate, "supraventricular gate: call a beat S when the model calls it N but the logistic regression gives S at least this probability (0 = off, else 0.5 to below 1; needs --linear above 0)")
-	f.BoolVar(&opt.SGateRuns, "s-gate-runs", true, "apply the supraventricular gate only to beats in a regular fast run (false = to every beat the model calls N)")
+	f.BoolVar(&opt.SGateRuns, "s-gate-runs", true, "apply the supraventricular gate only to beats in a regular fast run or at its onset (false = to every beat the model calls N)")
 	f.BoolVar(&opt.PatientOnly, "patient-only", false, "classify beats with RR intervals by patient-relative features only (no raw window samples)")
 	f.IntVar(&opt.TuneFolds, "tune-folds", 0, "tune the decision rule by a leave-records-out cross-validation with this many folds over the training records (0 = off)")
 }

@@ -272,10 +272,10 @@ func FuzzReadModel(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(b.Bytes())
-	// With the linear model and the supraventricular gate, on every beat and limited to runs.
-	for _, runs := range []bool{false, true} {
+	// With the linear model and the supraventricular gate in each of its scopes.
+	for _, scope := range []gateScope{gateEveryBeat, gateRuns, gateRunsOnsets} {
 		lin := *m.lin
-		lin.Gate, lin.GateRuns = 0.5, runs
+		lin.Gate, lin.GateScope = 0.5, scope
 		small.lin = &lin
 		b.Reset()
 		if _, err := small.WriteTo(&b); err != nil {

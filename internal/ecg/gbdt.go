@@ -52,20 +52,21 @@ type TrainOptions struct {
 	// patients; the trees' absolute shapes of the training patients call the runs of a new
 	// patient's supraventricular tachycardia normal (docs/ecg.md, Evaluation 2).
 	SGate float64 `json:",omitempty"`
-	// SGateRuns limits the gate to beats in a regular fast run: the last ten intervals below
-	// 0.7 of the patient's normal rhythm, the previous one below 0.75 and a regular rhythm
-	// (spread below 0.08). Those are where the trees miss a new patient's supraventricular
-	// beats; the beats the gate would call S elsewhere are mostly a known patient's sinus
-	// arrhythmia and atrial fibrillation, which the trees get right (docs/ecg.md, Evaluation 2).
+	// SGateRuns limits the gate to beats in a regular fast run or at its onset: the last ten
+	// intervals below 0.7 of the patient's normal rhythm and the previous one below 0.75, or
+	// the beat's own and the previous interval below 0.65 of it, in a regular rhythm (spread
+	// below 0.08). Those are where the trees miss a new patient's supraventricular beats; the
+	// beats the gate would call S elsewhere are mostly a known patient's sinus arrhythmia and
+	// atrial fibrillation, which the trees get right (docs/ecg.md, Evaluation 2).
 	SGateRuns bool   `json:",omitempty"`
 	Seed      uint64 // seeds row subsampling; training is deterministic for a seed
 	Workers   int    // goroutines building histograms; default 2
 }
 
 // DefaultSGate is the supraventricular gate (TrainOptions.SGate) of the default model and of
-// the ecg commands, limited to runs (TrainOptions.SGateRuns): chosen on the inter-patient
-// cross-validation of docs/ecg.md, where it finds a new patient's runs the trees call normal
-// and leaves the intra-patient figures as they were.
+// the ecg commands, limited to runs and their onsets (TrainOptions.SGateRuns): chosen on the
+// inter-patient cross-validation of docs/ecg.md, where it finds a new patient's runs the trees
+// call normal and leaves the intra-patient figures as they were.
 const DefaultSGate = 0.5
 
 // DefaultClassWeight is the class weight (TrainOptions.ClassWeight) of the default model and
@@ -223,7 +224,10 @@ func trainLinearOn(beats []Beat, opt TrainOptions) (*linearModel, error) {
 	if err != nil {
 		return nil, err
 	}
-	lin.Base, lin.Gate, lin.GateRuns, lin.geometric = float32(opt.LinearBase), float32(opt.SGate), opt.SGateRuns, true
+	lin.Base, lin.Gate, lin.geometric = float32(opt.LinearBase), float32(opt.SGate), true
+	if opt.SGateRuns {
+		lin.GateScope = gateRunsOnsets
+	}
 	return lin, nil
 }
 

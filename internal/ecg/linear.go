@@ -78,9 +78,9 @@ type linearModel struct {
 	// Gate is the supraventricular gate (TrainOptions.SGate): 0 (off) or in [0.5, 1)
 	// (version 8 and later; 0 before).
 	Gate float32
-	// GateRuns limits the gate to beats in a regular fast run (TrainOptions.SGateRuns;
-	// version 9, false before).
-	GateRuns    bool
+	// GateScope is which beats the gate applies to (version 9 and later; every beat the
+	// model calls N before).
+	GateScope   gateScope
 	Mean, Scale [numLinear]float32
 	W           [linearClasses][linearDim]float32
 	Bias        [linearClasses]float32
@@ -141,20 +141,70 @@ func (m *linearModel) combine(s *[NumClasses]float64, lp [NumClasses]float64) [N
 
 // Feature indices of the run condition of the gate (see FeatureNames).
 const (
+	featPreNormal   = numV3Features - numNormalFeat
 	featLocalNormal = numV3Features - numNormalFeat + 2
 	featSpread      = numV3Features - numNormalFeat + 4
 	featPrevNormal  = numV4Features - 1
 )
 
-// Bounds of a regular fast run (TrainOptions.SGateRuns): the mean of the last ten intervals
-// and the previous interval against the patient's normal rhythm, and the rhythm's spread.
-// The supraventricular runs the trees miss in DS1 are at 0.5–0.6 of the normal rhythm with a
+// gateScope is which beats the supraventricular gate applies to.
+type gateScope uint32
+
+const (
+	// gateEveryBeat: every beat the model calls N (version 8's gate).
+	gateEveryBeat gateScope = iota
+	// gateRuns: beats in a regular fast run (inRun; version 9).
+	gateRuns
+	// gateRunsOnsets: beats in a regular fast run or at its onset (inRun, runOnset; version
+	// 10, what TrainOptions.SGateRuns trains).
+	gateRunsOnsets
+)
+
+func (s gateScope) String() string {
+	switch s {
+	case gateEveryBeat:
+		return "every beat"
+	case gateRuns:
+		return "runs"
+	}
+	return "runs and their onsets"
+}
+
+// minVersion is the first model file version that holds the scope.
+func (s gateScope) minVersion() int {
+	switch s {
+	case gateEveryBeat:
+		return 8
+	case gateRuns:
+		return 9
+	}
+	return 10
+}
+
+// applies reports whether the gate of this scope applies to the beat of features f.
+func (s gateScope) applies(f *[NumFeatures]float32) bool {
+	switch s {
+	case gateRuns:
+		return inRun(f)
+	case gateRunsOnsets:
+		return inRun(f) || runOnset(f)
+	}
+	return true
+}
+
+// Bounds of a regular fast run (gateRuns): the mean of the last ten intervals and the
+// previous interval against the patient's normal rhythm, and the rhythm's spread. The
+// supraventricular runs the trees miss in DS1 are at 0.5–0.6 of the normal rhythm with a
 // spread about 0.03; a known patient's normal beats the gate alone calls S are sinus
-// arrhythmia at 0.7–0.8 and atrial fibrillation (large spread).
+// arrhythmia at 0.7–0.8 and atrial fibrillation (large spread). A run's first beats, whose
+// mean of the last ten intervals is still near the normal rhythm, are at its onset
+// (gateRunsOnsets): the beat's own and the previous interval below 0.65 of the normal rhythm
+// in a regular rhythm.
 const (
 	runLocalMax  = 0.7
 	runPrevMax   = 0.75
 	runSpreadMax = 0.08
+	runOnsetMax  = 0.65
 )
 
 // inRun reports whether the features f describe a beat in a regular fast run.
@@ -163,11 +213,18 @@ func inRun(f *[NumFeatures]float32) bool {
 	return l > 0 && l < runLocalMax && f[featPrevNormal] < runPrevMax && f[featSpread] < runSpreadMax
 }
 
+// runOnset reports whether the features f describe a beat at the onset of a regular fast
+// run: it and the beat before came early.
+func runOnset(f *[NumFeatures]float32) bool {
+	p := f[featPreNormal]
+	return p > 0 && p < runOnsetMax && f[featPrevNormal] < runOnsetMax && f[featSpread] < runSpreadMax
+}
+
 // gated reports whether the supraventricular gate calls the beat of features f S: the
 // combined scores z call it N, the linear log-probabilities lp give S at least the gate and,
-// when the gate is limited to runs, the beat is in one.
+// the beat is in the gate's scope.
 func (m *linearModel) gated(z, lp *[NumClasses]float64, f *[NumFeatures]float32) bool {
-	if m.Gate == 0 || lp[ClassS] < math.Log(float64(m.Gate)) || (m.GateRuns && !inRun(f)) {
+	if m.Gate == 0 || lp[ClassS] < math.Log(float64(m.Gate)) || !m.GateScope.applies(f) {
 		return false
 	}
 	for c := 1; c < NumClasses; c++ {
@@ -298,7 +355,8 @@ func trainLinear(x []float32, y []int, weight []float64, share float64) (*linear
 
 // write appends the linear model in the layout of the model file version: float32 share,
 // float32 base (versions 6 and later), float32 gate (version 8 and later), uint32 gate scope
-// (version 9: 0 every beat, 1 beats in a regular fast run), uint32 number of features
+// (version 9: 0 every beat, 1 beats in a regular fast run; version 10 also 2, beats in a
+// regular fast run or at its onset), uint32 number of features
 // (numLinearV6 before version 7), float32 means, float32 scales, then per class N, S, V, F
 // float32 bias and weights.
 func (m *linearModel) write(w io.Writer, version int) error {
@@ -320,13 +378,10 @@ func (m *linearModel) write(w io.Writer, version int) error {
 	if m.Gate != 0 && version < 8 {
 		return fmt.Errorf("a version %d model cannot hold a supraventricular gate", version)
 	}
-	if m.GateRuns && version < 9 {
-		return fmt.Errorf("a version %d model cannot hold a supraventricular gate limited to runs", version)
+	if m.GateScope != gateEveryBeat && version < m.GateScope.minVersion() {
+		return fmt.Errorf("a version %d model cannot hold a supraventricular gate limited to %s", version, m.GateScope)
 	}
-	var scope uint32
-	if m.GateRuns {
-		scope = 1
-	}
+	scope := uint32(m.GateScope)
 	fields := []any{m.Share, uint32(nf), m.Mean[:nf], m.Scale[:nf]}
 	switch {
 	case version >= 9:
@@ -401,10 +456,10 @@ func readLinear(br *bytes.Reader, version int) (*linearModel, error) {
 		if err := binary.Read(br, le, &scope); err != nil {
 			return nil, fmt.Errorf("%w: linear model: %w", ErrModelFormat, err)
 		}
-		if scope > 1 || (scope == 1 && m.Gate == 0) {
-			return nil, fmt.Errorf("%w: supraventricular gate scope %d (gate %v)", ErrModelFormat, scope, m.Gate)
+		if scope > uint32(gateRunsOnsets) || gateScope(scope).minVersion() > version || (scope != 0 && m.Gate == 0) {
+			return nil, fmt.Errorf("%w: supraventricular gate scope %d (gate %v, version %d)", ErrModelFormat, scope, m.Gate, version)
 		}
-		m.GateRuns = scope == 1
+		m.GateScope = gateScope(scope)
 	}
 	want := linearCount(version)
 	if err := binary.Read(br, le, &nf); err != nil || int(nf) != want {

@@ -200,7 +200,7 @@ func TestModelLinearFile(t *testing.T) {
 		"infinite mean":  func(l *linearModel) { l.Mean[0] = float32(math.Inf(1)) },
 		"gate below 0.5": func(l *linearModel) { l.Gate = 0.3 },
 		"gate 1":         func(l *linearModel) { l.Gate = 1 },
-		"runs, no gate":  func(l *linearModel) { l.Gate, l.GateRuns = 0, true },
+		"runs, no gate":  func(l *linearModel) { l.Gate, l.GateScope = 0, gateRuns },
 	} {
 		bad := *m2
 		lin := *m2.lin
@@ -261,8 +261,9 @@ func TestModelV6File(t *testing.T) {
 
 // TestSupraventricularGate checks the gate of TrainOptions.SGate: a beat the combined model
 // calls N is called S, with the linear model's probabilities, exactly when the linear model
-// gives S at least the gate; every other beat keeps the combined model's prediction. The gate
-// survives the model file, which older versions cannot hold.
+// gives S at least the gate and the beat is in the gate's scope (every beat, beats in runs,
+// beats in runs or at their onsets); every other beat keeps the combined model's prediction.
+// The gate and its scope survive the model file, which older versions cannot hold.
 func TestSupraventricularGate(t *testing.T) {
 	// Trained on eight patients (207's supraventricular runs among them), tested on a ninth's
 	// supraventricular runs (record 209), where the trees alone call some of them N.
@@ -283,17 +284,19 @@ func TestSupraventricularGate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.lin.Gate != 0.5 || m.lin.GateRuns || m.Version != 9 {
-		t.Fatalf("gate %v (runs %v), version %d", m.lin.Gate, m.lin.GateRuns, m.Version)
+	if m.lin.Gate != 0.5 || m.lin.GateScope != gateEveryBeat || m.Version != ModelVersion {
+		t.Fatalf("gate %v (%v), version %d", m.lin.Gate, m.lin.GateScope, m.Version)
 	}
 	names := FeatureNames()
-	if names[featLocalNormal] != "local/normal" || names[featPrevNormal] != "prev/normal" || names[featSpread] != "spread" {
-		t.Fatalf("run condition features %q %q %q", names[featLocalNormal], names[featPrevNormal], names[featSpread])
+	if names[featPreNormal] != "pre/normal" || names[featLocalNormal] != "local/normal" || names[featPrevNormal] != "prev/normal" || names[featSpread] != "spread" {
+		t.Fatalf("run condition features %q %q %q %q", names[featPreNormal], names[featLocalNormal], names[featPrevNormal], names[featSpread])
 	}
-	off := withGate(m, 0, false)
-	// The gate on every beat the model calls N (version 8's), then only on beats in runs.
-	for _, runs := range []bool{false, true} {
-		on := withGate(m, m.lin.Gate, runs)
+	off := withGate(m, 0, gateEveryBeat)
+	// The gate on every beat the model calls N (version 8's), then only on beats in runs
+	// (version 9's), then on beats in runs or at their onsets.
+	gatedBy := map[gateScope]int{}
+	for _, scope := range []gateScope{gateEveryBeat, gateRuns, gateRunsOnsets} {
+		on := withGate(m, m.lin.Gate, scope)
 		var f [NumFeatures]float32
 		gated, foundGate, foundPlain, outside := 0, 0, 0, 0
 		for i := range beats {
@@ -309,50 +312,61 @@ func TestSupraventricularGate(t *testing.T) {
 			var lp [NumClasses]float64
 			ls := m.lin.scores(f[:])
 			softmax(lp[:], ls[:])
-			if plain.Class == ClassN && lp[ClassS] >= 0.5 && runs && !inRun(&f) {
+			inScope := inRun(&f) || (scope == gateRunsOnsets && runOnset(&f))
+			if plain.Class == ClassN && lp[ClassS] >= 0.5 && scope != gateEveryBeat && !inScope {
 				outside++
 			}
-			if plain.Class != ClassN || lp[ClassS] < 0.5 || (runs && !inRun(&f)) {
+			if plain.Class != ClassN || lp[ClassS] < 0.5 || (scope != gateEveryBeat && !inScope) {
 				if got != plain {
-					t.Fatalf("runs %v, beat %d: %+v with the gate, %+v without, linear S %v", runs, i, got, plain, lp[ClassS])
+					t.Fatalf("%v, beat %d: %+v with the gate, %+v without, linear S %v", scope, i, got, plain, lp[ClassS])
 				}
 				continue
 			}
 			gated++
 			if got.Class != ClassS {
-				t.Fatalf("runs %v, beat %d: class %v, linear S %v, want S", runs, i, got.Class, lp[ClassS])
+				t.Fatalf("%v, beat %d: class %v, linear S %v, want S", scope, i, got.Class, lp[ClassS])
 			}
 			for c := range lp {
 				if math.Abs(got.Probs[c]-lp[c]) > 1e-5 {
-					t.Fatalf("runs %v, beat %d class %d: probability %v, want the linear model's %v", runs, i, c, got.Probs[c], lp[c])
+					t.Fatalf("%v, beat %d class %d: probability %v, want the linear model's %v", scope, i, c, got.Probs[c], lp[c])
 				}
 			}
 		}
-		t.Logf("runs %v: %d of %d beats called S by the gate, %d left to the model outside runs (S beats: %d called S with the gate, %d without)", runs, gated, len(beats), outside, foundGate, foundPlain)
-		if gated == 0 || (runs && outside == 0) {
-			t.Fatalf("runs %v: the gate applied to %d beats and left %d outside runs: the test shows nothing", runs, gated, outside)
+		t.Logf("%v: %d of %d beats called S by the gate, %d left to the model outside its scope (S beats: %d called S with the gate, %d without)", scope, gated, len(beats), outside, foundGate, foundPlain)
+		if gated == 0 || (scope != gateEveryBeat && outside == 0) {
+			t.Fatalf("%v: the gate applied to %d beats and left %d outside its scope: the test shows nothing", scope, gated, outside)
+		}
+		gatedBy[scope] = gated
+	}
+	if !(gatedBy[gateRuns] < gatedBy[gateRunsOnsets] && gatedBy[gateRunsOnsets] < gatedBy[gateEveryBeat]) {
+		t.Errorf("beats called S by the gate on every beat, in runs, in runs and at their onsets: %v; want the onsets to add some", gatedBy)
+	}
+	// Each scope reads back from the first version that holds it, and no earlier one holds it.
+	for _, scope := range []gateScope{gateRuns, gateRunsOnsets} {
+		scoped := withGate(m, m.lin.Gate, scope)
+		for _, version := range []int{scope.minVersion(), ModelVersion} {
+			scoped.Version = version
+			var rb bytes.Buffer
+			if _, err := scoped.WriteTo(&rb); err != nil {
+				t.Fatal(err)
+			}
+			if m2, err := ReadModel(&rb); err != nil || m2.Version != version || m2.lin.GateScope != scope || m2.lin.Gate != 0.5 {
+				t.Fatalf("read back the gate limited to %v (version %d): %v, %+v", scope, version, err, m2)
+			}
+		}
+		scoped.Version = scope.minVersion() - 1
+		if _, err := scoped.WriteTo(new(bytes.Buffer)); err == nil || !strings.Contains(err.Error(), scope.String()) {
+			t.Errorf("a version %d model with the gate limited to %v: error %v", scoped.Version, scope, err)
 		}
 	}
-	runsModel := withGate(m, m.lin.Gate, true)
-	var rb bytes.Buffer
-	if _, err := runsModel.WriteTo(&rb); err != nil {
-		t.Fatal(err)
-	}
-	if m2, err := ReadModel(&rb); err != nil || !m2.lin.GateRuns || m2.lin.Gate != 0.5 {
-		t.Fatalf("read back the gate limited to runs: %v, %+v", err, m2)
-	}
-	// A version 8 model holds the gate on every beat, not the one limited to runs.
-	v8 := *runsModel
+	// A version 8 model holds the gate on every beat.
+	v8 := *m
 	v8.Version = 8
-	if _, err := v8.WriteTo(&rb); err == nil || !strings.Contains(err.Error(), "runs") {
-		t.Errorf("a version 8 model with the gate limited to runs: error %v", err)
-	}
-	v8.lin = m.lin
-	rb.Reset()
+	var rb bytes.Buffer
 	if _, err := v8.WriteTo(&rb); err != nil {
 		t.Fatal(err)
 	}
-	if m2, err := ReadModel(&rb); err != nil || m2.Version != 8 || m2.lin.Gate != 0.5 || m2.lin.GateRuns {
+	if m2, err := ReadModel(&rb); err != nil || m2.Version != 8 || m2.lin.Gate != 0.5 || m2.lin.GateScope != gateEveryBeat {
 		t.Fatalf("read back a version 8 model with the gate: %v, %+v", err, m2)
 	}
 	var buf bytes.Buffer
@@ -383,10 +397,10 @@ func TestSupraventricularGate(t *testing.T) {
 }
 
 // withGate is a copy of m whose linear model has the given supraventricular gate and scope.
-func withGate(m *Model, gate float32, runs bool) *Model {
+func withGate(m *Model, gate float32, scope gateScope) *Model {
 	c := *m
 	lin := *m.lin
-	lin.Gate, lin.GateRuns = gate, runs
+	lin.Gate, lin.GateScope = gate, scope
 	c.lin = &lin
 	return &c
 }

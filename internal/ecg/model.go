@@ -22,12 +22,13 @@ import (
 // 5 files (the linear model's probabilities averaged with the trees') and version 6 files (98
 // features, the linear model combined in log space, as now), version 7 files (103 features,
 // no supraventricular gate) and version 8 files (as now, but the gate, when there is one,
-// applies to every beat).
-const ModelVersion = 9
+// applies to every beat) and version 9 files (as now, but a gate limited to runs leaves their
+// onsets out).
+const ModelVersion = 10
 
 // modelFeatures is the number of features of each model file version; each is a prefix of
 // the next, so older models give the same predictions as before.
-var modelFeatures = map[int]int{1: numV1Features, 2: numV2Features, 3: numV3Features, 4: numV4Features, 5: numV4Features, 6: numV4Features, 7: numV7Features, 8: NumFeatures, 9: NumFeatures}
+var modelFeatures = map[int]int{1: numV1Features, 2: numV2Features, 3: numV3Features, 4: numV4Features, 5: numV4Features, 6: numV4Features, 7: numV7Features, 8: NumFeatures, 9: NumFeatures, 10: NumFeatures}
 
 const modelMagic = "PLECGGBT"
 
@@ -279,7 +280,7 @@ func step(flat []flatNode, f *[NumFeatures]float32, i int32) int32 {
 // int32 right, float32 value); versions 5 and later then have uint32 1 or 0 (whether a linear model
 // follows) and the linear model (see linearModel.write; version 6 adds its base share, version 7
 // five features, version 8 two features and the supraventricular gate, version 9 the gate's
-// scope). All integers and floats are little-endian. A model read from an older file is
+// scope, version 10 a scope that adds the onsets of runs). All integers and floats are little-endian. A model read from an older file is
 // written in its version.
 func (m *Model) WriteTo(w io.Writer) (int64, error) {
 	version := m.Version
