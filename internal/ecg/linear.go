@@ -221,7 +221,7 @@ func runOnset(f *[NumFeatures]float32) bool {
 }
 
 // gated reports whether the supraventricular gate calls the beat of features f S: the
-// combined scores z call it N, the linear log-probabilities lp give S at least the gate and,
+// combined scores z call it N, the linear log-probabilities lp give S at least the gate and
 // the beat is in the gate's scope.
 func (m *linearModel) gated(z, lp *[NumClasses]float64, f *[NumFeatures]float32) bool {
 	if m.Gate == 0 || lp[ClassS] < math.Log(float64(m.Gate)) || !m.GateScope.applies(f) {

@@ -2,8 +2,11 @@ package ecg
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/binary"
 	"errors"
+	"io"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -201,6 +204,7 @@ func TestModelLinearFile(t *testing.T) {
 		"gate below 0.5": func(l *linearModel) { l.Gate = 0.3 },
 		"gate 1":         func(l *linearModel) { l.Gate = 1 },
 		"runs, no gate":  func(l *linearModel) { l.Gate, l.GateScope = 0, gateRuns },
+		"unknown scope":  func(l *linearModel) { l.Gate, l.GateScope = 0.5, gateRunsOnsets+1 },
 	} {
 		bad := *m2
 		lin := *m2.lin
@@ -358,6 +362,15 @@ func TestSupraventricularGate(t *testing.T) {
 		if _, err := scoped.WriteTo(new(bytes.Buffer)); err == nil || !strings.Contains(err.Error(), scope.String()) {
 			t.Errorf("a version %d model with the gate limited to %v: error %v", scoped.Version, scope, err)
 		}
+		// Nor does a file of an earlier version that claims the scope read.
+		scoped.Version = scope.minVersion()
+		var rb bytes.Buffer
+		if _, err := scoped.WriteTo(&rb); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ReadModel(withVersion(t, rb.Bytes(), scope.minVersion()-1)); !errors.Is(err, ErrModelFormat) {
+			t.Errorf("a version %d file with the gate limited to %v: error %v, want ErrModelFormat", scope.minVersion()-1, scope, err)
+		}
 	}
 	// A version 8 model holds the gate on every beat.
 	v8 := *m
@@ -394,6 +407,25 @@ func TestSupraventricularGate(t *testing.T) {
 	if _, err := old.WriteTo(&buf); err != nil {
 		t.Errorf("a version 7 model without the gate: %v", err)
 	}
+}
+
+// withVersion returns the model file data with its version field set to v.
+func withVersion(t *testing.T, data []byte, v int) io.Reader {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	binary.LittleEndian.PutUint32(raw[len(modelMagic):], uint32(v))
+	var out bytes.Buffer
+	zw := gzip.NewWriter(&out)
+	zw.Write(raw)
+	zw.Close()
+	return &out
 }
 
 // withGate is a copy of m whose linear model has the given supraventricular gate and scope.
