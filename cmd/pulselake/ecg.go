@@ -88,7 +88,7 @@ func addTrainFlags(cmd *cobra.Command, opt *ecg.TrainOptions) {
 	f := cmd.Flags()
 	f.Uint64Var(&opt.Seed, "seed", 1, "random seed (training is deterministic for a seed)")
 	f.IntVar(&opt.Rounds, "rounds", 120, "boosting rounds")
-	f.IntVar(&opt.MaxDepth, "depth", 6, "maximum tree depth")
+	f.IntVar(&opt.MaxDepth, "depth", 6, "maximum tree depth (at most 24)")
 	f.IntVar(&opt.Workers, "workers", 2, "goroutines used for training")
 	f.Float64Var(&opt.ClassWeight, "class-weight", ecg.DefaultClassWeight, "weigh beats by (count of N / count of their class)^W; 0 = equal weights, 1 = balanced")
 	f.Float64Var(&opt.Linear, "linear", ecg.DefaultLinearShare, "also train a logistic regression on the patient-relative features and give it this share of the class scores, against the trees' (0 = trees alone)")

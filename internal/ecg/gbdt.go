@@ -13,7 +13,7 @@ import (
 // documented on each field.
 type TrainOptions struct {
 	Rounds       int     // boosting rounds, each adds one tree per class; default 120
-	MaxDepth     int     // default 6
+	MaxDepth     int     // default 6, at most 24
 	LearningRate float64 // default 0.2
 	Lambda       float64 // L2 regularization of leaf values; default 1
 	MinHessian   float64 // minimum hessian sum in a leaf; default 1
@@ -139,6 +139,9 @@ func Train(ctx context.Context, beats []Beat, opt TrainOptions) (*Model, error) 
 	opt = opt.withDefaults()
 	if len(beats) == 0 {
 		return nil, fmt.Errorf("training: no beats")
+	}
+	if opt.MaxDepth > maxTreeDepth {
+		return nil, fmt.Errorf("training: depth %d, want 1 to %d", opt.MaxDepth, maxTreeDepth)
 	}
 	if opt.Linear < 0 || opt.Linear > 1 || math.IsNaN(opt.Linear) {
 		return nil, fmt.Errorf("training: linear model share %v, want 0 to 1", opt.Linear)

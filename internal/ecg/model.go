@@ -37,6 +37,9 @@ const (
 	maxModelTrees = 1 << 16
 	maxTreeNodes  = 1 << 16
 	maxMetaBytes  = 1 << 20
+	// maxTreeDepth bounds a tree's depth (TrainOptions.MaxDepth): classifying walks every
+	// tree as deep as the deepest.
+	maxTreeDepth = 24
 )
 
 // ErrModelFormat marks a model file that is not a valid pulselake ECG model.
@@ -528,6 +531,11 @@ func readEnsemble(br *bytes.Reader, version, nf int) (*ensemble, error) {
 			return nil, fmt.Errorf("%w: tree %d node count", ErrModelFormat, k)
 		}
 		t := tree{Class: int(cls), Nodes: make([]node, nn)}
+		// Each node but the root has at most one parent, so the nodes are a tree and not a
+		// graph of shared subtrees (whose paths multiply), and no path is deeper than
+		// maxTreeDepth. Parents come before their children, so a node's depth is known when
+		// it is read.
+		depth := make([]int8, nn) // 0: no parent (yet); else the node's depth
 		for i := range t.Nodes {
 			nd := &t.Nodes[i]
 			for _, v := range []any{&nd.Feat, &nd.Thr, &nd.Left, &nd.Right, &nd.Value} {
@@ -540,6 +548,13 @@ func readEnsemble(br *bytes.Reader, version, nf int) (*ensemble, error) {
 				if int(nd.Feat) >= nf || nd.Left <= int32(i) || nd.Right <= int32(i) || nd.Left >= int32(nn) || nd.Right >= int32(nn) {
 					return nil, fmt.Errorf("%w: tree %d node %d: bad split", ErrModelFormat, k, i)
 				}
+				if nd.Left == nd.Right || depth[nd.Left] != 0 || depth[nd.Right] != 0 {
+					return nil, fmt.Errorf("%w: tree %d node %d: a child with two parents", ErrModelFormat, k, i)
+				}
+				if int(depth[i]) >= maxTreeDepth {
+					return nil, fmt.Errorf("%w: tree %d deeper than %d", ErrModelFormat, k, maxTreeDepth)
+				}
+				depth[nd.Left], depth[nd.Right] = depth[i]+1, depth[i]+1
 			}
 			if math.IsNaN(float64(nd.Value)) || math.IsNaN(float64(nd.Thr)) {
 				return nil, fmt.Errorf("%w: tree %d node %d: NaN", ErrModelFormat, k, i)
