@@ -134,19 +134,15 @@ func main() {
 		if *coldBinary {
 			dropFromPageCache(*bin)
 		}
-		t0 = time.Now()
-		cmd := exec.Command(*bin, append([]string{"ingest", "--data", data, "--subject", "bench", "--format", "apple-health", xmlPath}, configArgs...)...)
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Run(); err != nil {
-			fatal(fmt.Errorf("pulselake ingest: %v\n%s", err, out.String()))
+		r, err := runIngest(*bin, data, xmlPath, configArgs)
+		if err != nil {
+			fatal(err)
 		}
-		el = time.Since(t0).Seconds()
-		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-		cpu := (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
+		ps := r.state
+		cpu := r.cpu()
 		fmt.Printf("pulselake ingest: %.1fs, %.0f records/s, %.0f readings/s; CPU %.1fs (user %.1fs, system %.1fs; %.0f records per CPU-second); peak RSS %d MB; load average at the end %s\n  %s",
-			el, float64(st.Records)/el, float64(readings)/el, cpu, cmd.ProcessState.UserTime().Seconds(), cmd.ProcessState.SystemTime().Seconds(),
-			float64(st.Records)/cpu, ru.Maxrss/1000, loadAvg(), lastLines(out.String(), 2))
+			r.wall, float64(st.Records)/r.wall, float64(readings)/r.wall, cpu, ps.UserTime().Seconds(), ps.SystemTime().Seconds(),
+			float64(st.Records)/cpu, r.peakRSS()/1000, loadAvg(), lastLines(r.out, 2))
 	}
 
 	// 3. Through serve.
@@ -261,20 +257,41 @@ func ingestIntoServe(bin, data, xmlPath string, configArgs []string, records, re
 	}
 	defer s.stop()
 	t0 := time.Now()
+	r, err := runIngest(bin, data, xmlPath, configArgs)
+	if err != nil {
+		return fmt.Errorf("into serve: %w", err)
+	}
+	fmt.Printf("pulselake ingest into serve: %.1fs, %.0f records/s, %.0f readings/s; importer CPU %.1fs, peak RSS %d MB; serve CPU %.1fs, %s; load average %s\n  %s",
+		r.wall, float64(records)/r.wall, float64(readings)/r.wall, r.cpu(), r.peakRSS()/1000,
+		s.cpu(), s.memory(), loadAvg(), lastLines(r.out, 1))
+	s.waitCaughtUp(t0, records)
+	return nil
+}
+
+// ingestRun is a finished `pulselake ingest` of the export.
+type ingestRun struct {
+	wall  float64 // seconds
+	state *os.ProcessState
+	out   string // its output
+}
+
+// runIngest runs `pulselake ingest` of the export on a data directory.
+func runIngest(bin, data, xmlPath string, configArgs []string) (*ingestRun, error) {
+	t0 := time.Now()
 	cmd := exec.Command(bin, append([]string{"ingest", "--data", data, "--subject", "bench", "--format", "apple-health", xmlPath}, configArgs...)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("pulselake ingest into serve: %v\n%s", err, out.String())
+		return nil, fmt.Errorf("pulselake ingest: %v\n%s", err, out.String())
 	}
-	el := time.Since(t0).Seconds()
-	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	fmt.Printf("pulselake ingest into serve: %.1fs, %.0f records/s, %.0f readings/s; importer CPU %.1fs, peak RSS %d MB; serve CPU %.1fs, %s; load average %s\n  %s",
-		el, float64(records)/el, float64(readings)/el, (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds(), ru.Maxrss/1000,
-		s.cpu(), s.memory(), loadAvg(), lastLines(out.String(), 1))
-	s.waitCaughtUp(t0, records)
-	return nil
+	return &ingestRun{wall: time.Since(t0).Seconds(), state: cmd.ProcessState, out: out.String()}, nil
 }
+
+// cpu is the importer's user and system CPU time in seconds.
+func (r *ingestRun) cpu() float64 { return (r.state.UserTime() + r.state.SystemTime()).Seconds() }
+
+// peakRSS is the importer's peak resident set in kB.
+func (r *ingestRun) peakRSS() int64 { return r.state.SysUsage().(*syscall.Rusage).Maxrss }
 
 func viaServe(bin, data, xmlPath string, configArgs []string, records, readings int64) error {
 	s, err := startServe(bin, data, configArgs)
