@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -179,3 +180,48 @@ func fmtData(v any) string {
 }
 
 func fmtAny(v any) string { return strings.TrimSpace(fmt.Sprint(v)) }
+
+// TestPagesShareNavigation checks every dashboard page as served: the same navigation to
+// the three top pages (the page's own marked current), the icon, the skip link, and a label
+// for every form control.
+func TestPagesShareNavigation(t *testing.T) {
+	pages := []struct {
+		name    string
+		h       http.Handler
+		current string // the nav link marked aria-current, "" for none
+	}{
+		{"overview", Dashboard(), "/"},
+		{"subjects", Subjects(), "/subjects"},
+		{"subject", Subject(), ""},
+		{"sources", Sources(), "/sources"},
+	}
+	control := regexp.MustCompile(`<(?:input|select|textarea)\b[^>]*\bid="([^"]+)"`)
+	for _, p := range pages {
+		rec := httptest.NewRecorder()
+		p.h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+		if rec.Code != http.StatusOK {
+			t.Fatalf("%s: status %d", p.name, rec.Code)
+		}
+		html := rec.Body.String()
+		for _, want := range []string{`<nav aria-label="pages"`, `<a class="skip" href="#main">`, `<main id="main">`,
+			`<link rel="icon" href="/assets/favicon.svg"`} {
+			if !strings.Contains(html, want) {
+				t.Errorf("%s page lacks %s", p.name, want)
+			}
+		}
+		for _, link := range []string{"/", "/subjects", "/sources"} {
+			plain, current := `<a href="`+link+`">`, `<a href="`+link+`" aria-current="page">`
+			switch {
+			case link == p.current && !strings.Contains(html, current):
+				t.Errorf("%s page does not mark its own link %s current", p.name, link)
+			case link != p.current && !strings.Contains(html, plain):
+				t.Errorf("%s page lacks a plain nav link to %s", p.name, link)
+			}
+		}
+		for _, m := range control.FindAllStringSubmatch(html, -1) {
+			if !strings.Contains(html, `for="`+m[1]+`"`) {
+				t.Errorf("%s page: form control %q has no label", p.name, m[1])
+			}
+		}
+	}
+}
