@@ -69,6 +69,17 @@ func (w *Writer) trimIndex() {
 	}
 }
 
+// reportIndex sets the gauge of identities held in memory.
+func (w *Writer) reportIndex() {
+	held := 0
+	for _, ki := range w.index {
+		for _, di := range ki.days {
+			held += len(di.ids)
+		}
+	}
+	w.m.indexIDs.Set(float64(held))
+}
+
 // loadIdentities reads the id column of one day partition of a trusted table.
 func loadIdentities(ctx context.Context, t *table.Table, day int64) (map[reading.ID]struct{}, error) {
 	ids := map[reading.ID]struct{}{}

@@ -103,6 +103,7 @@ type metrics struct {
 	failures   prometheus.Counter
 	lastCommit prometheus.Gauge
 	compacted  prometheus.Counter
+	indexIDs   prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -127,9 +128,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Unix time of the last successful flush."}),
 		compacted: prometheus.NewCounter(prometheus.CounterOpts{Name: "pulselake_lake_compacted_files_total",
 			Help: "Small data files rewritten by compaction."}),
+		indexIDs: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pulselake_lake_identity_index_entries",
+			Help: "Identities the lake writer holds in memory to keep trusted tables free of duplicates (the lake.dedup_days most recently used days of each kind; about 24-36 bytes each)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.tableOK, m.tableErrs, m.lagMsgs, m.rows, m.duplicates, m.commits, m.commitDur, m.failures, m.lastCommit, m.compacted)
+		reg.MustRegister(m.tableOK, m.tableErrs, m.lagMsgs, m.rows, m.duplicates, m.commits, m.commitDur, m.failures, m.lastCommit, m.compacted, m.indexIDs)
 	}
 	return m
 }
@@ -578,6 +581,7 @@ func (w *Writer) endFlush(f *flushState, err error) {
 	if err != nil {
 		w.index = map[string]*kindIndex{}
 	}
+	w.reportIndex()
 }
 
 // buildRows adds the rows of batches (stream sequences seqs) to the tables of f and returns

@@ -13,6 +13,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pulselake/pulselake/internal/reading"
 	"github.com/pulselake/pulselake/internal/stream"
@@ -450,5 +451,39 @@ func checkDictionaries(t *testing.T, dir, zone, name string, want map[string]boo
 			}
 		}
 		r.Close()
+	}
+}
+
+// TestWriterReportsIdentityIndex checks pulselake_lake_identity_index_entries: the
+// identities held for de-duplication, of every indexed day, or of the lake.dedup_days most
+// recently used days only.
+func TestWriterReportsIdentityIndex(t *testing.T) {
+	for _, c := range []struct{ days, want int }{{3, 10}, {1, 5}} {
+		ctx, dir, conn, reg := glucoseStream(t)
+		publish(t, conn, reg, 0, 10, false) // ten readings, five on each of two days
+		metrics := prometheus.NewRegistry()
+		w, err := New(discard(), metrics, Options{Config: Config{CompactInterval: -1, DedupDays: c.days}, DataDir: dir, Conn: conn, Registry: reg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- w.Run(ctx) }()
+		w.Stop()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		families, err := metrics.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := -1.0
+		for _, f := range families {
+			if f.GetName() == "pulselake_lake_identity_index_entries" {
+				got = f.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		if got != float64(c.want) {
+			t.Errorf("dedup_days %d: pulselake_lake_identity_index_entries %v, want %d", c.days, got, c.want)
+		}
 	}
 }
