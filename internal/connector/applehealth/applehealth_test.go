@@ -237,6 +237,15 @@ func TestReadECG(t *testing.T) {
 	if _, err := ReadECG(strings.NewReader("a,b,c\n1,2,3\n"), "x.csv", Options{}, func([]byte, string) error { return nil }); err != errNotECG {
 		t.Errorf("another CSV: err %v, want errNotECG", err)
 	}
+	// Values that parse but are no voltage JSON can carry: the file is refused, naming the line.
+	lines := strings.Count(ecgCSVEnglish, "\n")
+	for _, bad := range []string{"NaN", "-Inf", "+Inf", "-29e102", "4e41"} {
+		csv := ecgCSVEnglish + bad + "\n"
+		n, err := ReadECG(strings.NewReader(csv), "ecg.csv", Options{Subject: "alice"}, func([]byte, string) error { return nil })
+		if want := fmt.Sprintf("line %d: %q is not a finite sample value", lines+1, bad); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("sample %s: ReadECG = %d, %v; want an error with %q", bad, n, err, want)
+		}
+	}
 }
 
 func near(a, b float64) bool { return a-b < 1e-6 && b-a < 1e-6 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -150,6 +151,11 @@ func readECGSamples(sc *bufio.Scanner, name string, h ecgHeader) ([]float64, err
 		v, err := strconv.ParseFloat(text, 64)
 		if err != nil {
 			return nil, fmt.Errorf("reading %s line %d: %q is not a sample value", name, line, sc.Text())
+		}
+		// NaN and Inf parse, and a huge value overflows the float32 the samples are written
+		// as: none of them is a voltage, and JSON cannot carry them.
+		if mv := float32(v * h.unitScale); math.IsNaN(float64(mv)) || math.IsInf(float64(mv), 0) {
+			return nil, fmt.Errorf("reading %s line %d: %q is not a finite sample value", name, line, sc.Text())
 		}
 		if len(samples) == maxECGSamples {
 			return nil, fmt.Errorf("reading %s: more than %d samples; not an Apple Watch recording", name, maxECGSamples)
