@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -81,6 +82,7 @@ type Parser struct {
 	reg  *Registry
 	p    fastjson.Parser
 	keys [][]byte // scratch of duplicateKey
+	num  []byte   // scratch of number
 	// names holds the subjects, devices and kinds seen, so that readings of the same
 	// subject and device share their strings instead of allocating them each.
 	names map[string]string
@@ -261,7 +263,7 @@ func (p *Parser) readKindValues(r *Reading, values *fastjson.Object, errs Errors
 	if values == nil {
 		return errs
 	}
-	errs = parseValues(kind, values, r, errs)
+	errs = p.parseValues(kind, values, r, errs)
 	if len(errs) == 0 && kind.Check != nil {
 		errs = append(errs, kind.Check(r)...)
 	}
@@ -310,7 +312,7 @@ func (p *Parser) duplicateKey(v *fastjson.Value) (path, key string, dup bool) {
 
 // parseValues sets r's values from values, each checked against its field of kind, and
 // reports the values kind does not have and the required ones missing.
-func parseValues(kind *Kind, values *fastjson.Object, r *Reading, errs Errors) Errors {
+func (p *Parser) parseValues(kind *Kind, values *fastjson.Object, r *Reading, errs Errors) Errors {
 	var present uint64
 	values.Visit(func(key []byte, fv *fastjson.Value) {
 		i, ok := kind.index[string(key)]
@@ -322,11 +324,11 @@ func parseValues(kind *Kind, values *fastjson.Object, r *Reading, errs Errors) E
 		f := &kind.Fields[i]
 		switch f.Type {
 		case Number:
-			errs = parseNumber(f, fv, key, r, len(kind.Fields), errs)
+			errs = p.parseNumber(f, fv, key, r, len(kind.Fields), errs)
 		case Text:
 			errs = parseText(f, fv, key, r, errs)
 		case Samples:
-			errs = parseSamples(f, fv, key, r, errs)
+			errs = p.parseSamples(f, fv, key, r, errs)
 		}
 	})
 	for i, f := range kind.Fields {
@@ -351,11 +353,28 @@ func unknownValue(kind *Kind, key []byte) FieldError {
 		fmt.Sprintf("kind %s has no value %q; its values are %s", kind.Name, key, strings.Join(names, ", "))}
 }
 
+// number reads a JSON number as strconv.ParseFloat rounds it, to the nearest float64.
+// fastjson's own Float64 can be a unit in the last place off for a number with an exponent
+// (764835386697e-7), and the stream's decoder (ParseEncoded) reads numbers with strconv:
+// both must read every number alike. ok is false for a value that is not a number; one
+// beyond float64's range reads as ±Inf, which the range checks refuse.
+func (p *Parser) number(v *fastjson.Value) (n float64, ok bool) {
+	if v.Type() != fastjson.TypeNumber {
+		return 0, false
+	}
+	p.num = v.MarshalTo(p.num[:0])
+	n, err := strconv.ParseFloat(string(p.num), 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
+		return 0, false
+	}
+	return n, true
+}
+
 // parseNumber sets the number field f of r from fv if it is a number within f's range;
 // nfields sizes r.Values when it is made.
-func parseNumber(f *Field, fv *fastjson.Value, key []byte, r *Reading, nfields int, errs Errors) Errors {
-	n, err := fv.Float64()
-	if err != nil {
+func (p *Parser) parseNumber(f *Field, fv *fastjson.Value, key []byte, r *Reading, nfields int, errs Errors) Errors {
+	n, ok := p.number(fv)
+	if !ok {
 		return append(errs, FieldError{CodeInvalidType, valuePath(key), fmt.Sprintf("%s must be a number (%s), got %s", f.Name, f.Unit, fv.Type())})
 	}
 	if msg, ok := f.checkNumber(n); !ok {
@@ -401,7 +420,7 @@ func (f *Field) samplesLength(n int, path string) (FieldError, bool) {
 	return FieldError{}, false
 }
 
-func parseSamples(f *Field, fv *fastjson.Value, key []byte, r *Reading, errs Errors) Errors {
+func (p *Parser) parseSamples(f *Field, fv *fastjson.Value, key []byte, r *Reading, errs Errors) Errors {
 	arr, err := fv.Array()
 	if err != nil {
 		return append(errs, FieldError{CodeInvalidType, valuePath(key), fmt.Sprintf("%s must be an array of numbers, got %s", f.Name, fv.Type())})
@@ -411,8 +430,8 @@ func parseSamples(f *Field, fv *fastjson.Value, key []byte, r *Reading, errs Err
 	}
 	samples := make([]float64, len(arr))
 	for j, e := range arr {
-		n, err := e.Float64()
-		if err != nil {
+		n, ok := p.number(e)
+		if !ok {
 			return append(errs, FieldError{CodeInvalidType, valuePath(key) + "/" + strconv.Itoa(j), "sample must be a number, got " + e.Type().String()})
 		}
 		if msg, ok := f.checkNumber(n); !ok {
@@ -438,10 +457,10 @@ func (p *Parser) parseTime(v *fastjson.Value, errs *Errors) time.Time {
 			return time.Time{}
 		}
 	case fastjson.TypeNumber:
-		ms, err := v.Float64()
-		if err != nil || math.IsNaN(ms) || math.Abs(ms) > 1e15 {
+		ms, ok := p.number(v)
+		if !ok || math.IsNaN(ms) || math.Abs(ms) > 1e15 {
 			hint := ""
-			if err == nil && math.Abs(ms) > 1e15 {
+			if ok && math.Abs(ms) > 1e15 {
 				hint = "; it looks like micro- or nanoseconds"
 			}
 			*errs = append(*errs, FieldError{CodeInvalidTime, "/time", "time must be Unix epoch milliseconds" + hint})

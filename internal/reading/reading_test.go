@@ -2,6 +2,7 @@ package reading
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -269,4 +270,24 @@ func FuzzDuplicateKeys(f *testing.F) {
 			t.Fatalf("payload %s: duplicate key %v, parser says %v", data, dup, errs)
 		}
 	})
+}
+
+// TestParseRoundsNumbersExactly reads numbers as strconv.ParseFloat does (the nearest
+// float64), as the stream's decoder does: fastjson's own parse is a unit in the last place
+// off for some of these.
+func TestParseRoundsNumbersExactly(t *testing.T) {
+	p := newTestParser(t)
+	for _, num := range []string{"764835386697e-7", "61.5", "6.15e1", "615e-1", "60.00000000000001", "1234567890123456789e-17", "72.123456789012345678", "1e-5"} {
+		want, err := strconv.ParseFloat(num, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, errs := p.Parse([]byte(`{"subject":"s","device":"d","kind":"steps","time":1763892000123,"values":{"count":` + num + `,"interval_s":` + num + `}}`))
+		if errs != nil {
+			t.Fatalf("%s: %v", num, errs)
+		}
+		if r.Values["count"] != want || r.Values["interval_s"] != want {
+			t.Errorf("%s read as %v and %v, want %v", num, r.Values["count"], r.Values["interval_s"], want)
+		}
+	}
 }
