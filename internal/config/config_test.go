@@ -214,3 +214,12 @@ func TestCheckListsEveryMistake(t *testing.T) {
 		})
 	}
 }
+
+// TestMalformedListIsAProblem loads a config whose list item the YAML library cannot walk
+// (it panicked on it): the load fails with a problem naming the line, not a crash.
+func TestMalformedListIsAProblem(t *testing.T) {
+	_, err := Load(write(t, "detectors:\n !- {kind: heart_rate, value: bpm, method: timeshift}\n"))
+	if err == nil || !strings.Contains(err.Error(), "cannot be decoded") || !strings.Contains(err.Error(), ":2") {
+		t.Fatalf("Load = %v; want a problem at line 2 saying the part cannot be decoded", err)
+	}
+}

@@ -227,7 +227,7 @@ func Decode[T any](file string, f *ast.File, fresh func() *T) (*T, Problems) {
 		if len(f.Docs) == 0 || f.Docs[0].Body == nil {
 			return dst, ps
 		}
-		err := yaml.NodeToValue(f.Docs[0].Body, dst, yaml.Strict())
+		err := nodeToValue(f.Docs[0].Body, dst)
 		if err == nil {
 			return dst, ps
 		}
@@ -247,7 +247,7 @@ func Decode[T any](file string, f *ast.File, fresh func() *T) (*T, Problems) {
 			// by leaving keys out until it goes away.
 			msg := err.Error()
 			fails := func() bool {
-				err := yaml.NodeToValue(f.Docs[0].Body, fresh(), yaml.Strict())
+				err := nodeToValue(f.Docs[0].Body, fresh())
 				return err != nil && err.Error() == msg
 			}
 			p.Path, p.Line, removed = culprit(f.Docs[0].Body, fails)
@@ -257,6 +257,18 @@ func Decode[T any](file string, f *ast.File, fresh func() *T) (*T, Problems) {
 			return dst, ps
 		}
 	}
+}
+
+// nodeToValue decodes node into dst strictly. The YAML library panics on some malformed
+// trees (a list item whose key is "!-" with a flow mapping, found by FuzzDetectorParams);
+// that is a mistake in the file, reported like any other, not a crash.
+func nodeToValue(node ast.Node, dst any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("this part cannot be decoded (%v); check its indentation and list markers", r)
+		}
+	}()
+	return yaml.NodeToValue(node, dst, yaml.Strict())
 }
 
 // located is an error that knows where its value is written: goccy/go-yaml's errors and
