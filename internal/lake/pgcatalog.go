@@ -135,7 +135,10 @@ func parsePostgresDSN(dsn string) (*pgx.ConnConfig, error) {
 
 var (
 	kvPassword  = regexp.MustCompile(`password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)`)
-	urlPassword = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9+.-]*://[^/@?#:]*:([^@/?#]*)@`)
+	// Everything from the user's colon to the last "@": a password typed without escaping
+	// may hold "?", "#" or "/", which end a URL's user part; masking more than the password
+	// (when a later part has an "@") is the safe mistake.
+	urlPassword = regexp.MustCompile(`(?s)^[a-zA-Z][a-zA-Z0-9+.-]*://[^/@?#:]*:(.*)@`)
 )
 
 // dsnPasswords returns every string of dsn that may be its password.
