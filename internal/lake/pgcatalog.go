@@ -134,7 +134,7 @@ func parsePostgresDSN(dsn string) (*pgx.ConnConfig, error) {
 }
 
 var (
-	kvPassword  = regexp.MustCompile(`password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)`)
+	kvPassword = regexp.MustCompile(`password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)`)
 	// Everything from the user's colon to the last "@": a password typed without escaping
 	// may hold "?", "#" or "/", which end a URL's user part; masking more than the password
 	// (when a later part has an "@") is the safe mistake.
