@@ -283,8 +283,8 @@ func step(flat []flatNode, f *[NumFeatures]float32, i int32) int32 {
 // int32 right, float32 value); versions 5 and later then have uint32 1 or 0 (whether a linear model
 // follows) and the linear model (see linearModel.write; version 6 adds its base share, version 7
 // five features, version 8 two features and the supraventricular gate, version 9 the gate's
-// scope, version 10 a scope that adds the onsets of runs). All integers and floats are little-endian. A model read from an older file is
-// written in its version.
+// scope, version 10 a scope that adds the onsets of runs). All integers and floats are
+// little-endian. A model read from an older file is written in its version.
 func (m *Model) WriteTo(w io.Writer) (int64, error) {
 	version := m.Version
 	if modelFeatures[version] != m.NumFeatures {
